@@ -1,0 +1,356 @@
+"""The Polygon call budget, shared by every process and run of a deployment.
+
+At most `limit` HTTP requests in any `window` seconds: a sliding-window log of call times kept in
+Redis (when `REDIS_URL` is set) or in the trading database. Each Dagster run is its own process, so
+the state must live in a store they all share; the store's own clock is the only clock, so skew
+between machines cannot let two processes both believe a slot is free.
+
+Why not a library: pyrate-limiter and limits both count on the client's clock (limits passes the
+caller's timestamp into its Redis script; pyrate-limiter's Redis bucket does the same) and neither
+can pause every caller after a 429, which Polygon needs because it sends no Retry-After. The
+atomic step is small enough to own: one Lua script in Redis, one locked transaction in SQL.
+
+Failing closed: if the store cannot be reached, no slot is granted and no request is sent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import sqlalchemy as sa
+
+from assets_pipeline.database import db_epoch_seconds, insert_ignore
+from assets_pipeline.schema import api_budget_calls, api_budget_state
+
+#: Slack added to the window so that clock rounding between us and Polygon never lets a call in
+#: early: a slot frees this long after the window has strictly passed.
+WINDOW_MARGIN_SECONDS = 0.05
+
+
+class BudgetError(RuntimeError):
+    """No slot could be had: the deadline passed, or the store is unreachable (fail closed)."""
+
+    retryable = True
+
+
+@dataclass(frozen=True)
+class BudgetStats:
+    """What the status command and run metadata report."""
+
+    limit: int
+    window_seconds: float
+    remaining: int
+    reset_at: dt.datetime | None
+    paused_until: dt.datetime | None
+    total_calls: int
+    total_waits: int
+    backend: str
+
+
+class BudgetStore(Protocol):
+    """The atomic primitives; times are epoch seconds on the store's clock."""
+
+    backend: str
+
+    def try_acquire(self, limit: int, window: float) -> float:
+        """Take a slot and return 0, or take nothing and return the seconds until one frees."""
+        ...
+
+    def pause(self, seconds: float) -> None:
+        """Grant no slot to anyone for `seconds` (after a 429)."""
+        ...
+
+    def record_wait(self) -> None: ...
+
+    def stats(self, limit: int, window: float) -> BudgetStats: ...
+
+
+class PolygonBudget:
+    """Waits for a slot up to a deadline, then fails with a clear error."""
+
+    def __init__(
+        self,
+        store: BudgetStore,
+        limit: int,
+        window_seconds: float,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if limit < 1:
+            raise ValueError(f"the budget needs at least 1 call per window, got {limit}")
+        if window_seconds <= 0:
+            raise ValueError(f"the budget window must be positive, got {window_seconds}")
+        self.store = store
+        self.limit = limit
+        self.window_seconds = window_seconds
+        self._sleep = sleep
+        self._monotonic = monotonic
+        #: What this process has done; the store keeps the deployment-wide totals.
+        self.calls = 0
+        self.waits = 0
+        self.waited_seconds = 0.0
+
+    def acquire(self, max_wait_seconds: float) -> float:
+        """Take one slot for one HTTP request; return how long we waited for it."""
+        started = self._monotonic()
+        deadline = started + max_wait_seconds
+        counted_wait = False
+        while True:
+            wait = self._try(self.store.try_acquire, self.limit, self.window_seconds)
+            if wait <= 0:
+                self.calls += 1
+                waited = self._monotonic() - started
+                self.waited_seconds += waited
+                return waited
+            remaining = deadline - self._monotonic()
+            if wait > remaining:
+                # The next slot frees after our deadline: fail now rather than sleep in vain.
+                raise BudgetError(
+                    f"no Polygon call slot within {max_wait_seconds:.0f}s: the budget of"
+                    f" {self.limit} calls per {self.window_seconds:g}s is in use"
+                    f" (next slot in {wait:.1f}s)"
+                )
+            if not counted_wait:
+                counted_wait = True
+                self.waits += 1
+                self._try(self.store.record_wait)
+            self._sleep(min(wait, max(remaining, 0.01)))
+
+    def penalize(self) -> None:
+        """Polygon said 429: everybody waits a full window."""
+        self._try(self.store.pause, self.window_seconds + WINDOW_MARGIN_SECONDS)
+
+    def stats(self) -> BudgetStats:
+        return self._try(self.store.stats, self.limit, self.window_seconds)
+
+    def _try(self, call: Callable[..., object], *args: object) -> object:  # type: ignore[return]
+        try:
+            return call(*args)
+        except BudgetError:
+            raise
+        except Exception as exc:
+            raise BudgetError(
+                f"the Polygon budget store ({self.store.backend}) is unreachable, so no call is"
+                f" made: {exc.__class__.__name__}: {_first_line(exc)}"
+            ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else ""
+
+
+def _as_datetime(epoch: float | None) -> dt.datetime | None:
+    return dt.datetime.fromtimestamp(epoch, dt.UTC) if epoch else None
+
+
+# --- Redis -----------------------------------------------------------------------------------
+
+_ACQUIRE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local paused = tonumber(redis.call('GET', KEYS[2]) or '0')
+if paused > now then
+  return tostring(paused - now)
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) < limit then
+  redis.call('ZADD', KEYS[1], now, ARGV[3])
+  redis.call('EXPIRE', KEYS[1], math.ceil(window) + 1)
+  redis.call('HINCRBY', KEYS[3], 'total_calls', 1)
+  return '0'
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return tostring(math.max(tonumber(oldest[2]) + window - now, 0.001))
+"""
+
+_PAUSE_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local untl = now + tonumber(ARGV[1])
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if untl > current then
+  redis.call('SET', KEYS[1], tostring(untl), 'EX', math.ceil(tonumber(ARGV[1])) + 1)
+end
+return tostring(untl)
+"""
+
+_STATS_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local window = tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local oldest_at = '0'
+if #oldest > 0 then oldest_at = oldest[2] end
+return {tostring(now), tostring(redis.call('ZCARD', KEYS[1])), oldest_at,
+        redis.call('GET', KEYS[2]) or '0',
+        redis.call('HGET', KEYS[3], 'total_calls') or '0',
+        redis.call('HGET', KEYS[3], 'total_waits') or '0'}
+"""
+
+
+class RedisBudgetStore:
+    """Sliding-window log in a sorted set; each step one Lua script on Redis's own clock."""
+
+    backend = "redis"
+
+    def __init__(self, client: object, name: str = "polygon", namespace: str = "") -> None:
+        import redis
+
+        assert isinstance(client, redis.Redis)
+        self._client = client
+        base = f"{namespace}budget:{name}"
+        self._keys = [f"{base}:calls", f"{base}:paused_until", f"{base}:stats"]
+        self._acquire = client.register_script(_ACQUIRE_LUA)
+        self._pause = client.register_script(_PAUSE_LUA)
+        self._stats = client.register_script(_STATS_LUA)
+
+    def try_acquire(self, limit: int, window: float) -> float:
+        nonce = uuid.uuid4().hex
+        return float(
+            self._acquire(keys=self._keys, args=[limit, window + WINDOW_MARGIN_SECONDS, nonce])
+        )
+
+    def pause(self, seconds: float) -> None:
+        self._pause(keys=[self._keys[1]], args=[seconds])
+
+    def record_wait(self) -> None:
+        self._client.hincrby(self._keys[2], "total_waits", 1)
+
+    def stats(self, limit: int, window: float) -> BudgetStats:
+        now, used, oldest, paused, calls, waits = (
+            float(v) for v in self._stats(keys=self._keys, args=[window + WINDOW_MARGIN_SECONDS])
+        )
+        return _stats(limit, window, now, int(used), oldest, paused, calls, waits, self.backend)
+
+    def clear(self) -> None:
+        self._client.delete(*self._keys)
+
+
+def _stats(
+    limit: int,
+    window: float,
+    now: float,
+    used: int,
+    oldest: float,
+    paused: float,
+    calls: float,
+    waits: float,
+    backend: str,
+) -> BudgetStats:
+    paused_until = paused if paused > now else None
+    reset = oldest + window + WINDOW_MARGIN_SECONDS if used else None
+    return BudgetStats(
+        limit=limit,
+        window_seconds=window,
+        remaining=0 if paused_until else max(limit - used, 0),
+        reset_at=_as_datetime(max(filter(None, [reset, paused_until]), default=None)),
+        paused_until=_as_datetime(paused_until),
+        total_calls=int(calls),
+        total_waits=int(waits),
+        backend=backend,
+    )
+
+
+# --- SQL (the embedded default, or PostgreSQL without Redis) --------------------------------
+
+
+class SqlBudgetStore:
+    """The same log in two tables; the state row is locked for the length of each step."""
+
+    backend = "database"
+
+    def __init__(self, engine: sa.Engine, name: str = "polygon") -> None:
+        self._engine = engine
+        self._name = name
+        self.backend = f"database ({engine.dialect.name})"
+
+    def _locked(self, conn: sa.Connection) -> sa.Row:
+        conn.execute(insert_ignore(conn, api_budget_state, {"name": self._name}))
+        query = sa.select(api_budget_state).where(api_budget_state.c.name == self._name)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        return conn.execute(query).one()
+
+    def try_acquire(self, limit: int, window: float) -> float:
+        window += WINDOW_MARGIN_SECONDS
+        with self._engine.begin() as conn:
+            state = self._locked(conn)
+            now = db_epoch_seconds(conn)
+            if state.paused_until > now:
+                return state.paused_until - now
+            calls = api_budget_calls.c
+            conn.execute(
+                sa.delete(api_budget_calls).where(
+                    calls.name == self._name, calls.at <= now - window
+                )
+            )
+            used, oldest = conn.execute(
+                sa.select(sa.func.count(), sa.func.min(calls.at)).where(calls.name == self._name)
+            ).one()
+            if used >= limit:
+                return max(oldest + window - now, 0.001)
+            conn.execute(sa.insert(api_budget_calls).values(name=self._name, at=now))
+            conn.execute(self._bump("total_calls"))
+            return 0.0
+
+    def pause(self, seconds: float) -> None:
+        with self._engine.begin() as conn:
+            state = self._locked(conn)
+            until = db_epoch_seconds(conn) + seconds
+            if until > state.paused_until:
+                conn.execute(
+                    sa.update(api_budget_state)
+                    .where(api_budget_state.c.name == self._name)
+                    .values(paused_until=until)
+                )
+
+    def record_wait(self) -> None:
+        with self._engine.begin() as conn:
+            self._locked(conn)
+            conn.execute(self._bump("total_waits"))
+
+    def stats(self, limit: int, window: float) -> BudgetStats:
+        with self._engine.begin() as conn:
+            state = self._locked(conn)
+            now = db_epoch_seconds(conn)
+            calls = api_budget_calls.c
+            used, oldest = conn.execute(
+                sa.select(sa.func.count(), sa.func.min(calls.at)).where(
+                    calls.name == self._name,
+                    calls.at > now - window - WINDOW_MARGIN_SECONDS,
+                )
+            ).one()
+        return _stats(
+            limit,
+            window,
+            now,
+            used,
+            oldest or 0.0,
+            state.paused_until,
+            state.total_calls,
+            state.total_waits,
+            self.backend,
+        )
+
+    def _bump(self, column: str) -> sa.Update:
+        col = api_budget_state.c[column]
+        return (
+            sa.update(api_budget_state)
+            .where(api_budget_state.c.name == self._name)
+            .values({column: col + 1})
+        )
+
+    def clear(self) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(sa.delete(api_budget_calls).where(api_budget_calls.c.name == self._name))
+            conn.execute(sa.delete(api_budget_state).where(api_budget_state.c.name == self._name))

@@ -1,0 +1,113 @@
+"""One SQLAlchemy engine per database URL per process, set up for both PostgreSQL and SQLite.
+
+SQLite has no schemas, so `trading.*` and `data_sources.*` are translated to plain tables there.
+Every SQLite transaction starts with `BEGIN IMMEDIATE`: it takes the write lock up front, which
+makes read-then-write sequences (the budget, the stale-quote check) atomic across processes and
+avoids the lock-upgrade deadlock that SQLite's default deferred transactions run into.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import make_url
+
+from assets_pipeline.schema import DATA_SOURCES, TRADING, ensure_schema
+
+_engines: dict[str, sa.Engine] = {}
+_ready: set[str] = set()
+_lock = threading.Lock()
+
+
+def normalize_url(url: str) -> str:
+    """`postgresql://` and `postgres://` mean psycopg 3 here (the driver we ship)."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password hidden, safe for logs and metadata."""
+    try:
+        return make_url(normalize_url(url)).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparseable URL must still not leak
+        return "<unparseable database URL>"
+
+
+def get_engine(url: str, *, create_schema: bool = True) -> sa.Engine:
+    """The process-wide engine for `url`, with our tables created on first use."""
+    url = normalize_url(url)
+    with _lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = _create_engine(url)
+            _engines[url] = engine
+        if create_schema and url not in _ready:
+            ensure_schema(engine)
+            _ready.add(url)
+    return engine
+
+
+def dispose_engine(url: str) -> None:
+    url = normalize_url(url)
+    with _lock:
+        engine = _engines.pop(url, None)
+        _ready.discard(url)
+    if engine is not None:
+        engine.dispose()
+
+
+def _create_engine(url: str) -> sa.Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return sa.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(
+        url,
+        connect_args={"timeout": 30, "check_same_thread": False},
+        execution_options={"schema_translate_map": {TRADING: None, DATA_SOURCES: None}},
+    )
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let us issue BEGIN ourselves (pysqlite's own BEGIN is deferred).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def db_epoch_seconds(conn: sa.Connection) -> float:
+    """The database server's clock as epoch seconds: shared by every process that uses it."""
+    if conn.dialect.name == "sqlite":
+        sql = "SELECT (julianday('now') - 2440587.5) * 86400.0"
+    else:
+        sql = "SELECT extract(epoch from clock_timestamp())"
+    return float(conn.exec_driver_sql(sql).scalar_one())
+
+
+def dialect_insert(conn: sa.Connection, table: sa.Table) -> Any:
+    """The dialect's INSERT, which has `on_conflict_do_*` on both PostgreSQL and SQLite."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
+
+
+def insert_ignore(conn: sa.Connection, table: sa.Table, values: dict[str, Any]) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING."""
+    return dialect_insert(conn, table).values(**values).on_conflict_do_nothing()

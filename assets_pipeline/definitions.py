@@ -1,0 +1,72 @@
+"""The code location: assets, jobs, sensors and resources, configured from the environment.
+
+Secrets (`POLYGON_API_KEY`, and the database and Redis URLs, which may hold passwords) are passed
+as `dg.EnvVar` when set, so the UI shows the variable's name and never its value. Unset, each
+setting falls back to the embedded default described in `settings.py`.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets_pipeline.assets import QUOTE_IO_MANAGER_KEY, build_quote_assets
+from assets_pipeline.io_managers import QuoteIOManager
+from assets_pipeline.jobs import refresh_all_job, refresh_tier_jobs
+from assets_pipeline.registry import Registry, load_registry, symbols_file_from_env
+from assets_pipeline.resources import (
+    PolygonBudgetResource,
+    PolygonResource,
+    RedisResource,
+    TradingDatabase,
+)
+from assets_pipeline.sensors import event_outbox_relay
+from assets_pipeline.settings import (
+    DEFAULT_RATE_LIMIT_CALLS,
+    DEFAULT_RATE_LIMIT_WINDOW_SECONDS,
+    env,
+    env_is_set,
+)
+
+
+def _secret(name: str) -> str | dg.EnvVar:
+    return dg.EnvVar(name) if env_is_set(name) else ""
+
+
+def build_resources() -> dict[str, object]:
+    database = TradingDatabase(url=_secret("TRADING_DATABASE_URL"))
+    redis = RedisResource(url=_secret("REDIS_URL"), namespace=env("REDIS_NAMESPACE"))
+    budget = PolygonBudgetResource(
+        calls=int(env("POLYGON_RATE_LIMIT_CALLS", str(DEFAULT_RATE_LIMIT_CALLS))),
+        window_seconds=float(
+            env("POLYGON_RATE_LIMIT_WINDOW_SECONDS", str(DEFAULT_RATE_LIMIT_WINDOW_SECONDS))
+        ),
+        redis=redis,
+        database=database,
+    )
+    polygon = PolygonResource(
+        api_key=_secret("POLYGON_API_KEY"),
+        base_url=env("POLYGON_BASE_URL"),
+        snapshot_mode=env("POLYGON_SNAPSHOT_MODE", "batch"),
+        budget=budget,
+    )
+    return {
+        "polygon": polygon,
+        "database": database,
+        "redis": redis,
+        QUOTE_IO_MANAGER_KEY: QuoteIOManager(
+            database=database, redis=redis, symbols_file=str(symbols_file_from_env())
+        ),
+    }
+
+
+def build_definitions(registry: Registry | None = None) -> dg.Definitions:
+    registry = registry or load_registry()
+    return dg.Definitions(
+        assets=[build_quote_assets(registry)],
+        jobs=[refresh_all_job(), *refresh_tier_jobs(registry)],
+        sensors=[event_outbox_relay],
+        resources=build_resources(),
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,52 @@
+"""The IO manager that turns a materialized quote into database rows and a Redis event.
+
+`handle_output` writes the quote in one transaction (see `quote_store.py`), then, after the
+commit, publishes what the outbox holds. Redis being down or unset never fails the write: the
+event waits in the outbox for the relay.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+
+from assets_pipeline.events import relay_pending
+from assets_pipeline.quotes import Quote, iso_utc
+from assets_pipeline.registry import load_registry
+from assets_pipeline.resources import RedisResource, TradingDatabase
+
+
+class QuoteIOManager(dg.ConfigurableIOManager):
+    """Stores `Quote`s in `trading.symbols` & co. and announces them on `asset:update:{SYMBOL}`."""
+
+    database: TradingDatabase
+    redis: RedisResource
+    symbols_file: str = ""
+
+    def handle_output(self, context: dg.OutputContext, obj: Quote) -> None:
+        if not isinstance(obj, Quote):
+            raise TypeError(f"{context.asset_key.to_user_string()} produced {type(obj).__name__}")
+        spec = load_registry(self.symbols_file or None).get(context.asset_key.path[-1])
+        store = self.database.quote_store(self.redis.namespace)
+        partition_date = dt.date.fromisoformat(context.partition_key)
+        outcome = store.write_quote(spec, obj, partition_date, run_id=context.run_id)
+        metadata: dict[str, object] = {"written": outcome.written, "write_result": outcome.reason}
+        if outcome.stored_quote_time is not None:
+            metadata["previous_quote_time"] = iso_utc(outcome.stored_quote_time)
+        if outcome.written:
+            metadata["event_id"] = outcome.event_id
+            relay = relay_pending(store.engine, self.redis.client())
+            metadata["events_published"] = relay.sent
+            metadata["events_pending"] = relay.pending
+            if relay.error and self.redis.url:
+                context.log.warning(
+                    f"{spec.symbol} stored; its event waits in the outbox: Redis said {relay.error}"
+                )
+        else:
+            context.log.info(f"{spec.symbol}: not overwritten, {outcome.reason}")
+        context.add_output_metadata(metadata)
+
+    def load_input(self, context: dg.InputContext) -> Quote | None:
+        symbol = context.asset_key.path[-1]
+        return self.database.quote_store(self.redis.namespace).latest_quote(symbol)

@@ -1,0 +1,255 @@
+"""The Polygon (Massive) REST client: one HTTP session, every attempt paid for from the budget.
+
+Retries live here, next to the call they protect, and each retry takes its own slot from the
+shared budget, because Polygon counts every request. A 429 pauses every caller for a window
+(Polygon sends no Retry-After). A permanent error (400/401/403/404) is never retried.
+
+The key travels only in the `Authorization` header. It is never put in a URL, and every message
+this module produces is passed through `redact`, so it cannot reach a log, an exception, run
+metadata or the UI even if a server echoes it back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import requests
+
+from assets_pipeline.budget import BudgetError, PolygonBudget
+from assets_pipeline.polygon.errors import (
+    MalformedResponse,
+    NotEntitled,
+    PolygonError,
+    RateLimited,
+    RetryableError,
+    TickerNotFound,
+)
+from assets_pipeline.polygon.parsing import (
+    error_from_response,
+    load_json,
+    parse_v2_single,
+    parse_v3_snapshot,
+)
+from assets_pipeline.quotes import Quote, QuoteRejected, validate_quote
+from assets_pipeline.registry import AssetType, SymbolSpec
+
+SnapshotMode = Literal["batch", "per_ticker"]
+#: `/v3/snapshot` takes at most 250 tickers in `ticker.any_of`, and `limit` at most 250.
+V3_MAX_TICKERS = 250
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FetchResult:
+    """What one refresh got: a validated quote or the error, per symbol, and what it cost."""
+
+    quotes: dict[str, Quote] = field(default_factory=dict)
+    errors: dict[str, Exception] = field(default_factory=dict)
+    api_calls: int = 0
+    budget_waits: int = 0
+    budget_wait_seconds: float = 0.0
+    mode: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+class PolygonClient:
+    """Talks to Polygon (or the simulator) within the shared budget."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        budget: PolygonBudget,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 15.0,
+        max_retries: int = 2,
+        backoff_seconds: float = 1.0,
+        max_budget_wait_seconds: float = 180.0,
+        sleep: Callable[[float], None] = time.sleep,
+        logger: logging.Logger | Any | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._key = api_key
+        self.budget = budget
+        self.timeout = (connect_timeout, read_timeout)
+        self.max_retries = max_retries
+        self.backoff_seconds = backoff_seconds
+        self.max_budget_wait_seconds = max_budget_wait_seconds
+        self._sleep = sleep
+        self.log = logger or log
+        self.session = requests.Session()
+        self.session.headers["Accept"] = "application/json"
+        self.session.headers["User-Agent"] = "assets-pipeline"
+        if api_key:
+            self.session.headers["Authorization"] = f"Bearer {api_key}"
+        #: HTTP attempts made by this client (each page and each retry counts).
+        self.calls = 0
+
+    def close(self) -> None:
+        self.session.close()
+
+    def redact(self, text: str) -> str:
+        """Remove the key from any text before it leaves this module."""
+        return text.replace(self._key, "***") if self._key else text
+
+    # --- one request -------------------------------------------------------------------------
+
+    def get_json(self, path: str, params: dict[str, Any] | None = None, ticker: str | None = None):  # noqa: ANN201
+        """GET a path under the base URL and return its JSON, retrying what is retryable."""
+        attempt = 0
+        while True:
+            try:
+                return self._attempt(path, params, ticker)
+            except RetryableError as exc:
+                if isinstance(exc, RateLimited):
+                    self.budget.penalize()
+                if attempt >= self.max_retries:
+                    raise
+                attempt += 1
+                delay = 0.0 if isinstance(exc, RateLimited) else self._backoff(attempt)
+                self.log.warning(
+                    self.redact(
+                        f"Polygon {path}: {exc}; retry {attempt} of {self.max_retries}"
+                        + (f" in {delay:.1f}s" if delay else " once the budget allows")
+                    )
+                )
+                if delay:
+                    self._sleep(delay)
+
+    def _backoff(self, attempt: int) -> float:
+        return min(self.backoff_seconds * 2 ** (attempt - 1), 30.0)
+
+    def _attempt(self, path: str, params: dict[str, Any] | None, ticker: str | None) -> Any:
+        self.budget.acquire(self.max_budget_wait_seconds)
+        self.calls += 1
+        url = self.base_url + path
+        try:
+            response = self.session.get(url, params=params, timeout=self.timeout)
+        except requests.Timeout as exc:
+            raise RetryableError(
+                f"Polygon did not answer {path} in time ({exc.__class__.__name__})", ticker=ticker
+            ) from None
+        except requests.RequestException as exc:
+            raise RetryableError(
+                self.redact(f"cannot reach Polygon at {self.base_url}: {exc.__class__.__name__}"),
+                ticker=ticker,
+            ) from None
+        if response.status_code != 200:
+            raise _redacted(error_from_response(response.status_code, response.text, ticker), self)
+        try:
+            return load_json(response.content)
+        except MalformedResponse as exc:
+            exc.ticker = ticker
+            raise
+
+    # --- snapshots ---------------------------------------------------------------------------
+
+    def snapshot(self, ticker: str, asset_type: AssetType) -> Quote:
+        """One ticker, one call: the free-plan way."""
+        if asset_type is AssetType.INDEX:
+            body = self.get_json("/v3/snapshot/indices", {"ticker.any_of": ticker}, ticker)
+            results, _ = parse_v3_snapshot(body)
+            return _pick(results, ticker)
+        market = "forex" if asset_type is AssetType.FOREX else "crypto"
+        path = f"/v2/snapshot/locale/global/markets/{market}/tickers/{ticker}"
+        quote = parse_v2_single(self.get_json(path, None, ticker))
+        if quote.ticker != ticker:
+            raise MalformedResponse(f"asked for {ticker}, Polygon answered {quote.ticker}")
+        return quote
+
+    def snapshots(self, tickers: Sequence[str]) -> dict[str, Quote | PolygonError]:
+        """Many tickers of any market: one `/v3/snapshot` call per 250, following `next_url`."""
+        out: dict[str, Quote | PolygonError] = {}
+        for start in range(0, len(tickers), V3_MAX_TICKERS):
+            chunk = list(tickers[start : start + V3_MAX_TICKERS])
+            path: str | None = "/v3/snapshot"
+            params: dict[str, Any] | None = {
+                "ticker.any_of": ",".join(chunk),
+                "limit": V3_MAX_TICKERS,
+            }
+            while path:
+                results, next_path = parse_v3_snapshot(self.get_json(path, params))
+                out.update(results)
+                path, params = next_path, None
+        return out
+
+    # --- a refresh ---------------------------------------------------------------------------
+
+    def fetch(
+        self,
+        specs: Iterable[SymbolSpec],
+        mode: SnapshotMode,
+        now_fn: Callable[[], Any] | None = None,
+    ) -> FetchResult:
+        """Fetch and validate quotes for symbols in as few calls as `mode` allows.
+
+        Every symbol ends in `quotes` or `errors`; one symbol's failure never stops another's.
+        In `batch` mode a 403 on the multi-ticker endpoint (free plans are not entitled to it)
+        falls back to one call per ticker for this refresh, with a note saying so.
+        """
+        specs = list(specs)
+        calls_before, waits_before = self.calls, self.budget.waits
+        seconds_before = self.budget.waited_seconds
+        result = FetchResult(mode=mode)
+        by_ticker: dict[str, list[SymbolSpec]] = {}
+        for spec in specs:
+            by_ticker.setdefault(spec.polygon_ticker, []).append(spec)
+
+        answers: dict[str, Quote | Exception] = {}
+        if mode == "batch" and by_ticker:
+            try:
+                answers.update(self.snapshots(list(by_ticker)))
+            except NotEntitled as exc:
+                note = (
+                    f"batch snapshot not available on this plan ({exc}); falling back to one"
+                    " call per ticker"
+                )
+                self.log.warning(self.redact(note))
+                result.notes.append(self.redact(note))
+                result.mode = "per_ticker"
+            except (PolygonError, BudgetError) as exc:
+                answers.update({ticker: exc for ticker in by_ticker})
+        if mode == "per_ticker" or result.mode == "per_ticker":
+            for ticker, group in by_ticker.items():
+                try:
+                    answers[ticker] = self.snapshot(ticker, group[0].asset_type)
+                except (PolygonError, BudgetError, QuoteRejected) as exc:
+                    answers[ticker] = exc
+
+        now = now_fn() if now_fn else None
+        for ticker, group in by_ticker.items():
+            answer = answers.get(ticker)
+            if answer is None:
+                answer = TickerNotFound(f"Polygon returned nothing for {ticker}", ticker=ticker)
+            for spec in group:
+                if isinstance(answer, Exception):
+                    result.errors[spec.symbol] = answer
+                    continue
+                try:
+                    result.quotes[spec.symbol] = validate_quote(answer, now).for_symbol(spec.symbol)
+                except QuoteRejected as exc:
+                    result.errors[spec.symbol] = exc
+        result.api_calls = self.calls - calls_before
+        result.budget_waits = self.budget.waits - waits_before
+        result.budget_wait_seconds = self.budget.waited_seconds - seconds_before
+        return result
+
+
+def _pick(results: dict[str, Quote | PolygonError], ticker: str) -> Quote:
+    answer = results.get(ticker)
+    if answer is None:
+        raise TickerNotFound(f"Polygon returned nothing for {ticker}", ticker=ticker)
+    if isinstance(answer, Exception):
+        raise answer
+    return answer
+
+
+def _redacted(exc: PolygonError, client: PolygonClient) -> PolygonError:
+    exc.args = tuple(client.redact(str(a)) for a in exc.args)
+    return exc

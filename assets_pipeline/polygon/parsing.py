@@ -1,0 +1,335 @@
+"""Polygon JSON bodies -> `Quote`s, `Bar`s and classified errors. Pure: no HTTP, no clock.
+
+The shapes and quirks come from `shared/polygon/README.md` and its recorded responses: v2 uses
+single letters and camelCase, v3 snake_case; `updated` is nanoseconds in real answers though the
+spec shows milliseconds, so every epoch is read by magnitude; a crypto snapshot has trades but no
+quotes; a `null` list means empty; an unknown ticker in a v3 batch is an item inside a 200.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from assets_pipeline.polygon.errors import (
+    MalformedResponse,
+    NotEntitled,
+    PermanentError,
+    PolygonError,
+    TickerNotFound,
+    classify_status,
+)
+from assets_pipeline.quotes import Quote, QuoteRejected
+
+SOURCE_V2 = "polygon:v2-snapshot"
+SOURCE_V3 = "polygon:v3-snapshot"
+SOURCE_V1 = "polygon:v1-last"
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One aggregate bar; `start` is the window's start in UTC."""
+
+    ticker: str
+    start: dt.datetime
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float | None
+    vwap: float | None
+    trades: int | None
+
+
+def epoch_to_utc(value: Any, field: str = "timestamp") -> dt.datetime:
+    """Read an epoch in s, ms, us or ns, judged by magnitude (Polygon mixes ms and ns)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise MalformedResponse(f"{field} is not an epoch number: {value!r}")
+    magnitude = abs(value)
+    if magnitude >= 1e17:
+        seconds = value / 1e9
+    elif magnitude >= 1e14:
+        seconds = value / 1e6
+    elif magnitude >= 1e11:
+        seconds = value / 1e3
+    else:
+        seconds = float(value)
+    try:
+        return dt.datetime.fromtimestamp(seconds, dt.UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise MalformedResponse(f"{field} is out of range: {value!r}") from exc
+
+
+def load_json(text: str | bytes) -> Any:
+    """Parse a body; anything that is not JSON is a retryable `MalformedResponse`."""
+    try:
+        return json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedResponse(f"the body is not valid JSON ({exc.__class__.__name__})") from exc
+
+
+def error_from_response(status: int, text: str, ticker: str | None = None) -> PolygonError:
+    """A classified error for a non-2xx answer, with Polygon's own words when it gave any."""
+    detail = ""
+    code = ""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = None
+    if isinstance(body, Mapping):
+        code = str(body.get("status") or "")
+        detail = str(body.get("error") or body.get("message") or "")
+    if not detail:
+        detail = " ".join(text.split())[:200] or "(empty body)"
+    cls = classify_status(status)
+    where = f" for {ticker}" if ticker else ""
+    label = f"{status} {code}".strip()
+    return cls(f"Polygon answered {label}{where}: {detail}", status=status, ticker=ticker)
+
+
+def next_url_path(next_url: Any) -> str | None:
+    """Keep only the path and query of a `next_url`: the host is Polygon's, we use our base URL.
+
+    Any `apiKey` parameter is dropped, so a key never rides along in a URL we log or request.
+    """
+    if not next_url:
+        return None
+    if not isinstance(next_url, str):
+        raise MalformedResponse(f"next_url is not a string: {next_url!r}")
+    parts = urlsplit(next_url)
+    query = "&".join(p for p in parts.query.split("&") if p and not p.lower().startswith("apikey="))
+    return parts.path + (f"?{query}" if query else "")
+
+
+def _object(container: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = container.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise MalformedResponse(f"{key!r} is not an object")
+    return value
+
+
+def _number(ticker: str, obj: Mapping[str, Any], key: str, label: str) -> float | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise QuoteRejected(ticker, f"{label} is not a number: {value!r}")
+    return float(value)
+
+
+def _day_value(ticker: str, obj: Mapping[str, Any], key: str, label: str) -> float | None:
+    """Day-bar values are 0 before the day's first trade: that means unknown, not a price of 0."""
+    value = _number(ticker, obj, key, label)
+    return None if value == 0 else value
+
+
+def _mid(bid: float | None, ask: float | None) -> float | None:
+    return (bid + ask) / 2 if bid is not None and ask is not None else None
+
+
+def _require_ok(body: Any) -> Mapping[str, Any]:
+    if not isinstance(body, Mapping):
+        raise MalformedResponse("the body is not a JSON object")
+    status = str(body.get("status", "OK")).upper()
+    if status not in ("OK", "SUCCESS", "DELAYED"):
+        raise error_from_response(200, json.dumps(body))
+    return body
+
+
+def parse_v2_ticker(item: Any) -> Quote:
+    """One v2 snapshot ticker object (forex has `lastQuote`, crypto `lastTrade`)."""
+    if not isinstance(item, Mapping) or not isinstance(item.get("ticker"), str):
+        raise MalformedResponse("a v2 snapshot ticker object has no 'ticker'")
+    ticker = item["ticker"]
+    last_quote = _object(item, "lastQuote")
+    last_trade = _object(item, "lastTrade")
+    day = _object(item, "day")
+    bid = _number(ticker, last_quote, "b", "bid (lastQuote.b)")
+    ask = _number(ticker, last_quote, "a", "ask (lastQuote.a)")
+    trade_price = _number(ticker, last_trade, "p", "last price (lastTrade.p)")
+    day_close = _day_value(ticker, day, "c", "day close (day.c)")
+    if last_quote.get("t") is not None:
+        quote_time = epoch_to_utc(last_quote["t"], "lastQuote.t")
+    elif last_trade.get("t") is not None:
+        quote_time = epoch_to_utc(last_trade["t"], "lastTrade.t")
+    elif item.get("updated") is not None:
+        quote_time = epoch_to_utc(item["updated"], "updated")
+    else:
+        raise QuoteRejected(ticker, "the snapshot has no timestamp (lastQuote.t, lastTrade.t)")
+    return Quote(
+        ticker=ticker,
+        quote_time=quote_time,
+        source=SOURCE_V2,
+        bid=bid,
+        ask=ask,
+        last_price=trade_price if trade_price is not None else _mid(bid, ask) or day_close,
+        day_open=_day_value(ticker, day, "o", "day open (day.o)"),
+        day_high=_day_value(ticker, day, "h", "day high (day.h)"),
+        day_low=_day_value(ticker, day, "l", "day low (day.l)"),
+        day_close=day_close,
+        day_volume=_number(ticker, day, "v", "day volume (day.v)"),
+    )
+
+
+def parse_v2_single(body: Any) -> Quote:
+    """`/v2/snapshot/locale/global/markets/{forex,crypto}/tickers/{ticker}`."""
+    return parse_v2_ticker(_require_ok(body).get("ticker"))
+
+
+def parse_v2_many(body: Any) -> dict[str, Quote | PolygonError]:
+    """`/v2/snapshot/locale/global/markets/{market}/tickers?tickers=A,B`: a `tickers` list."""
+    items = _require_ok(body).get("tickers") or []
+    if not isinstance(items, list):
+        raise MalformedResponse("'tickers' is not a list")
+    return _collect(items, parse_v2_ticker)
+
+
+def parse_v3_item(item: Any) -> Quote:
+    """One `/v3/snapshot` result: `fx` with `last_quote`, `crypto` with `last_trade`, `indices`
+    with `value`. An item carrying `error` becomes the matching `PolygonError`."""
+    if not isinstance(item, Mapping) or not isinstance(item.get("ticker"), str):
+        raise MalformedResponse("a v3 snapshot result has no 'ticker'")
+    ticker = item["ticker"]
+    if item.get("error"):
+        code = str(item["error"])
+        message = str(item.get("message") or code)
+        if code == "NOT_FOUND":
+            raise TickerNotFound(f"Polygon has no ticker {ticker}: {message}", ticker=ticker)
+        if code == "NOT_AUTHORIZED":
+            raise NotEntitled(f"Polygon: not entitled to {ticker}: {message}", ticker=ticker)
+        raise PermanentError(f"Polygon answered {code} for {ticker}: {message}", ticker=ticker)
+
+    last_quote = _object(item, "last_quote")
+    last_trade = _object(item, "last_trade")
+    session = _object(item, "session")
+    bid = _number(ticker, last_quote, "bid", "bid (last_quote.bid)")
+    ask = _number(ticker, last_quote, "ask", "ask (last_quote.ask)")
+    trade_price = _number(ticker, last_trade, "price", "last price (last_trade.price)")
+    index_value = _number(ticker, item, "value", "index value (value)")
+    day_close = _day_value(ticker, session, "close", "session close")
+    if last_quote.get("last_updated") is not None:
+        quote_time = epoch_to_utc(last_quote["last_updated"], "last_quote.last_updated")
+    elif last_trade.get("participant_timestamp") is not None:
+        quote_time = epoch_to_utc(
+            last_trade["participant_timestamp"], "last_trade.participant_timestamp"
+        )
+    elif last_trade.get("sip_timestamp") is not None:
+        quote_time = epoch_to_utc(last_trade["sip_timestamp"], "last_trade.sip_timestamp")
+    elif item.get("last_updated") is not None:
+        quote_time = epoch_to_utc(item["last_updated"], "last_updated")
+    else:
+        raise QuoteRejected(ticker, "the snapshot has no timestamp")
+    last_price = trade_price if trade_price is not None else index_value
+    if last_price is None:
+        last_price = _mid(bid, ask) or day_close
+    return Quote(
+        ticker=ticker,
+        quote_time=quote_time,
+        source=SOURCE_V3,
+        bid=bid,
+        ask=ask,
+        last_price=last_price,
+        day_open=_day_value(ticker, session, "open", "session open"),
+        day_high=_day_value(ticker, session, "high", "session high"),
+        day_low=_day_value(ticker, session, "low", "session low"),
+        day_close=day_close,
+        day_volume=_number(ticker, session, "volume", "session volume"),
+    )
+
+
+def parse_v3_snapshot(body: Any) -> tuple[dict[str, Quote | PolygonError], str | None]:
+    """`/v3/snapshot` (and `/v3/snapshot/indices`): per-ticker results and the next page path."""
+    body = _require_ok(body)
+    items = body.get("results") or []
+    if not isinstance(items, list):
+        raise MalformedResponse("'results' is not a list")
+    return _collect(items, parse_v3_item), next_url_path(body.get("next_url"))
+
+
+def _collect(items: list[Any], parse: Any) -> dict[str, Quote | PolygonError]:
+    """Parse each item on its own, so one bad ticker fails only itself."""
+    out: dict[str, Quote | PolygonError] = {}
+    for item in items:
+        ticker = item.get("ticker") if isinstance(item, Mapping) else None
+        try:
+            quote = parse(item)
+        except QuoteRejected as exc:
+            out[exc.ticker] = MalformedResponse(str(exc), ticker=exc.ticker)
+        except PolygonError as exc:
+            if not isinstance(ticker, str):
+                raise
+            exc.ticker = ticker
+            out[ticker] = exc
+        else:
+            out[quote.ticker] = quote
+    return out
+
+
+def parse_v1_last_quote(body: Any) -> Quote:
+    """`/v1/last_quote/currencies/{from}/{to}`: `symbol` is `AUD/USD`, `last.timestamp` ms."""
+    body = _require_ok(body)
+    ticker = "C:" + str(body.get("symbol", "")).replace("/", "")
+    last = _object(body, "last")
+    bid = _number(ticker, last, "bid", "bid (last.bid)")
+    ask = _number(ticker, last, "ask", "ask (last.ask)")
+    return Quote(
+        ticker=ticker,
+        quote_time=epoch_to_utc(last.get("timestamp"), "last.timestamp"),
+        source=SOURCE_V1,
+        bid=bid,
+        ask=ask,
+        last_price=_mid(bid, ask),
+    )
+
+
+def parse_v1_last_crypto(body: Any) -> Quote:
+    """`/v1/last/crypto/{from}/{to}`: `symbol` is `BTC-USD`, a trade with no bid or ask."""
+    body = _require_ok(body)
+    ticker = "X:" + str(body.get("symbol", "")).replace("-", "")
+    last = _object(body, "last")
+    return Quote(
+        ticker=ticker,
+        quote_time=epoch_to_utc(last.get("timestamp"), "last.timestamp"),
+        source=SOURCE_V1,
+        last_price=_number(ticker, last, "price", "price (last.price)"),
+    )
+
+
+def parse_aggs(body: Any) -> tuple[list[Bar], str | None]:
+    """`/v2/aggs/...`: bars (none when `results` is absent or null) and the next page path."""
+    body = _require_ok(body)
+    ticker = str(body.get("ticker", ""))
+    items = body.get("results") or []
+    if not isinstance(items, list):
+        raise MalformedResponse("'results' is not a list")
+    bars = []
+    for item in items:
+        if not isinstance(item, Mapping):
+            raise MalformedResponse("a bar is not an object")
+        values = {}
+        for key in ("o", "h", "l", "c"):
+            value = _number(ticker, item, key, f"bar {key}")
+            if value is None:
+                raise MalformedResponse(f"a bar of {ticker} has no {key!r}")
+            values[key] = value
+        trades = item.get("n")
+        bars.append(
+            Bar(
+                ticker=ticker,
+                start=epoch_to_utc(item.get("t"), "bar t"),
+                open=values["o"],
+                high=values["h"],
+                low=values["l"],
+                close=values["c"],
+                volume=_number(ticker, item, "v", "bar v"),
+                vwap=_number(ticker, item, "vw", "bar vw"),
+                trades=int(trades) if isinstance(trades, int | float) else None,
+            )
+        )
+    return bars, next_url_path(body.get("next_url"))

@@ -1,0 +1,294 @@
+"""Writing quotes to the trading database: one transaction per quote, nothing half written.
+
+For each quote, in one transaction: the symbol row's `metadata.last_update` (other metadata keys
+kept), its `updated_at`, the sync status, a history row and an outbox event. The symbol row is
+locked first, so two runs writing the same symbol serialize and the older quote never wins.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+
+from assets_pipeline.database import dialect_insert, insert_ignore
+from assets_pipeline.quotes import Quote, parse_iso_utc
+from assets_pipeline.registry import SymbolSpec
+from assets_pipeline.schema import (
+    POLYGON_PROVIDER,
+    api_providers,
+    data_sync_status,
+    event_outbox,
+    quote_history,
+    symbols,
+)
+
+#: Redis channel for a symbol's updates; the namespace is empty in production.
+CHANNEL_TEMPLATE = "{namespace}asset:update:{symbol}"
+MAX_ERROR_LENGTH = 2000
+
+
+@dataclass(frozen=True)
+class WriteOutcome:
+    """What a write did: `written` False means the stored quote was as new or newer."""
+
+    written: bool
+    event_id: str | None
+    stored_quote_time: dt.datetime | None
+    reason: str
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def as_utc(moment: dt.datetime | None) -> dt.datetime | None:
+    """SQLite hands back naive datetimes: they were written in UTC."""
+    if moment is None:
+        return None
+    return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
+
+
+def _metadata_dict(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        value = json.loads(value) if value.strip() else {}
+    return dict(value) if isinstance(value, Mapping) else {}
+
+
+def price_update_event(quote: Quote, event_id: str) -> dict[str, Any]:
+    """The message announced on `asset:update:{SYMBOL}`."""
+    return {
+        "type": "price_update",
+        "symbol": quote.symbol,
+        "data": quote.event_data(),
+        "event_id": event_id,
+    }
+
+
+class QuoteStore:
+    """The trading database as this project uses it."""
+
+    def __init__(self, engine: sa.Engine, namespace: str = "") -> None:
+        self.engine = engine
+        self.namespace = namespace
+        self._provider_id: int | None = None
+
+    # --- registration ------------------------------------------------------------------------
+
+    def register_symbols(self, specs: Iterable[SymbolSpec]) -> int:
+        """Add configured symbols that `trading.symbols` lacks; return how many were added."""
+        added = 0
+        with self.engine.begin() as conn:
+            provider_id = self._provider(conn)
+            for spec in specs:
+                added += self._ensure_symbol(conn, spec, provider_id)[1]
+        return added
+
+    def _provider(self, conn: sa.Connection) -> int:
+        if self._provider_id is None:
+            conn.execute(
+                insert_ignore(
+                    conn,
+                    api_providers,
+                    {"name": POLYGON_PROVIDER, "base_url": "https://api.polygon.io"},
+                )
+            )
+            self._provider_id = conn.execute(
+                sa.select(api_providers.c.id).where(api_providers.c.name == POLYGON_PROVIDER)
+            ).scalar_one()
+        return self._provider_id
+
+    def _ensure_symbol(
+        self, conn: sa.Connection, spec: SymbolSpec, provider_id: int
+    ) -> tuple[int, int]:
+        """(symbol id, 1 if it was inserted now else 0)."""
+        inserted = conn.execute(
+            insert_ignore(
+                conn,
+                symbols,
+                {
+                    "symbol": spec.symbol,
+                    "name": spec.name,
+                    "asset_type": spec.asset_type.value,
+                    "base_asset": spec.base_asset,
+                    "quote_asset": spec.quote_asset,
+                    "price_precision": spec.price_precision,
+                    "meta": {"polygon_ticker": spec.polygon_ticker, "tier": spec.tier.value},
+                },
+            )
+        ).rowcount
+        symbol_id = conn.execute(
+            sa.select(symbols.c.id).where(symbols.c.symbol == spec.symbol)
+        ).scalar_one()
+        conn.execute(
+            insert_ignore(
+                conn,
+                data_sync_status,
+                {"ticker_id": symbol_id, "provider_id": provider_id, "sync_status": "pending"},
+            )
+        )
+        return symbol_id, max(inserted, 0)
+
+    # --- writes ------------------------------------------------------------------------------
+
+    def write_quote(
+        self,
+        spec: SymbolSpec,
+        quote: Quote,
+        partition_date: dt.date,
+        run_id: str | None = None,
+    ) -> WriteOutcome:
+        """Store a validated quote, unless the stored one is as new or newer."""
+        if quote.symbol != spec.symbol:
+            raise ValueError(f"quote for {quote.symbol!r} handed to the writer for {spec.symbol}")
+        now = utcnow()
+        with self.engine.begin() as conn:
+            provider_id = self._provider(conn)
+            symbol_id, _ = self._ensure_symbol(conn, spec, provider_id)
+            row = conn.execute(
+                sa.select(symbols.c.meta).where(symbols.c.id == symbol_id).with_for_update()
+            ).one()
+            meta = _metadata_dict(row.meta)
+            stored = _stored_time(meta)
+            self._upsert_status(conn, symbol_id, provider_id, "success", None, now)
+            if stored is not None and stored >= quote.quote_time:
+                return WriteOutcome(
+                    written=False,
+                    event_id=None,
+                    stored_quote_time=stored,
+                    reason=f"stored quote ({stored.isoformat()}) is as new or newer",
+                )
+            meta["last_update"] = quote.last_update()
+            conn.execute(
+                sa.update(symbols)
+                .where(symbols.c.id == symbol_id)
+                .values(meta=meta, updated_at=now)
+            )
+            conn.execute(
+                insert_ignore(
+                    conn,
+                    quote_history,
+                    {
+                        "symbol_id": symbol_id,
+                        "symbol": spec.symbol,
+                        "partition_date": partition_date,
+                        "quote_time": quote.quote_time,
+                        "bid": quote.bid,
+                        "ask": quote.ask,
+                        "spread": quote.spread,
+                        "last_price": quote.last_price,
+                        "day_open": quote.day_open,
+                        "day_high": quote.day_high,
+                        "day_low": quote.day_low,
+                        "day_close": quote.day_close,
+                        "day_volume": quote.day_volume,
+                        "source": quote.source,
+                        "run_id": run_id,
+                        "fetched_at": now,
+                    },
+                )
+            )
+            event_id = str(uuid.uuid4())
+            conn.execute(
+                sa.insert(event_outbox).values(
+                    event_id=event_id,
+                    channel=self.channel(spec.symbol),
+                    symbol=spec.symbol,
+                    payload=json.dumps(price_update_event(quote, event_id)),
+                    created_at=now,
+                )
+            )
+        return WriteOutcome(
+            written=True, event_id=event_id, stored_quote_time=stored, reason="written"
+        )
+
+    def record_failure(self, spec: SymbolSpec, error: str) -> None:
+        """Sync status `failed` with the error; the stored quote is left as it was."""
+        with self.engine.begin() as conn:
+            provider_id = self._provider(conn)
+            symbol_id, _ = self._ensure_symbol(conn, spec, provider_id)
+            self._upsert_status(
+                conn, symbol_id, provider_id, "failed", error[:MAX_ERROR_LENGTH], utcnow()
+            )
+
+    def _upsert_status(
+        self,
+        conn: sa.Connection,
+        symbol_id: int,
+        provider_id: int,
+        status: str,
+        error: str | None,
+        now: dt.datetime,
+    ) -> None:
+        values: dict[str, Any] = {"sync_status": status, "error_message": error, "updated_at": now}
+        if status == "success":
+            values["last_sync_timestamp"] = now
+        insert = dialect_insert(conn, data_sync_status).values(
+            ticker_id=symbol_id, provider_id=provider_id, **values
+        )
+        conn.execute(
+            insert.on_conflict_do_update(index_elements=["ticker_id", "provider_id"], set_=values)
+        )
+
+    def channel(self, symbol: str) -> str:
+        return CHANNEL_TEMPLATE.format(namespace=self.namespace, symbol=symbol)
+
+    # --- reads -------------------------------------------------------------------------------
+
+    def latest_quote(self, symbol: str) -> Quote | None:
+        """The stored `last_update` of a symbol as a `Quote`, or None if it has none yet."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(symbols.c.meta).where(symbols.c.symbol == symbol)
+            ).one_or_none()
+        if row is None:
+            return None
+        last = _metadata_dict(row.meta).get("last_update")
+        if not isinstance(last, Mapping) or not last.get("timestamp"):
+            return None
+        return Quote(
+            ticker=str(_metadata_dict(row.meta).get("polygon_ticker", "")),
+            symbol=symbol,
+            quote_time=parse_iso_utc(last["timestamp"]),
+            source=str(last.get("source", "")),
+            bid=last.get("bid"),
+            ask=last.get("ask"),
+            last_price=last.get("last_price"),
+            day_open=last.get("daily_open"),
+            day_high=last.get("daily_high"),
+            day_low=last.get("daily_low"),
+            day_close=last.get("daily_close"),
+        )
+
+    def sync_status(self, symbol: str) -> dict[str, Any] | None:
+        """The Polygon sync status row of a symbol, as a dict."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(data_sync_status)
+                .join(symbols, symbols.c.id == data_sync_status.c.ticker_id)
+                .join(api_providers, api_providers.c.id == data_sync_status.c.provider_id)
+                .where(symbols.c.symbol == symbol, api_providers.c.name == POLYGON_PROVIDER)
+            ).one_or_none()
+        if row is None:
+            return None
+        out = dict(row._mapping)
+        for key in ("last_sync_timestamp", "updated_at"):
+            out[key] = as_utc(out[key])
+        return out
+
+
+def _stored_time(meta: Mapping[str, Any]) -> dt.datetime | None:
+    last = meta.get("last_update")
+    if isinstance(last, Mapping) and isinstance(last.get("timestamp"), str):
+        try:
+            return parse_iso_utc(last["timestamp"])
+        except ValueError:
+            return None
+    return None

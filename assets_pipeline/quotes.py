@@ -1,0 +1,146 @@
+"""The `Quote`: one validated price observation, and the rules a quote must pass to be stored.
+
+Validation lives here, away from HTTP and the database, because it is the gate that keeps a bad
+price out of `trading.symbols`: whatever produced a quote (Polygon, the simulator, a test), it is
+checked by the same rules before anything is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+from dataclasses import dataclass
+from typing import Any
+
+#: How far a quote's own time may run ahead of our clock before we call it bogus.
+DEFAULT_MAX_FUTURE_SKEW = dt.timedelta(seconds=60)
+
+
+class QuoteRejected(ValueError):
+    """A quote failed validation; `reason` says which value and why. Never written."""
+
+    #: A rejected quote is bad data, not a bad request: the next fetch may well be fine.
+    retryable = True
+
+    def __init__(self, ticker: str, reason: str) -> None:
+        super().__init__(f"quote for {ticker} rejected: {reason}")
+        self.ticker = ticker
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Quote:
+    """A price for one Polygon ticker at one instant, in UTC.
+
+    Crypto snapshots carry trades, not quotes: `bid` and `ask` are then None (never 0), and so is
+    `spread`. `symbol` is the platform's name; it is empty until the quote is bound to a symbol.
+    """
+
+    ticker: str
+    quote_time: dt.datetime
+    source: str
+    bid: float | None = None
+    ask: float | None = None
+    last_price: float | None = None
+    day_open: float | None = None
+    day_high: float | None = None
+    day_low: float | None = None
+    day_close: float | None = None
+    day_volume: float | None = None
+    symbol: str = ""
+
+    @property
+    def spread(self) -> float | None:
+        if self.bid is None or self.ask is None:
+            return None
+        return self.ask - self.bid
+
+    def for_symbol(self, symbol: str) -> Quote:
+        return dataclasses.replace(self, symbol=symbol)
+
+    def age(self, now: dt.datetime) -> dt.timedelta:
+        return now - self.quote_time
+
+    def last_update(self) -> dict[str, Any]:
+        """The `metadata.last_update` document that `trading.symbols` carries."""
+        return {
+            "bid": self.bid,
+            "ask": self.ask,
+            "spread": self.spread,
+            "last_price": self.last_price,
+            "daily_open": self.day_open,
+            "daily_high": self.day_high,
+            "daily_low": self.day_low,
+            "daily_close": self.day_close,
+            "timestamp": iso_utc(self.quote_time),
+            "source": self.source,
+        }
+
+    def event_data(self) -> dict[str, Any]:
+        """The `data` part of the Redis `price_update` event."""
+        return {
+            "bid": self.bid,
+            "ask": self.ask,
+            "spread": self.spread,
+            "last_price": self.last_price,
+            "timestamp": iso_utc(self.quote_time),
+        }
+
+
+def iso_utc(moment: dt.datetime) -> str:
+    """ISO-8601 in UTC with a `Z` and microseconds (lossless, so stored times compare exactly)."""
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_iso_utc(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(dt.UTC)
+
+
+def validate_quote(
+    quote: Quote,
+    now: dt.datetime | None = None,
+    max_future_skew: dt.timedelta = DEFAULT_MAX_FUTURE_SKEW,
+) -> Quote:
+    """Return the quote if every value is usable, else raise `QuoteRejected` with the reason."""
+    now = now or dt.datetime.now(dt.UTC)
+
+    def reject(reason: str) -> QuoteRejected:
+        return QuoteRejected(quote.ticker, reason)
+
+    prices = {
+        "bid": quote.bid,
+        "ask": quote.ask,
+        "last_price": quote.last_price,
+        "day_open": quote.day_open,
+        "day_high": quote.day_high,
+        "day_low": quote.day_low,
+        "day_close": quote.day_close,
+    }
+    for field, value in prices.items():
+        if value is None:
+            continue
+        if not math.isfinite(value):
+            raise reject(f"{field} is not a finite number ({value!r})")
+        if value <= 0:
+            raise reject(f"{field} must be positive, got {value!r}")
+    if quote.day_volume is not None and (
+        not math.isfinite(quote.day_volume) or quote.day_volume < 0
+    ):
+        raise reject(f"day_volume must be a finite number >= 0, got {quote.day_volume!r}")
+    if (quote.bid is None) != (quote.ask is None) and quote.last_price is None:
+        raise reject("only one side of the quote is present and there is no last price")
+    if quote.bid is None and quote.ask is None and quote.last_price is None:
+        raise reject("no price at all: no bid, no ask, no last price")
+    if quote.bid is not None and quote.ask is not None and quote.bid > quote.ask:
+        raise reject(f"crossed quote: bid {quote.bid} > ask {quote.ask}")
+    if quote.day_low is not None and quote.day_high is not None and quote.day_low > quote.day_high:
+        raise reject(f"day_low {quote.day_low} > day_high {quote.day_high}")
+    if quote.quote_time.tzinfo is None:
+        raise reject("quote time has no time zone")
+    if quote.quote_time > now + max_future_skew:
+        raise reject(
+            f"quote time {iso_utc(quote.quote_time)} is in the future"
+            f" (now {iso_utc(now)}, allowed skew {max_future_skew.total_seconds():.0f}s)"
+        )
+    return quote

@@ -1,0 +1,238 @@
+"""The symbol registry: which symbols we keep fresh, how they map to Polygon, and their tier.
+
+It is the one place a symbol's configuration is read. The file is validated as a whole when it is
+loaded, so a typo fails the code location with a message naming the file, the entry and the field,
+instead of surfacing later as a confusing Polygon error in the middle of a run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DEFAULT_SYMBOLS_FILE = Path(__file__).with_name("symbols.yaml")
+SYMBOL_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9._-]{0,19}$")
+DEFAULT_START_DATE = "2026-01-01"
+
+
+class RegistryError(ValueError):
+    """The symbols file is unusable; the message names the file, the entry and the field."""
+
+
+class Tier(enum.StrEnum):
+    """Priority tier; the order of declaration is the order of priority."""
+
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        """0 for critical, growing as priority falls."""
+        return list(Tier).index(self)
+
+
+class AssetType(enum.StrEnum):
+    FOREX = "forex"
+    CRYPTO = "crypto"
+    INDEX = "index"
+
+    @property
+    def ticker_prefix(self) -> str:
+        """Polygon's market prefix: `C:` forex (metals included), `X:` crypto, `I:` indices."""
+        return {"forex": "C:", "crypto": "X:", "index": "I:"}[self.value]
+
+
+@dataclass(frozen=True)
+class SymbolSpec:
+    """One configured symbol: the platform's name for it and the Polygon ticker that prices it."""
+
+    symbol: str
+    polygon_ticker: str
+    asset_type: AssetType
+    tier: Tier
+    name: str
+    base_asset: str
+    quote_asset: str
+    price_precision: int
+
+
+@dataclass(frozen=True)
+class Registry:
+    """All configured symbols, in file order, plus the settings that apply to all of them."""
+
+    source: str
+    symbols: tuple[SymbolSpec, ...]
+    owners: tuple[str, ...] = ()
+    start_date: str = DEFAULT_START_DATE
+
+    def __iter__(self) -> Iterator[SymbolSpec]:
+        return iter(self.symbols)
+
+    def __len__(self) -> int:
+        return len(self.symbols)
+
+    def get(self, symbol: str) -> SymbolSpec:
+        for spec in self.symbols:
+            if spec.symbol == symbol:
+                return spec
+        raise KeyError(f"symbol {symbol!r} is not configured in {self.source}")
+
+    def by_ticker(self) -> dict[str, list[SymbolSpec]]:
+        """Polygon ticker -> the symbols it prices (two symbols may share one ticker)."""
+        out: dict[str, list[SymbolSpec]] = {}
+        for spec in self.symbols:
+            out.setdefault(spec.polygon_ticker, []).append(spec)
+        return out
+
+    def in_tier(self, tier: Tier) -> list[SymbolSpec]:
+        return [s for s in self.symbols if s.tier == tier]
+
+
+_REQUIRED = (
+    "symbol",
+    "polygon_ticker",
+    "asset_type",
+    "tier",
+    "name",
+    "base_asset",
+    "quote_asset",
+    "price_precision",
+)
+_TOP_LEVEL = {"symbols", "owners", "start_date"}
+_MAX_PRECISION = 10
+
+
+def symbols_file_from_env() -> Path:
+    """`ASSETS_CONFIG` when set, else the file shipped in the package."""
+    configured = os.environ.get("ASSETS_CONFIG", "").strip()
+    return Path(configured).expanduser() if configured else DEFAULT_SYMBOLS_FILE
+
+
+def load_registry(path: str | os.PathLike[str] | None = None) -> Registry:
+    """Read and validate a symbols file (default: `ASSETS_CONFIG`, else the packaged one)."""
+    file = Path(path) if path is not None else symbols_file_from_env()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise RegistryError(f"{file}: cannot read the symbols file ({exc.strerror})") from exc
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RegistryError(f"{file}: not valid YAML: {exc}") from exc
+    return parse_registry(document, source=str(file))
+
+
+def parse_registry(document: Any, source: str = "<symbols>") -> Registry:
+    """Validate an already-parsed symbols document; pure, so tests need no files."""
+    if not isinstance(document, Mapping):
+        raise RegistryError(f"{source}: expected a mapping with a 'symbols' list at the top level")
+    unknown = sorted(set(document) - _TOP_LEVEL)
+    if unknown:
+        raise RegistryError(
+            f"{source}: unknown top-level key(s) {', '.join(map(repr, unknown))}"
+            f" (allowed: {', '.join(sorted(_TOP_LEVEL))})"
+        )
+    entries = document.get("symbols")
+    if not isinstance(entries, list) or not entries:
+        raise RegistryError(f"{source}: 'symbols' must be a non-empty list")
+
+    owners = document.get("owners", [])
+    if not isinstance(owners, list) or not all(isinstance(o, str) and o for o in owners):
+        raise RegistryError(f"{source}: 'owners' must be a list of strings")
+    start_date = str(document.get("start_date", DEFAULT_START_DATE))
+    try:
+        dt.date.fromisoformat(start_date)
+    except ValueError:
+        raise RegistryError(
+            f"{source}: 'start_date' must be a date as YYYY-MM-DD, got {start_date!r}"
+        ) from None
+
+    specs: list[SymbolSpec] = []
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        spec = _parse_entry(entry, f"{source}: symbols[{index}]")
+        if spec.symbol in seen:
+            raise RegistryError(
+                f"{source}: symbols[{index}] ({spec.symbol}): field 'symbol': duplicate of"
+                f" symbols[{seen[spec.symbol]}]"
+            )
+        seen[spec.symbol] = index
+        specs.append(spec)
+    return Registry(
+        source=source, symbols=tuple(specs), owners=tuple(owners), start_date=start_date
+    )
+
+
+def _parse_entry(entry: Any, where: str) -> SymbolSpec:
+    if not isinstance(entry, Mapping):
+        raise RegistryError(f"{where}: expected a mapping of fields, got {type(entry).__name__}")
+    label = f"{where} ({entry.get('symbol', '?')})"
+
+    def fail(field: str, problem: str) -> RegistryError:
+        return RegistryError(f"{label}: field {field!r}: {problem}")
+
+    unknown = sorted(set(entry) - set(_REQUIRED))
+    if unknown:
+        raise fail(unknown[0], f"unknown field (allowed: {', '.join(_REQUIRED)})")
+    for field in _REQUIRED:
+        if field not in entry or entry[field] is None or entry[field] == "":
+            raise fail(field, "missing")
+
+    symbol = entry["symbol"]
+    if not isinstance(symbol, str) or not SYMBOL_PATTERN.match(symbol):
+        raise fail("symbol", f"{symbol!r} does not match {SYMBOL_PATTERN.pattern}")
+
+    try:
+        tier = Tier(entry["tier"])
+    except ValueError:
+        raise fail(
+            "tier", f"unknown tier {entry['tier']!r} (expected one of {', '.join(Tier)})"
+        ) from None
+    try:
+        asset_type = AssetType(entry["asset_type"])
+    except ValueError:
+        raise fail(
+            "asset_type",
+            f"unknown type {entry['asset_type']!r} (expected one of {', '.join(AssetType)})",
+        ) from None
+
+    ticker = entry["polygon_ticker"]
+    if not isinstance(ticker, str) or not ticker.startswith(asset_type.ticker_prefix):
+        raise fail(
+            "polygon_ticker",
+            f"{ticker!r} does not fit asset_type {asset_type.value!r}:"
+            f" expected the prefix {asset_type.ticker_prefix!r}",
+        )
+    if len(ticker) <= 2 or not re.fullmatch(r"[A-Z]:[A-Z0-9.]+", ticker):
+        raise fail("polygon_ticker", f"{ticker!r} is not a Polygon ticker such as 'C:EURUSD'")
+
+    precision = entry["price_precision"]
+    if isinstance(precision, bool) or not isinstance(precision, int):
+        raise fail("price_precision", f"{precision!r} is not an integer")
+    if not 0 <= precision <= _MAX_PRECISION:
+        raise fail("price_precision", f"{precision} is outside 0..{_MAX_PRECISION}")
+
+    for field in ("name", "base_asset", "quote_asset"):
+        if not isinstance(entry[field], str):
+            raise fail(field, f"{entry[field]!r} is not a string")
+
+    return SymbolSpec(
+        symbol=symbol,
+        polygon_ticker=ticker,
+        asset_type=asset_type,
+        tier=tier,
+        name=entry["name"],
+        base_asset=entry["base_asset"],
+        quote_asset=entry["quote_asset"],
+        price_precision=precision,
+    )

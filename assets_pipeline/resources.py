@@ -1,0 +1,166 @@
+"""Dagster resources: the trading database, Redis, the shared Polygon budget and the client.
+
+Each is a typed `ConfigurableResource` whose secrets come through `dg.EnvVar` (see
+`definitions.py`), so the UI shows the variable's name, never its value. State that must outlive a
+run (the budget) lives in Redis or the database, never in resource memory: every run is its own
+process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+import dagster as dg
+import redis
+import sqlalchemy as sa
+from pydantic import Field
+
+from assets_pipeline.budget import PolygonBudget, RedisBudgetStore, SqlBudgetStore
+from assets_pipeline.database import get_engine
+from assets_pipeline.polygon.client import PolygonClient
+from assets_pipeline.quote_store import QuoteStore
+from assets_pipeline.settings import (
+    DEFAULT_RATE_LIMIT_CALLS,
+    DEFAULT_RATE_LIMIT_WINDOW_SECONDS,
+    default_database_url,
+)
+
+#: The key the embedded simulator accepts when no POLYGON_API_KEY is set.
+SIMULATOR_KEY = "simulator-key"
+
+_redis_clients: dict[str, redis.Redis] = {}
+_simulator: Any = None
+_simulator_lock = threading.Lock()
+
+
+class TradingDatabase(dg.ConfigurableResource):
+    """The platform's PostgreSQL (`TRADING_DATABASE_URL`), or an embedded SQLite file."""
+
+    url: str = Field(default="", description="SQLAlchemy URL; empty = embedded SQLite file.")
+
+    def resolved_url(self) -> str:
+        return self.url or default_database_url()
+
+    def engine(self) -> sa.Engine:
+        return get_engine(self.resolved_url())
+
+    def quote_store(self, namespace: str = "") -> QuoteStore:
+        """The writer; `namespace` prefixes the Redis channels its events go to."""
+        return QuoteStore(self.engine(), namespace)
+
+
+class RedisResource(dg.ConfigurableResource):
+    """Where updates are announced and the budget is kept; unset means no Redis."""
+
+    url: str = Field(default="", description="redis:// URL; empty = no Redis.")
+    namespace: str = Field(
+        default="", description="Prefix for keys and channels (empty in production)."
+    )
+
+    def client(self) -> redis.Redis | None:
+        if not self.url:
+            return None
+        client = _redis_clients.get(self.url)
+        if client is None:
+            client = redis.Redis.from_url(
+                self.url,
+                socket_connect_timeout=2,
+                socket_timeout=5,
+                health_check_interval=30,
+            )
+            _redis_clients[self.url] = client
+        return client
+
+
+class PolygonBudgetResource(dg.ConfigurableResource):
+    """The one budget every process shares: at most `calls` requests per `window_seconds`."""
+
+    calls: int = Field(default=DEFAULT_RATE_LIMIT_CALLS, ge=1)
+    window_seconds: float = Field(default=DEFAULT_RATE_LIMIT_WINDOW_SECONDS, gt=0)
+    name: str = "polygon"
+    redis: RedisResource
+    database: TradingDatabase
+
+    def budget(self) -> PolygonBudget:
+        client = self.redis.client()
+        if client is not None:
+            store: Any = RedisBudgetStore(client, self.name, self.redis.namespace)
+        else:
+            store = SqlBudgetStore(self.database.engine(), self.name)
+        return PolygonBudget(store, self.calls, self.window_seconds)
+
+
+class PolygonResource(dg.ConfigurableResource):
+    """Polygon's REST API (or the project's simulator when no base URL is set)."""
+
+    api_key: str = Field(default="", description="From POLYGON_API_KEY; never logged.")
+    base_url: str = Field(
+        default="", description="e.g. https://api.polygon.io; empty = embedded simulator."
+    )
+    snapshot_mode: str = Field(
+        default="batch",
+        description="'batch': one /v3/snapshot call per 250 tickers (falls back to per_ticker"
+        " on a 403); 'per_ticker': one call per symbol, the free-plan way.",
+    )
+    connect_timeout_seconds: float = 5.0
+    read_timeout_seconds: float = 15.0
+    max_retries: int = Field(default=2, ge=0)
+    backoff_seconds: float = 1.0
+    max_budget_wait_seconds: float = Field(
+        default=180.0, description="How long a call may wait for a budget slot before failing."
+    )
+    budget: PolygonBudgetResource
+
+    def client(self, logger: logging.Logger | Any | None = None) -> PolygonClient:
+        if self.snapshot_mode not in ("batch", "per_ticker"):
+            raise dg.Failure(
+                f"snapshot_mode must be 'batch' or 'per_ticker', got {self.snapshot_mode!r}"
+            )
+        base_url, key = self.endpoint()
+        return PolygonClient(
+            base_url,
+            key,
+            self.budget.budget(),
+            connect_timeout=self.connect_timeout_seconds,
+            read_timeout=self.read_timeout_seconds,
+            max_retries=self.max_retries,
+            backoff_seconds=self.backoff_seconds,
+            max_budget_wait_seconds=self.max_budget_wait_seconds,
+            logger=logger,
+        )
+
+    def endpoint(self) -> tuple[str, str]:
+        """(base URL, key): the configured ones, or an embedded simulator on loopback."""
+        if self.base_url:
+            if not self.api_key:
+                raise dg.Failure(
+                    f"POLYGON_API_KEY is not set, and POLYGON_BASE_URL points at {self.base_url}"
+                )
+            return self.base_url, self.api_key
+        return embedded_simulator_url(self.budget.calls, self.budget.window_seconds), (
+            self.api_key or SIMULATOR_KEY
+        )
+
+
+def embedded_simulator_url(calls: int, window_seconds: float) -> str:
+    """Start (once per process) the project's Polygon simulator on a free loopback port.
+
+    Its prices are a pure function of ticker and time, so simulators in different run processes
+    agree with each other.
+    """
+    global _simulator
+    with _simulator_lock:
+        if _simulator is None:
+            from assets_pipeline.simulator import PolygonSimulator
+
+            simulator = PolygonSimulator(
+                host="127.0.0.1",
+                port=0,
+                rate_limit_calls=calls,
+                rate_limit_window=window_seconds,
+            )
+            simulator.start()
+            _simulator = simulator
+        return _simulator.url

@@ -1,0 +1,157 @@
+"""The tables this project reads and writes, as SQLAlchemy Core.
+
+`trading.symbols` and `data_sources.*` belong to the trading platform: on its database they already
+exist, often with more columns than ours. So we only ever create what is missing and never drop or
+alter a table; `ensure_schema` then checks that the columns we write are present and says which
+one is missing if not. On SQLite (the embedded default) schemas do not exist and the tables live
+flat in one file (see `database.py`).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData()
+
+TRADING = "trading"
+DATA_SOURCES = "data_sources"
+SYNC_STATUSES = ("pending", "in_progress", "success", "failed", "stale")
+POLYGON_PROVIDER = "polygon"
+
+_JSON = sa.JSON().with_variant(JSONB(), "postgresql")
+_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+_TS = sa.DateTime(timezone=True)
+
+symbols = sa.Table(
+    "symbols",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("symbol", sa.String(20), nullable=False, unique=True),
+    sa.Column("name", sa.String(200)),
+    sa.Column("asset_type", sa.String(20)),
+    sa.Column("base_asset", sa.String(20)),
+    sa.Column("quote_asset", sa.String(20)),
+    sa.Column("price_precision", sa.Integer),
+    # `metadata` is a reserved attribute name on Core objects, so the Python key differs.
+    sa.Column("metadata", _JSON, key="meta", nullable=False, server_default=sa.text("'{}'")),
+    sa.Column("created_at", _TS, server_default=sa.func.now()),
+    sa.Column("updated_at", _TS, server_default=sa.func.now()),
+    schema=TRADING,
+)
+
+api_providers = sa.Table(
+    "api_providers",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(50), nullable=False, unique=True),
+    sa.Column("base_url", sa.String(200)),
+    sa.Column("created_at", _TS, server_default=sa.func.now()),
+    schema=DATA_SOURCES,
+)
+
+data_sync_status = sa.Table(
+    "data_sync_status",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("ticker_id", _ID, sa.ForeignKey(symbols.c.id), nullable=False),
+    sa.Column("provider_id", _ID, sa.ForeignKey(api_providers.c.id), nullable=False),
+    sa.Column("last_sync_timestamp", _TS),
+    sa.Column("sync_status", sa.String(20), nullable=False, server_default="pending"),
+    sa.Column("error_message", sa.Text),
+    sa.Column("updated_at", _TS, server_default=sa.func.now()),
+    sa.UniqueConstraint("ticker_id", "provider_id", name="uq_data_sync_status_ticker_provider"),
+    sa.CheckConstraint(
+        "sync_status IN ({})".format(", ".join(f"'{s}'" for s in SYNC_STATUSES)),
+        name="ck_data_sync_status_sync_status",
+    ),
+    schema=DATA_SOURCES,
+)
+
+#: One row per stored quote; the daily partition that fetched it owns it (`partition_date`).
+quote_history = sa.Table(
+    "quote_history",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("symbol_id", _ID, sa.ForeignKey(symbols.c.id), nullable=False),
+    sa.Column("symbol", sa.String(20), nullable=False),
+    sa.Column("partition_date", sa.Date, nullable=False),
+    sa.Column("quote_time", _TS, nullable=False),
+    sa.Column("bid", sa.Float),
+    sa.Column("ask", sa.Float),
+    sa.Column("spread", sa.Float),
+    sa.Column("last_price", sa.Float),
+    sa.Column("day_open", sa.Float),
+    sa.Column("day_high", sa.Float),
+    sa.Column("day_low", sa.Float),
+    sa.Column("day_close", sa.Float),
+    sa.Column("day_volume", sa.Float),
+    sa.Column("source", sa.String(50), nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("fetched_at", _TS, nullable=False),
+    sa.UniqueConstraint("symbol_id", "quote_time", name="uq_quote_history_symbol_time"),
+    sa.Index("ix_quote_history_symbol_partition", "symbol", "partition_date"),
+    schema=TRADING,
+)
+
+#: Events written in the quote's transaction and published to Redis after the commit.
+event_outbox = sa.Table(
+    "event_outbox",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("event_id", sa.String(36), nullable=False, unique=True),
+    sa.Column("channel", sa.String(100), nullable=False),
+    sa.Column("symbol", sa.String(20), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("created_at", _TS, nullable=False),
+    sa.Column("sent_at", _TS),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("last_error", sa.Text),
+    sa.Index("ix_event_outbox_pending", "sent_at", "id"),
+    schema=DATA_SOURCES,
+)
+
+#: The Polygon budget's state when there is no Redis: one row per budget, one row per call.
+api_budget_state = sa.Table(
+    "api_budget_state",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("paused_until", sa.Float, nullable=False, server_default="0"),
+    sa.Column("total_calls", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("total_waits", sa.BigInteger, nullable=False, server_default="0"),
+    schema=DATA_SOURCES,
+)
+
+api_budget_calls = sa.Table(
+    "api_budget_calls",
+    metadata,
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("name", sa.String(100), nullable=False),
+    sa.Column("at", sa.Float, nullable=False),
+    sa.Index("ix_api_budget_calls_name_at", "name", "at"),
+    schema=DATA_SOURCES,
+)
+
+
+class SchemaError(RuntimeError):
+    """An existing table lacks a column we write; the message names the table and column."""
+
+
+def ensure_schema(engine: sa.Engine) -> None:
+    """Create missing schemas and tables; verify existing ones have the columns we use."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            for schema in (TRADING, DATA_SOURCES):
+                conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
+        metadata.create_all(conn, checkfirst=True)
+        inspector = sa.inspect(conn)
+        for table in metadata.sorted_tables:
+            schema = None if conn.dialect.name == "sqlite" else table.schema
+            present = {c["name"] for c in inspector.get_columns(table.name, schema=schema)}
+            missing = [c.name for c in table.columns if c.name not in present]
+            if missing:
+                raise SchemaError(
+                    f"table {table.schema}.{table.name} exists without the column(s)"
+                    f" {', '.join(missing)} that assets_pipeline writes; add them or point"
+                    " TRADING_DATABASE_URL at another database"
+                )

@@ -1,0 +1,402 @@
+"""The simulated market: which tickers exist and what they are worth at any second.
+
+Everything here is a pure function of (ticker, epoch seconds), with no state and no I/O, so two
+simulator processes started apart answer the same price for the same second, and a test that
+freezes the clock gets the same numbers on every run. Levels are plausible (gold near 2400, EURUSD
+near 1.08) because the project's validation rules reject implausible quotes, and the wobble is
+small and smooth so that consecutive quotes look like a real market rather than noise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+#: A clock answers epoch seconds; `time.time` in production, a frozen value in tests.
+Clock = Callable[[], float]
+
+AssetClass = Literal["fx", "crypto", "indices"]
+
+#: What one unit of each currency (or troy ounce of metal) is worth in US dollars. Every forex pair
+#: is derived from these, so C:XAGCAD and C:EURJPY are as plausible as the majors.
+USD_VALUE: dict[str, float] = {
+    "USD": 1.0,
+    "EUR": 1.08,
+    "GBP": 1.27,
+    "JPY": 1.0 / 150.0,
+    "AUD": 0.66,
+    "CAD": 1.0 / 1.36,
+    "CHF": 1.0 / 0.88,
+    "NZD": 0.61,
+    "XAU": 2400.0,
+    "XAG": 30.0,
+}
+
+#: Crypto bases in US dollars. Only USD-quoted pairs exist: the real API documents no USDT pair.
+CRYPTO_USD: dict[str, float] = {
+    "BTC": 60000.0,
+    "ETH": 3000.0,
+    "SOL": 150.0,
+    "LTC": 80.0,
+    "XRP": 0.55,
+    "DOGE": 0.15,
+}
+
+INDEX_LEVEL: dict[str, float] = {
+    "I:SPX": 5500.0,
+    "I:NDX": 19500.0,
+    "I:DJI": 39000.0,
+    "I:VIX": 14.0,
+}
+
+CURRENCY_NAMES: dict[str, str] = {
+    "USD": "United States dollar",
+    "EUR": "Euro",
+    "GBP": "British pound",
+    "JPY": "Japanese yen",
+    "AUD": "Australian dollar",
+    "CAD": "Canadian dollar",
+    "CHF": "Swiss franc",
+    "NZD": "New Zealand dollar",
+    "XAU": "Gold (troy ounce)",
+    "XAG": "Silver (troy ounce)",
+}
+
+CRYPTO_NAMES: dict[str, str] = {
+    "BTC": "Bitcoin",
+    "ETH": "Ethereum",
+    "SOL": "Solana",
+    "LTC": "Litecoin",
+    "XRP": "XRP",
+    "DOGE": "Dogecoin",
+}
+
+INDEX_NAMES: dict[str, str] = {
+    "I:SPX": "Standard & Poor's 500",
+    "I:NDX": "Nasdaq-100",
+    "I:DJI": "Dow Jones Industrial Average",
+    "I:VIX": "CBOE Volatility Index",
+}
+
+#: What an empty filter on a multi-ticker endpoint returns: a handful per market, not every pair.
+DEFAULT_TICKERS: dict[AssetClass, tuple[str, ...]] = {
+    "fx": (
+        "C:EURUSD",
+        "C:GBPUSD",
+        "C:USDJPY",
+        "C:AUDUSD",
+        "C:USDCAD",
+        "C:USDCHF",
+        "C:NZDUSD",
+        "C:XAUUSD",
+        "C:XAGUSD",
+    ),
+    "crypto": tuple(f"X:{base}USD" for base in CRYPTO_USD),
+    "indices": tuple(INDEX_LEVEL),
+}
+
+#: Relative half-width of the forex spread: 0.75 bp each side, so about 1.5 bp in all.
+SPREAD_FRACTION = 1.5e-4
+#: The wobble: (period in seconds, relative amplitude). Amplitudes sum to 0.39%, under the 0.5% the
+#: validation rules could mistake for a jump; the 97 s term makes the price move second to second.
+WOBBLE_TERMS: tuple[tuple[float, float], ...] = (
+    (97.0, 0.0003),
+    (2_220.0, 0.002),
+    (19_080.0, 0.001),
+    (250_560.0, 0.0006),
+)
+DAY_SECONDS = 86_400
+WEEK_SECONDS = 7 * DAY_SECONDS
+#: 1970-01-01 was a Thursday; the week below starts Monday 00:00 UTC.
+_EPOCH_WEEKDAY = 3
+#: Forex trades from Sunday 22:00 UTC to Friday 22:00 UTC (offsets from Monday 00:00).
+_FX_CLOSE_OFFSET = 4 * DAY_SECONDS + 22 * 3600
+_FX_OPEN_OFFSET = 6 * DAY_SECONDS + 22 * 3600
+#: US cash session, ignoring daylight saving and holidays: 13:30 to 20:00 UTC, Monday to Friday.
+_INDEX_OPEN = 13 * 3600 + 1800
+_INDEX_CLOSE = 20 * 3600
+
+
+@dataclass(frozen=True)
+class Instrument:
+    """A known ticker and the facts the wire format needs about it."""
+
+    ticker: str
+    asset_class: AssetClass
+    name: str
+    #: The price level the wobble moves around.
+    level: float
+    #: Decimal places the venue quotes in; the tick is 10**-decimals.
+    decimals: int
+
+    @property
+    def tick(self) -> float:
+        """The smallest price step, so a spread is never narrower than one."""
+        return 10.0 ** (-self.decimals)
+
+
+@dataclass(frozen=True)
+class Quote:
+    """A two-sided quote at one instant; bid < ask always holds."""
+
+    bid: float
+    ask: float
+    mid: float
+
+
+@dataclass(frozen=True)
+class Bar:
+    """An OHLC bar over [start, end); `close` is the price at min(end, now) if unfinished."""
+
+    start: float
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    vwap: float
+    transactions: int
+
+
+def _decimals_for(level: float, asset_class: AssetClass) -> int:
+    """About six significant figures, as venues quote: EURUSD 5, USDJPY 3, XAUUSD 2."""
+    if asset_class == "indices":
+        return 2
+    digits = math.floor(math.log10(level))
+    return max(2, min(12, 5 - digits))
+
+
+def instrument(ticker: str) -> Instrument | None:
+    """Look a ticker up; None for anything the real API would not know either."""
+    if ticker in INDEX_LEVEL:
+        level = INDEX_LEVEL[ticker]
+        return Instrument(ticker, "indices", INDEX_NAMES[ticker], level, 2)
+    if ticker.startswith("C:") and len(ticker) == 8:
+        base, quote = ticker[2:5], ticker[5:8]
+        if base in USD_VALUE and quote in USD_VALUE and base != quote:
+            level = USD_VALUE[base] / USD_VALUE[quote]
+            name = f"{CURRENCY_NAMES[base]} - {CURRENCY_NAMES[quote]}"
+            return Instrument(ticker, "fx", name, level, _decimals_for(level, "fx"))
+        return None
+    if ticker.startswith("X:") and ticker.endswith("USD"):
+        base = ticker[2:-3]
+        if base in CRYPTO_USD:
+            level = CRYPTO_USD[base]
+            name = f"{CRYPTO_NAMES[base]} - United States Dollar"
+            return Instrument(ticker, "crypto", name, level, _decimals_for(level, "crypto"))
+    return None
+
+
+def is_known(ticker: str) -> bool:
+    """True for catalogue tickers only (C:EURUSD yes, X:ETHUSDT no)."""
+    return instrument(ticker) is not None
+
+
+def default_tickers(asset_class: AssetClass) -> tuple[str, ...]:
+    """The tickers an unfiltered multi-ticker request returns for one market."""
+    return DEFAULT_TICKERS[asset_class]
+
+
+def _unit_hash(*parts: object) -> float:
+    """A deterministic number in [0, 1) from the parts, stable across processes and runs."""
+    digest = hashlib.sha256("|".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
+
+
+def _level(ticker: str) -> float:
+    """The catalogue level, or a hash-based one so that price() is total."""
+    known = instrument(ticker)
+    if known is not None:
+        return known.level
+    return 1.0 + 999.0 * _unit_hash("level", ticker)
+
+
+def _wobble(ticker: str, t: float) -> float:
+    """A smooth relative deviation in (-0.0039, 0.0039), phases hashed from the ticker."""
+    total = 0.0
+    for index, (period, amplitude) in enumerate(WOBBLE_TERMS):
+        phase = 2.0 * math.pi * _unit_hash("phase", ticker, index)
+        total += amplitude * math.sin(2.0 * math.pi * t / period + phase)
+    return total
+
+
+def raw_price(ticker: str, t: float) -> float:
+    """The unrounded mid/last price; the sampler uses it to avoid rounding twice."""
+    return _level(ticker) * (1.0 + _wobble(ticker, t))
+
+
+def price(ticker: str, t: float) -> float:
+    """The mid (forex) or last (crypto, indices) price of `ticker` at epoch second `t`.
+
+    Deterministic: the same ticker and second give the same number in every process.
+    """
+    known = instrument(ticker)
+    decimals = known.decimals if known is not None else 4
+    return round(raw_price(ticker, t), decimals)
+
+
+def quote(ticker: str, t: float) -> Quote:
+    """A two-sided quote about 1.5 bp wide and at least one tick, centred on price()."""
+    known = instrument(ticker)
+    decimals = known.decimals if known is not None else 4
+    tick = 10.0 ** (-decimals)
+    mid = raw_price(ticker, t)
+    mid_ticks = round(mid / tick)
+    spread_ticks = max(1, round(mid * SPREAD_FRACTION / tick))
+    bid_ticks = mid_ticks - spread_ticks // 2
+    ask_ticks = bid_ticks + spread_ticks
+    return Quote(
+        bid=round(bid_ticks * tick, decimals),
+        ask=round(ask_ticks * tick, decimals),
+        mid=round(mid, decimals),
+    )
+
+
+def is_open(ticker: str, t: float, market_hours: bool) -> bool:
+    """Whether the market trades at `t`; always True unless market hours are modelled.
+
+    Forex closes Friday 22:00 to Sunday 22:00 UTC, indices trade only in the US cash session,
+    crypto never closes.
+    """
+    if not market_hours:
+        return True
+    known = instrument(ticker)
+    if known is None or known.asset_class == "crypto":
+        return True
+    week_offset = (t + _EPOCH_WEEKDAY * DAY_SECONDS) % WEEK_SECONDS
+    if known.asset_class == "fx":
+        return not (_FX_CLOSE_OFFSET <= week_offset < _FX_OPEN_OFFSET)
+    weekday = int(week_offset // DAY_SECONDS)
+    seconds_of_day = week_offset % DAY_SECONDS
+    return weekday < 5 and _INDEX_OPEN <= seconds_of_day < _INDEX_CLOSE
+
+
+def last_tick_time(ticker: str, t: float, market_hours: bool) -> float:
+    """When the price last changed at or before `t`: `t` itself while open, else the close."""
+    if is_open(ticker, t, market_hours):
+        return t
+    known = instrument(ticker)
+    week_start = t - (t + _EPOCH_WEEKDAY * DAY_SECONDS) % WEEK_SECONDS
+    if known is not None and known.asset_class == "fx":
+        close = week_start + _FX_CLOSE_OFFSET
+        return close if close <= t else close - WEEK_SECONDS
+    # Indices: the latest session close at or before t (at most a weekend and a night back).
+    day_start = t - t % DAY_SECONDS
+    for back in range(8):
+        close = day_start - back * DAY_SECONDS + _INDEX_CLOSE
+        if close <= t and is_open(ticker, close - 1.0, market_hours):
+            return close
+    return t
+
+
+def price_at(ticker: str, t: float, market_hours: bool) -> float:
+    """The price in force at `t`: frozen at the last close while the market is shut."""
+    return price(ticker, last_tick_time(ticker, t, market_hours))
+
+
+def _activity(ticker: str) -> tuple[float, float]:
+    """(trades per second, dollars per trade) for the volume fields."""
+    known = instrument(ticker)
+    if known is None or known.asset_class == "indices":
+        return 0.0, 0.0
+    if known.asset_class == "fx":
+        return 1.5, 0.0
+    return 3.0, 2_000.0
+
+
+def bar(
+    ticker: str,
+    start: float,
+    end: float,
+    now: float,
+    *,
+    market_hours: bool = False,
+    samples: int = 6,
+) -> Bar:
+    """The OHLC bar over [start, end), cut at `now` when the window is still open.
+
+    High and low come from a grid anchored on the window (not on `now`), so an unfinished bar's
+    high never falls as time passes; open and close are on the grid, so low <= open, close <= high.
+    """
+    known = instrument(ticker)
+    decimals = known.decimals if known is not None else 4
+    stop = min(end, now)
+    step = (end - start) / samples
+    points = [start + k * step for k in range(samples) if start + k * step < stop]
+    points.append(stop)
+    prices = [raw_price(ticker, last_tick_time(ticker, p, market_hours)) for p in points]
+    rate, notional = _activity(ticker)
+    elapsed = max(0.0, stop - start)
+    n = int(rate * elapsed * (0.6 + 0.8 * _unit_hash("n", ticker, start, end)))
+    if known is not None and known.asset_class == "crypto":
+        volume = round(n * notional / prices[-1], 8)
+    else:
+        # Forex volume is a tick count (v == n in recorded bars); indices have none.
+        volume = float(n)
+    return Bar(
+        start=start,
+        open=round(prices[0], decimals),
+        high=round(max(prices), decimals),
+        low=round(min(prices), decimals),
+        close=round(prices[-1], decimals),
+        volume=volume,
+        vwap=round(sum(prices) / len(prices), decimals),
+        transactions=n,
+    )
+
+
+def day_start(t: float) -> float:
+    """00:00 UTC of the day containing `t`."""
+    return t - t % DAY_SECONDS
+
+
+def day_bar(ticker: str, t: float, *, market_hours: bool = False) -> Bar:
+    """Today's (UTC) bar up to `t`: its close is the current price."""
+    start = day_start(t)
+    return bar(ticker, start, start + DAY_SECONDS, t, market_hours=market_hours, samples=48)
+
+
+def previous_day_bar(ticker: str, t: float, *, market_hours: bool = False) -> Bar:
+    """The last complete UTC day with trading before the day containing `t`."""
+    start = day_start(t) - DAY_SECONDS
+    for _ in range(7):
+        if window_trades(ticker, start, start + DAY_SECONDS, market_hours):
+            break
+        start -= DAY_SECONDS
+    end = start + DAY_SECONDS
+    return bar(ticker, start, end, end, market_hours=market_hours, samples=48)
+
+
+def minute_bar(ticker: str, t: float, *, market_hours: bool = False) -> Bar:
+    """The minute bar in progress at `t` (the snapshot's `min`)."""
+    start = t - t % 60
+    return bar(ticker, start, start + 60, t, market_hours=market_hours)
+
+
+def window_trades(ticker: str, start: float, end: float, market_hours: bool) -> bool:
+    """Whether any trading falls in [start, end); checks both ends, enough for bars <= a day."""
+    return is_open(ticker, start, market_hours) or is_open(ticker, end - 0.001, market_hours)
+
+
+def trade_id(ticker: str, t: float) -> str:
+    """A crypto trade id; a string, as the real API sends it in most answers."""
+    return str(100_000_000 + int(_unit_hash("trade", ticker, int(t)) * 900_000_000))
+
+
+def trade_size(ticker: str, t: float) -> float:
+    """Size of the last crypto trade in base units, a few hundred to a few thousand dollars."""
+    dollars = 200.0 + 4_800.0 * _unit_hash("size", ticker, int(t))
+    return round(dollars / _level(ticker), 8)
+
+
+def trade_exchange(ticker: str, t: float) -> int:
+    """A crypto venue id among those seen in recordings (1, 2, 4, 6)."""
+    return (1, 2, 4, 6)[int(_unit_hash("venue", ticker, int(t)) * 4)]
+
+
+def known_tickers(tickers: Iterable[str]) -> list[str]:
+    """The known ones among `tickers`, order kept."""
+    return [t for t in tickers if is_known(t)]

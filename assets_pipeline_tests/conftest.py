@@ -1,0 +1,130 @@
+"""Shared fixtures: real PostgreSQL and Redis on this machine, each test in its own space.
+
+PostgreSQL: every test that asks for it gets a fresh database cloned from a template that
+already holds our schema (cloning is fast), dropped afterwards. Redis: every test gets its own
+key and channel namespace, deleted afterwards. The Polygon boundary is the project's simulator
+over real HTTP on loopback.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+import sqlalchemy as sa
+
+from assets_pipeline.database import dispose_engine, get_engine
+from assets_pipeline.registry import Registry, load_registry
+
+REPO = Path(__file__).resolve().parents[1]
+RESPONSES = REPO.parent / "shared" / "polygon" / "responses"
+PG_ADMIN_URL = os.environ.get(
+    "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _admin_engine() -> sa.Engine:
+    return sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+
+
+def _pg_url(database: str) -> str:
+    return sa.engine.make_url(PG_ADMIN_URL).set(database=database).render_as_string(False)
+
+
+@pytest.fixture(scope="session")
+def pg_template() -> Iterator[str]:
+    """A database holding our schema, used as the template for each test's database."""
+    name = f"ap_tmpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    admin = _admin_engine()
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = _pg_url(name)
+    get_engine(url)
+    dispose_engine(url)
+    yield name
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture
+def pg_url(pg_template: str) -> Iterator[str]:
+    """A fresh PostgreSQL database with our schema, dropped after the test."""
+    name = f"ap_test_{uuid.uuid4().hex[:12]}"
+    admin = _admin_engine()
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
+    url = _pg_url(name)
+    yield url
+    dispose_engine(url)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture
+def empty_pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database with nothing in it."""
+    name = f"ap_empty_{uuid.uuid4().hex[:12]}"
+    admin = _admin_engine()
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = _pg_url(name)
+    yield url
+    dispose_engine(url)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> Iterator[str]:
+    url = f"sqlite:///{tmp_path / 'trading.sqlite'}"
+    yield url
+    dispose_engine(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """Run the test on both the embedded SQLite default and the real PostgreSQL."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_url")
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def redis_namespace() -> Iterator[str]:
+    """A key and channel prefix of the test's own, deleted afterwards."""
+    namespace = f"test:{uuid.uuid4().hex[:10]}:"
+    yield namespace
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"{namespace}*"))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+@pytest.fixture
+def redis_client() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def simulator() -> Iterator[object]:
+    """The project's Polygon simulator on a free loopback port, with no budget of its own."""
+    from assets_pipeline.simulator import PolygonSimulator
+
+    with PolygonSimulator(host="127.0.0.1", port=0) as sim:
+        yield sim
+
+
+@pytest.fixture(scope="session")
+def registry() -> Registry:
+    return load_registry()

@@ -1,0 +1,231 @@
+"""The parser against every recorded response in shared/polygon/responses.
+
+Each recorded file has its own expectations below, and a guard test fails if a file is added to
+the folder without them, so the parser is always checked against all that is known of the API.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+
+from assets_pipeline.polygon.errors import (
+    MalformedResponse,
+    NotEntitled,
+    PermanentError,
+    RateLimited,
+    TickerNotFound,
+)
+from assets_pipeline.polygon.parsing import (
+    epoch_to_utc,
+    error_from_response,
+    load_json,
+    next_url_path,
+    parse_aggs,
+    parse_v1_last_crypto,
+    parse_v1_last_quote,
+    parse_v2_many,
+    parse_v2_single,
+    parse_v3_snapshot,
+)
+from assets_pipeline.quotes import validate_quote
+
+from .conftest import RESPONSES
+
+
+def recorded(name: str):
+    return json.loads((RESPONSES / name).read_text())
+
+
+def utc(*args) -> dt.datetime:
+    return dt.datetime(*args, tzinfo=dt.UTC)
+
+
+def check_forex_eurusd():
+    quote = parse_v2_single(recorded("v2_forex_ticker_C_EURUSD.json"))
+    assert (quote.ticker, quote.bid, quote.ask) == ("C:EURUSD", 1.18398, 1.18403)
+    assert quote.spread == pytest.approx(0.00005)
+    assert quote.last_price == pytest.approx((1.18398 + 1.18403) / 2)
+    assert (quote.day_open, quote.day_high, quote.day_low, quote.day_close) == (
+        1.18725,
+        1.1906,
+        1.18001,
+        1.18403,
+    )
+    assert quote.day_volume == 83578
+    # lastQuote.t is milliseconds
+    assert quote.quote_time == epoch_to_utc(1606163759000) == utc(2020, 11, 23, 20, 35, 59)
+    validate_quote(quote)
+
+
+def check_crypto_btcusd():
+    quote = parse_v2_single(recorded("v2_crypto_ticker_X_BTCUSD.json"))
+    # a crypto snapshot has trades, not quotes: no bid, no ask, no spread, never 0
+    assert (quote.bid, quote.ask, quote.spread) == (None, None, None)
+    assert quote.last_price == 16242.31
+    assert quote.quote_time == utc(2020, 11, 13, 19, 3, 50, 780000)
+    assert (quote.day_open, quote.day_close, quote.day_volume) == (
+        16418.07,
+        16260.85,
+        105008.84231068,
+    )
+    validate_quote(quote)
+
+
+def check_forex_tickers():
+    quotes = parse_v2_many(recorded("v2_forex_tickers_recorded.json"))
+    quote = quotes["C:XAGCAD"]
+    assert (quote.bid, quote.ask) == (28.5, 28.51)
+    assert quote.quote_time == utc(2022, 1, 10, 21, 21, 7)
+
+
+def check_v3_mixed():
+    results, next_path = parse_v3_snapshot(recorded("v3_snapshot_mixed.json"))
+    assert next_path is None
+    fx, btc, missing = results["C:USDCAD"], results["X:BTCUSD"], results["TSLAAPL"]
+    assert (fx.bid, fx.ask, fx.day_open, fx.day_close) == (1.35185, 1.35191, 1.34667, 1.35178)
+    # last_updated is nanoseconds
+    assert fx.quote_time == utc(2023, 5, 18, 17, 30, 2)
+    assert (btc.bid, btc.ask, btc.last_price) == (None, None, 27220)
+    assert btc.quote_time == utc(2023, 5, 18, 15, 7, 29, 502000)
+    # an unknown ticker is an item inside the 200, and fails only itself
+    assert isinstance(missing, TickerNotFound) and not missing.retryable
+    assert "TSLAAPL" in str(missing)
+
+
+def check_v1_last_quote():
+    quote = parse_v1_last_quote(recorded("v1_last_quote_currencies_AUD_USD.json"))
+    assert (quote.ticker, quote.bid, quote.ask) == ("C:AUDUSD", 0.6952, 0.69527)
+    assert quote.quote_time == utc(2022, 5, 10, 14, 41, 34)
+
+
+def check_v1_last_crypto():
+    quote = parse_v1_last_crypto(recorded("v1_last_crypto_BTC_USD.json"))
+    assert (quote.ticker, quote.last_price, quote.bid) == ("X:BTCUSD", 39976.89682331, None)
+    assert quote.quote_time == utc(2022, 4, 28, 21, 13, 29, 688000)
+
+
+def check_aggs_day():
+    bars, next_path = parse_aggs(recorded("v2_aggs_C_EURUSD_day.json"))
+    assert next_path is None
+    (bar,) = bars
+    assert (bar.open, bar.high, bar.low, bar.close, bar.trades) == (
+        1.17921,
+        1.18305,
+        1.1756,
+        1.17721,
+        125329,
+    )
+    assert bar.start == utc(2021, 7, 22)
+
+
+def check_aggs_empty():
+    # an empty range is a 200 without a `results` key
+    assert parse_aggs(recorded("v2_aggs_empty.json")) == ([], None)
+
+
+def check_aggs_paginated():
+    bars, next_path = parse_aggs(recorded("v2_aggs_paginated_first_page.json"))
+    assert len(bars) == 2
+    # the host is dropped: the next page goes to our configured base URL
+    assert (
+        next_path
+        == "/v2/aggs/ticker/AAPL/range/1/day/1112673600000/2005-04-10?cursor=bGltaXQ9MiZzb3J0PWFzYw"
+    )
+
+
+def check_error(name: str, status: int, cls: type, text: str):
+    def check():
+        error = error_from_response(status, (RESPONSES / name).read_text())
+        assert type(error) is cls
+        assert error.status == status
+        assert text in str(error)
+
+    return check
+
+
+CASES = {
+    "v2_forex_ticker_C_EURUSD.json": check_forex_eurusd,
+    "v2_crypto_ticker_X_BTCUSD.json": check_crypto_btcusd,
+    "v2_forex_tickers_recorded.json": check_forex_tickers,
+    "v3_snapshot_mixed.json": check_v3_mixed,
+    "v1_last_quote_currencies_AUD_USD.json": check_v1_last_quote,
+    "v1_last_crypto_BTC_USD.json": check_v1_last_crypto,
+    "v2_aggs_C_EURUSD_day.json": check_aggs_day,
+    "v2_aggs_empty.json": check_aggs_empty,
+    "v2_aggs_paginated_first_page.json": check_aggs_paginated,
+    "error_401_missing_key.json": check_error(
+        "error_401_missing_key.json", 401, PermanentError, "API Key was not provided"
+    ),
+    "error_401_unknown_key.json": check_error(
+        "error_401_unknown_key.json", 401, PermanentError, "Unknown API Key"
+    ),
+    "error_403_not_authorized.json": check_error(
+        "error_403_not_authorized.json", 403, NotEntitled, "not entitled"
+    ),
+    "error_404_ticker_not_found.json": check_error(
+        "error_404_ticker_not_found.json", 404, TickerNotFound, "Ticker not found."
+    ),
+    "error_429_rate_limited.json": check_error(
+        "error_429_rate_limited.json", 429, RateLimited, "exceeded the maximum requests"
+    ),
+}
+
+
+def test_every_recorded_response_has_expectations():
+    assert RESPONSES.is_dir(), f"the recorded responses are expected at {RESPONSES}"
+    assert sorted(p.name for p in RESPONSES.glob("*.json")) == sorted(CASES)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_recorded_response_parses(name):
+    CASES[name]()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (1606163759000, utc(2020, 11, 23, 20, 35, 59)),  # ms
+        (1641849720000000000, utc(2022, 1, 10, 21, 22)),  # ns (v2 `updated` in real answers)
+        (1641849720000000, utc(2022, 1, 10, 21, 22)),  # us
+        (1641849720, utc(2022, 1, 10, 21, 22)),  # s
+    ],
+)
+def test_epoch_unit_is_detected_by_magnitude(value, expected):
+    assert epoch_to_utc(value) == expected
+
+
+def test_retryable_and_permanent_statuses():
+    assert error_from_response(500, "<html>Bad gateway</html>").retryable
+    assert error_from_response(502, "").retryable
+    assert error_from_response(429, "{}").retryable
+    for status in (400, 401, 403, 404):
+        assert not error_from_response(status, "{}").retryable
+
+
+def test_unparseable_body_is_retryable():
+    with pytest.raises(MalformedResponse) as info:
+        load_json(b'{"status":"OK","ticker":{"day"')
+    assert info.value.retryable
+
+
+def test_null_lists_are_empty_and_string_trade_ids_are_fine():
+    assert parse_aggs({"status": "OK", "ticker": "C:EURUSD", "results": None}) == ([], None)
+    body = recorded("v2_crypto_ticker_X_BTCUSD.json")
+    body["ticker"]["lastTrade"]["i"] = 464569520  # an integer in some answers
+    assert parse_v2_single(body).last_price == 16242.31
+
+
+def test_zero_day_bar_means_unknown_not_a_price():
+    body = recorded("v2_forex_ticker_C_EURUSD.json")
+    body["ticker"]["day"] = {"o": 0, "h": 0, "l": 0, "c": 0, "v": 0}
+    quote = validate_quote(parse_v2_single(body))
+    assert (quote.day_open, quote.day_close, quote.day_volume) == (None, None, 0)
+
+
+def test_next_url_never_carries_a_key():
+    assert next_url_path("https://api.polygon.io/v3/snapshot?cursor=abc&apiKey=SECRET") == (
+        "/v3/snapshot?cursor=abc"
+    )

@@ -1,0 +1,67 @@
+"""Quote validation: a bad quote is rejected with its reason, before anything is written."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+
+import pytest
+
+from assets_pipeline.quotes import Quote, QuoteRejected, iso_utc, validate_quote
+
+NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
+GOOD = Quote(
+    ticker="C:EURUSD",
+    quote_time=NOW - dt.timedelta(seconds=5),
+    source="test",
+    bid=1.08,
+    ask=1.0801,
+    last_price=1.08005,
+)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"bid": float("nan")}, "bid is not a finite number"),
+        ({"ask": float("inf")}, "ask is not a finite number"),
+        ({"bid": 0.0}, "bid must be positive"),
+        ({"last_price": -3.0}, "last_price must be positive"),
+        ({"bid": 1.1, "ask": 1.0}, "crossed quote: bid 1.1 > ask 1.0"),
+        ({"quote_time": NOW + dt.timedelta(minutes=5)}, "is in the future"),
+        ({"bid": None, "ask": None, "last_price": None}, "no price at all"),
+        ({"ask": None, "last_price": None}, "only one side"),
+        ({"day_volume": -1.0}, "day_volume must be"),
+        ({"day_low": 2.0, "day_high": 1.0}, "day_low 2.0 > day_high 1.0"),
+    ],
+)
+def test_bad_values_are_rejected_with_their_reason(change, reason):
+    with pytest.raises(QuoteRejected, match=reason) as info:
+        validate_quote(dataclasses.replace(GOOD, **change), now=NOW)
+    assert info.value.ticker == "C:EURUSD"
+
+
+def test_a_small_clock_skew_is_tolerated():
+    ahead = dataclasses.replace(GOOD, quote_time=NOW + dt.timedelta(seconds=30))
+    assert validate_quote(ahead, now=NOW) is ahead
+
+
+def test_crypto_quote_without_bid_and_ask_is_valid_and_has_no_spread():
+    trade = dataclasses.replace(GOOD, ticker="X:BTCUSD", bid=None, ask=None, last_price=60000.0)
+    assert validate_quote(trade, now=NOW).spread is None
+
+
+def test_last_update_document_has_the_platform_fields():
+    assert GOOD.last_update() == {
+        "bid": 1.08,
+        "ask": 1.0801,
+        "spread": pytest.approx(0.0001),
+        "last_price": 1.08005,
+        "daily_open": None,
+        "daily_high": None,
+        "daily_low": None,
+        "daily_close": None,
+        "timestamp": "2026-11-24T11:59:55.000000Z",
+        "source": "test",
+    }
+    assert iso_utc(NOW) == "2026-11-24T12:00:00.000000Z"

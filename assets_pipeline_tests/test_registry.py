@@ -1,0 +1,151 @@
+"""The symbol registry: the shipped defaults, and a clear error for each kind of bad entry."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import yaml
+
+from assets_pipeline.registry import (
+    AssetType,
+    RegistryError,
+    Tier,
+    load_registry,
+    parse_registry,
+)
+
+
+def entry(**overrides):
+    base = {
+        "symbol": "EURUSD",
+        "polygon_ticker": "C:EURUSD",
+        "asset_type": "forex",
+        "tier": "critical",
+        "name": "Euro / US Dollar",
+        "base_asset": "EUR",
+        "quote_asset": "USD",
+        "price_precision": 5,
+    }
+    base.update(overrides)
+    return base
+
+
+def test_default_registry_has_the_nine_symbols_in_their_tiers(registry):
+    tiers = {t: [s.symbol for s in registry.in_tier(t)] for t in Tier}
+    assert tiers == {
+        Tier.CRITICAL: ["XAUUSD", "EURUSD", "BTCUSD"],
+        Tier.HIGH: ["ETHUSDT", "GBPUSD", "USDJPY"],
+        Tier.MEDIUM: ["XAGUSD", "AUDUSD", "USDCAD"],
+        Tier.LOW: [],
+    }
+    xau, eur, btc = (registry.get(s) for s in ("XAUUSD", "EURUSD", "BTCUSD"))
+    assert (xau.polygon_ticker, xau.asset_type, xau.price_precision) == (
+        "C:XAUUSD",
+        AssetType.FOREX,
+        2,
+    )
+    assert (eur.polygon_ticker, eur.price_precision) == ("C:EURUSD", 5)
+    assert (btc.polygon_ticker, btc.asset_type, btc.price_precision) == (
+        "X:BTCUSD",
+        AssetType.CRYPTO,
+        2,
+    )
+
+
+def test_ethusdt_is_priced_by_the_documented_usd_pair(registry):
+    # No USDT-quoted crypto ticker is documented by Polygon; X:ETHUSD is.
+    spec = registry.get("ETHUSDT")
+    assert spec.polygon_ticker == "X:ETHUSD"
+    assert spec.quote_asset == "USDT"
+
+
+def test_assets_config_overrides_the_packaged_file(tmp_path, monkeypatch):
+    path = tmp_path / "symbols.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "symbols": [
+                    entry(symbol="SPX", polygon_ticker="I:SPX", asset_type="index", tier="low")
+                ]
+            }
+        )
+    )
+    monkeypatch.setenv("ASSETS_CONFIG", str(path))
+    registry = load_registry()
+    assert [s.symbol for s in registry] == ["SPX"]
+    assert registry.source == str(path)
+
+
+@pytest.mark.parametrize(
+    ("entries", "expected"),
+    [
+        # the same symbol twice
+        (
+            [entry(), entry(polygon_ticker="C:EURUSD")],
+            r"symbols\[1\] \(EURUSD\): field 'symbol': duplicate of symbols\[0\]",
+        ),
+        # a crypto ticker on a forex entry
+        (
+            [entry(polygon_ticker="X:EURUSD")],
+            r"symbols\[0\] \(EURUSD\): field 'polygon_ticker': 'X:EURUSD' does not fit asset_type 'forex'",
+        ),
+        # an index without the I: prefix
+        (
+            [entry(asset_type="index", polygon_ticker="SPX")],
+            r"field 'polygon_ticker': 'SPX' does not fit asset_type 'index'",
+        ),
+        # lower case, and too long
+        ([entry(symbol="eurusd")], r"field 'symbol': 'eurusd' does not match"),
+        ([entry(symbol="A" * 21)], r"field 'symbol': 'A{21}' does not match"),
+        # an unknown tier
+        (
+            [entry(tier="urgent")],
+            r"field 'tier': unknown tier 'urgent' \(expected one of critical, high, medium, low\)",
+        ),
+        # precisions that are not small non-negative integers
+        ([entry(price_precision=-1)], r"field 'price_precision': -1 is outside 0..10"),
+        ([entry(price_precision=2.5)], r"field 'price_precision': 2.5 is not an integer"),
+        ([entry(price_precision="5")], r"field 'price_precision': '5' is not an integer"),
+        # a missing field and a misspelt one
+        ([{k: v for k, v in entry().items() if k != "name"}], r"field 'name': missing"),
+        ([entry(teir="high")], r"field 'teir': unknown field"),
+        # an unknown asset type
+        ([entry(asset_type="stock")], r"field 'asset_type': unknown type 'stock'"),
+    ],
+)
+def test_bad_entries_are_rejected_naming_file_entry_and_field(tmp_path: Path, entries, expected):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"symbols": entries}))
+    with pytest.raises(RegistryError, match=expected) as info:
+        load_registry(path)
+    assert str(info.value).startswith(f"{path}: symbols[")
+
+
+def test_unreadable_and_invalid_files_name_the_file(tmp_path):
+    missing = tmp_path / "nope.yaml"
+    with pytest.raises(RegistryError, match=f"{missing}: cannot read"):
+        load_registry(missing)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("symbols: [\n")
+    with pytest.raises(RegistryError, match=f"{broken}: not valid YAML"):
+        load_registry(broken)
+    with pytest.raises(RegistryError, match="'symbols' must be a non-empty list"):
+        parse_registry({"symbols": []})
+
+
+def test_adding_a_symbol_is_one_entry_and_it_becomes_an_asset(tmp_path):
+    from assets_pipeline.definitions import build_definitions
+
+    document = yaml.safe_load(Path(load_registry().source).read_text())
+    document["symbols"].append(
+        entry(symbol="NZDUSD", polygon_ticker="C:NZDUSD", tier="low", base_asset="NZD")
+    )
+    path = tmp_path / "symbols.yaml"
+    path.write_text(yaml.safe_dump(document))
+    defs = build_definitions(load_registry(path))
+    keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert "quotes/NZDUSD" in keys and len(keys) == 10
+    key = dg.AssetKey(["quotes", "NZDUSD"])
+    assert defs.resolve_assets_def(key).specs_by_key[key].group_name == "low"

@@ -24,7 +24,7 @@ def _fmt(value: object, precision: int) -> str:
     return "-" if value is None else f"{float(value):.{precision}f}"  # type: ignore[arg-type]
 
 
-def refresh(registry: Registry, tier: str | None) -> int:
+def refresh(registry: Registry, tier: str | None, verbose: bool = False) -> int:
     """Materialize today's partition of every symbol (or one tier) and print a table."""
     from assets_pipeline.definitions import build_definitions
 
@@ -115,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_refresh = sub.add_parser("refresh", help="refresh quotes now (today's partition)")
     p_refresh.add_argument("--tier", choices=[t.value for t in Tier], help="only this tier")
+    p_refresh.add_argument("-v", "--verbose", action="store_true", help="show the run's log")
     sub.add_parser("relay", help="publish events waiting in the outbox")
     p_budget = sub.add_parser("budget", help="show the Polygon budget")
     p_budget.add_argument("--json", action="store_true")
@@ -128,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "refresh":
-        return refresh(load_registry(), args.tier)
+        return refresh(load_registry(), args.tier, args.verbose)
     if args.command == "relay":
         return relay()
     return budget(args.json)

@@ -122,8 +122,8 @@ class QuoteStore:
                     "price_precision": spec.price_precision,
                     "meta": {"polygon_ticker": spec.polygon_ticker, "tier": spec.tier.value},
                 },
-            )
-        ).rowcount
+            ).returning(symbols.c.id)
+        ).scalar_one_or_none()
         symbol_id = conn.execute(
             sa.select(symbols.c.id).where(symbols.c.symbol == spec.symbol)
         ).scalar_one()
@@ -134,7 +134,7 @@ class QuoteStore:
                 {"ticker_id": symbol_id, "provider_id": provider_id, "sync_status": "pending"},
             )
         )
-        return symbol_id, max(inserted, 0)
+        return symbol_id, int(inserted is not None)
 
     # --- writes ------------------------------------------------------------------------------
 

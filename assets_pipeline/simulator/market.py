@@ -162,11 +162,12 @@ class Bar:
 
 
 def _decimals_for(level: float, asset_class: AssetClass) -> int:
-    """About six significant figures, as venues quote: EURUSD 5, USDJPY 3, XAUUSD 2."""
+    """About six significant figures, as venues quote: EURUSD and AUDUSD 5, USDJPY 3, XAUUSD 2."""
     if asset_class == "indices":
         return 2
     digits = math.floor(math.log10(level))
-    return max(2, min(12, 5 - digits))
+    decimals = 5 - digits if digits >= 0 else 4 - digits
+    return max(2, min(12, decimals))
 
 
 def instrument(ticker: str) -> Instrument | None:

@@ -1,0 +1,140 @@
+"""The shared Polygon budget: never over the limit in any window, across processes, failing closed."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+
+import pytest
+import redis
+
+from assets_pipeline.budget import (
+    BudgetError,
+    PolygonBudget,
+    RedisBudgetStore,
+    SqlBudgetStore,
+)
+from assets_pipeline.database import get_engine
+
+from .conftest import REDIS_URL
+
+
+def make_store(kind: str, target: str):
+    """`target` is a database URL for `sql`, a Redis namespace for `redis`."""
+    if kind == "redis":
+        return RedisBudgetStore(redis.Redis.from_url(REDIS_URL), "polygon", target)
+    return SqlBudgetStore(get_engine(target), "polygon")
+
+
+@pytest.fixture(params=["redis", "sqlite", "postgresql"])
+def store_spec(request):
+    if request.param == "redis":
+        return "redis", request.getfixturevalue("redis_namespace")
+    if request.param == "sqlite":
+        return "sql", request.getfixturevalue("sqlite_url")
+    return "sql", request.getfixturevalue("pg_url")
+
+
+def max_in_any_window(times: list[float], window: float) -> int:
+    times = sorted(times)
+    best = 0
+    for i, start in enumerate(times):
+        best = max(best, sum(1 for t in times[i:] if t < start + window))
+    return best
+
+
+def test_grants_the_limit_then_makes_callers_wait_for_the_window(store_spec):
+    budget = PolygonBudget(make_store(*store_spec), limit=3, window_seconds=1.0)
+    started = time.monotonic()
+    for _ in range(3):
+        assert budget.acquire(max_wait_seconds=5) < 0.5
+    stats = budget.stats()
+    assert (stats.remaining, stats.total_calls, stats.total_waits) == (0, 3, 0)
+    assert stats.reset_at is not None
+    waited = budget.acquire(max_wait_seconds=5)
+    assert 0.7 < waited < 2.0 and time.monotonic() - started >= 1.0
+    stats = budget.stats()
+    assert (stats.total_calls, stats.total_waits) == (4, 1)
+
+
+def test_fails_with_a_clear_error_when_no_slot_comes_before_the_deadline(store_spec):
+    budget = PolygonBudget(make_store(*store_spec), limit=1, window_seconds=30.0)
+    budget.acquire(max_wait_seconds=1)
+    started = time.monotonic()
+    with pytest.raises(
+        BudgetError, match=r"no Polygon call slot within 2s: the budget of 1 calls per 30s"
+    ):
+        budget.acquire(max_wait_seconds=2)
+    assert time.monotonic() - started < 1.0  # it does not sleep in vain
+
+
+def test_a_429_pauses_every_caller_for_a_window(store_spec):
+    first = PolygonBudget(make_store(*store_spec), limit=5, window_seconds=1.5)
+    other = PolygonBudget(make_store(*store_spec), limit=5, window_seconds=1.5)
+    first.acquire(max_wait_seconds=1)
+    first.penalize()
+    assert other.stats().paused_until is not None and other.stats().remaining == 0
+    started = time.monotonic()
+    other.acquire(max_wait_seconds=5)
+    assert time.monotonic() - started >= 1.4
+
+
+def test_fails_closed_when_redis_is_unreachable():
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)
+    budget = PolygonBudget(RedisBudgetStore(dead, "polygon", "x:"), limit=5, window_seconds=60)
+    with pytest.raises(
+        BudgetError, match=r"budget store \(redis\) is unreachable, so no call is made"
+    ):
+        budget.acquire(max_wait_seconds=1)
+
+
+def test_fails_closed_when_the_database_is_unreachable(tmp_path):
+    import sqlalchemy as sa
+
+    engine = sa.create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none")
+    budget = PolygonBudget(SqlBudgetStore(engine), limit=5, window_seconds=60)
+    with pytest.raises(
+        BudgetError, match=r"budget store \(database \(postgresql\)\) is unreachable"
+    ):
+        budget.acquire(max_wait_seconds=1)
+
+
+# --- many processes ----------------------------------------------------------------------------
+
+LIMIT, WINDOW = 4, 2.0
+
+
+def _hammer(kind: str, target: str, base_url: str, calls: int) -> None:
+    from assets_pipeline.polygon.client import PolygonClient
+    from assets_pipeline.registry import AssetType
+
+    budget = PolygonBudget(make_store(kind, target), LIMIT, WINDOW)
+    client = PolygonClient(base_url, "hammer-key", budget, max_retries=0)
+    for _ in range(calls):
+        client.snapshot("C:EURUSD", AssetType.FOREX)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("processes", [4])
+def test_many_processes_never_exceed_the_limit_in_any_window(store_spec, processes):
+    from assets_pipeline.simulator import PolygonSimulator
+
+    calls_each = 3
+    # The simulator enforces the same budget and answers 429 when it is exceeded.
+    with PolygonSimulator(
+        host="127.0.0.1", port=0, rate_limit_calls=LIMIT, rate_limit_window=WINDOW
+    ) as sim:
+        ctx = multiprocessing.get_context("spawn")
+        workers = [
+            ctx.Process(target=_hammer, args=(*store_spec, sim.url, calls_each))
+            for _ in range(processes)
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=60)
+        log = [r for r in sim.requests if r.path.startswith("/v2/")]
+    assert all(w.exitcode == 0 for w in workers)
+    assert len(log) == processes * calls_each
+    assert [r.status for r in log if r.status != 200] == []  # zero 429s
+    assert max_in_any_window([r.at for r in log], WINDOW) <= LIMIT

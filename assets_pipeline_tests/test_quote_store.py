@@ -1,0 +1,266 @@
+"""The database writer, on both the embedded SQLite and the real PostgreSQL.
+
+What the platform relies on: one transaction per quote, `metadata.last_update` merged into
+`trading.symbols` with the other metadata kept, sync status, history and outbox written together,
+older quotes never winning, failures recorded without touching the stored price.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import pytest
+import sqlalchemy as sa
+
+from assets_pipeline import quote_store
+from assets_pipeline.database import get_engine
+from assets_pipeline.quote_store import QuoteStore
+from assets_pipeline.quotes import Quote
+from assets_pipeline.schema import (
+    data_sync_status,
+    event_outbox,
+    quote_history,
+    symbols,
+)
+
+T0 = dt.datetime(2026, 11, 24, 10, 0, tzinfo=dt.UTC)
+DAY = T0.date()
+
+
+def quote(symbol="EURUSD", ticker="C:EURUSD", at=T0, bid=1.0800, ask=1.0802, **extra) -> Quote:
+    return Quote(
+        ticker=ticker,
+        symbol=symbol,
+        quote_time=at,
+        source="test",
+        bid=bid,
+        ask=ask,
+        last_price=(bid + ask) / 2 if bid and ask else extra.pop("last_price", None),
+        day_open=1.07,
+        day_high=1.09,
+        day_low=1.06,
+        day_close=1.0801,
+        **extra,
+    )
+
+
+@pytest.fixture
+def store(database_url) -> QuoteStore:
+    return QuoteStore(get_engine(database_url), namespace="ns:")
+
+
+def symbol_row(store, symbol):
+    with store.engine.connect() as conn:
+        row = conn.execute(sa.select(symbols).where(symbols.c.symbol == symbol)).one()
+    meta = row.meta if not isinstance(row.meta, str) else json.loads(row.meta)
+    return row, meta
+
+
+def count(store, table):
+    with store.engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+
+
+def test_registers_configured_symbols_once_with_pending_status(store, registry):
+    assert store.register_symbols(registry) == 9
+    assert store.register_symbols(registry) == 0
+    assert count(store, symbols) == 9
+    row, meta = symbol_row(store, "XAUUSD")
+    assert (row.name, row.asset_type, row.base_asset, row.quote_asset, row.price_precision) == (
+        "Gold / US Dollar",
+        "forex",
+        "XAU",
+        "USD",
+        2,
+    )
+    assert meta["polygon_ticker"] == "C:XAUUSD"
+    assert store.sync_status("XAUUSD")["sync_status"] == "pending"
+
+
+def test_a_quote_lands_in_one_transaction_with_status_history_and_event(store, registry):
+    spec = registry.get("EURUSD")
+    outcome = store.write_quote(spec, quote(), DAY, run_id="run-1")
+    assert outcome.written and outcome.event_id
+
+    row, meta = symbol_row(store, "EURUSD")
+    assert meta["last_update"] == {
+        "bid": 1.08,
+        "ask": 1.0802,
+        "spread": pytest.approx(0.0002),
+        "last_price": pytest.approx(1.0801),
+        "daily_open": 1.07,
+        "daily_high": 1.09,
+        "daily_low": 1.06,
+        "daily_close": 1.0801,
+        "timestamp": "2026-11-24T10:00:00.000000Z",
+        "source": "test",
+    }
+    assert row.updated_at is not None
+    status = store.sync_status("EURUSD")
+    assert status["sync_status"] == "success" and status["error_message"] is None
+    assert status["last_sync_timestamp"] is not None
+
+    with store.engine.connect() as conn:
+        history = conn.execute(sa.select(quote_history)).one()
+        event = conn.execute(sa.select(event_outbox)).one()
+    assert (history.symbol, history.partition_date, history.bid, history.run_id) == (
+        "EURUSD",
+        DAY,
+        1.08,
+        "run-1",
+    )
+    assert event.channel == "ns:asset:update:EURUSD" and event.sent_at is None
+    assert json.loads(event.payload) == {
+        "type": "price_update",
+        "symbol": "EURUSD",
+        "data": {
+            "bid": 1.08,
+            "ask": 1.0802,
+            "spread": pytest.approx(0.0002),
+            "last_price": pytest.approx(1.0801),
+            "timestamp": "2026-11-24T10:00:00.000000Z",
+        },
+        "event_id": outcome.event_id,
+    }
+
+
+def test_other_metadata_keys_are_kept(store, registry):
+    spec = registry.get("EURUSD")
+    store.register_symbols([spec])
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.update(symbols)
+            .where(symbols.c.symbol == "EURUSD")
+            .values(meta={"trading_hours": "24x5", "margin": 0.02})
+        )
+    store.write_quote(spec, quote(), DAY)
+    _, meta = symbol_row(store, "EURUSD")
+    assert meta["trading_hours"] == "24x5" and meta["margin"] == 0.02
+    assert meta["last_update"]["bid"] == 1.08
+
+
+def test_an_older_quote_never_overwrites_a_newer_one(store, registry):
+    spec = registry.get("EURUSD")
+    store.write_quote(spec, quote(at=T0, bid=1.1, ask=1.1002), DAY)
+    older = store.write_quote(
+        spec, quote(at=T0 - dt.timedelta(minutes=1), bid=1.0, ask=1.0002), DAY
+    )
+    same = store.write_quote(spec, quote(at=T0, bid=1.2, ask=1.2002), DAY)
+    assert not older.written and "newer" in older.reason
+    assert not same.written
+    _, meta = symbol_row(store, "EURUSD")
+    assert meta["last_update"]["bid"] == 1.1
+    assert count(store, quote_history) == 1 and count(store, event_outbox) == 1
+    newer = store.write_quote(
+        spec, quote(at=T0 + dt.timedelta(seconds=1), bid=1.3, ask=1.3002), DAY
+    )
+    assert newer.written
+    assert symbol_row(store, "EURUSD")[1]["last_update"]["bid"] == 1.3
+
+
+def test_crypto_quote_stores_null_bid_and_ask_not_zero(store, registry):
+    spec = registry.get("BTCUSD")
+    store.write_quote(
+        spec, quote("BTCUSD", "X:BTCUSD", bid=None, ask=None, last_price=60000.0), DAY
+    )
+    _, meta = symbol_row(store, "BTCUSD")
+    assert meta["last_update"]["bid"] is None and meta["last_update"]["ask"] is None
+    assert meta["last_update"]["spread"] is None and meta["last_update"]["last_price"] == 60000.0
+
+
+def test_a_failure_records_its_error_and_keeps_the_stored_quote(store, registry):
+    spec = registry.get("EURUSD")
+    store.write_quote(spec, quote(), DAY)
+    store.record_failure(spec, "Polygon answered 403 NOT_AUTHORIZED: not entitled")
+    status = store.sync_status("EURUSD")
+    assert status["sync_status"] == "failed"
+    assert "NOT_AUTHORIZED" in status["error_message"]
+    assert status["last_sync_timestamp"] is not None  # the last success is still known
+    assert symbol_row(store, "EURUSD")[1]["last_update"]["bid"] == 1.08
+    store.write_quote(spec, quote(at=T0 + dt.timedelta(minutes=1)), DAY)
+    assert store.sync_status("EURUSD")["sync_status"] == "success"
+    assert store.sync_status("EURUSD")["error_message"] is None
+
+
+def test_a_failed_write_leaves_the_old_row_intact(store, registry, monkeypatch):
+    spec = registry.get("EURUSD")
+    store.write_quote(spec, quote(), DAY)
+
+    # Fail at the last step of the transaction, after the row, status and history were written.
+    def broken_event(*_args):
+        raise RuntimeError("outbox unavailable")
+
+    monkeypatch.setattr(quote_store, "price_update_event", broken_event)
+    newer = quote(at=T0 + dt.timedelta(minutes=1), bid=1.5, ask=1.5002)
+    with pytest.raises(RuntimeError, match="outbox unavailable"):
+        store.write_quote(spec, newer, DAY)
+    _, meta = symbol_row(store, "EURUSD")
+    assert meta["last_update"]["bid"] == 1.08
+    assert count(store, quote_history) == 1 and count(store, event_outbox) == 1
+
+
+def test_load_reads_the_latest_quote_back(store, registry):
+    spec = registry.get("EURUSD")
+    assert store.latest_quote("EURUSD") is None
+    store.write_quote(spec, quote(), DAY)
+    latest = store.latest_quote("EURUSD")
+    assert (latest.symbol, latest.bid, latest.ask, latest.quote_time) == (
+        "EURUSD",
+        1.08,
+        1.0802,
+        T0,
+    )
+
+
+PLATFORM_DDL = """
+CREATE SCHEMA trading;
+CREATE TABLE trading.symbols (
+    id serial PRIMARY KEY,
+    symbol varchar(20) NOT NULL UNIQUE,
+    name varchar(200), asset_type varchar(20), base_asset varchar(20), quote_asset varchar(20),
+    price_precision int, metadata jsonb NOT NULL DEFAULT '{}',
+    created_at timestamptz DEFAULT now(), updated_at timestamptz DEFAULT now(),
+    exchange varchar(20) NOT NULL DEFAULT 'OTC', is_tradable boolean DEFAULT true
+);
+INSERT INTO trading.symbols (symbol, name, metadata, exchange)
+VALUES ('EURUSD', 'Euro', '{"desk": "fx"}', 'EBS');
+"""
+
+
+def test_works_on_the_platforms_own_tables_with_extra_columns(empty_pg_url, registry):
+    raw = sa.create_engine(empty_pg_url, poolclass=sa.NullPool)
+    with raw.begin() as conn:
+        conn.exec_driver_sql(PLATFORM_DDL)
+    store = QuoteStore(get_engine(empty_pg_url))
+    store.register_symbols(registry)
+    store.write_quote(registry.get("EURUSD"), quote(), DAY)
+    with raw.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT symbol, exchange, is_tradable, metadata FROM trading.symbols ORDER BY id"
+        ).all()
+        columns = conn.exec_driver_sql(
+            "SELECT count(*) FROM information_schema.columns"
+            " WHERE table_schema = 'trading' AND table_name = 'symbols'"
+        ).scalar_one()
+    raw.dispose()
+    assert columns == 12  # nothing added, nothing dropped
+    assert rows[0].symbol == "EURUSD" and rows[0].exchange == "EBS"
+    assert rows[0].metadata["desk"] == "fx" and rows[0].metadata["last_update"]["bid"] == 1.08
+    assert len(rows) == 9 and all(r.exchange for r in rows)
+
+
+def test_an_existing_table_missing_a_column_we_write_is_named(empty_pg_url):
+    from assets_pipeline.database import dispose_engine
+    from assets_pipeline.schema import SchemaError
+
+    raw = sa.create_engine(empty_pg_url, poolclass=sa.NullPool)
+    with raw.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE SCHEMA trading; CREATE TABLE trading.symbols"
+            " (id serial PRIMARY KEY, symbol varchar(20) UNIQUE, metadata jsonb)"
+        )
+    raw.dispose()
+    with pytest.raises(SchemaError, match=r"trading\.symbols exists without the column\(s\) name,"):
+        get_engine(empty_pg_url)
+    dispose_engine(empty_pg_url)

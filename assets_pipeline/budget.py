@@ -96,8 +96,13 @@ class PolygonBudget:
         self.waits = 0
         self.waited_seconds = 0.0
 
-    def acquire(self, max_wait_seconds: float) -> float:
-        """Take one slot for one HTTP request; return how long we waited for it."""
+    def acquire(
+        self, max_wait_seconds: float, on_wait: Callable[[float], None] | None = None
+    ) -> float:
+        """Take one slot for one HTTP request; return how long we waited for it.
+
+        `on_wait` hears, once per acquire, how long the first wait will be (for a log line).
+        """
         started = self._monotonic()
         deadline = started + max_wait_seconds
         counted_wait = False
@@ -120,6 +125,8 @@ class PolygonBudget:
                 counted_wait = True
                 self.waits += 1
                 self._try(self.store.record_wait)
+                if on_wait is not None:
+                    on_wait(wait)
             self._sleep(min(wait, max(remaining, 0.01)))
 
     def penalize(self) -> None:

@@ -32,7 +32,13 @@ def refresh(registry: Registry, tier: str | None, verbose: bool = False) -> int:
     job = defs.resolve_job_def(f"refresh_{tier}" if tier else "refresh_quotes")
     instance = dg.DagsterInstance.get() if env_is_set("DAGSTER_HOME") else None
     today = dt.datetime.now(dt.UTC).date().isoformat()
-    result = job.execute_in_process(partition_key=today, instance=instance, raise_on_error=False)
+    level = "DEBUG" if verbose else "INFO"
+    result = job.execute_in_process(
+        partition_key=today,
+        instance=instance,
+        raise_on_error=False,
+        run_config={"loggers": {"console": {"config": {"log_level": level}}}},
+    )
     materialized = {
         m.asset_key.path[-1]: {k: v.value for k, v in m.metadata.items()}
         for m in result.asset_materializations_for_node("quotes")

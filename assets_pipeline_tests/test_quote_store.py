@@ -18,7 +18,6 @@ from assets_pipeline.database import get_engine
 from assets_pipeline.quote_store import QuoteStore
 from assets_pipeline.quotes import Quote
 from assets_pipeline.schema import (
-    data_sync_status,
     event_outbox,
     quote_history,
     symbols,

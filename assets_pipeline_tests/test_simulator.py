@@ -140,6 +140,11 @@ def test_market_hours_freeze_forex_over_the_weekend() -> None:
     assert market.is_open("X:BTCUSD", saturday, market_hours=True)
     assert market.last_tick_time("C:EURUSD", saturday, market_hours=True) == friday_close
     assert market.is_open("C:EURUSD", saturday, market_hours=False)
+    # Indices: the last session is Friday's; the day before it with a session is Thursday.
+    friday_index_close = market.last_tick_time("I:SPX", saturday, market_hours=True)
+    assert friday_index_close == friday_close - 2 * 3_600
+    thursday = market.previous_day_bar("I:SPX", friday_index_close, market_hours=True)
+    assert thursday.start == WEDNESDAY_NOON + 43_200
 
 
 # --- auth ------------------------------------------------------------------------------------

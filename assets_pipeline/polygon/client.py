@@ -122,11 +122,17 @@ class PolygonClient:
                 if delay:
                     self._sleep(delay)
 
+    def _log_wait(self, seconds: float) -> None:
+        self.log.info(
+            f"waiting {seconds:.1f}s for a Polygon call slot (budget: {self.budget.limit} calls"
+            f" per {self.budget.window_seconds:g}s, shared by every run)"
+        )
+
     def _backoff(self, attempt: int) -> float:
         return min(self.backoff_seconds * 2 ** (attempt - 1), 30.0)
 
     def _attempt(self, path: str, params: dict[str, Any] | None, ticker: str | None) -> Any:
-        self.budget.acquire(self.max_budget_wait_seconds)
+        self.budget.acquire(self.max_budget_wait_seconds, on_wait=self._log_wait)
         self.calls += 1
         url = self.base_url + path
         try:

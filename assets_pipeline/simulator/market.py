@@ -378,8 +378,17 @@ def minute_bar(ticker: str, t: float, *, market_hours: bool = False) -> Bar:
 
 
 def window_trades(ticker: str, start: float, end: float, market_hours: bool) -> bool:
-    """Whether any trading falls in [start, end); checks both ends, enough for bars <= a day."""
-    return is_open(ticker, start, market_hours) or is_open(ticker, end - 0.001, market_hours)
+    """Whether any trading falls in [start, end), checked every half hour (sessions open and
+    close on the half hour), so a day window sees the 13:30-20:00 index session."""
+    if not market_hours:
+        return True
+    step = min(end - start, 1800.0)
+    point = start
+    while point < end:
+        if is_open(ticker, point, market_hours):
+            return True
+        point += step
+    return is_open(ticker, end - 0.001, market_hours)
 
 
 def trade_id(ticker: str, t: float) -> str:

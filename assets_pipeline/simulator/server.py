@@ -19,6 +19,7 @@ import hashlib
 import json
 import math
 import secrets
+import socket
 import threading
 import time
 from collections import deque
@@ -848,7 +849,7 @@ class PolygonSimulator:
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(
             target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
+            kwargs={"poll_interval": 0.5},
             name=f"polygon-simulator-{self.port}",
             daemon=True,
         )
@@ -860,12 +861,26 @@ class PolygonSimulator:
         if server is None:
             return
         self._stopping.set()
-        server.shutdown()
+        # shutdown() only takes effect when the accept loop next wakes; poking the socket wakes
+        # it at once, so a test fixture's teardown costs milliseconds, not a poll interval.
+        waiter = threading.Thread(target=server.shutdown, daemon=True)
+        waiter.start()
+        while waiter.is_alive():
+            self._poke()
+            waiter.join(0.01)
         server.server_close()
         if thread is not None:
             thread.join(timeout=5)
         self._server = None
         self._thread = None
+
+    def _poke(self) -> None:
+        """Open and close one connection to our own socket, to wake the accept loop."""
+        host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
+        try:
+            socket.create_connection((host, self.port), timeout=0.2).close()
+        except OSError:
+            pass
 
     def __enter__(self) -> PolygonSimulator:
         self.start()

@@ -95,7 +95,7 @@ def build_quote_assets(registry: Registry) -> dg.AssetsDefinition:
         )
         client = polygon.client(logger=context.log)
         try:
-            result = client.fetch(selected, polygon.snapshot_mode)  # type: ignore[arg-type]
+            result = client.fetch(selected, polygon.mode())  # type: ignore[arg-type]
         finally:
             client.close()
 
@@ -130,8 +130,8 @@ def build_quote_assets(registry: Registry) -> dg.AssetsDefinition:
         if result.errors:
             raise dg.Failure(
                 description=(
-                    f"{len(result.errors)} of {len(selected)} symbol(s) failed; the others were"
-                    " stored. "
+                    f"{len(result.errors)} of {len(selected)} symbol(s) failed"
+                    + (f"; the other {len(result.quotes)} were stored. " if result.quotes else ". ")
                     + "; ".join(
                         f"{symbol}: {client.redact(str(error))}"
                         for symbol, error in sorted(result.errors.items())

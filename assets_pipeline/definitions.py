@@ -40,13 +40,14 @@ def build_resources() -> dict[str, object]:
         window_seconds=float(
             env("POLYGON_RATE_LIMIT_WINDOW_SECONDS", str(DEFAULT_RATE_LIMIT_WINDOW_SECONDS))
         ),
+        store=env("POLYGON_BUDGET_STORE", "auto"),
         redis=redis,
         database=database,
     )
     polygon = PolygonResource(
         api_key=_secret("POLYGON_API_KEY"),
         base_url=env("POLYGON_BASE_URL"),
-        snapshot_mode=env("POLYGON_SNAPSHOT_MODE", "batch"),
+        snapshot_mode=env("POLYGON_SNAPSHOT_MODE"),
         budget=budget,
     )
     return {

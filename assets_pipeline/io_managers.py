@@ -28,7 +28,7 @@ class QuoteIOManager(dg.ConfigurableIOManager):
         if not isinstance(obj, Quote):
             raise TypeError(f"{context.asset_key.to_user_string()} produced {type(obj).__name__}")
         spec = load_registry(self.symbols_file or None).get(context.asset_key.path[-1])
-        store = self.database.quote_store(self.redis.namespace)
+        store = self.database.quote_store(self.redis.key_prefix())
         partition_date = dt.date.fromisoformat(context.partition_key)
         outcome = store.write_quote(spec, obj, partition_date, run_id=context.run_id)
         metadata: dict[str, object] = {"written": outcome.written, "write_result": outcome.reason}
@@ -39,7 +39,7 @@ class QuoteIOManager(dg.ConfigurableIOManager):
             relay = relay_pending(store.engine, self.redis.client())
             metadata["events_published"] = relay.sent
             metadata["events_pending"] = relay.pending
-            if relay.error and self.redis.url:
+            if relay.error and self.redis.resolved_url():
                 context.log.warning(
                     f"{spec.symbol} stored; its event waits in the outbox: Redis said {relay.error}"
                 )
@@ -49,4 +49,4 @@ class QuoteIOManager(dg.ConfigurableIOManager):
 
     def load_input(self, context: dg.InputContext) -> Quote | None:
         symbol = context.asset_key.path[-1]
-        return self.database.quote_store(self.redis.namespace).latest_quote(symbol)
+        return self.database.quote_store(self.redis.key_prefix()).latest_quote(symbol)

@@ -25,6 +25,7 @@ from assets_pipeline.settings import (
     DEFAULT_RATE_LIMIT_CALLS,
     DEFAULT_RATE_LIMIT_WINDOW_SECONDS,
     default_database_url,
+    env,
 )
 
 #: The key the embedded simulator accepts when no POLYGON_API_KEY is set.
@@ -41,7 +42,15 @@ class TradingDatabase(dg.ConfigurableResource):
     url: str = Field(default="", description="SQLAlchemy URL; empty = embedded SQLite file.")
 
     def resolved_url(self) -> str:
-        return self.url or default_database_url()
+        """The configured URL, else `TRADING_DATABASE_URL`, else the embedded file.
+
+        The environment is read again here because run config that overrides one field of a
+        resource resets the others to their class defaults.
+        """
+        return self.url or env("TRADING_DATABASE_URL") or default_database_url()
+
+    def is_embedded(self) -> bool:
+        return not (self.url or env("TRADING_DATABASE_URL"))
 
     def engine(self) -> sa.Engine:
         return get_engine(self.resolved_url())
@@ -59,18 +68,25 @@ class RedisResource(dg.ConfigurableResource):
         default="", description="Prefix for keys and channels (empty in production)."
     )
 
+    def resolved_url(self) -> str:
+        return self.url or env("REDIS_URL")
+
+    def key_prefix(self) -> str:
+        return self.namespace or env("REDIS_NAMESPACE")
+
     def client(self) -> redis.Redis | None:
-        if not self.url:
+        url = self.resolved_url()
+        if not url:
             return None
-        client = _redis_clients.get(self.url)
+        client = _redis_clients.get(url)
         if client is None:
             client = redis.Redis.from_url(
-                self.url,
+                url,
                 socket_connect_timeout=2,
                 socket_timeout=5,
                 health_check_interval=30,
             )
-            _redis_clients[self.url] = client
+            _redis_clients[url] = client
         return client
 
 
@@ -80,13 +96,22 @@ class PolygonBudgetResource(dg.ConfigurableResource):
     calls: int = Field(default=DEFAULT_RATE_LIMIT_CALLS, ge=1)
     window_seconds: float = Field(default=DEFAULT_RATE_LIMIT_WINDOW_SECONDS, gt=0)
     name: str = "polygon"
+    store: str = Field(
+        default="auto",
+        description="'auto': Redis when REDIS_URL is set, else the trading database;"
+        " 'redis' or 'database' to choose.",
+    )
     redis: RedisResource
     database: TradingDatabase
 
     def budget(self) -> PolygonBudget:
+        if self.store not in ("auto", "redis", "database"):
+            raise dg.Failure(f"budget store must be auto, redis or database, got {self.store!r}")
         client = self.redis.client()
-        if client is not None:
-            store: Any = RedisBudgetStore(client, self.name, self.redis.namespace)
+        if self.store == "redis" and client is None:
+            raise dg.Failure("the Polygon budget store is 'redis' but REDIS_URL is not set")
+        if client is not None and self.store != "database":
+            store: Any = RedisBudgetStore(client, self.name, self.redis.key_prefix())
         else:
             store = SqlBudgetStore(self.database.engine(), self.name)
         return PolygonBudget(store, self.calls, self.window_seconds)
@@ -100,9 +125,10 @@ class PolygonResource(dg.ConfigurableResource):
         default="", description="e.g. https://api.polygon.io; empty = embedded simulator."
     )
     snapshot_mode: str = Field(
-        default="batch",
+        default="",
         description="'batch': one /v3/snapshot call per 250 tickers (falls back to per_ticker"
-        " on a 403); 'per_ticker': one call per symbol, the free-plan way.",
+        " on a 403); 'per_ticker': one call per symbol, the free-plan way. Empty ="
+        " POLYGON_SNAPSHOT_MODE, else 'batch'.",
     )
     connect_timeout_seconds: float = 5.0
     read_timeout_seconds: float = 15.0
@@ -113,11 +139,14 @@ class PolygonResource(dg.ConfigurableResource):
     )
     budget: PolygonBudgetResource
 
+    def mode(self) -> str:
+        mode = self.snapshot_mode or env("POLYGON_SNAPSHOT_MODE", "batch")
+        if mode not in ("batch", "per_ticker"):
+            raise dg.Failure(f"snapshot_mode must be 'batch' or 'per_ticker', got {mode!r}")
+        return mode
+
     def client(self, logger: logging.Logger | Any | None = None) -> PolygonClient:
-        if self.snapshot_mode not in ("batch", "per_ticker"):
-            raise dg.Failure(
-                f"snapshot_mode must be 'batch' or 'per_ticker', got {self.snapshot_mode!r}"
-            )
+        self.mode()
         base_url, key = self.endpoint()
         return PolygonClient(
             base_url,
@@ -132,15 +161,25 @@ class PolygonResource(dg.ConfigurableResource):
         )
 
     def endpoint(self) -> tuple[str, str]:
-        """(base URL, key): the configured ones, or an embedded simulator on loopback."""
-        if self.base_url:
-            if not self.api_key:
-                raise dg.Failure(
-                    f"POLYGON_API_KEY is not set, and POLYGON_BASE_URL points at {self.base_url}"
-                )
-            return self.base_url, self.api_key
+        """(base URL, key): the configured ones, or an embedded simulator on loopback.
+
+        The simulator is used only with the embedded database, so simulated prices can never
+        reach a real trading database because POLYGON_BASE_URL was forgotten.
+        """
+        base_url = self.base_url or env("POLYGON_BASE_URL")
+        key = self.api_key or env("POLYGON_API_KEY")
+        if base_url:
+            if not key:
+                raise dg.Failure(f"POLYGON_API_KEY is not set (POLYGON_BASE_URL is {base_url})")
+            return base_url, key
+        if not self.budget.database.is_embedded():
+            raise dg.Failure(
+                "POLYGON_BASE_URL is not set while TRADING_DATABASE_URL is: the embedded Polygon"
+                " simulator only serves the embedded database. Set POLYGON_BASE_URL to"
+                " https://api.polygon.io (or to a simulator's URL on purpose)."
+            )
         return embedded_simulator_url(self.budget.calls, self.budget.window_seconds), (
-            self.api_key or SIMULATOR_KEY
+            key or SIMULATOR_KEY
         )
 
 

@@ -1,0 +1,345 @@
+"""End to end through Dagster: symbols file -> Polygon (simulator) -> PostgreSQL -> Redis.
+
+The definitions are built exactly as the code location builds them, from environment variables,
+and run against the real PostgreSQL and Redis on this machine.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import redis
+import sqlalchemy as sa
+import yaml
+
+from assets_pipeline.database import get_engine
+from assets_pipeline.events import pending_count, relay_pending
+from assets_pipeline.quote_store import QuoteStore
+from assets_pipeline.registry import load_registry
+from assets_pipeline.schema import event_outbox, quote_history, symbols
+from assets_pipeline.simulator import Fault, PolygonSimulator
+
+from .conftest import REDIS_URL
+
+SECRET = "sk-live-7f3e9a1c5b2d4e6f8a0b-DO-NOT-LEAK"
+CRITICAL = ["XAUUSD", "EURUSD", "BTCUSD"]
+
+
+def today() -> str:
+    return dt.datetime.now(dt.UTC).date().isoformat()
+
+
+class Pipeline:
+    """The deployment under test: its env, simulator, database and Redis namespace."""
+
+    def __init__(self, monkeypatch, sim, database_url, namespace, redis_url=REDIS_URL):
+        self.monkeypatch = monkeypatch
+        self.sim = sim
+        self.database_url = database_url
+        self.namespace = namespace
+        env = {
+            "POLYGON_API_KEY": SECRET,
+            "POLYGON_BASE_URL": sim.url,
+            "POLYGON_RATE_LIMIT_CALLS": "100",
+            "TRADING_DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "REDIS_NAMESPACE": namespace,
+        }
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        self.instance = dg.DagsterInstance.ephemeral()
+
+    def defs(self, symbols_file: Path | None = None) -> dg.Definitions:
+        from assets_pipeline.definitions import build_definitions
+
+        return build_definitions(load_registry(symbols_file) if symbols_file else None)
+
+    def run(self, job="refresh_critical", partition=None, symbols_file=None, mode=None):
+        if mode:
+            self.monkeypatch.setenv("POLYGON_SNAPSHOT_MODE", mode)
+        defs = self.defs(symbols_file)
+        return defs.resolve_job_def(job).execute_in_process(
+            partition_key=partition or today(), instance=self.instance, raise_on_error=False
+        )
+
+    @property
+    def store(self) -> QuoteStore:
+        return QuoteStore(get_engine(self.database_url), self.namespace)
+
+    def api_requests(self):
+        return [r for r in self.sim.requests if not r.path.startswith("/_sim")]
+
+
+@pytest.fixture
+def sim():
+    with PolygonSimulator(host="127.0.0.1", port=0, api_keys={SECRET}) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def pipeline(monkeypatch, sim, pg_url, redis_namespace):
+    return Pipeline(monkeypatch, sim, pg_url, redis_namespace)
+
+
+class Subscriber:
+    """Collects what Redis delivers on some channels, from a thread, like a live service."""
+
+    def __init__(self, channels):
+        self.client = redis.Redis.from_url(REDIS_URL)
+        self.pubsub = self.client.pubsub()
+        self.pubsub.subscribe(*channels)
+        while self.pubsub.get_message(timeout=1) is not None:  # subscription confirmations
+            pass
+        self.messages: list[tuple[str, dict]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._listen, daemon=True)
+        self._thread.start()
+
+    def _listen(self):
+        while not self._stop.is_set():
+            message = self.pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
+            if message and message["type"] == "message":
+                self.messages.append((message["channel"].decode(), json.loads(message["data"])))
+
+    def wait_for(self, count, timeout=5.0):
+        deadline = time.monotonic() + timeout
+        while len(self.messages) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.2)  # and catch any duplicate
+        return self.messages
+
+    def close(self):
+        self._stop.set()
+        self._thread.join()
+        self.pubsub.close()
+        self.client.close()
+
+
+def test_materializing_the_critical_tier_stores_rows_status_history_and_announces(pipeline):
+    channels = [f"{pipeline.namespace}asset:update:{s}" for s in CRITICAL]
+    subscriber = Subscriber(channels)
+    try:
+        result = pipeline.run("refresh_critical")
+        messages = subscriber.wait_for(3)
+    finally:
+        subscriber.close()
+    assert result.success
+
+    # one batch call for the whole tier, in one run and one step
+    requests = pipeline.api_requests()
+    assert [r.path for r in requests] == ["/v3/snapshot"]
+    assert requests[0].query["ticker.any_of"] == "C:XAUUSD,C:EURUSD,X:BTCUSD"
+
+    materialized = {
+        m.asset_key.path[-1]: m for m in result.asset_materializations_for_node("quotes")
+    }
+    assert sorted(materialized) == sorted(CRITICAL)
+    meta = materialized["EURUSD"].metadata
+    for key in ("bid", "ask", "spread", "last_price", "quote_time", "quote_age_seconds"):
+        assert key in meta
+    assert meta["api_calls"].value == 1 and meta["budget_waits"].value == 0
+    assert meta["written"].value is True
+    assert materialized["EURUSD"].partition == today()
+
+    store = pipeline.store
+    for symbol in CRITICAL:
+        latest = store.latest_quote(symbol)
+        assert latest is not None and latest.last_price > 0
+        assert store.sync_status(symbol)["sync_status"] == "success"
+    assert store.latest_quote("BTCUSD").bid is None  # crypto: null, never 0
+    with store.engine.connect() as conn:
+        history = conn.execute(
+            sa.select(quote_history.c.symbol, quote_history.c.partition_date)
+        ).all()
+        unsent = conn.execute(
+            sa.select(sa.func.count()).where(event_outbox.c.sent_at.is_(None))
+        ).scalar_one()
+        registered = conn.execute(sa.select(sa.func.count()).select_from(symbols)).scalar_one()
+    assert sorted(h.symbol for h in history) == sorted(CRITICAL)
+    assert {h.partition_date.isoformat() for h in history} == {today()}
+    assert unsent == 0
+    assert registered == 3
+
+    # each symbol announced once, on its own channel, in the platform's shape
+    assert sorted(channel for channel, _ in messages) == sorted(channels)
+    for channel, message in messages:
+        symbol = channel.rsplit(":", 1)[-1]
+        assert set(message) == {"type", "symbol", "data", "event_id"}
+        assert message["type"] == "price_update" and message["symbol"] == symbol
+        assert set(message["data"]) == {"bid", "ask", "spread", "last_price", "timestamp"}
+        stored = store.latest_quote(symbol)
+        assert message["data"]["last_price"] == stored.last_price
+        assert message["data"]["timestamp"].endswith("Z")
+    assert dict(messages)[f"{pipeline.namespace}asset:update:BTCUSD"]["data"]["bid"] is None
+
+
+def test_per_ticker_mode_spends_one_call_per_symbol(pipeline):
+    result = pipeline.run("refresh_critical", mode="per_ticker")
+    assert result.success
+    assert len(pipeline.api_requests()) == 3
+    assert {r.path.split("/")[-2] for r in pipeline.api_requests()} == {"tickers"}
+
+
+def test_a_past_partition_fails_clearly_and_fetches_and_writes_nothing(pipeline):
+    yesterday = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
+    result = pipeline.run("refresh_critical", partition=yesterday)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert f"Partition {yesterday} is a past day" in failure.step_failure_data.error.message
+    assert "Nothing was fetched or written" in failure.step_failure_data.error.message
+    assert pipeline.api_requests() == []
+    assert pipeline.store.latest_quote("EURUSD") is None
+
+
+def symbols_file_with_unknown(tmp_path: Path) -> Path:
+    document = yaml.safe_load(Path(load_registry().source).read_text())
+    document["symbols"] = [s for s in document["symbols"] if s["tier"] == "critical"] + [
+        {
+            "symbol": "ZARUSD",
+            "polygon_ticker": "C:ZARUSD",  # not a ticker Polygon knows
+            "asset_type": "forex",
+            "tier": "critical",
+            "name": "Rand",
+            "base_asset": "ZAR",
+            "quote_asset": "USD",
+            "price_precision": 5,
+        }
+    ]
+    path = tmp_path / "symbols.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+@pytest.mark.parametrize("mode", ["batch", "per_ticker"])
+def test_an_unknown_ticker_and_a_403_fail_only_their_own_symbols(pipeline, tmp_path, mode):
+    path = symbols_file_with_unknown(tmp_path)
+    first = pipeline.run("refresh_critical", symbols_file=path, mode=mode)
+    assert not first.success  # ZARUSD is unknown
+    eur_before = pipeline.store.latest_quote("EURUSD")
+    pipeline.sim.add_fault(Fault("forbidden", ticker="C:EURUSD"))
+
+    result = pipeline.run("refresh_critical", symbols_file=path, mode=mode)
+
+    assert not result.success
+    done = {m.asset_key.path[-1] for m in result.asset_materializations_for_node("quotes")}
+    assert done == {"XAUUSD", "BTCUSD"}
+    store = pipeline.store
+    assert (
+        "ZARUSD" in store.sync_status("ZARUSD")["error_message"]
+        or "C:ZARUSD" in (store.sync_status("ZARUSD")["error_message"])
+    )
+    assert store.sync_status("ZARUSD")["sync_status"] == "failed"
+    eur = store.sync_status("EURUSD")
+    assert eur["sync_status"] == "failed" and "NOT_AUTHORIZED" in eur["error_message"]
+    assert store.latest_quote("EURUSD") == eur_before  # the old row is intact
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    message = failure.step_failure_data.error.message
+    assert "2 of 4 symbol(s) failed; the other 2 were stored" in message
+    # a permanent error is never retried: one 403 for EURUSD at most per attempt path
+    forbidden = [r for r in pipeline.api_requests() if r.status == 403]
+    assert len(forbidden) == 1 if mode == "per_ticker" else len(forbidden) in (1, 2)
+
+
+def test_the_key_never_reaches_logs_run_events_or_the_ui(pipeline, tmp_path, caplog):
+    caplog.set_level("DEBUG")
+    pipeline.sim.add_fault(Fault("forbidden", ticker="C:EURUSD"))
+    pipeline.sim.add_fault(Fault("http_500", count=1))
+    result = pipeline.run("refresh_critical", symbols_file=symbols_file_with_unknown(tmp_path))
+    assert not result.success
+    from dagster._serdes import serialize_value
+
+    records = pipeline.instance.all_logs(result.run_id)
+    assert records and all(SECRET not in serialize_value(r) for r in records)
+    run = pipeline.instance.get_run_by_id(result.run_id)
+    assert SECRET not in serialize_value(run)
+    assert SECRET not in caplog.text
+    # what the UI shows of the resource config is the variable's name, not its value
+    defs = pipeline.defs()
+    polygon = defs.resources["polygon"]
+    assert "POLYGON_API_KEY" in repr(polygon.api_key) and SECRET not in repr(polygon)
+    store_errors = " ".join(
+        str(pipeline.store.sync_status(s)["error_message"]) for s in ("EURUSD", "ZARUSD")
+    )
+    assert SECRET not in store_errors
+
+
+def test_with_redis_down_the_write_succeeds_and_the_relay_delivers_each_event_once(
+    monkeypatch, sim, pg_url, redis_namespace
+):
+    # The budget lives in the database here, so Redis being down only affects the events.
+    monkeypatch.setenv("POLYGON_BUDGET_STORE", "database")
+    down = Pipeline(monkeypatch, sim, pg_url, redis_namespace, redis_url="redis://127.0.0.1:1/0")
+    result = down.run("refresh_critical")
+    assert result.success
+    engine = get_engine(pg_url)
+    assert pending_count(engine) == 3
+    meta = result.asset_materializations_for_node("quotes")[0].metadata
+    assert meta["events_published"].value == 0
+
+    # a second refresh while Redis is still down adds three more events, still in order
+    time.sleep(0.01)  # the simulator's quotes are timed to the call, so these are newer
+    assert down.run("refresh_critical").success
+    assert pending_count(engine) == 6
+
+    channels = [f"{redis_namespace}asset:update:{s}" for s in CRITICAL]
+    subscriber = Subscriber(channels)
+    try:
+        live = redis.Redis.from_url(REDIS_URL)
+        first = relay_pending(engine, live)
+        again = relay_pending(engine, live)
+        messages = subscriber.wait_for(6)
+    finally:
+        subscriber.close()
+    assert (first.sent, first.pending, again.sent) == (6, 0, 0)
+    ids = [m["event_id"] for _, m in messages]
+    assert len(ids) == 6 and len(set(ids)) == 6  # each once
+    with engine.connect() as conn:
+        order = (
+            conn.execute(sa.select(event_outbox.c.event_id).order_by(event_outbox.c.id))
+            .scalars()
+            .all()
+        )
+    assert ids == order  # oldest first
+
+
+def test_with_the_budget_in_redis_and_redis_down_no_call_is_made(
+    monkeypatch, sim, pg_url, redis_namespace
+):
+    down = Pipeline(monkeypatch, sim, pg_url, redis_namespace, redis_url="redis://127.0.0.1:1/0")
+    result = down.run("refresh_critical")
+    assert not result.success
+    assert down.api_requests() == []  # failing closed
+    status = down.store.sync_status("EURUSD")
+    assert status["sync_status"] == "failed"
+    assert "budget store (redis) is unreachable" in status["error_message"]
+
+
+def test_overriding_one_setting_in_the_launchpad_keeps_the_others(pipeline):
+    # Dagster resets a resource's other fields when run config sets one of them; the
+    # environment must still decide the endpoint, the key and the database.
+    defs = pipeline.defs()
+    result = defs.resolve_job_def("refresh_critical").execute_in_process(
+        partition_key=today(),
+        instance=pipeline.instance,
+        run_config={"resources": {"polygon": {"config": {"snapshot_mode": "per_ticker"}}}},
+    )
+    assert result.success
+    assert len(pipeline.api_requests()) == 3  # our simulator, per ticker
+    assert pipeline.store.latest_quote("EURUSD") is not None
+
+
+def test_the_embedded_simulator_never_feeds_a_real_database(pipeline, monkeypatch):
+    monkeypatch.delenv("POLYGON_BASE_URL")
+    result = pipeline.run("refresh_critical")
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    assert "embedded Polygon simulator only serves the embedded database" in (
+        failure.step_failure_data.error.message
+    )
+    assert pipeline.store.latest_quote("EURUSD") is None

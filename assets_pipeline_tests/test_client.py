@@ -1,0 +1,215 @@
+"""The Polygon client over real HTTP against the simulator: modes, retries, error classes, the key."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from assets_pipeline.budget import PolygonBudget, SqlBudgetStore
+from assets_pipeline.database import get_engine
+from assets_pipeline.polygon.client import PolygonClient
+from assets_pipeline.polygon.errors import (
+    MalformedResponse,
+    NotEntitled,
+    PermanentError,
+    RateLimited,
+    RetryableError,
+    TickerNotFound,
+)
+from assets_pipeline.registry import AssetType, SymbolSpec, Tier
+from assets_pipeline.simulator import Fault, PolygonSimulator
+
+SECRET = "sk-test-0123456789abcdef-SECRET"
+
+
+@pytest.fixture
+def budget(sqlite_url):
+    return PolygonBudget(SqlBudgetStore(get_engine(sqlite_url)), limit=1000, window_seconds=60)
+
+
+@pytest.fixture
+def client(simulator, budget):
+    client = PolygonClient(
+        simulator.url, SECRET, budget, backoff_seconds=0.01, read_timeout=0.5, max_retries=2
+    )
+    yield client
+    client.close()
+
+
+def spec(symbol, ticker, asset_type=AssetType.FOREX):
+    return SymbolSpec(symbol, ticker, asset_type, Tier.CRITICAL, symbol, "A", "B", 5)
+
+
+def api_requests(sim):
+    return [r for r in sim.requests if not r.path.startswith("/_sim")]
+
+
+def test_batch_mode_fetches_many_markets_in_one_call(client, simulator, registry):
+    result = client.fetch(registry, "batch")
+    assert sorted(result.quotes) == sorted(s.symbol for s in registry)
+    assert result.errors == {} and result.api_calls == 1
+    (request,) = api_requests(simulator)
+    assert request.path == "/v3/snapshot" and request.query["limit"] == "250"
+    btc, eur = result.quotes["BTCUSD"], result.quotes["EURUSD"]
+    assert btc.bid is None and btc.ask is None and btc.last_price > 0
+    assert eur.bid < eur.ask and eur.spread > 0
+
+
+def test_per_ticker_mode_is_one_call_per_distinct_ticker(client, simulator, registry):
+    result = client.fetch(registry, "per_ticker")
+    assert len(result.quotes) == 9 and result.api_calls == 9
+    paths = {r.path for r in api_requests(simulator)}
+    assert "/v2/snapshot/locale/global/markets/crypto/tickers/X:ETHUSD" in paths
+    assert "/v2/snapshot/locale/global/markets/forex/tickers/C:XAUUSD" in paths
+
+
+def test_more_than_250_tickers_are_split_and_pages_followed(budget):
+    with PolygonSimulator(host="127.0.0.1", port=0, page_size_cap=100) as sim:
+        client = PolygonClient(sim.url, SECRET, budget)
+        codes = ["USD", "EUR", "GBP", "JPY", "AUD", "CAD", "CHF", "NZD", "XAU", "XAG"]
+        tickers = [f"C:{a}{b}" for a in codes for b in codes if a != b]
+        tickers += [f"X:{c}USD" for c in ("BTC", "ETH", "SOL", "LTC", "XRP", "DOGE")]
+        specs = [spec(f"S{i}", t) for i, t in enumerate(tickers)]
+        many = specs + [spec(f"D{i}", f"C:ZZ{i:04d}") for i in range(300 - len(specs))]
+        result = client.fetch(many, "batch")
+        v3 = [r for r in sim.requests if r.path == "/v3/snapshot"]
+    assert len(result.quotes) == len(tickers)
+    assert all(isinstance(e, TickerNotFound) for e in result.errors.values())
+    assert len(result.errors) == 300 - len(tickers)
+    # 300 tickers: two chunks (250 + 50); pages of at most 100 -> 3 + 1 requests
+    assert len(v3) == 4 and result.api_calls == 4
+    assert all("cursor" in r.query for r in v3 if "ticker.any_of" not in r.query)
+
+
+def test_server_errors_and_broken_bodies_are_retried(client, simulator):
+    simulator.add_fault(Fault("http_503", ticker="C:EURUSD", count=1))
+    assert client.snapshot("C:EURUSD", AssetType.FOREX).ticker == "C:EURUSD"
+    simulator.add_fault(Fault("malformed", ticker="C:EURUSD", count=1))
+    assert client.snapshot("C:EURUSD", AssetType.FOREX).ticker == "C:EURUSD"
+    # 503 then a good answer; a truncated 200 body then a good answer
+    assert [r.status for r in api_requests(simulator)] == [503, 200, 200, 200]
+    assert client.calls == 4  # every attempt is paid for
+
+
+def test_a_timeout_is_retryable_and_gives_up_after_the_retries(client, simulator):
+    simulator.add_fault(Fault("timeout", ticker="C:EURUSD", delay=1.5))
+    with pytest.raises(RetryableError, match="did not answer"):
+        client.snapshot("C:EURUSD", AssetType.FOREX)
+    assert client.calls == 3
+
+
+def test_malformed_body_after_all_retries_is_a_retryable_error(client, simulator):
+    simulator.add_fault(Fault("malformed"))
+    with pytest.raises(MalformedResponse, match="not valid JSON"):
+        client.snapshot("C:EURUSD", AssetType.FOREX)
+
+
+@pytest.mark.parametrize(
+    ("fault", "ticker", "error", "text"),
+    [
+        (Fault("forbidden", ticker="C:EURUSD"), "C:EURUSD", NotEntitled, "403 NOT_AUTHORIZED"),
+        (None, "C:ZZZUSD", TickerNotFound, "404 NOT_FOUND"),
+        (None, "X:ETHUSDT", TickerNotFound, "Ticker not found"),
+    ],
+)
+def test_permanent_errors_are_never_retried(client, simulator, fault, ticker, error, text):
+    if fault:
+        simulator.add_fault(fault)
+    market = AssetType.CRYPTO if ticker.startswith("X:") else AssetType.FOREX
+    with pytest.raises(error, match=text) as info:
+        client.snapshot(ticker, market)
+    assert not info.value.retryable
+    assert len(api_requests(simulator)) == 1
+
+
+def test_a_bad_key_is_permanent(simulator, budget):
+    with PolygonSimulator(host="127.0.0.1", port=0, api_keys={"right"}) as sim:
+        client = PolygonClient(sim.url, SECRET, budget)
+        with pytest.raises(PermanentError, match="401 ERROR for C:EURUSD: Unknown API Key"):
+            client.snapshot("C:EURUSD", AssetType.FOREX)
+        assert len(sim.requests) == 1
+
+
+def test_a_429_pauses_the_shared_budget_and_is_retried(client, simulator, budget):
+    simulator.add_fault(Fault("rate_limited", count=1))
+    other = PolygonBudget(budget.store, budget.limit, window_seconds=0.5)
+    client.budget = other  # a short window so the pause is short
+    quote = client.snapshot("C:EURUSD", AssetType.FOREX)
+    assert quote.ticker == "C:EURUSD"
+    assert [r.status for r in api_requests(simulator)] == [429, 200]
+    assert other.waits == 1 and other.waited_seconds >= 0.5
+    assert budget.stats().total_waits == 1
+
+
+def test_a_429_that_persists_fails_as_rate_limited(client, simulator):
+    simulator.add_fault(Fault("rate_limited"))
+    client.budget = PolygonBudget(client.budget.store, 1000, window_seconds=0.1)
+    with pytest.raises(RateLimited):
+        client.snapshot("C:EURUSD", AssetType.FOREX)
+
+
+def test_bad_quotes_fail_only_their_own_symbol(client, simulator):
+    simulator.add_fault(Fault("crossed", ticker="C:EURUSD"))
+    simulator.add_fault(Fault("future", ticker="C:GBPUSD"))
+    simulator.add_fault(Fault("negative_price", ticker="X:BTCUSD"))
+    specs = [
+        spec("EURUSD", "C:EURUSD"),
+        spec("GBPUSD", "C:GBPUSD"),
+        spec("BTCUSD", "X:BTCUSD", AssetType.CRYPTO),
+        spec("USDJPY", "C:USDJPY"),
+    ]
+    for mode in ("batch", "per_ticker"):
+        result = client.fetch(specs, mode)
+        assert sorted(result.quotes) == ["USDJPY"], mode
+        assert "crossed quote" in str(result.errors["EURUSD"])
+        assert "in the future" in str(result.errors["GBPUSD"])
+        assert "must be positive" in str(result.errors["BTCUSD"])
+
+
+def test_batch_403_falls_back_to_one_call_per_ticker(budget):
+    with PolygonSimulator(host="127.0.0.1", port=0, plan="free") as sim:
+        client = PolygonClient(sim.url, SECRET, budget)
+        result = client.fetch([spec("EURUSD", "C:EURUSD"), spec("GBPUSD", "C:GBPUSD")], "batch")
+    assert sorted(result.quotes) == ["EURUSD", "GBPUSD"]
+    assert result.mode == "per_ticker" and result.api_calls == 3
+    assert "falling back to one call per ticker" in result.notes[0]
+
+
+def test_the_key_travels_only_in_the_authorization_header(client, simulator, caplog):
+    caplog.set_level(logging.DEBUG)
+    simulator.add_fault(Fault("http_500", count=1))
+    simulator.add_fault(Fault("forbidden", ticker="C:GBPUSD"))
+    client.snapshot("C:EURUSD", AssetType.FOREX)
+    with pytest.raises(NotEntitled) as info:
+        client.snapshot("C:GBPUSD", AssetType.FOREX)
+    for request in simulator.requests:
+        assert SECRET not in request.path and SECRET not in str(request.query)
+        assert request.key_id  # the simulator saw a key, in the header
+    assert SECRET not in caplog.text and SECRET not in str(info.value)
+
+
+def test_a_key_echoed_back_by_a_server_is_redacted(budget):
+    # A misbehaving proxy that echoes the key in its error page must not leak it further.
+    import http.server
+    import threading
+
+    class Echo(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = f"bad gateway for {self.headers['Authorization']}".encode()
+            self.send_response(400)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = PolygonClient(f"http://127.0.0.1:{server.server_port}", SECRET, budget)
+        with pytest.raises(PermanentError) as info:
+            client.snapshot("C:EURUSD", AssetType.FOREX)
+    finally:
+        server.shutdown()
+    assert SECRET not in str(info.value) and "***" in str(info.value)

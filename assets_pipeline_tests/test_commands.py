@@ -1,0 +1,147 @@
+"""What a user types: the demo refresh, a Dagster CLI materialization, and the relay sensor."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import redis
+
+from assets_pipeline.database import get_engine
+from assets_pipeline.events import pending_count
+from assets_pipeline.quote_store import QuoteStore
+from assets_pipeline.resources import RedisResource, TradingDatabase
+from assets_pipeline.sensors import event_outbox_relay
+
+from .conftest import REDIS_URL
+from .test_quote_store import DAY, quote
+
+BIN = Path(sys.executable).parent
+SETTINGS = (
+    "POLYGON_API_KEY",
+    "POLYGON_BASE_URL",
+    "POLYGON_RATE_LIMIT_CALLS",
+    "POLYGON_RATE_LIMIT_WINDOW_SECONDS",
+    "POLYGON_SNAPSHOT_MODE",
+    "POLYGON_BUDGET_STORE",
+    "TRADING_DATABASE_URL",
+    "REDIS_URL",
+    "REDIS_NAMESPACE",
+    "ASSETS_CONFIG",
+    "DAGSTER_HOME",
+)
+
+
+def fresh_env(home: Path, **extra: str) -> dict[str, str]:
+    """A shell with none of our settings: the embedded defaults, in a home of the test's own."""
+    env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
+    env["ASSETS_PIPELINE_HOME"] = str(home)
+    env.update(extra)
+    return env
+
+
+def test_the_demo_refreshes_every_symbol_on_the_embedded_defaults(tmp_path):
+    done = subprocess.run(
+        [str(BIN / "assets-pipeline"), "refresh"],
+        env=fresh_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("SYMBOL"))
+    assert lines[header].split() == [
+        "SYMBOL",
+        "BID",
+        "ASK",
+        "LAST",
+        "QUOTE",
+        "TIME",
+        "(UTC)",
+        "API",
+        "CALLS",
+        "RESULT",
+    ]
+    rows = [line.split() for line in lines[header + 1 : header + 10]]
+    assert [r[0] for r in rows] == [
+        "XAUUSD",
+        "EURUSD",
+        "BTCUSD",
+        "ETHUSDT",
+        "GBPUSD",
+        "USDJPY",
+        "XAGUSD",
+        "AUDUSD",
+        "USDCAD",
+    ]
+    assert all(r[-1] == "stored" for r in rows)
+    assert rows[2][1:3] == ["-", "-"]  # BTCUSD: no bid or ask
+    assert "9 of 9 symbol(s) refreshed, 1 API call(s)." in done.stdout
+    assert (tmp_path / "trading.sqlite").exists()
+    store = QuoteStore(get_engine(f"sqlite:///{tmp_path / 'trading.sqlite'}"))
+    assert store.sync_status("USDCAD")["sync_status"] == "success"
+
+
+def test_dagster_materializes_in_its_own_run_process_on_the_defaults(tmp_path):
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    done = subprocess.run(
+        [
+            str(BIN / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "assets_pipeline.definitions",
+            "--select",
+            "quotes/XAUUSD,quotes/BTCUSD",
+            "--partition",
+            today,
+        ],
+        env=fresh_env(tmp_path / "ap", DAGSTER_HOME=str(home)),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    store = QuoteStore(get_engine(f"sqlite:///{tmp_path / 'ap' / 'trading.sqlite'}"))
+    assert store.latest_quote("XAUUSD") is not None and store.latest_quote("BTCUSD") is not None
+    assert store.latest_quote("EURUSD") is None  # not selected, not fetched
+
+
+def test_the_relay_sensor_publishes_what_waits_in_the_outbox(pg_url, redis_namespace, registry):
+    store = QuoteStore(get_engine(pg_url), redis_namespace)
+    store.write_quote(registry.get("EURUSD"), quote(), DAY)
+    assert pending_count(store.engine) == 1
+    listener = redis.Redis.from_url(REDIS_URL).pubsub()
+    listener.subscribe(f"{redis_namespace}asset:update:EURUSD")
+    listener.get_message(timeout=1)
+
+    context = dg.build_sensor_context(
+        resources={
+            "database": TradingDatabase(url=pg_url),
+            "redis": RedisResource(url=REDIS_URL, namespace=redis_namespace),
+        }
+    )
+    result = event_outbox_relay(context)
+
+    assert isinstance(result, dg.SkipReason)
+    assert "published 1 event(s); 0 pending" in result.skip_message
+    message = listener.get_message(timeout=2)
+    assert message and b'"type": "price_update"' in message["data"]
+    assert pending_count(store.engine) == 0
+    listener.close()
+
+
+def test_the_relay_sensor_waits_politely_without_redis(sqlite_url, monkeypatch):
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    context = dg.build_sensor_context(
+        resources={"database": TradingDatabase(url=sqlite_url), "redis": RedisResource()}
+    )
+    result = event_outbox_relay(context)
+    assert "REDIS_URL is not set" in result.skip_message

@@ -12,8 +12,19 @@ from collections.abc import Iterator
 
 import dagster as dg
 
+from assets_pipeline.batches import (
+    BATCH_TAG,
+    CRITICAL,
+    KIND_TAG,
+    MANUAL,
+    QUEUE,
+    BatchResult,
+    record_batch,
+)
+from assets_pipeline.fairness import critical_reserve, direct_specs
 from assets_pipeline.polygon.client import FetchResult
 from assets_pipeline.quotes import iso_utc
+from assets_pipeline.refresh_queue import RefreshQueue
 from assets_pipeline.registry import Registry, SymbolSpec
 from assets_pipeline.resources import PolygonResource, TradingDatabase
 
@@ -66,6 +77,7 @@ def build_quote_assets(registry: Registry) -> dg.AssetsDefinition:
         for name, symbol in by_output.items()
     }
     by_key = {quote_asset_key(s.symbol): s for s in registry}
+    direct = set(direct_specs(registry))
 
     @dg.multi_asset(
         name="quotes",
@@ -78,7 +90,8 @@ def build_quote_assets(registry: Registry) -> dg.AssetsDefinition:
     def quotes(
         context: dg.AssetExecutionContext, polygon: PolygonResource, database: TradingDatabase
     ) -> Iterator[dg.Output]:
-        today = dt.datetime.now(dt.UTC).date().isoformat()
+        started = dt.datetime.now(dt.UTC)
+        today = started.date().isoformat()
         partition = context.partition_key
         if partition != today:
             raise dg.Failure(
@@ -93,9 +106,21 @@ def build_quote_assets(registry: Registry) -> dg.AssetsDefinition:
             (by_key[key] for key in context.selected_asset_keys),
             key=lambda s: (s.tier.rank, registry.symbols.index(s)),
         )
-        client = polygon.client(logger=context.log)
+        tags = context.run.tags
+        kind = tags.get(KIND_TAG) or (CRITICAL if all(s in direct for s in selected) else MANUAL)
+        batch_id = tags.get(BATCH_TAG) or context.run_id
+        mode = polygon.mode()
+        reserve = 0 if kind == CRITICAL else critical_reserve(registry, mode)
         try:
-            result = client.fetch(selected, polygon.mode())  # type: ignore[arg-type]
+            client = polygon.client(
+                logger=context.log,
+                reserve=reserve,
+                max_retries=0 if kind == QUEUE else None,
+            )
+        except ValueError as exc:
+            raise dg.Failure(f"cannot refresh {kind} symbols: {exc}", allow_retries=False) from exc
+        try:
+            result = client.fetch(selected, mode)  # type: ignore[arg-type]
         finally:
             client.close()
 
@@ -118,28 +143,59 @@ def build_quote_assets(registry: Registry) -> dg.AssetsDefinition:
                     "api_calls": result.api_calls,
                     "budget_waits": result.budget_waits,
                     "snapshot_mode": result.mode,
+                    "batch_id": batch_id,
+                    "batch_kind": kind,
+                    "batch_start": iso_utc(started),
+                    "batch_symbols": len(selected),
                 },
             )
 
         store = database.quote_store()
+        queue = RefreshQueue(database.engine(), registry.queue)
+        errors = {s: client.redact(str(e)) for s, e in result.errors.items()}
         for symbol in selected:
             error = result.errors.get(symbol.symbol)
-            if error is not None:
-                store.record_failure(symbol, client.redact(str(error)))
-        context.log.info(_summary(result, len(selected)))
+            if error is None:
+                continue
+            store.record_failure(symbol, errors[symbol.symbol])
+            item = queue.fail(
+                symbol.symbol,
+                symbol.tier,
+                errors[symbol.symbol],
+                retryable=getattr(error, "retryable", True),
+            )
+            if item is not None:
+                context.log.warning(
+                    f"{symbol.symbol}: {item.status} in the queue at tier {item.tier.value}"
+                    f" after {item.attempts} attempt(s): {errors[symbol.symbol]}"
+                )
+        queue.complete(result.quotes)
+        batch = BatchResult(
+            batch_id=batch_id,
+            kind=kind,
+            run_id=context.run_id,
+            started_at=started,
+            ended_at=dt.datetime.now(dt.UTC),
+            updated=[s.symbol for s in selected if s.symbol in result.quotes],
+            failed={s.symbol: errors[s.symbol] for s in selected if s.symbol in errors},
+            queue_processed=len(selected) if kind == QUEUE else 0,
+            queue_remaining=queue.stats().waiting,
+            api_calls=result.api_calls,
+            budget_waits=result.budget_waits,
+        )
+        record_batch(database.engine(), batch)
+        context.instance.add_run_tags(context.run_id, batch.tags())
+        context.log.info(batch.log_line() + _notes(result))
         if result.errors:
             raise dg.Failure(
                 description=(
                     f"{len(result.errors)} of {len(selected)} symbol(s) failed"
                     + (f"; the other {len(result.quotes)} were stored. " if result.quotes else ". ")
-                    + "; ".join(
-                        f"{symbol}: {client.redact(str(error))}"
-                        for symbol, error in sorted(result.errors.items())
-                    )
+                    + "; ".join(f"{symbol}: {error}" for symbol, error in sorted(errors.items()))
                 ),
                 metadata={
-                    f"error:{symbol}": client.redact(str(error))
-                    for symbol, error in result.errors.items()
+                    "batch": dg.MetadataValue.json(batch.as_dict()),
+                    **{f"error:{symbol}": error for symbol, error in errors.items()},
                 },
                 allow_retries=False,
             )
@@ -147,11 +203,5 @@ def build_quote_assets(registry: Registry) -> dg.AssetsDefinition:
     return quotes
 
 
-def _summary(result: FetchResult, selected: int) -> str:
-    failed = ", ".join(sorted(result.errors)) or "none"
-    notes = f" ({'; '.join(result.notes)})" if result.notes else ""
-    return (
-        f"refreshed {len(result.quotes)} of {selected} symbol(s) in {result.mode} mode with"
-        f" {result.api_calls} API call(s) and {result.budget_waits} budget wait(s)"
-        f" ({result.budget_wait_seconds:.1f}s); failed: {failed}{notes}"
-    )
+def _notes(result: FetchResult) -> str:
+    return f" ({'; '.join(result.notes)})" if result.notes else ""

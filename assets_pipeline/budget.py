@@ -57,8 +57,11 @@ class BudgetStore(Protocol):
 
     backend: str
 
-    def try_acquire(self, limit: int, window: float) -> float:
-        """Take a slot and return 0, or take nothing and return the seconds until one frees."""
+    def try_acquire(self, limit: int, window: float, reserve: int = 0) -> float:
+        """Take a slot and return 0, or take nothing and return the seconds until one frees.
+
+        With `reserve`, a slot is granted only while more than `reserve` remain free.
+        """
         ...
 
     def pause(self, seconds: float) -> None:
@@ -79,6 +82,7 @@ class PolygonBudget:
         limit: int,
         window_seconds: float,
         *,
+        reserve: int = 0,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -86,9 +90,15 @@ class PolygonBudget:
             raise ValueError(f"the budget needs at least 1 call per window, got {limit}")
         if window_seconds <= 0:
             raise ValueError(f"the budget window must be positive, got {window_seconds}")
+        if reserve >= limit:
+            raise ValueError(
+                f"reserving {reserve} of {limit} calls per window leaves nothing for this caller"
+            )
         self.store = store
         self.limit = limit
         self.window_seconds = window_seconds
+        #: Slots this caller must leave free in every window (for the next critical refresh).
+        self.reserve = max(0, reserve)
         self._sleep = sleep
         self._monotonic = monotonic
         #: What this process has done; the store keeps the deployment-wide totals.
@@ -107,7 +117,7 @@ class PolygonBudget:
         deadline = started + max_wait_seconds
         counted_wait = False
         while True:
-            wait = self._try(self.store.try_acquire, self.limit, self.window_seconds)
+            wait = self._try(self.store.try_acquire, self.limit, self.window_seconds, self.reserve)
             if wait <= 0:
                 self.calls += 1
                 waited = self._monotonic() - started
@@ -116,9 +126,10 @@ class PolygonBudget:
             remaining = deadline - self._monotonic()
             if wait > remaining:
                 # The next slot frees after our deadline: fail now rather than sleep in vain.
+                reserved = f", {self.reserve} kept for critical" if self.reserve else ""
                 raise BudgetError(
                     f"no Polygon call slot within {max_wait_seconds:.0f}s: the budget of"
-                    f" {self.limit} calls per {self.window_seconds:g}s is in use"
+                    f" {self.limit} calls per {self.window_seconds:g}s is in use{reserved}"
                     f" (next slot in {wait:.1f}s)"
                 )
             if not counted_wait:
@@ -164,19 +175,22 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
+local usable = limit - tonumber(ARGV[4])
 local paused = tonumber(redis.call('GET', KEYS[2]) or '0')
 if paused > now then
   return tostring(paused - now)
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-if redis.call('ZCARD', KEYS[1]) < limit then
+local used = redis.call('ZCARD', KEYS[1])
+if used < usable then
   redis.call('ZADD', KEYS[1], now, ARGV[3])
   redis.call('EXPIRE', KEYS[1], math.ceil(window) + 1)
   redis.call('HINCRBY', KEYS[3], 'total_calls', 1)
   return '0'
 end
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return tostring(math.max(tonumber(oldest[2]) + window - now, 0.001))
+local index = used - usable
+local frees = redis.call('ZRANGE', KEYS[1], index, index, 'WITHSCORES')
+return tostring(math.max(tonumber(frees[2]) + window - now, 0.001))
 """
 
 _PAUSE_LUA = """
@@ -221,11 +235,10 @@ class RedisBudgetStore:
         self._pause = client.register_script(_PAUSE_LUA)
         self._stats = client.register_script(_STATS_LUA)
 
-    def try_acquire(self, limit: int, window: float) -> float:
+    def try_acquire(self, limit: int, window: float, reserve: int = 0) -> float:
         nonce = uuid.uuid4().hex
-        return float(
-            self._acquire(keys=self._keys, args=[limit, window + WINDOW_MARGIN_SECONDS, nonce])
-        )
+        args = [limit, window + WINDOW_MARGIN_SECONDS, nonce, reserve]
+        return float(self._acquire(keys=self._keys, args=args))
 
     def pause(self, seconds: float) -> None:
         self._pause(keys=[self._keys[1]], args=[seconds])
@@ -288,8 +301,9 @@ class SqlBudgetStore:
             query = query.with_for_update()
         return conn.execute(query).one()
 
-    def try_acquire(self, limit: int, window: float) -> float:
+    def try_acquire(self, limit: int, window: float, reserve: int = 0) -> float:
         window += WINDOW_MARGIN_SECONDS
+        usable = limit - reserve
         with self._engine.begin() as conn:
             state = self._locked(conn)
             now = db_epoch_seconds(conn)
@@ -301,11 +315,14 @@ class SqlBudgetStore:
                     calls.name == self._name, calls.at <= now - window
                 )
             )
-            used, oldest = conn.execute(
-                sa.select(sa.func.count(), sa.func.min(calls.at)).where(calls.name == self._name)
-            ).one()
-            if used >= limit:
-                return max(oldest + window - now, 0.001)
+            times = (
+                conn.execute(sa.select(calls.at).where(calls.name == self._name).order_by(calls.at))
+                .scalars()
+                .all()
+            )
+            if len(times) >= usable:
+                # the slot that frees first for us is the (used - usable)-th oldest call's
+                return max(times[len(times) - usable] + window - now, 0.001)
             conn.execute(sa.insert(api_budget_calls).values(name=self._name, at=now))
             conn.execute(self._bump("total_calls"))
             return 0.0

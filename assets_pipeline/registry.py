@@ -7,8 +7,8 @@ instead of surfacing later as a confusing Polygon error in the middle of a run.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import enum
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -18,6 +18,18 @@ from typing import Any
 
 import yaml
 
+from assets_pipeline.cadence import (
+    DEFAULT_TIERS,
+    CadenceError,
+    QueuePolicy,
+    TierPolicy,
+    parse_queue,
+    parse_tiers,
+)
+from assets_pipeline.taxonomy import AssetType, Tier
+
+__all__ = ["AssetType", "Registry", "RegistryError", "SymbolSpec", "Tier", "load_registry"]
+
 DEFAULT_SYMBOLS_FILE = Path(__file__).with_name("symbols.yaml")
 SYMBOL_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9._-]{0,19}$")
 DEFAULT_START_DATE = "2026-01-01"
@@ -25,31 +37,6 @@ DEFAULT_START_DATE = "2026-01-01"
 
 class RegistryError(ValueError):
     """The symbols file is unusable; the message names the file, the entry and the field."""
-
-
-class Tier(enum.StrEnum):
-    """Priority tier; the order of declaration is the order of priority."""
-
-    CRITICAL = "critical"
-    HIGH = "high"
-    MEDIUM = "medium"
-    LOW = "low"
-
-    @property
-    def rank(self) -> int:
-        """0 for critical, growing as priority falls."""
-        return list(Tier).index(self)
-
-
-class AssetType(enum.StrEnum):
-    FOREX = "forex"
-    CRYPTO = "crypto"
-    INDEX = "index"
-
-    @property
-    def ticker_prefix(self) -> str:
-        """Polygon's market prefix: `C:` forex (metals included), `X:` crypto, `I:` indices."""
-        return {"forex": "C:", "crypto": "X:", "index": "I:"}[self.value]
 
 
 @dataclass(frozen=True)
@@ -74,6 +61,10 @@ class Registry:
     symbols: tuple[SymbolSpec, ...]
     owners: tuple[str, ...] = ()
     start_date: str = DEFAULT_START_DATE
+    tiers: Mapping[Tier, TierPolicy] = dataclasses.field(
+        default_factory=lambda: dict(DEFAULT_TIERS)
+    )
+    queue: QueuePolicy = dataclasses.field(default_factory=QueuePolicy)
 
     def __iter__(self) -> Iterator[SymbolSpec]:
         return iter(self.symbols)
@@ -108,7 +99,7 @@ _REQUIRED = (
     "quote_asset",
     "price_precision",
 )
-_TOP_LEVEL = {"symbols", "owners", "start_date"}
+_TOP_LEVEL = {"symbols", "owners", "start_date", "tiers", "queue"}
 _MAX_PRECISION = 10
 
 
@@ -168,8 +159,18 @@ def parse_registry(document: Any, source: str = "<symbols>") -> Registry:
             )
         seen[spec.symbol] = index
         specs.append(spec)
+    try:
+        tiers = parse_tiers(document.get("tiers"), source)
+        queue = parse_queue(document.get("queue"), source)
+    except CadenceError as exc:
+        raise RegistryError(str(exc)) from None
     return Registry(
-        source=source, symbols=tuple(specs), owners=tuple(owners), start_date=start_date
+        source=source,
+        symbols=tuple(specs),
+        owners=tuple(owners),
+        start_date=start_date,
+        tiers=tiers,
+        queue=queue,
     )
 
 

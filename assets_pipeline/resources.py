@@ -104,7 +104,8 @@ class PolygonBudgetResource(dg.ConfigurableResource):
     redis: RedisResource
     database: TradingDatabase
 
-    def budget(self) -> PolygonBudget:
+    def budget(self, reserve: int = 0) -> PolygonBudget:
+        """The shared budget; `reserve` slots of each window are left for critical refreshes."""
         if self.store not in ("auto", "redis", "database"):
             raise dg.Failure(f"budget store must be auto, redis or database, got {self.store!r}")
         client = self.redis.client()
@@ -114,7 +115,7 @@ class PolygonBudgetResource(dg.ConfigurableResource):
             store: Any = RedisBudgetStore(client, self.name, self.redis.key_prefix())
         else:
             store = SqlBudgetStore(self.database.engine(), self.name)
-        return PolygonBudget(store, self.calls, self.window_seconds)
+        return PolygonBudget(store, self.calls, self.window_seconds, reserve=reserve)
 
 
 class PolygonResource(dg.ConfigurableResource):
@@ -145,16 +146,24 @@ class PolygonResource(dg.ConfigurableResource):
             raise dg.Failure(f"snapshot_mode must be 'batch' or 'per_ticker', got {mode!r}")
         return mode
 
-    def client(self, logger: logging.Logger | Any | None = None) -> PolygonClient:
+    def client(
+        self,
+        logger: logging.Logger | Any | None = None,
+        *,
+        reserve: int = 0,
+        max_retries: int | None = None,
+    ) -> PolygonClient:
+        """A client within the shared budget. Non-critical callers pass the critical `reserve`;
+        queue runs pass `max_retries=0` because the queue itself retries, one tier lower."""
         self.mode()
         base_url, key = self.endpoint()
         return PolygonClient(
             base_url,
             key,
-            self.budget.budget(),
+            self.budget.budget(reserve),
             connect_timeout=self.connect_timeout_seconds,
             read_timeout=self.read_timeout_seconds,
-            max_retries=self.max_retries,
+            max_retries=self.max_retries if max_retries is None else max_retries,
             backoff_seconds=self.backoff_seconds,
             max_budget_wait_seconds=self.max_budget_wait_seconds,
             logger=logger,

@@ -155,3 +155,43 @@ def ensure_schema(engine: sa.Engine) -> None:
                     f" {', '.join(missing)} that assets_pipeline writes; add them or point"
                     " TRADING_DATABASE_URL at another database"
                 )
+
+
+#: The secondary queue. A table rather than a sensor cursor because run processes must update it
+#: (requeue a failed symbol one tier lower) and only a sensor can write its own cursor.
+refresh_queue = sa.Table(
+    "refresh_queue",
+    metadata,
+    sa.Column("symbol", sa.String(20), primary_key=True),
+    sa.Column("tier", sa.String(20), nullable=False),
+    sa.Column("base_tier", sa.String(20), nullable=False),
+    sa.Column("tier_rank", sa.Integer, nullable=False),
+    sa.Column("enqueued_at", _TS, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("status", sa.String(20), nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("batch_id", sa.String(64)),
+    sa.Column("claimed_at", _TS),
+    sa.Index("ix_refresh_queue_order", "status", "tier_rank", "enqueued_at"),
+    schema=DATA_SOURCES,
+)
+
+#: One row per refresh run: what the status command reports as the last batch and the totals.
+refresh_batches = sa.Table(
+    "refresh_batches",
+    metadata,
+    sa.Column("batch_id", sa.String(64), primary_key=True),
+    sa.Column("kind", sa.String(20), nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("started_at", _TS, nullable=False),
+    sa.Column("ended_at", _TS, nullable=False),
+    sa.Column("duration_ms", sa.Integer, nullable=False),
+    sa.Column("updated", sa.Text, nullable=False),
+    sa.Column("failed", sa.Text, nullable=False),
+    sa.Column("queue_processed", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("queue_remaining", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("api_calls", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("budget_waits", sa.Integer, nullable=False, server_default="0"),
+    sa.Index("ix_refresh_batches_ended", "ended_at"),
+    schema=DATA_SOURCES,
+)

@@ -1,0 +1,161 @@
+"""The result of one refresh run ("batch"): reported as metadata, a log line and a table row.
+
+The row in `data_sources.refresh_batches` is what `assets-pipeline status` reads for the last
+batch and the totals, without asking Dagster.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from assets_pipeline.quote_store import as_utc
+from assets_pipeline.quotes import iso_utc
+from assets_pipeline.schema import refresh_batches
+
+#: What kind of traffic a run is; it decides its run priority and whether it must leave the
+#: critical tier's reserve of the budget untouched.
+CRITICAL = "critical"
+QUEUE = "queue"
+MANUAL = "manual"
+BACKFILL = "backfill"
+RUN_PRIORITY = {CRITICAL: 10, MANUAL: 5, QUEUE: 0, BACKFILL: -10}
+
+KIND_TAG = "assets_pipeline/kind"
+BATCH_TAG = "assets_pipeline/batch"
+PRIORITY_TAG = "dagster/priority"
+
+
+def run_tags(kind: str, batch_id: str | None = None, **extra: str) -> dict[str, str]:
+    tags = {KIND_TAG: kind, PRIORITY_TAG: str(RUN_PRIORITY[kind]), **extra}
+    if batch_id:
+        tags[BATCH_TAG] = batch_id
+    return tags
+
+
+@dataclass
+class BatchResult:
+    batch_id: str
+    kind: str
+    run_id: str | None
+    started_at: dt.datetime
+    ended_at: dt.datetime
+    updated: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    queue_processed: int = 0
+    queue_remaining: int = 0
+    api_calls: int = 0
+    budget_waits: int = 0
+
+    @property
+    def duration_ms(self) -> int:
+        return int((self.ended_at - self.started_at).total_seconds() * 1000)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "batch_id": self.batch_id,
+            "kind": self.kind,
+            "run_id": self.run_id,
+            "start": iso_utc(self.started_at),
+            "end": iso_utc(self.ended_at),
+            "duration_ms": self.duration_ms,
+            "symbols_updated": self.updated,
+            "symbols_failed": self.failed,
+            "queue_processed": self.queue_processed,
+            "queue_remaining": self.queue_remaining,
+            "api_calls": self.api_calls,
+            "budget_waits": self.budget_waits,
+        }
+
+    def log_line(self) -> str:
+        failed = (
+            "; ".join(f"{s}: {e}" for s, e in sorted(self.failed.items()))
+            if self.failed
+            else "none"
+        )
+        return (
+            f"batch {self.batch_id} ({self.kind}) {iso_utc(self.started_at)} ->"
+            f" {iso_utc(self.ended_at)} in {self.duration_ms} ms: updated"
+            f" {len(self.updated)} [{', '.join(self.updated)}], failed {len(self.failed)}"
+            f" [{failed}], queue processed {self.queue_processed} remaining"
+            f" {self.queue_remaining}, API calls {self.api_calls}, budget waits {self.budget_waits}"
+        )
+
+    def tags(self) -> dict[str, str]:
+        """Run tags (the run's own metadata in the UI); short values only."""
+        return {
+            "batch/updated": str(len(self.updated)),
+            "batch/failed": str(len(self.failed)),
+            "batch/api_calls": str(self.api_calls),
+            "batch/budget_waits": str(self.budget_waits),
+            "batch/duration_ms": str(self.duration_ms),
+            "batch/queue_processed": str(self.queue_processed),
+            "batch/queue_remaining": str(self.queue_remaining),
+        }
+
+
+def record_batch(engine: sa.Engine, result: BatchResult) -> None:
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(refresh_batches).values(
+                batch_id=result.batch_id,
+                kind=result.kind,
+                run_id=result.run_id,
+                started_at=result.started_at,
+                ended_at=result.ended_at,
+                duration_ms=result.duration_ms,
+                updated=json.dumps(result.updated),
+                failed=json.dumps(result.failed),
+                queue_processed=result.queue_processed,
+                queue_remaining=result.queue_remaining,
+                api_calls=result.api_calls,
+                budget_waits=result.budget_waits,
+            )
+        )
+
+
+def _from_row(row: sa.Row) -> BatchResult:
+    return BatchResult(
+        batch_id=row.batch_id,
+        kind=row.kind,
+        run_id=row.run_id,
+        started_at=as_utc(row.started_at),  # type: ignore[arg-type]
+        ended_at=as_utc(row.ended_at),  # type: ignore[arg-type]
+        updated=json.loads(row.updated),
+        failed=json.loads(row.failed),
+        queue_processed=row.queue_processed,
+        queue_remaining=row.queue_remaining,
+        api_calls=row.api_calls,
+        budget_waits=row.budget_waits,
+    )
+
+
+def recent_batches(engine: sa.Engine, limit: int = 1, kind: str | None = None) -> list[BatchResult]:
+    query = sa.select(refresh_batches).order_by(refresh_batches.c.ended_at.desc()).limit(limit)
+    if kind:
+        query = query.where(refresh_batches.c.kind == kind)
+    with engine.connect() as conn:
+        return [_from_row(row) for row in conn.execute(query)]
+
+
+def batch_totals(engine: sa.Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(
+                refresh_batches.c.updated,
+                refresh_batches.c.failed,
+                refresh_batches.c.api_calls,
+                refresh_batches.c.budget_waits,
+            )
+        ).all()
+    return {
+        "batches": len(rows),
+        "symbols_updated": sum(len(json.loads(r.updated)) for r in rows),
+        "symbols_failed": sum(len(json.loads(r.failed)) for r in rows),
+        "api_calls": sum(r.api_calls for r in rows),
+        "budget_waits": sum(r.budget_waits for r in rows),
+    }

@@ -1,0 +1,117 @@
+"""The secondary queue's rules, with no storage: ordering, de-duplication, size, retries.
+
+These are the reference design's semantics (ordered by tier then enqueue time, a symbol at most
+once, a maximum size, a retryable failure requeued one tier lower up to three times, a permanent
+failure never requeued), kept pure so they are tested directly. `refresh_queue.py` applies them to
+the durable table.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from assets_pipeline.taxonomy import Tier
+
+QUEUED = "queued"
+IN_FLIGHT = "in_flight"
+FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class QueueItem:
+    """A symbol waiting for a refresh. `tier` is its current (possibly demoted) priority."""
+
+    symbol: str
+    tier: Tier
+    base_tier: Tier
+    enqueued_at: dt.datetime
+    attempts: int = 0
+    status: str = QUEUED
+    last_error: str | None = None
+    batch_id: str | None = None
+    claimed_at: dt.datetime | None = None
+
+
+def order_key(item: QueueItem) -> tuple[int, dt.datetime, str]:
+    """Tier first, then first come first served; the symbol breaks exact ties."""
+    return (item.tier.rank, item.enqueued_at, item.symbol)
+
+
+def demote(tier: Tier) -> Tier:
+    """One tier lower, and never below LOW."""
+    tiers = list(Tier)
+    return tiers[min(tier.rank + 1, len(tiers) - 1)]
+
+
+@dataclass(frozen=True)
+class EnqueuePlan:
+    """What an enqueue does: new items, items to refresh in place, and arrivals dropped."""
+
+    insert: list[QueueItem]
+    update: list[QueueItem]
+    dropped: list[str]
+
+
+def plan_enqueue(
+    existing: Iterable[QueueItem],
+    arrivals: Iterable[tuple[str, Tier]],
+    now: dt.datetime,
+    max_size: int,
+) -> EnqueuePlan:
+    """Add arrivals, a symbol at most once.
+
+    A symbol already waiting keeps its place; if it arrives at a better tier than it now has
+    (it was demoted), it is promoted back. A symbol that had failed for good starts afresh.
+    Arrivals beyond `max_size` waiting items are dropped, lowest priority first.
+    """
+    current = {item.symbol: item for item in existing}
+    waiting = sum(1 for item in current.values() if item.status != FAILED)
+    inserts: list[QueueItem] = []
+    updates: list[QueueItem] = []
+    dropped: list[str] = []
+    for symbol, tier in sorted(set(arrivals), key=lambda a: (a[1].rank, a[0])):
+        item = current.get(symbol)
+        if item is not None and item.status != FAILED:
+            if tier.rank < item.tier.rank and item.status == QUEUED:
+                updates.append(dataclasses.replace(item, tier=tier))
+            continue
+        if waiting >= max_size:
+            dropped.append(symbol)
+            continue
+        fresh = QueueItem(symbol=symbol, tier=tier, base_tier=tier, enqueued_at=now)
+        (updates if item is not None else inserts).append(fresh)
+        waiting += 1
+    return EnqueuePlan(inserts, updates, dropped)
+
+
+def after_failure(
+    item: QueueItem, error: str, retryable: bool, max_retries: int, now: dt.datetime
+) -> QueueItem:
+    """A retryable failure goes back, one tier lower, at the back of its new tier; after
+    `max_retries` retries, or on a permanent error, it is marked failed with the error."""
+    attempts = item.attempts + 1
+    if not retryable or attempts > max_retries:
+        return dataclasses.replace(
+            item, status=FAILED, attempts=attempts, last_error=error, batch_id=None
+        )
+    return dataclasses.replace(
+        item,
+        status=QUEUED,
+        tier=demote(item.tier),
+        attempts=attempts,
+        last_error=error,
+        enqueued_at=now,
+        batch_id=None,
+        claimed_at=None,
+    )
+
+
+def next_batch(items: Iterable[QueueItem], slots: int, per_call: int) -> list[QueueItem]:
+    """The next items to refresh: `slots` API calls, each covering `per_call` symbols."""
+    if slots <= 0:
+        return []
+    waiting = sorted((i for i in items if i.status == QUEUED), key=order_key)
+    return waiting[: slots * per_call]

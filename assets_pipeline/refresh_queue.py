@@ -1,0 +1,200 @@
+"""The durable secondary queue: `queue_rules` applied to `data_sources.refresh_queue`.
+
+Every change happens in one transaction holding the queue's lock (a transaction-scoped advisory
+lock on PostgreSQL; SQLite's `BEGIN IMMEDIATE` is already exclusive), so the enqueue schedule, the
+drain sensor and the refresh runs can touch it at once without losing or doubling an item. The
+table lives in the trading database, so it survives restarts of the daemon and the webserver.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from assets_pipeline.cadence import QueuePolicy
+from assets_pipeline.queue_rules import (
+    FAILED,
+    IN_FLIGHT,
+    QUEUED,
+    EnqueuePlan,
+    QueueItem,
+    after_failure,
+    demote,
+    next_batch,
+    plan_enqueue,
+)
+from assets_pipeline.quote_store import as_utc, utcnow
+from assets_pipeline.schema import refresh_queue
+from assets_pipeline.taxonomy import Tier
+
+_LOCK_KEY = 724_311_905  # any constant; names the queue's advisory lock
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    waiting_by_tier: dict[str, int]
+    in_flight: int
+    failed: int
+    oldest_enqueued_at: dt.datetime | None
+
+    @property
+    def waiting(self) -> int:
+        return sum(self.waiting_by_tier.values())
+
+
+def _row_values(item: QueueItem) -> dict[str, object]:
+    return {
+        "symbol": item.symbol,
+        "tier": item.tier.value,
+        "base_tier": item.base_tier.value,
+        "tier_rank": item.tier.rank,
+        "enqueued_at": item.enqueued_at,
+        "attempts": item.attempts,
+        "status": item.status,
+        "last_error": item.last_error,
+        "batch_id": item.batch_id,
+        "claimed_at": item.claimed_at,
+    }
+
+
+def _item(row: sa.Row) -> QueueItem:
+    return QueueItem(
+        symbol=row.symbol,
+        tier=Tier(row.tier),
+        base_tier=Tier(row.base_tier),
+        enqueued_at=as_utc(row.enqueued_at),  # type: ignore[arg-type]
+        attempts=row.attempts,
+        status=row.status,
+        last_error=row.last_error,
+        batch_id=row.batch_id,
+        claimed_at=as_utc(row.claimed_at),
+    )
+
+
+class RefreshQueue:
+    def __init__(self, engine: sa.Engine, policy: QueuePolicy | None = None) -> None:
+        self.engine = engine
+        self.policy = policy or QueuePolicy()
+
+    def _locked(self, conn: sa.Connection) -> list[QueueItem]:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+        return [_item(row) for row in conn.execute(sa.select(refresh_queue))]
+
+    def _save(self, conn: sa.Connection, items: Iterable[QueueItem], insert: bool) -> None:
+        for item in items:
+            values = _row_values(item)
+            if insert:
+                conn.execute(sa.insert(refresh_queue).values(values))
+            else:
+                conn.execute(
+                    sa.update(refresh_queue)
+                    .where(refresh_queue.c.symbol == item.symbol)
+                    .values(values)
+                )
+
+    def items(self) -> list[QueueItem]:
+        with self.engine.connect() as conn:
+            return [_item(row) for row in conn.execute(sa.select(refresh_queue))]
+
+    def enqueue(
+        self, arrivals: Iterable[tuple[str, Tier]], now: dt.datetime | None = None
+    ) -> EnqueuePlan:
+        """Add symbols (each at most once); the plan says what was added and what dropped."""
+        with self.engine.begin() as conn:
+            plan = plan_enqueue(self._locked(conn), arrivals, now or utcnow(), self.policy.max_size)
+            self._save(conn, plan.insert, insert=True)
+            self._save(conn, plan.update, insert=False)
+        return plan
+
+    def claim(
+        self, slots: int, per_call: int, batch_id: str, now: dt.datetime | None = None
+    ) -> list[QueueItem]:
+        """Take the next items for `slots` API calls and mark them in flight for `batch_id`."""
+        now = now or utcnow()
+        with self.engine.begin() as conn:
+            chosen = next_batch(self._locked(conn), slots, per_call)
+            claimed = [
+                dataclasses.replace(item, status=IN_FLIGHT, batch_id=batch_id, claimed_at=now)
+                for item in chosen
+            ]
+            self._save(conn, claimed, insert=False)
+        return claimed
+
+    def complete(self, symbols: Iterable[str]) -> int:
+        """Refreshed: the symbols leave the queue (whether claimed or still waiting)."""
+        symbols = list(symbols)
+        if not symbols:
+            return 0
+        with self.engine.begin() as conn:
+            self._locked(conn)
+            return conn.execute(
+                sa.delete(refresh_queue).where(
+                    refresh_queue.c.symbol.in_(symbols), refresh_queue.c.status != FAILED
+                )
+            ).rowcount
+
+    def fail(
+        self,
+        symbol: str,
+        tier: Tier,
+        error: str,
+        retryable: bool,
+        now: dt.datetime | None = None,
+    ) -> QueueItem | None:
+        """Apply the failure rules. A symbol that was not queued (a direct tier's refresh) is
+        queued one tier lower if the error is retryable; a permanent error queues nothing."""
+        now = now or utcnow()
+        with self.engine.begin() as conn:
+            current = {item.symbol: item for item in self._locked(conn)}
+            item = current.get(symbol)
+            if item is None:
+                if not retryable:
+                    return None
+                new = QueueItem(
+                    symbol=symbol,
+                    tier=demote(tier),
+                    base_tier=tier,
+                    enqueued_at=now,
+                    attempts=1,
+                    last_error=error,
+                )
+                self._save(conn, [new], insert=True)
+                return new
+            updated = after_failure(item, error, retryable, self.policy.max_retries, now)
+            self._save(conn, [updated], insert=False)
+            return updated
+
+    def release(self, batch_id: str) -> int:
+        """Put a batch's claimed items back (its run never ran or died before finishing)."""
+        with self.engine.begin() as conn:
+            self._locked(conn)
+            return conn.execute(
+                sa.update(refresh_queue)
+                .where(refresh_queue.c.batch_id == batch_id, refresh_queue.c.status == IN_FLIGHT)
+                .values(status=QUEUED, batch_id=None, claimed_at=None)
+            ).rowcount
+
+    def in_flight_batches(self) -> dict[str, dt.datetime]:
+        """Batch id -> when it was claimed, for the batches still marked in flight."""
+        out: dict[str, dt.datetime] = {}
+        for item in self.items():
+            if item.status == IN_FLIGHT and item.batch_id and item.claimed_at:
+                out[item.batch_id] = min(out.get(item.batch_id, item.claimed_at), item.claimed_at)
+        return out
+
+    def stats(self) -> QueueStats:
+        items = self.items()
+        waiting = [i for i in items if i.status == QUEUED]
+        counts = Counter(i.tier.value for i in waiting)
+        return QueueStats(
+            waiting_by_tier={t.value: counts.get(t.value, 0) for t in Tier},
+            in_flight=sum(1 for i in items if i.status == IN_FLIGHT),
+            failed=sum(1 for i in items if i.status == FAILED),
+            oldest_enqueued_at=min((i.enqueued_at for i in waiting), default=None),
+        )

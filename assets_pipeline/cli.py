@@ -11,11 +11,17 @@ import datetime as dt
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import dagster as dg
+from dagster._utils.schedules import cron_string_iterator
 
+from assets_pipeline.batches import batch_totals, recent_batches
+from assets_pipeline.cadence import format_duration
 from assets_pipeline.events import relay_pending
+from assets_pipeline.fairness import direct_specs
 from assets_pipeline.quotes import iso_utc, parse_iso_utc
+from assets_pipeline.refresh_queue import RefreshQueue
 from assets_pipeline.registry import Registry, Tier, load_registry
 from assets_pipeline.settings import env_is_set
 
@@ -116,12 +122,123 @@ def budget(as_json: bool) -> int:
     return 0
 
 
+def status_document(registry: Registry) -> dict[str, Any]:
+    """Everything `status` shows, as plain data (also what `--json` prints)."""
+    from assets_pipeline.definitions import build_definitions, build_resources
+
+    resources = build_resources()
+    database = resources["database"]
+    engine = database.engine()  # type: ignore[attr-defined]
+    now = dt.datetime.now(dt.UTC)
+    queue = RefreshQueue(engine, registry.queue).stats()
+    stats = resources["polygon"].budget.budget().stats()  # type: ignore[attr-defined]
+    last = recent_batches(engine, 1)
+    last_critical = recent_batches(engine, 1, kind="critical")
+
+    next_runs = []
+    for schedule in build_definitions(registry).get_repository_def().schedule_defs:
+        tick = next(cron_string_iterator(now.timestamp(), str(schedule.cron_schedule), "UTC"))
+        next_runs.append(
+            {"schedule": schedule.name, "cron": schedule.cron_schedule, "next": iso_utc(tick)}
+        )
+    for policy in registry.tiers.values():
+        if registry.in_tier(policy.tier) and not policy.cron:
+            next_runs.append(
+                {
+                    "sensor": f"every {format_duration(policy.every_seconds)}",
+                    "tier": policy.tier.value,
+                }
+            )
+    return {
+        "now": iso_utc(now),
+        "last_batch": last[0].as_dict() if last else None,
+        "last_critical_batch": last_critical[0].as_dict() if last_critical else None,
+        "next_scheduled_runs": next_runs,
+        "priority_symbols": [s.symbol for s in direct_specs(registry)],
+        "queue": {
+            "waiting_by_tier": queue.waiting_by_tier,
+            "waiting": queue.waiting,
+            "in_flight": queue.in_flight,
+            "failed": queue.failed,
+            "oldest_item_age_seconds": (
+                round((now - queue.oldest_enqueued_at).total_seconds(), 1)
+                if queue.oldest_enqueued_at
+                else None
+            ),
+        },
+        "totals": batch_totals(engine),
+        "budget": {
+            "backend": stats.backend,
+            "limit": stats.limit,
+            "window_seconds": stats.window_seconds,
+            "remaining": stats.remaining,
+            "reset_at": iso_utc(stats.reset_at) if stats.reset_at else None,
+            "paused_until": iso_utc(stats.paused_until) if stats.paused_until else None,
+            "total_calls": stats.total_calls,
+            "total_waits": stats.total_waits,
+        },
+    }
+
+
+def status(registry: Registry, as_json: bool) -> int:
+    doc = status_document(registry)
+    if as_json:
+        print(json.dumps(doc, indent=2))
+        return 0
+    last = doc["last_batch"]
+    print(f"status at {doc['now']}\n")
+    if last:
+        failed = ", ".join(f"{s} ({e})" for s, e in last["symbols_failed"].items()) or "none"
+        print(
+            f"last batch     {last['batch_id']} ({last['kind']}), ended {last['end']},"
+            f" {last['duration_ms']} ms\n"
+            f"               updated {len(last['symbols_updated'])}, failed: {failed},"
+            f" API calls {last['api_calls']}, budget waits {last['budget_waits']}"
+        )
+    else:
+        print("last batch     none yet")
+    critical = doc["last_critical_batch"]
+    print(f"last critical  {critical['end'] if critical else 'none yet'}")
+    print(f"priority       {', '.join(doc['priority_symbols'])}")
+    for entry in doc["next_scheduled_runs"]:
+        if "schedule" in entry:
+            print(f"next run       {entry['next']}  {entry['schedule']} ({entry['cron']})")
+        else:
+            print(f"sensor         {entry['tier']} {entry['sensor']}")
+    queue = doc["queue"]
+    by_tier = ", ".join(f"{t} {n}" for t, n in queue["waiting_by_tier"].items())
+    age = queue["oldest_item_age_seconds"]
+    print(
+        f"queue          {queue['waiting']} waiting ({by_tier}), {queue['in_flight']} in"
+        f" flight, {queue['failed']} failed; oldest {'-' if age is None else f'{age:.0f}s'}"
+    )
+    totals = doc["totals"]
+    print(
+        f"totals         {totals['batches']} batches, {totals['symbols_updated']} updates,"
+        f" {totals['symbols_failed']} failures, {totals['api_calls']} API calls,"
+        f" {totals['budget_waits']} budget waits"
+    )
+    budget = doc["budget"]
+    print(
+        f"budget         {budget['remaining']} of {budget['limit']} calls left per"
+        f" {budget['window_seconds']:g}s ({budget['backend']}); resets"
+        f" {budget['reset_at'] or 'now'}; {budget['total_calls']} calls and"
+        f" {budget['total_waits']} waits in all"
+        + (f"; PAUSED until {budget['paused_until']}" if budget["paused_until"] else "")
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="assets-pipeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p_refresh = sub.add_parser("refresh", help="refresh quotes now (today's partition)")
     p_refresh.add_argument("--tier", choices=[t.value for t in Tier], help="only this tier")
     p_refresh.add_argument("-v", "--verbose", action="store_true", help="show the run's log")
+    p_batch = sub.add_parser("run-batch", help="refresh the critical tier now, inside the budget")
+    p_batch.add_argument("-v", "--verbose", action="store_true", help="show the run's log")
+    p_status = sub.add_parser("status", help="last batch, next runs, queue, budget")
+    p_status.add_argument("--json", action="store_true", help="machine-readable")
     sub.add_parser("relay", help="publish events waiting in the outbox")
     p_budget = sub.add_parser("budget", help="show the Polygon budget")
     p_budget.add_argument("--json", action="store_true")
@@ -136,6 +253,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "refresh":
         return refresh(load_registry(), args.tier, args.verbose)
+    if args.command == "run-batch":
+        registry = load_registry()
+        tiers = [p.tier.value for p in registry.tiers.values() if p.refresh == "direct"]
+        return max((refresh(registry, tier, args.verbose) for tier in tiers), default=0)
+    if args.command == "status":
+        return status(load_registry(), args.json)
     if args.command == "relay":
         return relay()
     return budget(args.json)

@@ -11,7 +11,7 @@ import dagster as dg
 
 from assets_pipeline.assets import QUOTE_IO_MANAGER_KEY, build_quote_assets
 from assets_pipeline.io_managers import QuoteIOManager
-from assets_pipeline.jobs import refresh_all_job, refresh_tier_jobs
+from assets_pipeline.jobs import refresh_all_job, refresh_queue_job, refresh_tier_jobs
 from assets_pipeline.registry import Registry, load_registry, symbols_file_from_env
 from assets_pipeline.resources import (
     PolygonBudgetResource,
@@ -19,7 +19,8 @@ from assets_pipeline.resources import (
     RedisResource,
     TradingDatabase,
 )
-from assets_pipeline.sensors import event_outbox_relay
+from assets_pipeline.schedules import build_cadences
+from assets_pipeline.sensors import build_drain_sensor, event_outbox_relay
 from assets_pipeline.settings import (
     DEFAULT_RATE_LIMIT_CALLS,
     DEFAULT_RATE_LIMIT_WINDOW_SECONDS,
@@ -62,10 +63,12 @@ def build_resources() -> dict[str, object]:
 
 def build_definitions(registry: Registry | None = None) -> dg.Definitions:
     registry = registry or load_registry()
+    schedules, cadence_sensors = build_cadences(registry)
     return dg.Definitions(
         assets=[build_quote_assets(registry)],
-        jobs=[refresh_all_job(), *refresh_tier_jobs(registry)],
-        sensors=[event_outbox_relay],
+        jobs=[refresh_all_job(), refresh_queue_job(), *refresh_tier_jobs(registry)],
+        schedules=schedules,
+        sensors=[*cadence_sensors, build_drain_sensor(registry), event_outbox_relay],
         resources=build_resources(),
     )
 

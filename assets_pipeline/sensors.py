@@ -1,9 +1,27 @@
-"""Sensors. They never call Polygon: only the database and Redis."""
+"""Sensors. They never call Polygon: only the database, Redis and the budget's bookkeeping."""
+
+import datetime as dt
+import uuid
 
 import dagster as dg
 
+from assets_pipeline.assets import quote_asset_key
+from assets_pipeline.batches import BATCH_TAG, QUEUE, run_tags
 from assets_pipeline.events import relay_pending
-from assets_pipeline.resources import RedisResource, TradingDatabase
+from assets_pipeline.fairness import critical_reserve, secondary_slots
+from assets_pipeline.polygon.client import V3_MAX_TICKERS
+from assets_pipeline.refresh_queue import RefreshQueue
+from assets_pipeline.registry import Registry
+from assets_pipeline.resources import PolygonResource, RedisResource, TradingDatabase
+from assets_pipeline.schedules import IN_FLIGHT_STATUSES, QUEUE_JOB, runs_in_flight, today
+
+#: A claimed batch with no run after this long (its request was never launched) goes back.
+ORPHAN_CLAIM_SECONDS = 120.0
+FINISHED = {
+    dg.DagsterRunStatus.SUCCESS,
+    dg.DagsterRunStatus.FAILURE,
+    dg.DagsterRunStatus.CANCELED,
+}
 
 
 @dg.sensor(
@@ -25,3 +43,75 @@ def event_outbox_relay(
         f"published {result.sent} event(s); {result.pending} pending"
         + (f"; Redis error: {result.error}" if result.error else "")
     )
+
+
+def reconcile_claims(instance: dg.DagsterInstance, queue: RefreshQueue, now: dt.datetime) -> int:
+    """Give back items claimed by batches whose run finished without settling them, or whose
+    run never appeared: the queue never loses an item."""
+    released = 0
+    for batch_id, claimed_at in queue.in_flight_batches().items():
+        runs = instance.get_runs(filters=dg.RunsFilter(tags={BATCH_TAG: batch_id}), limit=1)
+        if runs and runs[0].status in FINISHED:
+            released += queue.release(batch_id)
+        elif not runs and (now - claimed_at).total_seconds() > ORPHAN_CLAIM_SECONDS:
+            released += queue.release(batch_id)
+    return released
+
+
+def drain_tick(
+    context: dg.SensorEvaluationContext,
+    registry: Registry,
+    polygon: PolygonResource,
+    database: TradingDatabase,
+) -> dg.RunRequest | dg.SkipReason:
+    queue = RefreshQueue(database.engine(), registry.queue)
+    released = reconcile_claims(context.instance, queue, dt.datetime.now(dt.UTC))
+    note = f" (released {released} item(s) of a finished batch)" if released else ""
+    busy = runs_in_flight(context.instance, QUEUE_JOB)
+    if busy:
+        return dg.SkipReason(f"a queue batch is still {busy[0].status.value.lower()}{note}")
+    waiting = queue.stats().waiting
+    if not waiting:
+        return dg.SkipReason(f"the queue is empty{note}")
+
+    mode = polygon.mode()
+    reserve = critical_reserve(registry, mode)
+    stats = polygon.budget.budget().stats()
+    slots = secondary_slots(stats.remaining, reserve)
+    if slots <= 0:
+        at = f", next slot at {stats.reset_at:%H:%M:%S} UTC" if stats.reset_at else ""
+        return dg.SkipReason(
+            f"{waiting} waiting; budget has {stats.remaining} of {stats.limit} calls left and"
+            f" {reserve} are kept for the next critical refresh{at}{note}"
+        )
+    per_call = V3_MAX_TICKERS if mode == "batch" else 1
+    batch_id = f"q-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    claimed = queue.claim(1 if mode == "batch" else slots, per_call, batch_id)
+    return dg.RunRequest(
+        run_key=batch_id,
+        partition_key=today(),
+        asset_selection=[quote_asset_key(item.symbol) for item in claimed],
+        tags=run_tags(QUEUE, batch_id),
+    )
+
+
+def build_drain_sensor(registry: Registry) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="refresh_queue_drain",
+        job_name=QUEUE_JOB,
+        minimum_interval_seconds=max(1, int(registry.queue.drain_every_seconds)),
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "Refresh the next symbols on the queue (tier first, then oldest), as many as the"
+            " budget allows after keeping the next critical refresh's calls free."
+        ),
+    )
+    def refresh_queue_drain(
+        context: dg.SensorEvaluationContext, polygon: PolygonResource, database: TradingDatabase
+    ) -> dg.RunRequest | dg.SkipReason:
+        return drain_tick(context, registry, polygon, database)
+
+    return refresh_queue_drain
+
+
+__all__ = ["IN_FLIGHT_STATUSES", "build_drain_sensor", "event_outbox_relay"]

@@ -141,18 +141,19 @@ class MemoryBudgetStore:
         self._total_calls = 0
         self._total_waits = 0
 
-    def try_acquire(self, limit, window):
+    def try_acquire(self, limit, window, reserve=0):
         now = time.monotonic()
         window += WINDOW_MARGIN_SECONDS
+        usable = limit - reserve
         if self._paused_until > now:
             return self._paused_until - now
         while self._calls and self._calls[0] <= now - window:
             self._calls.popleft()
-        if len(self._calls) < limit:
+        if len(self._calls) < usable:
             self._calls.append(now)
             self._total_calls += 1
             return 0.0
-        return max(self._calls[0] + window - now, 0.001)
+        return max(self._calls[len(self._calls) - usable] + window - now, 0.001)
 
     def pause(self, seconds):
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)
@@ -571,7 +572,7 @@ def acquire_worker(kind, target, name, count, barrier, queue):
 
 
 def measure_store(kind, target, count):
-    """(single-process latencies, concurrent latencies, concurrent wall seconds)."""
+    """(single-process latencies, each concurrent process's latencies, concurrent wall s)."""
     store, close = open_store(kind, target, "bench_single")
     try:
         budget = PolygonBudget(store, STORE_LIMIT, STORE_WINDOW)
@@ -601,27 +602,37 @@ def measure_store(kind, target, count):
     errors = [a[1] for a in answers if a[0] != "ok"]
     if errors:
         raise RuntimeError(f"a worker failed: {errors[0]}")
-    concurrent = [x for a in answers for x in a[1]]
+    concurrent = [a[1] for a in answers]
     wall = max(a[3] for a in answers) - min(a[2] for a in answers)
     return single, concurrent, wall
 
 
-def latency_row(label, phase, latencies, wall):
-    ms = [x * 1000 for x in latencies]
-    return (
-        label,
-        phase,
-        len(ms),
-        f"{statistics.median(ms):.3f}",
-        f"{pct(ms, 99):.3f}",
-        f"{max(ms):.3f}",
-        sum(x > 100 for x in ms),
-        f"{len(ms) / wall:.0f}",
-    )
+def add_rows(rows, label, single, concurrent, wall):
+    """One row for the single process, one for all the concurrent ones."""
+    for phase, per_process, seconds in (
+        ("1 process", [single], sum(single)),
+        (f"{PROCESSES} processes", concurrent, wall),
+    ):
+        ms = [x * 1000 for lat in per_process for x in lat]
+        tenth = max(len(per_process[0]) // 10, 1)
+        first = [x * 1000 for lat in per_process for x in lat[:tenth]]
+        last = [x * 1000 for lat in per_process for x in lat[-tenth:]]
+        rows.append(
+            (
+                label,
+                phase,
+                len(ms),
+                f"{statistics.median(ms):.3f}",
+                f"{pct(ms, 99):.3f}",
+                f"{max(ms):.3f}",
+                sum(x > 100 for x in ms),
+                f"{statistics.median(first):.2f} / {statistics.median(last):.2f}",
+                f"{len(ms) / seconds:.0f}",
+            )
+        )
 
 
 def bench_redis(url, count, rows, notes):
-    label = "redis"
     if not url:
         notes.append("redis: skipped (no --redis-url)")
         return
@@ -636,9 +647,7 @@ def bench_redis(url, count, rows, notes):
         return
     namespace = f"bench:{uuid.uuid4().hex}:"
     try:
-        single, concurrent, wall = measure_store("redis", (url, namespace), count)
-        rows.append(latency_row(label, "1 process", single, sum(single)))
-        rows.append(latency_row(label, f"{PROCESSES} processes", concurrent, wall))
+        add_rows(rows, "redis", *measure_store("redis", (url, namespace), count))
     finally:
         keys = list(client.scan_iter(match=f"{namespace}*"))
         if keys:
@@ -653,9 +662,7 @@ def bench_sqlite(count, rows, notes):
     url = f"sqlite:///{tmp}/b.sqlite"
     try:
         get_engine(url)  # create the schema before the workers race to
-        single, concurrent, wall = measure_store("sql", url, count)
-        rows.append(latency_row("sqlite", "1 process", single, sum(single)))
-        rows.append(latency_row("sqlite", f"{PROCESSES} processes", concurrent, wall))
+        add_rows(rows, "sqlite", *measure_store("sql", url, count))
     finally:
         dispose_engine(url)
         shutil.rmtree(tmp, ignore_errors=True)
@@ -688,9 +695,7 @@ def bench_postgres(admin_url, count, rows, notes):
         with admin.connect() as conn:
             conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
         get_engine(url_text)
-        single, concurrent, wall = measure_store("sql", url_text, count)
-        rows.append(latency_row("postgresql", "1 process", single, sum(single)))
-        rows.append(latency_row("postgresql", f"{PROCESSES} processes", concurrent, wall))
+        add_rows(rows, "postgresql", *measure_store("sql", url_text, count))
     finally:
         dispose_engine(url_text)
         with admin.connect() as conn:
@@ -718,7 +723,7 @@ def bench_budget_stores(args, count):
         except Exception as exc:  # noqa: BLE001 - one store failing must not hide the others
             notes.append(f"error: {exc.__class__.__name__}: {exc}")
     table(
-        "STORE|PHASE|CALLS|MEDIAN MS|P99 MS|MAX MS|>100 MS|CALLS/S",
+        "STORE|PHASE|CALLS|MEDIAN MS|P99 MS|MAX MS|>100 MS|FIRST/LAST 10% MEDIAN|CALLS/S",
         rows,
         note=[
             f"Each call takes a slot (never waits: the limit is far above {PROCESSES * count}"
@@ -727,7 +732,10 @@ def bench_budget_stores(args, count):
             f"{PROCESSES} processes: multiprocessing spawn, each with its own connection, started"
             " together at a barrier; percentiles over all their calls; CALLS/S is the combined"
             " rate over the phase's wall time (1 process: over the sum of its latencies).",
-            "Each phase uses its own budget name, so each starts with an empty window log.",
+            "Each phase uses its own budget name, so each starts with an empty window log; the"
+            " log grows by one entry per call (nothing expires within 60 s), and FIRST/LAST 10%"
+            " compares the median of each process's first and last tenth of calls as it grows.",
+            ">100 MS counts calls slower than 100 ms.",
             *notes,
         ],
     )

@@ -138,3 +138,18 @@ def test_many_processes_never_exceed_the_limit_in_any_window(store_spec, process
     assert len(log) == processes * calls_each
     assert [r.status for r in log if r.status != 200] == []  # zero 429s
     assert max_in_any_window([r.at for r in log], WINDOW) <= LIMIT
+
+
+def test_non_critical_callers_leave_the_critical_reserve_free(store_spec):
+    # per_ticker: the critical tier needs 3 of the 5 calls in a window
+    secondary = PolygonBudget(make_store(*store_spec), limit=5, window_seconds=30, reserve=3)
+    critical = PolygonBudget(make_store(*store_spec), limit=5, window_seconds=30)
+    secondary.acquire(max_wait_seconds=1)
+    secondary.acquire(max_wait_seconds=1)
+    with pytest.raises(BudgetError, match="3 kept for critical"):
+        secondary.acquire(max_wait_seconds=1)
+    started = time.monotonic()
+    for _ in range(3):
+        critical.acquire(max_wait_seconds=1)  # never waits on secondary traffic
+    assert time.monotonic() - started < 1.0
+    assert critical.waits == 0

@@ -1,0 +1,185 @@
+"""The queue's rules and the cadence settings, pure and fast."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from assets_pipeline.cadence import cron_for, parse_duration, parse_queue, parse_tiers
+from assets_pipeline.fairness import critical_reserve, refresh_cost, secondary_slots
+from assets_pipeline.queue_rules import (
+    FAILED,
+    QUEUED,
+    QueueItem,
+    after_failure,
+    demote,
+    next_batch,
+    plan_enqueue,
+)
+from assets_pipeline.registry import RegistryError, parse_registry
+from assets_pipeline.taxonomy import Tier
+
+T0 = dt.datetime(2026, 11, 24, 10, 0, tzinfo=dt.UTC)
+
+
+def at(seconds: float) -> dt.datetime:
+    return T0 + dt.timedelta(seconds=seconds)
+
+
+def item(symbol, tier, seconds=0, **kw):
+    return QueueItem(symbol=symbol, tier=tier, base_tier=tier, enqueued_at=at(seconds), **kw)
+
+
+def test_next_batch_takes_tier_first_then_oldest():
+    items = [
+        item("LOW1", Tier.LOW, 0),
+        item("MED2", Tier.MEDIUM, 20),
+        item("HIGH2", Tier.HIGH, 30),
+        item("MED1", Tier.MEDIUM, 10),
+        item("HIGH1", Tier.HIGH, 25),
+    ]
+    assert [i.symbol for i in next_batch(items, slots=4, per_call=1)] == [
+        "HIGH1",
+        "HIGH2",
+        "MED1",
+        "MED2",
+    ]
+    # batch mode: one call covers everything
+    assert len(next_batch(items, slots=1, per_call=250)) == 5
+    assert next_batch(items, slots=0, per_call=1) == []
+
+
+def test_a_symbol_is_queued_at_most_once_and_a_demoted_one_is_promoted_back():
+    existing = [item("GBPUSD", Tier.MEDIUM, 0, attempts=1)]  # demoted from HIGH
+    plan = plan_enqueue(
+        existing,
+        [("GBPUSD", Tier.HIGH), ("GBPUSD", Tier.HIGH), ("AUDUSD", Tier.MEDIUM)],
+        at(60),
+        10,
+    )
+    assert [i.symbol for i in plan.insert] == ["AUDUSD"]
+    (promoted,) = plan.update
+    assert (promoted.tier, promoted.enqueued_at, promoted.attempts) == (Tier.HIGH, at(0), 1)
+    assert plan.dropped == []
+
+
+def test_a_full_queue_drops_arrivals_lowest_priority_first():
+    existing = [item(f"S{i}", Tier.HIGH) for i in range(3)]
+    plan = plan_enqueue(existing, [("LOWX", Tier.LOW), ("HIGHX", Tier.HIGH)], at(1), max_size=4)
+    assert [i.symbol for i in plan.insert] == ["HIGHX"]
+    assert plan.dropped == ["LOWX"]
+
+
+def test_a_failed_symbol_starts_afresh_when_enqueued_again():
+    failed = item("AUDUSD", Tier.LOW, 0, attempts=4, status=FAILED, last_error="boom")
+    plan = plan_enqueue([failed], [("AUDUSD", Tier.MEDIUM)], at(1800), 10)
+    (fresh,) = plan.update
+    assert (fresh.status, fresh.tier, fresh.attempts, fresh.last_error) == (
+        QUEUED,
+        Tier.MEDIUM,
+        0,
+        None,
+    )
+
+
+def test_demotion_goes_one_tier_down_and_stops_at_low():
+    assert [demote(t) for t in Tier] == [Tier.HIGH, Tier.MEDIUM, Tier.LOW, Tier.LOW]
+
+
+def test_retryable_failures_are_requeued_demoted_then_failed_after_three_retries():
+    current = item("GBPUSD", Tier.HIGH, 0)
+    tiers = []
+    for n in range(1, 4):
+        current = after_failure(current, f"503 #{n}", retryable=True, max_retries=3, now=at(n))
+        tiers.append(current.tier)
+        assert current.status == QUEUED and current.enqueued_at == at(n)  # back of its new tier
+    assert tiers == [Tier.MEDIUM, Tier.LOW, Tier.LOW]
+    final = after_failure(current, "503 #4", retryable=True, max_retries=3, now=at(4))
+    assert (final.status, final.attempts, final.last_error) == (FAILED, 4, "503 #4")
+
+
+def test_a_permanent_failure_is_never_requeued():
+    final = after_failure(
+        item("ETHUSDT", Tier.HIGH), "404 NOT_FOUND", retryable=False, max_retries=3, now=at(1)
+    )
+    assert final.status == FAILED and final.attempts == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds", "cron"),
+    [
+        ("5m", 300, "*/5 * * * *"),
+        ("30m", 1800, "*/30 * * * *"),
+        ("15s", 15, None),
+        ("20s", 20, None),
+        ("1h", 3600, "0 * * * *"),
+        ("7m", 420, None),
+        (90, 90, None),
+    ],
+)
+def test_durations_and_the_cadences_cron_can_express(text, seconds, cron):
+    assert parse_duration(text) == seconds
+    assert cron_for(seconds) == cron
+
+
+def test_the_default_cadences_are_the_reference_designs(registry):
+    critical = registry.tiers[Tier.CRITICAL]
+    assert (critical.refresh, critical.every_seconds, critical.cron) == (
+        "direct",
+        300,
+        "*/5 * * * *",
+    )
+    assert all(
+        registry.tiers[t].refresh == "queued" and registry.tiers[t].every_seconds == 1800
+        for t in (Tier.HIGH, Tier.MEDIUM, Tier.LOW)
+    )
+    assert (
+        registry.queue.drain_every_seconds,
+        registry.queue.max_size,
+        registry.queue.max_retries,
+    ) == (15, 1000, 3)
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        ({"tiers": {"urgent": {"every": "5m"}}}, r"tiers.urgent: unknown tier"),
+        ({"tiers": {"high": {"every": "soon"}}}, r"tiers.high.every: 'soon' is not a duration"),
+        (
+            {"tiers": {"high": {"refresh": "push"}}},
+            r"tiers.high.refresh: 'push' is not 'direct' or 'queued'",
+        ),
+        ({"queue": {"max_size": 0}}, r"queue.max_size: must be at least 1"),
+        ({"queue": {"max_retries": -1}}, r"queue.max_retries: -1 is not a whole number"),
+    ],
+)
+def test_bad_cadence_settings_name_the_file_and_field(section, expected):
+    document = {
+        "symbols": [
+            {
+                "symbol": "EURUSD",
+                "polygon_ticker": "C:EURUSD",
+                "asset_type": "forex",
+                "tier": "critical",
+                "name": "x",
+                "base_asset": "EUR",
+                "quote_asset": "USD",
+                "price_precision": 5,
+            }
+        ],
+        **section,
+    }
+    with pytest.raises(RegistryError, match=expected):
+        parse_registry(document, source="sym.yaml")
+    assert parse_tiers(None, "x") and parse_queue(None, "x")
+
+
+def test_the_critical_reserve_is_one_refresh_of_the_direct_tiers(registry):
+    critical = registry.in_tier(Tier.CRITICAL)
+    assert refresh_cost(critical, "batch") == 1
+    assert refresh_cost(critical, "per_ticker") == 3
+    assert critical_reserve(registry, "batch") == 1
+    assert critical_reserve(registry, "per_ticker") == 3
+    assert secondary_slots(remaining=5, reserve=3) == 2
+    assert secondary_slots(remaining=2, reserve=3) == 0

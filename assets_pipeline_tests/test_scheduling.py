@@ -1,0 +1,247 @@
+"""Schedules and sensors, evaluated as the daemon would, against the real PostgreSQL.
+
+They decide when runs happen and what the queue holds; none of them calls Polygon.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+import pytest
+from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteRepositoryOrigin
+from dagster._core.storage.dagster_run import DagsterRun
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+from dagster._core.utils import make_new_run_id
+
+from assets_pipeline.budget import PolygonBudget, SqlBudgetStore
+from assets_pipeline.database import get_engine
+from assets_pipeline.definitions import build_definitions
+from assets_pipeline.queue_rules import FAILED, IN_FLIGHT, QUEUED
+from assets_pipeline.refresh_queue import RefreshQueue
+from assets_pipeline.resources import (
+    PolygonBudgetResource,
+    PolygonResource,
+    RedisResource,
+    TradingDatabase,
+)
+from assets_pipeline.sensors import ORPHAN_CLAIM_SECONDS, reconcile_claims
+from assets_pipeline.taxonomy import Tier
+
+TODAY = dt.datetime.now(dt.UTC).date().isoformat()
+
+
+def create_run_for_test(instance, job_name, status, tags=None):
+    """A run record as the daemon would find it (queued ones included)."""
+    origin = RemoteRepositoryOrigin(
+        InProcessCodeLocationOrigin(
+            LoadableTargetOrigin(module_name="assets_pipeline.definitions")
+        ),
+        "__repository__",
+    ).get_job_origin(job_name)
+    run = DagsterRun(
+        job_name=job_name,
+        run_id=make_new_run_id(),
+        status=status,
+        tags=tags or {},
+        remote_job_origin=origin,
+    )
+    return instance.run_storage.add_run(run)
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
+
+
+@pytest.fixture
+def deployment(pg_url, monkeypatch, registry, instance):
+    """Resources as the daemon builds them, on a database of the test's own, no Redis."""
+    for name in ("REDIS_URL", "POLYGON_BASE_URL", "TRADING_DATABASE_URL", "POLYGON_SNAPSHOT_MODE"):
+        monkeypatch.delenv(name, raising=False)
+
+    class Deployment:
+        defs = build_definitions(registry)
+        queue = RefreshQueue(get_engine(pg_url), registry.queue)
+
+        def resources(self, mode="per_ticker"):
+            database = TradingDatabase(url=pg_url)
+            budget = PolygonBudgetResource(
+                calls=5,
+                window_seconds=60,
+                store="database",
+                redis=RedisResource(),
+                database=database,
+            )
+            polygon = PolygonResource(
+                base_url="http://127.0.0.1:9", api_key="unused", snapshot_mode=mode, budget=budget
+            )
+            return {"database": database, "polygon": polygon}
+
+        def schedule(self, name, mode="per_ticker"):
+            with dg.build_schedule_context(
+                instance=self.instance, resources=self.resources(mode)
+            ) as context:
+                return self.defs.resolve_schedule_def(name)(context)
+
+        def sensor(self, name, mode="per_ticker", instance=None):
+            with dg.build_sensor_context(
+                instance=instance or self.instance, resources=self.resources(mode)
+            ) as context:
+                return self.defs.resolve_sensor_def(name)(context)
+
+        def spend(self, calls):
+            budget = PolygonBudget(SqlBudgetStore(get_engine(pg_url)), 5, 60)
+            for _ in range(calls):
+                budget.acquire(1)
+
+    deployment = Deployment()
+    deployment.instance = instance
+    return deployment
+
+
+# --- the critical tier ---------------------------------------------------------------------------
+
+
+def test_the_critical_schedule_refreshes_today_at_critical_priority(deployment):
+    request = deployment.schedule("refresh_critical_every_5m")
+    assert isinstance(request, dg.RunRequest)
+    assert request.partition_key == TODAY
+    assert request.tags["dagster/priority"] == "10"
+    assert request.tags["assets_pipeline/kind"] == "critical"
+    schedule = deployment.defs.resolve_schedule_def("refresh_critical_every_5m")
+    assert (schedule.cron_schedule, schedule.job_name) == ("*/5 * * * *", "refresh_critical")
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+
+
+@pytest.mark.parametrize("status", [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.STARTED])
+def test_the_critical_schedule_skips_while_a_refresh_is_queued_or_running(deployment, status):
+    run = create_run_for_test(deployment.instance, job_name="refresh_critical", status=status)
+    result = deployment.schedule("refresh_critical_every_5m")
+    assert isinstance(result, dg.SkipReason)
+    assert f"a refresh_critical run is still {status.value.lower()} ({run.run_id[:8]})" in (
+        result.skip_message
+    )
+
+
+def test_the_critical_tier_is_refreshed_once_at_start_up(deployment):
+    first = deployment.sensor("refresh_critical_at_start_up")
+    assert isinstance(first, dg.RunRequest) and first.tags["dagster/priority"] == "10"
+    create_run_for_test(
+        deployment.instance, job_name="refresh_critical", status=dg.DagsterRunStatus.SUCCESS
+    )
+    later = deployment.sensor("refresh_critical_at_start_up")
+    assert isinstance(later, dg.SkipReason) and "on schedule" in later.skip_message
+
+
+# --- the queue -----------------------------------------------------------------------------------
+
+
+def test_enqueueing_a_tier_fills_the_queue_once_and_launches_nothing(deployment):
+    first = deployment.schedule("enqueue_high_every_30m")
+    again = deployment.schedule("enqueue_high_every_30m")
+    assert isinstance(first, dg.SkipReason) and isinstance(again, dg.SkipReason)
+    assert first.skip_message == "enqueued 3 high symbol(s); 0 already waiting"
+    assert again.skip_message == "enqueued 0 high symbol(s); 3 already waiting"
+    assert sorted(i.symbol for i in deployment.queue.items()) == ["ETHUSDT", "GBPUSD", "USDJPY"]
+
+
+def test_a_full_queue_says_what_it_dropped(deployment, registry, pg_url):
+    small = RefreshQueue(get_engine(pg_url), type(registry.queue)(max_size=2))
+    plan = small.enqueue([(s.symbol, s.tier) for s in registry.in_tier(Tier.HIGH)])
+    assert len(plan.insert) == 2 and plan.dropped == ["USDJPY"]
+
+
+def test_the_drain_refreshes_in_priority_order_with_what_the_critical_reserve_leaves(deployment):
+    deployment.schedule("enqueue_medium_every_30m")
+    deployment.schedule("enqueue_high_every_30m")
+    # per_ticker: 5 calls a minute, 3 kept for the next critical refresh -> 2 symbols now
+    request = deployment.sensor("refresh_queue_drain")
+    assert isinstance(request, dg.RunRequest)
+    assert [k.path[-1] for k in request.asset_selection] == ["ETHUSDT", "GBPUSD"]
+    assert request.partition_key == TODAY
+    assert request.tags["dagster/priority"] == "0"
+    batch = request.tags["assets_pipeline/batch"]
+    assert request.run_key == batch
+    claimed = [i for i in deployment.queue.items() if i.status == IN_FLIGHT]
+    assert sorted(i.symbol for i in claimed) == ["ETHUSDT", "GBPUSD"]
+    assert {i.batch_id for i in claimed} == {batch}
+
+
+def test_in_batch_mode_one_call_takes_the_whole_queue(deployment):
+    deployment.schedule("enqueue_medium_every_30m")
+    deployment.schedule("enqueue_high_every_30m")
+    request = deployment.sensor("refresh_queue_drain", mode="batch")
+    assert [k.path[-1] for k in request.asset_selection] == [
+        "ETHUSDT",
+        "GBPUSD",
+        "USDJPY",
+        "AUDUSD",
+        "USDCAD",
+        "XAGUSD",
+    ]
+
+
+def test_the_drain_never_touches_the_critical_reserve(deployment):
+    deployment.schedule("enqueue_high_every_30m")
+    deployment.spend(2)  # 3 left, and per_ticker critical needs 3
+    result = deployment.sensor("refresh_queue_drain")
+    assert isinstance(result, dg.SkipReason)
+    assert "budget has 3 of 5 calls left and 3 are kept for the next critical refresh" in (
+        result.skip_message
+    )
+    assert all(i.status == QUEUED for i in deployment.queue.items())
+
+
+def test_the_drain_waits_while_a_batch_is_in_flight_and_when_the_queue_is_empty(deployment):
+    assert deployment.sensor("refresh_queue_drain").skip_message == "the queue is empty"
+    deployment.schedule("enqueue_high_every_30m")
+    create_run_for_test(
+        deployment.instance, job_name="refresh_queue", status=dg.DagsterRunStatus.STARTED
+    )
+    result = deployment.sensor("refresh_queue_drain")
+    assert "a queue batch is still started" in result.skip_message
+
+
+def test_a_batch_whose_run_died_gives_its_items_back(deployment):
+    deployment.schedule("enqueue_high_every_30m")
+    request = deployment.sensor("refresh_queue_drain")
+    batch = request.tags["assets_pipeline/batch"]
+    create_run_for_test(
+        deployment.instance,
+        job_name="refresh_queue",
+        status=dg.DagsterRunStatus.FAILURE,
+        tags={"assets_pipeline/batch": batch},
+    )
+    again = deployment.sensor("refresh_queue_drain")
+    assert isinstance(again, dg.RunRequest)
+    # the two released items are taken again, first, by the next batch
+    assert [k.path[-1] for k in again.asset_selection] == ["ETHUSDT", "GBPUSD"]
+
+
+def test_the_queue_survives_a_new_instance_and_orphaned_claims_come_back(deployment):
+    deployment.schedule("enqueue_high_every_30m")
+    deployment.sensor("refresh_queue_drain")  # claims 2; then the daemon "restarts"
+    fresh_instance = dg.DagsterInstance.ephemeral()  # a new daemon: nothing in common but the DB
+    queue = RefreshQueue(deployment.queue.engine)
+    assert sorted(i.symbol for i in queue.items()) == ["ETHUSDT", "GBPUSD", "USDJPY"]
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ORPHAN_CLAIM_SECONDS + 1)
+    assert reconcile_claims(fresh_instance, queue, later) == 2
+    assert all(i.status == QUEUED for i in queue.items())
+    request = deployment.sensor("refresh_queue_drain", instance=fresh_instance)
+    assert [k.path[-1] for k in request.asset_selection] == ["ETHUSDT", "GBPUSD"]
+
+
+def test_queue_failures_are_demoted_retried_and_finally_failed(deployment, pg_url):
+    queue = deployment.queue
+    queue.enqueue([("GBPUSD", Tier.HIGH), ("ETHUSDT", Tier.HIGH)])
+    # a permanent error is not requeued
+    assert queue.fail("ETHUSDT", Tier.HIGH, "404 NOT_FOUND", retryable=False).status == FAILED
+    tiers = [queue.fail("GBPUSD", Tier.HIGH, f"503 #{n}", retryable=True).tier for n in range(3)]
+    assert tiers == [Tier.MEDIUM, Tier.LOW, Tier.LOW]
+    last = queue.fail("GBPUSD", Tier.HIGH, "503 #4", retryable=True)
+    assert (last.status, last.attempts, last.last_error) == (FAILED, 4, "503 #4")
+    # a failed critical symbol (not queued) comes back through the queue one tier lower
+    assert queue.fail("EURUSD", Tier.CRITICAL, "timeout", retryable=True).tier == Tier.HIGH
+    assert queue.fail("XAUUSD", Tier.CRITICAL, "403", retryable=False) is None

@@ -93,7 +93,8 @@ def build_cadences(
             continue
         if policy.refresh == "direct":
             schedules_or_sensors = _direct(policy)
-            sensors.append(_catch_up(policy))
+            if policy.cron:  # a sensor cadence already fires at start-up
+                sensors.append(_catch_up(policy))
         else:
             schedules_or_sensors = _enqueue(registry, policy)
         if isinstance(schedules_or_sensors, dg.ScheduleDefinition):

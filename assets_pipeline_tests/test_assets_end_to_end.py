@@ -343,3 +343,60 @@ def test_the_embedded_simulator_never_feeds_a_real_database(pipeline, monkeypatc
         failure.step_failure_data.error.message
     )
     assert pipeline.store.latest_quote("EURUSD") is None
+
+
+def test_a_queue_batch_settles_its_items_and_reports_its_result(pipeline, caplog):
+    from assets_pipeline.batches import recent_batches, run_tags
+    from assets_pipeline.queue_rules import IN_FLIGHT, QUEUED
+    from assets_pipeline.refresh_queue import RefreshQueue
+    from assets_pipeline.taxonomy import Tier
+
+    engine = get_engine(pipeline.database_url)
+    queue = RefreshQueue(engine)
+    queue.enqueue([("GBPUSD", Tier.HIGH), ("USDJPY", Tier.HIGH), ("AUDUSD", Tier.MEDIUM)])
+    claimed = queue.claim(slots=2, per_call=1, batch_id="q-test-1")
+    assert [i.symbol for i in claimed] == ["GBPUSD", "USDJPY"]
+    pipeline.sim.add_fault(Fault("http_503", ticker="C:USDJPY"))
+
+    pipeline.monkeypatch.setenv("POLYGON_SNAPSHOT_MODE", "per_ticker")
+    job = pipeline.defs().resolve_job_def("refresh_queue")
+    result = job.execute_in_process(
+        partition_key=today(),
+        instance=pipeline.instance,
+        raise_on_error=False,
+        asset_selection=[dg.AssetKey(["quotes", "GBPUSD"]), dg.AssetKey(["quotes", "USDJPY"])],
+        tags=run_tags("queue", "q-test-1"),
+    )
+
+    assert not result.success  # USDJPY failed
+    items = {i.symbol: i for i in queue.items()}
+    assert "GBPUSD" not in items  # refreshed: off the queue
+    usdjpy = items["USDJPY"]
+    assert (usdjpy.status, usdjpy.tier, usdjpy.attempts) == (QUEUED, Tier.MEDIUM, 1)
+    assert usdjpy.last_error.endswith("503 Service Temporarily Unavailable (HTML page)")
+    assert items["AUDUSD"].status == QUEUED and not any(
+        i.status == IN_FLIGHT for i in items.values()
+    )
+    # the queue is the retry: the run itself does not retry (one request for USDJPY)
+    assert len([r for r in pipeline.api_requests() if "USDJPY" in r.path]) == 1
+
+    (batch,) = recent_batches(engine)
+    assert (batch.batch_id, batch.kind, batch.run_id) == ("q-test-1", "queue", result.run_id)
+    assert batch.updated == ["GBPUSD"] and list(batch.failed) == ["USDJPY"]
+    assert (batch.queue_processed, batch.queue_remaining, batch.api_calls) == (2, 2, 2)
+    assert batch.duration_ms >= 0 and batch.ended_at >= batch.started_at
+    tags = pipeline.instance.get_run_by_id(result.run_id).tags
+    assert tags["batch/updated"] == "1" and tags["batch/failed"] == "1"
+    assert tags["batch/queue_remaining"] == "2" and tags["dagster/priority"] == "0"
+    (materialization,) = result.asset_materializations_for_node("quotes")
+    assert materialization.metadata["batch_id"].value == "q-test-1"
+    logs = [r.user_message for r in pipeline.instance.all_logs(result.run_id) if r.user_message]
+    (line,) = [m for m in logs if m.startswith("batch q-test-1 (queue)")]
+    for part in (
+        "ms: updated 1 [GBPUSD]",
+        "failed 1 [USDJPY:",
+        "queue processed 2 remaining 2",
+        "API calls 2",
+        "budget waits 0",
+    ):
+        assert part in line

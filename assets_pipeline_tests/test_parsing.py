@@ -205,6 +205,12 @@ def test_retryable_and_permanent_statuses():
         assert not error_from_response(status, "{}").retryable
 
 
+def test_an_html_error_page_is_summed_up_by_its_title():
+    page = "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
+    error = error_from_response(502, page)
+    assert str(error) == "Polygon answered 502: 502 Bad Gateway (HTML page)" and error.retryable
+
+
 def test_unparseable_body_is_retryable():
     with pytest.raises(MalformedResponse) as info:
         load_json(b'{"status":"OK","ticker":{"day"')

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -25,6 +26,7 @@ from assets_pipeline.polygon.errors import (
 )
 from assets_pipeline.quotes import Quote, QuoteRejected
 
+_HTML_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 SOURCE_V2 = "polygon:v2-snapshot"
 SOURCE_V3 = "polygon:v3-snapshot"
 SOURCE_V1 = "polygon:v1-last"
@@ -84,7 +86,11 @@ def error_from_response(status: int, text: str, ticker: str | None = None) -> Po
         code = str(body.get("status") or "")
         detail = str(body.get("error") or body.get("message") or "")
     if not detail:
-        detail = " ".join(text.split())[:200] or "(empty body)"
+        title = _HTML_TITLE.search(text)
+        if title:  # a proxy's or load balancer's HTML page: its title says it all
+            detail = " ".join(title.group(1).split()) + " (HTML page)"
+        else:
+            detail = " ".join(text.split())[:200] or "(empty body)"
     cls = classify_status(status)
     where = f" for {ticker}" if ticker else ""
     label = f"{status} {code}".strip()

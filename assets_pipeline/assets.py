@@ -21,7 +21,8 @@ from assets_pipeline.batches import (
     BatchResult,
     record_batch,
 )
-from assets_pipeline.fairness import critical_reserve, direct_specs
+from assets_pipeline.budget import CRITICAL_CALLER
+from assets_pipeline.fairness import direct_specs, secondary_caller
 from assets_pipeline.polygon.client import FetchResult
 from assets_pipeline.quotes import iso_utc
 from assets_pipeline.refresh_queue import RefreshQueue
@@ -110,11 +111,11 @@ def build_quote_assets(registry: Registry) -> dg.AssetsDefinition:
         kind = tags.get(KIND_TAG) or (CRITICAL if all(s in direct for s in selected) else MANUAL)
         batch_id = tags.get(BATCH_TAG) or context.run_id
         mode = polygon.mode()
-        reserve = 0 if kind == CRITICAL else critical_reserve(registry, mode)
+        caller = CRITICAL_CALLER if kind == CRITICAL else secondary_caller(registry, mode)
         try:
             client = polygon.client(
                 logger=context.log,
-                reserve=reserve,
+                caller=caller,
                 max_retries=0 if kind == QUEUE else None,
             )
         except ValueError as exc:

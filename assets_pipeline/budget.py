@@ -11,6 +11,12 @@ can pause every caller after a 429, which Polygon needs because it sends no Retr
 atomic step is small enough to own: one Lua script in Redis, one locked transaction in SQL.
 
 Failing closed: if the store cannot be reached, no slot is granted and no request is sent.
+
+Fairness (see `fairness.py`): a critical caller takes any free slot and the store notes when.
+A non-critical caller must also leave `reserve` slots free for the next critical refresh, but only
+if its call would still be in the window when that refresh is due (the last critical call plus
+`critical_gap`); a call that will have expired by then takes nothing from the critical tier.
+`decide` is the rule; the Lua script is the same rule, line for line, inside Redis.
 """
 
 from __future__ import annotations
@@ -30,6 +36,68 @@ from assets_pipeline.schema import api_budget_calls, api_budget_state
 #: Slack added to the window so that clock rounding between us and Polygon never lets a call in
 #: early: a slot frees this long after the window has strictly passed.
 WINDOW_MARGIN_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who asks for a slot. `critical_gap`: seconds from one critical refresh to the earliest
+    the next may come (0 = unknown, so the reserve always applies)."""
+
+    critical: bool = True
+    reserve: int = 0
+    critical_gap: float = 0.0
+
+
+CRITICAL_CALLER = Caller()
+
+
+def _critical_due(now: float, last_critical_at: float, gap: float) -> float:
+    """When the next critical refresh may come: never earlier than now (overdue = any moment)."""
+    return max(now, last_critical_at + gap) if last_critical_at and gap else now
+
+
+def decide(
+    now: float,
+    times: list[float],
+    limit: int,
+    window: float,
+    caller: Caller,
+    last_critical_at: float = 0.0,
+) -> float:
+    """0 to grant a slot, else the seconds to wait. `times`: the calls in the window, sorted."""
+    used = len(times)
+    if used >= limit:
+        return max(times[used - limit] + window - now, 0.001)
+    if caller.critical or caller.reserve <= 0:
+        return 0.0
+    due = _critical_due(now, last_critical_at, caller.critical_gap)
+    if now + window <= due:
+        return 0.0  # this call expires before the next critical refresh needs its slots
+    protected = [t for t in times if t > due - window]
+    usable = limit - caller.reserve
+    if len(protected) < usable:
+        return 0.0
+    if due > now:
+        return due - now  # the picture changes when the critical refresh is due
+    return max(protected[len(protected) - usable] + window - now, 0.001)
+
+
+def free_slots(
+    now: float,
+    times: list[float],
+    limit: int,
+    window: float,
+    caller: Caller,
+    last_critical_at: float = 0.0,
+) -> int:
+    """How many slots `caller` could take right now (what the drain sensor plans with)."""
+    allowed = limit - len(times)
+    if not caller.critical and caller.reserve > 0:
+        due = _critical_due(now, last_critical_at, caller.critical_gap)
+        if now + window > due:
+            protected = sum(1 for t in times if t > due - window)
+            allowed = min(allowed, limit - caller.reserve - protected)
+    return max(0, allowed)
 
 
 class BudgetError(RuntimeError):
@@ -57,12 +125,11 @@ class BudgetStore(Protocol):
 
     backend: str
 
-    def try_acquire(self, limit: int, window: float, reserve: int = 0) -> float:
-        """Take a slot and return 0, or take nothing and return the seconds until one frees.
-
-        With `reserve`, a slot is granted only while more than `reserve` remain free.
-        """
+    def try_acquire(self, limit: int, window: float, caller: Caller) -> float:
+        """Take a slot and return 0, or take nothing and return the seconds to wait (`decide`)."""
         ...
+
+    def free_slots(self, limit: int, window: float, caller: Caller) -> int: ...
 
     def pause(self, seconds: float) -> None:
         """Grant no slot to anyone for `seconds` (after a 429)."""
@@ -82,7 +149,7 @@ class PolygonBudget:
         limit: int,
         window_seconds: float,
         *,
-        reserve: int = 0,
+        caller: Caller = CRITICAL_CALLER,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -90,15 +157,15 @@ class PolygonBudget:
             raise ValueError(f"the budget needs at least 1 call per window, got {limit}")
         if window_seconds <= 0:
             raise ValueError(f"the budget window must be positive, got {window_seconds}")
-        if reserve >= limit:
+        if caller.reserve >= limit:
             raise ValueError(
-                f"reserving {reserve} of {limit} calls per window leaves nothing for this caller"
+                f"reserving {caller.reserve} of {limit} calls per window for the critical tier"
+                " leaves nothing for other callers"
             )
         self.store = store
         self.limit = limit
         self.window_seconds = window_seconds
-        #: Slots this caller must leave free in every window (for the next critical refresh).
-        self.reserve = max(0, reserve)
+        self.caller = caller
         self._sleep = sleep
         self._monotonic = monotonic
         #: What this process has done; the store keeps the deployment-wide totals.
@@ -117,7 +184,7 @@ class PolygonBudget:
         deadline = started + max_wait_seconds
         counted_wait = False
         while True:
-            wait = self._try(self.store.try_acquire, self.limit, self.window_seconds, self.reserve)
+            wait = self._try(self.store.try_acquire, self.limit, self.window_seconds, self.caller)
             if wait <= 0:
                 self.calls += 1
                 waited = self._monotonic() - started
@@ -126,7 +193,8 @@ class PolygonBudget:
             remaining = deadline - self._monotonic()
             if wait > remaining:
                 # The next slot frees after our deadline: fail now rather than sleep in vain.
-                reserved = f", {self.reserve} kept for critical" if self.reserve else ""
+                reserve = self.caller.reserve
+                reserved = f", {reserve} kept for critical" if reserve else ""
                 raise BudgetError(
                     f"no Polygon call slot within {max_wait_seconds:.0f}s: the budget of"
                     f" {self.limit} calls per {self.window_seconds:g}s is in use{reserved}"
@@ -146,6 +214,10 @@ class PolygonBudget:
 
     def stats(self) -> BudgetStats:
         return self._try(self.store.stats, self.limit, self.window_seconds)
+
+    def free_slots(self) -> int:
+        """Slots this caller could take now, without taking any."""
+        return self._try(self.store.free_slots, self.limit, self.window_seconds, self.caller)
 
     def _try(self, call: Callable[..., object], *args: object) -> object:  # type: ignore[return]
         try:
@@ -170,27 +242,58 @@ def _as_datetime(epoch: float | None) -> dt.datetime | None:
 
 # --- Redis -----------------------------------------------------------------------------------
 
+# `decide` and `free_slots`, in Lua (1-based lists). ARGV: limit, window, nonce, critical (0/1),
+# reserve, critical_gap, mode ("take" or "peek").
 _ACQUIRE_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
-local usable = limit - tonumber(ARGV[4])
+local critical = tonumber(ARGV[4])
+local reserve = tonumber(ARGV[5])
+local gap = tonumber(ARGV[6])
+local peek = ARGV[7] == 'peek'
 local paused = tonumber(redis.call('GET', KEYS[2]) or '0')
 if paused > now then
+  if peek then return '0' end
   return tostring(paused - now)
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local used = redis.call('ZCARD', KEYS[1])
-if used < usable then
-  redis.call('ZADD', KEYS[1], now, ARGV[3])
-  redis.call('EXPIRE', KEYS[1], math.ceil(window) + 1)
-  redis.call('HINCRBY', KEYS[3], 'total_calls', 1)
-  return '0'
+local raw = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+local times = {}
+for i = 2, #raw, 2 do times[#times + 1] = tonumber(raw[i]) end
+local used = #times
+local allowed = limit - used
+local wait = 0
+if used >= limit then
+  wait = math.max(times[used - limit + 1] + window - now, 0.001)
+elseif critical == 0 and reserve > 0 then
+  local last = tonumber(redis.call('HGET', KEYS[3], 'last_critical') or '0')
+  local due = now
+  if last > 0 and gap > 0 then due = math.max(now, last + gap) end
+  if now + window > due then
+    local protected = {}
+    for _, v in ipairs(times) do
+      if v > due - window then protected[#protected + 1] = v end
+    end
+    local usable = limit - reserve
+    allowed = math.min(allowed, usable - #protected)
+    if #protected >= usable then
+      if due > now then
+        wait = due - now
+      else
+        wait = math.max(protected[#protected - usable + 1] + window - now, 0.001)
+      end
+    end
+  end
 end
-local index = used - usable
-local frees = redis.call('ZRANGE', KEYS[1], index, index, 'WITHSCORES')
-return tostring(math.max(tonumber(frees[2]) + window - now, 0.001))
+if peek then return tostring(math.max(allowed, 0)) end
+if wait > 0 then return tostring(wait) end
+redis.call('ZADD', KEYS[1], now, ARGV[3])
+redis.call('EXPIRE', KEYS[1], math.ceil(window) + 1)
+redis.call('HINCRBY', KEYS[3], 'total_calls', 1)
+if critical == 1 then redis.call('HSET', KEYS[3], 'last_critical', tostring(now)) end
+return '0'
 """
 
 _PAUSE_LUA = """
@@ -235,10 +338,23 @@ class RedisBudgetStore:
         self._pause = client.register_script(_PAUSE_LUA)
         self._stats = client.register_script(_STATS_LUA)
 
-    def try_acquire(self, limit: int, window: float, reserve: int = 0) -> float:
-        nonce = uuid.uuid4().hex
-        args = [limit, window + WINDOW_MARGIN_SECONDS, nonce, reserve]
+    def _run(self, limit: int, window: float, caller: Caller, mode: str) -> float:
+        args = [
+            limit,
+            window + WINDOW_MARGIN_SECONDS,
+            uuid.uuid4().hex,
+            int(caller.critical),
+            caller.reserve,
+            caller.critical_gap,
+            mode,
+        ]
         return float(self._acquire(keys=self._keys, args=args))
+
+    def try_acquire(self, limit: int, window: float, caller: Caller) -> float:
+        return self._run(limit, window, caller, "take")
+
+    def free_slots(self, limit: int, window: float, caller: Caller) -> int:
+        return int(self._run(limit, window, caller, "peek"))
 
     def pause(self, seconds: float) -> None:
         self._pause(keys=[self._keys[1]], args=[seconds])
@@ -301,31 +417,44 @@ class SqlBudgetStore:
             query = query.with_for_update()
         return conn.execute(query).one()
 
-    def try_acquire(self, limit: int, window: float, reserve: int = 0) -> float:
+    def _window(self, conn: sa.Connection, now: float, window: float) -> list[float]:
+        calls = api_budget_calls.c
+        conn.execute(
+            sa.delete(api_budget_calls).where(calls.name == self._name, calls.at <= now - window)
+        )
+        query = sa.select(calls.at).where(calls.name == self._name).order_by(calls.at)
+        return list(conn.execute(query).scalars())
+
+    def try_acquire(self, limit: int, window: float, caller: Caller) -> float:
         window += WINDOW_MARGIN_SECONDS
-        usable = limit - reserve
         with self._engine.begin() as conn:
             state = self._locked(conn)
             now = db_epoch_seconds(conn)
             if state.paused_until > now:
                 return state.paused_until - now
-            calls = api_budget_calls.c
-            conn.execute(
-                sa.delete(api_budget_calls).where(
-                    calls.name == self._name, calls.at <= now - window
-                )
-            )
-            times = (
-                conn.execute(sa.select(calls.at).where(calls.name == self._name).order_by(calls.at))
-                .scalars()
-                .all()
-            )
-            if len(times) >= usable:
-                # the slot that frees first for us is the (used - usable)-th oldest call's
-                return max(times[len(times) - usable] + window - now, 0.001)
+            times = self._window(conn, now, window)
+            wait = decide(now, times, limit, window, caller, state.last_critical_at)
+            if wait > 0:
+                return wait
             conn.execute(sa.insert(api_budget_calls).values(name=self._name, at=now))
             conn.execute(self._bump("total_calls"))
+            if caller.critical:
+                conn.execute(
+                    sa.update(api_budget_state)
+                    .where(api_budget_state.c.name == self._name)
+                    .values(last_critical_at=now)
+                )
             return 0.0
+
+    def free_slots(self, limit: int, window: float, caller: Caller) -> int:
+        window += WINDOW_MARGIN_SECONDS
+        with self._engine.begin() as conn:
+            state = self._locked(conn)
+            now = db_epoch_seconds(conn)
+            if state.paused_until > now:
+                return 0
+            times = self._window(conn, now, window)
+            return free_slots(now, times, limit, window, caller, state.last_critical_at)
 
     def pause(self, seconds: float) -> None:
         with self._engine.begin() as conn:

@@ -1,11 +1,13 @@
-"""How the budget is shared: the critical tier's reserve. Pure arithmetic, no I/O.
+"""How the budget is shared between the critical tier and everything else. Pure, no I/O.
 
-Critical refreshes must never wait on secondary or backfill traffic. So every non-critical call
-is taken only while more than `reserve` slots stay free in the window, where `reserve` is what
-one refresh of the direct (critical) tiers costs. The budget store enforces it atomically
-(`PolygonBudget(reserve=...)`); the drain sensor uses the same number to size its batches. As long
-as the critical cadence is at least one window long (5 minutes against 60 seconds by default),
-the critical refresh always finds its slots free.
+Critical refreshes must never wait on secondary or backfill traffic. A non-critical call must
+therefore leave `reserve` slots (what one refresh of the direct tiers costs) free for the next
+critical refresh, but only when it would still be in the window at the time that refresh is due.
+The store knows when the last critical call was made and expects the next no sooner than
+`critical_gap` later: the shortest direct cadence less a slack for run start-up jitter. Calls that
+will have expired by then use the budget freely, so secondary symbols get everything the
+critical tier does not need instead of losing the reserve in every window. The store applies the
+rule atomically (`budget.decide`); the drain sensor asks the same rule how many slots it has.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+from assets_pipeline.budget import Caller
 from assets_pipeline.polygon.client import V3_MAX_TICKERS
 from assets_pipeline.registry import Registry, SymbolSpec
 
@@ -37,6 +40,20 @@ def critical_reserve(registry: Registry, mode: str) -> int:
     return refresh_cost(direct_specs(registry), mode)
 
 
-def secondary_slots(remaining: int, reserve: int) -> int:
-    """Calls the queue may spend now: what is free beyond the reserve."""
-    return max(0, remaining - reserve)
+def critical_gap(registry: Registry) -> float:
+    """The earliest the next critical refresh may come after the last: the shortest direct
+    cadence less a slack for late runs (20%, at least 10 s, at most 60 s)."""
+    cadences = [p.every_seconds for p in registry.tiers.values() if p.refresh == "direct"]
+    if not cadences:
+        return 0.0
+    every = min(cadences)
+    return max(every - min(max(0.2 * every, 10.0), 60.0), 0.0)
+
+
+def secondary_caller(registry: Registry, mode: str) -> Caller:
+    """How non-critical runs (the queue, manual refreshes, backfills) ask the budget."""
+    return Caller(
+        critical=False,
+        reserve=critical_reserve(registry, mode),
+        critical_gap=critical_gap(registry),
+    )

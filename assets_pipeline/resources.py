@@ -17,7 +17,13 @@ import redis
 import sqlalchemy as sa
 from pydantic import Field
 
-from assets_pipeline.budget import PolygonBudget, RedisBudgetStore, SqlBudgetStore
+from assets_pipeline.budget import (
+    CRITICAL_CALLER,
+    Caller,
+    PolygonBudget,
+    RedisBudgetStore,
+    SqlBudgetStore,
+)
 from assets_pipeline.database import get_engine
 from assets_pipeline.polygon.client import PolygonClient
 from assets_pipeline.quote_store import QuoteStore
@@ -104,8 +110,8 @@ class PolygonBudgetResource(dg.ConfigurableResource):
     redis: RedisResource
     database: TradingDatabase
 
-    def budget(self, reserve: int = 0) -> PolygonBudget:
-        """The shared budget; `reserve` slots of each window are left for critical refreshes."""
+    def budget(self, caller: Caller = CRITICAL_CALLER) -> PolygonBudget:
+        """The shared budget, as `caller` sees it (non-critical callers keep a reserve)."""
         if self.store not in ("auto", "redis", "database"):
             raise dg.Failure(f"budget store must be auto, redis or database, got {self.store!r}")
         client = self.redis.client()
@@ -115,7 +121,7 @@ class PolygonBudgetResource(dg.ConfigurableResource):
             store: Any = RedisBudgetStore(client, self.name, self.redis.key_prefix())
         else:
             store = SqlBudgetStore(self.database.engine(), self.name)
-        return PolygonBudget(store, self.calls, self.window_seconds, reserve=reserve)
+        return PolygonBudget(store, self.calls, self.window_seconds, caller=caller)
 
 
 class PolygonResource(dg.ConfigurableResource):
@@ -150,17 +156,17 @@ class PolygonResource(dg.ConfigurableResource):
         self,
         logger: logging.Logger | Any | None = None,
         *,
-        reserve: int = 0,
+        caller: Caller = CRITICAL_CALLER,
         max_retries: int | None = None,
     ) -> PolygonClient:
-        """A client within the shared budget. Non-critical callers pass the critical `reserve`;
-        queue runs pass `max_retries=0` because the queue itself retries, one tier lower."""
+        """A client within the shared budget. Non-critical callers pass their `Caller` (it keeps
+        the critical reserve); queue runs pass `max_retries=0`: the queue itself retries."""
         self.mode()
         base_url, key = self.endpoint()
         return PolygonClient(
             base_url,
             key,
-            self.budget.budget(reserve),
+            self.budget.budget(caller),
             connect_timeout=self.connect_timeout_seconds,
             read_timeout=self.read_timeout_seconds,
             max_retries=self.max_retries if max_retries is None else max_retries,

@@ -119,6 +119,7 @@ api_budget_state = sa.Table(
     sa.Column("paused_until", sa.Float, nullable=False, server_default="0"),
     sa.Column("total_calls", sa.BigInteger, nullable=False, server_default="0"),
     sa.Column("total_waits", sa.BigInteger, nullable=False, server_default="0"),
+    sa.Column("last_critical_at", sa.Float, nullable=False, server_default="0"),
     schema=DATA_SOURCES,
 )
 

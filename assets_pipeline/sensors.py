@@ -8,7 +8,7 @@ import dagster as dg
 from assets_pipeline.assets import quote_asset_key
 from assets_pipeline.batches import BATCH_TAG, QUEUE, run_tags
 from assets_pipeline.events import relay_pending
-from assets_pipeline.fairness import critical_reserve, secondary_slots
+from assets_pipeline.fairness import secondary_caller
 from assets_pipeline.polygon.client import V3_MAX_TICKERS
 from assets_pipeline.refresh_queue import RefreshQueue
 from assets_pipeline.registry import Registry
@@ -75,14 +75,14 @@ def drain_tick(
         return dg.SkipReason(f"the queue is empty{note}")
 
     mode = polygon.mode()
-    reserve = critical_reserve(registry, mode)
-    stats = polygon.budget.budget().stats()
-    slots = secondary_slots(stats.remaining, reserve)
+    caller = secondary_caller(registry, mode)
+    budget = polygon.budget.budget(caller)
+    slots = budget.free_slots()
     if slots <= 0:
-        at = f", next slot at {stats.reset_at:%H:%M:%S} UTC" if stats.reset_at else ""
+        stats = budget.stats()
         return dg.SkipReason(
             f"{waiting} waiting; budget has {stats.remaining} of {stats.limit} calls left and"
-            f" {reserve} are kept for the next critical refresh{at}{note}"
+            f" {caller.reserve} are kept for the next critical refresh{note}"
         )
     per_call = V3_MAX_TICKERS if mode == "batch" else 1
     batch_id = f"q-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"

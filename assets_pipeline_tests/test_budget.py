@@ -10,6 +10,7 @@ import redis
 
 from assets_pipeline.budget import (
     BudgetError,
+    Caller,
     PolygonBudget,
     RedisBudgetStore,
     SqlBudgetStore,
@@ -142,7 +143,9 @@ def test_many_processes_never_exceed_the_limit_in_any_window(store_spec, process
 
 def test_non_critical_callers_leave_the_critical_reserve_free(store_spec):
     # per_ticker: the critical tier needs 3 of the 5 calls in a window
-    secondary = PolygonBudget(make_store(*store_spec), limit=5, window_seconds=30, reserve=3)
+    # no critical refresh seen yet: its time is unknown, so the reserve always applies
+    caller = Caller(critical=False, reserve=3, critical_gap=240)
+    secondary = PolygonBudget(make_store(*store_spec), limit=5, window_seconds=30, caller=caller)
     critical = PolygonBudget(make_store(*store_spec), limit=5, window_seconds=30)
     secondary.acquire(max_wait_seconds=1)
     secondary.acquire(max_wait_seconds=1)
@@ -153,3 +156,15 @@ def test_non_critical_callers_leave_the_critical_reserve_free(store_spec):
         critical.acquire(max_wait_seconds=1)  # never waits on secondary traffic
     assert time.monotonic() - started < 1.0
     assert critical.waits == 0
+
+
+def test_after_a_critical_refresh_secondaries_use_what_expires_before_the_next(store_spec):
+    # critical every ~4 windows: right after it, secondary calls expire long before it is due
+    caller = Caller(critical=False, reserve=3, critical_gap=4.0)
+    critical = PolygonBudget(make_store(*store_spec), limit=5, window_seconds=1.0)
+    secondary = PolygonBudget(make_store(*store_spec), limit=5, window_seconds=1.0, caller=caller)
+    critical.acquire(max_wait_seconds=1)
+    assert secondary.free_slots() == 4  # all but the critical call itself
+    for _ in range(4):
+        secondary.acquire(max_wait_seconds=0.5)
+    assert secondary.free_slots() == 0

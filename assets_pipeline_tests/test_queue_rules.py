@@ -6,8 +6,9 @@ import datetime as dt
 
 import pytest
 
+from assets_pipeline.budget import Caller, decide, free_slots
 from assets_pipeline.cadence import cron_for, parse_duration, parse_queue, parse_tiers
-from assets_pipeline.fairness import critical_reserve, refresh_cost, secondary_slots
+from assets_pipeline.fairness import critical_gap, critical_reserve, refresh_cost, secondary_caller
 from assets_pipeline.queue_rules import (
     FAILED,
     QUEUED,
@@ -181,5 +182,39 @@ def test_the_critical_reserve_is_one_refresh_of_the_direct_tiers(registry):
     assert refresh_cost(critical, "per_ticker") == 3
     assert critical_reserve(registry, "batch") == 1
     assert critical_reserve(registry, "per_ticker") == 3
-    assert secondary_slots(remaining=5, reserve=3) == 2
-    assert secondary_slots(remaining=2, reserve=3) == 0
+    assert critical_gap(registry) == 240  # every 5 minutes, less a minute of slack
+    assert secondary_caller(registry, "per_ticker") == Caller(False, 3, 240)
+
+
+SECONDARY = Caller(critical=False, reserve=3, critical_gap=240)
+WINDOW = 60.0
+
+
+@pytest.mark.parametrize(
+    ("case", "now", "times", "last_critical", "expected_wait", "expected_free"),
+    [
+        # a critical caller takes any free slot, reserve or not
+        ("critical", 100, [90, 95, 99], 0, None, None),
+        # no critical refresh seen: its time is unknown, so 3 stay free in every window
+        ("unknown, 1 used", 100, [99], 0, 0.0, 1),
+        ("unknown, 2 used", 100, [98, 99], 0, 58.0, 0),  # the call at 98 expires at 158
+        # just after a critical refresh (at 100, next due at 340): calls made before 280
+        # expire before it is due, so everything free may be used
+        ("fresh", 110, [100, 101, 102], 100, 0.0, 2),
+        # 30 s before it is due: calls now would still count then, the reserve applies
+        ("close", 310, [300], 100, 0.0, 1),
+        ("close, full", 310, [300, 305], 100, 30.0, 0),
+        # overdue (the critical run is late): reserve applies, slots free as calls expire
+        ("overdue", 400, [350, 360], 100, 10.0, 0),
+        # the window itself is full: wait for the oldest call to expire
+        ("full", 100, [50, 60, 70, 80, 90], 0, 10.0, 0),
+    ],
+)
+def test_the_reserve_applies_only_to_calls_that_would_meet_the_next_critical_refresh(
+    case, now, times, last_critical, expected_wait, expected_free
+):
+    if case == "critical":
+        assert decide(now, times, 5, WINDOW, Caller(), last_critical) == 0
+        return
+    assert decide(now, times, 5, WINDOW, SECONDARY, last_critical) == pytest.approx(expected_wait)
+    assert free_slots(now, times, 5, WINDOW, SECONDARY, last_critical) == expected_free

@@ -14,7 +14,7 @@ from dagster._core.storage.dagster_run import DagsterRun
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._core.utils import make_new_run_id
 
-from assets_pipeline.budget import PolygonBudget, SqlBudgetStore
+from assets_pipeline.budget import Caller, PolygonBudget, SqlBudgetStore
 from assets_pipeline.database import get_engine
 from assets_pipeline.definitions import build_definitions
 from assets_pipeline.queue_rules import FAILED, IN_FLIGHT, QUEUED
@@ -91,8 +91,9 @@ def deployment(pg_url, monkeypatch, registry, instance):
             ) as context:
                 return self.defs.resolve_sensor_def(name)(context)
 
-        def spend(self, calls):
-            budget = PolygonBudget(SqlBudgetStore(get_engine(pg_url)), 5, 60)
+        def spend(self, calls, critical=False):
+            caller = Caller(critical=critical)
+            budget = PolygonBudget(SqlBudgetStore(get_engine(pg_url)), 5, 60, caller=caller)
             for _ in range(calls):
                 budget.acquire(1)
 
@@ -192,6 +193,14 @@ def test_the_drain_never_touches_the_critical_reserve(deployment):
         result.skip_message
     )
     assert all(i.status == QUEUED for i in deployment.queue.items())
+
+
+def test_right_after_a_critical_refresh_the_drain_uses_what_it_left(deployment):
+    deployment.schedule("enqueue_high_every_30m")
+    deployment.spend(3, critical=True)  # the critical tier just refreshed, per ticker
+    # the next is due in 4 minutes: calls made now expire long before, no reserve needed
+    request = deployment.sensor("refresh_queue_drain")
+    assert [k.path[-1] for k in request.asset_selection] == ["ETHUSDT", "GBPUSD"]
 
 
 def test_the_drain_waits_while_a_batch_is_in_flight_and_when_the_queue_is_empty(deployment):

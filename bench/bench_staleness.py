@@ -1,0 +1,809 @@
+"""Benchmark: how stale each tier gets under a 5-calls-per-minute budget, simulated.
+
+    .venv/bin/python bench/bench_staleness.py [--hours 6] [--quick] [--symbols 9 100 500]
+
+Nothing sleeps, nothing goes over HTTP, nothing touches a database: a discrete-event simulation
+runs on a simulated clock (float seconds) and prints plain-text tables. It asserts nothing.
+
+What is compared
+----------------
+For 9, 100 and 500 symbols, in `batch` and `per_ticker` snapshot modes, with a budget of
+`--calls` (5) per `--window` (60 s):
+
+* **ours**: this project's scheduling (schedules.py, sensors.py, assets.py, budget.py).
+* **reference**: the design it replaces (critical every 5 min, an in-memory queue drained two
+  symbols at a time, one shared rate limiter with no reserve). The reference client has no batch
+  mode; `reference+batch` is a what-if in which its client sends one call per 250 tickers.
+* **ref-overlap**: the reference design again, but with drain ticks that do not wait for the
+  previous drain to finish (see the assumptions below). Also shown with `+batch`.
+
+The decision code is not re-implemented: queue ordering, de-duplication and retries come from
+`queue_rules` (plan_enqueue, next_batch, after_failure, demote), the costs and the reserve from
+`fairness` (refresh_cost, critical_reserve, secondary_slots), the cadences from the registry
+(`DEFAULT_TIERS` and `QueuePolicy` unless the symbols file changes them), and the batch size from
+`V3_MAX_TICKERS`. Only the clock, the budget store and the Dagster daemon are simulated.
+
+Model of ours
+-------------
+* Budget: a sliding-window log like budget.py's. A call is granted while fewer than
+  `limit - reserve` calls fall in the last `window + WINDOW_MARGIN_SECONDS`. A caller who is refused
+  retries when the next slot frees, the same as `PolygonBudget.acquire`. A caller gives up once its
+  wait would exceed `max_budget_wait_seconds` (180 s), and that symbol then fails. Refused callers
+  poll and are not served in FIFO order; at equal times, the one that asked first wins.
+* Direct (critical) tier: a run is launched at t=0 (the start-up catch-up sensor) and then every
+  300 s. The tick is skipped while the previous run is still in flight. A run starts
+  `--run-start` (5 s) after launch, to model Dagster's run process start-up. It then makes
+  `refresh_cost(critical, mode)` calls one after another, with reserve 0. Each call takes
+  `--call-seconds` (0.5 s). A symbol's update time is when its call completes (the quote's fetch
+  time, not the later materialization). A failed call is retried up to 2 times, after 1 s and
+  2 s (the client's defaults). A symbol that still fails is queued one tier lower, as
+  `RefreshQueue.fail` does.
+* Queued tiers: `plan_enqueue(max_size=1000)` at t=0 and then every 1800 s.
+* Drain sensor: runs every 15 s. It does nothing while a queue run is in flight or while no item
+  is waiting. Otherwise it computes `slots = secondary_slots(remaining, critical_reserve)`, claims
+  `next_batch(items, 1 if batch else slots, 250 if batch else 1)` and launches a run. The run
+  starts `--run-start` later and takes each call with `reserve=critical_reserve`, waiting when it
+  has to. Items whose calls succeed leave the queue. Items whose calls fail go through
+  `after_failure` (queue runs do not retry).
+* At equal times, schedules come first, then the drain sensor, then runs in progress. This order
+  decides little because runs start 5 s after their tick.
+
+Model of the reference design
+-----------------------------
+* There is one long-running process, so no run starts late. The cadences are the same: critical
+  at t=0 and every 300 s, and the secondary tiers enqueued at t=0 and every 1800 s into an
+  in-memory queue with the same rules (`plan_enqueue`, `next_batch`).
+* A single rate limiter is shared: the same sliding window, but with no reserve. Callers that find
+  no free slot wait in one FIFO line and are served in order of arrival as slots free, without a
+  deadline. A critical call that arrives behind secondary calls waits for them.
+* The critical job makes one call per ticker, one after another (`reference+batch`: one call per
+  250). A tick is skipped while the previous critical job is still running. Failures are not
+  retried within the job.
+* The drain runs every 15 s. It pops the next two symbols (`next_batch(items, 2, 1)`), which leave
+  the in-memory queue at once, and fetches them one call each, one after another. With `+batch`
+  the two share one call: only the client changes, not the drain's size, so `reference+batch`
+  can refresh at most 8 secondary symbols a minute (`--reference-drain-symbols` changes the 2).
+  `reference` (serial) skips a tick while the previous drain is still waiting or calling, like a
+  sleep loop or an APScheduler job with `max_instances=1`.
+  `ref-overlap` starts a drain on every tick regardless, so drains pile up in the limiter's line.
+  The description of the reference does not settle which of the two it does, so both are shown.
+  A failed secondary symbol is requeued through `after_failure`.
+
+Not modelled: Dagster's run queue and daemon tick jitter, the time a sensor takes to evaluate,
+429 pauses (`penalize`), runs that die, and clock skew. A run holds no Dagster concurrency slot
+here, and every tick fires exactly on time.
+
+Measurement
+-----------
+* Staleness of a symbol at time t is t minus the completion time of its last update. Before the
+  first update it is measured from t=0. It is sampled once per simulated second, in whole seconds,
+  from the end of the warm-up (30 min) up to, but not including, the end of the span. A tier
+  refreshed every 300 s with a constant delay therefore shows a worst of 299 s; the delay itself
+  is in `crit lag max`.
+* worst: the largest sample in the tier. p95: the nearest-rank 95th percentile of all of the
+  tier's samples (every symbol, every second). never: how many of the tier's symbols were never
+  updated in the whole span. Their staleness is the span itself, so a longer `--hours` raises it.
+* crit waits: critical refreshes in which at least one call had to wait for a slot, out of all
+  critical refreshes. crit wait max: the longest total wait for slots in one refresh. crit lag
+  max: the longest time from a critical tick to the refresh's last completed call (run start,
+  waits and call latency together). calls/h: calls granted after the warm-up, per simulated
+  hour. Ticks that were skipped and calls that failed are listed under the table.
+* Synthetic sets keep the registry's 3 critical symbols. The rest are synthetic forex symbols,
+  each with its own ticker, dealt round-robin to high, medium and low.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import functools
+import heapq
+import itertools
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass, field
+
+from assets_pipeline.budget import WINDOW_MARGIN_SECONDS
+from assets_pipeline.cadence import DEFAULT_TIERS, QueuePolicy, format_duration
+from assets_pipeline.fairness import critical_reserve, direct_specs, refresh_cost, secondary_slots
+from assets_pipeline.polygon.client import V3_MAX_TICKERS
+from assets_pipeline.queue_rules import (
+    FAILED,
+    IN_FLIGHT,
+    QUEUED,
+    QueueItem,
+    after_failure,
+    demote,
+    next_batch,
+    plan_enqueue,
+)
+from assets_pipeline.registry import AssetType, Registry, SymbolSpec, load_registry
+from assets_pipeline.taxonomy import Tier
+
+MODES = ("batch", "per_ticker")
+EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+#: PolygonResource.max_budget_wait_seconds and the client's retry defaults.
+MAX_BUDGET_WAIT_SECONDS = 180.0
+CRITICAL_MAX_RETRIES = 2
+BACKOFF_SECONDS = 1.0
+#: The reference drain: symbols popped per tick.
+REFERENCE_DRAIN_SYMBOLS = 2
+#: Event priorities at equal times: schedules, then the drain sensor, then runs in progress.
+SCHEDULE, SENSOR, PROCESS = 0, 1, 2
+
+
+# --- the simulated clock, budget and processes ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Delay:
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Call:
+    """One API call: wait for a slot (leaving `reserve` free), then take `call_seconds`."""
+
+    reserve: int = 0
+    max_wait: float = math.inf
+
+
+@dataclass(frozen=True)
+class CallResult:
+    ok: bool
+    waited: float
+    done_at: float
+    error: str = ""
+
+
+Process = Generator[Delay | Call, CallResult | None, None]
+
+
+class SlidingLog:
+    """budget.py's sliding-window log on the simulated clock."""
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit = limit
+        self.span = window + WINDOW_MARGIN_SECONDS
+        self.times: deque[float] = deque()
+
+    def _prune(self, now: float) -> None:
+        while self.times and self.times[0] <= now - self.span:
+            self.times.popleft()
+
+    def remaining(self, now: float) -> int:
+        self._prune(now)
+        return max(self.limit - len(self.times), 0)
+
+    def try_acquire(self, now: float, reserve: int = 0) -> float:
+        """0 and a slot taken, or the seconds until a slot frees for this caller."""
+        self._prune(now)
+        usable = self.limit - reserve
+        if len(self.times) < usable:
+            self.times.append(now)
+            return 0.0
+        return max(self.times[len(self.times) - usable] + self.span - now, 0.001)
+
+
+class Engine:
+    """Events on a heap; processes are generators that yield Delay or Call."""
+
+    def __init__(
+        self,
+        limit: int,
+        window: float,
+        call_seconds: float,
+        failure_rate: float,
+        seed: int,
+        fifo: bool,
+    ) -> None:
+        self.now = 0.0
+        self.log = SlidingLog(limit, window)
+        self.call_seconds = call_seconds
+        self.failure_rate = failure_rate
+        self.rng = random.Random(seed)
+        self.fifo = fifo
+        self.grants: list[float] = []
+        self._events: list[tuple[float, int, int, Callable[[], None]]] = []
+        self._seq = itertools.count()
+        self._line: deque[tuple[Process, float]] = deque()
+        self._pump_pending = False
+
+    def at(self, when: float, priority: int, action: Callable[[], None]) -> None:
+        heapq.heappush(self._events, (when, priority, next(self._seq), action))
+
+    def every(self, period: float, priority: int, action: Callable[[], None]) -> None:
+        """`action` at 0, period, 2*period, ..."""
+
+        def tick(k: int) -> None:
+            action()
+            self.at((k + 1) * period, priority, functools.partial(tick, k + 1))
+
+        self.at(0.0, priority, functools.partial(tick, 0))
+
+    def run(self, until: float) -> None:
+        while self._events and self._events[0][0] <= until:
+            when, _, _, action = heapq.heappop(self._events)
+            self.now = when
+            action()
+
+    def spawn(self, process: Process) -> None:
+        self._step(process, None)
+
+    def _step(self, process: Process, value: CallResult | None) -> None:
+        try:
+            request = process.send(value)
+        except StopIteration:
+            return
+        if isinstance(request, Delay):
+            self.at(
+                self.now + request.seconds, PROCESS, functools.partial(self._step, process, None)
+            )
+        elif self.fifo:
+            self._line.append((process, self.now))
+            self._pump()
+        else:
+            self._poll(process, request, self.now)
+
+    def _poll(self, process: Process, call: Call, arrived: float) -> None:
+        """PolygonBudget.acquire: try, and sleep until the next slot or give up at the deadline."""
+        wait = self.log.try_acquire(self.now, call.reserve)
+        if wait <= 0:
+            self._grant(process, arrived)
+            return
+        if wait > arrived + call.max_wait - self.now:
+            result = CallResult(False, self.now - arrived, self.now, "no budget slot in time")
+            self.at(self.now, PROCESS, functools.partial(self._step, process, result))
+            return
+        self.at(self.now + wait, PROCESS, functools.partial(self._poll, process, call, arrived))
+
+    def _pump(self) -> None:
+        """The reference rate limiter: one FIFO line, served as slots free."""
+        self._pump_pending = False
+        while self._line:
+            wait = self.log.try_acquire(self.now, 0)
+            if wait > 0:
+                self._pump_pending = True
+                self.at(self.now + wait, PROCESS, self._pump)
+                return
+            process, arrived = self._line.popleft()
+            self._grant(process, arrived)
+
+    def _step_later(self, process: Process, result: CallResult) -> None:
+        self.at(result.done_at, PROCESS, functools.partial(self._step, process, result))
+
+    def _grant(self, process: Process, arrived: float) -> None:
+        self.grants.append(self.now)
+        ok = self.failure_rate <= 0 or self.rng.random() >= self.failure_rate
+        done = self.now + self.call_seconds
+        self._step_later(
+            process, CallResult(ok, self.now - arrived, done, "" if ok else "simulated failure")
+        )
+
+
+# --- shared bookkeeping ---------------------------------------------------------------------
+
+
+def at_time(seconds: float) -> dt.datetime:
+    return EPOCH + dt.timedelta(seconds=seconds)
+
+
+def call_groups(specs: Iterable[SymbolSpec], per_call: int) -> list[list[SymbolSpec]]:
+    """Symbols per call, the way PolygonClient.fetch groups them: by ticker, in order."""
+    by_ticker: dict[str, list[SymbolSpec]] = {}
+    for spec in specs:
+        by_ticker.setdefault(spec.polygon_ticker, []).append(spec)
+    tickers = list(by_ticker)
+    return [
+        [spec for ticker in tickers[i : i + per_call] for spec in by_ticker[ticker]]
+        for i in range(0, len(tickers), per_call)
+    ]
+
+
+@dataclass
+class Outcome:
+    """What one simulated design did."""
+
+    updates: dict[str, list[float]] = field(default_factory=dict)
+    critical_refreshes: int = 0
+    critical_waits: int = 0
+    critical_wait_max: float = 0.0
+    critical_lag_max: float = 0.0
+    critical_skipped: int = 0
+    critical_failed_calls: int = 0
+    queue_failures: int = 0
+    calls: list[float] = field(default_factory=list)
+
+    def updated(self, specs: Iterable[SymbolSpec], when: float) -> None:
+        for spec in specs:
+            self.updates.setdefault(spec.symbol, []).append(when)
+
+    def critical_done(self, waited: float, lag: float) -> None:
+        self.critical_refreshes += 1
+        self.critical_lag_max = max(self.critical_lag_max, lag)
+        if waited > 0:
+            self.critical_waits += 1
+            self.critical_wait_max = max(self.critical_wait_max, waited)
+
+
+class Queue:
+    """The queue's rows in memory, changed only through queue_rules."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self.items: dict[str, QueueItem] = {}
+        self.specs = {spec.symbol: spec for spec in registry}
+
+    def enqueue(self, tier: Tier, now: float) -> None:
+        arrivals = [(spec.symbol, spec.tier) for spec in self.registry.in_tier(tier)]
+        plan = plan_enqueue(
+            self.items.values(), arrivals, at_time(now), self.registry.queue.max_size
+        )
+        for item in [*plan.insert, *plan.update]:
+            self.items[item.symbol] = item
+
+    def waiting(self) -> bool:
+        return any(item.status == QUEUED for item in self.items.values())
+
+    def complete(self, specs: Iterable[SymbolSpec]) -> None:
+        """RefreshQueue.complete: refreshed symbols leave the queue unless failed for good."""
+        for spec in specs:
+            item = self.items.get(spec.symbol)
+            if item is not None and item.status != FAILED:
+                del self.items[spec.symbol]
+
+    def fail(self, spec: SymbolSpec, error: str, now: float) -> None:
+        """RefreshQueue.fail with a retryable error."""
+        item = self.items.get(spec.symbol)
+        if item is None:
+            self.items[spec.symbol] = QueueItem(
+                symbol=spec.symbol,
+                tier=demote(spec.tier),
+                base_tier=spec.tier,
+                enqueued_at=at_time(now),
+                attempts=1,
+                last_error=error,
+            )
+            return
+        self.items[spec.symbol] = after_failure(
+            item, error, True, self.registry.queue.max_retries, at_time(now)
+        )
+
+
+# --- ours -----------------------------------------------------------------------------------
+
+
+def simulate_ours(registry: Registry, mode: str, cfg: argparse.Namespace) -> Outcome:
+    engine = Engine(cfg.calls, cfg.window, cfg.call_seconds, cfg.failure_rate, cfg.seed, False)
+    out = Outcome(calls=engine.grants)
+    queue = Queue(registry)
+    reserve = critical_reserve(registry, mode)
+    per_call = V3_MAX_TICKERS if mode == "batch" else 1
+    direct = direct_specs(registry)
+    critical_groups = call_groups(direct, per_call)
+    assert len(critical_groups) == refresh_cost(direct, mode)
+    busy = {"critical": False, "queue": False}
+
+    def critical_run(launched: float) -> Process:
+        yield Delay(cfg.run_start)
+        waited = 0.0
+        for group in critical_groups:
+            for attempt in range(CRITICAL_MAX_RETRIES + 1):
+                result = yield Call(reserve=0, max_wait=MAX_BUDGET_WAIT_SECONDS)
+                assert result is not None
+                waited += result.waited
+                if result.ok:
+                    out.updated(group, result.done_at)
+                    queue.complete(group)
+                    break
+                out.critical_failed_calls += 1
+                if result.error != "simulated failure" or attempt == CRITICAL_MAX_RETRIES:
+                    for spec in group:
+                        queue.fail(spec, result.error, engine.now)
+                    break
+                yield Delay(min(BACKOFF_SECONDS * 2**attempt, 30.0))
+        out.critical_done(waited, engine.now - launched)
+        busy["critical"] = False
+
+    def critical_tick() -> None:
+        if busy["critical"]:
+            out.critical_skipped += 1
+            return
+        busy["critical"] = True
+        engine.spawn(critical_run(engine.now))
+
+    def queue_run(claimed: list[QueueItem]) -> Process:
+        yield Delay(cfg.run_start)
+        for group in call_groups([queue.specs[item.symbol] for item in claimed], per_call):
+            result = yield Call(reserve=reserve, max_wait=MAX_BUDGET_WAIT_SECONDS)
+            assert result is not None
+            if result.ok:
+                out.updated(group, result.done_at)
+                queue.complete(group)
+            else:
+                out.queue_failures += len(group)
+                for spec in group:
+                    queue.fail(spec, result.error, engine.now)
+        busy["queue"] = False
+
+    def drain_tick() -> None:
+        if busy["queue"] or not queue.waiting():
+            return
+        slots = secondary_slots(engine.log.remaining(engine.now), reserve)
+        if slots <= 0:
+            return
+        claimed = next_batch(queue.items.values(), 1 if mode == "batch" else slots, per_call)
+        for item in claimed:
+            queue.items[item.symbol] = dataclasses.replace(item, status=IN_FLIGHT)
+        busy["queue"] = True
+        engine.spawn(queue_run(claimed))
+
+    for policy in registry.tiers.values():
+        if not registry.in_tier(policy.tier):
+            continue
+        if policy.refresh == "direct":
+            engine.every(policy.every_seconds, SCHEDULE, critical_tick)
+        else:
+            tick = functools.partial(lambda tier: queue.enqueue(tier, engine.now), policy.tier)
+            engine.every(policy.every_seconds, SCHEDULE, tick)
+    engine.every(registry.queue.drain_every_seconds, SENSOR, drain_tick)
+    engine.run(cfg.span)
+    return out
+
+
+# --- the reference design -------------------------------------------------------------------
+
+
+def simulate_reference(
+    registry: Registry, mode: str, cfg: argparse.Namespace, overlap: bool
+) -> Outcome:
+    engine = Engine(cfg.calls, cfg.window, cfg.call_seconds, cfg.failure_rate, cfg.seed, True)
+    out = Outcome(calls=engine.grants)
+    queue = Queue(registry)
+    per_call = V3_MAX_TICKERS if mode == "batch" else 1
+    direct = direct_specs(registry)
+    critical_groups = call_groups(direct, per_call)
+    assert len(critical_groups) == refresh_cost(direct, mode)
+    busy = {"critical": False, "drains": 0}
+
+    def critical_job(launched: float) -> Process:
+        waited = 0.0
+        for group in critical_groups:
+            result = yield Call()
+            assert result is not None
+            waited += result.waited
+            if result.ok:
+                out.updated(group, result.done_at)
+            else:
+                out.critical_failed_calls += 1
+        out.critical_done(waited, engine.now - launched)
+        busy["critical"] = False
+
+    def critical_tick() -> None:
+        if busy["critical"]:
+            out.critical_skipped += 1
+            return
+        busy["critical"] = True
+        engine.spawn(critical_job(engine.now))
+
+    def drain(popped: list[QueueItem]) -> Process:
+        for group in call_groups([queue.specs[item.symbol] for item in popped], per_call):
+            result = yield Call()
+            assert result is not None
+            if result.ok:
+                out.updated(group, result.done_at)
+                continue
+            out.queue_failures += len(group)
+            for spec in group:
+                if spec.symbol in queue.items:
+                    continue  # enqueued afresh while its call waited
+                item = next(i for i in popped if i.symbol == spec.symbol)
+                queue.items[spec.symbol] = after_failure(
+                    item, result.error, True, registry.queue.max_retries, at_time(engine.now)
+                )
+        busy["drains"] -= 1
+
+    def drain_tick() -> None:
+        if busy["drains"] and not overlap:
+            return
+        popped = next_batch(queue.items.values(), cfg.reference_drain_symbols, 1)
+        if not popped:
+            return
+        for item in popped:
+            del queue.items[item.symbol]
+        busy["drains"] += 1
+        engine.spawn(drain(popped))
+
+    for policy in registry.tiers.values():
+        if not registry.in_tier(policy.tier):
+            continue
+        if policy.refresh == "direct":
+            engine.every(policy.every_seconds, SCHEDULE, critical_tick)
+        else:
+            tick = functools.partial(lambda tier: queue.enqueue(tier, engine.now), policy.tier)
+            engine.every(policy.every_seconds, SCHEDULE, tick)
+    engine.every(registry.queue.drain_every_seconds, SENSOR, drain_tick)
+    engine.run(cfg.span)
+    return out
+
+
+# --- staleness ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TierStats:
+    tier: Tier
+    symbols: int
+    worst: int
+    p95: int
+    never: int
+
+
+def tier_stats(
+    tier: Tier, specs: list[SymbolSpec], out: Outcome, start: int, end: int
+) -> TierStats:
+    """Whole-second staleness sampled at every t in [start, end], through a histogram.
+
+    A sample at whole second t sees the last update at u <= t; floor(t - u) = t - ceil(u).
+    """
+    diff = [0] * (end + 3)
+    worst = 0
+    never = 0
+    for spec in specs:
+        done = sorted(math.ceil(u) for u in out.updates.get(spec.symbol, []) if u <= end)
+        never += not done
+        points = [0, *done]
+        for k, since in enumerate(points):
+            until = points[k + 1] - 1 if k + 1 < len(points) else end
+            first = max(since, start)
+            if first > until:
+                continue
+            diff[first - since] += 1
+            diff[until - since + 1] -= 1
+            worst = max(worst, until - since)
+    total = len(specs) * (end - start + 1)
+    rank = math.ceil(0.95 * total)
+    seen = running = 0
+    p95 = 0
+    for staleness, step in enumerate(diff):
+        running += step
+        seen += running
+        if seen >= rank:
+            p95 = staleness
+            break
+    return TierStats(tier, len(specs), worst, p95, never)
+
+
+# --- symbol sets and the table --------------------------------------------------------------
+
+
+def symbol_set(base: Registry, count: int) -> Registry:
+    """The registry itself for its own size; else its critical symbols plus synthetic ones."""
+    if count == len(base):
+        return base
+    critical = base.in_tier(Tier.CRITICAL)
+    if count < len(critical):
+        raise ValueError(f"{count} symbols cannot hold the {len(critical)} critical ones")
+    secondary = (Tier.HIGH, Tier.MEDIUM, Tier.LOW)
+    specs = list(critical)
+    for i in range(count - len(critical)):
+        code = f"SYN{i:04d}"
+        specs.append(
+            SymbolSpec(
+                symbol=code,
+                polygon_ticker=f"C:{code}",
+                asset_type=AssetType.FOREX,
+                tier=secondary[i % len(secondary)],
+                name=f"Synthetic {i}",
+                base_asset=code,
+                quote_asset="USD",
+                price_precision=5,
+            )
+        )
+    return Registry(source="bench", symbols=tuple(specs))
+
+
+@dataclass(frozen=True)
+class Row:
+    symbols: int
+    mode: str
+    design: str
+    stats: list[TierStats]
+    outcome: Outcome
+    calls_per_hour: float
+
+
+def simulate(registry: Registry, mode: str, design: str, cfg: argparse.Namespace) -> Row:
+    if design == "ours":
+        out = simulate_ours(registry, mode, cfg)
+    else:
+        out = simulate_reference(registry, mode, cfg, overlap=design.startswith("ref-overlap"))
+    start, end = int(cfg.warmup), int(cfg.span) - 1
+    stats = [
+        tier_stats(tier, registry.in_tier(tier), out, start, end)
+        for tier in Tier
+        if registry.in_tier(tier)
+    ]
+    measured = [t for t in out.calls if cfg.warmup <= t < cfg.span]
+    per_hour = len(measured) / ((cfg.span - cfg.warmup) / 3600.0)
+    label = design if mode == "per_ticker" or design == "ours" else f"{design}+batch"
+    return Row(len(registry), mode, label, stats, out, per_hour)
+
+
+def minutes(seconds: int) -> str:
+    return f"{seconds / 60:.1f}"
+
+
+def render(rows: list[Row]) -> list[str]:
+    header = [
+        "symbols",
+        "mode",
+        "design",
+        "tier",
+        "n",
+        "worst s",
+        "worst min",
+        "p95 s",
+        "p95 min",
+        "never",
+        "crit waits",
+        "crit wait max",
+        "crit lag max",
+        "calls/h",
+    ]
+    right = {0, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13}
+    table: list[list[str]] = []
+    previous = None
+    for row in rows:
+        group = (row.symbols, row.mode)
+        if previous is not None and group != previous:
+            table.append([])
+        previous = group
+        out = row.outcome
+        for i, st in enumerate(row.stats):
+            first = i == 0
+            table.append(
+                [
+                    str(row.symbols) if first else "",
+                    row.mode if first else "",
+                    row.design if first else "",
+                    st.tier.value,
+                    str(st.symbols),
+                    str(st.worst),
+                    minutes(st.worst),
+                    str(st.p95),
+                    minutes(st.p95),
+                    str(st.never) if st.never else "-",
+                    f"{out.critical_waits}/{out.critical_refreshes}" if first else "",
+                    f"{out.critical_wait_max:.1f} s" if first else "",
+                    f"{out.critical_lag_max:.1f} s" if first else "",
+                    f"{row.calls_per_hour:.0f}" if first else "",
+                ]
+            )
+    widths = [max(len(h), *(len(r[i]) for r in table if r)) for i, h in enumerate(header)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    lines = [line(header), line(["-" * w for w in widths])]
+    lines += [line(r) if r else "" for r in table]
+    return lines
+
+
+def notes(rows: list[Row]) -> list[str]:
+    """Anything the table does not show: skipped ticks, failed calls."""
+    lines = []
+    for row in rows:
+        out = row.outcome
+        extras = []
+        if out.critical_skipped:
+            extras.append(f"{out.critical_skipped} critical tick(s) skipped (previous still busy)")
+        if out.critical_failed_calls:
+            extras.append(f"{out.critical_failed_calls} critical call(s) failed")
+        if out.queue_failures:
+            extras.append(f"{out.queue_failures} queued symbol fetch(es) failed")
+        if extras:
+            lines.append(f"  {row.symbols:>4} {row.mode:<10} {row.design:<18} " + "; ".join(extras))
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--hours", type=float, default=6.0, help="simulated span (default 6)")
+    parser.add_argument("--quick", action="store_true", help="simulate 1 hour instead")
+    parser.add_argument("--symbols", type=int, nargs="+", default=[9, 100, 500])
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument(
+        "--designs",
+        nargs="+",
+        choices=["ours", "reference", "ref-overlap"],
+        default=["ours", "reference", "ref-overlap"],
+    )
+    parser.add_argument("--calls", type=int, default=5, help="budget: calls per window")
+    parser.add_argument("--window", type=float, default=60.0, help="budget window in seconds")
+    parser.add_argument("--warmup-minutes", type=float, default=30.0)
+    parser.add_argument(
+        "--run-start", type=float, default=5.0, help="seconds from launch to a run's first call"
+    )
+    parser.add_argument("--call-seconds", type=float, default=0.5, help="one HTTP call's latency")
+    parser.add_argument(
+        "--failure-rate", type=float, default=0.0, help="probability that a call fails (0..1)"
+    )
+    parser.add_argument(
+        "--reference-drain-symbols",
+        type=int,
+        default=REFERENCE_DRAIN_SYMBOLS,
+        help="symbols the reference drain pops per tick (default 2)",
+    )
+    parser.add_argument("--seed", type=int, default=1)
+    cfg = parser.parse_args(argv)
+    if cfg.quick:
+        cfg.hours = 1.0
+    cfg.span = cfg.hours * 3600.0
+    cfg.warmup = cfg.warmup_minutes * 60.0
+    if cfg.warmup >= cfg.span:
+        parser.error("the warm-up must be shorter than the simulated span")
+    if not 0.0 <= cfg.failure_rate < 1.0:
+        parser.error("--failure-rate must be in [0, 1)")
+
+    started = time.perf_counter()
+    base = load_registry()
+    cadence = ", ".join(
+        f"{t.value} {p.refresh} every {format_duration(p.every_seconds)}"
+        for t, p in base.tiers.items()
+    )
+    queue = base.queue
+    print("Staleness under a shared budget: simulated clock, no sleeping, no HTTP, no database")
+    print(
+        f"budget {cfg.calls} calls / {cfg.window:g} s; span {cfg.hours:g} h, measured after a"
+        f" {cfg.warmup_minutes:g} min warm-up; run start {cfg.run_start:g} s (ours only);"
+        f" call {cfg.call_seconds:g} s; failure rate {cfg.failure_rate:g}"
+    )
+    print(
+        f"cadences: {cadence}; drain every {format_duration(queue.drain_every_seconds)},"
+        f" queue max {queue.max_size}, max retries {queue.max_retries}"
+    )
+    print(f"9 symbols = {base.source}; larger sets = its critical symbols + synthetic ones")
+    if dict(base.tiers) != DEFAULT_TIERS or queue != QueuePolicy():
+        print("note: the symbols file changes the default cadences; synthetic sets use defaults")
+    for mode in cfg.modes:
+        reserve = critical_reserve(base, mode)
+        print(
+            f"  {mode}: critical refresh costs {refresh_cost(direct_specs(base), mode)}"
+            f" call(s); ours keeps a reserve of {reserve} of {cfg.calls} in every window"
+        )
+    print()
+
+    rows: list[Row] = []
+    for count in cfg.symbols:
+        registry = symbol_set(base, count)
+        for mode in cfg.modes:
+            for design in cfg.designs:
+                rows.append(simulate(registry, mode, design, cfg))
+    for text in render(rows):
+        print(text)
+    extra = notes(rows)
+    if extra:
+        print()
+        print("notes:")
+        for text in extra:
+            print(text)
+    print()
+    print(
+        "worst/p95: staleness in seconds (and minutes), sampled every simulated second; never:"
+        " symbols not updated once in the span; crit waits: critical refreshes that waited for a"
+        " slot / all critical refreshes; calls/h: after the warm-up."
+    )
+    print(f"simulated in {time.perf_counter() - started:.1f} s of wall time")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

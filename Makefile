@@ -18,7 +18,8 @@ demo: $(STAMP)
 
 ## Set up and run the whole test suite against the local PostgreSQL and Redis.
 test: $(STAMP) services
-	$(BIN)/python -m pytest -n 2 -p no:cacheprovider
+	$(BIN)/python -m pytest -n 2 -p no:cacheprovider -m "not daemon"
+	$(BIN)/python -m pytest -p no:cacheprovider -m daemon
 
 ## The Dagster UI and daemon together on the embedded defaults (http://127.0.0.1:3000).
 dev: $(STAMP)

@@ -84,9 +84,18 @@ def drain_tick(
             f"{waiting} waiting; budget has {stats.remaining} of {stats.limit} calls left and"
             f" {caller.reserve} are kept for the next critical refresh{note}"
         )
-    per_call = V3_MAX_TICKERS if mode == "batch" else 1
+    if mode == "batch":
+        calls, per_call = 1, V3_MAX_TICKERS
+    else:
+        # One window's worth more than is free now: the run waits for those slots inside the
+        # budget (which keeps the critical reserve at every call), instead of paying a run's
+        # start-up for every two symbols. Bounded so the wait stays within the run's deadline.
+        lookahead = (
+            budget.limit if polygon.max_budget_wait_seconds > 2 * budget.window_seconds else 0
+        )
+        calls, per_call = slots + lookahead, 1
     batch_id = f"q-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-    claimed = queue.claim(1 if mode == "batch" else slots, per_call, batch_id)
+    claimed = queue.claim(calls, per_call, batch_id)
     return dg.RunRequest(
         run_key=batch_id,
         partition_key=today(),

@@ -35,7 +35,7 @@ KEY = "daemon-test-key"
 CRITICAL = ["XAUUSD", "EURUSD", "BTCUSD"]
 
 
-@pytest.mark.slow
+@pytest.mark.daemon
 def test_the_daemon_keeps_critical_on_time_and_drains_secondaries_within_budget(
     tmp_path: Path, pg_url: str, redis_namespace: str
 ):
@@ -108,6 +108,11 @@ def test_the_daemon_keeps_critical_on_time_and_drains_secondaries_within_budget(
         updates.setdefault(row.symbol, []).append(at - started)
     for times in updates.values():
         times.sort()
+
+    timeline = {s: [round(t, 1) for t in ts] for s, ts in sorted(updates.items())}
+    calls = [(round(r.at - started, 1), r.path.rsplit("/", 1)[-1]) for r in requests]
+    (tmp_path / "timeline.txt").write_text(f"{timeline}\n{calls}\n")
+    print(timeline, calls)
 
     # the critical tier: refreshed at start-up and on every tick after it
     ticks = int((OBSERVE_SECONDS - 15) // CRITICAL_EVERY) + 1

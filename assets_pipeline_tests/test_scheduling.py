@@ -62,6 +62,7 @@ def deployment(pg_url, monkeypatch, registry, instance):
         monkeypatch.delenv(name, raising=False)
 
     class Deployment:
+        max_wait = 60.0  # one window: the drain claims only what is free now
         defs = build_definitions(registry)
         queue = RefreshQueue(get_engine(pg_url), registry.queue)
 
@@ -75,7 +76,11 @@ def deployment(pg_url, monkeypatch, registry, instance):
                 database=database,
             )
             polygon = PolygonResource(
-                base_url="http://127.0.0.1:9", api_key="unused", snapshot_mode=mode, budget=budget
+                base_url="http://127.0.0.1:9",
+                api_key="unused",
+                snapshot_mode=mode,
+                budget=budget,
+                max_budget_wait_seconds=self.max_wait,
             )
             return {"database": database, "polygon": polygon}
 
@@ -168,6 +173,22 @@ def test_the_drain_refreshes_in_priority_order_with_what_the_critical_reserve_le
     claimed = [i for i in deployment.queue.items() if i.status == IN_FLIGHT]
     assert sorted(i.symbol for i in claimed) == ["ETHUSDT", "GBPUSD"]
     assert {i.batch_id for i in claimed} == {batch}
+
+
+def test_a_run_that_may_wait_a_window_claims_a_window_more(deployment):
+    deployment.schedule("enqueue_medium_every_30m")
+    deployment.schedule("enqueue_high_every_30m")
+    deployment.max_wait = 180  # the default: three windows
+    request = deployment.sensor("refresh_queue_drain")
+    # 2 free now + 5 more the run waits for inside the budget (which keeps the reserve)
+    assert [k.path[-1] for k in request.asset_selection] == [
+        "ETHUSDT",
+        "GBPUSD",
+        "USDJPY",
+        "AUDUSD",
+        "USDCAD",
+        "XAGUSD",
+    ]
 
 
 def test_in_batch_mode_one_call_takes_the_whole_queue(deployment):

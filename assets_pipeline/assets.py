@@ -24,7 +24,7 @@ from assets_pipeline.batches import (
 from assets_pipeline.budget import CRITICAL_CALLER
 from assets_pipeline.fairness import direct_specs, secondary_caller
 from assets_pipeline.polygon.client import FetchResult
-from assets_pipeline.quotes import iso_utc
+from assets_pipeline.quotes import Quote, iso_utc
 from assets_pipeline.refresh_queue import RefreshQueue
 from assets_pipeline.registry import Registry, SymbolSpec
 from assets_pipeline.resources import PolygonResource, TradingDatabase
@@ -120,38 +120,16 @@ def build_quote_assets(registry: Registry) -> dg.AssetsDefinition:
             )
         except ValueError as exc:
             raise dg.Failure(f"cannot refresh {kind} symbols: {exc}", allow_retries=False) from exc
+        store = database.quote_store()
+        result = FetchResult(mode=mode)
         try:
-            result = client.fetch(selected, mode)  # type: ignore[arg-type]
+            # Each symbol is stored as soon as its answer is in.
+            for symbol, answer in client.iter_fetch(selected, mode, result):  # type: ignore[arg-type]
+                if isinstance(answer, Quote):
+                    yield _output(symbol, answer, result, batch_id, kind, started, len(selected))
         finally:
             client.close()
 
-        now = dt.datetime.now(dt.UTC)
-        for symbol in selected:
-            quote = result.quotes.get(symbol.symbol)
-            if quote is None:
-                continue
-            yield dg.Output(
-                quote,
-                output_name=output_name(symbol.symbol),
-                metadata={
-                    "bid": quote.bid,
-                    "ask": quote.ask,
-                    "spread": quote.spread,
-                    "last_price": quote.last_price,
-                    "quote_time": iso_utc(quote.quote_time),
-                    "quote_age_seconds": round(quote.age(now).total_seconds(), 3),
-                    "source": quote.source,
-                    "api_calls": result.api_calls,
-                    "budget_waits": result.budget_waits,
-                    "snapshot_mode": result.mode,
-                    "batch_id": batch_id,
-                    "batch_kind": kind,
-                    "batch_start": iso_utc(started),
-                    "batch_symbols": len(selected),
-                },
-            )
-
-        store = database.quote_store()
         queue = RefreshQueue(database.engine(), registry.queue)
         errors = {s: client.redact(str(e)) for s, e in result.errors.items()}
         for symbol in selected:
@@ -202,6 +180,38 @@ def build_quote_assets(registry: Registry) -> dg.AssetsDefinition:
             )
 
     return quotes
+
+
+def _output(
+    symbol: SymbolSpec,
+    quote: Quote,
+    result: FetchResult,
+    batch_id: str,
+    kind: str,
+    started: dt.datetime,
+    batch_symbols: int,
+) -> dg.Output:
+    now = dt.datetime.now(dt.UTC)
+    return dg.Output(
+        quote,
+        output_name=output_name(symbol.symbol),
+        metadata={
+            "bid": quote.bid,
+            "ask": quote.ask,
+            "spread": quote.spread,
+            "last_price": quote.last_price,
+            "quote_time": iso_utc(quote.quote_time),
+            "quote_age_seconds": round(quote.age(now).total_seconds(), 3),
+            "source": quote.source,
+            "api_calls": result.api_calls,
+            "budget_waits": result.budget_waits,
+            "snapshot_mode": result.mode,
+            "batch_id": batch_id,
+            "batch_kind": kind,
+            "batch_start": iso_utc(started),
+            "batch_symbols": batch_symbols,
+        },
+    )
 
 
 def _notes(result: FetchResult) -> str:

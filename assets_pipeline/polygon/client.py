@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -196,19 +196,55 @@ class PolygonClient:
         """Fetch and validate quotes for symbols in as few calls as `mode` allows.
 
         Every symbol ends in `quotes` or `errors`; one symbol's failure never stops another's.
+        """
+        result = FetchResult(mode=mode)
+        for _ in self.iter_fetch(specs, mode, result, now_fn):
+            pass
+        return result
+
+    def iter_fetch(
+        self,
+        specs: Iterable[SymbolSpec],
+        mode: SnapshotMode,
+        result: FetchResult,
+        now_fn: Callable[[], Any] | None = None,
+    ) -> Iterator[tuple[SymbolSpec, Quote | Exception]]:
+        """`fetch`, yielding each symbol as soon as its answer is in (a per-ticker refresh that
+        waits on the budget can store its first quotes while later ones wait). `result` is kept
+        up to date as it goes.
+
         In `batch` mode a 403 on the multi-ticker endpoint (free plans are not entitled to it)
         falls back to one call per ticker for this refresh, with a note saying so.
         """
-        specs = list(specs)
         calls_before, waits_before = self.calls, self.budget.waits
         seconds_before = self.budget.waited_seconds
-        result = FetchResult(mode=mode)
         by_ticker: dict[str, list[SymbolSpec]] = {}
         for spec in specs:
             by_ticker.setdefault(spec.polygon_ticker, []).append(spec)
 
-        answers: dict[str, Quote | Exception] = {}
+        def settle(ticker: str, answer: Quote | Exception | None) -> Iterator[Any]:
+            result.api_calls = self.calls - calls_before
+            result.budget_waits = self.budget.waits - waits_before
+            result.budget_wait_seconds = self.budget.waited_seconds - seconds_before
+            if answer is None:
+                answer = TickerNotFound(f"Polygon returned nothing for {ticker}", ticker=ticker)
+            for spec in by_ticker[ticker]:
+                outcome: Quote | Exception = answer
+                if isinstance(answer, Quote):
+                    try:
+                        outcome = validate_quote(answer, now_fn() if now_fn else None)
+                        outcome = outcome.for_symbol(spec.symbol)
+                    except QuoteRejected as exc:
+                        outcome = exc
+                if isinstance(outcome, Quote):
+                    result.quotes[spec.symbol] = outcome
+                else:
+                    result.errors[spec.symbol] = outcome
+                yield spec, outcome
+
+        per_ticker = mode == "per_ticker"
         if mode == "batch" and by_ticker:
+            answers: dict[str, Quote | Exception] = {}
             try:
                 answers.update(self.snapshots(list(by_ticker)))
             except NotEntitled as exc:
@@ -219,32 +255,20 @@ class PolygonClient:
                 self.log.warning(self.redact(note))
                 result.notes.append(self.redact(note))
                 result.mode = "per_ticker"
+                per_ticker = True
             except (PolygonError, BudgetError) as exc:
                 answers.update({ticker: exc for ticker in by_ticker})
-        if mode == "per_ticker" or result.mode == "per_ticker":
+            if not per_ticker:
+                for ticker in by_ticker:
+                    yield from settle(ticker, answers.get(ticker))
+        if per_ticker:
             for ticker, group in by_ticker.items():
+                answer: Quote | Exception
                 try:
-                    answers[ticker] = self.snapshot(ticker, group[0].asset_type)
+                    answer = self.snapshot(ticker, group[0].asset_type)
                 except (PolygonError, BudgetError, QuoteRejected) as exc:
-                    answers[ticker] = exc
-
-        now = now_fn() if now_fn else None
-        for ticker, group in by_ticker.items():
-            answer = answers.get(ticker)
-            if answer is None:
-                answer = TickerNotFound(f"Polygon returned nothing for {ticker}", ticker=ticker)
-            for spec in group:
-                if isinstance(answer, Exception):
-                    result.errors[spec.symbol] = answer
-                    continue
-                try:
-                    result.quotes[spec.symbol] = validate_quote(answer, now).for_symbol(spec.symbol)
-                except QuoteRejected as exc:
-                    result.errors[spec.symbol] = exc
-        result.api_calls = self.calls - calls_before
-        result.budget_waits = self.budget.waits - waits_before
-        result.budget_wait_seconds = self.budget.waited_seconds - seconds_before
-        return result
+                    answer = exc
+                yield from settle(ticker, answer)
 
 
 def _pick(results: dict[str, Quote | PolygonError], ticker: str) -> Quote:

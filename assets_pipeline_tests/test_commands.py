@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -145,3 +146,57 @@ def test_the_relay_sensor_waits_politely_without_redis(sqlite_url, monkeypatch):
     )
     result = event_outbox_relay(context)
     assert "REDIS_URL is not set" in result.skip_message
+
+
+def test_run_batch_then_status_reports_the_batch_queue_schedules_and_budget(tmp_path):
+    env = fresh_env(tmp_path)
+    done = subprocess.run(
+        [str(BIN / "assets-pipeline"), "run-batch"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "3 of 3 symbol(s) refreshed, 1 API call(s)." in done.stdout
+
+    status = subprocess.run(
+        [str(BIN / "assets-pipeline"), "status", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert status.returncode == 0, status.stderr
+    doc = json.loads(status.stdout)
+    last = doc["last_batch"]
+    assert last["kind"] == "critical" and last["symbols_updated"] == ["XAUUSD", "EURUSD", "BTCUSD"]
+    assert last["api_calls"] == 1 and last["symbols_failed"] == {} and last["duration_ms"] >= 0
+    assert doc["priority_symbols"] == ["XAUUSD", "EURUSD", "BTCUSD"]
+    assert {r["schedule"] for r in doc["next_scheduled_runs"]} == {
+        "refresh_critical_every_5m",
+        "enqueue_high_every_30m",
+        "enqueue_medium_every_30m",
+    }
+    assert doc["queue"]["waiting"] == 0 and doc["queue"]["oldest_item_age_seconds"] is None
+    assert doc["totals"]["batches"] == 1 and doc["totals"]["api_calls"] == 1
+    budget = doc["budget"]
+    assert (budget["limit"], budget["window_seconds"], budget["remaining"]) == (5, 60.0, 4)
+    assert budget["total_calls"] == 1 and budget["reset_at"]
+
+    table = subprocess.run(
+        [str(BIN / "assets-pipeline"), "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    for label in (
+        "last batch",
+        "priority       XAUUSD, EURUSD, BTCUSD",
+        "next run",
+        "queue ",
+        "totals         1 batches",
+        "budget         4 of 5 calls left per 60s",
+    ):
+        assert label in table.stdout

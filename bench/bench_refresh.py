@@ -11,6 +11,7 @@ database and Redis key it makes is removed before it exits. See bench/README.md.
 from __future__ import annotations
 
 import argparse
+import bisect
 import contextlib
 import datetime as dt
 import logging
@@ -26,7 +27,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections import deque
 from pathlib import Path
 
 from assets_pipeline.budget import (
@@ -35,6 +35,8 @@ from assets_pipeline.budget import (
     PolygonBudget,
     RedisBudgetStore,
     SqlBudgetStore,
+    decide,
+    free_slots,
 )
 from assets_pipeline.database import dispose_engine, get_engine, normalize_url, redact_url
 from assets_pipeline.polygon.client import V3_MAX_TICKERS, PolygonClient
@@ -130,30 +132,46 @@ def section(title):
 
 
 class MemoryBudgetStore:
-    """The BudgetStore protocol in process memory: the same sliding window (and margin) as the
-    real stores, without their I/O, so section 1 times the client, HTTP and parsing only."""
+    """The BudgetStore protocol in process memory: the same sliding window (and margin) and the
+    same fairness rule (`budget.decide`, `budget.free_slots`) as the real stores, without their
+    I/O, so section 1 times the client, HTTP and parsing only."""
 
     backend = "memory"
 
     def __init__(self):
-        self._calls = deque()
+        self._calls = []  # call times in the window, sorted (monotonic clock, appended in order)
+        self._last_critical_at = 0.0
         self._paused_until = 0.0
         self._total_calls = 0
         self._total_waits = 0
 
-    def try_acquire(self, limit, window, reserve=0):
+    def _window(self, now, window):
+        """Drop the calls that left the window; return the rest (sorted)."""
+        self._calls = self._calls[bisect.bisect_right(self._calls, now - window) :]
+        return self._calls
+
+    def try_acquire(self, limit, window, caller):
         now = time.monotonic()
         window += WINDOW_MARGIN_SECONDS
-        usable = limit - reserve
         if self._paused_until > now:
             return self._paused_until - now
-        while self._calls and self._calls[0] <= now - window:
-            self._calls.popleft()
-        if len(self._calls) < usable:
-            self._calls.append(now)
-            self._total_calls += 1
-            return 0.0
-        return max(self._calls[len(self._calls) - usable] + window - now, 0.001)
+        times = self._window(now, window)
+        wait = decide(now, times, limit, window, caller, self._last_critical_at)
+        if wait > 0:
+            return wait
+        bisect.insort(self._calls, now)
+        self._total_calls += 1
+        if caller.critical:
+            self._last_critical_at = now
+        return 0.0
+
+    def free_slots(self, limit, window, caller):
+        now = time.monotonic()
+        window += WINDOW_MARGIN_SECONDS
+        if self._paused_until > now:
+            return 0
+        times = self._window(now, window)
+        return free_slots(now, times, limit, window, caller, self._last_critical_at)
 
     def pause(self, seconds):
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)
@@ -162,10 +180,11 @@ class MemoryBudgetStore:
         self._total_waits += 1
 
     def stats(self, limit, window):
+        used = len(self._window(time.monotonic(), window + WINDOW_MARGIN_SECONDS))
         return BudgetStats(
             limit=limit,
             window_seconds=window,
-            remaining=max(limit - len(self._calls), 0),
+            remaining=max(limit - used, 0),
             reset_at=None,
             paused_until=None,
             total_calls=self._total_calls,

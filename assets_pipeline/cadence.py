@@ -78,6 +78,8 @@ class TierPolicy:
     tier: Tier
     refresh: str  # "direct" (its own schedule) or "queued" (through the queue)
     every_seconds: float
+    #: Stale when the last successful update is older than this (counting open-market time).
+    stale_after_seconds: float = 900.0
 
     @property
     def cron(self) -> str | None:
@@ -115,7 +117,7 @@ def parse_tiers(document: Any, where: str) -> dict[Tier, TierPolicy]:
             ) from None
         if not isinstance(settings, dict):
             raise CadenceError(f"{where}: tiers.{name}: expected a mapping")
-        unknown = sorted(set(settings) - {"refresh", "every"})
+        unknown = sorted(set(settings) - {"refresh", "every", "stale_after"})
         if unknown:
             raise CadenceError(f"{where}: tiers.{name}.{unknown[0]}: unknown field")
         base = policies[tier]
@@ -124,11 +126,16 @@ def parse_tiers(document: Any, where: str) -> dict[Tier, TierPolicy]:
             raise CadenceError(
                 f"{where}: tiers.{name}.refresh: {refresh!r} is not 'direct' or 'queued'"
             )
-        try:
-            every = parse_duration(settings.get("every", base.every_seconds))
-        except CadenceError as exc:
-            raise CadenceError(f"{where}: tiers.{name}.every: {exc}") from None
-        policies[tier] = TierPolicy(tier, refresh, every)
+        durations = {}
+        for key, default in (
+            ("every", base.every_seconds),
+            ("stale_after", base.stale_after_seconds),
+        ):
+            try:
+                durations[key] = parse_duration(settings.get(key, default))
+            except CadenceError as exc:
+                raise CadenceError(f"{where}: tiers.{name}.{key}: {exc}") from None
+        policies[tier] = TierPolicy(tier, refresh, durations["every"], durations["stale_after"])
     return policies
 
 

@@ -26,6 +26,8 @@ from assets_pipeline.cadence import (
     parse_queue,
     parse_tiers,
 )
+from assets_pipeline.market_hours import MarketHours, MarketHoursError, parse_market_hours
+from assets_pipeline.quality import QualityPolicy, parse_quality
 from assets_pipeline.taxonomy import AssetType, Tier
 
 __all__ = ["AssetType", "Registry", "RegistryError", "SymbolSpec", "Tier", "load_registry"]
@@ -65,6 +67,8 @@ class Registry:
         default_factory=lambda: dict(DEFAULT_TIERS)
     )
     queue: QueuePolicy = dataclasses.field(default_factory=QueuePolicy)
+    market_hours: MarketHours = dataclasses.field(default_factory=MarketHours)
+    quality: QualityPolicy = dataclasses.field(default_factory=QualityPolicy)
 
     def __iter__(self) -> Iterator[SymbolSpec]:
         return iter(self.symbols)
@@ -99,7 +103,7 @@ _REQUIRED = (
     "quote_asset",
     "price_precision",
 )
-_TOP_LEVEL = {"symbols", "owners", "start_date", "tiers", "queue"}
+_TOP_LEVEL = {"symbols", "owners", "start_date", "tiers", "queue", "market_hours", "quality"}
 _MAX_PRECISION = 10
 
 
@@ -162,7 +166,9 @@ def parse_registry(document: Any, source: str = "<symbols>") -> Registry:
     try:
         tiers = parse_tiers(document.get("tiers"), source)
         queue = parse_queue(document.get("queue"), source)
-    except CadenceError as exc:
+        market_hours = parse_market_hours(document.get("market_hours"), source)
+        quality = parse_quality(document.get("quality"), source)
+    except (CadenceError, MarketHoursError) as exc:
         raise RegistryError(str(exc)) from None
     return Registry(
         source=source,
@@ -171,6 +177,8 @@ def parse_registry(document: Any, source: str = "<symbols>") -> Registry:
         start_date=start_date,
         tiers=tiers,
         queue=queue,
+        market_hours=market_hours,
+        quality=quality,
     )
 
 

@@ -3,7 +3,9 @@
     .venv/bin/python bench/bench_staleness.py [--hours 6] [--quick] [--symbols 9 100 500]
 
 Nothing sleeps, nothing goes over HTTP, nothing touches a database: a discrete-event simulation
-runs on a simulated clock (float seconds) and prints plain-text tables. It asserts nothing.
+runs on a simulated clock (float seconds) and prints plain-text tables. The one thing it checks:
+no simulated design may make more than `--calls` calls in any `--window` seconds; if one does,
+it raises `BudgetExceeded` instead of printing numbers.
 
 What is compared
 ----------------
@@ -17,34 +19,50 @@ For 9, 100 and 500 symbols, in `batch` and `per_ticker` snapshot modes, with a b
 * **ref-overlap**: the reference design again, but with drain ticks that do not wait for the
   previous drain to finish (see the assumptions below). Also shown with `+batch`.
 
-The decision code is not re-implemented: queue ordering, de-duplication and retries come from
-`queue_rules` (plan_enqueue, next_batch, after_failure, demote), the costs and the reserve from
-`fairness` (refresh_cost, critical_reserve, secondary_slots), the cadences from the registry
-(`DEFAULT_TIERS` and `QueuePolicy` unless the symbols file changes them), and the batch size from
-`V3_MAX_TICKERS`. Only the clock, the budget store and the Dagster daemon are simulated.
+The decision code is not re-implemented: whether a call may go now and how long it waits comes
+from `budget.decide`, the drain's free slots from `budget.free_slots`, who asks from
+`fairness.secondary_caller` (its reserve is `critical_reserve`, its gap `critical_gap`) and
+`budget.CRITICAL_CALLER`, the costs from `fairness.refresh_cost`, queue ordering, de-duplication
+and retries from `queue_rules` (plan_enqueue, next_batch, after_failure, demote), the cadences
+from the registry (`DEFAULT_TIERS` and `QueuePolicy` unless the symbols file changes them), and
+the batch size from `V3_MAX_TICKERS`. Only the clock, the budget store and the Dagster daemon are
+simulated.
 
 Model of ours
 -------------
-* Budget: a sliding-window log like budget.py's. A call is granted while fewer than
-  `limit - reserve` calls fall in the last `window + WINDOW_MARGIN_SECONDS`. A caller who is refused
-  retries when the next slot frees, the same as `PolygonBudget.acquire`. A caller gives up once its
-  wait would exceed `max_budget_wait_seconds` (180 s), and that symbol then fails. Refused callers
-  poll and are not served in FIFO order; at equal times, the one that asked first wins.
+* Budget store: the call times in the last `window + WINDOW_MARGIN_SECONDS` and the time of the
+  last critical call (`last_critical_at`), as SqlBudgetStore keeps them. Every request asks
+  `budget.decide`: it is granted at once if `decide` says 0, and a critical grant sets
+  `last_critical_at`; otherwise the caller sleeps the seconds `decide` returned and asks again,
+  the same as `PolygonBudget.acquire`. So a critical caller takes any free slot, and a queue run
+  (`secondary_caller(registry, mode)`: reserve = one critical refresh's calls, 3 per_ticker or 1
+  batch with the registry's critical tier; gap = `critical_gap`, 240 s for a 5 min cadence) uses
+  the budget freely while its call would expire before the next critical refresh is due
+  (`last_critical_at + critical_gap`), and otherwise leaves `reserve` slots free in the window
+  that refresh will see. A caller gives up once its wait would exceed `max_budget_wait_seconds`
+  (180 s), and that symbol then fails. Refused callers poll and are not served in FIFO order; at
+  equal times, the one that asked first wins. The store's clock reads epoch seconds, as a real
+  store's does.
 * Direct (critical) tier: a run is launched at t=0 (the start-up catch-up sensor) and then every
   300 s. The tick is skipped while the previous run is still in flight. A run starts
   `--run-start` (5 s) after launch, to model Dagster's run process start-up. It then makes
-  `refresh_cost(critical, mode)` calls one after another, with reserve 0. Each call takes
+  `refresh_cost(critical, mode)` calls one after another as `CRITICAL_CALLER`. Each call takes
   `--call-seconds` (0.5 s). A symbol's update time is when its call completes (the quote's fetch
   time, not the later materialization). A failed call is retried up to 2 times, after 1 s and
-  2 s (the client's defaults). A symbol that still fails is queued one tier lower, as
-  `RefreshQueue.fail` does.
+  2 s (the client's defaults); a budget timeout is not retried. At the end of the run, as in
+  assets.py, a symbol that still failed is queued one tier lower (`RefreshQueue.fail`) and the
+  refreshed ones leave the queue (`RefreshQueue.complete`).
 * Queued tiers: `plan_enqueue(max_size=1000)` at t=0 and then every 1800 s.
-* Drain sensor: runs every 15 s. It does nothing while a queue run is in flight or while no item
-  is waiting. Otherwise it computes `slots = secondary_slots(remaining, critical_reserve)`, claims
-  `next_batch(items, 1 if batch else slots, 250 if batch else 1)` and launches a run. The run
-  starts `--run-start` later and takes each call with `reserve=critical_reserve`, waiting when it
-  has to. Items whose calls succeed leave the queue. Items whose calls fail go through
-  `after_failure` (queue runs do not retry).
+* Drain sensor (sensors.drain_tick): runs every 15 s. It does nothing while a queue run is in
+  flight or while no item is waiting. Otherwise it asks `slots = budget.free_slots(...)` for the
+  secondary caller and does nothing if that is 0. It then claims, through `next_batch`, 1 call of
+  up to 250 symbols in batch mode, or `slots + lookahead` calls of 1 symbol in per_ticker mode,
+  where `lookahead` = `--calls` (one window more than is free now) because
+  `max_budget_wait_seconds` (180) > 2 x `--window`, else 0. The run starts `--run-start` later
+  and takes its calls one after another as the secondary caller, waiting as `decide` says (up to
+  180 s per call). Each symbol is updated when its own call completes (assets.py stores each
+  answer as soon as it is in), not when the run ends. Queue runs do not retry: at the end of the
+  run, failed items go through `after_failure` and refreshed ones leave the queue.
 * At equal times, schedules come first, then the drain sensor, then runs in progress. This order
   decides little because runs start 5 s after their tick.
 
@@ -95,6 +113,7 @@ Measurement
 from __future__ import annotations
 
 import argparse
+import bisect
 import dataclasses
 import datetime as dt
 import functools
@@ -107,9 +126,15 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 
-from assets_pipeline.budget import WINDOW_MARGIN_SECONDS
+from assets_pipeline.budget import (
+    CRITICAL_CALLER,
+    WINDOW_MARGIN_SECONDS,
+    Caller,
+    decide,
+    free_slots,
+)
 from assets_pipeline.cadence import DEFAULT_TIERS, QueuePolicy, format_duration
-from assets_pipeline.fairness import critical_reserve, direct_specs, refresh_cost, secondary_slots
+from assets_pipeline.fairness import direct_specs, refresh_cost, secondary_caller
 from assets_pipeline.polygon.client import V3_MAX_TICKERS
 from assets_pipeline.queue_rules import (
     FAILED,
@@ -126,6 +151,12 @@ from assets_pipeline.taxonomy import Tier
 
 MODES = ("batch", "per_ticker")
 EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+#: The simulated budget store's clock at t=0: epoch seconds, like the real stores' clocks.
+STORE_CLOCK = EPOCH.timestamp()
+#: The reference design's limiter asks as this caller: no reserve, so `decide` is a plain sliding
+#: window, and it never marks a call as critical.
+PLAIN = Caller(critical=False, reserve=0)
+SIMULATED_FAILURE = "simulated failure"
 #: PolygonResource.max_budget_wait_seconds and the client's retry defaults.
 MAX_BUDGET_WAIT_SECONDS = 180.0
 CRITICAL_MAX_RETRIES = 2
@@ -146,9 +177,10 @@ class Delay:
 
 @dataclass(frozen=True)
 class Call:
-    """One API call: wait for a slot (leaving `reserve` free), then take `call_seconds`."""
+    """One API call: wait for a slot as `caller` (budget.decide says when), then take
+    `call_seconds`."""
 
-    reserve: int = 0
+    caller: Caller = CRITICAL_CALLER
     max_wait: float = math.inf
 
 
@@ -163,30 +195,40 @@ class CallResult:
 Process = Generator[Delay | Call, CallResult | None, None]
 
 
-class SlidingLog:
-    """budget.py's sliding-window log on the simulated clock."""
+class SimStore:
+    """A BudgetStore on the simulated clock: the call times in the window and the time of the
+    last critical call, with budget.py's own rule (`decide`, `free_slots`) deciding, as
+    SqlBudgetStore does (window + WINDOW_MARGIN_SECONDS). The store's clock reads epoch seconds
+    (EPOCH + simulated time), as the real stores' clocks do, so a critical call at t=0 is still
+    remembered (`decide` treats a last critical time of 0 as "none yet")."""
 
     def __init__(self, limit: int, window: float) -> None:
         self.limit = limit
         self.span = window + WINDOW_MARGIN_SECONDS
-        self.times: deque[float] = deque()
+        self.times: list[float] = []  # sorted: the simulated clock only moves forward
+        self.last_critical_at = 0.0
 
-    def _prune(self, now: float) -> None:
-        while self.times and self.times[0] <= now - self.span:
-            self.times.popleft()
+    def _window(self, now: float) -> list[float]:
+        del self.times[: bisect.bisect_right(self.times, now - self.span)]
+        return self.times
 
-    def remaining(self, now: float) -> int:
-        self._prune(now)
-        return max(self.limit - len(self.times), 0)
+    def try_acquire(self, t: float, caller: Caller) -> float:
+        """0 and a slot taken, or the seconds `decide` says this caller must wait."""
+        now = STORE_CLOCK + t
+        times = self._window(now)
+        wait = decide(now, times, self.limit, self.span, caller, self.last_critical_at)
+        if wait > 0:
+            return wait
+        times.append(now)
+        if caller.critical:
+            self.last_critical_at = now
+        return 0.0
 
-    def try_acquire(self, now: float, reserve: int = 0) -> float:
-        """0 and a slot taken, or the seconds until a slot frees for this caller."""
-        self._prune(now)
-        usable = self.limit - reserve
-        if len(self.times) < usable:
-            self.times.append(now)
-            return 0.0
-        return max(self.times[len(self.times) - usable] + self.span - now, 0.001)
+    def free_slots(self, t: float, caller: Caller) -> int:
+        """What PolygonBudget.free_slots answers the drain sensor."""
+        now = STORE_CLOCK + t
+        times = self._window(now)
+        return free_slots(now, times, self.limit, self.span, caller, self.last_critical_at)
 
 
 class Engine:
@@ -202,7 +244,7 @@ class Engine:
         fifo: bool,
     ) -> None:
         self.now = 0.0
-        self.log = SlidingLog(limit, window)
+        self.store = SimStore(limit, window)
         self.call_seconds = call_seconds
         self.failure_rate = failure_rate
         self.rng = random.Random(seed)
@@ -251,7 +293,7 @@ class Engine:
 
     def _poll(self, process: Process, call: Call, arrived: float) -> None:
         """PolygonBudget.acquire: try, and sleep until the next slot or give up at the deadline."""
-        wait = self.log.try_acquire(self.now, call.reserve)
+        wait = self.store.try_acquire(self.now, call.caller)
         if wait <= 0:
             self._grant(process, arrived)
             return
@@ -265,7 +307,7 @@ class Engine:
         """The reference rate limiter: one FIFO line, served as slots free."""
         self._pump_pending = False
         while self._line:
-            wait = self.log.try_acquire(self.now, 0)
+            wait = self.store.try_acquire(self.now, PLAIN)
             if wait > 0:
                 self._pump_pending = True
                 self.at(self.now + wait, PROCESS, self._pump)
@@ -281,7 +323,7 @@ class Engine:
         ok = self.failure_rate <= 0 or self.rng.random() >= self.failure_rate
         done = self.now + self.call_seconds
         self._step_later(
-            process, CallResult(ok, self.now - arrived, done, "" if ok else "simulated failure")
+            process, CallResult(ok, self.now - arrived, done, "" if ok else SIMULATED_FAILURE)
         )
 
 
@@ -381,31 +423,42 @@ def simulate_ours(registry: Registry, mode: str, cfg: argparse.Namespace) -> Out
     engine = Engine(cfg.calls, cfg.window, cfg.call_seconds, cfg.failure_rate, cfg.seed, False)
     out = Outcome(calls=engine.grants)
     queue = Queue(registry)
-    reserve = critical_reserve(registry, mode)
+    secondary = secondary_caller(registry, mode)
     per_call = V3_MAX_TICKERS if mode == "batch" else 1
+    # sensors.drain_tick: a window's worth more than is free, when the run may wait that long.
+    lookahead = cfg.calls if MAX_BUDGET_WAIT_SECONDS > 2 * cfg.window else 0
     direct = direct_specs(registry)
     critical_groups = call_groups(direct, per_call)
     assert len(critical_groups) == refresh_cost(direct, mode)
     busy = {"critical": False, "queue": False}
 
+    def settle(done: list[SymbolSpec], failed: list[tuple[SymbolSpec, str]]) -> None:
+        """The end of a run in assets.py: failures through RefreshQueue.fail, then complete."""
+        for spec, error in failed:
+            queue.fail(spec, error, engine.now)
+        queue.complete(done)
+
     def critical_run(launched: float) -> Process:
         yield Delay(cfg.run_start)
         waited = 0.0
+        done: list[SymbolSpec] = []
+        failed: list[tuple[SymbolSpec, str]] = []
         for group in critical_groups:
             for attempt in range(CRITICAL_MAX_RETRIES + 1):
-                result = yield Call(reserve=0, max_wait=MAX_BUDGET_WAIT_SECONDS)
+                result = yield Call(CRITICAL_CALLER, max_wait=MAX_BUDGET_WAIT_SECONDS)
                 assert result is not None
                 waited += result.waited
                 if result.ok:
                     out.updated(group, result.done_at)
-                    queue.complete(group)
+                    done += group
                     break
                 out.critical_failed_calls += 1
-                if result.error != "simulated failure" or attempt == CRITICAL_MAX_RETRIES:
-                    for spec in group:
-                        queue.fail(spec, result.error, engine.now)
+                # A budget timeout (BudgetError) is not retried; a failed request is.
+                if result.error != SIMULATED_FAILURE or attempt == CRITICAL_MAX_RETRIES:
+                    failed += [(spec, result.error) for spec in group]
                     break
                 yield Delay(min(BACKOFF_SECONDS * 2**attempt, 30.0))
+        settle(done, failed)
         out.critical_done(waited, engine.now - launched)
         busy["critical"] = False
 
@@ -418,25 +471,28 @@ def simulate_ours(registry: Registry, mode: str, cfg: argparse.Namespace) -> Out
 
     def queue_run(claimed: list[QueueItem]) -> Process:
         yield Delay(cfg.run_start)
+        done: list[SymbolSpec] = []
+        failed: list[tuple[SymbolSpec, str]] = []
         for group in call_groups([queue.specs[item.symbol] for item in claimed], per_call):
-            result = yield Call(reserve=reserve, max_wait=MAX_BUDGET_WAIT_SECONDS)
+            result = yield Call(secondary, max_wait=MAX_BUDGET_WAIT_SECONDS)
             assert result is not None
             if result.ok:
                 out.updated(group, result.done_at)
-                queue.complete(group)
+                done += group
             else:
                 out.queue_failures += len(group)
-                for spec in group:
-                    queue.fail(spec, result.error, engine.now)
+                failed += [(spec, result.error) for spec in group]
+        settle(done, failed)
         busy["queue"] = False
 
     def drain_tick() -> None:
         if busy["queue"] or not queue.waiting():
             return
-        slots = secondary_slots(engine.log.remaining(engine.now), reserve)
+        slots = engine.store.free_slots(engine.now, secondary)
         if slots <= 0:
             return
-        claimed = next_batch(queue.items.values(), 1 if mode == "batch" else slots, per_call)
+        calls = 1 if mode == "batch" else slots + lookahead
+        claimed = next_batch(queue.items.values(), calls, per_call)
         for item in claimed:
             queue.items[item.symbol] = dataclasses.replace(item, status=IN_FLIGHT)
         busy["queue"] = True
@@ -617,11 +673,27 @@ class Row:
     calls_per_hour: float
 
 
+class BudgetExceeded(RuntimeError):
+    """A simulated design made more calls in some window than the budget allows."""
+
+
+def check_budget(calls: list[float], limit: int, window: float, what: str) -> None:
+    """Raise unless every `window` seconds (closed interval) hold at most `limit` of `calls`."""
+    times = sorted(calls)
+    for i in range(len(times) - limit):
+        if times[i + limit] - times[i] <= window:
+            raise BudgetExceeded(
+                f"{what}: {limit + 1} calls within {window:g} s, from t={times[i]:.3f} s"
+                f" to t={times[i + limit]:.3f} s"
+            )
+
+
 def simulate(registry: Registry, mode: str, design: str, cfg: argparse.Namespace) -> Row:
     if design == "ours":
         out = simulate_ours(registry, mode, cfg)
     else:
         out = simulate_reference(registry, mode, cfg, overlap=design.startswith("ref-overlap"))
+    check_budget(out.calls, cfg.calls, cfg.window, f"{len(registry)} symbols {mode} {design}")
     start, end = int(cfg.warmup), int(cfg.span) - 1
     stats = [
         tier_stats(tier, registry.in_tier(tier), out, start, end)
@@ -773,11 +845,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"9 symbols = {base.source}; larger sets = its critical symbols + synthetic ones")
     if dict(base.tiers) != DEFAULT_TIERS or queue != QueuePolicy():
         print("note: the symbols file changes the default cadences; synthetic sets use defaults")
+    lookahead = cfg.calls if MAX_BUDGET_WAIT_SECONDS > 2 * cfg.window else 0
     for mode in cfg.modes:
-        reserve = critical_reserve(base, mode)
+        caller = secondary_caller(base, mode)
+        claim = "1 call (up to 250 symbols)" if mode == "batch" else f"free + {lookahead} calls"
         print(
             f"  {mode}: critical refresh costs {refresh_cost(direct_specs(base), mode)}"
-            f" call(s); ours keeps a reserve of {reserve} of {cfg.calls} in every window"
+            f" call(s); ours: queue runs keep {caller.reserve} of {cfg.calls} free for the next"
+            f" critical refresh, expected {caller.critical_gap:g} s after the last (critical_gap);"
+            f" a drain claims {claim}"
         )
     print()
 
@@ -800,6 +876,11 @@ def main(argv: list[str] | None = None) -> int:
         "worst/p95: staleness in seconds (and minutes), sampled every simulated second; never:"
         " symbols not updated once in the span; crit waits: critical refreshes that waited for a"
         " slot / all critical refreshes; calls/h: after the warm-up."
+    )
+    print(
+        f"budget check passed: no simulated design made more than {cfg.calls} calls in any"
+        f" {cfg.window:g} s ({sum(len(row.outcome.calls) for row in rows)} calls in"
+        f" {len(rows)} simulations)"
     )
     print(f"simulated in {time.perf_counter() - started:.1f} s of wall time")
     return 0

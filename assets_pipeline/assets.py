@@ -24,6 +24,7 @@ from assets_pipeline.batches import (
 from assets_pipeline.budget import CRITICAL_CALLER
 from assets_pipeline.fairness import direct_specs, secondary_caller
 from assets_pipeline.polygon.client import FetchResult
+from assets_pipeline.quality import assess_quality
 from assets_pipeline.quotes import Quote, iso_utc
 from assets_pipeline.refresh_queue import RefreshQueue
 from assets_pipeline.registry import Registry, SymbolSpec
@@ -31,6 +32,7 @@ from assets_pipeline.resources import PolygonResource, TradingDatabase
 
 QUOTES_PREFIX = "quotes"
 QUOTE_IO_MANAGER_KEY = "quote_io_manager"
+QUALITY_CHECK = "quote_quality"
 
 
 def quote_asset_key(symbol: str) -> dg.AssetKey:
@@ -68,6 +70,24 @@ def _spec(symbol: SymbolSpec, registry: Registry) -> dg.AssetSpec:
     )
 
 
+def quality_check_specs(registry: Registry) -> list[dg.AssetCheckSpec]:
+    """Checked by the refresh itself, for each quote it is about to store."""
+    policy = registry.quality
+    return [
+        dg.AssetCheckSpec(
+            QUALITY_CHECK,
+            asset=quote_asset_key(spec.symbol),
+            description=(
+                f"Soft rules for each new quote: spread within {policy.max_spread_bps:g} bp, a"
+                f" jump from the previous quote within {policy.max_jump_pct:g}%, a quote time"
+                " newer than the stored one. Warns with the numbers; hard violations were"
+                " already rejected before the write."
+            ),
+        )
+        for spec in registry
+    ]
+
+
 def build_quote_assets(registry: Registry) -> dg.AssetsDefinition:
     """The multi-asset holding every configured symbol."""
     by_output = {output_name(s.symbol): s for s in registry}
@@ -85,12 +105,13 @@ def build_quote_assets(registry: Registry) -> dg.AssetsDefinition:
         outs=outs,
         can_subset=True,
         partitions_def=quotes_partitions(registry),
+        check_specs=quality_check_specs(registry),
         description="Refresh the selected symbols' quotes from Polygon in as few calls as"
         " the snapshot mode allows.",
     )
     def quotes(
         context: dg.AssetExecutionContext, polygon: PolygonResource, database: TradingDatabase
-    ) -> Iterator[dg.Output]:
+    ) -> Iterator[dg.Output | dg.AssetCheckResult]:
         started = dt.datetime.now(dt.UTC)
         today = started.date().isoformat()
         partition = context.partition_key
@@ -109,6 +130,19 @@ def build_quote_assets(registry: Registry) -> dg.AssetsDefinition:
         )
         tags = context.run.tags
         kind = tags.get(KIND_TAG) or (CRITICAL if all(s in direct for s in selected) else MANUAL)
+        if kind in (CRITICAL, QUEUE):
+            # Cadence runs spend nothing on closed markets; a person asking gets what they ask.
+            closed = [
+                s for s in selected if not registry.market_hours.is_open(s.asset_type, started)
+            ]
+            if closed:
+                context.log.info(
+                    f"market closed, not fetched: {', '.join(s.symbol for s in closed)}"
+                )
+                RefreshQueue(database.engine(), registry.queue).release_symbols(
+                    [s.symbol for s in closed]
+                )
+            selected = [s for s in selected if s not in closed]
         batch_id = tags.get(BATCH_TAG) or context.run_id
         mode = polygon.mode()
         caller = CRITICAL_CALLER if kind == CRITICAL else secondary_caller(registry, mode)
@@ -126,7 +160,11 @@ def build_quote_assets(registry: Registry) -> dg.AssetsDefinition:
             # Each symbol is stored as soon as its answer is in.
             for symbol, answer in client.iter_fetch(selected, mode, result):  # type: ignore[arg-type]
                 if isinstance(answer, Quote):
+                    previous = store.latest_quote(symbol.symbol)
                     yield _output(symbol, answer, result, batch_id, kind, started, len(selected))
+                    checked = dg.AssetCheckKey(quote_asset_key(symbol.symbol), QUALITY_CHECK)
+                    if checked in context.selected_asset_check_keys:
+                        yield _quality(symbol, answer, previous, registry)
         finally:
             client.close()
 
@@ -211,6 +249,20 @@ def _output(
             "batch_start": iso_utc(started),
             "batch_symbols": batch_symbols,
         },
+    )
+
+
+def _quality(
+    symbol: SymbolSpec, quote: Quote, previous: Quote | None, registry: Registry
+) -> dg.AssetCheckResult:
+    verdict = assess_quality(quote, previous, registry.quality)
+    return dg.AssetCheckResult(
+        asset_key=quote_asset_key(symbol.symbol),
+        check_name=QUALITY_CHECK,
+        passed=verdict.passed,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={**verdict.metadata, "problems": "; ".join(verdict.problems) or "none"},
+        description="; ".join(verdict.problems) or None,
     )
 
 

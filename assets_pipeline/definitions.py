@@ -10,6 +10,7 @@ from __future__ import annotations
 import dagster as dg
 
 from assets_pipeline.assets import QUOTE_IO_MANAGER_KEY, build_quote_assets
+from assets_pipeline.checks import build_freshness_checks, freshness_job, freshness_schedule
 from assets_pipeline.io_managers import QuoteIOManager
 from assets_pipeline.jobs import refresh_all_job, refresh_queue_job, refresh_tier_jobs
 from assets_pipeline.registry import Registry, load_registry, symbols_file_from_env
@@ -19,7 +20,7 @@ from assets_pipeline.resources import (
     RedisResource,
     TradingDatabase,
 )
-from assets_pipeline.schedules import build_cadences
+from assets_pipeline.schedules import build_cadences, build_market_open_sensor
 from assets_pipeline.sensors import build_drain_sensor, event_outbox_relay
 from assets_pipeline.settings import (
     DEFAULT_RATE_LIMIT_CALLS,
@@ -63,12 +64,29 @@ def build_resources() -> dict[str, object]:
 
 def build_definitions(registry: Registry | None = None) -> dg.Definitions:
     registry = registry or load_registry()
-    schedules, cadence_sensors = build_cadences(registry)
+    schedules, sensors = build_cadences(registry)
+    checks = build_freshness_checks(registry)
+    check_cadence = freshness_schedule(registry)
+    if isinstance(check_cadence, dg.ScheduleDefinition):
+        schedules.append(check_cadence)
+    else:
+        sensors.append(check_cadence)
     return dg.Definitions(
         assets=[build_quote_assets(registry)],
-        jobs=[refresh_all_job(), refresh_queue_job(), *refresh_tier_jobs(registry)],
+        asset_checks=[checks],
+        jobs=[
+            refresh_all_job(),
+            refresh_queue_job(),
+            *refresh_tier_jobs(registry),
+            freshness_job(checks),
+        ],
         schedules=schedules,
-        sensors=[*cadence_sensors, build_drain_sensor(registry), event_outbox_relay],
+        sensors=[
+            *sensors,
+            build_drain_sensor(registry),
+            build_market_open_sensor(registry),
+            event_outbox_relay,
+        ],
         resources=build_resources(),
     )
 

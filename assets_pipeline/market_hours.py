@@ -9,6 +9,7 @@ All of it is configurable in the symbols file:
       index: {timezone: America/New_York, opens: "09:30", closes: "16:00",
               days: [Mon, Tue, Wed, Thu, Fri]}
 
+`forex: always` (or `index: always`) treats that market as never closing.
 Exchange holidays are not modelled: on a holiday an index looks open, and may be called stale.
 """
 
@@ -52,10 +53,14 @@ class WeeklySession:
     opens_at: dt.time = dt.time(22, 0)
     closes_day: int = 4
     closes_at: dt.time = dt.time(22, 0)
+    always: bool = False
 
     def sessions(
         self, start: dt.datetime, end: dt.datetime
     ) -> Iterator[tuple[dt.datetime, dt.datetime]]:
+        if self.always:
+            yield start - WEEK, end + WEEK
+            return
         monday = (start - dt.timedelta(days=start.weekday())).replace(
             hour=0, minute=0, second=0, microsecond=0
         ) - WEEK
@@ -80,10 +85,14 @@ class DailySession:
     opens_at: dt.time = dt.time(9, 30)
     closes_at: dt.time = dt.time(16, 0)
     days: tuple[int, ...] = (0, 1, 2, 3, 4)
+    always: bool = False
 
     def sessions(
         self, start: dt.datetime, end: dt.datetime
     ) -> Iterator[tuple[dt.datetime, dt.datetime]]:
+        if self.always:
+            yield start - WEEK, end + WEEK
+            return
         zone = ZoneInfo(self.timezone)
         day = start.astimezone(zone).date() - dt.timedelta(days=1)
         last = end.astimezone(zone).date() + dt.timedelta(days=1)
@@ -141,7 +150,9 @@ def parse_market_hours(document: Any, where: str) -> MarketHours:
     if unknown:
         raise MarketHoursError(f"{where}: market_hours.{unknown[0]}: unknown market")
     forex, index = WeeklySession(), DailySession()
-    if "forex" in document:
+    if document.get("forex") == "always":
+        forex = WeeklySession(always=True)
+    elif "forex" in document:
         spec = document["forex"] or {}
         here = f"{where}: market_hours.forex"
         try:
@@ -155,7 +166,9 @@ def parse_market_hours(document: Any, where: str) -> MarketHours:
             _day(closes_day, here),
             _hhmm(closes_at, here),
         )
-    if "index" in document:
+    if document.get("index") == "always":
+        index = DailySession(always=True)
+    elif "index" in document:
         spec = document["index"] or {}
         here = f"{where}: market_hours.index"
         timezone = str(spec.get("timezone", index.timezone))

@@ -218,6 +218,25 @@ class QuoteStore:
                 conn, symbol_id, provider_id, "failed", error[:MAX_ERROR_LENGTH], utcnow()
             )
 
+    def mark_stale(self, specs: Iterable[SymbolSpec]) -> int:
+        """Sync status `success` -> `stale` (a `failed` status keeps its error); the next
+        successful write sets it back to `success`."""
+        names = [spec.symbol for spec in specs]
+        if not names:
+            return 0
+        with self.engine.begin() as conn:
+            provider_id = self._provider(conn)
+            ids = sa.select(symbols.c.id).where(symbols.c.symbol.in_(names))
+            return conn.execute(
+                sa.update(data_sync_status)
+                .where(
+                    data_sync_status.c.ticker_id.in_(ids),
+                    data_sync_status.c.provider_id == provider_id,
+                    data_sync_status.c.sync_status.in_(("success", "pending")),
+                )
+                .values(sync_status="stale", updated_at=utcnow())
+            ).rowcount
+
     def _upsert_status(
         self,
         conn: sa.Connection,

@@ -113,12 +113,21 @@ class RefreshQueue:
         return plan
 
     def claim(
-        self, slots: int, per_call: int, batch_id: str, now: dt.datetime | None = None
+        self,
+        slots: int,
+        per_call: int,
+        batch_id: str,
+        now: dt.datetime | None = None,
+        eligible: set[str] | None = None,
     ) -> list[QueueItem]:
-        """Take the next items for `slots` API calls and mark them in flight for `batch_id`."""
+        """Take the next items for `slots` API calls and mark them in flight for `batch_id`.
+        Items outside `eligible` (their market is closed) keep their place in the queue."""
         now = now or utcnow()
         with self.engine.begin() as conn:
-            chosen = next_batch(self._locked(conn), slots, per_call)
+            items = self._locked(conn)
+            if eligible is not None:
+                items = [i for i in items if i.symbol in eligible]
+            chosen = next_batch(items, slots, per_call)
             claimed = [
                 dataclasses.replace(item, status=IN_FLIGHT, batch_id=batch_id, claimed_at=now)
                 for item in chosen
@@ -177,6 +186,19 @@ class RefreshQueue:
             return conn.execute(
                 sa.update(refresh_queue)
                 .where(refresh_queue.c.batch_id == batch_id, refresh_queue.c.status == IN_FLIGHT)
+                .values(status=QUEUED, batch_id=None, claimed_at=None)
+            ).rowcount
+
+    def release_symbols(self, symbols: Iterable[str]) -> int:
+        """Put claimed symbols back without counting an attempt (their market is closed)."""
+        symbols = list(symbols)
+        if not symbols:
+            return 0
+        with self.engine.begin() as conn:
+            self._locked(conn)
+            return conn.execute(
+                sa.update(refresh_queue)
+                .where(refresh_queue.c.symbol.in_(symbols), refresh_queue.c.status == IN_FLIGHT)
                 .values(status=QUEUED, batch_id=None, claimed_at=None)
             ).rowcount
 

@@ -11,11 +11,13 @@ from collections.abc import Sequence
 
 import dagster as dg
 
+from assets_pipeline.assets import quote_asset_key
 from assets_pipeline.batches import CRITICAL, run_tags
 from assets_pipeline.cadence import TierPolicy, format_duration
 from assets_pipeline.refresh_queue import RefreshQueue
 from assets_pipeline.registry import Registry
 from assets_pipeline.resources import TradingDatabase
+from assets_pipeline.taxonomy import Tier
 
 QUEUE_JOB = "refresh_queue"
 IN_FLIGHT_STATUSES = [
@@ -33,8 +35,13 @@ def tier_job_name(policy: TierPolicy) -> str:
     return f"refresh_{policy.tier.value}"
 
 
+def utcnow() -> dt.datetime:
+    """The cadences' clock (tests set it to a Saturday)."""
+    return dt.datetime.now(dt.UTC)
+
+
 def today() -> str:
-    return dt.datetime.now(dt.UTC).date().isoformat()
+    return utcnow().date().isoformat()
 
 
 def runs_in_flight(instance: dg.DagsterInstance, job_name: str) -> Sequence[dg.DagsterRun]:
@@ -43,8 +50,18 @@ def runs_in_flight(instance: dg.DagsterInstance, job_name: str) -> Sequence[dg.D
     )
 
 
-def direct_tick(instance: dg.DagsterInstance, policy: TierPolicy) -> dg.RunRequest | dg.SkipReason:
-    """One refresh of a direct tier, unless one is still queued or running."""
+def open_symbols(registry: Registry, tier: Tier, at: dt.datetime | None = None) -> list[str]:
+    """The tier's symbols whose market trades now: closed markets get no call."""
+    at = at or utcnow()
+    return [
+        s.symbol for s in registry.in_tier(tier) if registry.market_hours.is_open(s.asset_type, at)
+    ]
+
+
+def direct_tick(
+    instance: dg.DagsterInstance, registry: Registry, policy: TierPolicy
+) -> dg.RunRequest | dg.SkipReason:
+    """One refresh of a direct tier's open markets, unless one is still queued or running."""
     job = tier_job_name(policy)
     busy = runs_in_flight(instance, job)
     if busy:
@@ -52,11 +69,18 @@ def direct_tick(instance: dg.DagsterInstance, policy: TierPolicy) -> dg.RunReque
             f"a {job} run is still {busy[0].status.value.lower()} ({busy[0].run_id[:8]}):"
             " not starting another"
         )
-    return dg.RunRequest(partition_key=today(), tags=run_tags(CRITICAL, tier=policy.tier.value))
+    symbols = open_symbols(registry, policy.tier)
+    if not symbols:
+        return dg.SkipReason(f"every {policy.tier.value} symbol's market is closed")
+    return dg.RunRequest(
+        partition_key=today(),
+        asset_selection=[quote_asset_key(s) for s in symbols],
+        tags=run_tags(CRITICAL, tier=policy.tier.value),
+    )
 
 
 def catch_up_tick(
-    instance: dg.DagsterInstance, policy: TierPolicy, now: float
+    instance: dg.DagsterInstance, registry: Registry, policy: TierPolicy, now: float
 ) -> dg.RunRequest | dg.SkipReason:
     """Refresh a direct tier now if no run of it started within its cadence (start-up)."""
     job = tier_job_name(policy)
@@ -66,18 +90,22 @@ def catch_up_tick(
         started = (record.start_time or record.create_timestamp.timestamp()) if record else now
         if now - started < policy.every_seconds + CATCH_UP_GRACE_SECONDS:
             return dg.SkipReason(f"{job} ran {now - started:.0f}s ago: on schedule")
-    return direct_tick(instance, policy)
+    return direct_tick(instance, registry, policy)
 
 
 def enqueue_tick(registry: Registry, policy: TierPolicy, database: TradingDatabase) -> str:
     """Put a queued tier's symbols on the queue; return what happened, for the tick's reason."""
-    symbols = [(s.symbol, s.tier) for s in registry.in_tier(policy.tier)]
+    trading = set(open_symbols(registry, policy.tier))
+    symbols = [(s.symbol, s.tier) for s in registry.in_tier(policy.tier) if s.symbol in trading]
+    closed = [s.symbol for s in registry.in_tier(policy.tier) if s.symbol not in trading]
     plan = RefreshQueue(database.engine(), registry.queue).enqueue(symbols)
     added = len(plan.insert) + sum(1 for item in plan.update if item.attempts == 0)
     message = (
         f"enqueued {added} {policy.tier.value} symbol(s);"
         f" {len(symbols) - added - len(plan.dropped)} already waiting"
     )
+    if closed:
+        message += f"; market closed: {', '.join(closed)}"
     if plan.dropped:
         message += f"; QUEUE FULL ({registry.queue.max_size}): dropped {', '.join(plan.dropped)}"
     return message
@@ -92,9 +120,9 @@ def build_cadences(
         if not registry.in_tier(policy.tier):
             continue
         if policy.refresh == "direct":
-            schedules_or_sensors = _direct(policy)
+            schedules_or_sensors = _direct(registry, policy)
             if policy.cron:  # a sensor cadence already fires at start-up
-                sensors.append(_catch_up(policy))
+                sensors.append(_catch_up(registry, policy))
         else:
             schedules_or_sensors = _enqueue(registry, policy)
         if isinstance(schedules_or_sensors, dg.ScheduleDefinition):
@@ -104,7 +132,7 @@ def build_cadences(
     return schedules, sensors
 
 
-def _direct(policy: TierPolicy) -> dg.ScheduleDefinition | dg.SensorDefinition:
+def _direct(registry: Registry, policy: TierPolicy) -> dg.ScheduleDefinition | dg.SensorDefinition:
     name = f"refresh_{policy.tier.value}_every_{format_duration(policy.every_seconds)}"
     description = (
         f"Refresh the {policy.tier.value} tier every {format_duration(policy.every_seconds)};"
@@ -122,7 +150,7 @@ def _direct(policy: TierPolicy) -> dg.ScheduleDefinition | dg.SensorDefinition:
             description=description,
         )
         def direct_schedule(context: dg.ScheduleEvaluationContext):  # noqa: ANN202
-            return direct_tick(context.instance, policy)
+            return direct_tick(context.instance, registry, policy)
 
         return direct_schedule
 
@@ -134,12 +162,12 @@ def _direct(policy: TierPolicy) -> dg.ScheduleDefinition | dg.SensorDefinition:
         description=description,
     )
     def direct_sensor(context: dg.SensorEvaluationContext):  # noqa: ANN202
-        return direct_tick(context.instance, policy)
+        return direct_tick(context.instance, registry, policy)
 
     return direct_sensor
 
 
-def _catch_up(policy: TierPolicy) -> dg.SensorDefinition:
+def _catch_up(registry: Registry, policy: TierPolicy) -> dg.SensorDefinition:
     @dg.sensor(
         name=f"refresh_{policy.tier.value}_at_start_up",
         job_name=tier_job_name(policy),
@@ -151,7 +179,7 @@ def _catch_up(policy: TierPolicy) -> dg.SensorDefinition:
         ),
     )
     def catch_up(context: dg.SensorEvaluationContext):  # noqa: ANN202
-        return catch_up_tick(context.instance, policy, dt.datetime.now(dt.UTC).timestamp())
+        return catch_up_tick(context.instance, registry, policy, utcnow().timestamp())
 
     return catch_up
 
@@ -189,3 +217,51 @@ def _enqueue(registry: Registry, policy: TierPolicy) -> dg.ScheduleDefinition | 
         return dg.SkipReason(enqueue_tick(registry, policy, database))
 
     return enqueue_sensor
+
+
+def market_open_tick(
+    context: dg.SensorEvaluationContext, registry: Registry, database: TradingDatabase
+) -> dg.RunRequest | dg.SkipReason:
+    """When a market opens, refresh its direct-tier symbols at once and queue the others, so
+    the first refresh after the open does not wait for the next cadence tick."""
+    now = utcnow()
+    last = dt.datetime.fromtimestamp(float(context.cursor), dt.UTC) if context.cursor else None
+    context.update_cursor(str(now.timestamp()))
+    if last is None:
+        return dg.SkipReason("first evaluation: watching for market opens from now on")
+    opened = [s for s in registry if registry.market_hours.opened_between(s.asset_type, last, now)]
+    if not opened:
+        return dg.SkipReason("no market opened")
+    direct = {t for t, p in registry.tiers.items() if p.refresh == "direct"}
+    queued = [(s.symbol, s.tier) for s in opened if s.tier not in direct]
+    if queued:
+        RefreshQueue(database.engine(), registry.queue).enqueue(queued)
+    now_direct = [s for s in opened if s.tier in direct]
+    if not now_direct:
+        return dg.SkipReason(f"market opened: queued {', '.join(s for s, _ in queued)}")
+    return dg.RunRequest(
+        partition_key=today(),
+        asset_selection=[quote_asset_key(s.symbol) for s in now_direct],
+        tags=run_tags(CRITICAL, tier="critical"),
+    )
+
+
+def build_market_open_sensor(registry: Registry) -> dg.SensorDefinition:
+    direct_jobs = [tier_job_name(p) for p in registry.tiers.values() if p.refresh == "direct"]
+
+    @dg.sensor(
+        name="refresh_at_market_open",
+        job_name=direct_jobs[0] if direct_jobs else QUEUE_JOB,
+        minimum_interval_seconds=30,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "When a market opens (forex on Sunday 22:00 UTC, an index at its exchange's open),"
+            " refresh its critical symbols at once and queue the others."
+        ),
+    )
+    def refresh_at_market_open(
+        context: dg.SensorEvaluationContext, database: TradingDatabase
+    ) -> dg.RunRequest | dg.SkipReason:
+        return market_open_tick(context, registry, database)
+
+    return refresh_at_market_open

@@ -95,7 +95,14 @@ def drain_tick(
         )
         calls, per_call = slots + lookahead, 1
     batch_id = f"q-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-    claimed = queue.claim(calls, per_call, batch_id)
+    trading = {
+        s.symbol
+        for s in registry
+        if registry.market_hours.is_open(s.asset_type, dt.datetime.now(dt.UTC))
+    }
+    claimed = queue.claim(calls, per_call, batch_id, eligible=trading)
+    if not claimed:
+        return dg.SkipReason(f"{waiting} waiting, none whose market is open{note}")
     return dg.RunRequest(
         run_key=batch_id,
         partition_key=today(),

@@ -125,6 +125,38 @@ def simulator() -> Iterator[object]:
         yield sim
 
 
+ALWAYS_OPEN = {"forex": "always", "index": "always"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def markets_always_open() -> Iterator[None]:
+    """Tests that are not about market hours must not depend on the weekday they run on: every
+    registry loaded in-process sees markets that never close. Market hours have tests of their
+    own (`test_market_hours.py`, and the scheduling tests that set a Saturday clock)."""
+    import assets_pipeline.registry as registry_module
+    from assets_pipeline.market_hours import parse_market_hours
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(
+            registry_module,
+            "parse_market_hours",
+            lambda document, where: parse_market_hours(document or ALWAYS_OPEN, where),
+        )
+        yield
+
+
+def always_open_symbols_file(tmp_path: Path, **changes: object) -> Path:
+    """The packaged symbols file with markets that never close (for subprocess tests)."""
+    import yaml
+
+    document = yaml.safe_load(Path(load_registry().source).read_text())
+    document["market_hours"] = ALWAYS_OPEN
+    document.update(changes)
+    path = tmp_path / "symbols.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
 @pytest.fixture(scope="session")
-def registry() -> Registry:
+def registry(markets_always_open: None) -> Registry:
     return load_registry()

@@ -18,7 +18,7 @@ from assets_pipeline.quote_store import QuoteStore
 from assets_pipeline.resources import RedisResource, TradingDatabase
 from assets_pipeline.sensors import event_outbox_relay
 
-from .conftest import REDIS_URL
+from .conftest import REDIS_URL, always_open_symbols_file
 from .test_quote_store import DAY, quote
 
 BIN = Path(sys.executable).parent
@@ -38,9 +38,12 @@ SETTINGS = (
 
 
 def fresh_env(home: Path, **extra: str) -> dict[str, str]:
-    """A shell with none of our settings: the embedded defaults, in a home of the test's own."""
+    """A shell with none of our settings: the embedded defaults, in a home of the test's own
+    (and markets that never close, so the weekday does not matter)."""
     env = {k: v for k, v in os.environ.items() if k not in SETTINGS}
     env["ASSETS_PIPELINE_HOME"] = str(home)
+    home.mkdir(parents=True, exist_ok=True)
+    env["ASSETS_CONFIG"] = str(always_open_symbols_file(home))
     env.update(extra)
     return env
 
@@ -177,6 +180,7 @@ def test_run_batch_then_status_reports_the_batch_queue_schedules_and_budget(tmp_
         "refresh_critical_every_5m",
         "enqueue_high_every_30m",
         "enqueue_medium_every_30m",
+        "check_freshness_every_5m",
     }
     assert doc["queue"]["waiting"] == 0 and doc["queue"]["oldest_item_age_seconds"] is None
     assert doc["totals"]["batches"] == 1 and doc["totals"]["api_calls"] == 1

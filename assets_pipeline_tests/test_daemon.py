@@ -46,6 +46,7 @@ def test_the_daemon_keeps_critical_on_time_and_drains_secondaries_within_budget(
         "medium": {"refresh": "queued", "every": "40s"},
     }
     document["queue"] = {"drain_every": "5s", "max_size": 100, "max_retries": 3}
+    document["market_hours"] = {"forex": "always", "index": "always"}  # any weekday
     symbols_file = tmp_path / "symbols.yaml"
     symbols_file.write_text(yaml.safe_dump(document))
     home = tmp_path / "dagster_home"

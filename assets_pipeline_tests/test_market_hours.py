@@ -59,10 +59,12 @@ def test_market_hours_are_configurable_and_checked():
     assert hours.is_open(FOREX, utc(2026, 11, 22, 21, 0))
     assert not hours.is_open(FOREX, utc(2026, 11, 20, 21, 0))
     with pytest.raises(
-        ValueError, match="market_hours.index.timezone: unknown time zone 'Mars/Base'"
+        ValueError, match=r"market_hours\.index\.timezone: unknown time zone 'Mars/Base'"
     ):
         parse_market_hours({"index": {"timezone": "Mars/Base"}}, "f")
-    with pytest.raises(ValueError, match="market_hours.forex: 'night' is not a time such as 22:00"):
+    with pytest.raises(
+        ValueError, match=r"market_hours\.forex: 'night' is not a time such as 22:00"
+    ):
         parse_market_hours({"forex": {"opens": "Sunday night"}}, "f")
 
 
@@ -137,7 +139,9 @@ def test_stale_after_is_set_per_tier_in_the_symbols_file():
     assert registry.tiers[Tier.CRITICAL].stale_after_seconds == 300
     assert registry.tiers[Tier.HIGH].stale_after_seconds == 900  # the reference design's 15 min
     document["quality"] = {"max_spread_bps": -1}
-    with pytest.raises(RegistryError, match="quality.max_spread_bps: -1 is not a positive number"):
+    with pytest.raises(
+        RegistryError, match=r"quality\.max_spread_bps: -1 is not a positive number"
+    ):
         parse_registry(document, "s.yaml")
 
 

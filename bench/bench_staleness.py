@@ -71,9 +71,10 @@ Model of the reference design
 * There is one long-running process, so no run starts late. The cadences are the same: critical
   at t=0 and every 300 s, and the secondary tiers enqueued at t=0 and every 1800 s into an
   in-memory queue with the same rules (`plan_enqueue`, `next_batch`).
-* A single rate limiter is shared: the same sliding window, but with no reserve. Callers that find
-  no free slot wait in one FIFO line and are served in order of arrival as slots free, without a
-  deadline. A critical call that arrives behind secondary calls waits for them.
+* A single rate limiter is shared: the same sliding window, but with no reserve (`decide` asked
+  for a caller with reserve 0). Callers that find no free slot wait in one FIFO line and are
+  served in order of arrival as slots free, without a deadline. A critical call that arrives
+  behind secondary calls waits for them.
 * The critical job makes one call per ticker, one after another (`reference+batch`: one call per
   250). A tick is skipped while the previous critical job is still running. Failures are not
   retried within the job.

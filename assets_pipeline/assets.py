@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
+from assets_pipeline import clock
 from assets_pipeline.batches import (
     BATCH_TAG,
     CRITICAL,
@@ -132,9 +133,8 @@ def build_quote_assets(registry: Registry) -> dg.AssetsDefinition:
         kind = tags.get(KIND_TAG) or (CRITICAL if all(s in direct for s in selected) else MANUAL)
         if kind in (CRITICAL, QUEUE):
             # Cadence runs spend nothing on closed markets; a person asking gets what they ask.
-            closed = [
-                s for s in selected if not registry.market_hours.is_open(s.asset_type, started)
-            ]
+            at = clock.utcnow()
+            closed = [s for s in selected if not registry.market_hours.is_open(s.asset_type, at)]
             if closed:
                 context.log.info(
                     f"market closed, not fetched: {', '.join(s.symbol for s in closed)}"

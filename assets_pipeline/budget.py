@@ -51,9 +51,19 @@ class Caller:
 CRITICAL_CALLER = Caller()
 
 
+#: A critical refresh makes its calls in a burst; for this long after any critical call (or half
+#: the gap, if shorter) the refresh may still need slots, so the reserve applies in full.
+CRITICAL_BURST_SECONDS = 15.0
+
+
 def _critical_due(now: float, last_critical_at: float, gap: float) -> float:
-    """When the next critical refresh may come: never earlier than now (overdue = any moment)."""
-    return max(now, last_critical_at + gap) if last_critical_at and gap else now
+    """When the next critical refresh may come: never earlier than now (overdue = any moment),
+    and now while the last one may still be making its calls."""
+    if not last_critical_at or not gap:
+        return now
+    if now - last_critical_at < min(CRITICAL_BURST_SECONDS, gap / 2):
+        return now
+    return max(now, last_critical_at + gap)
 
 
 def decide(
@@ -243,7 +253,7 @@ def _as_datetime(epoch: float | None) -> dt.datetime | None:
 # --- Redis -----------------------------------------------------------------------------------
 
 # `decide` and `free_slots`, in Lua (1-based lists). ARGV: limit, window, nonce, critical (0/1),
-# reserve, critical_gap, mode ("take" or "peek").
+# reserve, critical_gap, mode ("take" or "peek"), CRITICAL_BURST_SECONDS.
 _ACQUIRE_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -269,8 +279,11 @@ if used >= limit then
   wait = math.max(times[used - limit + 1] + window - now, 0.001)
 elseif critical == 0 and reserve > 0 then
   local last = tonumber(redis.call('HGET', KEYS[3], 'last_critical') or '0')
+  local burst = tonumber(ARGV[8])
   local due = now
-  if last > 0 and gap > 0 then due = math.max(now, last + gap) end
+  if last > 0 and gap > 0 and now - last >= math.min(burst, gap / 2) then
+    due = math.max(now, last + gap)
+  end
   if now + window > due then
     local protected = {}
     for _, v in ipairs(times) do
@@ -347,6 +360,7 @@ class RedisBudgetStore:
             caller.reserve,
             caller.critical_gap,
             mode,
+            CRITICAL_BURST_SECONDS,
         ]
         return float(self._acquire(keys=self._keys, args=args))
 

@@ -5,11 +5,11 @@ trading database: they never call Polygon. A stale symbol's `data_sync_status` b
 the platform sees it without Dagster; the next successful update sets it back to `success`.
 """
 
-import datetime as dt
 from collections.abc import Iterator
 
 import dagster as dg
 
+from assets_pipeline import clock
 from assets_pipeline.assets import quote_asset_key
 from assets_pipeline.cadence import cron_for, format_duration
 from assets_pipeline.quality import assess_freshness
@@ -55,7 +55,7 @@ def build_freshness_checks(registry: Registry) -> dg.AssetChecksDefinition:
         context: dg.AssetCheckExecutionContext, database: TradingDatabase
     ) -> Iterator[dg.AssetCheckResult]:
         store = database.quote_store()
-        now = dt.datetime.now(dt.UTC)
+        now = clock.utcnow()
         selected = {key.asset_key.path[-1] for key in context.selected_asset_check_keys}
         stale: list[str] = []
         for symbol in sorted(selected):

@@ -75,8 +75,8 @@ def build_definitions(registry: Registry | None = None) -> dg.Definitions:
         assets=[build_quote_assets(registry)],
         asset_checks=[checks],
         jobs=[
-            refresh_all_job(),
-            refresh_queue_job(),
+            refresh_all_job(registry),
+            refresh_queue_job(registry),
             *refresh_tier_jobs(registry),
             freshness_job(checks),
         ],

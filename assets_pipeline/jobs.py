@@ -1,28 +1,37 @@
-"""Jobs that refresh quotes: everything, or one tier. Each is one run and one step."""
+"""Jobs that refresh quotes: everything, a tier, or a queue batch. Each is one run and one step.
+
+They select the quote assets and their quality checks (evaluated as each quote is stored), but
+not the freshness checks, which have their own job and cadence.
+"""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from assets_pipeline.assets import QUOTES_PREFIX
+from assets_pipeline.assets import QUALITY_CHECK, QUOTES_PREFIX, quote_asset_key
 from assets_pipeline.batches import CRITICAL, MANUAL, QUEUE, run_tags
-from assets_pipeline.registry import Registry, Tier
+from assets_pipeline.registry import Registry, SymbolSpec, Tier
 
 
-def refresh_all_job() -> dg.UnresolvedAssetJobDefinition:
+def _refresh(symbols: list[SymbolSpec], assets: dg.AssetSelection) -> dg.AssetSelection:
+    quality = [dg.AssetCheckKey(quote_asset_key(s.symbol), QUALITY_CHECK) for s in symbols]
+    return assets.without_checks() | dg.AssetSelection.checks(*quality)
+
+
+def refresh_all_job(registry: Registry) -> dg.UnresolvedAssetJobDefinition:
     return dg.define_asset_job(
         "refresh_quotes",
-        selection=dg.AssetSelection.key_prefixes([QUOTES_PREFIX]),
+        selection=_refresh(list(registry), dg.AssetSelection.key_prefixes([QUOTES_PREFIX])),
         description="Refresh every configured symbol's quote (today's partition).",
         tags=run_tags(MANUAL),
     )
 
 
-def refresh_queue_job() -> dg.UnresolvedAssetJobDefinition:
+def refresh_queue_job(registry: Registry) -> dg.UnresolvedAssetJobDefinition:
     """What the drain sensor launches, each run with the batch's symbols as its selection."""
     return dg.define_asset_job(
         "refresh_queue",
-        selection=dg.AssetSelection.key_prefixes([QUOTES_PREFIX]),
+        selection=_refresh(list(registry), dg.AssetSelection.key_prefixes([QUOTES_PREFIX])),
         description="Refresh a batch of queued symbols (the drain sensor picks them).",
         tags=run_tags(QUEUE),
     )
@@ -32,7 +41,7 @@ def refresh_tier_jobs(registry: Registry) -> list[dg.UnresolvedAssetJobDefinitio
     return [
         dg.define_asset_job(
             f"refresh_{tier.value}",
-            selection=dg.AssetSelection.groups(tier.value),
+            selection=_refresh(registry.in_tier(tier), dg.AssetSelection.groups(tier.value)),
             description=f"Refresh the {tier.value} tier's quotes (today's partition).",
             tags=run_tags(
                 CRITICAL if registry.tiers[tier].refresh == "direct" else MANUAL, tier=tier.value

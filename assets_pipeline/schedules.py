@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import dagster as dg
 
+from assets_pipeline import clock
 from assets_pipeline.assets import quote_asset_key
 from assets_pipeline.batches import CRITICAL, run_tags
 from assets_pipeline.cadence import TierPolicy, format_duration
@@ -35,13 +36,8 @@ def tier_job_name(policy: TierPolicy) -> str:
     return f"refresh_{policy.tier.value}"
 
 
-def utcnow() -> dt.datetime:
-    """The cadences' clock (tests set it to a Saturday)."""
-    return dt.datetime.now(dt.UTC)
-
-
 def today() -> str:
-    return utcnow().date().isoformat()
+    return clock.utcnow().date().isoformat()
 
 
 def runs_in_flight(instance: dg.DagsterInstance, job_name: str) -> Sequence[dg.DagsterRun]:
@@ -52,7 +48,7 @@ def runs_in_flight(instance: dg.DagsterInstance, job_name: str) -> Sequence[dg.D
 
 def open_symbols(registry: Registry, tier: Tier, at: dt.datetime | None = None) -> list[str]:
     """The tier's symbols whose market trades now: closed markets get no call."""
-    at = at or utcnow()
+    at = at or clock.utcnow()
     return [
         s.symbol for s in registry.in_tier(tier) if registry.market_hours.is_open(s.asset_type, at)
     ]
@@ -179,7 +175,7 @@ def _catch_up(registry: Registry, policy: TierPolicy) -> dg.SensorDefinition:
         ),
     )
     def catch_up(context: dg.SensorEvaluationContext):  # noqa: ANN202
-        return catch_up_tick(context.instance, registry, policy, utcnow().timestamp())
+        return catch_up_tick(context.instance, registry, policy, clock.utcnow().timestamp())
 
     return catch_up
 
@@ -224,7 +220,7 @@ def market_open_tick(
 ) -> dg.RunRequest | dg.SkipReason:
     """When a market opens, refresh its direct-tier symbols at once and queue the others, so
     the first refresh after the open does not wait for the next cadence tick."""
-    now = utcnow()
+    now = clock.utcnow()
     last = dt.datetime.fromtimestamp(float(context.cursor), dt.UTC) if context.cursor else None
     context.update_cursor(str(now.timestamp()))
     if last is None:

@@ -5,6 +5,7 @@ import uuid
 
 import dagster as dg
 
+from assets_pipeline import clock
 from assets_pipeline.assets import quote_asset_key
 from assets_pipeline.batches import BATCH_TAG, QUEUE, run_tags
 from assets_pipeline.events import relay_pending
@@ -95,11 +96,8 @@ def drain_tick(
         )
         calls, per_call = slots + lookahead, 1
     batch_id = f"q-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-    trading = {
-        s.symbol
-        for s in registry
-        if registry.market_hours.is_open(s.asset_type, dt.datetime.now(dt.UTC))
-    }
+    now = clock.utcnow()
+    trading = {s.symbol for s in registry if registry.market_hours.is_open(s.asset_type, now)}
     claimed = queue.claim(calls, per_call, batch_id, eligible=trading)
     if not claimed:
         return dg.SkipReason(f"{waiting} waiting, none whose market is open{note}")

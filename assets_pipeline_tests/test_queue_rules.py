@@ -198,9 +198,12 @@ WINDOW = 60.0
         # no critical refresh seen: its time is unknown, so 3 stay free in every window
         ("unknown, 1 used", 100, [99], 0, 0.0, 1),
         ("unknown, 2 used", 100, [98, 99], 0, 58.0, 0),  # the call at 98 expires at 158
-        # just after a critical refresh (at 100, next due at 340): calls made before 280
-        # expire before it is due, so everything free may be used
-        ("fresh", 110, [100, 101, 102], 100, 0.0, 2),
+        # while a critical refresh may still be making its calls (15 s), the reserve holds
+        ("burst", 110, [100], 100, 0.0, 1),
+        ("burst, full", 110, [100, 105], 100, 50.0, 0),  # the call at 100 expires at 160
+        # after it (at 100, next due at 340): calls made before 280 expire before the next
+        # is due, so everything free may be used
+        ("fresh", 120, [100, 101, 102], 100, 0.0, 2),
         # 30 s before it is due: calls now would still count then, the reserve applies
         ("close", 310, [300], 100, 0.0, 1),
         ("close, full", 310, [300, 305], 100, 30.0, 0),

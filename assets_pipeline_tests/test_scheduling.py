@@ -9,13 +9,14 @@ import datetime as dt
 
 import dagster as dg
 import pytest
+import sqlalchemy as sa
 from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteRepositoryOrigin
 from dagster._core.storage.dagster_run import DagsterRun
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._core.utils import make_new_run_id
 
 from assets_pipeline.budget import Caller, PolygonBudget, SqlBudgetStore
-from assets_pipeline.database import get_engine
+from assets_pipeline.database import db_epoch_seconds, get_engine
 from assets_pipeline.definitions import build_definitions
 from assets_pipeline.queue_rules import FAILED, IN_FLIGHT, QUEUED
 from assets_pipeline.refresh_queue import RefreshQueue
@@ -25,6 +26,7 @@ from assets_pipeline.resources import (
     RedisResource,
     TradingDatabase,
 )
+from assets_pipeline.schema import api_budget_calls, api_budget_state
 from assets_pipeline.sensors import ORPHAN_CLAIM_SECONDS, reconcile_claims
 from assets_pipeline.taxonomy import Tier
 
@@ -216,12 +218,28 @@ def test_the_drain_never_touches_the_critical_reserve(deployment):
     assert all(i.status == QUEUED for i in deployment.queue.items())
 
 
-def test_right_after_a_critical_refresh_the_drain_uses_what_it_left(deployment):
+def test_after_a_critical_refresh_the_drain_uses_what_it_left(deployment, pg_url):
     deployment.schedule("enqueue_high_every_30m")
-    deployment.spend(3, critical=True)  # the critical tier just refreshed, per ticker
-    # the next is due in 4 minutes: calls made now expire long before, no reserve needed
+    deployment.spend(1, critical=True)  # creates the budget's state row
+    # the critical tier refreshed (3 calls) 20 seconds ago, by the store's own clock
+    engine = get_engine(pg_url)
+    with engine.begin() as conn:
+        ago = db_epoch_seconds(conn) - 20
+        conn.execute(sa.delete(api_budget_calls))
+        conn.execute(sa.insert(api_budget_calls), [{"name": "polygon", "at": ago}] * 3)
+        conn.execute(sa.update(api_budget_state).values(last_critical_at=ago))
+    # the next is due in about 4 minutes: calls made now expire long before, so the 2 slots
+    # the critical calls left are free for the queue (the old every-window reserve gave 0)
     request = deployment.sensor("refresh_queue_drain")
     assert [k.path[-1] for k in request.asset_selection] == ["ETHUSDT", "GBPUSD"]
+
+
+def test_right_after_a_critical_call_its_refresh_may_still_need_the_reserve(deployment):
+    deployment.schedule("enqueue_high_every_30m")
+    deployment.spend(1, critical=True)  # the first call of a critical refresh, just now
+    # 4 slots are free, and 3 stay kept while that refresh may still be making calls
+    request = deployment.sensor("refresh_queue_drain")
+    assert [k.path[-1] for k in request.asset_selection] == ["ETHUSDT"]
 
 
 def test_the_drain_waits_while_a_batch_is_in_flight_and_when_the_queue_is_empty(deployment):

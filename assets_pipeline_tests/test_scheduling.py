@@ -293,3 +293,93 @@ def test_queue_failures_are_demoted_retried_and_finally_failed(deployment, pg_ur
     # a failed critical symbol (not queued) comes back through the queue one tier lower
     assert queue.fail("EURUSD", Tier.CRITICAL, "timeout", retryable=True).tier == Tier.HIGH
     assert queue.fail("XAUUSD", Tier.CRITICAL, "403", retryable=False) is None
+
+
+# --- market hours --------------------------------------------------------------------------------
+
+SATURDAY = dt.datetime(2026, 11, 21, 12, 0, tzinfo=dt.UTC)
+SUNDAY_OPEN = dt.datetime(2026, 11, 22, 22, 0, 10, tzinfo=dt.UTC)
+
+
+@pytest.fixture
+def weekend(deployment, monkeypatch):
+    """The deployment with real market hours, its clock set by the test."""
+    from pathlib import Path
+
+    import yaml
+
+    from assets_pipeline import clock
+    from assets_pipeline.registry import load_registry, parse_registry
+
+    document = yaml.safe_load(Path(load_registry().source).read_text())
+    document["market_hours"] = {"forex": {"opens": "Sun 22:00", "closes": "Fri 22:00"}}
+    registry = parse_registry(document, "symbols.yaml")
+    deployment.defs = build_definitions(registry)
+
+    def set_clock(at):
+        monkeypatch.setattr(clock, "utcnow", lambda: at)
+
+    deployment.set_clock = set_clock
+    set_clock(SATURDAY)
+    return deployment
+
+
+def test_on_saturday_the_critical_refresh_spends_calls_on_crypto_only(weekend):
+    request = weekend.schedule("refresh_critical_every_5m")
+    assert [k.path[-1] for k in request.asset_selection] == ["BTCUSD"]
+
+
+def test_on_saturday_closed_forex_is_not_enqueued_nor_drained(weekend):
+    result = weekend.schedule("enqueue_high_every_30m")
+    assert result.skip_message == (
+        "enqueued 1 high symbol(s); 0 already waiting; market closed: GBPUSD, USDJPY"
+    )
+    weekend.queue.enqueue([("AUDUSD", Tier.MEDIUM)])  # queued on Friday, before the close
+    request = weekend.sensor("refresh_queue_drain")
+    assert [k.path[-1] for k in request.asset_selection] == ["ETHUSDT"]
+    assert {i.symbol: i.status for i in weekend.queue.items()}[
+        "AUDUSD"
+    ] == QUEUED  # keeps its place
+
+
+def test_when_forex_opens_its_critical_symbols_are_refreshed_at_once_and_the_rest_queued(weekend):
+    weekend.set_clock(SUNDAY_OPEN - dt.timedelta(seconds=20))
+    with dg.build_sensor_context(
+        instance=weekend.instance, resources=weekend.resources()
+    ) as context:
+        sensor = weekend.defs.resolve_sensor_def("refresh_at_market_open")
+        assert "watching" in sensor(context).skip_message
+        assert "no market opened" in sensor(context).skip_message
+        weekend.set_clock(SUNDAY_OPEN)
+        request = sensor(context)
+    assert [k.path[-1] for k in request.asset_selection] == ["XAUUSD", "EURUSD"]
+    assert request.tags["dagster/priority"] == "10"
+    assert sorted(i.symbol for i in weekend.queue.items()) == [
+        "AUDUSD",
+        "GBPUSD",
+        "USDCAD",
+        "USDJPY",
+        "XAGUSD",
+    ]
+
+
+def test_a_cadence_run_on_saturday_does_not_fetch_closed_markets(weekend, pg_url, monkeypatch):
+    from assets_pipeline.simulator import PolygonSimulator
+
+    with PolygonSimulator(host="127.0.0.1", port=0) as sim:
+        for name, value in {
+            "POLYGON_API_KEY": "k",
+            "POLYGON_BASE_URL": sim.url,
+            "TRADING_DATABASE_URL": pg_url,
+        }.items():
+            monkeypatch.setenv(name, value)
+        # the job as the schedule launches it, but selecting all three (a stale request)
+        result = weekend.defs.resolve_job_def("refresh_critical").execute_in_process(
+            partition_key=dt.datetime.now(dt.UTC).date().isoformat(),
+            instance=weekend.instance,
+        )
+        asked = [r.query.get("ticker.any_of") for r in sim.requests if r.path == "/v3/snapshot"]
+    assert result.success
+    assert asked == ["X:BTCUSD"]
+    done = {m.asset_key.path[-1] for m in result.asset_materializations_for_node("quotes")}
+    assert done == {"BTCUSD"}

@@ -31,6 +31,7 @@ from typing import Protocol
 import sqlalchemy as sa
 
 from assets_pipeline.database import db_epoch_seconds, insert_ignore
+from assets_pipeline.quotes import iso_utc
 from assets_pipeline.schema import api_budget_calls, api_budget_state
 
 #: Slack added to the window so that clock rounding between us and Polygon never lets a call in
@@ -128,6 +129,23 @@ class BudgetStats:
     total_calls: int
     total_waits: int
     backend: str
+
+    def as_dict(self) -> dict[str, object]:
+        """What `status` and `budget` print (times as ISO-8601 UTC)."""
+
+        def iso(moment: dt.datetime | None) -> str | None:
+            return iso_utc(moment) if moment else None
+
+        return {
+            "backend": self.backend,
+            "limit": self.limit,
+            "window_seconds": self.window_seconds,
+            "remaining": self.remaining,
+            "reset_at": iso(self.reset_at),
+            "paused_until": iso(self.paused_until),
+            "total_calls": self.total_calls,
+            "total_waits": self.total_waits,
+        }
 
 
 class BudgetStore(Protocol):

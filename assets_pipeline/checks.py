@@ -11,10 +11,11 @@ import dagster as dg
 
 from assets_pipeline import clock
 from assets_pipeline.assets import quote_asset_key
-from assets_pipeline.cadence import cron_for, format_duration
+from assets_pipeline.cadence import format_duration
 from assets_pipeline.quality import assess_freshness
 from assets_pipeline.registry import Registry
 from assets_pipeline.resources import TradingDatabase
+from assets_pipeline.schedules import cadence_definition
 
 FRESH = "fresh"
 QUOTE_AGE = "quote_age"
@@ -123,27 +124,10 @@ def freshness_job(checks: dg.AssetChecksDefinition) -> "dg.UnresolvedAssetJobDef
 def freshness_schedule(registry: Registry) -> dg.ScheduleDefinition | dg.SensorDefinition:
     """The checks' own cadence (every 5 minutes by default: `quality.check_every`)."""
     every = registry.quality.check_every_seconds
-    name = f"check_freshness_every_{format_duration(every)}"
-    description = "Evaluate the freshness checks: reads the database only, never Polygon."
-    cron = cron_for(every)
-    if cron:
-        return dg.ScheduleDefinition(
-            name=name,
-            cron_schedule=cron,
-            job_name=CHECK_JOB,
-            execution_timezone="UTC",
-            default_status=dg.DefaultScheduleStatus.RUNNING,
-            description=description,
-        )
-
-    @dg.sensor(
-        name=name,
-        job_name=CHECK_JOB,
-        minimum_interval_seconds=max(1, int(every)),
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description=description,
+    return cadence_definition(
+        f"check_freshness_every_{format_duration(every)}",
+        every,
+        CHECK_JOB,
+        "Evaluate the freshness checks: reads the database only, never Polygon.",
+        lambda _context, _database: dg.RunRequest(),
     )
-    def check_sensor(context: dg.SensorEvaluationContext) -> dg.RunRequest:
-        return dg.RunRequest()
-
-    return check_sensor

@@ -104,16 +104,7 @@ def budget(as_json: bool) -> int:
     from assets_pipeline.definitions import build_resources
 
     stats = build_resources()["polygon"].budget.budget().stats()  # type: ignore[attr-defined]
-    doc = {
-        "backend": stats.backend,
-        "limit": stats.limit,
-        "window_seconds": stats.window_seconds,
-        "remaining": stats.remaining,
-        "reset_at": iso_utc(stats.reset_at) if stats.reset_at else None,
-        "paused_until": iso_utc(stats.paused_until) if stats.paused_until else None,
-        "total_calls": stats.total_calls,
-        "total_waits": stats.total_waits,
-    }
+    doc = stats.as_dict()
     if as_json:
         print(json.dumps(doc, indent=2))
     else:
@@ -167,16 +158,7 @@ def status_document(registry: Registry) -> dict[str, Any]:
             ),
         },
         "totals": batch_totals(engine),
-        "budget": {
-            "backend": stats.backend,
-            "limit": stats.limit,
-            "window_seconds": stats.window_seconds,
-            "remaining": stats.remaining,
-            "reset_at": iso_utc(stats.reset_at) if stats.reset_at else None,
-            "paused_until": iso_utc(stats.paused_until) if stats.paused_until else None,
-            "total_calls": stats.total_calls,
-            "total_waits": stats.total_waits,
-        },
+        "budget": stats.as_dict(),
     }
 
 

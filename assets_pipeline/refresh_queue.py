@@ -179,28 +179,24 @@ class RefreshQueue:
             self._save(conn, [updated], insert=False)
             return updated
 
-    def release(self, batch_id: str) -> int:
-        """Put a batch's claimed items back (its run never ran or died before finishing)."""
+    def _unclaim(self, which: sa.ColumnElement[bool]) -> int:
+        """Claimed items back to waiting, in their old place, without counting an attempt."""
         with self.engine.begin() as conn:
             self._locked(conn)
             return conn.execute(
                 sa.update(refresh_queue)
-                .where(refresh_queue.c.batch_id == batch_id, refresh_queue.c.status == IN_FLIGHT)
+                .where(which, refresh_queue.c.status == IN_FLIGHT)
                 .values(status=QUEUED, batch_id=None, claimed_at=None)
             ).rowcount
 
+    def release(self, batch_id: str) -> int:
+        """Put a batch's claimed items back (its run never ran or died before finishing)."""
+        return self._unclaim(refresh_queue.c.batch_id == batch_id)
+
     def release_symbols(self, symbols: Iterable[str]) -> int:
-        """Put claimed symbols back without counting an attempt (their market is closed)."""
+        """Put claimed symbols back (their market is closed)."""
         symbols = list(symbols)
-        if not symbols:
-            return 0
-        with self.engine.begin() as conn:
-            self._locked(conn)
-            return conn.execute(
-                sa.update(refresh_queue)
-                .where(refresh_queue.c.symbol.in_(symbols), refresh_queue.c.status == IN_FLIGHT)
-                .values(status=QUEUED, batch_id=None, claimed_at=None)
-            ).rowcount
+        return self._unclaim(refresh_queue.c.symbol.in_(symbols)) if symbols else 0
 
     def in_flight_batches(self) -> dict[str, dt.datetime]:
         """Batch id -> when it was claimed, for the batches still marked in flight."""

@@ -7,14 +7,14 @@ refresh is the drain sensor's business). A cadence cron can express becomes a sc
 """
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import dagster as dg
 
 from assets_pipeline import clock
 from assets_pipeline.assets import quote_asset_key
 from assets_pipeline.batches import CRITICAL, run_tags
-from assets_pipeline.cadence import TierPolicy, format_duration
+from assets_pipeline.cadence import TierPolicy, cron_for, format_duration
 from assets_pipeline.refresh_queue import RefreshQueue
 from assets_pipeline.registry import Registry
 from assets_pipeline.resources import TradingDatabase
@@ -128,39 +128,54 @@ def build_cadences(
     return schedules, sensors
 
 
-def _direct(registry: Registry, policy: TierPolicy) -> dg.ScheduleDefinition | dg.SensorDefinition:
-    name = f"refresh_{policy.tier.value}_every_{format_duration(policy.every_seconds)}"
-    description = (
-        f"Refresh the {policy.tier.value} tier every {format_duration(policy.every_seconds)};"
-        " skips while a refresh of the tier is still queued or running."
-    )
-    job = tier_job_name(policy)
-    if policy.cron:
+Tick = Callable[
+    [dg.ScheduleEvaluationContext | dg.SensorEvaluationContext, TradingDatabase], object
+]
+
+
+def cadence_definition(
+    name: str, every_seconds: float, job_name: str, description: str, tick: Tick
+) -> dg.ScheduleDefinition | dg.SensorDefinition:
+    """A schedule when cron can express the period, else a sensor with that interval."""
+    cron = cron_for(every_seconds)
+    if cron:
 
         @dg.schedule(
             name=name,
-            cron_schedule=policy.cron,
-            job_name=job,
+            cron_schedule=cron,
+            job_name=job_name,
             execution_timezone="UTC",
             default_status=dg.DefaultScheduleStatus.RUNNING,
             description=description,
         )
-        def direct_schedule(context: dg.ScheduleEvaluationContext):  # noqa: ANN202
-            return direct_tick(context.instance, registry, policy)
+        def on_schedule(context: dg.ScheduleEvaluationContext, database: TradingDatabase):  # noqa: ANN202
+            return tick(context, database)
 
-        return direct_schedule
+        return on_schedule
 
     @dg.sensor(
         name=name,
-        job_name=job,
-        minimum_interval_seconds=max(1, int(policy.every_seconds)),
+        job_name=job_name,
+        minimum_interval_seconds=max(1, int(every_seconds)),
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=description,
     )
-    def direct_sensor(context: dg.SensorEvaluationContext):  # noqa: ANN202
-        return direct_tick(context.instance, registry, policy)
+    def on_sensor(context: dg.SensorEvaluationContext, database: TradingDatabase):  # noqa: ANN202
+        return tick(context, database)
 
-    return direct_sensor
+    return on_sensor
+
+
+def _direct(registry: Registry, policy: TierPolicy) -> dg.ScheduleDefinition | dg.SensorDefinition:
+    every = format_duration(policy.every_seconds)
+    return cadence_definition(
+        f"refresh_{policy.tier.value}_every_{every}",
+        policy.every_seconds,
+        tier_job_name(policy),
+        f"Refresh the {policy.tier.value} tier every {every} (its open markets); skips while a"
+        " refresh of the tier is still queued or running.",
+        lambda context, _database: direct_tick(context.instance, registry, policy),
+    )
 
 
 def _catch_up(registry: Registry, policy: TierPolicy) -> dg.SensorDefinition:
@@ -181,38 +196,15 @@ def _catch_up(registry: Registry, policy: TierPolicy) -> dg.SensorDefinition:
 
 
 def _enqueue(registry: Registry, policy: TierPolicy) -> dg.ScheduleDefinition | dg.SensorDefinition:
-    name = f"enqueue_{policy.tier.value}_every_{format_duration(policy.every_seconds)}"
-    description = (
-        f"Put the {policy.tier.value} tier on the refresh queue every"
-        f" {format_duration(policy.every_seconds)}; the queue drain sensor refreshes it as the"
-        " budget allows. Launches no run itself."
+    every = format_duration(policy.every_seconds)
+    return cadence_definition(
+        f"enqueue_{policy.tier.value}_every_{every}",
+        policy.every_seconds,
+        QUEUE_JOB,
+        f"Put the {policy.tier.value} tier on the refresh queue every {every}; the queue drain"
+        " sensor refreshes it as the budget allows. Launches no run itself.",
+        lambda _context, database: dg.SkipReason(enqueue_tick(registry, policy, database)),
     )
-    if policy.cron:
-
-        @dg.schedule(
-            name=name,
-            cron_schedule=policy.cron,
-            job_name=QUEUE_JOB,
-            execution_timezone="UTC",
-            default_status=dg.DefaultScheduleStatus.RUNNING,
-            description=description,
-        )
-        def enqueue_schedule(context: dg.ScheduleEvaluationContext, database: TradingDatabase):  # noqa: ANN202
-            return dg.SkipReason(enqueue_tick(registry, policy, database))
-
-        return enqueue_schedule
-
-    @dg.sensor(
-        name=name,
-        job_name=QUEUE_JOB,
-        minimum_interval_seconds=max(1, int(policy.every_seconds)),
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description=description,
-    )
-    def enqueue_sensor(context: dg.SensorEvaluationContext, database: TradingDatabase):  # noqa: ANN202
-        return dg.SkipReason(enqueue_tick(registry, policy, database))
-
-    return enqueue_sensor
 
 
 def market_open_tick(

@@ -30,7 +30,7 @@ from .test_budget import max_in_any_window
 
 LIMIT, WINDOW = 5, 10.0
 CRITICAL_EVERY = 20.0
-OBSERVE_SECONDS = 80.0
+OBSERVE_SECONDS = 95.0
 KEY = "daemon-test-key"
 CRITICAL = ["XAUUSD", "EURUSD", "BTCUSD"]
 
@@ -116,15 +116,19 @@ def test_the_daemon_keeps_critical_on_time_and_drains_secondaries_within_budget(
     print(timeline, calls)
 
     # the critical tier: refreshed at start-up and on every tick after it
-    ticks = int((OBSERVE_SECONDS - 15) // CRITICAL_EVERY) + 1
+    # (the first about 10 s in, after the daemon starts; a run takes ~10 s to land its quotes)
+    ticks = int((OBSERVE_SECONDS - 20) // CRITICAL_EVERY) + 1
     for symbol in CRITICAL:
         times = updates.get(symbol, [])
         assert len(times) >= ticks, (symbol, times, log[-2000:])
         gaps = [b - a for a, b in itertools.pairwise(times)]
         assert max(gaps) <= CRITICAL_EVERY + 12, (symbol, times)  # a run's start-up is ~5 s
 
-    # every secondary symbol refreshed within its expected time: 6 symbols at 2 free calls per
-    # 10 s window (3 kept for critical) is 30 s of budget, plus run start-ups
+    # every secondary symbol refreshed within its expected time. The critical refresh takes 3 of
+    # the 5 calls in its window and keeps 3 free before the next: the queue gets about 2 calls
+    # per 20 s critical cycle, so 6 symbols need 3 cycles (60 s), after the daemon's and the
+    # first runs' start-up (~10 s) and a drain tick and run start (~10 s).
+    expected = 3 * CRITICAL_EVERY + 25
     for symbol in ("ETHUSDT", "GBPUSD", "USDJPY", "XAGUSD", "AUDUSD", "USDCAD"):
         times = updates.get(symbol, [])
-        assert times and times[0] <= 65, (symbol, times, sorted(updates))
+        assert times and times[0] <= expected, (symbol, times, sorted(updates))

@@ -8,7 +8,8 @@ is still its own asset in the UI, with its own group (= tier), history, failures
 
 import datetime as dt
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import dagster as dg
 
@@ -28,7 +29,7 @@ from assets_pipeline.polygon.client import FetchResult
 from assets_pipeline.quality import assess_quality
 from assets_pipeline.quotes import Quote, iso_utc
 from assets_pipeline.refresh_queue import RefreshQueue
-from assets_pipeline.registry import Registry, SymbolSpec
+from assets_pipeline.registry import AssetType, Registry, SymbolSpec, Tier
 from assets_pipeline.resources import PolygonResource, TradingDatabase
 
 QUOTES_PREFIX = "quotes"
@@ -50,6 +51,38 @@ def quotes_partitions(registry: Registry) -> dg.DailyPartitionsDefinition:
     return dg.DailyPartitionsDefinition(start_date=registry.start_date, end_offset=1)
 
 
+def spec_metadata(symbol: SymbolSpec) -> dict[str, str | int]:
+    """The symbol's configuration on its asset: shown in the UI, read back by the IO manager."""
+    return {
+        "polygon_ticker": symbol.polygon_ticker,
+        "asset_type": symbol.asset_type.value,
+        "tier": symbol.tier.value,
+        "name": symbol.name,
+        "base_asset": symbol.base_asset,
+        "quote_asset": symbol.quote_asset,
+        "price_precision": symbol.price_precision,
+    }
+
+
+def spec_from_metadata(symbol: str, metadata: Mapping[str, Any]) -> SymbolSpec:
+    """The inverse of `spec_metadata`."""
+
+    def raw(key: str) -> Any:
+        value = metadata[key]
+        return getattr(value, "value", value)
+
+    return SymbolSpec(
+        symbol=symbol,
+        polygon_ticker=raw("polygon_ticker"),
+        asset_type=AssetType(raw("asset_type")),
+        tier=Tier(raw("tier")),
+        name=raw("name"),
+        base_asset=raw("base_asset"),
+        quote_asset=raw("quote_asset"),
+        price_precision=int(raw("price_precision")),
+    )
+
+
 def _spec(symbol: SymbolSpec, registry: Registry) -> dg.AssetSpec:
     return dg.AssetSpec(
         key=quote_asset_key(symbol.symbol),
@@ -61,12 +94,7 @@ def _spec(symbol: SymbolSpec, registry: Registry) -> dg.AssetSpec:
             f" `{symbol.polygon_ticker}`, stored in `trading.symbols.metadata.last_update` and"
             f" announced on Redis `asset:update:{symbol.symbol}`."
         ),
-        metadata={
-            "polygon_ticker": symbol.polygon_ticker,
-            "asset_type": symbol.asset_type.value,
-            "tier": symbol.tier.value,
-            "price_precision": symbol.price_precision,
-        },
+        metadata=spec_metadata(symbol),
         tags={"tier": symbol.tier.value, "asset_type": symbol.asset_type.value},
     )
 

@@ -13,7 +13,7 @@ from assets_pipeline.assets import QUOTE_IO_MANAGER_KEY, build_quote_assets
 from assets_pipeline.checks import build_freshness_checks, freshness_job, freshness_schedule
 from assets_pipeline.io_managers import QuoteIOManager
 from assets_pipeline.jobs import refresh_all_job, refresh_queue_job, refresh_tier_jobs
-from assets_pipeline.registry import Registry, load_registry, symbols_file_from_env
+from assets_pipeline.registry import Registry, load_registry
 from assets_pipeline.resources import (
     PolygonBudgetResource,
     PolygonResource,
@@ -56,9 +56,7 @@ def build_resources() -> dict[str, object]:
         "polygon": polygon,
         "database": database,
         "redis": redis,
-        QUOTE_IO_MANAGER_KEY: QuoteIOManager(
-            database=database, redis=redis, symbols_file=str(symbols_file_from_env())
-        ),
+        QUOTE_IO_MANAGER_KEY: QuoteIOManager(database=database, redis=redis),
     }
 
 

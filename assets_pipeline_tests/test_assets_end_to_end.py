@@ -21,6 +21,7 @@ import yaml
 from assets_pipeline.database import get_engine
 from assets_pipeline.events import pending_count, relay_pending
 from assets_pipeline.quote_store import QuoteStore
+from assets_pipeline.quotes import Quote
 from assets_pipeline.registry import load_registry
 from assets_pipeline.schema import event_outbox, quote_history, symbols
 from assets_pipeline.simulator import Fault, PolygonSimulator
@@ -400,3 +401,32 @@ def test_a_queue_batch_settles_its_items_and_reports_its_result(pipeline, caplog
         "budget waits 0",
     ):
         assert part in line
+
+
+def test_a_downstream_asset_reads_the_latest_quote_through_the_io_manager(pipeline):
+    from assets_pipeline.assets import build_quote_assets, quotes_partitions
+
+    assert pipeline.run("refresh_critical").success
+    registry = load_registry()
+    seen = {}
+
+    @dg.asset(
+        ins={"eurusd": dg.AssetIn(key=["quotes", "EURUSD"])},
+        partitions_def=quotes_partitions(registry),
+    )
+    def eurusd_mid(eurusd):
+        seen["quote"] = eurusd
+
+    defs = pipeline.defs()
+    result = dg.materialize(
+        [eurusd_mid, build_quote_assets(registry)],
+        selection=[eurusd_mid],
+        partition_key=today(),
+        resources=defs.resources,
+        instance=pipeline.instance,
+    )
+    assert result.success
+    quote = seen["quote"]
+    stored = pipeline.store.latest_quote("EURUSD")
+    assert isinstance(quote, Quote) and quote.symbol == "EURUSD"
+    assert (quote.bid, quote.ask, quote.quote_time) == (stored.bid, stored.ask, stored.quote_time)

@@ -1,7 +1,7 @@
 """The real thing, compressed: the Dagster daemon runs the cadences for about a minute.
 
-5 calls per 10 seconds, the critical tier every 20 seconds, the secondary tiers enqueued every
-40 seconds and drained every 5, one call per ticker, against the simulator (which answers 429 if
+5 calls per 10 seconds, the critical tier every 20 seconds, the secondary tiers enqueued at
+start-up and drained every 5 seconds, one call per ticker, against the simulator (which answers 429 if
 the budget is ever exceeded), the real PostgreSQL and Redis.
 """
 
@@ -30,7 +30,7 @@ from .test_budget import max_in_any_window
 
 LIMIT, WINDOW = 5, 10.0
 CRITICAL_EVERY = 20.0
-OBSERVE_SECONDS = 95.0
+OBSERVE_SECONDS = 105.0
 KEY = "daemon-test-key"
 CRITICAL = ["XAUUSD", "EURUSD", "BTCUSD"]
 
@@ -42,8 +42,10 @@ def test_the_daemon_keeps_critical_on_time_and_drains_secondaries_within_budget(
     document = yaml.safe_load(Path(load_registry().source).read_text())
     document["tiers"] = {
         "critical": {"refresh": "direct", "every": f"{CRITICAL_EVERY:g}s"},
-        "high": {"refresh": "queued", "every": "40s"},
-        "medium": {"refresh": "queued", "every": "40s"},
+        # enqueued once at start-up (a sensor cadence fires at once) and not again while we
+        # watch: as in production, where they are enqueued every 30 minutes and drain in a few
+        "high": {"refresh": "queued", "every": "150s"},
+        "medium": {"refresh": "queued", "every": "150s"},
     }
     document["queue"] = {"drain_every": "5s", "max_size": 100, "max_retries": 3}
     document["market_hours"] = {"forex": "always", "index": "always"}  # any weekday
@@ -127,8 +129,9 @@ def test_the_daemon_keeps_critical_on_time_and_drains_secondaries_within_budget(
     # every secondary symbol refreshed within its expected time. The critical refresh takes 3 of
     # the 5 calls in its window and keeps 3 free before the next: the queue gets about 2 calls
     # per 20 s critical cycle, so 6 symbols need 3 cycles (60 s), after the daemon's and the
-    # first runs' start-up (~10 s) and a drain tick and run start (~10 s).
-    expected = 3 * CRITICAL_EVERY + 25
+    # first runs' start-up (~10 s), a drain tick and run start (~10 s), and up to ~15 s more
+    # that the daemon on two busy cores may take to evaluate its sensors.
+    expected = 3 * CRITICAL_EVERY + 35
     for symbol in ("ETHUSDT", "GBPUSD", "USDJPY", "XAGUSD", "AUDUSD", "USDCAD"):
         times = updates.get(symbol, [])
         assert times and times[0] <= expected, (symbol, times, sorted(updates))

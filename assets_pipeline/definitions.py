@@ -20,7 +20,11 @@ from assets_pipeline.resources import (
     RedisResource,
     TradingDatabase,
 )
-from assets_pipeline.schedules import build_cadences, build_market_open_sensor
+from assets_pipeline.schedules import (
+    build_cadences,
+    build_market_open_sensor,
+    build_queue_catch_up_sensor,
+)
 from assets_pipeline.sensors import build_drain_sensor, event_outbox_relay
 from assets_pipeline.settings import (
     DEFAULT_RATE_LIMIT_CALLS,
@@ -83,6 +87,7 @@ def build_definitions(registry: Registry | None = None) -> dg.Definitions:
             *sensors,
             build_drain_sensor(registry),
             build_market_open_sensor(registry),
+            build_queue_catch_up_sensor(registry),
             event_outbox_relay,
         ],
         resources=build_resources(),

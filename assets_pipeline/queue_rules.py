@@ -115,3 +115,22 @@ def next_batch(items: Iterable[QueueItem], slots: int, per_call: int) -> list[Qu
         return []
     waiting = sorted((i for i in items if i.status == QUEUED), key=order_key)
     return waiting[: slots * per_call]
+
+
+def overdue(
+    candidates: Iterable[tuple[str, Tier, float]],
+    last_sync: dict[str, dt.datetime | None],
+    on_queue: set[str],
+    now: dt.datetime,
+) -> list[tuple[str, Tier]]:
+    """Symbols (with their cadence in seconds) not refreshed within their cadence and not on the
+    queue in any state: what a daemon that was down, or just started, owes the queue. A symbol
+    that failed for good stays on the queue as `failed`, so it is not retried in a loop here."""
+    out = []
+    for symbol, tier, every in candidates:
+        if symbol in on_queue:
+            continue
+        synced = last_sync.get(symbol)
+        if synced is None or (now - synced).total_seconds() >= every:
+            out.append((symbol, tier))
+    return out

@@ -286,6 +286,17 @@ class QuoteStore:
             day_close=last.get("daily_close"),
         )
 
+    def last_syncs(self) -> dict[str, dt.datetime | None]:
+        """Every registered symbol's last successful Polygon sync, in one query."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(symbols.c.symbol, data_sync_status.c.last_sync_timestamp)
+                .join(data_sync_status, symbols.c.id == data_sync_status.c.ticker_id)
+                .join(api_providers, api_providers.c.id == data_sync_status.c.provider_id)
+                .where(api_providers.c.name == POLYGON_PROVIDER)
+            ).all()
+        return {row.symbol: as_utc(row.last_sync_timestamp) for row in rows}
+
     def sync_status(self, symbol: str) -> dict[str, Any] | None:
         """The Polygon sync status row of a symbol, as a dict."""
         with self.engine.connect() as conn:

@@ -15,6 +15,7 @@ from assets_pipeline import clock
 from assets_pipeline.assets import quote_asset_key
 from assets_pipeline.batches import CRITICAL, run_tags
 from assets_pipeline.cadence import TierPolicy, cron_for, format_duration
+from assets_pipeline.queue_rules import overdue
 from assets_pipeline.refresh_queue import RefreshQueue
 from assets_pipeline.registry import Registry
 from assets_pipeline.resources import TradingDatabase
@@ -205,6 +206,51 @@ def _enqueue(registry: Registry, policy: TierPolicy) -> dg.ScheduleDefinition | 
         " sensor refreshes it as the budget allows. Launches no run itself.",
         lambda _context, database: dg.SkipReason(enqueue_tick(registry, policy, database)),
     )
+
+
+def queue_catch_up_tick(registry: Registry, database: TradingDatabase) -> dg.SkipReason:
+    """Enqueue queued-tier symbols whose market is open and that are overdue (start-up)."""
+    now = clock.utcnow()
+    queue = RefreshQueue(database.engine(), registry.queue)
+    candidates = [
+        (s.symbol, s.tier, registry.tiers[s.tier].every_seconds)
+        for s in registry
+        if registry.tiers[s.tier].refresh == "queued"
+        and registry.market_hours.is_open(s.asset_type, now)
+    ]
+    owed = overdue(
+        candidates,
+        database.quote_store().last_syncs(),
+        {item.symbol for item in queue.items()},
+        now,
+    )
+    if not owed:
+        return dg.SkipReason("no queued-tier symbol is overdue")
+    plan = queue.enqueue(owed)
+    message = f"enqueued {len(plan.insert)} overdue symbol(s): {', '.join(s for s, _ in owed)}"
+    if plan.dropped:
+        message += f"; QUEUE FULL: dropped {', '.join(plan.dropped)}"
+    return dg.SkipReason(message)
+
+
+def build_queue_catch_up_sensor(registry: Registry) -> dg.SensorDefinition:
+    @dg.sensor(
+        name="enqueue_overdue_at_start_up",
+        job_name=QUEUE_JOB,
+        minimum_interval_seconds=60,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=(
+            "Put queued-tier symbols on the queue when they are overdue (not refreshed within"
+            " their cadence, not on the queue): at start-up and after the daemon was down,"
+            " instead of waiting for the next enqueue tick. Launches no run itself."
+        ),
+    )
+    def enqueue_overdue_at_start_up(
+        context: dg.SensorEvaluationContext, database: TradingDatabase
+    ) -> dg.SkipReason:
+        return queue_catch_up_tick(registry, database)
+
+    return enqueue_overdue_at_start_up
 
 
 def market_open_tick(

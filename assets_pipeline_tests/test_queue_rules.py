@@ -16,6 +16,7 @@ from assets_pipeline.queue_rules import (
     after_failure,
     demote,
     next_batch,
+    overdue,
     plan_enqueue,
 )
 from assets_pipeline.registry import RegistryError, parse_registry
@@ -221,3 +222,19 @@ def test_the_reserve_applies_only_to_calls_that_would_meet_the_next_critical_ref
         return
     assert decide(now, times, 5, WINDOW, SECONDARY, last_critical) == pytest.approx(expected_wait)
     assert free_slots(now, times, 5, WINDOW, SECONDARY, last_critical) == expected_free
+
+
+def test_overdue_symbols_are_those_not_refreshed_within_their_cadence_nor_queued():
+    candidates = [
+        ("GBPUSD", Tier.HIGH, 1800),
+        ("USDJPY", Tier.HIGH, 1800),
+        ("AUDUSD", Tier.MEDIUM, 1800),
+        ("USDCAD", Tier.MEDIUM, 1800),
+    ]
+    last_sync = {
+        "GBPUSD": at(0),  # refreshed 10 minutes before: not due
+        "USDJPY": at(-3600),  # an hour ago: overdue
+        "AUDUSD": None,  # never: overdue, but already on the queue (perhaps failed)
+    }
+    owed = overdue(candidates, last_sync, {"AUDUSD"}, at(600))
+    assert owed == [("USDJPY", Tier.HIGH), ("USDCAD", Tier.MEDIUM)]  # USDCAD: never synced

@@ -155,6 +155,37 @@ def test_enqueueing_a_tier_fills_the_queue_once_and_launches_nothing(deployment)
     assert sorted(i.symbol for i in deployment.queue.items()) == ["ETHUSDT", "GBPUSD", "USDJPY"]
 
 
+def test_at_start_up_overdue_secondaries_are_queued_at_once_and_only_once(
+    deployment, pg_url, registry
+):
+    from assets_pipeline.quote_store import QuoteStore
+    from assets_pipeline.quotes import Quote
+
+    now = dt.datetime.now(dt.UTC)
+    fresh = Quote(
+        ticker="C:GBPUSD",
+        symbol="GBPUSD",
+        quote_time=now,
+        source="t",
+        bid=1.27,
+        ask=1.2701,
+        last_price=1.27005,
+    )
+    QuoteStore(get_engine(pg_url)).write_quote(registry.get("GBPUSD"), fresh, now.date())
+    first = deployment.sensor("enqueue_overdue_at_start_up")
+    # GBPUSD was refreshed just now; the other five secondaries have never been
+    assert first.skip_message.startswith("enqueued 5 overdue symbol(s)")
+    assert sorted(i.symbol for i in deployment.queue.items()) == [
+        "AUDUSD",
+        "ETHUSDT",
+        "USDCAD",
+        "USDJPY",
+        "XAGUSD",
+    ]
+    again = deployment.sensor("enqueue_overdue_at_start_up")
+    assert again.skip_message == "no queued-tier symbol is overdue"
+
+
 def test_a_full_queue_says_what_it_dropped(deployment, registry, pg_url):
     small = RefreshQueue(get_engine(pg_url), type(registry.queue)(max_size=2))
     plan = small.enqueue([(s.symbol, s.tier) for s in registry.in_tier(Tier.HIGH)])

@@ -69,6 +69,19 @@ def _critical_due(now: float, last_critical_at: float, gap: float) -> float:
     return max(now, last_critical_at + gap)
 
 
+def _protected(
+    now: float, times: list[float], window: float, caller: Caller, last_critical_at: float
+) -> tuple[float, list[float]] | None:
+    """For a non-critical caller whose call would still be in the window when the next critical
+    refresh is due: (when it is due, the calls that will still count then). Else None."""
+    if caller.critical or caller.reserve <= 0:
+        return None
+    due = _critical_due(now, last_critical_at, caller.critical_gap)
+    if now + window <= due:
+        return None  # this call expires before the next critical refresh needs its slots
+    return due, [t for t in times if t > due - window]
+
+
 def decide(
     now: float,
     times: list[float],
@@ -81,12 +94,10 @@ def decide(
     used = len(times)
     if used >= limit:
         return max(times[used - limit] + window - now, 0.001)
-    if caller.critical or caller.reserve <= 0:
+    reserved = _protected(now, times, window, caller, last_critical_at)
+    if reserved is None:
         return 0.0
-    due = _critical_due(now, last_critical_at, caller.critical_gap)
-    if now + window <= due:
-        return 0.0  # this call expires before the next critical refresh needs its slots
-    protected = [t for t in times if t > due - window]
+    due, protected = reserved
     usable = limit - caller.reserve
     if len(protected) < usable:
         return 0.0
@@ -105,11 +116,9 @@ def free_slots(
 ) -> int:
     """How many slots `caller` could take right now (what the drain sensor plans with)."""
     allowed = limit - len(times)
-    if not caller.critical and caller.reserve > 0:
-        due = _critical_due(now, last_critical_at, caller.critical_gap)
-        if now + window > due:
-            protected = sum(1 for t in times if t > due - window)
-            allowed = min(allowed, limit - caller.reserve - protected)
+    reserved = _protected(now, times, window, caller, last_critical_at)
+    if reserved is not None:
+        allowed = min(allowed, limit - caller.reserve - len(reserved[1]))
     return max(0, allowed)
 
 

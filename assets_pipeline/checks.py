@@ -12,7 +12,7 @@ import dagster as dg
 from assets_pipeline import clock
 from assets_pipeline.assets import quote_asset_key
 from assets_pipeline.cadence import format_duration
-from assets_pipeline.quality import assess_freshness
+from assets_pipeline.quality import Freshness, assess_freshness
 from assets_pipeline.registry import Registry
 from assets_pipeline.resources import TradingDatabase
 from assets_pipeline.schedules import cadence_definition
@@ -102,11 +102,10 @@ def build_freshness_checks(registry: Registry) -> dg.AssetChecksDefinition:
     return freshness_checks
 
 
-def _fresh_text(symbol: str, freshness: object) -> str:
-    f = freshness  # a Freshness
-    if not f.market_open:  # type: ignore[attr-defined]
+def _fresh_text(symbol: str, freshness: Freshness) -> str:
+    if not freshness.market_open:
         return f"{symbol}: market closed, no alarm"
-    age = f.open_sync_age_seconds  # type: ignore[attr-defined]
+    age = freshness.open_sync_age_seconds
     if age is None:
         return f"{symbol}: never refreshed while its market trades"
     return f"{symbol}: last update {age / 60:.1f} open-market minutes ago"

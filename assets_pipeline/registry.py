@@ -82,13 +82,6 @@ class Registry:
                 return spec
         raise KeyError(f"symbol {symbol!r} is not configured in {self.source}")
 
-    def by_ticker(self) -> dict[str, list[SymbolSpec]]:
-        """Polygon ticker -> the symbols it prices (two symbols may share one ticker)."""
-        out: dict[str, list[SymbolSpec]] = {}
-        for spec in self.symbols:
-            out.setdefault(spec.polygon_ticker, []).append(spec)
-        return out
-
     def in_tier(self, tier: Tier) -> list[SymbolSpec]:
         return [s for s in self.symbols if s.tier == tier]
 

@@ -125,6 +125,21 @@ def simulator() -> Iterator[object]:
         yield sim
 
 
+def symbol_entry(**overrides: object) -> dict[str, object]:
+    """One valid symbols-file entry (EURUSD, critical), with the fields a test changes."""
+    return {
+        "symbol": "EURUSD",
+        "polygon_ticker": "C:EURUSD",
+        "asset_type": "forex",
+        "tier": "critical",
+        "name": "Euro / US Dollar",
+        "base_asset": "EUR",
+        "quote_asset": "USD",
+        "price_precision": 5,
+        **overrides,
+    }
+
+
 ALWAYS_OPEN = {"forex": "always", "index": "always"}
 
 

@@ -13,6 +13,8 @@ from assets_pipeline.quotes import Quote
 from assets_pipeline.registry import RegistryError, parse_registry
 from assets_pipeline.taxonomy import AssetType, Tier
 
+from .conftest import symbol_entry
+
 HOURS = MarketHours()
 FOREX, CRYPTO, INDEX = AssetType.FOREX, AssetType.CRYPTO, AssetType.INDEX
 
@@ -121,18 +123,7 @@ def test_the_two_clocks_sync_age_for_staleness_quote_age_for_its_own_warning():
 
 def test_stale_after_is_set_per_tier_in_the_symbols_file():
     document = {
-        "symbols": [
-            {
-                "symbol": "EURUSD",
-                "polygon_ticker": "C:EURUSD",
-                "asset_type": "forex",
-                "tier": "critical",
-                "name": "x",
-                "base_asset": "EUR",
-                "quote_asset": "USD",
-                "price_precision": 5,
-            }
-        ],
+        "symbols": [symbol_entry(name="x")],
         "tiers": {"critical": {"stale_after": "5m"}},
     }
     registry = parse_registry(document, "s.yaml")

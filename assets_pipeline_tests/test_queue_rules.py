@@ -22,6 +22,8 @@ from assets_pipeline.queue_rules import (
 from assets_pipeline.registry import RegistryError, parse_registry
 from assets_pipeline.taxonomy import Tier
 
+from .conftest import symbol_entry
+
 T0 = dt.datetime(2026, 11, 24, 10, 0, tzinfo=dt.UTC)
 
 
@@ -158,18 +160,7 @@ def test_the_default_cadences_are_the_reference_designs(registry):
 )
 def test_bad_cadence_settings_name_the_file_and_field(section, expected):
     document = {
-        "symbols": [
-            {
-                "symbol": "EURUSD",
-                "polygon_ticker": "C:EURUSD",
-                "asset_type": "forex",
-                "tier": "critical",
-                "name": "x",
-                "base_asset": "EUR",
-                "quote_asset": "USD",
-                "price_precision": 5,
-            }
-        ],
+        "symbols": [symbol_entry(name="x")],
         **section,
     }
     with pytest.raises(RegistryError, match=expected):

@@ -16,20 +16,7 @@ from assets_pipeline.registry import (
     parse_registry,
 )
 
-
-def entry(**overrides):
-    base = {
-        "symbol": "EURUSD",
-        "polygon_ticker": "C:EURUSD",
-        "asset_type": "forex",
-        "tier": "critical",
-        "name": "Euro / US Dollar",
-        "base_asset": "EUR",
-        "quote_asset": "USD",
-        "price_precision": 5,
-    }
-    base.update(overrides)
-    return base
+from .conftest import symbol_entry as entry
 
 
 def test_default_registry_has_the_nine_symbols_in_their_tiers(registry):

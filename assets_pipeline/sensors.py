@@ -65,8 +65,9 @@ def drain_tick(
     polygon: PolygonResource,
     database: TradingDatabase,
 ) -> dg.RunRequest | dg.SkipReason:
+    now = clock.utcnow()
     queue = RefreshQueue(database.engine(), registry.queue)
-    released = reconcile_claims(context.instance, queue, dt.datetime.now(dt.UTC))
+    released = reconcile_claims(context.instance, queue, now)
     note = f" (released {released} item(s) of a finished batch)" if released else ""
     busy = runs_in_flight(context.instance, QUEUE_JOB)
     if busy:
@@ -95,8 +96,7 @@ def drain_tick(
             budget.limit if polygon.max_budget_wait_seconds > 2 * budget.window_seconds else 0
         )
         calls, per_call = slots + lookahead, 1
-    batch_id = f"q-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-    now = clock.utcnow()
+    batch_id = f"q-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     trading = {s.symbol for s in registry if registry.market_hours.is_open(s.asset_type, now)}
     claimed = queue.claim(calls, per_call, batch_id, eligible=trading)
     if not claimed:

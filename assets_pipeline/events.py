@@ -15,7 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from assets_pipeline.quote_store import utcnow
+from assets_pipeline import clock
 from assets_pipeline.schema import event_outbox
 
 
@@ -73,7 +73,7 @@ def relay_pending(
                 conn.execute(
                     sa.update(event_outbox)
                     .where(event_outbox.c.id == row.id)
-                    .values(sent_at=utcnow(), attempts=event_outbox.c.attempts + 1)
+                    .values(sent_at=clock.utcnow(), attempts=event_outbox.c.attempts + 1)
                 )
                 sent += 1
             if len(rows) < batch_size:

@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from assets_pipeline import clock
 from assets_pipeline.database import dialect_insert, insert_ignore
 from assets_pipeline.quotes import Quote, parse_iso_utc
 from assets_pipeline.registry import SymbolSpec
@@ -41,10 +42,6 @@ class WriteOutcome:
     event_id: str | None
     stored_quote_time: dt.datetime | None
     reason: str
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def as_utc(moment: dt.datetime | None) -> dt.datetime | None:
@@ -148,7 +145,7 @@ class QuoteStore:
         """Store a validated quote, unless the stored one is as new or newer."""
         if quote.symbol != spec.symbol:
             raise ValueError(f"quote for {quote.symbol!r} handed to the writer for {spec.symbol}")
-        now = utcnow()
+        now = clock.utcnow()
         with self.engine.begin() as conn:
             provider_id = self._provider(conn)
             symbol_id, _ = self._ensure_symbol(conn, spec, provider_id)
@@ -215,7 +212,7 @@ class QuoteStore:
             provider_id = self._provider(conn)
             symbol_id, _ = self._ensure_symbol(conn, spec, provider_id)
             self._upsert_status(
-                conn, symbol_id, provider_id, "failed", error[:MAX_ERROR_LENGTH], utcnow()
+                conn, symbol_id, provider_id, "failed", error[:MAX_ERROR_LENGTH], clock.utcnow()
             )
 
     def mark_stale(self, specs: Iterable[SymbolSpec]) -> int:
@@ -234,7 +231,7 @@ class QuoteStore:
                     data_sync_status.c.provider_id == provider_id,
                     data_sync_status.c.sync_status.in_(("success", "pending")),
                 )
-                .values(sync_status="stale", updated_at=utcnow())
+                .values(sync_status="stale", updated_at=clock.utcnow())
             ).rowcount
 
     def _upsert_status(

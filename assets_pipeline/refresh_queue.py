@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from assets_pipeline import clock
 from assets_pipeline.cadence import QueuePolicy
 from assets_pipeline.queue_rules import (
     FAILED,
@@ -28,7 +29,7 @@ from assets_pipeline.queue_rules import (
     next_batch,
     plan_enqueue,
 )
-from assets_pipeline.quote_store import as_utc, utcnow
+from assets_pipeline.quote_store import as_utc
 from assets_pipeline.schema import refresh_queue
 from assets_pipeline.taxonomy import Tier
 
@@ -107,7 +108,9 @@ class RefreshQueue:
     ) -> EnqueuePlan:
         """Add symbols (each at most once); the plan says what was added and what dropped."""
         with self.engine.begin() as conn:
-            plan = plan_enqueue(self._locked(conn), arrivals, now or utcnow(), self.policy.max_size)
+            plan = plan_enqueue(
+                self._locked(conn), arrivals, now or clock.utcnow(), self.policy.max_size
+            )
             self._save(conn, plan.insert, insert=True)
             self._save(conn, plan.update, insert=False)
         return plan
@@ -122,7 +125,7 @@ class RefreshQueue:
     ) -> list[QueueItem]:
         """Take the next items for `slots` API calls and mark them in flight for `batch_id`.
         Items outside `eligible` (their market is closed) keep their place in the queue."""
-        now = now or utcnow()
+        now = now or clock.utcnow()
         with self.engine.begin() as conn:
             items = self._locked(conn)
             if eligible is not None:
@@ -158,7 +161,7 @@ class RefreshQueue:
     ) -> QueueItem | None:
         """Apply the failure rules. A symbol that was not queued (a direct tier's refresh) is
         queued one tier lower if the error is retryable; a permanent error queues nothing."""
-        now = now or utcnow()
+        now = now or clock.utcnow()
         with self.engine.begin() as conn:
             current = {item.symbol: item for item in self._locked(conn)}
             item = current.get(symbol)

@@ -14,23 +14,16 @@ from typing import Any
 import dagster as dg
 
 from assets_pipeline import clock
-from assets_pipeline.batches import (
-    BATCH_TAG,
-    CRITICAL,
-    KIND_TAG,
-    MANUAL,
-    QUEUE,
-    BatchResult,
-    record_batch,
-)
+from assets_pipeline.batches import BatchResult
 from assets_pipeline.budget import CRITICAL_CALLER
-from assets_pipeline.fairness import direct_specs, secondary_caller
-from assets_pipeline.polygon.client import FetchResult
+from assets_pipeline.fairness import secondary_caller
 from assets_pipeline.quality import assess_quality
 from assets_pipeline.quotes import Quote, iso_utc
+from assets_pipeline.refresh import Refresh, plan_refresh
 from assets_pipeline.refresh_queue import RefreshQueue
 from assets_pipeline.registry import AssetType, Registry, SymbolSpec, Tier
 from assets_pipeline.resources import PolygonResource, TradingDatabase
+from assets_pipeline.run_kinds import BATCH_TAG, CRITICAL, QUEUE, run_kind
 
 QUOTES_PREFIX = "quotes"
 QUOTE_IO_MANAGER_KEY = "quote_io_manager"
@@ -119,15 +112,12 @@ def quality_check_specs(registry: Registry) -> list[dg.AssetCheckSpec]:
 
 def build_quote_assets(registry: Registry) -> dg.AssetsDefinition:
     """The multi-asset holding every configured symbol."""
-    by_output = {output_name(s.symbol): s for s in registry}
     outs = {
-        name: dg.AssetOut.from_spec(
-            _spec(symbol, registry), is_required=False, io_manager_key=QUOTE_IO_MANAGER_KEY
+        output_name(s.symbol): dg.AssetOut.from_spec(
+            _spec(s, registry), is_required=False, io_manager_key=QUOTE_IO_MANAGER_KEY
         )
-        for name, symbol in by_output.items()
+        for s in registry
     }
-    by_key = {quote_asset_key(s.symbol): s for s in registry}
-    direct = set(direct_specs(registry))
 
     @dg.multi_asset(
         name="quotes",
@@ -141,123 +131,92 @@ def build_quote_assets(registry: Registry) -> dg.AssetsDefinition:
     def quotes(
         context: dg.AssetExecutionContext, polygon: PolygonResource, database: TradingDatabase
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
-        started = dt.datetime.now(dt.UTC)
-        today = started.date().isoformat()
-        partition = context.partition_key
-        if partition != today:
-            raise dg.Failure(
-                description=(
-                    f"Partition {partition} is a past day. Quotes are live: only today's"
-                    f" partition ({today}, UTC) can be materialized, and history backfill of"
-                    " past days is not supported yet. Nothing was fetched or written."
-                ),
-                allow_retries=False,
-            )
-        selected = sorted(
-            (by_key[key] for key in context.selected_asset_keys),
-            key=lambda s: (s.tier.rank, registry.symbols.index(s)),
-        )
-        tags = context.run.tags
-        kind = tags.get(KIND_TAG) or (CRITICAL if all(s in direct for s in selected) else MANUAL)
-        if kind in (CRITICAL, QUEUE):
-            # Cadence runs spend nothing on closed markets; a person asking gets what they ask.
-            at = clock.utcnow()
-            closed = [s for s in selected if not registry.market_hours.is_open(s.asset_type, at)]
-            if closed:
-                context.log.info(
-                    f"market closed, not fetched: {', '.join(s.symbol for s in closed)}"
-                )
-                RefreshQueue(database.engine(), registry.queue).release_symbols(
-                    [s.symbol for s in closed]
-                )
-            selected = [s for s in selected if s not in closed]
-        batch_id = tags.get(BATCH_TAG) or context.run_id
-        mode = polygon.mode()
-        caller = CRITICAL_CALLER if kind == CRITICAL else secondary_caller(registry, mode)
-        try:
-            client = polygon.client(
-                logger=context.log,
-                caller=caller,
-                max_retries=0 if kind == QUEUE else None,
-            )
-        except ValueError as exc:
-            raise dg.Failure(f"cannot refresh {kind} symbols: {exc}", allow_retries=False) from exc
-        store = database.quote_store()
-        result = FetchResult(mode=mode)
-        try:
-            # Each symbol is stored as soon as its answer is in.
-            for symbol, answer in client.iter_fetch(selected, mode, result):  # type: ignore[arg-type]
-                if isinstance(answer, Quote):
-                    previous = store.latest_quote(symbol.symbol)
-                    yield _output(symbol, answer, result, batch_id, kind, started, len(selected))
-                    checked = dg.AssetCheckKey(quote_asset_key(symbol.symbol), QUALITY_CHECK)
-                    if checked in context.selected_asset_check_keys:
-                        yield _quality(symbol, answer, previous, registry)
-        finally:
-            client.close()
-
-        queue = RefreshQueue(database.engine(), registry.queue)
-        errors = {s: client.redact(str(e)) for s, e in result.errors.items()}
-        for symbol in selected:
-            error = result.errors.get(symbol.symbol)
-            if error is None:
-                continue
-            store.record_failure(symbol, errors[symbol.symbol])
-            item = queue.fail(
-                symbol.symbol,
-                symbol.tier,
-                errors[symbol.symbol],
-                retryable=getattr(error, "retryable", True),
-            )
-            if item is not None:
-                context.log.warning(
-                    f"{symbol.symbol}: {item.status} in the queue at tier {item.tier.value}"
-                    f" after {item.attempts} attempt(s): {errors[symbol.symbol]}"
-                )
-        queue.complete(result.quotes)
-        batch = BatchResult(
-            batch_id=batch_id,
-            kind=kind,
-            run_id=context.run_id,
-            started_at=started,
-            ended_at=dt.datetime.now(dt.UTC),
-            updated=[s.symbol for s in selected if s.symbol in result.quotes],
-            failed={s.symbol: errors[s.symbol] for s in selected if s.symbol in errors},
-            queue_processed=len(selected) if kind == QUEUE else 0,
-            queue_remaining=queue.stats().waiting,
-            api_calls=result.api_calls,
-            budget_waits=result.budget_waits,
-        )
-        record_batch(database.engine(), batch)
-        context.instance.add_run_tags(context.run_id, batch.tags())
-        context.log.info(batch.log_line() + _notes(result))
-        if result.errors:
-            raise dg.Failure(
-                description=(
-                    f"{len(result.errors)} of {len(selected)} symbol(s) failed"
-                    + (f"; the other {len(result.quotes)} were stored. " if result.quotes else ". ")
-                    + "; ".join(f"{symbol}: {error}" for symbol, error in sorted(errors.items()))
-                ),
-                metadata={
-                    "batch": dg.MetadataValue.json(batch.as_dict()),
-                    **{f"error:{symbol}": error for symbol, error in errors.items()},
-                },
-                allow_retries=False,
-            )
+        live_partition(context)
+        refresh = _start_refresh(context, registry, polygon, database)
+        checked = context.selected_asset_check_keys
+        for spec, quote, previous in refresh.quotes():
+            yield _output(spec, quote, refresh)
+            if dg.AssetCheckKey(quote_asset_key(spec.symbol), QUALITY_CHECK) in checked:
+                yield _quality(spec, quote, previous, registry)
+        _report(context, refresh.settle(), refresh)
 
     return quotes
 
 
-def _output(
-    symbol: SymbolSpec,
-    quote: Quote,
-    result: FetchResult,
-    batch_id: str,
-    kind: str,
-    started: dt.datetime,
-    batch_symbols: int,
-) -> dg.Output:
-    now = dt.datetime.now(dt.UTC)
+def live_partition(context: dg.AssetExecutionContext) -> dt.date:
+    """The partition, if it is the live day: today, or the day the run was requested (a refresh
+    queued at 23:59:58 that starts after midnight still stores its quote). Past days fail before
+    any call: quotes are live, and history is not backfilled yet."""
+    partition = dt.date.fromisoformat(context.partition_key)
+    today = clock.today()
+    record = context.instance.get_run_record_by_id(context.run.run_id)
+    requested = record.create_timestamp.astimezone(dt.UTC).date() if record else today
+    if partition not in (today, requested):
+        raise dg.Failure(
+            description=(
+                f"Partition {partition} is a past day. Quotes are live: only today's"
+                f" partition ({today}, UTC) can be materialized, and history backfill of"
+                " past days is not supported yet. Nothing was fetched or written."
+            ),
+            allow_retries=False,
+        )
+    return partition
+
+
+def _start_refresh(
+    context: dg.AssetExecutionContext,
+    registry: Registry,
+    polygon: PolygonResource,
+    database: TradingDatabase,
+) -> Refresh:
+    tags = context.run.tags
+    kind = run_kind(tags)
+    plan = plan_refresh(
+        registry,
+        (key.path[-1] for key in context.selected_asset_keys),
+        kind,
+        batch_id=tags.get(BATCH_TAG) or context.run.run_id,
+        run_id=context.run.run_id,
+    )
+    mode = polygon.effective_mode()
+    try:
+        client = polygon.client(
+            logger=context.log,
+            caller=CRITICAL_CALLER if kind == CRITICAL else secondary_caller(registry, mode),
+            max_retries=0 if kind == QUEUE else None,
+        )
+    except ValueError as exc:
+        raise dg.Failure(f"cannot refresh {kind} symbols: {exc}", allow_retries=False) from exc
+    queue = RefreshQueue(database.engine(), registry.queue)
+    return Refresh(plan, client, database.quote_store(), queue, polygon.mode(), context.log)
+
+
+def _report(context: dg.AssetExecutionContext, batch: BatchResult, refresh: Refresh) -> None:
+    """The batch result in run tags and one log line; a failure names each failed symbol."""
+    context.instance.add_run_tags(context.run.run_id, batch.tags())
+    context.log.info(batch.log_line() + refresh.notes())
+    missing = dict(batch.failed)
+    if batch.kind == CRITICAL:  # a critical refresh that could not get a slot did not happen
+        missing.update({s: "no budget slot before the deadline" for s in batch.deferred})
+    if not missing:
+        return
+    total = len(refresh.plan.symbols)
+    raise dg.Failure(
+        description=(
+            f"{len(missing)} of {total} symbol(s) failed"
+            + (f"; the other {len(batch.updated)} were stored. " if batch.updated else ". ")
+            + "; ".join(f"{symbol}: {error}" for symbol, error in sorted(missing.items()))
+        ),
+        metadata={
+            "batch": dg.MetadataValue.json(batch.as_dict()),
+            **{f"error:{symbol}": error for symbol, error in missing.items()},
+        },
+        allow_retries=False,
+    )
+
+
+def _output(symbol: SymbolSpec, quote: Quote, refresh: Refresh) -> dg.Output:
+    result, plan = refresh.result, refresh.plan
     return dg.Output(
         quote,
         output_name=output_name(symbol.symbol),
@@ -267,15 +226,15 @@ def _output(
             "spread": quote.spread,
             "last_price": quote.last_price,
             "quote_time": iso_utc(quote.quote_time),
-            "quote_age_seconds": round(quote.age(now).total_seconds(), 3),
+            "quote_age_seconds": round(quote.age(clock.utcnow()).total_seconds(), 3),
             "source": quote.source,
             "api_calls": result.api_calls,
             "budget_waits": result.budget_waits,
             "snapshot_mode": result.mode,
-            "batch_id": batch_id,
-            "batch_kind": kind,
-            "batch_start": iso_utc(started),
-            "batch_symbols": batch_symbols,
+            "batch_id": plan.batch_id,
+            "batch_kind": plan.kind,
+            "batch_start": iso_utc(refresh.started_at),
+            "batch_symbols": len(plan.symbols),
         },
     )
 
@@ -292,7 +251,3 @@ def _quality(
         metadata={**verdict.metadata, "problems": "; ".join(verdict.problems) or "none"},
         description="; ".join(verdict.problems) or None,
     )
-
-
-def _notes(result: FetchResult) -> str:
-    return f" ({'; '.join(result.notes)})" if result.notes else ""

@@ -17,25 +17,6 @@ from assets_pipeline.quote_store import as_utc
 from assets_pipeline.quotes import iso_utc
 from assets_pipeline.schema import refresh_batches
 
-#: What kind of traffic a run is; it decides its run priority and whether it must leave the
-#: critical tier's reserve of the budget untouched.
-CRITICAL = "critical"
-QUEUE = "queue"
-MANUAL = "manual"
-BACKFILL = "backfill"
-RUN_PRIORITY = {CRITICAL: 10, MANUAL: 5, QUEUE: 0, BACKFILL: -10}
-
-KIND_TAG = "assets_pipeline/kind"
-BATCH_TAG = "assets_pipeline/batch"
-PRIORITY_TAG = "dagster/priority"
-
-
-def run_tags(kind: str, batch_id: str | None = None, **extra: str) -> dict[str, str]:
-    tags = {KIND_TAG: kind, PRIORITY_TAG: str(RUN_PRIORITY[kind]), **extra}
-    if batch_id:
-        tags[BATCH_TAG] = batch_id
-    return tags
-
 
 @dataclass
 class BatchResult:
@@ -46,6 +27,8 @@ class BatchResult:
     ended_at: dt.datetime
     updated: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    #: Not fetched for want of a budget slot: back in the queue, not counted as failures.
+    deferred: list[str] = field(default_factory=list)
     queue_processed: int = 0
     queue_remaining: int = 0
     api_calls: int = 0
@@ -65,6 +48,7 @@ class BatchResult:
             "duration_ms": self.duration_ms,
             "symbols_updated": self.updated,
             "symbols_failed": self.failed,
+            "symbols_deferred": self.deferred,
             "queue_processed": self.queue_processed,
             "queue_remaining": self.queue_remaining,
             "api_calls": self.api_calls,
@@ -81,8 +65,9 @@ class BatchResult:
             f"batch {self.batch_id} ({self.kind}) {iso_utc(self.started_at)} ->"
             f" {iso_utc(self.ended_at)} in {self.duration_ms} ms: updated"
             f" {len(self.updated)} [{', '.join(self.updated)}], failed {len(self.failed)}"
-            f" [{failed}], queue processed {self.queue_processed} remaining"
-            f" {self.queue_remaining}, API calls {self.api_calls}, budget waits {self.budget_waits}"
+            f" [{failed}], deferred {len(self.deferred)}, queue processed"
+            f" {self.queue_processed} remaining {self.queue_remaining},"
+            f" API calls {self.api_calls}, budget waits {self.budget_waits}"
         )
 
     def tags(self) -> dict[str, str]:

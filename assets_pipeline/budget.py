@@ -30,9 +30,9 @@ from typing import Protocol
 
 import sqlalchemy as sa
 
-from assets_pipeline.database import db_epoch_seconds, insert_ignore
+from assets_pipeline.database import db_epoch_seconds, dialect_insert, insert_ignore
 from assets_pipeline.quotes import iso_utc
-from assets_pipeline.schema import api_budget_calls, api_budget_state
+from assets_pipeline.schema import api_budget_calls, api_budget_state, api_refusals
 
 #: Slack added to the window: a slot frees this long after the window has strictly passed. A slot
 #: is taken just before its request is sent, and a request can be delayed on its way (connection
@@ -52,6 +52,10 @@ class Caller:
 
 
 CRITICAL_CALLER = Caller()
+
+
+#: How long a store keeps a refusal at all; readers decide how old is too old to trust.
+REFUSAL_MEMORY_SECONDS = 7 * 24 * 3600
 
 
 #: A critical refresh makes its calls in a burst; for this long after any critical call (or half
@@ -128,6 +132,11 @@ class BudgetError(RuntimeError):
     retryable = True
 
 
+class BudgetCongested(BudgetError):
+    """Every slot was taken until past the caller's deadline: busy, not broken. The symbol that
+    asked did nothing wrong, so it is not blamed for it (see `refresh.py`)."""
+
+
 @dataclass(frozen=True)
 class BudgetStats:
     """What the status command and run metadata report."""
@@ -159,6 +168,15 @@ class BudgetStats:
         }
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """Polygon refused a kind of request for this key (a 403: the plan does not include it)."""
+
+    feature: str
+    refused_at: dt.datetime
+    message: str
+
+
 class BudgetStore(Protocol):
     """The atomic primitives; times are epoch seconds on the store's clock."""
 
@@ -177,6 +195,14 @@ class BudgetStore(Protocol):
     def record_wait(self) -> None: ...
 
     def stats(self, limit: int, window: float) -> BudgetStats: ...
+
+    def refuse(self, feature: str, message: str) -> None:
+        """Remember, for every process, that the plan refused `feature` (now, store clock)."""
+        ...
+
+    def refusal(self, feature: str, max_age: float) -> Refusal | None:
+        """The remembered refusal of `feature`, unless it is older than `max_age` seconds."""
+        ...
 
 
 class PolygonBudget:
@@ -234,7 +260,7 @@ class PolygonBudget:
                 # The next slot frees after our deadline: fail now rather than sleep in vain.
                 reserve = self.caller.reserve
                 reserved = f", {reserve} kept for critical" if reserve else ""
-                raise BudgetError(
+                raise BudgetCongested(
                     f"no Polygon call slot within {max_wait_seconds:.0f}s: the budget of"
                     f" {self.limit} calls per {self.window_seconds:g}s is in use{reserved}"
                     f" (next slot in {wait:.1f}s)"
@@ -257,6 +283,14 @@ class PolygonBudget:
     def free_slots(self) -> int:
         """Slots this caller could take now, without taking any."""
         return self._try(self.store.free_slots, self.limit, self.window_seconds, self.caller)
+
+    def refuse(self, feature: str, message: str) -> None:
+        """Remember that the plan refused `feature`, for every process sharing this budget."""
+        self._try(self.store.refuse, feature, message[:500])
+
+    def refusal(self, feature: str, max_age: float) -> Refusal | None:
+        """What the plan refused and when, if it was learnt within `max_age` seconds."""
+        return self._try(self.store.refusal, feature, max_age)
 
     def _try(self, call: Callable[..., object], *args: object) -> object:  # type: ignore[return]
         try:
@@ -411,8 +445,27 @@ class RedisBudgetStore:
         )
         return _stats(limit, window, now, int(used), oldest, paused, calls, waits, self.backend)
 
+    def _refusal_key(self, feature: str) -> str:
+        return f"{self._keys[2].rsplit(':', 1)[0]}:refused:{feature}"
+
+    def refuse(self, feature: str, message: str) -> None:
+        seconds, micros = self._client.time()
+        key = self._refusal_key(feature)
+        self._client.hset(key, mapping={"at": f"{seconds}.{micros:06d}", "message": message})
+        self._client.expire(key, REFUSAL_MEMORY_SECONDS)
+
+    def refusal(self, feature: str, max_age: float) -> Refusal | None:
+        raw = self._client.hgetall(self._refusal_key(feature))
+        if not raw:
+            return None
+        seconds, micros = self._client.time()
+        at = float(raw[b"at"])
+        if seconds + micros / 1e6 - at > max_age:
+            return None
+        return Refusal(feature, _as_datetime(at), raw.get(b"message", b"").decode())  # type: ignore[arg-type]
+
     def clear(self) -> None:
-        self._client.delete(*self._keys)
+        self._client.delete(*self._keys, *self._client.keys(self._refusal_key("*")))
 
 
 def _stats(
@@ -538,6 +591,27 @@ class SqlBudgetStore:
             self.backend,
         )
 
+    def refuse(self, feature: str, message: str) -> None:
+        with self._engine.begin() as conn:
+            values = {"refused_at": db_epoch_seconds(conn), "message": message}
+            conn.execute(
+                dialect_insert(conn, api_refusals)
+                .values(name=self._name, feature=feature, **values)
+                .on_conflict_do_update(index_elements=["name", "feature"], set_=values)
+            )
+
+    def refusal(self, feature: str, max_age: float) -> Refusal | None:
+        with self._engine.connect() as conn:
+            now = db_epoch_seconds(conn)
+            row = conn.execute(
+                sa.select(api_refusals.c.refused_at, api_refusals.c.message).where(
+                    api_refusals.c.name == self._name, api_refusals.c.feature == feature
+                )
+            ).one_or_none()
+        if row is None or now - row.refused_at > max_age:
+            return None
+        return Refusal(feature, _as_datetime(row.refused_at), row.message or "")  # type: ignore[arg-type]
+
     def _bump(self, column: str) -> sa.Update:
         col = api_budget_state.c[column]
         return (
@@ -550,3 +624,4 @@ class SqlBudgetStore:
         with self._engine.begin() as conn:
             conn.execute(sa.delete(api_budget_calls).where(api_budget_calls.c.name == self._name))
             conn.execute(sa.delete(api_budget_state).where(api_budget_state.c.name == self._name))
+            conn.execute(sa.delete(api_refusals).where(api_refusals.c.name == self._name))

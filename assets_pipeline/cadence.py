@@ -17,11 +17,21 @@ time in tests) becomes a sensor with that interval, driven by the same decision 
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
+import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from assets_pipeline.taxonomy import Tier
+
+#: `/v3/snapshot` takes at most 250 tickers a call: what one `batch` call refreshes.
+BATCH_TICKERS = 250
+#: Time for a run to be launched and start its process (sensor interval, 4-5 s of start-up,
+#: a busy machine).
+RUN_START_SECONDS = 60.0
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h)?\s*$")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, None: 1}
@@ -71,6 +81,34 @@ def cron_for(seconds: float) -> str | None:
     return None
 
 
+def period_of_cron(cron: str) -> float | None:
+    """The inverse of `cron_for`: the period of a cron string it makes, else None."""
+    minute, hour, *rest = cron.split()
+    if rest != ["*", "*", "*"]:
+        return None
+    if hour == "*":
+        if minute == "*":
+            return 60.0
+        if minute.startswith("*/"):
+            return 60.0 * int(minute[2:])
+        return 3600.0 if minute == "0" else None
+    if minute != "0":
+        return None
+    if hour.startswith("*/"):
+        return 3600.0 * int(hour[2:])
+    return 86400.0 if hour == "0" else None
+
+
+def next_tick(every_seconds: float, after: dt.datetime) -> dt.datetime:
+    """When a cadence that cron can express (`cron_for`) next fires, strictly after `after`.
+
+    Every such cron fires at whole multiples of its period counted from midnight UTC.
+    """
+    midnight = after.astimezone(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    elapsed = (after - midnight).total_seconds()
+    return midnight + dt.timedelta(seconds=(elapsed // every_seconds + 1) * every_seconds)
+
+
 @dataclass(frozen=True)
 class TierPolicy:
     """How one tier is kept fresh."""
@@ -79,7 +117,8 @@ class TierPolicy:
     refresh: str  # "direct" (its own schedule) or "queued" (through the queue)
     every_seconds: float
     #: Stale when the last successful update is older than this (counting open-market time).
-    stale_after_seconds: float = 900.0
+    #: None until derived from the cadence (`derive_stale_after`), unless the file sets it.
+    stale_after_seconds: float | None = None
 
     @property
     def cron(self) -> str | None:
@@ -126,17 +165,85 @@ def parse_tiers(document: Any, where: str) -> dict[Tier, TierPolicy]:
             raise CadenceError(
                 f"{where}: tiers.{name}.refresh: {refresh!r} is not 'direct' or 'queued'"
             )
-        durations = {}
-        for key, default in (
-            ("every", base.every_seconds),
-            ("stale_after", base.stale_after_seconds),
-        ):
+        durations: dict[str, float | None] = {"stale_after": None}
+        for key, default in (("every", base.every_seconds), ("stale_after", None)):
+            if settings.get(key, default) is None:
+                continue
             try:
                 durations[key] = parse_duration(settings.get(key, default))
             except CadenceError as exc:
                 raise CadenceError(f"{where}: tiers.{name}.{key}: {exc}") from None
-        policies[tier] = TierPolicy(tier, refresh, durations["every"], durations["stale_after"])
+        every, stale_after = durations["every"], durations["stale_after"]
+        assert every is not None
+        if stale_after is not None and stale_after < every:
+            raise CadenceError(
+                f"{where}: tiers.{name}.stale_after: {format_duration(stale_after)} is shorter"
+                f" than the tier's cadence (every {format_duration(every)}): a healthy tier"
+                " would be called stale between two refreshes. Leave it out to have it"
+                " derived from the cadence, or make it at least the cadence."
+            )
+        policies[tier] = TierPolicy(tier, refresh, every, stale_after)
     return policies
+
+
+@dataclass(frozen=True)
+class BudgetShape:
+    """What the staleness defaults need to know of the budget: calls per window and mode."""
+
+    calls: int = 5
+    window_seconds: float = 60.0
+    mode: str = "batch"
+
+
+def calls_for(tickers: int, mode: str) -> int:
+    """API calls one refresh of this many distinct tickers takes (without retries)."""
+    if tickers <= 0:
+        return 0
+    return math.ceil(tickers / BATCH_TICKERS) if mode == "batch" else tickers
+
+
+def drain_seconds(
+    queued_tickers: int, reserve: int, queue: QueuePolicy, budget: BudgetShape
+) -> float:
+    """How long the queue may take to refresh `queued_tickers` once they are enqueued: at the
+    calls a window leaves after the critical reserve (as if the reserve held in every window,
+    the worst case), plus a drain interval and a run's start."""
+    per_window = max(budget.calls - reserve, 1)
+    windows = math.ceil(calls_for(queued_tickers, budget.mode) / per_window)
+    return queue.drain_every_seconds + windows * budget.window_seconds + RUN_START_SECONDS
+
+
+def derive_stale_after(
+    tiers: Mapping[Tier, TierPolicy],
+    tickers: Mapping[Tier, set[str]],
+    queue: QueuePolicy,
+    budget: BudgetShape,
+) -> dict[Tier, TierPolicy]:
+    """Each tier's `stale_after`, where the symbols file leaves it out.
+
+    A direct tier: two cadences, so one missed refresh is no alarm and two are. A queued tier:
+    its cadence plus the time the queue needs to drain it and every queued tier ahead of it.
+    On a healthy system no symbol is then ever stale.
+    """
+    direct = set().union(
+        *(tickers.get(t, set()) for t, p in tiers.items() if p.refresh == "direct")
+    )
+    reserve = calls_for(len(direct), budget.mode)
+    out: dict[Tier, TierPolicy] = {}
+    ahead: set[str] = set()
+    for tier in Tier:
+        policy = tiers[tier]
+        if policy.refresh == "queued":
+            ahead |= tickers.get(tier, set())
+        if policy.stale_after_seconds is not None:
+            out[tier] = policy
+            continue
+        if policy.refresh == "direct":
+            stale_after = 2 * policy.every_seconds
+        else:
+            stale_after = policy.every_seconds + drain_seconds(len(ahead), reserve, queue, budget)
+        out[tier] = dataclasses.replace(policy, stale_after_seconds=stale_after)
+    return out
 
 
 def parse_queue(document: Any, where: str) -> QueuePolicy:

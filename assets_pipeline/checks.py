@@ -33,8 +33,9 @@ def build_freshness_checks(registry: Registry) -> dg.AssetChecksDefinition:
                 asset=key,
                 description=(
                     f"Stale when the last successful update is older than"
-                    f" {format_duration(policy.stale_after_seconds)} of open-market time"
-                    f" ({spec.tier.value} tier); never while the market is closed."
+                    f" {registry.stale_after(spec.tier) / 60:g} minutes of open-market time"
+                    f" ({spec.tier.value} tier, refreshed every"
+                    f" {format_duration(policy.every_seconds)}); never while the market is closed."
                 ),
             )
         )
@@ -69,7 +70,7 @@ def build_freshness_checks(registry: Registry) -> dg.AssetChecksDefinition:
                 latest.quote_time if latest else None,
                 now,
                 registry.market_hours,
-                registry.tiers[spec.tier].stale_after_seconds,
+                registry.stale_after(spec.tier),
                 registry.quality.max_quote_age_seconds,
             )
             metadata = {**freshness.metadata(), "sync_status": status.get("sync_status")}

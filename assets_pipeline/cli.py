@@ -7,22 +7,21 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
-from dagster._utils.schedules import cron_string_iterator
 
+from assets_pipeline import clock
 from assets_pipeline.batches import batch_totals, recent_batches
-from assets_pipeline.cadence import format_duration
+from assets_pipeline.cadence import format_duration, next_tick, period_of_cron
 from assets_pipeline.events import relay_pending
-from assets_pipeline.fairness import direct_specs
 from assets_pipeline.quotes import iso_utc, parse_iso_utc
 from assets_pipeline.refresh_queue import RefreshQueue
 from assets_pipeline.registry import Registry, Tier, load_registry
+from assets_pipeline.run_kinds import CRITICAL, run_tags
 from assets_pipeline.settings import env_is_set
 
 
@@ -30,19 +29,26 @@ def _fmt(value: object, precision: int) -> str:
     return "-" if value is None else f"{float(value):.{precision}f}"  # type: ignore[arg-type]
 
 
-def refresh(registry: Registry, tier: str | None, verbose: bool = False) -> int:
-    """Materialize today's partition of every symbol (or one tier) and print a table."""
+def refresh(
+    registry: Registry,
+    tier: str | None,
+    verbose: bool = False,
+    tags: dict[str, str] | None = None,
+) -> int:
+    """Materialize today's partition of every symbol (or one tier) and print a table. Without
+    `tags` the run is a manual one (see `run_kinds.py`)."""
     from assets_pipeline.definitions import build_definitions
 
     defs = build_definitions(registry)
     job = defs.resolve_job_def(f"refresh_{tier}" if tier else "refresh_quotes")
     instance = dg.DagsterInstance.get() if env_is_set("DAGSTER_HOME") else None
-    today = dt.datetime.now(dt.UTC).date().isoformat()
+    today = clock.today().isoformat()
     level = "DEBUG" if verbose else "INFO"
     result = job.execute_in_process(
         partition_key=today,
         instance=instance,
         raise_on_error=False,
+        tags=tags,
         run_config={"loggers": {"console": {"config": {"log_level": level}}}},
     )
     materialized = {
@@ -120,7 +126,7 @@ def status_document(registry: Registry) -> dict[str, Any]:
     resources = build_resources()
     database = resources["database"]
     engine = database.engine()  # type: ignore[attr-defined]
-    now = dt.datetime.now(dt.UTC)
+    now = clock.utcnow()
     queue = RefreshQueue(engine, registry.queue).stats()
     stats = resources["polygon"].budget.budget().stats()  # type: ignore[attr-defined]
     last = recent_batches(engine, 1)
@@ -128,10 +134,10 @@ def status_document(registry: Registry) -> dict[str, Any]:
 
     next_runs = []
     for schedule in build_definitions(registry).get_repository_def().schedule_defs:
-        tick = next(cron_string_iterator(now.timestamp(), str(schedule.cron_schedule), "UTC"))
-        next_runs.append(
-            {"schedule": schedule.name, "cron": schedule.cron_schedule, "next": iso_utc(tick)}
-        )
+        cron = str(schedule.cron_schedule)
+        every = period_of_cron(cron)
+        tick = iso_utc(next_tick(every, now)) if every else None
+        next_runs.append({"schedule": schedule.name, "cron": cron, "next": tick})
     for policy in registry.tiers.values():
         if registry.in_tier(policy.tier) and not policy.cron:
             next_runs.append(
@@ -145,7 +151,7 @@ def status_document(registry: Registry) -> dict[str, Any]:
         "last_batch": last[0].as_dict() if last else None,
         "last_critical_batch": last_critical[0].as_dict() if last_critical else None,
         "next_scheduled_runs": next_runs,
-        "priority_symbols": [s.symbol for s in direct_specs(registry)],
+        "priority_symbols": [s.symbol for s in registry.direct()],
         "queue": {
             "waiting_by_tier": queue.waiting_by_tier,
             "waiting": queue.waiting,
@@ -238,7 +244,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run-batch":
         registry = load_registry()
         tiers = [p.tier.value for p in registry.tiers.values() if p.refresh == "direct"]
-        return max((refresh(registry, tier, args.verbose) for tier in tiers), default=0)
+        return max(
+            (
+                refresh(registry, tier, args.verbose, run_tags(CRITICAL, tier=tier))
+                for tier in tiers
+            ),
+            default=0,
+        )
     if args.command == "status":
         return status(load_registry(), args.json)
     if args.command == "relay":

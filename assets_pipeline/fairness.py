@@ -12,32 +12,21 @@ rule atomically (`budget.decide`); the drain sensor asks the same rule how many 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 
 from assets_pipeline.budget import Caller
-from assets_pipeline.polygon.client import V3_MAX_TICKERS
+from assets_pipeline.cadence import calls_for
 from assets_pipeline.registry import Registry, SymbolSpec
 
 
 def refresh_cost(specs: Iterable[SymbolSpec], mode: str) -> int:
     """API calls one refresh of these symbols takes (without retries)."""
-    tickers = {spec.polygon_ticker for spec in specs}
-    if not tickers:
-        return 0
-    if mode == "batch":
-        return math.ceil(len(tickers) / V3_MAX_TICKERS)
-    return len(tickers)
-
-
-def direct_specs(registry: Registry) -> list[SymbolSpec]:
-    direct = {tier for tier, policy in registry.tiers.items() if policy.refresh == "direct"}
-    return [spec for spec in registry if spec.tier in direct]
+    return calls_for(len({spec.polygon_ticker for spec in specs}), mode)
 
 
 def critical_reserve(registry: Registry, mode: str) -> int:
     """Slots every non-critical caller leaves free for the next critical refresh."""
-    return refresh_cost(direct_specs(registry), mode)
+    return refresh_cost(registry.direct(), mode)
 
 
 def critical_gap(registry: Registry) -> float:

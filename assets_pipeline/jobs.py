@@ -1,5 +1,8 @@
 """Jobs that refresh quotes: everything, a tier, or a queue batch. Each is one run and one step.
 
+The jobs carry no kind tag: a run of one launched from the UI is a manual run (see
+`run_kinds.py`); the schedules and sensors that launch them tag their own runs.
+
 They select the quote assets and their quality checks (evaluated as each quote is stored), but
 not the freshness checks, which have their own job and cadence.
 """
@@ -9,7 +12,6 @@ from __future__ import annotations
 import dagster as dg
 
 from assets_pipeline.assets import QUALITY_CHECK, QUOTES_PREFIX, quote_asset_key
-from assets_pipeline.batches import CRITICAL, MANUAL, QUEUE, run_tags
 from assets_pipeline.registry import Registry, SymbolSpec, Tier
 
 
@@ -23,7 +25,6 @@ def refresh_all_job(registry: Registry) -> dg.UnresolvedAssetJobDefinition:
         "refresh_quotes",
         selection=_refresh(list(registry), dg.AssetSelection.key_prefixes([QUOTES_PREFIX])),
         description="Refresh every configured symbol's quote (today's partition).",
-        tags=run_tags(MANUAL),
     )
 
 
@@ -33,7 +34,6 @@ def refresh_queue_job(registry: Registry) -> dg.UnresolvedAssetJobDefinition:
         "refresh_queue",
         selection=_refresh(list(registry), dg.AssetSelection.key_prefixes([QUOTES_PREFIX])),
         description="Refresh a batch of queued symbols (the drain sensor picks them).",
-        tags=run_tags(QUEUE),
     )
 
 
@@ -43,9 +43,6 @@ def refresh_tier_jobs(registry: Registry) -> list[dg.UnresolvedAssetJobDefinitio
             f"refresh_{tier.value}",
             selection=_refresh(registry.in_tier(tier), dg.AssetSelection.groups(tier.value)),
             description=f"Refresh the {tier.value} tier's quotes (today's partition).",
-            tags=run_tags(
-                CRITICAL if registry.tiers[tier].refresh == "direct" else MANUAL, tier=tier.value
-            ),
         )
         for tier in Tier
         if registry.in_tier(tier)

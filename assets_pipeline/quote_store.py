@@ -262,7 +262,9 @@ class QuoteStore:
         """The stored `last_update` of a symbol as a `Quote`, or None if it has none yet."""
         with self.engine.connect() as conn:
             row = conn.execute(
-                sa.select(symbols.c.meta).where(symbols.c.symbol == symbol)
+                sa.select(symbols.c.meta, symbols.c.price_precision).where(
+                    symbols.c.symbol == symbol
+                )
             ).one_or_none()
         if row is None:
             return None
@@ -281,6 +283,7 @@ class QuoteStore:
             day_high=last.get("daily_high"),
             day_low=last.get("daily_low"),
             day_close=last.get("daily_close"),
+            precision=row.price_precision,
         )
 
     def last_syncs(self) -> dict[str, dt.datetime | None]:

@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from assets_pipeline import clock
+
 #: How far a quote's own time may run ahead of our clock before we call it bogus.
 DEFAULT_MAX_FUTURE_SKEW = dt.timedelta(seconds=60)
 
@@ -49,15 +51,21 @@ class Quote:
     day_close: float | None = None
     day_volume: float | None = None
     symbol: str = ""
+    #: The symbol's price precision (decimal places), once bound to a symbol.
+    precision: int | None = None
 
     @property
     def spread(self) -> float | None:
+        """Ask less bid, rounded to the symbol's precision: a binary float difference such as
+        0.3599999999996726 is noise, not a spread of 0.36."""
         if self.bid is None or self.ask is None:
             return None
-        return self.ask - self.bid
+        spread = self.ask - self.bid
+        return spread if self.precision is None else round(spread, self.precision)
 
-    def for_symbol(self, symbol: str) -> Quote:
-        return dataclasses.replace(self, symbol=symbol)
+    def for_symbol(self, symbol: str, precision: int | None = None) -> Quote:
+        """This quote as the platform's `symbol`, with that symbol's price precision."""
+        return dataclasses.replace(self, symbol=symbol, precision=precision)
 
     def age(self, now: dt.datetime) -> dt.timedelta:
         return now - self.quote_time
@@ -103,7 +111,7 @@ def validate_quote(
     max_future_skew: dt.timedelta = DEFAULT_MAX_FUTURE_SKEW,
 ) -> Quote:
     """Return the quote if every value is usable, else raise `QuoteRejected` with the reason."""
-    now = now or dt.datetime.now(dt.UTC)
+    now = now or clock.utcnow()
 
     def reject(reason: str) -> QuoteRejected:
         return QuoteRejected(quote.ticker, reason)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,14 +21,17 @@ import yaml
 
 from assets_pipeline.cadence import (
     DEFAULT_TIERS,
+    BudgetShape,
     CadenceError,
     QueuePolicy,
     TierPolicy,
+    derive_stale_after,
     parse_queue,
     parse_tiers,
 )
 from assets_pipeline.market_hours import MarketHours, MarketHoursError, parse_market_hours
 from assets_pipeline.quality import QualityPolicy, parse_quality
+from assets_pipeline.settings import budget_shape_from_env
 from assets_pipeline.taxonomy import AssetType, Tier
 
 __all__ = ["AssetType", "Registry", "RegistryError", "SymbolSpec", "Tier", "load_registry"]
@@ -76,14 +80,41 @@ class Registry:
     def __len__(self) -> int:
         return len(self.symbols)
 
+    @functools.cached_property
+    def _positions(self) -> dict[str, int]:
+        return {spec.symbol: index for index, spec in enumerate(self.symbols)}
+
     def get(self, symbol: str) -> SymbolSpec:
-        for spec in self.symbols:
-            if spec.symbol == symbol:
-                return spec
-        raise KeyError(f"symbol {symbol!r} is not configured in {self.source}")
+        position = self._positions.get(symbol)
+        if position is None:
+            raise KeyError(f"symbol {symbol!r} is not configured in {self.source}")
+        return self.symbols[position]
 
     def in_tier(self, tier: Tier) -> list[SymbolSpec]:
         return [s for s in self.symbols if s.tier == tier]
+
+    def by_priority(self, specs: Iterable[SymbolSpec]) -> list[SymbolSpec]:
+        """Tier first, then the order of the symbols file."""
+        return sorted(specs, key=lambda s: (s.tier.rank, self._positions[s.symbol]))
+
+    def trading(self, specs: Iterable[SymbolSpec], at: dt.datetime) -> list[SymbolSpec]:
+        """The symbols whose market is open at `at`, in their order: the one place that
+        decides which symbols a cadence may spend calls on."""
+        return [s for s in specs if self.market_hours.is_open(s.asset_type, at)]
+
+    def stale_after(self, tier: Tier) -> float:
+        """Seconds of open-market time after which the tier's symbols are stale."""
+        seconds = self.tiers[tier].stale_after_seconds
+        assert seconds is not None, "parse_registry derives every tier's stale_after"
+        return seconds
+
+    def direct(self) -> list[SymbolSpec]:
+        """The symbols of tiers refreshed by their own schedule (the critical tier)."""
+        return [s for s in self.symbols if self.tiers[s.tier].refresh == "direct"]
+
+    def queued(self) -> list[SymbolSpec]:
+        """The symbols of tiers refreshed through the queue."""
+        return [s for s in self.symbols if self.tiers[s.tier].refresh == "queued"]
 
 
 _REQUIRED = (
@@ -106,8 +137,11 @@ def symbols_file_from_env() -> Path:
     return Path(configured).expanduser() if configured else DEFAULT_SYMBOLS_FILE
 
 
-def load_registry(path: str | os.PathLike[str] | None = None) -> Registry:
-    """Read and validate a symbols file (default: `ASSETS_CONFIG`, else the packaged one)."""
+def load_registry(
+    path: str | os.PathLike[str] | None = None, budget: BudgetShape | None = None
+) -> Registry:
+    """Read and validate a symbols file (default: `ASSETS_CONFIG`, else the packaged one).
+    `budget` (default: from the environment) sizes the staleness defaults."""
     file = Path(path) if path is not None else symbols_file_from_env()
     try:
         text = file.read_text(encoding="utf-8")
@@ -117,10 +151,12 @@ def load_registry(path: str | os.PathLike[str] | None = None) -> Registry:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise RegistryError(f"{file}: not valid YAML: {exc}") from exc
-    return parse_registry(document, source=str(file))
+    return parse_registry(document, source=str(file), budget=budget or budget_shape_from_env())
 
 
-def parse_registry(document: Any, source: str = "<symbols>") -> Registry:
+def parse_registry(
+    document: Any, source: str = "<symbols>", budget: BudgetShape | None = None
+) -> Registry:
     """Validate an already-parsed symbols document; pure, so tests need no files."""
     if not isinstance(document, Mapping):
         raise RegistryError(f"{source}: expected a mapping with a 'symbols' list at the top level")
@@ -163,6 +199,10 @@ def parse_registry(document: Any, source: str = "<symbols>") -> Registry:
         quality = parse_quality(document.get("quality"), source)
     except (CadenceError, MarketHoursError) as exc:
         raise RegistryError(str(exc)) from None
+    tickers: dict[Tier, set[str]] = {}
+    for spec in specs:
+        tickers.setdefault(spec.tier, set()).add(spec.polygon_ticker)
+    tiers = derive_stale_after(tiers, tickers, queue, budget or BudgetShape())
     return Registry(
         source=source,
         symbols=tuple(specs),

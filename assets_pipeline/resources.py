@@ -19,13 +19,18 @@ from pydantic import Field
 
 from assets_pipeline.budget import (
     CRITICAL_CALLER,
+    BudgetError,
     Caller,
     PolygonBudget,
     RedisBudgetStore,
     SqlBudgetStore,
 )
 from assets_pipeline.database import get_engine
-from assets_pipeline.polygon.client import PolygonClient
+from assets_pipeline.polygon.client import (
+    DEFAULT_RECHECK_SECONDS,
+    MULTI_TICKER_SNAPSHOT,
+    PolygonClient,
+)
 from assets_pipeline.quote_store import QuoteStore
 from assets_pipeline.settings import (
     DEFAULT_RATE_LIMIT_CALLS,
@@ -144,6 +149,12 @@ class PolygonResource(dg.ConfigurableResource):
     max_budget_wait_seconds: float = Field(
         default=180.0, description="How long a call may wait for a budget slot before failing."
     )
+    entitlement_recheck_seconds: float = Field(
+        default=DEFAULT_RECHECK_SECONDS,
+        gt=0,
+        description="How long a plan's refusal of batch snapshots (a 403) is remembered before"
+        " a refresh asks again.",
+    )
     budget: PolygonBudgetResource
 
     def mode(self) -> str:
@@ -151,6 +162,20 @@ class PolygonResource(dg.ConfigurableResource):
         if mode not in ("batch", "per_ticker"):
             raise dg.Failure(f"snapshot_mode must be 'batch' or 'per_ticker', got {mode!r}")
         return mode
+
+    def effective_mode(self) -> str:
+        """The mode refreshes will really use: `per_ticker` in `batch` mode while the plan's
+        refusal of multi-ticker snapshots is remembered. The critical reserve is sized by it."""
+        mode = self.mode()
+        if mode != "batch":
+            return mode
+        try:
+            refusal = self.budget.budget().refusal(
+                MULTI_TICKER_SNAPSHOT, self.entitlement_recheck_seconds
+            )
+        except BudgetError:
+            return mode  # the store is down: no call will be made anyway (failing closed)
+        return "per_ticker" if refusal is not None else mode
 
     def client(
         self,
@@ -172,6 +197,7 @@ class PolygonResource(dg.ConfigurableResource):
             max_retries=self.max_retries if max_retries is None else max_retries,
             backoff_seconds=self.backoff_seconds,
             max_budget_wait_seconds=self.max_budget_wait_seconds,
+            recheck_seconds=self.entitlement_recheck_seconds,
             logger=logger,
         )
 

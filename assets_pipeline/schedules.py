@@ -7,18 +7,18 @@ refresh is the drain sensor's business). A cadence cron can express becomes a sc
 """
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import dagster as dg
 
 from assets_pipeline import clock
 from assets_pipeline.assets import quote_asset_key
-from assets_pipeline.batches import CRITICAL, run_tags
 from assets_pipeline.cadence import TierPolicy, cron_for, format_duration
 from assets_pipeline.queue_rules import overdue
 from assets_pipeline.refresh_queue import RefreshQueue
 from assets_pipeline.registry import Registry
 from assets_pipeline.resources import TradingDatabase
+from assets_pipeline.run_kinds import CRITICAL, max_runtime_seconds, run_tags
 from assets_pipeline.taxonomy import Tier
 
 QUEUE_JOB = "refresh_queue"
@@ -38,21 +38,33 @@ def tier_job_name(policy: TierPolicy) -> str:
 
 
 def today() -> str:
-    return clock.utcnow().date().isoformat()
+    """The live partition's key."""
+    return clock.today().isoformat()
 
 
-def runs_in_flight(instance: dg.DagsterInstance, job_name: str) -> Sequence[dg.DagsterRun]:
-    return instance.get_runs(
-        filters=dg.RunsFilter(job_name=job_name, statuses=IN_FLIGHT_STATUSES), limit=5
+def runs_in_flight(instance: dg.DagsterInstance, job_name: str) -> list[dg.DagsterRun]:
+    """The job's runs still queued or running, less those past their maximum runtime.
+
+    A run whose worker was killed stays STARTED for ever; a cadence that waited for it would
+    never refresh again. A run in flight for longer than its maximum runtime (the
+    `dagster/max_runtime` tag, which run monitoring enforces) is taken for dead and no longer
+    holds the cadence back.
+    """
+    records = instance.get_run_records(
+        filters=dg.RunsFilter(job_name=job_name, statuses=IN_FLIGHT_STATUSES), limit=20
     )
+    now = clock.utcnow().timestamp()
+    alive = []
+    for record in records:
+        since = record.start_time or record.create_timestamp.timestamp()
+        if now - since <= max_runtime_seconds(record.dagster_run.tags):
+            alive.append(record.dagster_run)
+    return alive
 
 
 def open_symbols(registry: Registry, tier: Tier, at: dt.datetime | None = None) -> list[str]:
     """The tier's symbols whose market trades now: closed markets get no call."""
-    at = at or clock.utcnow()
-    return [
-        s.symbol for s in registry.in_tier(tier) if registry.market_hours.is_open(s.asset_type, at)
-    ]
+    return [s.symbol for s in registry.trading(registry.in_tier(tier), at or clock.utcnow())]
 
 
 def direct_tick(
@@ -92,9 +104,10 @@ def catch_up_tick(
 
 def enqueue_tick(registry: Registry, policy: TierPolicy, database: TradingDatabase) -> str:
     """Put a queued tier's symbols on the queue; return what happened, for the tick's reason."""
-    trading = set(open_symbols(registry, policy.tier))
-    symbols = [(s.symbol, s.tier) for s in registry.in_tier(policy.tier) if s.symbol in trading]
-    closed = [s.symbol for s in registry.in_tier(policy.tier) if s.symbol not in trading]
+    tier = registry.in_tier(policy.tier)
+    trading = registry.trading(tier, clock.utcnow())
+    symbols = [(s.symbol, s.tier) for s in trading]
+    closed = [s.symbol for s in tier if s not in trading]
     plan = RefreshQueue(database.engine(), registry.queue).enqueue(symbols)
     added = len(plan.insert) + sum(1 for item in plan.update if item.attempts == 0)
     message = (
@@ -214,9 +227,7 @@ def queue_catch_up_tick(registry: Registry, database: TradingDatabase) -> dg.Ski
     queue = RefreshQueue(database.engine(), registry.queue)
     candidates = [
         (s.symbol, s.tier, registry.tiers[s.tier].every_seconds)
-        for s in registry
-        if registry.tiers[s.tier].refresh == "queued"
-        and registry.market_hours.is_open(s.asset_type, now)
+        for s in registry.trading(registry.queued(), now)
     ]
     owed = overdue(
         candidates,
@@ -260,17 +271,25 @@ def market_open_tick(
     the first refresh after the open does not wait for the next cadence tick."""
     now = clock.utcnow()
     last = dt.datetime.fromtimestamp(float(context.cursor), dt.UTC) if context.cursor else None
-    context.update_cursor(str(now.timestamp()))
     if last is None:
+        context.update_cursor(str(now.timestamp()))
         return dg.SkipReason("first evaluation: watching for market opens from now on")
     opened = [s for s in registry if registry.market_hours.opened_between(s.asset_type, last, now)]
+    now_direct = [s for s in opened if s in set(registry.direct())]
+    busy = [run for job in _direct_jobs(registry) for run in runs_in_flight(context.instance, job)]
+    if now_direct and busy:
+        # Not now, and the cursor stays: the next evaluation sees the same open again.
+        return dg.SkipReason(
+            f"market opened for {', '.join(s.symbol for s in now_direct)}, but a critical"
+            f" refresh is still {busy[0].status.value.lower()} ({busy[0].run_id[:8]});"
+            " trying again at the next evaluation"
+        )
+    context.update_cursor(str(now.timestamp()))
     if not opened:
         return dg.SkipReason("no market opened")
-    direct = {t for t, p in registry.tiers.items() if p.refresh == "direct"}
-    queued = [(s.symbol, s.tier) for s in opened if s.tier not in direct]
+    queued = [(s.symbol, s.tier) for s in opened if s not in now_direct]
     if queued:
         RefreshQueue(database.engine(), registry.queue).enqueue(queued)
-    now_direct = [s for s in opened if s.tier in direct]
     if not now_direct:
         return dg.SkipReason(f"market opened: queued {', '.join(s for s, _ in queued)}")
     return dg.RunRequest(
@@ -280,8 +299,17 @@ def market_open_tick(
     )
 
 
+def _direct_jobs(registry: Registry) -> list[str]:
+    """The jobs of direct tiers that have symbols (a tier without symbols has no job)."""
+    return [
+        tier_job_name(p)
+        for p in registry.tiers.values()
+        if p.refresh == "direct" and registry.in_tier(p.tier)
+    ]
+
+
 def build_market_open_sensor(registry: Registry) -> dg.SensorDefinition:
-    direct_jobs = [tier_job_name(p) for p in registry.tiers.values() if p.refresh == "direct"]
+    direct_jobs = _direct_jobs(registry)
 
     @dg.sensor(
         name="refresh_at_market_open",

@@ -133,6 +133,18 @@ api_budget_calls = sa.Table(
     schema=DATA_SOURCES,
 )
 
+#: What the Polygon plan refused (a 403 on a kind of request), learnt once for every process and
+#: re-probed rarely, so a plan without multi-ticker snapshots does not pay a 403 on every refresh.
+api_refusals = sa.Table(
+    "api_refusals",
+    metadata,
+    sa.Column("name", sa.String(100), primary_key=True),
+    sa.Column("feature", sa.String(100), primary_key=True),
+    sa.Column("refused_at", sa.Float, nullable=False),
+    sa.Column("message", sa.Text),
+    schema=DATA_SOURCES,
+)
+
 
 class SchemaError(RuntimeError):
     """An existing table lacks a column we write; the message names the table and column."""

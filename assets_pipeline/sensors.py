@@ -7,13 +7,13 @@ import dagster as dg
 
 from assets_pipeline import clock
 from assets_pipeline.assets import quote_asset_key
-from assets_pipeline.batches import BATCH_TAG, QUEUE, run_tags
+from assets_pipeline.cadence import BATCH_TICKERS
 from assets_pipeline.events import relay_pending
 from assets_pipeline.fairness import secondary_caller
-from assets_pipeline.polygon.client import V3_MAX_TICKERS
 from assets_pipeline.refresh_queue import RefreshQueue
 from assets_pipeline.registry import Registry
 from assets_pipeline.resources import PolygonResource, RedisResource, TradingDatabase
+from assets_pipeline.run_kinds import BATCH_TAG, QUEUE, run_tags
 from assets_pipeline.schedules import IN_FLIGHT_STATUSES, QUEUE_JOB, runs_in_flight, today
 
 #: A claimed batch with no run after this long (its request was never launched) goes back.
@@ -76,7 +76,7 @@ def drain_tick(
     if not waiting:
         return dg.SkipReason(f"the queue is empty{note}")
 
-    mode = polygon.mode()
+    mode = polygon.effective_mode()
     caller = secondary_caller(registry, mode)
     budget = polygon.budget.budget(caller)
     slots = budget.free_slots()
@@ -87,7 +87,7 @@ def drain_tick(
             f" {caller.reserve} are kept for the next critical refresh{note}"
         )
     if mode == "batch":
-        calls, per_call = 1, V3_MAX_TICKERS
+        calls, per_call = 1, BATCH_TICKERS
     else:
         # One window's worth more than is free now: the run waits for those slots inside the
         # budget (which keeps the critical reserve at every call), instead of paying a run's
@@ -97,7 +97,7 @@ def drain_tick(
         )
         calls, per_call = slots + lookahead, 1
     batch_id = f"q-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-    trading = {s.symbol for s in registry if registry.market_hours.is_open(s.asset_type, now)}
+    trading = {s.symbol for s in registry.trading(registry, now)}
     claimed = queue.claim(calls, per_call, batch_id, eligible=trading)
     if not claimed:
         return dg.SkipReason(f"{waiting} waiting, none whose market is open{note}")

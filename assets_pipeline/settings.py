@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from assets_pipeline.cadence import BudgetShape
+
 DEFAULT_RATE_LIMIT_CALLS = 5
 DEFAULT_RATE_LIMIT_WINDOW_SECONDS = 60.0
 
@@ -20,6 +22,18 @@ def env(name: str, default: str = "") -> str:
 
 def env_is_set(name: str) -> bool:
     return bool(env(name))
+
+
+def budget_shape_from_env() -> BudgetShape:
+    """The budget and snapshot mode the environment configures (what staleness defaults use)."""
+    try:
+        calls = int(env("POLYGON_RATE_LIMIT_CALLS", str(DEFAULT_RATE_LIMIT_CALLS)))
+        window = float(
+            env("POLYGON_RATE_LIMIT_WINDOW_SECONDS", str(DEFAULT_RATE_LIMIT_WINDOW_SECONDS))
+        )
+    except ValueError:
+        calls, window = DEFAULT_RATE_LIMIT_CALLS, DEFAULT_RATE_LIMIT_WINDOW_SECONDS
+    return BudgetShape(calls, window, env("POLYGON_SNAPSHOT_MODE", "batch"))
 
 
 def home_dir() -> Path:

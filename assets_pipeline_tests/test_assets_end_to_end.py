@@ -347,9 +347,10 @@ def test_the_embedded_simulator_never_feeds_a_real_database(pipeline, monkeypatc
 
 
 def test_a_queue_batch_settles_its_items_and_reports_its_result(pipeline, caplog):
-    from assets_pipeline.batches import recent_batches, run_tags
+    from assets_pipeline.batches import recent_batches
     from assets_pipeline.queue_rules import IN_FLIGHT, QUEUED
     from assets_pipeline.refresh_queue import RefreshQueue
+    from assets_pipeline.run_kinds import run_tags
     from assets_pipeline.taxonomy import Tier
 
     engine = get_engine(pipeline.database_url)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 
 import pytest
+import sqlalchemy as sa
 
-from assets_pipeline.budget import PolygonBudget, SqlBudgetStore
+from assets_pipeline.budget import PolygonBudget, RedisBudgetStore, SqlBudgetStore
 from assets_pipeline.database import get_engine
-from assets_pipeline.polygon.client import PolygonClient
+from assets_pipeline.polygon.client import MULTI_TICKER_SNAPSHOT, PolygonClient
 from assets_pipeline.polygon.errors import (
     MalformedResponse,
     NotEntitled,
@@ -18,6 +19,7 @@ from assets_pipeline.polygon.errors import (
     TickerNotFound,
 )
 from assets_pipeline.registry import AssetType, SymbolSpec, Tier
+from assets_pipeline.schema import api_refusals
 from assets_pipeline.simulator import Fault, PolygonSimulator
 
 SECRET = "sk-test-0123456789abcdef-SECRET"
@@ -174,6 +176,46 @@ def test_batch_403_falls_back_to_one_call_per_ticker(budget):
     assert sorted(result.quotes) == ["EURUSD", "GBPUSD"]
     assert result.mode == "per_ticker" and result.api_calls == 3
     assert "falling back to one call per ticker" in result.notes[0]
+
+
+@pytest.mark.parametrize("store", ["database", "redis"])
+def test_a_plans_refusal_of_batch_snapshots_is_learnt_once_for_every_process(
+    store, sqlite_url, redis_client, redis_namespace
+):
+    # A plan without multi-ticker snapshots answers 403 to /v3/snapshot. The first refresh
+    # learns it (1 call wasted) and stores it where every process sees it; later refreshes,
+    # by new clients as in new run processes, go straight to one call per ticker.
+    def new_client(url):
+        backend = (
+            SqlBudgetStore(get_engine(sqlite_url))
+            if store == "database"
+            else RedisBudgetStore(redis_client, namespace=redis_namespace)
+        )
+        return PolygonClient(url, SECRET, PolygonBudget(backend, limit=1000, window_seconds=60))
+
+    pair = [spec("EURUSD", "C:EURUSD"), spec("GBPUSD", "C:GBPUSD")]
+    with PolygonSimulator(host="127.0.0.1", port=0, plan="free") as sim:
+        first = new_client(sim.url).fetch(pair, "batch")
+        second = new_client(sim.url).fetch(pair, "batch")
+        refused = [r for r in api_requests(sim) if r.status == 403]
+    assert first.api_calls == 3 and len(refused) == 1  # learnt once
+    assert sorted(second.quotes) == ["EURUSD", "GBPUSD"] and second.api_calls == 2
+    assert second.mode == "per_ticker" and "refused by this plan" in second.notes[0]
+
+
+def test_a_learnt_refusal_is_asked_again_once_it_is_older_than_the_recheck(budget):
+    pair = [spec("EURUSD", "C:EURUSD"), spec("GBPUSD", "C:GBPUSD")]
+    with PolygonSimulator(host="127.0.0.1", port=0) as sim:  # a plan that now has batch
+        budget.refuse(MULTI_TICKER_SNAPSHOT, "403 NOT_AUTHORIZED")
+        fresh = PolygonClient(sim.url, SECRET, budget, recheck_seconds=3600)
+        assert fresh.fetch(pair, "batch").api_calls == 2  # trusted: per ticker
+        # the refusal was learnt 2 hours ago by the store's clock: past the recheck
+        with budget.store._engine.begin() as conn:
+            conn.execute(
+                sa.update(api_refusals).values(refused_at=api_refusals.c.refused_at - 7200)
+            )
+        again = fresh.fetch(pair, "batch")
+    assert again.api_calls == 1 and again.mode == "batch" and again.notes == []
 
 
 def test_the_key_travels_only_in_the_authorization_header(client, simulator, caplog):

@@ -15,9 +15,11 @@ from dagster._core.storage.dagster_run import DagsterRun
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._core.utils import make_new_run_id
 
+from assets_pipeline import clock
 from assets_pipeline.budget import Caller, PolygonBudget, SqlBudgetStore
 from assets_pipeline.database import db_epoch_seconds, get_engine
 from assets_pipeline.definitions import build_definitions
+from assets_pipeline.polygon.client import MULTI_TICKER_SNAPSHOT
 from assets_pipeline.queue_rules import FAILED, IN_FLIGHT, QUEUED
 from assets_pipeline.refresh_queue import RefreshQueue
 from assets_pipeline.resources import (
@@ -26,6 +28,7 @@ from assets_pipeline.resources import (
     RedisResource,
     TradingDatabase,
 )
+from assets_pipeline.run_kinds import CRITICAL, MAX_RUNTIME_TAG, run_tags
 from assets_pipeline.schema import api_budget_calls, api_budget_state
 from assets_pipeline.sensors import ORPHAN_CLAIM_SECONDS, reconcile_claims
 from assets_pipeline.taxonomy import Tier
@@ -397,7 +400,10 @@ def test_when_forex_opens_its_critical_symbols_are_refreshed_at_once_and_the_res
 def test_a_cadence_run_on_saturday_does_not_fetch_closed_markets(weekend, pg_url, monkeypatch):
     from assets_pipeline.simulator import PolygonSimulator
 
-    with PolygonSimulator(host="127.0.0.1", port=0) as sim:
+    # the simulator reads the same (frozen) clock, so its quotes are Saturday's
+    with PolygonSimulator(
+        host="127.0.0.1", port=0, clock=lambda: clock.utcnow().timestamp()
+    ) as sim:
         for name, value in {
             "POLYGON_API_KEY": "k",
             "POLYGON_BASE_URL": sim.url,
@@ -408,9 +414,153 @@ def test_a_cadence_run_on_saturday_does_not_fetch_closed_markets(weekend, pg_url
         result = weekend.defs.resolve_job_def("refresh_critical").execute_in_process(
             partition_key=dt.datetime.now(dt.UTC).date().isoformat(),
             instance=weekend.instance,
+            tags=run_tags(CRITICAL, tier="critical"),
         )
         asked = [r.query.get("ticker.any_of") for r in sim.requests if r.path == "/v3/snapshot"]
     assert result.success
     assert asked == ["X:BTCUSD"]
     done = {m.asset_key.path[-1] for m in result.asset_materializations_for_node("quotes")}
     assert done == {"BTCUSD"}
+
+
+def test_a_market_open_waits_for_a_critical_refresh_in_flight_and_is_not_forgotten(weekend):
+    # A critical refresh still running when forex opens: a second critical run would only
+    # queue behind it (one run of each kind at a time). The sensor waits, and keeps the open
+    # in view: once the run is over, the next evaluation refreshes the symbols that opened.
+    weekend.set_clock(SUNDAY_OPEN - dt.timedelta(seconds=20))
+    with dg.build_sensor_context(
+        instance=weekend.instance, resources=weekend.resources()
+    ) as context:
+        sensor = weekend.defs.resolve_sensor_def("refresh_at_market_open")
+        sensor(context)  # starts watching
+        run = create_run_for_test(
+            weekend.instance, "refresh_critical", dg.DagsterRunStatus.STARTED, run_tags(CRITICAL)
+        )
+        weekend.set_clock(SUNDAY_OPEN)
+        waiting = sensor(context)
+        assert isinstance(waiting, dg.SkipReason)
+        assert f"still started ({run.run_id[:8]})" in waiting.skip_message
+        weekend.instance.report_run_canceled(run)  # the run is over
+        weekend.set_clock(SUNDAY_OPEN + dt.timedelta(seconds=30))
+        request = sensor(context)
+    assert [k.path[-1] for k in request.asset_selection] == ["XAUUSD", "EURUSD"]
+
+
+# --- dead runs -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("job", "cadence", "kind"),
+    [
+        # the critical schedule, which skips while a critical refresh is in flight
+        ("refresh_critical", "refresh_critical_every_5m", CRITICAL),
+        # the queue drain, which skips while a queue batch is in flight
+        ("refresh_queue", "refresh_queue_drain", "queue"),
+    ],
+)
+def test_a_run_in_flight_past_its_maximum_runtime_no_longer_holds_its_cadence(
+    deployment, job, cadence, kind
+):
+    deployment.schedule("enqueue_high_every_30m")
+    run = create_run_for_test(deployment.instance, job, dg.DagsterRunStatus.STARTED, run_tags(kind))
+    created = deployment.instance.get_run_record_by_id(run.run_id).create_timestamp
+    limit = float(run.tags[MAX_RUNTIME_TAG])
+    tick = deployment.schedule if cadence.endswith("5m") else deployment.sensor
+    with clock.frozen_at(created + dt.timedelta(seconds=limit - 1)):
+        assert isinstance(tick(cadence), dg.SkipReason)  # alive: wait for it
+    with clock.frozen_at(created + dt.timedelta(seconds=limit + 1)):
+        assert isinstance(tick(cadence), dg.RunRequest)  # dead: refresh again
+
+
+@pytest.mark.slow
+def test_after_a_refresh_runs_process_is_killed_the_next_tick_refreshes(deployment, tmp_path):
+    # A critical refresh run whose process is killed mid-call stays STARTED in Dagster's storage.
+    # Until its maximum runtime the schedule waits for it; after it, the next tick refreshes.
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from assets_pipeline.simulator import Fault, PolygonSimulator
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    script = (
+        "import dagster as dg\n"
+        "from assets_pipeline.definitions import defs\n"
+        "from assets_pipeline.run_kinds import CRITICAL, run_tags\n"
+        "from assets_pipeline import clock\n"
+        "defs.resolve_job_def('refresh_critical').execute_in_process(\n"
+        "    partition_key=clock.today().isoformat(), instance=dg.DagsterInstance.get(),\n"
+        "    tags=run_tags(CRITICAL))\n"
+    )
+    with PolygonSimulator(host="127.0.0.1", port=0) as sim:
+        sim.add_fault(Fault("timeout", delay=60))  # the call hangs: the run is in flight
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": str(home),
+            "POLYGON_BASE_URL": sim.url,
+            "POLYGON_API_KEY": "k",
+            "ASSETS_PIPELINE_HOME": str(tmp_path / "embedded"),
+        }
+        for name in ("TRADING_DATABASE_URL", "REDIS_URL"):
+            env.pop(name, None)
+        worker = subprocess.Popen([sys.executable, "-c", script], env=env)
+        try:
+            with dg.DagsterInstance.from_config(str(home)) as instance:
+                deadline = time.monotonic() + 120
+                while not any(r.path.startswith("/v3/snapshot") for r in sim.requests):
+                    assert worker.poll() is None and time.monotonic() < deadline
+                    time.sleep(0.2)
+                os.kill(worker.pid, signal.SIGKILL)
+                worker.wait()
+                (run,) = instance.get_runs()
+                assert run.status == dg.DagsterRunStatus.STARTED  # nobody will ever finish it
+                deployment.instance = instance
+                record = instance.get_run_record_by_id(run.run_id)
+                started = dt.datetime.fromtimestamp(record.start_time, dt.UTC)
+                with clock.frozen_at(started + dt.timedelta(seconds=60)):
+                    assert isinstance(
+                        deployment.schedule("refresh_critical_every_5m"), dg.SkipReason
+                    )
+                with clock.frozen_at(started + dt.timedelta(seconds=301)):
+                    request = deployment.schedule("refresh_critical_every_5m")
+        finally:
+            if worker.poll() is None:
+                worker.kill()
+    assert isinstance(request, dg.RunRequest)
+    assert [k.path[-1] for k in request.asset_selection] == ["XAUUSD", "EURUSD", "BTCUSD"]
+
+
+def test_the_instance_settings_fail_dead_runs_and_limit_backfills():
+    from pathlib import Path
+
+    import yaml
+
+    settings = yaml.safe_load((Path(__file__).resolve().parents[1] / "dagster.yaml").read_text())
+    with dg.instance_for_test(overrides=settings) as instance:
+        assert instance.run_monitoring_enabled
+        assert instance.run_monitoring_max_runtime_seconds == 3600
+    limits = settings["run_coordinator"]["config"]["tag_concurrency_limits"]
+    assert {"key": "dagster/backfill", "limit": 1} in limits
+
+
+# --- what a plan refuses -------------------------------------------------------------------------
+
+
+def test_once_batch_snapshots_are_refused_the_reserve_and_the_drain_count_per_ticker(deployment):
+    # In batch mode one call refreshes the critical tier, so the reserve is 1 call; a plan
+    # that refuses batch snapshots makes it 3 (one per ticker), and the drain plans with that.
+    deployment.schedule("enqueue_high_every_30m")
+    deployment.spend(1)  # 4 left
+    before = deployment.sensor("refresh_queue_drain", mode="batch")
+    assert len(before.asset_selection) == 3  # one batch call takes the whole tier
+    deployment.queue.release(before.tags["assets_pipeline/batch"])
+    polygon = deployment.resources("batch")["polygon"]
+    polygon.budget.budget().refuse(MULTI_TICKER_SNAPSHOT, "403 NOT_AUTHORIZED")
+    assert polygon.effective_mode() == "per_ticker"
+    after = deployment.sensor("refresh_queue_drain", mode="batch")
+    # 4 left, 3 kept for the critical tier's three calls: one symbol now
+    assert [k.path[-1] for k in after.asset_selection] == ["ETHUSDT"]

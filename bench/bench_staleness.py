@@ -135,7 +135,7 @@ from assets_pipeline.budget import (
     free_slots,
 )
 from assets_pipeline.cadence import DEFAULT_TIERS, QueuePolicy, format_duration
-from assets_pipeline.fairness import direct_specs, refresh_cost, secondary_caller
+from assets_pipeline.fairness import refresh_cost, secondary_caller
 from assets_pipeline.polygon.client import V3_MAX_TICKERS
 from assets_pipeline.queue_rules import (
     FAILED,
@@ -428,7 +428,7 @@ def simulate_ours(registry: Registry, mode: str, cfg: argparse.Namespace) -> Out
     per_call = V3_MAX_TICKERS if mode == "batch" else 1
     # sensors.drain_tick: a window's worth more than is free, when the run may wait that long.
     lookahead = cfg.calls if MAX_BUDGET_WAIT_SECONDS > 2 * cfg.window else 0
-    direct = direct_specs(registry)
+    direct = registry.direct()
     critical_groups = call_groups(direct, per_call)
     assert len(critical_groups) == refresh_cost(direct, mode)
     busy = {"critical": False, "queue": False}
@@ -522,7 +522,7 @@ def simulate_reference(
     out = Outcome(calls=engine.grants)
     queue = Queue(registry)
     per_call = V3_MAX_TICKERS if mode == "batch" else 1
-    direct = direct_specs(registry)
+    direct = registry.direct()
     critical_groups = call_groups(direct, per_call)
     assert len(critical_groups) == refresh_cost(direct, mode)
     busy = {"critical": False, "drains": 0}
@@ -851,7 +851,7 @@ def main(argv: list[str] | None = None) -> int:
         caller = secondary_caller(base, mode)
         claim = "1 call (up to 250 symbols)" if mode == "batch" else f"free + {lookahead} calls"
         print(
-            f"  {mode}: critical refresh costs {refresh_cost(direct_specs(base), mode)}"
+            f"  {mode}: critical refresh costs {refresh_cost(base.direct(), mode)}"
             f" call(s); ours: queue runs keep {caller.reserve} of {cfg.calls} free for the next"
             f" critical refresh, expected {caller.critical_gap:g} s after the last (critical_gap);"
             f" a drain claims {claim}"

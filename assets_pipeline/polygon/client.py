@@ -19,7 +19,8 @@ from typing import Any, Literal
 
 import requests
 
-from assets_pipeline.budget import BudgetError, PolygonBudget
+from assets_pipeline.budget import BudgetError, PolygonBudget, Refusal
+from assets_pipeline.cadence import BATCH_TICKERS
 from assets_pipeline.polygon.errors import (
     MalformedResponse,
     NotEntitled,
@@ -34,12 +35,16 @@ from assets_pipeline.polygon.parsing import (
     parse_v2_single,
     parse_v3_snapshot,
 )
-from assets_pipeline.quotes import Quote, QuoteRejected, validate_quote
+from assets_pipeline.quotes import Quote, QuoteRejected, iso_utc, validate_quote
 from assets_pipeline.registry import AssetType, SymbolSpec
 
 SnapshotMode = Literal["batch", "per_ticker"]
 #: `/v3/snapshot` takes at most 250 tickers in `ticker.any_of`, and `limit` at most 250.
-V3_MAX_TICKERS = 250
+V3_MAX_TICKERS = BATCH_TICKERS
+#: The feature a 403 on `/v3/snapshot` refuses; remembered in the budget store (see `refusal`).
+MULTI_TICKER_SNAPSHOT = "multi_ticker_snapshot"
+#: How long a learnt refusal is trusted before a refresh asks again (the plan may be upgraded).
+DEFAULT_RECHECK_SECONDS = 6 * 3600.0
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +76,7 @@ class PolygonClient:
         max_retries: int = 2,
         backoff_seconds: float = 1.0,
         max_budget_wait_seconds: float = 180.0,
+        recheck_seconds: float = DEFAULT_RECHECK_SECONDS,
         sleep: Callable[[float], None] = time.sleep,
         logger: logging.Logger | Any | None = None,
     ) -> None:
@@ -81,6 +87,7 @@ class PolygonClient:
         self.max_retries = max_retries
         self.backoff_seconds = backoff_seconds
         self.max_budget_wait_seconds = max_budget_wait_seconds
+        self.recheck_seconds = recheck_seconds
         self._sleep = sleep
         self.log = logger or log
         self.session = requests.Session()
@@ -233,7 +240,7 @@ class PolygonClient:
                 if isinstance(answer, Quote):
                     try:
                         outcome = validate_quote(answer, now_fn() if now_fn else None)
-                        outcome = outcome.for_symbol(spec.symbol)
+                        outcome = outcome.for_symbol(spec.symbol, spec.price_precision)
                     except QuoteRejected as exc:
                         outcome = exc
                 if isinstance(outcome, Quote):
@@ -242,19 +249,18 @@ class PolygonClient:
                     result.errors[spec.symbol] = outcome
                 yield spec, outcome
 
-        per_ticker = mode == "per_ticker"
-        if mode == "batch" and by_ticker:
+        per_ticker = mode == "per_ticker" or self._batch_refused(result)
+        if not per_ticker and by_ticker:
             answers: dict[str, Quote | Exception] = {}
             try:
                 answers.update(self.snapshots(list(by_ticker)))
             except NotEntitled as exc:
-                note = (
+                self.budget.refuse(MULTI_TICKER_SNAPSHOT, self.redact(str(exc)))
+                self._note(
+                    result,
                     f"batch snapshot not available on this plan ({exc}); falling back to one"
-                    " call per ticker"
+                    " call per ticker, and remembering it for every process",
                 )
-                self.log.warning(self.redact(note))
-                result.notes.append(self.redact(note))
-                result.mode = "per_ticker"
                 per_ticker = True
             except (PolygonError, BudgetError) as exc:
                 answers.update({ticker: exc for ticker in by_ticker})
@@ -269,6 +275,31 @@ class PolygonClient:
                 except (PolygonError, BudgetError, QuoteRejected) as exc:
                     answer = exc
                 yield from settle(ticker, answer)
+
+    def batch_refused(self) -> Refusal | None:
+        """The plan's refusal of multi-ticker snapshots, if learnt within `recheck_seconds`."""
+        return self.budget.refusal(MULTI_TICKER_SNAPSHOT, self.recheck_seconds)
+
+    def _batch_refused(self, result: FetchResult) -> bool:
+        try:
+            refusal = self.batch_refused()
+        except BudgetError:
+            return False  # the store is down: the call itself will fail closed, per symbol
+        if refusal is None:
+            return False
+        self._note(
+            result,
+            f"batch snapshot refused by this plan at {iso_utc(refusal.refused_at)}: one call per"
+            f" ticker until it is asked again, {self.recheck_seconds / 3600:g} h after that",
+            level=logging.INFO,
+        )
+        return True
+
+    def _note(self, result: FetchResult, text: str, level: int = logging.WARNING) -> None:
+        text = self.redact(text)
+        self.log.log(level, text)
+        result.notes.append(text)
+        result.mode = "per_ticker"
 
 
 def _pick(results: dict[str, Quote | PolygonError], ticker: str) -> Quote:

@@ -1,0 +1,150 @@
+"""The one refresh: select -> fetch -> validate -> (the IO manager writes) -> settle -> report.
+
+The asset, the CLI (through the asset's job) and the benchmarks share this code, so "a refresh"
+means one thing everywhere. It knows nothing of Dagster: the asset turns what it yields into
+outputs and checks, and what `settle` returns into run tags, metadata and a failure.
+
+What happens to a symbol that is not stored depends on why:
+- its market is closed (a cadence run only): not fetched, put back in its place in the queue;
+- no budget slot before the deadline: not the symbol's fault, so it goes back where it was in
+  the queue and its sync status is left as it was;
+- the budget store was unreachable (no call is made, failing closed): back in its place in the
+  queue without an attempt, and its sync status `failed` says the store is down;
+- anything else (a Polygon error, a rejected quote): sync status `failed` with the reason, and the
+  queue's failure rules (demotion, retries, permanent errors) apply.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from assets_pipeline import clock
+from assets_pipeline.batches import BatchResult, record_batch
+from assets_pipeline.budget import BudgetCongested, BudgetError
+from assets_pipeline.polygon.client import FetchResult, PolygonClient
+from assets_pipeline.quote_store import QuoteStore
+from assets_pipeline.quotes import Quote
+from assets_pipeline.refresh_queue import RefreshQueue
+from assets_pipeline.registry import Registry, SymbolSpec
+from assets_pipeline.run_kinds import CRITICAL, QUEUE
+
+
+@dataclass(frozen=True)
+class RefreshPlan:
+    """What one refresh run will fetch, in priority order, and what it leaves alone."""
+
+    kind: str
+    batch_id: str
+    run_id: str | None
+    symbols: list[SymbolSpec]
+    closed: list[SymbolSpec]
+
+
+def plan_refresh(
+    registry: Registry,
+    selected: Iterable[str],
+    kind: str,
+    batch_id: str,
+    run_id: str | None = None,
+    at: dt.datetime | None = None,
+) -> RefreshPlan:
+    """Order the selected symbols by priority. Cadence runs (critical, queue) spend nothing on
+    closed markets; a person asking (manual, backfill) gets what they asked for."""
+    ordered = registry.by_priority(registry.get(symbol) for symbol in selected)
+    closed: list[SymbolSpec] = []
+    if kind in (CRITICAL, QUEUE):
+        trading = registry.trading(ordered, at or clock.utcnow())
+        closed = [spec for spec in ordered if spec not in trading]
+        ordered = trading
+    return RefreshPlan(kind, batch_id, run_id, ordered, closed)
+
+
+class Refresh:
+    """One run's refresh. Iterate `quotes()`, store each quote, then call `settle()`."""
+
+    def __init__(
+        self,
+        plan: RefreshPlan,
+        client: PolygonClient,
+        store: QuoteStore,
+        queue: RefreshQueue,
+        mode: str,
+        log: logging.Logger | Any | None = None,
+    ) -> None:
+        self.plan = plan
+        self.client = client
+        self.store = store
+        self.queue = queue
+        self.mode = mode
+        self.log = log or logging.getLogger(__name__)
+        self.result = FetchResult(mode=mode)
+        self.started_at = clock.utcnow()
+
+    def quotes(self) -> Iterator[tuple[SymbolSpec, Quote, Quote | None]]:
+        """Each validated quote as soon as its answer is in, with the quote stored before it
+        (read before the write, for the quality check)."""
+        if self.plan.closed:
+            names = ", ".join(spec.symbol for spec in self.plan.closed)
+            self.log.info(f"market closed, not fetched: {names}")
+            self.queue.release_symbols(spec.symbol for spec in self.plan.closed)
+        try:
+            for spec, answer in self.client.iter_fetch(self.plan.symbols, self.mode, self.result):  # type: ignore[arg-type]
+                if isinstance(answer, Quote):
+                    yield spec, answer, self.store.latest_quote(spec.symbol)
+        finally:
+            self.client.close()
+
+    def settle(self) -> BatchResult:
+        """Record each failure by its cause, settle the queue and record the batch."""
+        errors = {s: self.client.redact(str(e)) for s, e in self.result.errors.items()}
+        deferred = [s for s, e in self.result.errors.items() if isinstance(e, BudgetCongested)]
+        # Not the symbols' fault: back in their place in the queue, without an attempt.
+        self.queue.release_symbols(
+            s for s, e in self.result.errors.items() if isinstance(e, BudgetError)
+        )
+        if deferred:
+            self.log.warning(
+                f"no budget slot for {', '.join(deferred)}: back in their place in the queue,"
+                " sync status unchanged"
+            )
+        for spec in self.plan.symbols:
+            error = self.result.errors.get(spec.symbol)
+            if error is None or spec.symbol in deferred:
+                continue
+            if isinstance(error, BudgetError):  # the budget store is down: say so, blame no one
+                self.store.record_failure(spec, errors[spec.symbol])
+                continue
+            self._fail(spec, errors[spec.symbol], getattr(error, "retryable", True))
+        self.queue.complete(self.result.quotes)
+        batch = BatchResult(
+            batch_id=self.plan.batch_id,
+            kind=self.plan.kind,
+            run_id=self.plan.run_id,
+            started_at=self.started_at,
+            ended_at=clock.utcnow(),
+            updated=[s.symbol for s in self.plan.symbols if s.symbol in self.result.quotes],
+            failed={s.symbol: errors[s.symbol] for s in self.plan.symbols if s.symbol in errors},
+            deferred=deferred,
+            queue_processed=len(self.plan.symbols) if self.plan.kind == QUEUE else 0,
+            queue_remaining=self.queue.stats().waiting,
+            api_calls=self.result.api_calls,
+            budget_waits=self.result.budget_waits,
+        )
+        record_batch(self.store.engine, batch)
+        return batch
+
+    def _fail(self, spec: SymbolSpec, error: str, retryable: bool) -> None:
+        self.store.record_failure(spec, error)
+        item = self.queue.fail(spec.symbol, spec.tier, error, retryable=retryable)
+        if item is not None:
+            self.log.warning(
+                f"{spec.symbol}: {item.status} in the queue at tier {item.tier.value}"
+                f" after {item.attempts} attempt(s): {error}"
+            )
+
+    def notes(self) -> str:
+        return f" ({'; '.join(self.result.notes)})" if self.result.notes else ""

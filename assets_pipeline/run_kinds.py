@@ -1,0 +1,65 @@
+"""What kind of traffic a run is, read from its tags alone. Pure: no Dagster, no I/O.
+
+The kind decides a run's place in Dagster's run queue (`dagster/priority`), whether its calls must
+leave the critical tier's reserve of the budget untouched, whether it skips closed markets, and how
+long it may run before it is taken for dead. Only this project's cadences (schedules and sensors)
+and `assets-pipeline run-batch` mark a run `critical` or `queue`. A run launched any other way (the
+UI's Materialize button, the launchpad, a partition backfill) is `manual` or `backfill`: it keeps
+the critical reserve and queues behind critical runs, whatever symbols it selects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+CRITICAL = "critical"
+QUEUE = "queue"
+MANUAL = "manual"
+BACKFILL = "backfill"
+RUN_PRIORITY = {CRITICAL: 10, MANUAL: 5, QUEUE: 0, BACKFILL: -10}
+
+KIND_TAG = "assets_pipeline/kind"
+BATCH_TAG = "assets_pipeline/batch"
+PRIORITY_TAG = "dagster/priority"
+#: Dagster's own tags: a run's maximum runtime (enforced by run monitoring), and the tag every
+#: run of a partition backfill carries.
+MAX_RUNTIME_TAG = "dagster/max_runtime"
+DAGSTER_BACKFILL_TAG = "dagster/backfill"
+
+#: How long a refresh run of each kind may take before it is taken for dead: its worker was
+#: killed, or it hangs. Run monitoring (dagster.yaml) fails it after this, and the cadences stop
+#: waiting for it. A critical refresh makes a few calls that never wait long for the budget; a
+#: queue batch may wait a window or two for its slots (see `max_budget_wait_seconds`, 180 s).
+MAX_RUNTIME_SECONDS = {CRITICAL: 300, QUEUE: 900, MANUAL: 900, BACKFILL: 3600}
+
+
+def run_kind(tags: Mapping[str, str]) -> str:
+    """The kind a run's tags say it is; anything this project did not mark is manual."""
+    kind = tags.get(KIND_TAG, "")
+    if kind in RUN_PRIORITY:
+        return kind
+    if DAGSTER_BACKFILL_TAG in tags:
+        return BACKFILL
+    return MANUAL
+
+
+def run_tags(kind: str, batch_id: str | None = None, **extra: str) -> dict[str, str]:
+    """The tags this project puts on a run it launches: kind, priority and maximum runtime."""
+    tags = {
+        KIND_TAG: kind,
+        PRIORITY_TAG: str(RUN_PRIORITY[kind]),
+        MAX_RUNTIME_TAG: str(MAX_RUNTIME_SECONDS[kind]),
+        **extra,
+    }
+    if batch_id:
+        tags[BATCH_TAG] = batch_id
+    return tags
+
+
+def max_runtime_seconds(tags: Mapping[str, str]) -> float:
+    """A run's maximum runtime: its own tag when it has a valid one, else its kind's."""
+    try:
+        value = float(tags.get(MAX_RUNTIME_TAG, ""))
+    except ValueError:
+        value = 0.0
+    return value if value > 0 else float(MAX_RUNTIME_SECONDS[run_kind(tags)])

@@ -1,0 +1,120 @@
+"""Cadences and the staleness they imply: each tier's `stale_after` follows from how it is
+refreshed, so a healthy system never calls a symbol stale, and a file that sets a threshold no
+refresh could meet is refused when it loads."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from assets_pipeline.cadence import BudgetShape, next_tick
+from assets_pipeline.registry import RegistryError, Tier, load_registry, parse_registry
+
+from .conftest import symbol_entry
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def default_document() -> dict:
+    import yaml
+
+    return yaml.safe_load(Path(load_registry().source).read_text())
+
+
+@pytest.mark.parametrize(
+    ("budget", "expected_minutes"),
+    [
+        # batch: one call refreshes every queued symbol; a window at most to get it
+        (BudgetShape(5, 60, "batch"), {"critical": 10, "high": 32.25, "medium": 32.25}),
+        # per_ticker: 3 high tickers, then 3 medium ones, at the 2 calls a minute left after
+        # the critical tier's 3-call reserve: high drains in 2 windows, medium in 3
+        (BudgetShape(5, 60, "per_ticker"), {"critical": 10, "high": 33.25, "medium": 34.25}),
+        # a paid plan's budget drains everything in one window whatever the mode
+        (BudgetShape(6000, 60, "per_ticker"), {"critical": 10, "high": 32.25, "medium": 32.25}),
+    ],
+)
+def test_stale_after_defaults_to_the_cadence_plus_the_time_the_queue_needs(
+    budget, expected_minutes
+):
+    registry = parse_registry(default_document(), "symbols.yaml", budget)
+    got = {tier: registry.stale_after(Tier(tier)) / 60 for tier in expected_minutes}
+    assert got == expected_minutes
+    for tier in expected_minutes:  # never shorter than the cadence: the bug this replaces
+        assert registry.stale_after(Tier(tier)) > registry.tiers[Tier(tier)].every_seconds
+
+
+def test_a_stale_after_set_in_the_file_is_kept_if_the_cadence_can_meet_it():
+    document = {"symbols": [symbol_entry()], "tiers": {"critical": {"stale_after": "7m"}}}
+    assert parse_registry(document, "s.yaml").stale_after(Tier.CRITICAL) == 420
+
+
+def test_a_stale_after_shorter_than_the_cadence_is_refused_with_the_arithmetic():
+    document = {
+        "symbols": [symbol_entry()],
+        "tiers": {"high": {"refresh": "queued", "every": "30m", "stale_after": "15m"}},
+    }
+    with pytest.raises(RegistryError) as info:
+        parse_registry(document, "s.yaml")
+    message = str(info.value)
+    assert message.startswith("s.yaml: tiers.high.stale_after: 15m is shorter than")
+    assert "every 30m" in message
+
+
+def _bench_staleness():
+    spec = importlib.util.spec_from_file_location(
+        "bench_staleness", REPO / "bench/bench_staleness.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("mode", ["batch", "per_ticker"])
+def test_a_healthy_cycle_never_calls_a_symbol_stale(mode):
+    # Six simulated hours of this project's own scheduling at 5 calls a minute (the decision
+    # code is the real one: budget.decide, the queue rules, the reserve; see
+    # bench/bench_staleness.py), then the `fresh` rule applied at every minute to every symbol
+    # with the derived defaults: no symbol is ever stale.
+    bench = _bench_staleness()
+    registry = parse_registry(default_document(), "symbols.yaml", BudgetShape(5, 60, mode))
+    cfg = argparse.Namespace(
+        calls=5,
+        window=60.0,
+        call_seconds=0.5,
+        failure_rate=0.0,
+        seed=1,
+        run_start=5.0,
+        span=6 * 3600.0,
+    )
+    outcome = bench.simulate_ours(registry, mode, cfg)
+    stale = []
+    for spec in registry:
+        updates = sorted(outcome.updates.get(spec.symbol, []))
+        assert updates, f"{spec.symbol} was never refreshed"
+        for minute in range(int(updates[0]) // 60 + 1, int(cfg.span) // 60):
+            last = max(u for u in updates if u <= minute * 60)
+            if minute * 60 - last > registry.stale_after(spec.tier):
+                stale.append((spec.symbol, minute))
+    assert stale == []
+
+
+@pytest.mark.parametrize(
+    ("every", "after", "expected"),
+    [
+        # every 5 minutes: the next multiple of 5 minutes since midnight UTC
+        (300, "2026-11-26T10:02:30", "2026-11-26T10:05:00"),
+        # exactly on a tick: the next one, not this one
+        (300, "2026-11-26T10:05:00", "2026-11-26T10:10:00"),
+        # every 6 hours, across midnight
+        (21600, "2026-11-26T19:00:00", "2026-11-27T00:00:00"),
+    ],
+)
+def test_the_next_tick_of_a_cron_cadence(every, after, expected):
+    at = dt.datetime.fromisoformat(after).replace(tzinfo=dt.UTC)
+    assert next_tick(every, at) == dt.datetime.fromisoformat(expected).replace(tzinfo=dt.UTC)

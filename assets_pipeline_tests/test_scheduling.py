@@ -329,6 +329,7 @@ def test_queue_failures_are_demoted_retried_and_finally_failed(deployment, pg_ur
 # --- market hours --------------------------------------------------------------------------------
 
 SATURDAY = dt.datetime(2026, 11, 21, 12, 0, tzinfo=dt.UTC)
+#: Ten seconds after forex opens: Sunday 17:00 New York is 22:00 UTC in winter (EST, UTC-5).
 SUNDAY_OPEN = dt.datetime(2026, 11, 22, 22, 0, 10, tzinfo=dt.UTC)
 
 
@@ -343,7 +344,10 @@ def weekend(deployment, monkeypatch):
     from assets_pipeline.registry import load_registry, parse_registry
 
     document = yaml.safe_load(Path(load_registry().source).read_text())
-    document["market_hours"] = {"forex": {"opens": "Sun 22:00", "closes": "Fri 22:00"}}
+    # the production rule (not the test default, always open): Sun 17:00 to Fri 17:00 New York
+    document["market_hours"] = {
+        "forex": {"timezone": "America/New_York", "opens": "Sun 17:00", "closes": "Fri 17:00"}
+    }
     registry = parse_registry(document, "symbols.yaml")
     deployment.defs = build_definitions(registry)
 

@@ -1,14 +1,16 @@
 """When each market trades. Pure: every function takes the time it asks about.
 
-Forex and metals trade from Sunday 22:00 to Friday 22:00 UTC; crypto trades all week; indices
-follow their exchange's session in the exchange's own time zone (so daylight saving is right).
+Every session is defined in its market's own time zone, so daylight saving is right. Forex and
+metals trade from Sunday 17:00 to Friday 17:00 New York: 22:00 UTC in northern winter, 21:00 UTC
+while the US is on summer time. Crypto trades all week; indices follow their exchange's session.
 All of it is configurable in the symbols file:
 
     market_hours:
-      forex: {opens: "Sun 22:00", closes: "Fri 22:00"}          # UTC, weekly
+      forex: {timezone: America/New_York, opens: "Sun 17:00", closes: "Fri 17:00"}  # weekly
       index: {timezone: America/New_York, opens: "09:30", closes: "16:00",
               days: [Mon, Tue, Wed, Thu, Fri]}
 
+`timezone` defaults to America/New_York for both; `timezone: UTC` gives fixed UTC hours.
 `forex: always` (or `index: always`) treats that market as never closing.
 Exchange holidays are not modelled: on a holiday an index looks open, and may be called stale.
 """
@@ -47,13 +49,18 @@ def _day(text: str, where: str) -> int:
 
 @dataclass(frozen=True)
 class WeeklySession:
-    """Open from one weekday and time to another, in UTC (forex: Sun 22:00 -> Fri 22:00)."""
+    """Open from one weekday and time to another, both local times in `timezone`.
+
+    Forex: Sun 17:00 -> Fri 17:00 America/New_York. Each week's open and close are built as local
+    times and then converted to UTC, so a week in which the clocks change is right too.
+    """
 
     opens_day: int = 6
-    opens_at: dt.time = dt.time(22, 0)
+    opens_at: dt.time = dt.time(17, 0)
     closes_day: int = 4
-    closes_at: dt.time = dt.time(22, 0)
+    closes_at: dt.time = dt.time(17, 0)
     always: bool = False
+    timezone: str = "America/New_York"
 
     def sessions(
         self, start: dt.datetime, end: dt.datetime
@@ -61,19 +68,20 @@ class WeeklySession:
         if self.always:
             yield start - WEEK, end + WEEK
             return
-        monday = (start - dt.timedelta(days=start.weekday())).replace(
-            hour=0, minute=0, second=0, microsecond=0
-        ) - WEEK
-        while monday <= end:
-            opens = monday + dt.timedelta(
-                days=self.opens_day, hours=self.opens_at.hour, minutes=self.opens_at.minute
+        zone = ZoneInfo(self.timezone)
+        first = start.astimezone(zone).date()
+        monday = first - dt.timedelta(days=first.weekday() + 7)
+        last = end.astimezone(zone).date()
+        # A close at or before the open in the week (Fri before Sun) is the next week's.
+        spill = 7 if (self.closes_day, self.closes_at) <= (self.opens_day, self.opens_at) else 0
+        while monday <= last:
+            opens = dt.datetime.combine(
+                monday + dt.timedelta(days=self.opens_day), self.opens_at, zone
             )
-            closes = monday + dt.timedelta(
-                days=self.closes_day, hours=self.closes_at.hour, minutes=self.closes_at.minute
+            closes = dt.datetime.combine(
+                monday + dt.timedelta(days=self.closes_day + spill), self.closes_at, zone
             )
-            if closes <= opens:
-                closes += WEEK
-            yield opens, closes
+            yield opens.astimezone(dt.UTC), closes.astimezone(dt.UTC)
             monday += WEEK
 
 
@@ -141,6 +149,15 @@ class MarketHours:
         return any(start < o <= end for o, _ in self._sessions(asset_type, start, end))
 
 
+def _zone(spec: dict[str, Any], default: str, here: str) -> str:
+    timezone = str(spec.get("timezone", default))
+    try:
+        ZoneInfo(timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise MarketHoursError(f"{here}.timezone: unknown time zone {timezone!r}") from None
+    return timezone
+
+
 def parse_market_hours(document: Any, where: str) -> MarketHours:
     if document is None:
         return MarketHours()
@@ -156,28 +173,24 @@ def parse_market_hours(document: Any, where: str) -> MarketHours:
         spec = document["forex"] or {}
         here = f"{where}: market_hours.forex"
         try:
-            opens_day, opens_at = str(spec.get("opens", "Sun 22:00")).split()
-            closes_day, closes_at = str(spec.get("closes", "Fri 22:00")).split()
+            opens_day, opens_at = str(spec.get("opens", "Sun 17:00")).split()
+            closes_day, closes_at = str(spec.get("closes", "Fri 17:00")).split()
         except ValueError:
-            raise MarketHoursError(f"{here}: opens/closes are like 'Sun 22:00'") from None
+            raise MarketHoursError(f"{here}: opens/closes are like 'Sun 17:00'") from None
         forex = WeeklySession(
-            _day(opens_day, here),
-            _hhmm(opens_at, here),
-            _day(closes_day, here),
-            _hhmm(closes_at, here),
+            opens_day=_day(opens_day, here),
+            opens_at=_hhmm(opens_at, here),
+            closes_day=_day(closes_day, here),
+            closes_at=_hhmm(closes_at, here),
+            timezone=_zone(spec, forex.timezone, here),
         )
     if document.get("index") == "always":
         index = DailySession(always=True)
     elif "index" in document:
         spec = document["index"] or {}
         here = f"{where}: market_hours.index"
-        timezone = str(spec.get("timezone", index.timezone))
-        try:
-            ZoneInfo(timezone)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise MarketHoursError(f"{here}.timezone: unknown time zone {timezone!r}") from None
         index = DailySession(
-            timezone=timezone,
+            timezone=_zone(spec, index.timezone, here),
             opens_at=_hhmm(str(spec.get("opens", "09:30")), here),
             closes_at=_hhmm(str(spec.get("closes", "16:00")), here),
             days=tuple(_day(d, here) for d in spec.get("days", DAYS[:5])),

@@ -317,8 +317,8 @@ def build_market_open_sensor(registry: Registry) -> dg.SensorDefinition:
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
-            "When a market opens (forex on Sunday 22:00 UTC, an index at its exchange's open),"
-            " refresh its critical symbols at once and queue the others."
+            "When a market opens (forex on Sunday 17:00 New York, an index at its exchange's"
+            " open), refresh its critical symbols at once and queue the others."
         ),
     )
     def refresh_at_market_open(

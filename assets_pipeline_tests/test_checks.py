@@ -26,7 +26,10 @@ KEY = "checks-key"
 
 def real_hours_registry():
     document = yaml.safe_load(Path(load_registry().source).read_text())
-    document["market_hours"] = {"forex": {"opens": "Sun 22:00", "closes": "Fri 22:00"}}
+    # the production rule (not the test default, always open): Sun 17:00 to Fri 17:00 New York
+    document["market_hours"] = {
+        "forex": {"timezone": "America/New_York", "opens": "Sun 17:00", "closes": "Fri 17:00"}
+    }
     return parse_registry(document, "symbols.yaml")
 
 

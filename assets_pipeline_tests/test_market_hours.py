@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
+from pathlib import Path
 
 import pytest
+import yaml
 
 from assets_pipeline.market_hours import MarketHours, parse_market_hours
 from assets_pipeline.quality import QualityPolicy, assess_freshness, assess_quality
@@ -23,51 +26,147 @@ def utc(*args) -> dt.datetime:
     return dt.datetime(*args, tzinfo=dt.UTC)
 
 
-# 2026-11-20 is a Friday, 2026-11-21 a Saturday, 2026-11-22 a Sunday
+# Forex trades Sunday 17:00 to Friday 17:00 New York. New York is UTC-5 (EST) in winter and UTC-4
+# (EDT) in summer; in 2026 summer time starts Sunday 2026-03-08 and ends Sunday 2026-11-01, both at
+# 02:00 local, inside the forex weekend. Indices: 09:30-16:00 New York, Monday to Friday.
 @pytest.mark.parametrize(
     ("asset_type", "at", "is_open"),
     [
-        (FOREX, utc(2026, 11, 20, 21, 59), True),  # Friday 21:59: still trading
-        (FOREX, utc(2026, 11, 20, 22, 0), False),  # Friday 22:00: closed
+        # winter: Fri 2026-11-20, Sat 11-21, Sun 11-22 (EST): the week is 22:00 to 22:00 UTC
+        (FOREX, utc(2026, 11, 20, 21, 59), True),  # Friday 16:59 EST: still trading
+        (FOREX, utc(2026, 11, 20, 22, 0), False),  # Friday 17:00 EST: closed
         (FOREX, utc(2026, 11, 21, 12, 0), False),  # Saturday
-        (FOREX, utc(2026, 11, 22, 21, 59), False),  # Sunday 21:59: not yet
-        (FOREX, utc(2026, 11, 22, 22, 0), True),  # Sunday 22:00: open
+        (FOREX, utc(2026, 11, 22, 21, 59), False),  # Sunday 16:59 EST: not yet
+        (FOREX, utc(2026, 11, 22, 22, 0), True),  # Sunday 17:00 EST: open
         (FOREX, utc(2026, 11, 24, 3, 0), True),  # Tuesday night
-        (CRYPTO, utc(2026, 11, 21, 12, 0), True),  # crypto on Saturday
-        (CRYPTO, utc(2026, 11, 22, 21, 59), True),
-        (INDEX, utc(2026, 11, 20, 14, 29), False),  # New York 09:29 (EST, UTC-5)
-        (INDEX, utc(2026, 11, 20, 14, 30), True),  # New York 09:30
-        (INDEX, utc(2026, 11, 20, 20, 59), True),
-        (INDEX, utc(2026, 11, 20, 21, 0), False),  # New York 16:00
+        # summer: Fri 2026-07-17, Sun 07-19 (EDT): the week is 21:00 to 21:00 UTC
+        (FOREX, utc(2026, 7, 17, 20, 59), True),  # Friday 16:59 EDT: still trading
+        (FOREX, utc(2026, 7, 17, 21, 0), False),  # Friday 17:00 EDT: closed
+        (FOREX, utc(2026, 7, 17, 21, 30), False),  # Friday 17:30 EDT: no call on a closed market
+        (FOREX, utc(2026, 7, 19, 20, 59), False),  # Sunday 16:59 EDT: not yet
+        (FOREX, utc(2026, 7, 19, 21, 0), True),  # Sunday 17:00 EDT: open
+        (FOREX, utc(2026, 7, 19, 21, 30), True),  # Sunday 17:30 EDT: the week's first hour
+        # summer time starts Sunday 2026-03-08
+        (FOREX, utc(2026, 3, 1, 21, 30), False),  # Sunday before, 16:30 EST: not yet
+        (FOREX, utc(2026, 3, 1, 22, 0), True),  # Sunday before, 17:00 EST: open
+        (FOREX, utc(2026, 3, 6, 21, 30), True),  # Friday before, 16:30 EST: still trading
+        (FOREX, utc(2026, 3, 6, 22, 0), False),  # Friday before, 17:00 EST: closed
+        (FOREX, utc(2026, 3, 8, 20, 59), False),  # the Sunday itself, 16:59 EDT: not yet
+        (FOREX, utc(2026, 3, 8, 21, 30), True),  # the Sunday itself, 17:30 EDT: open
+        (FOREX, utc(2026, 3, 13, 20, 59), True),  # Friday after, 16:59 EDT: still trading
+        (FOREX, utc(2026, 3, 13, 21, 30), False),  # Friday after, 17:30 EDT: closed
+        # summer time ends Sunday 2026-11-01
+        (FOREX, utc(2026, 10, 30, 20, 59), True),  # Friday before, 16:59 EDT: still trading
+        (FOREX, utc(2026, 10, 30, 21, 0), False),  # Friday before, 17:00 EDT: closed
+        (FOREX, utc(2026, 11, 1, 21, 30), False),  # the Sunday itself, 16:30 EST: not yet
+        (FOREX, utc(2026, 11, 1, 22, 0), True),  # the Sunday itself, 17:00 EST: open
+        (FOREX, utc(2026, 11, 6, 21, 30), True),  # Friday after, 16:30 EST: still trading
+        (FOREX, utc(2026, 11, 6, 22, 0), False),  # Friday after, 17:00 EST: closed
+        # crypto never closes
+        (CRYPTO, utc(2026, 11, 21, 12, 0), True),  # Saturday
+        (CRYPTO, utc(2026, 11, 22, 21, 59), True),  # Sunday, before forex opens
+        # indices
+        (INDEX, utc(2026, 11, 20, 14, 29), False),  # Friday, New York 09:29 (EST, UTC-5)
+        (INDEX, utc(2026, 11, 20, 14, 30), True),  # Friday, New York 09:30
+        (INDEX, utc(2026, 11, 20, 20, 59), True),  # Friday, New York 15:59
+        (INDEX, utc(2026, 11, 20, 21, 0), False),  # Friday, New York 16:00
         (INDEX, utc(2026, 7, 17, 13, 30), True),  # summer (EDT, UTC-4): 09:30 is 13:30 UTC
         (INDEX, utc(2026, 11, 21, 15, 0), False),  # Saturday
+        (INDEX, utc(2026, 3, 6, 13, 30), False),  # Friday before summer time, 08:30 EST
+        (INDEX, utc(2026, 3, 9, 13, 30), True),  # Monday after it starts, 09:30 EDT
+        (INDEX, utc(2026, 3, 9, 20, 0), False),  # Monday after it starts, 16:00 EDT
+        (INDEX, utc(2026, 10, 30, 20, 30), False),  # Friday before summer time ends, 16:30 EDT
+        (INDEX, utc(2026, 11, 2, 14, 29), False),  # Monday after it ends, 09:29 EST
+        (INDEX, utc(2026, 11, 2, 20, 30), True),  # Monday after it ends, 15:30 EST
     ],
 )
 def test_market_hours_at_the_edges(asset_type, at, is_open):
     assert HOURS.is_open(asset_type, at) is is_open
 
 
-def test_open_time_skips_the_weekend_and_the_open_is_seen():
-    friday, sunday = utc(2026, 11, 20, 21, 50), utc(2026, 11, 22, 22, 5)
-    assert HOURS.open_seconds(FOREX, friday, sunday) == 15 * 60  # 10 min Friday + 5 min Sunday
-    assert HOURS.open_seconds(CRYPTO, friday, sunday) == (sunday - friday).total_seconds()
-    assert HOURS.opened_between(FOREX, utc(2026, 11, 22, 21, 59, 30), utc(2026, 11, 22, 22, 0))
-    assert not HOURS.opened_between(FOREX, utc(2026, 11, 22, 22, 0), utc(2026, 11, 22, 22, 1))
-    assert not HOURS.opened_between(CRYPTO, friday, sunday)
+@pytest.mark.parametrize(
+    ("start", "end", "open_minutes"),
+    [
+        # winter weekend: Friday 21:50-22:00 and Sunday 22:00-22:05 UTC
+        (utc(2026, 11, 20, 21, 50), utc(2026, 11, 22, 22, 5), 15),
+        # summer weekend: Friday 20:00-21:00 and Sunday 21:00-21:30 UTC (a 22:00 UTC rule
+        # would count Friday 21:00-22:00 instead of Sunday's half hour)
+        (utc(2026, 7, 17, 20, 0), utc(2026, 7, 19, 21, 30), 90),
+        # summer time starts: closes Friday 22:00 UTC (EST), opens Sunday 21:00 UTC (EDT)
+        (utc(2026, 3, 6, 21, 0), utc(2026, 3, 8, 22, 0), 120),
+        # summer time ends: closes Friday 21:00 UTC (EDT), opens Sunday 22:00 UTC (EST)
+        (utc(2026, 10, 30, 20, 0), utc(2026, 11, 1, 23, 0), 120),
+        # two Monday-to-Monday weeks across the start of summer time: 336 h less the
+        # weekend it starts in (Friday 22:00 to Sunday 21:00 UTC, 47 h) and the next (48 h)
+        (utc(2026, 3, 2, 0, 0), utc(2026, 3, 16, 0, 0), (336 - 47 - 48) * 60),
+    ],
+)
+def test_forex_open_time_skips_the_weekend(start, end, open_minutes):
+    assert HOURS.open_seconds(FOREX, start, end) == open_minutes * 60
+    assert HOURS.open_seconds(CRYPTO, start, end) == (end - start).total_seconds()
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "opened"),
+    [
+        # winter: the open is Sunday 22:00 UTC
+        (utc(2026, 11, 22, 21, 59, 30), utc(2026, 11, 22, 22, 0), True),
+        (utc(2026, 11, 22, 22, 0), utc(2026, 11, 22, 22, 1), False),  # already open
+        # summer: the open is Sunday 21:00 UTC, not 22:00
+        (utc(2026, 7, 19, 20, 59, 30), utc(2026, 7, 19, 21, 0), True),
+        (utc(2026, 7, 19, 21, 59, 30), utc(2026, 7, 19, 22, 0), False),
+        # the Sunday summer time starts: 17:00 EDT is 21:00 UTC
+        (utc(2026, 3, 8, 20, 59, 30), utc(2026, 3, 8, 21, 0), True),
+        # the Sunday summer time ends: 17:00 EST is 22:00 UTC
+        (utc(2026, 11, 1, 20, 59, 30), utc(2026, 11, 1, 21, 0), False),
+        (utc(2026, 11, 1, 21, 59, 30), utc(2026, 11, 1, 22, 0), True),
+        # a window over the whole weekend sees the open
+        (utc(2026, 10, 30, 12, 0), utc(2026, 11, 2, 12, 0), True),
+    ],
+)
+def test_forex_open_is_seen_when_it_happens(start, end, opened):
+    assert HOURS.opened_between(FOREX, start, end) is opened
+    assert not HOURS.opened_between(CRYPTO, start, end)  # crypto never closes, so never opens
 
 
 def test_market_hours_are_configurable_and_checked():
-    hours = parse_market_hours({"forex": {"opens": "Sun 21:00", "closes": "Fri 21:00"}}, "f")
+    # the documented syntax, spelled out, is the default
+    documented = {
+        "forex": {"timezone": "America/New_York", "opens": "Sun 17:00", "closes": "Fri 17:00"}
+    }
+    assert parse_market_hours(documented, "f") == MarketHours()
+    # fixed UTC hours on request: Sunday 21:00 UTC opens in winter as in summer
+    hours = parse_market_hours(
+        {"forex": {"timezone": "UTC", "opens": "Sun 21:00", "closes": "Fri 21:00"}}, "f"
+    )
     assert hours.is_open(FOREX, utc(2026, 11, 22, 21, 0))
     assert not hours.is_open(FOREX, utc(2026, 11, 20, 21, 0))
+    assert not hours.is_open(FOREX, utc(2026, 7, 17, 21, 0))
+    # another zone: Sunday 17:00 in Auckland (NZDT, UTC+13) is Sunday 04:00 UTC
+    auckland = parse_market_hours({"forex": {"timezone": "Pacific/Auckland"}}, "f")
+    assert not auckland.is_open(FOREX, utc(2026, 11, 22, 3, 59))
+    assert auckland.is_open(FOREX, utc(2026, 11, 22, 4, 0))
+    # forex: always never closes
+    assert parse_market_hours({"forex": "always"}, "f").is_open(FOREX, utc(2026, 11, 21, 12, 0))
+    for market in ("forex", "index"):
+        with pytest.raises(
+            ValueError,
+            match=rf"^symbols\.yaml: market_hours\.{market}\.timezone: "
+            r"unknown time zone 'Mars/Base'$",
+        ):
+            parse_market_hours({market: {"timezone": "Mars/Base"}}, "symbols.yaml")
     with pytest.raises(
-        ValueError, match=r"market_hours\.index\.timezone: unknown time zone 'Mars/Base'"
-    ):
-        parse_market_hours({"index": {"timezone": "Mars/Base"}}, "f")
-    with pytest.raises(
-        ValueError, match=r"market_hours\.forex: 'night' is not a time such as 22:00"
+        ValueError, match=r"^f: market_hours\.forex: 'night' is not a time such as 22:00$"
     ):
         parse_market_hours({"forex": {"opens": "Sunday night"}}, "f")
+
+
+def test_the_readme_example_is_valid_and_states_the_defaults():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"```yaml\n(market_hours:\n.*?)```", readme, re.DOTALL)
+    assert block, "README.md has no market_hours example"
+    example = yaml.safe_load(block.group(1))["market_hours"]
+    assert parse_market_hours(example, "README.md") == MarketHours()
 
 
 # --- staleness -----------------------------------------------------------------------------------

@@ -332,7 +332,10 @@ def test_queue_failures_are_demoted_retried_and_finally_failed(deployment, pg_ur
 # --- market hours --------------------------------------------------------------------------------
 
 SATURDAY = dt.datetime(2026, 11, 21, 12, 0, tzinfo=dt.UTC)
-SUNDAY_OPEN = dt.datetime(2026, 11, 22, 22, 0, 10, tzinfo=dt.UTC)
+#: Ten seconds after forex opens, Sunday 17:00 New York: 22:00 UTC in winter (EST), 21:00 UTC in
+#: summer (EDT).
+SUNDAY_OPEN_WINTER = dt.datetime(2026, 11, 22, 22, 0, 10, tzinfo=dt.UTC)
+SUNDAY_OPEN_SUMMER = dt.datetime(2026, 7, 19, 21, 0, 10, tzinfo=dt.UTC)
 
 
 @pytest.fixture
@@ -346,7 +349,10 @@ def weekend(deployment, monkeypatch):
     from assets_pipeline.registry import load_registry, parse_registry
 
     document = yaml.safe_load(Path(load_registry().source).read_text())
-    document["market_hours"] = {"forex": {"opens": "Sun 22:00", "closes": "Fri 22:00"}}
+    # the production rule (not the test default, always open): Sun 17:00 to Fri 17:00 New York
+    document["market_hours"] = {
+        "forex": {"timezone": "America/New_York", "opens": "Sun 17:00", "closes": "Fri 17:00"}
+    }
     registry = parse_registry(document, "symbols.yaml")
     deployment.defs = build_definitions(registry)
 
@@ -376,15 +382,18 @@ def test_on_saturday_closed_forex_is_not_enqueued_nor_drained(weekend):
     ] == QUEUED  # keeps its place
 
 
-def test_when_forex_opens_its_critical_symbols_are_refreshed_at_once_and_the_rest_queued(weekend):
-    weekend.set_clock(SUNDAY_OPEN - dt.timedelta(seconds=20))
+@pytest.mark.parametrize("sunday_open", [SUNDAY_OPEN_WINTER, SUNDAY_OPEN_SUMMER])
+def test_when_forex_opens_its_critical_symbols_are_refreshed_at_once_and_the_rest_queued(
+    weekend, sunday_open
+):
+    weekend.set_clock(sunday_open - dt.timedelta(seconds=20))
     with dg.build_sensor_context(
         instance=weekend.instance, resources=weekend.resources()
     ) as context:
         sensor = weekend.defs.resolve_sensor_def("refresh_at_market_open")
         assert "watching" in sensor(context).skip_message
         assert "no market opened" in sensor(context).skip_message
-        weekend.set_clock(SUNDAY_OPEN)
+        weekend.set_clock(sunday_open)
         request = sensor(context)
     assert [k.path[-1] for k in request.asset_selection] == ["XAUUSD", "EURUSD"]
     assert request.tags["dagster/priority"] == "10"

@@ -8,6 +8,7 @@ budget windows are reproducible.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import os
@@ -22,7 +23,9 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
+from assets_pipeline.market_hours import MarketHours
 from assets_pipeline.simulator import Fault, PolygonSimulator, SimulatorRequest, market
+from assets_pipeline.taxonomy import AssetType
 
 RESPONSES = Path(__file__).resolve().parents[2] / "shared" / "polygon" / "responses"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -135,16 +138,56 @@ def test_day_bar_is_consistent_and_closes_at_the_current_price() -> None:
 
 def test_market_hours_freeze_forex_over_the_weekend() -> None:
     saturday = WEDNESDAY_NOON + 3 * 86_400
-    friday_close = WEDNESDAY_NOON + 2 * 86_400 + 10 * 3_600
+    # Friday 2024-05-31 17:00 New York (EDT, UTC-4) is 21:00 UTC
+    friday_fx_close = WEDNESDAY_NOON + 2 * 86_400 + 9 * 3_600
     assert not market.is_open("C:EURUSD", saturday, market_hours=True)
     assert market.is_open("X:BTCUSD", saturday, market_hours=True)
-    assert market.last_tick_time("C:EURUSD", saturday, market_hours=True) == friday_close
+    assert market.last_tick_time("C:EURUSD", saturday, market_hours=True) == friday_fx_close
     assert market.is_open("C:EURUSD", saturday, market_hours=False)
-    # Indices: the last session is Friday's; the day before it with a session is Thursday.
+    # Indices: the last session is Friday's, closed at 20:00 UTC; the day before it with a session
+    # is Thursday.
     friday_index_close = market.last_tick_time("I:SPX", saturday, market_hours=True)
-    assert friday_index_close == friday_close - 2 * 3_600
+    assert friday_index_close == WEDNESDAY_NOON + 2 * 86_400 + 8 * 3_600
     thursday = market.previous_day_bar("I:SPX", friday_index_close, market_hours=True)
     assert thursday.start == WEDNESDAY_NOON + 43_200
+
+
+def epoch(*args: int) -> float:
+    return dt.datetime(*args, tzinfo=dt.UTC).timestamp()
+
+
+# Simulated forex trades Sunday 17:00 to Friday 17:00 New York; in 2026 US summer time starts
+# Sunday 03-08 and ends Sunday 11-01. While closed, the price is frozen at the Friday close.
+@pytest.mark.parametrize(
+    ("at", "last_tick"),
+    [
+        # summer time starts
+        (epoch(2026, 3, 6, 21, 59), epoch(2026, 3, 6, 21, 59)),  # Friday 16:59 EST: trading
+        (epoch(2026, 3, 7, 12, 0), epoch(2026, 3, 6, 22, 0)),  # Saturday: Friday 17:00 EST
+        (epoch(2026, 3, 8, 20, 30), epoch(2026, 3, 6, 22, 0)),  # Sunday 16:30 EDT: not yet
+        (epoch(2026, 3, 8, 21, 0), epoch(2026, 3, 8, 21, 0)),  # Sunday 17:00 EDT: open
+        (epoch(2026, 3, 13, 21, 30), epoch(2026, 3, 13, 21, 0)),  # Friday 17:30 EDT: closed
+        # summer time ends
+        (epoch(2026, 10, 30, 20, 59), epoch(2026, 10, 30, 20, 59)),  # Friday 16:59 EDT: trading
+        (epoch(2026, 10, 31, 12, 0), epoch(2026, 10, 30, 21, 0)),  # Saturday: Friday 17:00 EDT
+        (epoch(2026, 11, 1, 21, 30), epoch(2026, 10, 30, 21, 0)),  # Sunday 16:30 EST: not yet
+        (epoch(2026, 11, 1, 22, 0), epoch(2026, 11, 1, 22, 0)),  # Sunday 17:00 EST: open
+    ],
+)
+def test_simulated_forex_follows_new_york_time(at: float, last_tick: float) -> None:
+    assert market.is_open("C:XAUUSD", at, market_hours=True) is (last_tick == at)
+    assert market.last_tick_time("C:XAUUSD", at, market_hours=True) == last_tick
+
+
+def test_simulated_forex_hours_agree_with_the_pipelines() -> None:
+    """Every quarter hour of the two weeks around each 2026 clock change, the simulator and the
+    pipeline's default market hours agree on whether forex trades."""
+    hours = MarketHours()
+    for monday in (epoch(2026, 3, 2), epoch(2026, 10, 26)):
+        for quarter in range(14 * 24 * 4):
+            t = monday + quarter * 900
+            expected = hours.is_open(AssetType.FOREX, dt.datetime.fromtimestamp(t, dt.UTC))
+            assert market.is_open("C:EURUSD", t, market_hours=True) is expected, t
 
 
 # --- auth ------------------------------------------------------------------------------------

@@ -9,11 +9,13 @@ small and smooth so that consecutive quotes look like a real market rather than 
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Literal
+from zoneinfo import ZoneInfo
 
 #: A clock answers epoch seconds; `time.time` in production, a frozen value in tests.
 Clock = Callable[[], float]
@@ -112,9 +114,10 @@ DAY_SECONDS = 86_400
 WEEK_SECONDS = 7 * DAY_SECONDS
 #: 1970-01-01 was a Thursday; the week below starts Monday 00:00 UTC.
 _EPOCH_WEEKDAY = 3
-#: Forex trades from Sunday 22:00 UTC to Friday 22:00 UTC (offsets from Monday 00:00).
-_FX_CLOSE_OFFSET = 4 * DAY_SECONDS + 22 * 3600
-_FX_OPEN_OFFSET = 6 * DAY_SECONDS + 22 * 3600
+#: Forex trades from Sunday 17:00 to Friday 17:00 New York time: 22:00 UTC in northern winter,
+#: 21:00 UTC while the US is on summer time.
+_FX_ZONE = ZoneInfo("America/New_York")
+_FX_OPEN_CLOSE = dt.time(17, 0)
 #: US cash session, ignoring daylight saving and holidays: 13:30 to 20:00 UTC, Monday to Friday.
 _INDEX_OPEN = 13 * 3600 + 1800
 _INDEX_CLOSE = 20 * 3600
@@ -259,17 +262,20 @@ def quote(ticker: str, t: float) -> Quote:
 def is_open(ticker: str, t: float, market_hours: bool) -> bool:
     """Whether the market trades at `t`; always True unless market hours are modelled.
 
-    Forex closes Friday 22:00 to Sunday 22:00 UTC, indices trade only in the US cash session,
-    crypto never closes.
+    Forex closes Friday 17:00 to Sunday 17:00 New York time, indices trade only in the US cash
+    session, crypto never closes.
     """
     if not market_hours:
         return True
     known = instrument(ticker)
     if known is None or known.asset_class == "crypto":
         return True
-    week_offset = (t + _EPOCH_WEEKDAY * DAY_SECONDS) % WEEK_SECONDS
     if known.asset_class == "fx":
-        return not (_FX_CLOSE_OFFSET <= week_offset < _FX_OPEN_OFFSET)
+        local = dt.datetime.fromtimestamp(t, _FX_ZONE)
+        day, after = local.weekday(), local.time() >= _FX_OPEN_CLOSE
+        # closed from Friday 17:00 to Sunday 17:00, local time
+        return not ((day == 4 and after) or day == 5 or (day == 6 and not after))
+    week_offset = (t + _EPOCH_WEEKDAY * DAY_SECONDS) % WEEK_SECONDS
     weekday = int(week_offset // DAY_SECONDS)
     seconds_of_day = week_offset % DAY_SECONDS
     return weekday < 5 and _INDEX_OPEN <= seconds_of_day < _INDEX_CLOSE
@@ -280,10 +286,15 @@ def last_tick_time(ticker: str, t: float, market_hours: bool) -> float:
     if is_open(ticker, t, market_hours):
         return t
     known = instrument(ticker)
-    week_start = t - (t + _EPOCH_WEEKDAY * DAY_SECONDS) % WEEK_SECONDS
     if known is not None and known.asset_class == "fx":
-        close = week_start + _FX_CLOSE_OFFSET
-        return close if close <= t else close - WEEK_SECONDS
+        # The latest Friday 17:00 New York at or before t, built in local time (so right in the
+        # weekends the clocks change in).
+        local = dt.datetime.fromtimestamp(t, _FX_ZONE)
+        friday = local.date() - dt.timedelta(days=(local.weekday() - 4) % 7)
+        close = dt.datetime.combine(friday, _FX_OPEN_CLOSE, _FX_ZONE)
+        if close.timestamp() > t:
+            close = dt.datetime.combine(friday - dt.timedelta(days=7), _FX_OPEN_CLOSE, _FX_ZONE)
+        return close.timestamp()
     # Indices: the latest session close at or before t (at most a weekend and a night back).
     day_start = t - t % DAY_SECONDS
     for back in range(8):

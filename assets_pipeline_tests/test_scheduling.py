@@ -436,7 +436,7 @@ def test_a_market_open_waits_for_a_critical_refresh_in_flight_and_is_not_forgott
     # A critical refresh still running when forex opens: a second critical run would only
     # queue behind it (one run of each kind at a time). The sensor waits, and keeps the open
     # in view: once the run is over, the next evaluation refreshes the symbols that opened.
-    weekend.set_clock(SUNDAY_OPEN - dt.timedelta(seconds=20))
+    weekend.set_clock(SUNDAY_OPEN_WINTER - dt.timedelta(seconds=20))
     with dg.build_sensor_context(
         instance=weekend.instance, resources=weekend.resources()
     ) as context:
@@ -445,12 +445,12 @@ def test_a_market_open_waits_for_a_critical_refresh_in_flight_and_is_not_forgott
         run = create_run_for_test(
             weekend.instance, "refresh_critical", dg.DagsterRunStatus.STARTED, run_tags(CRITICAL)
         )
-        weekend.set_clock(SUNDAY_OPEN)
+        weekend.set_clock(SUNDAY_OPEN_WINTER)
         waiting = sensor(context)
         assert isinstance(waiting, dg.SkipReason)
         assert f"still started ({run.run_id[:8]})" in waiting.skip_message
         weekend.instance.report_run_canceled(run)  # the run is over
-        weekend.set_clock(SUNDAY_OPEN + dt.timedelta(seconds=30))
+        weekend.set_clock(SUNDAY_OPEN_WINTER + dt.timedelta(seconds=30))
         request = sensor(context)
     assert [k.path[-1] for k in request.asset_selection] == ["XAUUSD", "EURUSD"]
 

@@ -261,7 +261,7 @@ class PolygonBudget:
                 reserve = self.caller.reserve
                 reserved = f", {reserve} kept for critical" if reserve else ""
                 raise BudgetCongested(
-                    f"no Polygon call slot within {max_wait_seconds:.0f}s: the budget of"
+                    f"no Polygon call slot within {max_wait_seconds:g}s: the budget of"
                     f" {self.limit} calls per {self.window_seconds:g}s is in use{reserved}"
                     f" (next slot in {wait:.1f}s)"
                 )

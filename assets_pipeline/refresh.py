@@ -127,7 +127,11 @@ class Refresh:
             started_at=self.started_at,
             ended_at=clock.utcnow(),
             updated=[s.symbol for s in self.plan.symbols if s.symbol in self.result.quotes],
-            failed={s.symbol: errors[s.symbol] for s in self.plan.symbols if s.symbol in errors},
+            failed={
+                s.symbol: errors[s.symbol]
+                for s in self.plan.symbols
+                if s.symbol in errors and s.symbol not in deferred
+            },
             deferred=deferred,
             queue_processed=len(self.plan.symbols) if self.plan.kind == QUEUE else 0,
             queue_remaining=self.queue.stats().waiting,

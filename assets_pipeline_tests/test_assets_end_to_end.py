@@ -431,3 +431,109 @@ def test_a_downstream_asset_reads_the_latest_quote_through_the_io_manager(pipeli
     stored = pipeline.store.latest_quote("EURUSD")
     assert isinstance(quote, Quote) and quote.symbol == "EURUSD"
     assert (quote.bid, quote.ask, quote.quote_time) == (stored.bid, stored.ask, stored.quote_time)
+
+
+# --- runs the project did not launch, congestion, midnight ---------------------------------------
+
+
+def test_a_run_launched_from_the_ui_is_manual_even_when_it_selects_only_critical_symbols(pipeline):
+    # The Materialize button starts a run with no tags of ours. It must not pass for a critical
+    # refresh: that would skip the reserve and move the reserve's clock.
+    from assets_pipeline.batches import recent_batches
+
+    defs = pipeline.defs()
+    critical = [dg.AssetKey(["quotes", s]) for s in CRITICAL]
+    job = defs.resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(
+        partition_key=today(),
+        instance=pipeline.instance,
+        asset_selection=critical,
+        raise_on_error=False,
+    )
+    assert result.success
+    (batch,) = recent_batches(get_engine(pipeline.database_url))
+    assert batch.kind == "manual" and sorted(batch.updated) == sorted(CRITICAL)
+    # the budget was asked as a secondary caller: the time of the last critical call is unset
+    stats = redis.Redis.from_url(REDIS_URL).hgetall(f"{pipeline.namespace}budget:polygon:stats")
+    assert b"last_critical" not in stats and int(stats[b"total_calls"]) == 1
+
+
+def test_a_symbol_that_finds_no_budget_slot_goes_back_to_its_place_unblamed(pipeline):
+    # Every slot is taken until after the run's deadline: the queued symbols did nothing wrong.
+    from assets_pipeline.budget import PolygonBudget, RedisBudgetStore
+    from assets_pipeline.queue_rules import QUEUED
+    from assets_pipeline.refresh_queue import RefreshQueue
+    from assets_pipeline.run_kinds import run_tags
+    from assets_pipeline.taxonomy import Tier
+
+    pipeline.monkeypatch.setenv("POLYGON_RATE_LIMIT_CALLS", "2")
+    engine = get_engine(pipeline.database_url)
+    queue = RefreshQueue(engine)
+    queue.enqueue([("GBPUSD", Tier.HIGH), ("USDJPY", Tier.HIGH)])
+    claimed = queue.claim(slots=2, per_call=1, batch_id="q-busy")
+    registry = load_registry()
+    for symbol in ("GBPUSD", "USDJPY"):  # refreshed fine earlier
+        earlier = Quote(
+            ticker="C:X",
+            symbol=symbol,
+            quote_time=dt.datetime.now(dt.UTC),
+            source="earlier",
+            bid=1.0,
+            ask=1.001,
+            last_price=1.0005,
+        )
+        pipeline.store.write_quote(registry.get(symbol), earlier, dt.date.today())
+    before = {s: pipeline.store.sync_status(s) for s in ("GBPUSD", "USDJPY")}
+    store = RedisBudgetStore(redis.Redis.from_url(REDIS_URL), namespace=pipeline.namespace)
+    busy = PolygonBudget(store, 2, 60)
+    busy.acquire(1)
+    busy.acquire(1)  # both slots, for the next minute
+
+    result = (
+        pipeline.defs()
+        .resolve_job_def("refresh_queue")
+        .execute_in_process(
+            partition_key=today(),
+            instance=pipeline.instance,
+            raise_on_error=False,
+            asset_selection=[dg.AssetKey(["quotes", i.symbol]) for i in claimed],
+            tags=run_tags("queue", "q-busy"),
+            run_config={"resources": {"polygon": {"config": {"max_budget_wait_seconds": 0.5}}}},
+        )
+    )
+    assert result.success  # nothing failed: the queue serves them later
+    items = {i.symbol: i for i in queue.items()}
+    for symbol in ("GBPUSD", "USDJPY"):
+        assert (items[symbol].status, items[symbol].tier, items[symbol].attempts) == (
+            QUEUED,
+            Tier.HIGH,
+            0,
+        )
+        assert pipeline.store.sync_status(symbol) == before[symbol]  # unchanged
+    assert pipeline.api_requests() == []
+
+
+def test_a_refresh_requested_before_midnight_stores_its_quote_after_it(pipeline):
+    # Requested on day D (the run's creation, by Dagster's clock), started on D+1 by ours.
+    from assets_pipeline import clock
+
+    requested = dt.datetime.now(dt.UTC)
+    after_midnight = dt.datetime.combine(
+        requested.date() + dt.timedelta(days=1), dt.time(0, 0, 3), dt.UTC
+    )
+    with clock.frozen_at(after_midnight):
+        result = pipeline.run("refresh_critical", partition=requested.date().isoformat())
+    assert result.success
+    assert pipeline.store.latest_quote("EURUSD") is not None
+
+
+def test_the_spread_is_stored_at_the_symbols_precision_without_float_noise(pipeline):
+    assert pipeline.run("refresh_critical").success
+    for symbol, precision in (("EURUSD", 5), ("XAUUSD", 2)):
+        with get_engine(pipeline.database_url).connect() as conn:
+            meta = conn.execute(
+                sa.select(symbols.c.meta).where(symbols.c.symbol == symbol)
+            ).scalar_one()
+        last = meta["last_update"]
+        assert last["spread"] == round(last["ask"] - last["bid"], precision)
+        assert len(repr(last["spread"]).split(".")[-1]) <= precision

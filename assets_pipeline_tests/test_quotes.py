@@ -65,3 +65,10 @@ def test_last_update_document_has_the_platform_fields():
         "source": "test",
     }
     assert iso_utc(NOW) == "2026-11-24T12:00:00.000000Z"
+
+
+def test_a_spread_is_rounded_to_the_symbols_precision():
+    # 1.08037 - 1.08001 is 0.00035999999999991594 in binary floating point
+    quote = dataclasses.replace(GOOD, bid=1.08001, ask=1.08037)
+    assert quote.spread != 0.00036
+    assert quote.for_symbol("EURUSD", 5).spread == 0.00036

@@ -21,7 +21,9 @@ from assets_pipeline.database import dispose_engine, get_engine
 from assets_pipeline.registry import Registry, load_registry
 
 REPO = Path(__file__).resolve().parents[1]
-RESPONSES = REPO.parent / "shared" / "polygon" / "responses"
+#: Polygon bodies the parser and the simulator are checked against: test data kept in the
+#: repository (where each came from: PROVENANCE.md beside them).
+RESPONSES = Path(__file__).resolve().parent / "data" / "polygon" / "responses"
 PG_ADMIN_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )

@@ -8,20 +8,25 @@ over real HTTP on loopback.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import redis
 import sqlalchemy as sa
 
+from assets_pipeline import clock
 from assets_pipeline.database import dispose_engine, get_engine
 from assets_pipeline.registry import Registry, load_registry
 
 REPO = Path(__file__).resolve().parents[1]
-RESPONSES = REPO.parent / "shared" / "polygon" / "responses"
+#: Polygon bodies the parser and the simulator are checked against: test data kept in the
+#: repository (where each came from: PROVENANCE.md beside them).
+RESPONSES = Path(__file__).resolve().parent / "data" / "polygon" / "responses"
 PG_ADMIN_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
@@ -175,3 +180,81 @@ def always_open_symbols_file(tmp_path: Path, **changes: object) -> Path:
 @pytest.fixture(scope="session")
 def registry(markets_always_open: None) -> Registry:
     return load_registry()
+
+
+# --- time ----------------------------------------------------------------------------------------
+
+#: Where a frozen clock starts: a Wednesday at noon UTC, when forex and crypto both trade, far
+#: from midnight.
+FROZEN_AT = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
+
+
+class FrozenClock:
+    """The package's one clock (`assets_pipeline.clock`), stopped: every `clock.utcnow()` in this
+    process, Dagster runs executed in-process included, answers `now` until the test moves it.
+    Subprocesses and the budget (which counts on its store's clock) still read real time."""
+
+    def __init__(self, start: dt.datetime, move: Callable[[dt.datetime], None]) -> None:
+        self._now = start
+        self._move = move
+
+    @property
+    def now(self) -> dt.datetime:
+        return self._now
+
+    @property
+    def today(self) -> dt.date:
+        return self._now.date()
+
+    def move_to(self, moment: dt.datetime) -> dt.datetime:
+        self._move(moment)
+        self._now = moment.astimezone(dt.UTC)
+        return self._now
+
+    def advance(self, seconds: float) -> dt.datetime:
+        return self.move_to(self._now + dt.timedelta(seconds=seconds))
+
+
+@pytest.fixture
+def frozen_clock() -> Iterator[FrozenClock]:
+    """The clock frozen at `FROZEN_AT` for the test; it moves only when the test moves it."""
+    with clock.frozen_at(FROZEN_AT) as move:
+        yield FrozenClock(FROZEN_AT, move)
+
+
+def live_day() -> str:
+    """Today's partition (UTC) by the package clock, as the quotes asset tells it. It also
+    takes the day the run was requested on, and refuses any other day."""
+    return clock.today().isoformat()
+
+
+T = TypeVar("T")
+
+
+def on_the_live_day(run: Callable[[str], T], refused_as_past: Callable[[T], bool]) -> tuple[str, T]:
+    """`run(day)` on today's partition; returns the day it ran on and what it returned.
+
+    If midnight UTC passes between taking the day and Dagster creating the run, the run is
+    requested on the new day for the old one and refused as "a past day", having fetched and
+    written nothing; it is then run once more, on the new day. So a test on today's partition
+    does not fail because it started at 23:59:59.999."""
+    day = live_day()
+    outcome = run(day)
+    if refused_as_past(outcome) and live_day() != day:
+        day = live_day()
+        outcome = run(day)
+    return day, outcome
+
+
+PAST_DAY = "is a past day"
+
+
+def refused_as_past(result: object) -> bool:
+    """Whether an in-process Dagster run failed because its partition was no longer today."""
+    if getattr(result, "success", True):
+        return False
+    return any(
+        PAST_DAY in event.step_failure_data.error.message
+        for event in result.all_events  # type: ignore[attr-defined]
+        if event.is_step_failure and event.step_failure_data.error
+    )

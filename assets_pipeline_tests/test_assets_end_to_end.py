@@ -1,7 +1,8 @@
 """End to end through Dagster: symbols file -> Polygon (simulator) -> PostgreSQL -> Redis.
 
 The definitions are built exactly as the code location builds them, from environment variables,
-and run against the real PostgreSQL and Redis on this machine.
+and run against the real PostgreSQL and Redis on this machine. Runs are on today's partition, read
+when each run starts (`on_the_live_day`), and what they wrote is compared with the day they ran on.
 """
 
 from __future__ import annotations
@@ -26,14 +27,10 @@ from assets_pipeline.registry import load_registry
 from assets_pipeline.schema import event_outbox, quote_history, symbols
 from assets_pipeline.simulator import Fault, PolygonSimulator
 
-from .conftest import REDIS_URL
+from .conftest import REDIS_URL, live_day, on_the_live_day, refused_as_past
 
 SECRET = "sk-live-7f3e9a1c5b2d4e6f8a0b-DO-NOT-LEAK"
 CRITICAL = ["XAUUSD", "EURUSD", "BTCUSD"]
-
-
-def today() -> str:
-    return dt.datetime.now(dt.UTC).date().isoformat()
 
 
 class Pipeline:
@@ -55,19 +52,30 @@ class Pipeline:
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         self.instance = dg.DagsterInstance.ephemeral()
+        #: The partition the last run was on.
+        self.partition: str | None = None
 
     def defs(self, symbols_file: Path | None = None) -> dg.Definitions:
         from assets_pipeline.definitions import build_definitions
 
         return build_definitions(load_registry(symbols_file) if symbols_file else None)
 
-    def run(self, job="refresh_critical", partition=None, symbols_file=None, mode=None):
+    def run(self, job="refresh_critical", partition=None, symbols_file=None, mode=None, **options):
+        """Run `job` in-process on `partition` (default: today's, read as the run starts)."""
         if mode:
             self.monkeypatch.setenv("POLYGON_SNAPSHOT_MODE", mode)
-        defs = self.defs(symbols_file)
-        return defs.resolve_job_def(job).execute_in_process(
-            partition_key=partition or today(), instance=self.instance, raise_on_error=False
-        )
+        job_def = self.defs(symbols_file).resolve_job_def(job)
+
+        def run_on(day):
+            return job_def.execute_in_process(
+                partition_key=day, instance=self.instance, raise_on_error=False, **options
+            )
+
+        if partition is not None:
+            self.partition = partition
+            return run_on(partition)
+        self.partition, result = on_the_live_day(run_on, refused_as_past)
+        return result
 
     @property
     def store(self) -> QuoteStore:
@@ -146,7 +154,7 @@ def test_materializing_the_critical_tier_stores_rows_status_history_and_announce
         assert key in meta
     assert meta["api_calls"].value == 1 and meta["budget_waits"].value == 0
     assert meta["written"].value is True
-    assert materialized["EURUSD"].partition == today()
+    assert materialized["EURUSD"].partition == pipeline.partition
 
     store = pipeline.store
     for symbol in CRITICAL:
@@ -163,7 +171,7 @@ def test_materializing_the_critical_tier_stores_rows_status_history_and_announce
         ).scalar_one()
         registered = conn.execute(sa.select(sa.func.count()).select_from(symbols)).scalar_one()
     assert sorted(h.symbol for h in history) == sorted(CRITICAL)
-    assert {h.partition_date.isoformat() for h in history} == {today()}
+    assert {h.partition_date.isoformat() for h in history} == {pipeline.partition}
     assert unsent == 0
     assert registered == 3
 
@@ -188,7 +196,8 @@ def test_per_ticker_mode_spends_one_call_per_symbol(pipeline):
 
 
 def test_a_past_partition_fails_clearly_and_fetches_and_writes_nothing(pipeline):
-    yesterday = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=1)).isoformat()
+    # refused on any day after it, so also if the test straddles midnight
+    yesterday = (dt.date.fromisoformat(live_day()) - dt.timedelta(days=1)).isoformat()
     result = pipeline.run("refresh_critical", partition=yesterday)
     assert not result.success
     failure = next(e for e in result.all_events if e.is_step_failure)
@@ -324,10 +333,8 @@ def test_with_the_budget_in_redis_and_redis_down_no_call_is_made(
 def test_overriding_one_setting_in_the_launchpad_keeps_the_others(pipeline):
     # Dagster resets a resource's other fields when run config sets one of them; the
     # environment must still decide the endpoint, the key and the database.
-    defs = pipeline.defs()
-    result = defs.resolve_job_def("refresh_critical").execute_in_process(
-        partition_key=today(),
-        instance=pipeline.instance,
+    result = pipeline.run(
+        "refresh_critical",
         run_config={"resources": {"polygon": {"config": {"snapshot_mode": "per_ticker"}}}},
     )
     assert result.success
@@ -360,12 +367,9 @@ def test_a_queue_batch_settles_its_items_and_reports_its_result(pipeline, caplog
     assert [i.symbol for i in claimed] == ["GBPUSD", "USDJPY"]
     pipeline.sim.add_fault(Fault("http_503", ticker="C:USDJPY"))
 
-    pipeline.monkeypatch.setenv("POLYGON_SNAPSHOT_MODE", "per_ticker")
-    job = pipeline.defs().resolve_job_def("refresh_queue")
-    result = job.execute_in_process(
-        partition_key=today(),
-        instance=pipeline.instance,
-        raise_on_error=False,
+    result = pipeline.run(
+        "refresh_queue",
+        mode="per_ticker",
         asset_selection=[dg.AssetKey(["quotes", "GBPUSD"]), dg.AssetKey(["quotes", "USDJPY"])],
         tags=run_tags("queue", "q-test-1"),
     )
@@ -422,7 +426,7 @@ def test_a_downstream_asset_reads_the_latest_quote_through_the_io_manager(pipeli
     result = dg.materialize(
         [eurusd_mid, build_quote_assets(registry)],
         selection=[eurusd_mid],
-        partition_key=today(),
+        partition_key=live_day(),  # the reader loads the latest quote on any day
         resources=defs.resources,
         instance=pipeline.instance,
     )
@@ -445,7 +449,7 @@ def test_a_run_launched_from_the_ui_is_manual_even_when_it_selects_only_critical
     critical = [dg.AssetKey(["quotes", s]) for s in CRITICAL]
     job = defs.resolve_implicit_global_asset_job_def()
     result = job.execute_in_process(
-        partition_key=today(),
+        partition_key=live_day(),
         instance=pipeline.instance,
         asset_selection=critical,
         raise_on_error=False,
@@ -493,7 +497,7 @@ def test_a_symbol_that_finds_no_budget_slot_goes_back_to_its_place_unblamed(pipe
         pipeline.defs()
         .resolve_job_def("refresh_queue")
         .execute_in_process(
-            partition_key=today(),
+            partition_key=live_day(),
             instance=pipeline.instance,
             raise_on_error=False,
             asset_selection=[dg.AssetKey(["quotes", i.symbol]) for i in claimed],

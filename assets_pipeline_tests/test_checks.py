@@ -1,4 +1,8 @@
-"""Staleness, quote age and quality, through Dagster, on the real PostgreSQL."""
+"""Staleness, quote age and quality, through Dagster, on the real PostgreSQL.
+
+The clock is frozen (`frozen_clock`): the writer stamps each update and the checks measure ages on
+the same clock, so every age asserted here is exact. Thresholds come from the registry.
+"""
 
 from __future__ import annotations
 
@@ -19,7 +23,8 @@ from assets_pipeline.registry import load_registry, parse_registry
 from assets_pipeline.schema import api_providers, data_sync_status, symbols
 from assets_pipeline.simulator import PolygonSimulator
 
-NOW = dt.datetime.now(dt.UTC)
+from .conftest import on_the_live_day, refused_as_past
+
 SATURDAY = dt.datetime(2026, 11, 21, 12, 0, tzinfo=dt.UTC)
 KEY = "checks-key"
 
@@ -61,13 +66,16 @@ def set_last_sync(store, symbol, at):
         )
 
 
+def ago(seconds):
+    return dt.timedelta(seconds=seconds)
+
+
 @pytest.fixture
-def checked(pg_url, monkeypatch):
+def checked(pg_url, monkeypatch, frozen_clock):
+    """Run the freshness checks as their job does, at the frozen clock's time."""
     monkeypatch.setenv("TRADING_DATABASE_URL", pg_url)
 
-    def run(registry, at=None):
-        if at is not None:
-            monkeypatch.setattr(clock, "utcnow", lambda: at)
+    def run(registry):
         result = (
             build_definitions(registry)
             .resolve_job_def("check_freshness")
@@ -82,23 +90,33 @@ def checked(pg_url, monkeypatch):
 
 
 def test_fresh_stale_and_never_refreshed_symbols_and_the_sync_status_that_follows(
-    pg_url, registry, checked
+    pg_url, registry, checked, frozen_clock
 ):
+    now = frozen_clock.now
     store = QuoteStore(get_engine(pg_url))
     store.register_symbols(registry)
-    store.write_quote(registry.get("EURUSD"), quote("EURUSD", "C:EURUSD", NOW, 1.08), NOW.date())
-    store.write_quote(registry.get("GBPUSD"), quote("GBPUSD", "C:GBPUSD", NOW, 1.27), NOW.date())
-    set_last_sync(store, "GBPUSD", NOW - dt.timedelta(minutes=20))  # high tier: 15 min
+    store.write_quote(registry.get("EURUSD"), quote("EURUSD", "C:EURUSD", now, 1.08), now.date())
+    store.write_quote(registry.get("GBPUSD"), quote("GBPUSD", "C:GBPUSD", now, 1.27), now.date())
+    stale_after = registry.tiers[registry.get("GBPUSD").tier].stale_after_seconds
+    # GBPUSD's last successful update: 5 minutes longer ago than its tier allows
+    set_last_sync(store, "GBPUSD", now - ago(stale_after + 300))
 
     results = checked(registry)
 
     eur, gbp, aud = (results[(s, "fresh")] for s in ("EURUSD", "GBPUSD", "AUDUSD"))
-    assert eur.passed and not gbp.passed and not aud.passed  # AUDUSD never refreshed
+    assert eur.passed and not gbp.passed and not aud.passed
+    assert aud.description == "AUDUSD: never refreshed while its market trades"
     assert gbp.severity == dg.AssetCheckSeverity.ERROR
     meta = gbp.metadata
-    assert 1195 < meta["sync_age_seconds"].value < 1300
-    assert meta["stale_after_seconds"].value == 900 and meta["market_open"].value is True
-    assert meta["quote_age_seconds"].value < 60  # the second clock, recorded beside the first
+    assert meta["sync_age_seconds"].value == stale_after + 300
+    assert meta["open_market_sync_age_seconds"].value == stale_after + 300  # markets never close
+    assert meta["stale_after_seconds"].value == stale_after and meta["market_open"].value is True
+    # the second clock, recorded beside the first: the quote's own time, fetched as it was quoted
+    assert meta["quote_age_seconds"].value == 0
+    assert gbp.description == (
+        f"GBPUSD: last update {(stale_after + 300) / 60:.1f} open-market minutes ago"
+    )
+    assert eur.metadata["sync_age_seconds"].value == 0
     assert len([k for k in results if k[1] == "fresh"]) == 9
 
     # the platform sees it without Dagster
@@ -106,36 +124,70 @@ def test_fresh_stale_and_never_refreshed_symbols_and_the_sync_status_that_follow
     assert store.sync_status("AUDUSD")["sync_status"] == "stale"
     assert store.sync_status("EURUSD")["sync_status"] == "success"
     # and the next update brings it back
-    later = NOW + dt.timedelta(seconds=1)
-    store.write_quote(registry.get("GBPUSD"), quote("GBPUSD", "C:GBPUSD", later, 1.27), NOW.date())
+    later = frozen_clock.advance(1)
+    store.write_quote(registry.get("GBPUSD"), quote("GBPUSD", "C:GBPUSD", later, 1.27), now.date())
     assert store.sync_status("GBPUSD")["sync_status"] == "success"
-    assert checked(registry)[("GBPUSD", "fresh")].passed
+    back = checked(registry)[("GBPUSD", "fresh")]
+    assert back.passed and back.metadata["sync_age_seconds"].value == 0
 
 
-def test_a_lagging_quote_warns_on_its_own_while_the_sync_is_fresh(pg_url, registry, checked):
+def test_a_symbol_turns_stale_once_its_last_update_is_older_than_its_tier_allows(
+    pg_url, registry, checked, frozen_clock
+):
+    spec = registry.get("EURUSD")
+    stale_after = registry.tiers[spec.tier].stale_after_seconds
     store = QuoteStore(get_engine(pg_url))
-    old = NOW - dt.timedelta(minutes=30)  # a delayed feed: fetched now, 30 minutes behind
-    store.write_quote(registry.get("XAUUSD"), quote("XAUUSD", "C:XAUUSD", old, 2400.0), NOW.date())
+    now = frozen_clock.now
+    store.write_quote(spec, quote("EURUSD", "C:EURUSD", now, 1.08), now.date())
+
+    frozen_clock.advance(stale_after)
+    at_the_limit = checked(registry)[("EURUSD", "fresh")]
+    assert at_the_limit.passed
+    assert at_the_limit.metadata["sync_age_seconds"].value == stale_after
+
+    frozen_clock.advance(1)
+    over = checked(registry)[("EURUSD", "fresh")]
+    assert not over.passed
+    assert over.metadata["sync_age_seconds"].value == stale_after + 1
+    assert store.sync_status("EURUSD")["sync_status"] == "stale"
+
+
+def test_a_lagging_quote_warns_on_its_own_while_the_sync_is_fresh(
+    pg_url, registry, checked, frozen_clock
+):
+    store = QuoteStore(get_engine(pg_url))
+    now = frozen_clock.now
+    max_age = registry.quality.max_quote_age_seconds
+    lag = max_age + 600  # a delayed feed: fetched now, 10 minutes further behind than allowed
+    old = now - ago(lag)
+    store.write_quote(registry.get("XAUUSD"), quote("XAUUSD", "C:XAUUSD", old, 2400.0), now.date())
     results = checked(registry)
-    assert results[("XAUUSD", "fresh")].passed
-    lag = results[("XAUUSD", "quote_age")]
-    assert not lag.passed and lag.severity == dg.AssetCheckSeverity.WARN
-    assert 1790 < lag.metadata["quote_age_seconds"].value < 1900
-    assert lag.metadata["max_quote_age_seconds"].value == 1200
+    fresh = results[("XAUUSD", "fresh")]
+    assert fresh.passed and fresh.metadata["sync_age_seconds"].value == 0
+    lagging = results[("XAUUSD", "quote_age")]
+    assert not lagging.passed and lagging.severity == dg.AssetCheckSeverity.WARN
+    assert lagging.metadata["quote_age_seconds"].value == lag
+    assert lagging.metadata["max_quote_age_seconds"].value == max_age
 
 
-def test_no_alarm_for_forex_over_the_weekend_but_crypto_goes_stale(pg_url, checked):
+def test_no_alarm_for_forex_over_the_weekend_but_crypto_goes_stale(pg_url, checked, frozen_clock):
     registry = real_hours_registry()
     store = QuoteStore(get_engine(pg_url))
-    friday = dt.datetime(2026, 11, 20, 21, 58, tzinfo=dt.UTC)
+    friday = frozen_clock.move_to(dt.datetime(2026, 11, 20, 21, 58, tzinfo=dt.UTC))
     for symbol, ticker, price in (("EURUSD", "C:EURUSD", 1.08), ("BTCUSD", "X:BTCUSD", 60000.0)):
+        # refreshed two minutes before forex closes (Fri 22:00)
         store.write_quote(registry.get(symbol), quote(symbol, ticker, friday, price), friday.date())
-        set_last_sync(store, symbol, friday)
-    results = checked(registry, at=SATURDAY)
+    frozen_clock.move_to(SATURDAY)
+    results = checked(registry)
     eur, btc = results[("EURUSD", "fresh")], results[("BTCUSD", "fresh")]
+    since_friday = (SATURDAY - friday).total_seconds()
     assert eur.passed and eur.metadata["market_open"].value is False
     assert "market closed, no alarm" in eur.description
-    assert not btc.passed
+    # only the two minutes forex traded count against it
+    assert eur.metadata["sync_age_seconds"].value == since_friday
+    assert eur.metadata["open_market_sync_age_seconds"].value == 120
+    assert not btc.passed  # crypto trades all weekend
+    assert btc.metadata["open_market_sync_age_seconds"].value == since_friday
     assert results[("EURUSD", "quote_age")].passed  # no lag warning while closed either
     assert store.sync_status("EURUSD")["sync_status"] == "success"
     assert store.sync_status("BTCUSD")["sync_status"] == "stale"
@@ -145,8 +197,11 @@ def test_every_materialization_checks_quality_and_warns_with_the_numbers(
     pg_url, registry, monkeypatch, redis_namespace
 ):
     store = QuoteStore(get_engine(pg_url))
-    earlier = NOW - dt.timedelta(minutes=5)
-    store.write_quote(registry.get("EURUSD"), quote("EURUSD", "C:EURUSD", earlier, 2.0), NOW.date())
+    # older than what the simulator quotes (on the real clock), so the refresh is written
+    earlier = clock.utcnow() - ago(300)
+    store.write_quote(
+        registry.get("EURUSD"), quote("EURUSD", "C:EURUSD", earlier, 2.0), earlier.date()
+    )
     with PolygonSimulator(host="127.0.0.1", port=0, api_keys={KEY}) as sim:
         for name, value in {
             "POLYGON_API_KEY": KEY,
@@ -156,12 +211,12 @@ def test_every_materialization_checks_quality_and_warns_with_the_numbers(
             "POLYGON_RATE_LIMIT_CALLS": "100",
         }.items():
             monkeypatch.setenv(name, value)
-        result = (
-            build_definitions(registry)
-            .resolve_job_def("refresh_critical")
-            .execute_in_process(
-                partition_key=NOW.date().isoformat(), instance=dg.DagsterInstance.ephemeral()
-            )
+        job = build_definitions(registry).resolve_job_def("refresh_critical")
+        _, result = on_the_live_day(
+            lambda day: job.execute_in_process(
+                partition_key=day, instance=dg.DagsterInstance.ephemeral()
+            ),
+            refused_as_past,
         )
     checks = {e.asset_key.path[-1]: e for e in result.get_asset_check_evaluations()}
     # only the quality checks run with a refresh; freshness has its own job

@@ -1,8 +1,10 @@
-"""What a user types: the demo refresh, a Dagster CLI materialization, and the relay sensor."""
+"""What a user types: the demo refresh, a Dagster CLI materialization, and the relay sensor.
+
+The commands run as subprocesses, on the wall clock: a frozen clock does not reach them.
+"""
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import subprocess
@@ -11,14 +13,16 @@ from pathlib import Path
 
 import dagster as dg
 import redis
+import sqlalchemy as sa
 
 from assets_pipeline.database import get_engine
 from assets_pipeline.events import pending_count
 from assets_pipeline.quote_store import QuoteStore
 from assets_pipeline.resources import RedisResource, TradingDatabase
+from assets_pipeline.schema import quote_history
 from assets_pipeline.sensors import event_outbox_relay
 
-from .conftest import REDIS_URL, always_open_symbols_file
+from .conftest import PAST_DAY, REDIS_URL, always_open_symbols_file, on_the_live_day
 from .test_quote_store import DAY, quote
 
 BIN = Path(sys.executable).parent
@@ -48,13 +52,22 @@ def fresh_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def refused_as_past_day(done: subprocess.CompletedProcess[str]) -> bool:
+    """The command's run was refused as "a past day": midnight UTC passed between the day it was
+    given (or took) and the quotes asset's own check of today (see `on_the_live_day`)."""
+    return done.returncode != 0 and PAST_DAY in done.stdout + done.stderr
+
+
 def test_the_demo_refreshes_every_symbol_on_the_embedded_defaults(tmp_path):
-    done = subprocess.run(
-        [str(BIN / "assets-pipeline"), "refresh"],
-        env=fresh_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=120,
+    _, done = on_the_live_day(  # the command takes today's partition itself
+        lambda _day: subprocess.run(
+            [str(BIN / "assets-pipeline"), "refresh"],
+            env=fresh_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ),
+        refused_as_past_day,
     )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
@@ -92,30 +105,36 @@ def test_the_demo_refreshes_every_symbol_on_the_embedded_defaults(tmp_path):
 
 
 def test_dagster_materializes_in_its_own_run_process_on_the_defaults(tmp_path):
-    today = dt.datetime.now(dt.UTC).date().isoformat()
     home = tmp_path / "dagster_home"
     home.mkdir()
-    done = subprocess.run(
-        [
-            str(BIN / "dagster"),
-            "asset",
-            "materialize",
-            "-m",
-            "assets_pipeline.definitions",
-            "--select",
-            "quotes/XAUUSD,quotes/BTCUSD",
-            "--partition",
-            today,
-        ],
-        env=fresh_env(tmp_path / "ap", DAGSTER_HOME=str(home)),
-        capture_output=True,
-        text=True,
-        timeout=180,
+    # today's partition, read right before the command runs
+    day, done = on_the_live_day(
+        lambda day: subprocess.run(
+            [
+                str(BIN / "dagster"),
+                "asset",
+                "materialize",
+                "-m",
+                "assets_pipeline.definitions",
+                "--select",
+                "quotes/XAUUSD,quotes/BTCUSD",
+                "--partition",
+                day,
+            ],
+            env=fresh_env(tmp_path / "ap", DAGSTER_HOME=str(home)),
+            capture_output=True,
+            text=True,
+            timeout=180,
+        ),
+        refused_as_past_day,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     store = QuoteStore(get_engine(f"sqlite:///{tmp_path / 'ap' / 'trading.sqlite'}"))
     assert store.latest_quote("XAUUSD") is not None and store.latest_quote("BTCUSD") is not None
     assert store.latest_quote("EURUSD") is None  # not selected, not fetched
+    with store.engine.connect() as conn:
+        days = conn.execute(sa.select(quote_history.c.partition_date).distinct()).scalars()
+        assert [d.isoformat() for d in days] == [day]  # stored under the partition it was given
 
 
 def test_the_relay_sensor_publishes_what_waits_in_the_outbox(pg_url, redis_namespace, registry):
@@ -153,12 +172,15 @@ def test_the_relay_sensor_waits_politely_without_redis(sqlite_url, monkeypatch):
 
 def test_run_batch_then_status_reports_the_batch_queue_schedules_and_budget(tmp_path):
     env = fresh_env(tmp_path)
-    done = subprocess.run(
-        [str(BIN / "assets-pipeline"), "run-batch"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+    _, done = on_the_live_day(  # the command takes today's partition itself
+        lambda _day: subprocess.run(
+            [str(BIN / "assets-pipeline"), "run-batch"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ),
+        refused_as_past_day,
     )
     assert done.returncode == 0, done.stderr
     assert "3 of 3 symbol(s) refreshed, 1 API call(s)." in done.stdout

@@ -1,14 +1,20 @@
-"""The real thing, compressed: the Dagster daemon runs the cadences for about a minute.
+"""The real thing, compressed: the Dagster daemon runs the cadences against the simulator.
 
 5 calls per 10 seconds, the critical tier every 20 seconds, the secondary tiers enqueued at
-start-up and drained every 5 seconds, one call per ticker, against the simulator (which answers 429 if
-the budget is ever exceeded), the real PostgreSQL and Redis.
+start-up and drained every 5 seconds, one call per ticker, against the simulator (which answers
+429 if the budget is ever exceeded), the real PostgreSQL and Redis.
+
+It asserts what a user relies on, not how fast this machine is: no critical refresh waits for the
+budget, the critical tier is refreshed again and again, every secondary symbol is refreshed, and
+the budget holds by the simulator's own log. It watches until that has happened (at least a
+minute, at most four), so a busy machine only makes it slower. Timings are printed, not asserted;
+they belong in `bench/`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import itertools
+import json
 import os
 import signal
 import subprocess
@@ -22,7 +28,7 @@ import yaml
 
 from assets_pipeline.database import get_engine
 from assets_pipeline.registry import load_registry
-from assets_pipeline.schema import quote_history
+from assets_pipeline.schema import quote_history, refresh_batches
 from assets_pipeline.simulator import PolygonSimulator
 
 from .conftest import REDIS_URL
@@ -30,13 +36,39 @@ from .test_budget import max_in_any_window
 
 LIMIT, WINDOW = 5, 10.0
 CRITICAL_EVERY = 20.0
-OBSERVE_SECONDS = 105.0
+#: Watch at least this long, so the budget is shared through a few critical cycles ...
+MIN_OBSERVE_SECONDS = 60.0
+#: ... and until every property can be judged, but no longer than this.
+MAX_OBSERVE_SECONDS = 240.0
 KEY = "daemon-test-key"
 CRITICAL = ["XAUUSD", "EURUSD", "BTCUSD"]
+SECONDARY = ["ETHUSDT", "GBPUSD", "USDJPY", "XAGUSD", "AUDUSD", "USDCAD"]
+
+
+def batches(engine):
+    """The refresh runs that finished, as recorded in data_sources.refresh_batches."""
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(refresh_batches).order_by(refresh_batches.c.ended_at)).all()
+    return [(row.kind, json.loads(row.updated), row.budget_waits) for row in rows]
+
+
+def refreshes(rows, kind):
+    """How many runs of `kind` stored a new quote for each symbol."""
+    counts: dict[str, int] = {}
+    for row_kind, updated, _ in rows:
+        if row_kind == kind:
+            for symbol in updated:
+                counts[symbol] = counts.get(symbol, 0) + 1
+    return counts
+
+
+def seen_enough(rows):
+    critical, queued = refreshes(rows, "critical"), refreshes(rows, "queue")
+    return all(critical.get(s, 0) >= 2 for s in CRITICAL) and all(s in queued for s in SECONDARY)
 
 
 @pytest.mark.daemon
-def test_the_daemon_keeps_critical_on_time_and_drains_secondaries_within_budget(
+def test_the_daemon_refreshes_critical_without_waiting_and_drains_secondaries_within_budget(
     tmp_path: Path, pg_url: str, redis_namespace: str
 ):
     document = yaml.safe_load(Path(load_registry().source).read_text())
@@ -86,9 +118,16 @@ def test_the_daemon_keeps_critical_on_time_and_drains_secondaries_within_budget(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        started = time.time()
+        engine = get_engine(pg_url)
+        started, watched = time.monotonic(), 0.0
         try:
-            time.sleep(OBSERVE_SECONDS)
+            while True:
+                time.sleep(2)
+                watched = time.monotonic() - started
+                if watched >= MAX_OBSERVE_SECONDS:
+                    break
+                if watched >= MIN_OBSERVE_SECONDS and seen_enough(batches(engine)):
+                    break
         finally:
             os.killpg(daemon.pid, signal.SIGTERM)
             try:
@@ -98,40 +137,35 @@ def test_the_daemon_keeps_critical_on_time_and_drains_secondaries_within_budget(
         requests = [r for r in sim.requests if not r.path.startswith("/_sim")]
 
     log = (tmp_path / "daemon.log").read_text()
+    rows = batches(engine)
+    with engine.connect() as conn:
+        stored = conn.execute(sa.select(quote_history.c.symbol, quote_history.c.fetched_at)).all()
+    # what happened when, for a reader (and bench/), not for an assertion
+    first = min((r.at for r in requests), default=0.0)
+    timeline: dict[str, list[float]] = {}
+    for row in sorted(stored, key=lambda row: row.fetched_at):
+        at = row.fetched_at.astimezone(dt.UTC).timestamp() - first
+        timeline.setdefault(row.symbol, []).append(round(at, 1))
+    calls = [(round(r.at - first, 1), r.path.rsplit("/", 1)[-1], r.status) for r in requests]
+    report = f"watched {watched:.0f}s\nstored: {timeline}\ncalls: {calls}\nbatches: {rows}\n"
+    (tmp_path / "timeline.txt").write_text(report)
+    print(report)
+
     assert requests, f"the daemon made no call; its log:\n{log[-3000:]}"
-    # the budget held: zero 429s, never more than the limit in any window
+    # the budget held, by the simulator's own log: zero 429s, never more than the limit in any
+    # window
     assert [r.status for r in requests if r.status != 200] == [], log[-3000:]
     assert max_in_any_window([r.at for r in requests], WINDOW) <= LIMIT
 
-    with get_engine(pg_url).connect() as conn:
-        rows = conn.execute(sa.select(quote_history.c.symbol, quote_history.c.fetched_at)).all()
-    updates: dict[str, list[float]] = {}
-    for row in rows:
-        at = row.fetched_at.astimezone(dt.UTC).timestamp()
-        updates.setdefault(row.symbol, []).append(at - started)
-    for times in updates.values():
-        times.sort()
+    # no critical refresh ever waited for the budget: the queue left it its reserve
+    critical_runs = [(updated, waits) for kind, updated, waits in rows if kind == "critical"]
+    assert critical_runs, (rows, log[-3000:])
+    assert [waits for _, waits in critical_runs] == [0] * len(critical_runs), rows
 
-    timeline = {s: [round(t, 1) for t in ts] for s, ts in sorted(updates.items())}
-    calls = [(round(r.at - started, 1), r.path.rsplit("/", 1)[-1]) for r in requests]
-    (tmp_path / "timeline.txt").write_text(f"{timeline}\n{calls}\n")
-    print(timeline, calls)
+    # the critical tier is refreshed again and again (not only at start-up)
+    critical = refreshes(rows, "critical")
+    assert all(critical.get(s, 0) >= 2 for s in CRITICAL), (critical, rows, log[-2000:])
 
-    # the critical tier: refreshed at start-up and on every tick after it
-    # (the first about 10 s in, after the daemon starts; a run takes ~10 s to land its quotes)
-    ticks = int((OBSERVE_SECONDS - 20) // CRITICAL_EVERY) + 1
-    for symbol in CRITICAL:
-        times = updates.get(symbol, [])
-        assert len(times) >= ticks, (symbol, times, log[-2000:])
-        gaps = [b - a for a, b in itertools.pairwise(times)]
-        assert max(gaps) <= CRITICAL_EVERY + 12, (symbol, times)  # a run's start-up is ~5 s
-
-    # every secondary symbol refreshed within its expected time. The critical refresh takes 3 of
-    # the 5 calls in its window and keeps 3 free before the next: the queue gets about 2 calls
-    # per 20 s critical cycle, so 6 symbols need 3 cycles (60 s), after the daemon's and the
-    # first runs' start-up (~10 s), a drain tick and run start (~10 s), and up to ~15 s more
-    # that the daemon on two busy cores may take to evaluate its sensors.
-    expected = 3 * CRITICAL_EVERY + 35
-    for symbol in ("ETHUSDT", "GBPUSD", "USDJPY", "XAGUSD", "AUDUSD", "USDCAD"):
-        times = updates.get(symbol, [])
-        assert times and times[0] <= expected, (symbol, times, sorted(updates))
+    # every secondary symbol is refreshed, through the queue
+    queued = refreshes(rows, "queue")
+    assert sorted(s for s in SECONDARY if s not in queued) == [], (queued, rows, log[-2000:])

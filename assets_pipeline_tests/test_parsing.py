@@ -1,4 +1,4 @@
-"""The parser against every recorded response in shared/polygon/responses.
+"""The parser against every recorded response in `data/polygon/responses/` beside these tests.
 
 Each recorded file has its own expectations below, and a guard test fails if a file is added to
 the folder without them, so the parser is always checked against all that is known of the API.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 
 import pytest
 
@@ -177,6 +178,12 @@ CASES = {
 def test_every_recorded_response_has_expectations():
     assert RESPONSES.is_dir(), f"the recorded responses are expected at {RESPONSES}"
     assert sorted(p.name for p in RESPONSES.glob("*.json")) == sorted(CASES)
+
+
+def test_every_recorded_response_says_where_it_came_from():
+    provenance = (RESPONSES / "PROVENANCE.md").read_text()
+    described = re.findall(r"^\| `([^`]+\.json)` \|", provenance, flags=re.MULTILINE)
+    assert sorted(described) == sorted(p.name for p in RESPONSES.glob("*.json"))
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -1,6 +1,7 @@
 """Schedules and sensors, evaluated as the daemon would, against the real PostgreSQL.
 
-They decide when runs happen and what the queue holds; none of them calls Polygon.
+They decide when runs happen and what the queue holds; none of them calls Polygon. The clock is
+frozen (`frozen_clock`): today's partition, claim ages and market hours are read from it.
 """
 
 from __future__ import annotations
@@ -29,11 +30,10 @@ from assets_pipeline.resources import (
     TradingDatabase,
 )
 from assets_pipeline.run_kinds import CRITICAL, MAX_RUNTIME_TAG, run_tags
+from assets_pipeline.schedules import CATCH_UP_GRACE_SECONDS
 from assets_pipeline.schema import api_budget_calls, api_budget_state
 from assets_pipeline.sensors import ORPHAN_CLAIM_SECONDS, reconcile_claims
 from assets_pipeline.taxonomy import Tier
-
-TODAY = dt.datetime.now(dt.UTC).date().isoformat()
 
 
 def create_run_for_test(instance, job_name, status, tags=None):
@@ -61,8 +61,9 @@ def instance():
 
 
 @pytest.fixture
-def deployment(pg_url, monkeypatch, registry, instance):
-    """Resources as the daemon builds them, on a database of the test's own, no Redis."""
+def deployment(pg_url, monkeypatch, registry, instance, frozen_clock):
+    """Resources as the daemon builds them, on a database of the test's own, no Redis, and the
+    package's clock frozen (the budget still counts on its store's clock)."""
     for name in ("REDIS_URL", "POLYGON_BASE_URL", "TRADING_DATABASE_URL", "POLYGON_SNAPSHOT_MODE"):
         monkeypatch.delenv(name, raising=False)
 
@@ -109,6 +110,7 @@ def deployment(pg_url, monkeypatch, registry, instance):
 
     deployment = Deployment()
     deployment.instance = instance
+    deployment.clock = frozen_clock
     return deployment
 
 
@@ -118,7 +120,7 @@ def deployment(pg_url, monkeypatch, registry, instance):
 def test_the_critical_schedule_refreshes_today_at_critical_priority(deployment):
     request = deployment.schedule("refresh_critical_every_5m")
     assert isinstance(request, dg.RunRequest)
-    assert request.partition_key == TODAY
+    assert request.partition_key == deployment.clock.today.isoformat()
     assert request.tags["dagster/priority"] == "10"
     assert request.tags["assets_pipeline/kind"] == "critical"
     schedule = deployment.defs.resolve_schedule_def("refresh_critical_every_5m")
@@ -136,14 +138,30 @@ def test_the_critical_schedule_skips_while_a_refresh_is_queued_or_running(deploy
     )
 
 
-def test_the_critical_tier_is_refreshed_once_at_start_up(deployment):
+def test_the_critical_tier_is_refreshed_at_start_up_and_after_the_daemon_was_down(
+    deployment, registry
+):
     first = deployment.sensor("refresh_critical_at_start_up")
     assert isinstance(first, dg.RunRequest) and first.tags["dagster/priority"] == "10"
-    create_run_for_test(
+    run = create_run_for_test(
         deployment.instance, job_name="refresh_critical", status=dg.DagsterRunStatus.SUCCESS
     )
-    later = deployment.sensor("refresh_critical_at_start_up")
-    assert isinstance(later, dg.SkipReason) and "on schedule" in later.skip_message
+    # Dagster records the run's time on the real clock; the sensor measures from it
+    record = deployment.instance.get_run_record_by_id(run.run_id)
+    started = record.start_time or record.create_timestamp.timestamp()
+    every = registry.tiers[Tier.CRITICAL].every_seconds
+
+    def at(seconds_after_the_run):
+        deployment.clock.move_to(dt.datetime.fromtimestamp(started + seconds_after_the_run, dt.UTC))
+        return deployment.sensor("refresh_critical_at_start_up")
+
+    on_time = at(every + CATCH_UP_GRACE_SECONDS - 1)
+    assert isinstance(on_time, dg.SkipReason)
+    assert on_time.skip_message == (
+        f"refresh_critical ran {every + CATCH_UP_GRACE_SECONDS - 1:.0f}s ago: on schedule"
+    )
+    # a tick was missed (the daemon was down): refreshed at once
+    assert isinstance(at(every + CATCH_UP_GRACE_SECONDS + 1), dg.RunRequest)
 
 
 # --- the queue -----------------------------------------------------------------------------------
@@ -164,7 +182,7 @@ def test_at_start_up_overdue_secondaries_are_queued_at_once_and_only_once(
     from assets_pipeline.quote_store import QuoteStore
     from assets_pipeline.quotes import Quote
 
-    now = dt.datetime.now(dt.UTC)
+    now = deployment.clock.now
     fresh = Quote(
         ticker="C:GBPUSD",
         symbol="GBPUSD",
@@ -202,7 +220,7 @@ def test_the_drain_refreshes_in_priority_order_with_what_the_critical_reserve_le
     request = deployment.sensor("refresh_queue_drain")
     assert isinstance(request, dg.RunRequest)
     assert [k.path[-1] for k in request.asset_selection] == ["ETHUSDT", "GBPUSD"]
-    assert request.partition_key == TODAY
+    assert request.partition_key == deployment.clock.today.isoformat()
     assert request.tags["dagster/priority"] == "0"
     batch = request.tags["assets_pipeline/batch"]
     assert request.run_key == batch
@@ -308,7 +326,11 @@ def test_the_queue_survives_a_new_instance_and_orphaned_claims_come_back(deploym
     fresh_instance = dg.DagsterInstance.ephemeral()  # a new daemon: nothing in common but the DB
     queue = RefreshQueue(deployment.queue.engine)
     assert sorted(i.symbol for i in queue.items()) == ["ETHUSDT", "GBPUSD", "USDJPY"]
-    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ORPHAN_CLAIM_SECONDS + 1)
+    # claimed at the frozen time; given back once no run has appeared for ORPHAN_CLAIM_SECONDS
+    claimed_at = deployment.clock.now
+    not_yet = claimed_at + dt.timedelta(seconds=ORPHAN_CLAIM_SECONDS)
+    assert reconcile_claims(fresh_instance, queue, not_yet) == 0
+    later = claimed_at + dt.timedelta(seconds=ORPHAN_CLAIM_SECONDS + 1)
     assert reconcile_claims(fresh_instance, queue, later) == 2
     assert all(i.status == QUEUED for i in queue.items())
     request = deployment.sensor("refresh_queue_drain", instance=fresh_instance)
@@ -339,13 +361,12 @@ SUNDAY_OPEN_SUMMER = dt.datetime(2026, 7, 19, 21, 0, 10, tzinfo=dt.UTC)
 
 
 @pytest.fixture
-def weekend(deployment, monkeypatch):
-    """The deployment with real market hours, its clock set by the test."""
+def weekend(deployment):
+    """The deployment with real market hours, its clock on Saturday until the test moves it."""
     from pathlib import Path
 
     import yaml
 
-    from assets_pipeline import clock
     from assets_pipeline.registry import load_registry, parse_registry
 
     document = yaml.safe_load(Path(load_registry().source).read_text())
@@ -355,12 +376,7 @@ def weekend(deployment, monkeypatch):
     }
     registry = parse_registry(document, "symbols.yaml")
     deployment.defs = build_definitions(registry)
-
-    def set_clock(at):
-        monkeypatch.setattr(clock, "utcnow", lambda: at)
-
-    deployment.set_clock = set_clock
-    set_clock(SATURDAY)
+    deployment.clock.move_to(SATURDAY)
     return deployment
 
 
@@ -386,14 +402,14 @@ def test_on_saturday_closed_forex_is_not_enqueued_nor_drained(weekend):
 def test_when_forex_opens_its_critical_symbols_are_refreshed_at_once_and_the_rest_queued(
     weekend, sunday_open
 ):
-    weekend.set_clock(sunday_open - dt.timedelta(seconds=20))
+    weekend.clock.move_to(sunday_open - dt.timedelta(seconds=20))
     with dg.build_sensor_context(
         instance=weekend.instance, resources=weekend.resources()
     ) as context:
         sensor = weekend.defs.resolve_sensor_def("refresh_at_market_open")
         assert "watching" in sensor(context).skip_message
         assert "no market opened" in sensor(context).skip_message
-        weekend.set_clock(sunday_open)
+        weekend.clock.move_to(sunday_open)
         request = sensor(context)
     assert [k.path[-1] for k in request.asset_selection] == ["XAUUSD", "EURUSD"]
     assert request.tags["dagster/priority"] == "10"
@@ -419,9 +435,10 @@ def test_a_cadence_run_on_saturday_does_not_fetch_closed_markets(weekend, pg_url
             "TRADING_DATABASE_URL": pg_url,
         }.items():
             monkeypatch.setenv(name, value)
-        # the job as the schedule launches it, but selecting all three (a stale request)
+        # the job as the schedule launches it, but selecting all three (a stale request), on
+        # the frozen Saturday's partition
         result = weekend.defs.resolve_job_def("refresh_critical").execute_in_process(
-            partition_key=dt.datetime.now(dt.UTC).date().isoformat(),
+            partition_key=clock.today().isoformat(),
             instance=weekend.instance,
             tags=run_tags(CRITICAL, tier="critical"),
         )
@@ -436,7 +453,7 @@ def test_a_market_open_waits_for_a_critical_refresh_in_flight_and_is_not_forgott
     # A critical refresh still running when forex opens: a second critical run would only
     # queue behind it (one run of each kind at a time). The sensor waits, and keeps the open
     # in view: once the run is over, the next evaluation refreshes the symbols that opened.
-    weekend.set_clock(SUNDAY_OPEN_WINTER - dt.timedelta(seconds=20))
+    weekend.clock.move_to(SUNDAY_OPEN_WINTER - dt.timedelta(seconds=20))
     with dg.build_sensor_context(
         instance=weekend.instance, resources=weekend.resources()
     ) as context:
@@ -445,12 +462,12 @@ def test_a_market_open_waits_for_a_critical_refresh_in_flight_and_is_not_forgott
         run = create_run_for_test(
             weekend.instance, "refresh_critical", dg.DagsterRunStatus.STARTED, run_tags(CRITICAL)
         )
-        weekend.set_clock(SUNDAY_OPEN_WINTER)
+        weekend.clock.move_to(SUNDAY_OPEN_WINTER)
         waiting = sensor(context)
         assert isinstance(waiting, dg.SkipReason)
         assert f"still started ({run.run_id[:8]})" in waiting.skip_message
         weekend.instance.report_run_canceled(run)  # the run is over
-        weekend.set_clock(SUNDAY_OPEN_WINTER + dt.timedelta(seconds=30))
+        weekend.clock.move_to(SUNDAY_OPEN_WINTER + dt.timedelta(seconds=30))
         request = sensor(context)
     assert [k.path[-1] for k in request.asset_selection] == ["XAUUSD", "EURUSD"]
 

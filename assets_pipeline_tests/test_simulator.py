@@ -1,9 +1,9 @@
 """The Polygon simulator speaks the recorded wire format, over real HTTP.
 
-Every shape is checked against the bodies in `shared/polygon/responses/` (real or vendor-published),
-so a client that passes against the simulator has met the same envelopes, field names, units and
-error bodies it will meet in production. The clock is frozen on a Wednesday so prices, bars and
-budget windows are reproducible.
+Every shape is checked against the recorded bodies in `data/polygon/responses/` beside these tests
+(real or vendor-published), so a client that passes against the simulator has met the same
+envelopes, field names, units and error bodies it will meet in production. The clock is frozen on
+a Wednesday so prices, bars and budget windows are reproducible.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from assets_pipeline.market_hours import MarketHours
 from assets_pipeline.simulator import Fault, PolygonSimulator, SimulatorRequest, market
 from assets_pipeline.taxonomy import AssetType
 
-RESPONSES = Path(__file__).resolve().parents[2] / "shared" / "polygon" / "responses"
+from .conftest import RESPONSES
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: Wednesday 2024-05-29 12:00:00 UTC: forex and crypto trade, mid-day bars exist.
 WEDNESDAY_NOON = 1_716_984_000.0

@@ -1,9 +1,11 @@
 """Polygon JSON bodies -> `Quote`s, `Bar`s and classified errors. Pure: no HTTP, no clock.
 
-The shapes and quirks come from `shared/polygon/README.md` and its recorded responses: v2 uses
-single letters and camelCase, v3 snake_case; `updated` is nanoseconds in real answers though the
-spec shows milliseconds, so every epoch is read by magnitude; a crypto snapshot has trades but no
-quotes; a `null` list means empty; an unknown ticker in a v3 batch is an item inside a 200.
+The shapes and quirks are those of the recorded responses it is tested against, in
+`assets_pipeline_tests/data/polygon/responses/` (PROVENANCE.md there says where each came from):
+v2 uses single letters and camelCase, v3 snake_case; `updated` is nanoseconds in real answers
+though the spec shows milliseconds, so every epoch is read by magnitude; a crypto snapshot has
+trades but no quotes; a `null` list means empty; an unknown ticker in a v3 batch is an item inside
+a 200.
 """
 
 from __future__ import annotations

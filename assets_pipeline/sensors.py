@@ -40,9 +40,10 @@ def event_outbox_relay(
     result = relay_pending(database.engine(), client)
     if result.error:
         context.log.warning(f"relay stopped: {result.error}")
+    if result.parked:
+        context.log.warning(f"outbox: {result.parked} event(s) parked, see their last_error")
     return dg.SkipReason(
-        f"published {result.sent} event(s); {result.pending} pending"
-        + (f"; Redis error: {result.error}" if result.error else "")
+        result.summary() + (f"; Redis error: {result.error}" if result.error else "")
     )
 
 

@@ -106,11 +106,18 @@ class RefreshQueue:
     def enqueue(
         self, arrivals: Iterable[tuple[str, Tier]], now: dt.datetime | None = None
     ) -> EnqueuePlan:
-        """Add symbols (each at most once); the plan says what was added and what dropped."""
+        """Add symbols (each at most once); the plan says what was added and what dropped. A full
+        queue deletes the waiting items it evicts for better arrivals (never one in flight)."""
         with self.engine.begin() as conn:
             plan = plan_enqueue(
                 self._locked(conn), arrivals, now or clock.utcnow(), self.policy.max_size
             )
+            if plan.evicted:
+                conn.execute(
+                    sa.delete(refresh_queue).where(
+                        refresh_queue.c.symbol.in_(plan.evicted), refresh_queue.c.status == QUEUED
+                    )
+                )
             self._save(conn, plan.insert, insert=True)
             self._save(conn, plan.update, insert=False)
         return plan

@@ -5,6 +5,7 @@ They decide when runs happen and what the queue holds; none of them calls Polygo
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import dagster as dg
@@ -26,6 +27,7 @@ from assets_pipeline.resources import (
     RedisResource,
     TradingDatabase,
 )
+from assets_pipeline.schedules import enqueue_tick
 from assets_pipeline.schema import api_budget_calls, api_budget_state
 from assets_pipeline.sensors import ORPHAN_CLAIM_SECONDS, reconcile_claims
 from assets_pipeline.taxonomy import Tier
@@ -190,6 +192,38 @@ def test_a_full_queue_says_what_it_dropped(deployment, registry, pg_url):
     small = RefreshQueue(get_engine(pg_url), type(registry.queue)(max_size=2))
     plan = small.enqueue([(s.symbol, s.tier) for s in registry.in_tier(Tier.HIGH)])
     assert len(plan.insert) == 2 and plan.dropped == ["USDJPY"]
+
+
+def test_a_full_queue_evicts_its_worst_waiting_item_for_a_better_arrival(registry, pg_url):
+    small = RefreshQueue(get_engine(pg_url), type(registry.queue)(max_size=3))
+    t0 = dt.datetime(2026, 11, 24, 10, 0, tzinfo=dt.UTC)
+    minutes = [t0 + dt.timedelta(minutes=n) for n in range(4)]
+    small.enqueue([("XAGUSD", Tier.LOW)], minutes[0])
+    small.enqueue([("USDCAD", Tier.MEDIUM)], minutes[1])
+    small.enqueue([("AUDUSD", Tier.MEDIUM)], minutes[2])
+    small.claim(1, 1, "batch-1", eligible={"XAGUSD"})  # the low item is in flight: it stays
+    plan = small.enqueue([("GBPUSD", Tier.HIGH)], minutes[3])
+    assert [i.symbol for i in plan.insert] == ["GBPUSD"]
+    assert plan.dropped == plan.evicted == ["AUDUSD"]  # the worst tier waiting, its newest
+    rows = {i.symbol: i.status for i in small.items()}
+    assert rows == {"XAGUSD": IN_FLIGHT, "USDCAD": QUEUED, "GBPUSD": QUEUED}
+
+
+def test_the_enqueue_tick_names_what_a_full_queue_dropped_and_evicted(registry, pg_url):
+    small = dataclasses.replace(registry, queue=dataclasses.replace(registry.queue, max_size=2))
+    database = TradingDatabase(url=pg_url)
+    assert enqueue_tick(small, small.tiers[Tier.MEDIUM], database) == (
+        "enqueued 2 medium symbol(s); 0 already waiting; QUEUE FULL (2): dropped XAGUSD"
+    )
+    # each high symbol is better than the medium ones waiting, until only high ones wait
+    assert enqueue_tick(small, small.tiers[Tier.HIGH], database) == (
+        "enqueued 2 high symbol(s); 0 already waiting; QUEUE FULL (2): dropped USDCAD, AUDUSD,"
+        " USDJPY (evicted from the queue for a better tier: USDCAD, AUDUSD)"
+    )
+    assert sorted(i.symbol for i in RefreshQueue(get_engine(pg_url)).items()) == [
+        "ETHUSDT",
+        "GBPUSD",
+    ]
 
 
 def test_the_drain_refreshes_in_priority_order_with_what_the_critical_reserve_leaves(deployment):

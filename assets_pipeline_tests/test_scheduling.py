@@ -317,20 +317,70 @@ def test_the_drain_waits_while_a_batch_is_in_flight_and_when_the_queue_is_empty(
     assert "a queue batch is still started" in result.skip_message
 
 
-def test_a_batch_whose_run_died_gives_its_items_back(deployment):
+def test_a_batch_whose_run_was_canceled_gives_its_items_back_in_their_place(deployment):
     deployment.schedule("enqueue_high_every_30m")
     request = deployment.sensor("refresh_queue_drain")
     batch = request.tags["assets_pipeline/batch"]
     create_run_for_test(
         deployment.instance,
         job_name="refresh_queue",
-        status=dg.DagsterRunStatus.FAILURE,
+        status=dg.DagsterRunStatus.CANCELED,
         tags={"assets_pipeline/batch": batch},
     )
     again = deployment.sensor("refresh_queue_drain")
     assert isinstance(again, dg.RunRequest)
     # the two released items are taken again, first, by the next batch
     assert [k.path[-1] for k in again.asset_selection] == ["ETHUSDT", "GBPUSD"]
+
+
+def test_a_symbol_whose_run_keeps_crashing_is_demoted_then_failed_not_retried_forever(
+    deployment, registry
+):
+    queue, instance = deployment.queue, deployment.instance
+    queue.enqueue([("GBPUSD", Tier.HIGH)])
+    now = dt.datetime.now(dt.UTC)
+    seen = []
+    for crash in range(1, registry.queue.max_retries + 2):
+        batch = f"q-crash-{crash}"
+        assert [i.symbol for i in queue.claim(1, 1, batch)] == ["GBPUSD"]
+        # the run claimed it, then died (FAILURE) before settling it
+        run = create_run_for_test(
+            instance,
+            job_name="refresh_queue",
+            status=dg.DagsterRunStatus.FAILURE,
+            tags={"assets_pipeline/batch": batch},
+        )
+        reconcile_claims(instance, queue, now)
+        (item,) = queue.items()
+        assert item.last_error == f"run {run.run_id[:8]} died before settling it"
+        seen.append((item.status, item.tier, item.attempts))
+    assert seen == [
+        (QUEUED, Tier.MEDIUM, 1),
+        (QUEUED, Tier.LOW, 2),
+        (QUEUED, Tier.LOW, 3),
+        (FAILED, Tier.LOW, 4),  # after max_retries (3) retries
+    ]
+    assert queue.claim(5, 1, "q-after") == []  # no longer claimable
+    reconcile_claims(instance, queue, now)  # and nothing more happens to it
+    assert queue.items()[0].attempts == 4
+
+
+@pytest.mark.parametrize("ended", ["never appeared", "CANCELED", "SUCCESS"])
+def test_a_batch_whose_run_did_not_crash_goes_back_without_an_attempt(deployment, ended):
+    queue, instance = deployment.queue, deployment.instance
+    queue.enqueue([("GBPUSD", Tier.HIGH)])
+    queue.claim(1, 1, "q-1")
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ORPHAN_CLAIM_SECONDS + 1)
+    if ended != "never appeared":
+        create_run_for_test(
+            instance,
+            job_name="refresh_queue",
+            status=dg.DagsterRunStatus[ended],
+            tags={"assets_pipeline/batch": "q-1"},
+        )
+    reconcile_claims(instance, queue, later)
+    (item,) = queue.items()
+    assert (item.status, item.tier, item.attempts, item.batch_id) == (QUEUED, Tier.HIGH, 0, None)
 
 
 def test_the_queue_survives_a_new_instance_and_orphaned_claims_come_back(deployment):
@@ -340,7 +390,7 @@ def test_the_queue_survives_a_new_instance_and_orphaned_claims_come_back(deploym
     queue = RefreshQueue(deployment.queue.engine)
     assert sorted(i.symbol for i in queue.items()) == ["ETHUSDT", "GBPUSD", "USDJPY"]
     later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ORPHAN_CLAIM_SECONDS + 1)
-    assert reconcile_claims(fresh_instance, queue, later) == 2
+    assert reconcile_claims(fresh_instance, queue, later).released == 2
     assert all(i.status == QUEUED for i in queue.items())
     request = deployment.sensor("refresh_queue_drain", instance=fresh_instance)
     assert [k.path[-1] for k in request.asset_selection] == ["ETHUSDT", "GBPUSD"]

@@ -2,9 +2,12 @@
 
 The freshness checks run in their own job (`check_freshness`) on a schedule, reading only the
 trading database: they never call Polygon. A stale symbol's `data_sync_status` becomes `stale`, so
-the platform sees it without Dagster; the next successful update sets it back to `success`.
+the platform sees it without Dagster; the next successful update sets it back to `success`. Only a
+sync the check judged is marked: a quote committed after the check read the status stays
+`success`.
 """
 
+import datetime as dt
 from collections.abc import Iterator
 
 import dagster as dg
@@ -59,7 +62,7 @@ def build_freshness_checks(registry: Registry) -> dg.AssetChecksDefinition:
         store = database.quote_store()
         now = clock.utcnow()
         selected = {key.asset_key.path[-1] for key in context.selected_asset_check_keys}
-        stale: list[str] = []
+        stale: dict[str, dt.datetime | None] = {}  # symbol -> the last sync judged stale
         for symbol in sorted(selected):
             spec = by_symbol[symbol]
             status = store.sync_status(symbol) or {}
@@ -75,7 +78,7 @@ def build_freshness_checks(registry: Registry) -> dg.AssetChecksDefinition:
             )
             metadata = {**freshness.metadata(), "sync_status": status.get("sync_status")}
             if freshness.stale:
-                stale.append(symbol)
+                stale[symbol] = status.get("last_sync_timestamp")
             key = quote_asset_key(symbol)
             if dg.AssetCheckKey(key, FRESH) in context.selected_asset_check_keys:
                 yield dg.AssetCheckResult(
@@ -94,7 +97,8 @@ def build_freshness_checks(registry: Registry) -> dg.AssetChecksDefinition:
                     severity=dg.AssetCheckSeverity.WARN,
                     metadata=metadata,
                 )
-        marked = store.mark_stale([by_symbol[s] for s in stale])
+        # only where the sync is still the one judged: a quote stored meanwhile stays `success`
+        marked = store.mark_stale({by_symbol[s]: seen for s, seen in stale.items()})
         if stale:
             context.log.warning(
                 f"stale: {', '.join(stale)}; sync status set to 'stale' for {marked} of them"

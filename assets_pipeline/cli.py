@@ -99,7 +99,7 @@ def relay() -> int:
     database = resources["database"]
     redis = resources["redis"]
     result = relay_pending(database.engine(), redis.client())  # type: ignore[attr-defined]
-    print(f"published {result.sent} event(s); {result.pending} pending")
+    print(result.summary())
     if result.error:
         print(f"error: {result.error}", file=sys.stderr)
         return 1

@@ -4,78 +4,182 @@ The event row is written in the quote's own transaction, so a quote is never sto
 event, and published only after the commit, so no event announces a quote that was rolled back.
 Publishing then happens at least once: straight after the write, and again by the relay (the
 `assets-pipeline relay` command and the `event_outbox_relay` sensor) for whatever is still pending
-because Redis was down or unset. The relay locks the pending rows it publishes, oldest first, so
-two relays never send the same event twice.
+because Redis was down or unset.
+
+The relay publishes one event per transaction: it locks the oldest pending row, publishes it,
+marks it sent and commits, then takes the next. So a relay that stops mid-way (a failed commit, a
+killed process) re-sends at most the event it was publishing, and two relays never send the same
+event twice: on PostgreSQL the second waits on the row lock (plain FOR UPDATE, not SKIP LOCKED)
+and then finds the row sent; SQLite's `BEGIN IMMEDIATE` is exclusive. Events leave oldest first.
+
+Two kinds of failure are told apart:
+
+- a Redis outage (connection refused, timeout): the relay stops; the event stays pending with its
+  attempt and error recorded, and the next relay starts from it. An outage never counts against
+  the row, however long it lasts;
+- a bad row (its payload does not decode, or Redis refuses that one publish): the row records the
+  failure (`attempts`, `last_error` "failed N of 5: ...") and the relay goes on with the rows behind
+  it; later relays retry it. After `MAX_FAILURES` failures in a row it is parked (`last_error`
+  "parked after 5 failures: ..."): skipped by every relay from then on, so it never blocks, and
+  counted in `RelayResult.parked` until someone looks at it.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 import sqlalchemy as sa
 
 from assets_pipeline import clock
 from assets_pipeline.schema import event_outbox
 
+#: A row whose publishing failed this many times in a row (Redis up) is parked.
+MAX_FAILURES = 5
+_PARKED = "parked after "
+_FAILED = re.compile(r"^failed (\d+) of \d+: ")
+#: A Redis outage, not the row's fault: stop and keep the event for the next relay.
+_OUTAGE = (redis.ConnectionError, redis.TimeoutError, OSError)
+
 
 @dataclass(frozen=True)
 class RelayResult:
+    """`error`: the Redis outage that stopped the relay. `failed`: rows that failed on their own
+    this time (left behind, retried later). `parked`: rows no relay tries any more."""
+
     sent: int
     pending: int
     error: str | None = None
+    failed: int = 0
+    parked: int = 0
+
+    def summary(self) -> str:
+        """One line for a tick's reason or the command's output (the outage is not in it)."""
+        text = f"published {self.sent} event(s); {self.pending} pending"
+        if self.failed:
+            text += f"; {self.failed} failed on their own (retried by the next relay)"
+        if self.parked:
+            text += (
+                f"; {self.parked} parked after {MAX_FAILURES} failures, skipped"
+                " (see event_outbox.last_error)"
+            )
+        return text
+
+
+def _parked() -> sa.ColumnElement[bool]:
+    return sa.and_(
+        event_outbox.c.sent_at.is_(None),
+        sa.func.coalesce(event_outbox.c.last_error, "").like(f"{_PARKED}%"),
+    )
+
+
+def _waiting() -> sa.ColumnElement[bool]:
+    return sa.and_(
+        event_outbox.c.sent_at.is_(None),
+        sa.not_(sa.func.coalesce(event_outbox.c.last_error, "").like(f"{_PARKED}%")),
+    )
 
 
 def pending_count(engine: sa.Engine) -> int:
+    """Events still to be published (parked ones are not: no relay tries them)."""
     with engine.connect() as conn:
-        return conn.execute(
-            sa.select(sa.func.count()).where(event_outbox.c.sent_at.is_(None))
-        ).scalar_one()
+        return conn.execute(sa.select(sa.func.count()).where(_waiting())).scalar_one()
+
+
+def parked_count(engine: sa.Engine) -> int:
+    with engine.connect() as conn:
+        return conn.execute(sa.select(sa.func.count()).where(_parked())).scalar_one()
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{exc.__class__.__name__}: {str(exc)[:200]}"
+
+
+def _failure_text(previous: str | None, exc: BaseException) -> str:
+    """The row's `last_error` after one more failure of its own: counts the failures in a row."""
+    match = _FAILED.match(previous or "")
+    failures = (int(match.group(1)) if match else 0) + 1
+    if failures >= MAX_FAILURES:
+        return f"{_PARKED}{failures} failures: {_describe(exc)}"
+    return f"failed {failures} of {MAX_FAILURES}: {_describe(exc)}"
+
+
+def _check_event(row: sa.Row) -> None:
+    """Raise if the row is not a publishable event (decoding it is all a subscriber can do)."""
+    if not isinstance(json.loads(row.payload), dict):
+        raise ValueError("the payload is not a JSON object")
+    if not row.channel:
+        raise ValueError("the event has no channel")
 
 
 def relay_pending(
-    engine: sa.Engine, redis_client: Any | None, batch_size: int = 500
+    engine: sa.Engine, redis_client: Any | None, max_events: int = 500
 ) -> RelayResult:
-    """Publish pending events oldest first and mark each sent; stop at the first Redis error.
+    """Publish up to `max_events` pending events oldest first, one transaction each; skip rows
+    that fail on their own; stop at a Redis outage.
 
     Without a Redis client nothing is sent: the events wait in the outbox.
     """
     if redis_client is None:
-        return RelayResult(sent=0, pending=pending_count(engine), error="REDIS_URL is not set")
-    sent = 0
+        return RelayResult(
+            sent=0,
+            pending=pending_count(engine),
+            error="REDIS_URL is not set",
+            parked=parked_count(engine),
+        )
+    sent = failed = 0
     error: str | None = None
-    while error is None:
+    after = 0  # rows that failed on their own in this pass are not tried again until the next
+    for _ in range(max_events):
         with engine.begin() as conn:
             query = (
-                sa.select(event_outbox.c.id, event_outbox.c.channel, event_outbox.c.payload)
-                .where(event_outbox.c.sent_at.is_(None))
+                sa.select(
+                    event_outbox.c.id,
+                    event_outbox.c.channel,
+                    event_outbox.c.payload,
+                    event_outbox.c.last_error,
+                )
+                .where(_waiting(), event_outbox.c.id > after)
                 .order_by(event_outbox.c.id)
-                .limit(batch_size)
+                .limit(1)
             )
             if conn.dialect.name == "postgresql":
-                # Plain FOR UPDATE, not SKIP LOCKED: a second relay waits, then sees the rows
+                # Plain FOR UPDATE, not SKIP LOCKED: a second relay waits, then sees the row
                 # sent, so events leave in order and once.
                 query = query.with_for_update()
-            rows = conn.execute(query).all()
-            if not rows:
+            row = conn.execute(query).one_or_none()
+            if row is None:
                 break
-            for row in rows:
-                try:
-                    redis_client.publish(row.channel, row.payload)
-                except Exception as exc:  # noqa: BLE001 - any Redis failure keeps the event
-                    error = f"{exc.__class__.__name__}: {str(exc)[:200]}"
-                    conn.execute(
-                        sa.update(event_outbox)
-                        .where(event_outbox.c.id == row.id)
-                        .values(attempts=event_outbox.c.attempts + 1, last_error=error)
-                    )
-                    break
+            after = row.id
+            done = sa.update(event_outbox).where(event_outbox.c.id == row.id)
+            try:
+                _check_event(row)
+                redis_client.publish(row.channel, row.payload)
+            except _OUTAGE as exc:
+                error = _describe(exc)
+                conn.execute(done.values(attempts=event_outbox.c.attempts + 1, last_error=error))
+            except Exception as exc:  # noqa: BLE001 - this row alone: record it and go on
+                failed += 1
                 conn.execute(
-                    sa.update(event_outbox)
-                    .where(event_outbox.c.id == row.id)
-                    .values(sent_at=clock.utcnow(), attempts=event_outbox.c.attempts + 1)
+                    done.values(
+                        attempts=event_outbox.c.attempts + 1,
+                        last_error=_failure_text(row.last_error, exc),
+                    )
+                )
+            else:
+                conn.execute(
+                    done.values(sent_at=clock.utcnow(), attempts=event_outbox.c.attempts + 1)
                 )
                 sent += 1
-            if len(rows) < batch_size:
-                break
-    return RelayResult(sent=sent, pending=pending_count(engine), error=error)
+        if error is not None:
+            break
+    return RelayResult(
+        sent=sent,
+        pending=pending_count(engine),
+        error=error,
+        failed=failed,
+        parked=parked_count(engine),
+    )

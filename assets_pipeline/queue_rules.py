@@ -2,8 +2,10 @@
 
 These are the reference design's semantics (ordered by tier then enqueue time, a symbol at most
 once, a maximum size, a retryable failure requeued one tier lower up to three times, a permanent
-failure never requeued), kept pure so they are tested directly. `refresh_queue.py` applies them to
-the durable table.
+failure never requeued), kept pure so they are tested directly. When the queue is full, an arrival
+of a better tier evicts the item that would be served last (worst tier, newest arrival, never one
+in flight); an arrival no better than that is dropped. `refresh_queue.py` applies them to the
+durable table.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from assets_pipeline.taxonomy import Tier
 
@@ -48,11 +50,19 @@ def demote(tier: Tier) -> Tier:
 
 @dataclass(frozen=True)
 class EnqueuePlan:
-    """What an enqueue does: new items, items to refresh in place, and arrivals dropped."""
+    """What an enqueue does: new items, items to refresh in place, and the symbols the size limit
+    left out (`dropped`): arrivals turned away, and waiting items `evicted` (their rows deleted)
+    to make room for better ones."""
 
     insert: list[QueueItem]
     update: list[QueueItem]
     dropped: list[str]
+    evicted: list[str] = field(default_factory=list)
+
+    @property
+    def refused(self) -> list[str]:
+        """The arrivals that were dropped (not the evicted items)."""
+        return [symbol for symbol in self.dropped if symbol not in self.evicted]
 
 
 def plan_enqueue(
@@ -65,26 +75,41 @@ def plan_enqueue(
 
     A symbol already waiting keeps its place; if it arrives at a better tier than it now has
     (it was demoted), it is promoted back. A symbol that had failed for good starts afresh.
-    Arrivals beyond `max_size` waiting items are dropped, lowest priority first.
+    At `max_size` waiting items (queued or in flight), an arrival of a better tier than the last
+    item in the queue's order evicts it (the worst tier's newest arrival, never an item in
+    flight); an arrival no better than that is dropped. Arrivals are taken best tier first.
     """
     current = {item.symbol: item for item in existing}
+    before = set(current)
     waiting = sum(1 for item in current.values() if item.status != FAILED)
-    inserts: list[QueueItem] = []
-    updates: list[QueueItem] = []
+    changed: dict[str, QueueItem] = {}
     dropped: list[str] = []
+    evicted: list[str] = []
     for symbol, tier in sorted(set(arrivals), key=lambda a: (a[1].rank, a[0])):
         item = current.get(symbol)
         if item is not None and item.status != FAILED:
             if tier.rank < item.tier.rank and item.status == QUEUED:
-                updates.append(dataclasses.replace(item, tier=tier))
+                current[symbol] = changed[symbol] = dataclasses.replace(item, tier=tier)
             continue
         if waiting >= max_size:
-            dropped.append(symbol)
-            continue
+            last = max(
+                (i for i in current.values() if i.status == QUEUED), key=order_key, default=None
+            )
+            if last is None or last.tier.rank <= tier.rank:
+                if symbol not in dropped:  # it may have been evicted by a better arrival
+                    dropped.append(symbol)
+                continue
+            del current[last.symbol]
+            changed.pop(last.symbol, None)
+            dropped.append(last.symbol)
+            evicted.append(last.symbol)
+            waiting -= 1
         fresh = QueueItem(symbol=symbol, tier=tier, base_tier=tier, enqueued_at=now)
-        (updates if item is not None else inserts).append(fresh)
+        current[symbol] = changed[symbol] = fresh
         waiting += 1
-    return EnqueuePlan(inserts, updates, dropped)
+    inserts = [item for symbol, item in changed.items() if symbol not in before]
+    updates = [item for symbol, item in changed.items() if symbol in before]
+    return EnqueuePlan(inserts, updates, dropped, evicted)
 
 
 def after_failure(

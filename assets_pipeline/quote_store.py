@@ -215,24 +215,37 @@ class QuoteStore:
                 conn, symbol_id, provider_id, "failed", error[:MAX_ERROR_LENGTH], clock.utcnow()
             )
 
-    def mark_stale(self, specs: Iterable[SymbolSpec]) -> int:
-        """Sync status `success` -> `stale` (a `failed` status keeps its error); the next
-        successful write sets it back to `success`."""
-        names = [spec.symbol for spec in specs]
-        if not names:
+    def mark_stale(self, seen: Mapping[SymbolSpec, dt.datetime | None]) -> int:
+        """Sync status `success` (or `pending`) -> `stale` for each symbol whose last sync is
+        still the one the caller saw (`None`: never synced); return how many were marked.
+
+        A check reads the status, judges it, then marks: a quote committed in between has moved
+        `last_sync_timestamp` on, so that symbol keeps its fresh `success`. A `failed` status
+        keeps its error; the next successful write sets a stale one back to `success`."""
+        if not seen:
             return 0
+        marked = 0
         with self.engine.begin() as conn:
             provider_id = self._provider(conn)
-            ids = sa.select(symbols.c.id).where(symbols.c.symbol.in_(names))
-            return conn.execute(
-                sa.update(data_sync_status)
-                .where(
-                    data_sync_status.c.ticker_id.in_(ids),
-                    data_sync_status.c.provider_id == provider_id,
-                    data_sync_status.c.sync_status.in_(("success", "pending")),
+            now = clock.utcnow()
+            for spec, last_sync in seen.items():
+                symbol_id = sa.select(symbols.c.id).where(symbols.c.symbol == spec.symbol)
+                same_sync = (
+                    data_sync_status.c.last_sync_timestamp.is_(None)
+                    if last_sync is None
+                    else data_sync_status.c.last_sync_timestamp == as_utc(last_sync)
                 )
-                .values(sync_status="stale", updated_at=clock.utcnow())
-            ).rowcount
+                marked += conn.execute(
+                    sa.update(data_sync_status)
+                    .where(
+                        data_sync_status.c.ticker_id == symbol_id.scalar_subquery(),
+                        data_sync_status.c.provider_id == provider_id,
+                        data_sync_status.c.sync_status.in_(("success", "pending")),
+                        same_sync,
+                    )
+                    .values(sync_status="stale", updated_at=now)
+                ).rowcount
+        return marked
 
     def _upsert_status(
         self,

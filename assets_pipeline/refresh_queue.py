@@ -106,11 +106,18 @@ class RefreshQueue:
     def enqueue(
         self, arrivals: Iterable[tuple[str, Tier]], now: dt.datetime | None = None
     ) -> EnqueuePlan:
-        """Add symbols (each at most once); the plan says what was added and what dropped."""
+        """Add symbols (each at most once); the plan says what was added and what dropped. A full
+        queue deletes the waiting items it evicts for better arrivals (never one in flight)."""
         with self.engine.begin() as conn:
             plan = plan_enqueue(
                 self._locked(conn), arrivals, now or clock.utcnow(), self.policy.max_size
             )
+            if plan.evicted:
+                conn.execute(
+                    sa.delete(refresh_queue).where(
+                        refresh_queue.c.symbol.in_(plan.evicted), refresh_queue.c.status == QUEUED
+                    )
+                )
             self._save(conn, plan.insert, insert=True)
             self._save(conn, plan.update, insert=False)
         return plan
@@ -182,6 +189,25 @@ class RefreshQueue:
             self._save(conn, [updated], insert=False)
             return updated
 
+    def fail_batch(
+        self, batch_id: str, error: str, now: dt.datetime | None = None
+    ) -> list[QueueItem]:
+        """A batch's run died after claiming: each item it still holds counts one failed attempt
+        (`after_failure`: one tier lower at the back of the queue, `failed` after `max_retries`),
+        so a symbol that crashes its run cannot be retried forever."""
+        now = now or clock.utcnow()
+        with self.engine.begin() as conn:
+            held = [
+                item
+                for item in self._locked(conn)
+                if item.status == IN_FLIGHT and item.batch_id == batch_id
+            ]
+            failed = [
+                after_failure(item, error, True, self.policy.max_retries, now) for item in held
+            ]
+            self._save(conn, failed, insert=False)
+        return failed
+
     def _unclaim(self, which: sa.ColumnElement[bool]) -> int:
         """Claimed items back to waiting, in their old place, without counting an attempt."""
         with self.engine.begin() as conn:
@@ -193,7 +219,8 @@ class RefreshQueue:
             ).rowcount
 
     def release(self, batch_id: str) -> int:
-        """Put a batch's claimed items back (its run never ran or died before finishing)."""
+        """Put a batch's claimed items back (its run never appeared, or ended without settling
+        them through no fault of theirs, e.g. canceled)."""
         return self._unclaim(refresh_queue.c.batch_id == batch_id)
 
     def release_symbols(self, symbols: Iterable[str]) -> int:

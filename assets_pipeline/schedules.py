@@ -14,7 +14,7 @@ import dagster as dg
 from assets_pipeline import clock
 from assets_pipeline.assets import quote_asset_key
 from assets_pipeline.cadence import TierPolicy, cron_for, format_duration
-from assets_pipeline.queue_rules import overdue
+from assets_pipeline.queue_rules import EnqueuePlan, overdue
 from assets_pipeline.refresh_queue import RefreshQueue
 from assets_pipeline.registry import Registry
 from assets_pipeline.resources import TradingDatabase
@@ -112,13 +112,22 @@ def enqueue_tick(registry: Registry, policy: TierPolicy, database: TradingDataba
     added = len(plan.insert) + sum(1 for item in plan.update if item.attempts == 0)
     message = (
         f"enqueued {added} {policy.tier.value} symbol(s);"
-        f" {len(symbols) - added - len(plan.dropped)} already waiting"
+        f" {len(symbols) - added - len(plan.refused)} already waiting"
     )
     if closed:
         message += f"; market closed: {', '.join(closed)}"
-    if plan.dropped:
-        message += f"; QUEUE FULL ({registry.queue.max_size}): dropped {', '.join(plan.dropped)}"
-    return message
+    return message + queue_full_note(plan, registry.queue.max_size)
+
+
+def queue_full_note(plan: EnqueuePlan, max_size: int) -> str:
+    """What the size limit left out, for a tick's reason: arrivals dropped and waiting items
+    evicted for better ones (empty when the queue had room)."""
+    if not plan.dropped:
+        return ""
+    note = f"; QUEUE FULL ({max_size}): dropped {', '.join(plan.dropped)}"
+    if plan.evicted:
+        note += f" (evicted from the queue for a better tier: {', '.join(plan.evicted)})"
+    return note
 
 
 def build_cadences(
@@ -238,10 +247,11 @@ def queue_catch_up_tick(registry: Registry, database: TradingDatabase) -> dg.Ski
     if not owed:
         return dg.SkipReason("no queued-tier symbol is overdue")
     plan = queue.enqueue(owed)
-    message = f"enqueued {len(plan.insert)} overdue symbol(s): {', '.join(s for s, _ in owed)}"
-    if plan.dropped:
-        message += f"; QUEUE FULL: dropped {', '.join(plan.dropped)}"
-    return dg.SkipReason(message)
+    message = (
+        f"enqueued {len(plan.insert)} overdue symbol(s):"
+        f" {', '.join(item.symbol for item in plan.insert)}"
+    )
+    return dg.SkipReason(message + queue_full_note(plan, registry.queue.max_size))
 
 
 def build_queue_catch_up_sensor(registry: Registry) -> dg.SensorDefinition:
@@ -288,10 +298,12 @@ def market_open_tick(
     if not opened:
         return dg.SkipReason("no market opened")
     queued = [(s.symbol, s.tier) for s in opened if s not in now_direct]
+    note = ""
     if queued:
-        RefreshQueue(database.engine(), registry.queue).enqueue(queued)
+        plan = RefreshQueue(database.engine(), registry.queue).enqueue(queued)
+        note = queue_full_note(plan, registry.queue.max_size)
     if not now_direct:
-        return dg.SkipReason(f"market opened: queued {', '.join(s for s, _ in queued)}")
+        return dg.SkipReason(f"market opened: queued {', '.join(s for s, _ in queued)}{note}")
     return dg.RunRequest(
         partition_key=today(),
         asset_selection=[quote_asset_key(s.symbol) for s in now_direct],

@@ -3,8 +3,11 @@
 `trading.symbols` and `data_sources.*` belong to the trading platform: on its database they already
 exist, often with more columns than ours. So we only ever create what is missing and never drop or
 alter a table; `ensure_schema` then checks that the columns we write are present and says which
-one is missing if not. On SQLite (the embedded default) schemas do not exist and the tables live
-flat in one file (see `database.py`).
+one is missing if not. Processes starting together on a fresh database take turns: the DDL runs
+in one transaction holding a lock (a transaction-scoped advisory lock on PostgreSQL; SQLite's
+`BEGIN IMMEDIATE` is already exclusive), so the first creates what is missing and the others find
+it there. On SQLite (the embedded default) schemas do not exist and the tables live flat in one
+file (see `database.py`).
 """
 
 from __future__ import annotations
@@ -146,14 +149,24 @@ api_refusals = sa.Table(
 )
 
 
+#: Names the advisory lock that serializes `ensure_schema` across processes (any constant).
+_DDL_LOCK_KEY = 724_311_906
+
+
 class SchemaError(RuntimeError):
     """An existing table lacks a column we write; the message names the table and column."""
 
 
 def ensure_schema(engine: sa.Engine) -> None:
-    """Create missing schemas and tables; verify existing ones have the columns we use."""
+    """Create missing schemas and tables; verify existing ones have the columns we use.
+
+    Safe to call from many processes at once: each holds the DDL lock for its whole transaction,
+    so no two `CREATE` of the same schema or table race (PostgreSQL would refuse the second with
+    a duplicate key in its catalog).
+    """
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _DDL_LOCK_KEY})
             for schema in (TRADING, DATA_SOURCES):
                 conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
         metadata.create_all(conn, checkfirst=True)

@@ -2,6 +2,7 @@
 
 import datetime as dt
 import uuid
+from dataclasses import dataclass
 
 import dagster as dg
 
@@ -18,11 +19,8 @@ from assets_pipeline.schedules import IN_FLIGHT_STATUSES, QUEUE_JOB, runs_in_fli
 
 #: A claimed batch with no run after this long (its request was never launched) goes back.
 ORPHAN_CLAIM_SECONDS = 120.0
-FINISHED = {
-    dg.DagsterRunStatus.SUCCESS,
-    dg.DagsterRunStatus.FAILURE,
-    dg.DagsterRunStatus.CANCELED,
-}
+#: A run that ended without settling its batch: a crash counts an attempt, the others do not.
+GIVE_BACK = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.CANCELED}
 
 
 @dg.sensor(
@@ -40,23 +38,51 @@ def event_outbox_relay(
     result = relay_pending(database.engine(), client)
     if result.error:
         context.log.warning(f"relay stopped: {result.error}")
+    if result.parked:
+        context.log.warning(f"outbox: {result.parked} event(s) parked, see their last_error")
     return dg.SkipReason(
-        f"published {result.sent} event(s); {result.pending} pending"
-        + (f"; Redis error: {result.error}" if result.error else "")
+        result.summary() + (f"; Redis error: {result.error}" if result.error else "")
     )
 
 
-def reconcile_claims(instance: dg.DagsterInstance, queue: RefreshQueue, now: dt.datetime) -> int:
-    """Give back items claimed by batches whose run finished without settling them, or whose
-    run never appeared: the queue never loses an item."""
-    released = 0
+@dataclass(frozen=True)
+class Reconciled:
+    """What `reconcile_claims` did with the items of batches no run is working on."""
+
+    released: int = 0  # back in their place, no attempt counted
+    failed: int = 0  # their run crashed: one failed attempt each
+
+    def note(self) -> str:
+        parts = []
+        if self.released:
+            parts.append(f"released {self.released} item(s) of a finished batch")
+        if self.failed:
+            parts.append(f"counted a failed attempt for {self.failed} item(s) of a crashed run")
+        return f" ({'; '.join(parts)})" if parts else ""
+
+
+def reconcile_claims(
+    instance: dg.DagsterInstance, queue: RefreshQueue, now: dt.datetime
+) -> Reconciled:
+    """Settle items claimed by batches whose run ended without settling them, or whose run never
+    appeared: the queue never loses an item, and never retries a crashing one forever.
+
+    A run that FAILED died after claiming (a crash in the run, or in a symbol): each item it still
+    held counts one failed attempt (one tier lower, back of the queue, `failed` after the retries).
+    A run that was canceled (or, harmlessly, succeeded) gives its items back as they were, and so
+    does a batch whose run never appeared within `ORPHAN_CLAIM_SECONDS`.
+    """
+    released = failed = 0
     for batch_id, claimed_at in queue.in_flight_batches().items():
         runs = instance.get_runs(filters=dg.RunsFilter(tags={BATCH_TAG: batch_id}), limit=1)
-        if runs and runs[0].status in FINISHED:
+        if runs and runs[0].status == dg.DagsterRunStatus.FAILURE:
+            error = f"run {runs[0].run_id[:8]} died before settling it"
+            failed += len(queue.fail_batch(batch_id, error, now))
+        elif runs and runs[0].status in GIVE_BACK:
             released += queue.release(batch_id)
         elif not runs and (now - claimed_at).total_seconds() > ORPHAN_CLAIM_SECONDS:
             released += queue.release(batch_id)
-    return released
+    return Reconciled(released, failed)
 
 
 def drain_tick(
@@ -67,8 +93,7 @@ def drain_tick(
 ) -> dg.RunRequest | dg.SkipReason:
     now = clock.utcnow()
     queue = RefreshQueue(database.engine(), registry.queue)
-    released = reconcile_claims(context.instance, queue, now)
-    note = f" (released {released} item(s) of a finished batch)" if released else ""
+    note = reconcile_claims(context.instance, queue, now).note()
     busy = runs_in_flight(context.instance, QUEUE_JOB)
     if busy:
         return dg.SkipReason(f"a queue batch is still {busy[0].status.value.lower()}{note}")

@@ -11,6 +11,7 @@ from assets_pipeline.cadence import cron_for, parse_duration, parse_queue, parse
 from assets_pipeline.fairness import critical_gap, critical_reserve, refresh_cost, secondary_caller
 from assets_pipeline.queue_rules import (
     FAILED,
+    IN_FLIGHT,
     QUEUED,
     QueueItem,
     after_failure,
@@ -73,6 +74,72 @@ def test_a_full_queue_drops_arrivals_lowest_priority_first():
     plan = plan_enqueue(existing, [("LOWX", Tier.LOW), ("HIGHX", Tier.HIGH)], at(1), max_size=4)
     assert [i.symbol for i in plan.insert] == ["HIGHX"]
     assert plan.dropped == ["LOWX"]
+
+
+H, M, L = Tier.HIGH, Tier.MEDIUM, Tier.LOW
+
+
+@pytest.mark.parametrize(
+    ("existing", "arrivals", "max_size", "inserted", "dropped", "evicted"),
+    [
+        # a better arrival evicts the worst waiting item, which is reported as dropped
+        ([item("H1", H), item("L1", L)], [("HX", H)], 2, ["HX"], ["L1"], ["L1"]),
+        # the worst tier goes first, and within it the newest arrival
+        (
+            [item("L_OLD", L, 0), item("L_NEW", L, 30), item("M1", M, 60)],
+            [("HX", H)],
+            3,
+            ["HX"],
+            ["L_NEW"],
+            ["L_NEW"],
+        ),
+        # an item in flight is never evicted: the worst item still waiting goes instead
+        (
+            [item("L1", L, status=IN_FLIGHT), item("M1", M)],
+            [("HX", H)],
+            2,
+            ["HX"],
+            ["M1"],
+            ["M1"],
+        ),
+        # only items in flight are worse: nothing waiting to evict, so the arrival is dropped
+        ([item("L1", L, status=IN_FLIGHT), item("H1", H)], [("HX", H)], 2, [], ["HX"], []),
+        # an arrival no better than the worst waiting item is dropped, as it would be served last
+        ([item("M1", M), item("M2", M)], [("MX", M), ("LX", L)], 2, [], ["MX", "LX"], []),
+        # each better arrival evicts one, worst first, until nothing worse is waiting
+        (
+            [item("L1", L, 0), item("L2", L, 10), item("M1", M, 20)],
+            [("HX", H), ("HY", H), ("HZ", H), ("MX", M)],
+            3,
+            ["HX", "HY", "HZ"],
+            ["L2", "L1", "M1", "MX"],
+            ["L2", "L1", "M1"],
+        ),
+        # a symbol failed for good is not waiting: it takes no room and is never evicted
+        ([item("L1", L, status=FAILED), item("M1", M)], [("HX", H)], 2, ["HX"], [], []),
+        # room left: nothing is evicted
+        ([item("L1", L)], [("HX", H)], 2, ["HX"], [], []),
+    ],
+    ids=[
+        "evicts the worst",
+        "worst tier, newest",
+        "never in flight",
+        "only in flight is worse",
+        "no better: dropped",
+        "one eviction per arrival",
+        "failed takes no room",
+        "room left",
+    ],
+)
+def test_a_full_queue_evicts_its_worst_waiting_item_for_a_better_arrival(
+    existing, arrivals, max_size, inserted, dropped, evicted
+):
+    plan = plan_enqueue(existing, arrivals, at(120), max_size)
+    assert [i.symbol for i in plan.insert] == inserted
+    assert plan.dropped == dropped
+    assert plan.evicted == evicted
+    waiting = {i.symbol for i in existing if i.status != FAILED} - set(evicted) | set(inserted)
+    assert len(waiting) <= max_size
 
 
 def test_a_failed_symbol_starts_afresh_when_enqueued_again():

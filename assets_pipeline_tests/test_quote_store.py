@@ -13,7 +13,7 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from assets_pipeline import quote_store
+from assets_pipeline import clock, quote_store
 from assets_pipeline.database import get_engine
 from assets_pipeline.quote_store import QuoteStore
 from assets_pipeline.quotes import Quote
@@ -263,3 +263,49 @@ def test_an_existing_table_missing_a_column_we_write_is_named(empty_pg_url):
     with pytest.raises(SchemaError, match=r"trading\.symbols exists without the column\(s\) name,"):
         get_engine(empty_pg_url)
     dispose_engine(empty_pg_url)
+
+
+# --- marking stale -------------------------------------------------------------------------------
+
+
+def test_mark_stale_marks_a_symbol_whose_sync_is_still_the_one_the_check_saw(store, registry):
+    eur, aud = registry.get("EURUSD"), registry.get("AUDUSD")
+    store.register_symbols([eur, aud])
+    with clock.frozen_at(T0) as move:
+        store.write_quote(eur, quote(), DAY)
+        move(T0 + dt.timedelta(minutes=20))
+        seen = {
+            eur: store.sync_status("EURUSD")["last_sync_timestamp"],
+            aud: store.sync_status("AUDUSD")["last_sync_timestamp"],  # never synced: None
+        }
+        assert seen[aud] is None
+        assert store.mark_stale(seen) == 2
+    assert store.sync_status("EURUSD")["sync_status"] == "stale"
+    assert store.sync_status("EURUSD")["last_sync_timestamp"] == T0
+    assert store.sync_status("AUDUSD")["sync_status"] == "stale"
+
+
+def test_a_quote_written_after_the_check_read_its_status_is_not_marked_stale(
+    database_url, registry
+):
+    eur, aud = registry.get("EURUSD"), registry.get("AUDUSD")
+    checker = QuoteStore(get_engine(database_url))  # the freshness check's
+    writer = QuoteStore(get_engine(database_url))  # a refresh run's
+    checker.register_symbols([eur, aud])
+    later = T0 + dt.timedelta(minutes=20)
+    with clock.frozen_at(T0) as move:
+        checker.write_quote(eur, quote(), DAY)
+        move(later)
+        # the check reads each status and finds both stale ...
+        seen = {
+            eur: checker.sync_status("EURUSD")["last_sync_timestamp"],
+            aud: checker.sync_status("AUDUSD")["last_sync_timestamp"],
+        }
+        # ... then a refresh run commits fresh quotes for both ...
+        writer.write_quote(eur, quote(at=later), DAY)
+        writer.write_quote(aud, quote("AUDUSD", "C:AUDUSD", at=later, bid=0.65, ask=0.6502), DAY)
+        # ... before the check marks what it saw
+        assert checker.mark_stale(seen) == 0
+    for symbol in ("EURUSD", "AUDUSD"):
+        status = checker.sync_status(symbol)
+        assert (status["sync_status"], status["last_sync_timestamp"]) == ("success", later)

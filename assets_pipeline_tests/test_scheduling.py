@@ -6,6 +6,7 @@ frozen (`frozen_clock`): today's partition, claim ages and market hours are read
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import dagster as dg
@@ -30,7 +31,7 @@ from assets_pipeline.resources import (
     TradingDatabase,
 )
 from assets_pipeline.run_kinds import CRITICAL, MAX_RUNTIME_TAG, run_tags
-from assets_pipeline.schedules import CATCH_UP_GRACE_SECONDS
+from assets_pipeline.schedules import CATCH_UP_GRACE_SECONDS, enqueue_tick
 from assets_pipeline.schema import api_budget_calls, api_budget_state
 from assets_pipeline.sensors import ORPHAN_CLAIM_SECONDS, reconcile_claims
 from assets_pipeline.taxonomy import Tier
@@ -213,6 +214,38 @@ def test_a_full_queue_says_what_it_dropped(deployment, registry, pg_url):
     assert len(plan.insert) == 2 and plan.dropped == ["USDJPY"]
 
 
+def test_a_full_queue_evicts_its_worst_waiting_item_for_a_better_arrival(registry, pg_url):
+    small = RefreshQueue(get_engine(pg_url), type(registry.queue)(max_size=3))
+    t0 = dt.datetime(2026, 11, 24, 10, 0, tzinfo=dt.UTC)
+    minutes = [t0 + dt.timedelta(minutes=n) for n in range(4)]
+    small.enqueue([("XAGUSD", Tier.LOW)], minutes[0])
+    small.enqueue([("USDCAD", Tier.MEDIUM)], minutes[1])
+    small.enqueue([("AUDUSD", Tier.MEDIUM)], minutes[2])
+    small.claim(1, 1, "batch-1", eligible={"XAGUSD"})  # the low item is in flight: it stays
+    plan = small.enqueue([("GBPUSD", Tier.HIGH)], minutes[3])
+    assert [i.symbol for i in plan.insert] == ["GBPUSD"]
+    assert plan.dropped == plan.evicted == ["AUDUSD"]  # the worst tier waiting, its newest
+    rows = {i.symbol: i.status for i in small.items()}
+    assert rows == {"XAGUSD": IN_FLIGHT, "USDCAD": QUEUED, "GBPUSD": QUEUED}
+
+
+def test_the_enqueue_tick_names_what_a_full_queue_dropped_and_evicted(registry, pg_url):
+    small = dataclasses.replace(registry, queue=dataclasses.replace(registry.queue, max_size=2))
+    database = TradingDatabase(url=pg_url)
+    assert enqueue_tick(small, small.tiers[Tier.MEDIUM], database) == (
+        "enqueued 2 medium symbol(s); 0 already waiting; QUEUE FULL (2): dropped XAGUSD"
+    )
+    # each high symbol is better than the medium ones waiting, until only high ones wait
+    assert enqueue_tick(small, small.tiers[Tier.HIGH], database) == (
+        "enqueued 2 high symbol(s); 0 already waiting; QUEUE FULL (2): dropped USDCAD, AUDUSD,"
+        " USDJPY (evicted from the queue for a better tier: USDCAD, AUDUSD)"
+    )
+    assert sorted(i.symbol for i in RefreshQueue(get_engine(pg_url)).items()) == [
+        "ETHUSDT",
+        "GBPUSD",
+    ]
+
+
 def test_the_drain_refreshes_in_priority_order_with_what_the_critical_reserve_leaves(deployment):
     deployment.schedule("enqueue_medium_every_30m")
     deployment.schedule("enqueue_high_every_30m")
@@ -304,20 +337,70 @@ def test_the_drain_waits_while_a_batch_is_in_flight_and_when_the_queue_is_empty(
     assert "a queue batch is still started" in result.skip_message
 
 
-def test_a_batch_whose_run_died_gives_its_items_back(deployment):
+def test_a_batch_whose_run_was_canceled_gives_its_items_back_in_their_place(deployment):
     deployment.schedule("enqueue_high_every_30m")
     request = deployment.sensor("refresh_queue_drain")
     batch = request.tags["assets_pipeline/batch"]
     create_run_for_test(
         deployment.instance,
         job_name="refresh_queue",
-        status=dg.DagsterRunStatus.FAILURE,
+        status=dg.DagsterRunStatus.CANCELED,
         tags={"assets_pipeline/batch": batch},
     )
     again = deployment.sensor("refresh_queue_drain")
     assert isinstance(again, dg.RunRequest)
     # the two released items are taken again, first, by the next batch
     assert [k.path[-1] for k in again.asset_selection] == ["ETHUSDT", "GBPUSD"]
+
+
+def test_a_symbol_whose_run_keeps_crashing_is_demoted_then_failed_not_retried_forever(
+    deployment, registry
+):
+    queue, instance = deployment.queue, deployment.instance
+    queue.enqueue([("GBPUSD", Tier.HIGH)])
+    now = dt.datetime.now(dt.UTC)
+    seen = []
+    for crash in range(1, registry.queue.max_retries + 2):
+        batch = f"q-crash-{crash}"
+        assert [i.symbol for i in queue.claim(1, 1, batch)] == ["GBPUSD"]
+        # the run claimed it, then died (FAILURE) before settling it
+        run = create_run_for_test(
+            instance,
+            job_name="refresh_queue",
+            status=dg.DagsterRunStatus.FAILURE,
+            tags={"assets_pipeline/batch": batch},
+        )
+        reconcile_claims(instance, queue, now)
+        (item,) = queue.items()
+        assert item.last_error == f"run {run.run_id[:8]} died before settling it"
+        seen.append((item.status, item.tier, item.attempts))
+    assert seen == [
+        (QUEUED, Tier.MEDIUM, 1),
+        (QUEUED, Tier.LOW, 2),
+        (QUEUED, Tier.LOW, 3),
+        (FAILED, Tier.LOW, 4),  # after max_retries (3) retries
+    ]
+    assert queue.claim(5, 1, "q-after") == []  # no longer claimable
+    reconcile_claims(instance, queue, now)  # and nothing more happens to it
+    assert queue.items()[0].attempts == 4
+
+
+@pytest.mark.parametrize("ended", ["never appeared", "CANCELED", "SUCCESS"])
+def test_a_batch_whose_run_did_not_crash_goes_back_without_an_attempt(deployment, ended):
+    queue, instance = deployment.queue, deployment.instance
+    queue.enqueue([("GBPUSD", Tier.HIGH)])
+    queue.claim(1, 1, "q-1")
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ORPHAN_CLAIM_SECONDS + 1)
+    if ended != "never appeared":
+        create_run_for_test(
+            instance,
+            job_name="refresh_queue",
+            status=dg.DagsterRunStatus[ended],
+            tags={"assets_pipeline/batch": "q-1"},
+        )
+    reconcile_claims(instance, queue, later)
+    (item,) = queue.items()
+    assert (item.status, item.tier, item.attempts, item.batch_id) == (QUEUED, Tier.HIGH, 0, None)
 
 
 def test_the_queue_survives_a_new_instance_and_orphaned_claims_come_back(deployment):
@@ -329,9 +412,9 @@ def test_the_queue_survives_a_new_instance_and_orphaned_claims_come_back(deploym
     # claimed at the frozen time; given back once no run has appeared for ORPHAN_CLAIM_SECONDS
     claimed_at = deployment.clock.now
     not_yet = claimed_at + dt.timedelta(seconds=ORPHAN_CLAIM_SECONDS)
-    assert reconcile_claims(fresh_instance, queue, not_yet) == 0
+    assert reconcile_claims(fresh_instance, queue, not_yet).released == 0
     later = claimed_at + dt.timedelta(seconds=ORPHAN_CLAIM_SECONDS + 1)
-    assert reconcile_claims(fresh_instance, queue, later) == 2
+    assert reconcile_claims(fresh_instance, queue, later).released == 2
     assert all(i.status == QUEUED for i in queue.items())
     request = deployment.sensor("refresh_queue_drain", instance=fresh_instance)
     assert [k.path[-1] for k in request.asset_selection] == ["ETHUSDT", "GBPUSD"]

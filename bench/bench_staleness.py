@@ -386,6 +386,8 @@ class Queue:
         plan = plan_enqueue(
             self.items.values(), arrivals, at_time(now), self.registry.queue.max_size
         )
+        for symbol in plan.evicted:
+            del self.items[symbol]
         for item in [*plan.insert, *plan.update]:
             self.items[item.symbol] = item
 

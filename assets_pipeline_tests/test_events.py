@@ -1,0 +1,209 @@
+"""The outbox relay, with the real Redis, on both the embedded SQLite and the real PostgreSQL.
+
+What subscribers rely on: events arrive oldest first and once, an event that cannot be published
+on its own does not hold back the ones behind it, and a Redis outage or a relay stopped mid-way
+re-sends nothing that already went out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+
+import pytest
+import redis
+import sqlalchemy as sa
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from assets_pipeline.database import get_engine
+from assets_pipeline.events import MAX_FAILURES, pending_count, relay_pending
+from assets_pipeline.quote_store import QuoteStore
+from assets_pipeline.schema import event_outbox
+
+from .conftest import REDIS_URL
+from .test_quote_store import DAY, T0, quote
+
+
+@pytest.fixture
+def store(database_url, redis_namespace) -> QuoteStore:
+    return QuoteStore(get_engine(database_url), namespace=redis_namespace)
+
+
+@pytest.fixture
+def listener(redis_namespace):
+    """A subscriber to every update channel of the test's namespace."""
+    pubsub = redis.Redis.from_url(REDIS_URL).pubsub()
+    pubsub.psubscribe(f"{redis_namespace}asset:update:*")
+    assert pubsub.get_message(timeout=2)["type"] == "psubscribe"
+    yield pubsub
+    pubsub.close()
+
+
+def received(listener, timeout=0.5) -> list[str]:
+    """The raw payloads that arrived, in order, until none comes for `timeout` seconds."""
+    out = []
+    while (message := listener.get_message(timeout=timeout)) is not None:
+        if message["type"] == "pmessage":
+            out.append(message["data"].decode())
+    return out
+
+
+def write_events(store, registry, count, start=0) -> list[str]:
+    """`count` stored quotes, hence `count` events in the outbox; their event ids, oldest first.
+    Quote times are `start`, `start` + 1 ... seconds after T0 (an older quote is not stored)."""
+    spec = registry.get("EURUSD")
+    return [
+        store.write_quote(spec, quote(at=T0 + dt.timedelta(seconds=start + n)), DAY).event_id
+        for n in range(count)
+    ]
+
+
+def event_ids(payloads) -> list[str]:
+    """Each payload's event id (a payload that is not an event stands for itself)."""
+    out = []
+    for payload in payloads:
+        try:
+            out.append(json.loads(payload)["event_id"])
+        except (ValueError, KeyError, TypeError):
+            out.append(payload)
+    return out
+
+
+def outbox_row(store, event_id):
+    with store.engine.connect() as conn:
+        return conn.execute(
+            sa.select(event_outbox).where(event_outbox.c.event_id == event_id)
+        ).one()
+
+
+class FlakyRedis:
+    """The real client, except that one publish raises what a test wants (`fail(n, payload)`
+    says whether the n-th publish, counting from 1, raises)."""
+
+    def __init__(self, client, error, fail):
+        self.client, self.error, self.fail, self.calls = client, error, fail, 0
+
+    def publish(self, channel, payload):
+        self.calls += 1
+        if self.fail(self.calls, payload):
+            raise self.error
+        return self.client.publish(channel, payload)
+
+
+def poison(store, event_id, payload):
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.update(event_outbox)
+            .where(event_outbox.c.event_id == event_id)
+            .values(payload=payload)
+        )
+
+
+@pytest.mark.parametrize("kind", ["undecodable payload", "publish refused for that row"])
+def test_a_poisoned_row_in_the_middle_does_not_stop_the_rows_behind_it(
+    store, registry, redis_client, listener, kind
+):
+    first, bad, third, fourth = write_events(store, registry, 4)
+    if kind == "undecodable payload":
+        poison(store, bad, '{"type": "price_update", "symbol": ')  # cut short
+        client = redis_client
+    else:
+        refused = redis.ResponseError("WRONGTYPE the server refuses this one")
+        client = FlakyRedis(redis_client, refused, lambda _n, payload: bad in payload)
+
+    result = relay_pending(store.engine, client)
+
+    assert event_ids(received(listener)) == [first, third, fourth]
+    assert (result.sent, result.failed, result.pending, result.parked) == (3, 1, 1, 0)
+    assert result.error is None  # Redis is fine: nothing to stop for
+    row = outbox_row(store, bad)
+    assert row.sent_at is None and row.attempts == 1
+    assert row.last_error.startswith(f"failed 1 of {MAX_FAILURES}: ")
+    assert ("JSONDecodeError" if kind == "undecodable payload" else "WRONGTYPE") in row.last_error
+
+
+def test_a_row_that_keeps_failing_is_parked_and_skipped_and_reported(
+    store, registry, redis_client, listener
+):
+    (bad,) = write_events(store, registry, 1)
+    poison(store, bad, "not json")
+    for n in range(1, MAX_FAILURES + 1):
+        result = relay_pending(store.engine, redis_client)
+        assert result.failed == 1 and result.parked == (1 if n == MAX_FAILURES else 0)
+    row = outbox_row(store, bad)
+    assert row.attempts == MAX_FAILURES and row.sent_at is None
+    assert row.last_error.startswith(f"parked after {MAX_FAILURES} failures: ")
+
+    # later relays leave it alone, and say so; events behind it flow
+    (good,) = write_events(store, registry, 1, start=60)
+    later = relay_pending(store.engine, redis_client)
+    assert (later.sent, later.failed, later.pending, later.parked) == (1, 0, 0, 1)
+    assert outbox_row(store, bad).attempts == MAX_FAILURES
+    assert event_ids(received(listener)) == [good]
+    assert pending_count(store.engine) == 0
+
+
+def test_after_a_redis_outage_mid_way_what_went_out_is_marked_sent_and_not_sent_again(
+    store, registry, redis_client, listener
+):
+    ids = write_events(store, registry, 5)
+    outage = FlakyRedis(
+        redis_client, redis.ConnectionError("Connection refused"), lambda n, _: n == 3
+    )
+
+    stopped = relay_pending(store.engine, outage)
+
+    assert (stopped.sent, stopped.failed, stopped.pending) == (2, 0, 3)
+    assert stopped.error and "ConnectionError" in stopped.error
+    assert outage.calls == 3  # it stopped at the outage instead of trying the rest
+    head = outbox_row(store, ids[2])
+    assert head.sent_at is None and head.attempts == 1 and "Connection refused" in head.last_error
+    assert outbox_row(store, ids[3]).attempts == 0
+    assert event_ids(received(listener)) == ids[:2]
+
+    # an outage is not the row's fault: however long it lasts, the event is never parked
+    down = redis.Redis(host="127.0.0.1", port=1, retry=Retry(NoBackoff(), 0))  # nothing there
+    for _ in range(MAX_FAILURES + 1):
+        assert relay_pending(store.engine, down).error
+    assert outbox_row(store, ids[2]).attempts == MAX_FAILURES + 2
+
+    resumed = relay_pending(store.engine, redis_client)
+    assert (resumed.sent, resumed.pending, resumed.parked, resumed.error) == (3, 0, 0, None)
+    assert event_ids(received(listener)) == ids[2:]  # the rest, once, in order
+
+
+def test_a_relay_stopped_mid_way_re_sends_only_the_event_it_was_publishing(
+    store, registry, redis_client, listener
+):
+    ids = write_events(store, registry, 5)
+    # the relay's process is stopped while it publishes the fourth event
+    stopping = FlakyRedis(redis_client, KeyboardInterrupt(), lambda n, _: n == 4)
+    with pytest.raises(KeyboardInterrupt):
+        relay_pending(store.engine, stopping)
+    assert event_ids(received(listener)) == ids[:3]
+
+    again = relay_pending(store.engine, redis_client)
+    assert (again.sent, again.pending) == (2, 0)
+    assert event_ids(received(listener)) == ids[3:]
+
+
+def test_two_relays_at_once_send_each_event_once_oldest_first(store, registry, listener):
+    ids = write_events(store, registry, 30)
+    results = []
+    start = threading.Barrier(2)
+
+    def relay():
+        client = redis.Redis.from_url(REDIS_URL)
+        start.wait(timeout=10)
+        results.append(relay_pending(store.engine, client))
+        client.close()
+
+    threads = [threading.Thread(target=relay) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sum(r.sent for r in results) == 30 and all(r.error is None for r in results)
+    assert event_ids(received(listener, timeout=1)) == ids  # once each, oldest first

@@ -14,15 +14,15 @@ from typing import Any
 
 import dagster as dg
 
-from assets_pipeline import clock
-from assets_pipeline.batches import batch_totals, recent_batches
-from assets_pipeline.cadence import format_duration, next_tick, period_of_cron
-from assets_pipeline.events import relay_pending
-from assets_pipeline.quotes import iso_utc, parse_iso_utc
-from assets_pipeline.refresh_queue import RefreshQueue
-from assets_pipeline.registry import Registry, Tier, load_registry
-from assets_pipeline.run_kinds import CRITICAL, run_tags
-from assets_pipeline.settings import env_is_set
+from assets_pipeline.config.registry import Registry, Tier, load_registry
+from assets_pipeline.config.settings import env_is_set
+from assets_pipeline.rules import clock
+from assets_pipeline.rules.cadence import format_duration, next_tick, period_of_cron
+from assets_pipeline.rules.quotes import iso_utc, parse_iso_utc
+from assets_pipeline.rules.run_kinds import CRITICAL, run_tags
+from assets_pipeline.storage.batches import batch_totals, recent_batches
+from assets_pipeline.storage.outbox import relay_pending
+from assets_pipeline.storage.refresh_queue import RefreshQueue
 
 
 def _fmt(value: object, precision: int) -> str:

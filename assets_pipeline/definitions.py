@@ -9,29 +9,30 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets_pipeline.assets import QUOTE_IO_MANAGER_KEY, build_quote_assets
-from assets_pipeline.checks import build_freshness_checks, freshness_job, freshness_schedule
-from assets_pipeline.io_managers import QuoteIOManager
-from assets_pipeline.jobs import refresh_all_job, refresh_queue_job, refresh_tier_jobs
-from assets_pipeline.registry import Registry, load_registry
-from assets_pipeline.resources import (
-    PolygonBudgetResource,
-    PolygonResource,
-    RedisResource,
-    TradingDatabase,
-)
-from assets_pipeline.schedules import (
-    build_cadences,
-    build_market_open_sensor,
-    build_queue_catch_up_sensor,
-)
-from assets_pipeline.sensors import build_drain_sensor, event_outbox_relay
-from assets_pipeline.settings import (
+from assets_pipeline.config.registry import Registry, load_registry
+from assets_pipeline.config.settings import (
     DEFAULT_RATE_LIMIT_CALLS,
     DEFAULT_RATE_LIMIT_WINDOW_SECONDS,
     env,
     env_is_set,
 )
+from assets_pipeline.defs.assets import build_quote_assets
+from assets_pipeline.defs.checks import build_freshness_checks, freshness_job, freshness_schedule
+from assets_pipeline.defs.io_manager import QuoteIOManager
+from assets_pipeline.defs.jobs import refresh_all_job, refresh_queue_job, refresh_tier_jobs
+from assets_pipeline.defs.keys import QUOTE_IO_MANAGER_KEY
+from assets_pipeline.defs.resources import (
+    PolygonBudgetResource,
+    PolygonResource,
+    RedisResource,
+    TradingDatabase,
+)
+from assets_pipeline.defs.schedules import (
+    build_cadences,
+    build_market_open_sensor,
+    build_queue_catch_up_sensor,
+)
+from assets_pipeline.defs.sensors import build_drain_sensor, event_outbox_relay
 
 
 def _secret(name: str) -> str | dg.EnvVar:

@@ -22,15 +22,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from assets_pipeline import clock
-from assets_pipeline.batches import BatchResult, record_batch
-from assets_pipeline.budget import BudgetCongested, BudgetError
+from assets_pipeline.config.registry import Registry, SymbolSpec
 from assets_pipeline.polygon.client import FetchResult, PolygonClient
-from assets_pipeline.quote_store import QuoteStore
-from assets_pipeline.quotes import Quote
-from assets_pipeline.refresh_queue import RefreshQueue
-from assets_pipeline.registry import Registry, SymbolSpec
-from assets_pipeline.run_kinds import CRITICAL, QUEUE
+from assets_pipeline.rules import clock
+from assets_pipeline.rules.quotes import Quote
+from assets_pipeline.rules.run_kinds import CRITICAL, QUEUE
+from assets_pipeline.storage.batches import BatchResult, record_batch
+from assets_pipeline.storage.budget import BudgetCongested, BudgetError
+from assets_pipeline.storage.quote_store import QuoteStore
+from assets_pipeline.storage.refresh_queue import RefreshQueue
 
 
 @dataclass(frozen=True)

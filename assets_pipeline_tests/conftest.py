@@ -19,9 +19,9 @@ import pytest
 import redis
 import sqlalchemy as sa
 
-from assets_pipeline import clock
-from assets_pipeline.database import dispose_engine, get_engine
-from assets_pipeline.registry import Registry, load_registry
+from assets_pipeline.config.registry import Registry, load_registry
+from assets_pipeline.rules import clock
+from assets_pipeline.storage.database import dispose_engine, get_engine
 
 REPO = Path(__file__).resolve().parents[1]
 #: Polygon bodies the parser and the simulator are checked against: test data kept in the
@@ -153,8 +153,8 @@ def markets_always_open() -> Iterator[None]:
     """Tests that are not about market hours must not depend on the weekday they run on: every
     registry loaded in-process sees markets that never close. Market hours have tests of their
     own (`test_market_hours.py`, and the scheduling tests that set a Saturday clock)."""
-    import assets_pipeline.registry as registry_module
-    from assets_pipeline.market_hours import parse_market_hours
+    import assets_pipeline.config.registry as registry_module
+    from assets_pipeline.rules.market_hours import parse_market_hours
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(
@@ -190,7 +190,7 @@ FROZEN_AT = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 
 
 class FrozenClock:
-    """The package's one clock (`assets_pipeline.clock`), stopped: every `clock.utcnow()` in this
+    """The package's one clock (`assets_pipeline.rules.clock`), stopped: every `clock.utcnow()` in this
     process, Dagster runs executed in-process included, answers `now` until the test moves it.
     Subprocesses and the budget (which counts on its store's clock) still read real time."""
 

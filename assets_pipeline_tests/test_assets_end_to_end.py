@@ -19,13 +19,13 @@ import redis
 import sqlalchemy as sa
 import yaml
 
-from assets_pipeline.database import get_engine
-from assets_pipeline.events import pending_count, relay_pending
-from assets_pipeline.quote_store import QuoteStore
-from assets_pipeline.quotes import Quote
-from assets_pipeline.registry import load_registry
-from assets_pipeline.schema import event_outbox, quote_history, symbols
+from assets_pipeline.config.registry import load_registry
+from assets_pipeline.rules.quotes import Quote
 from assets_pipeline.simulator import Fault, PolygonSimulator
+from assets_pipeline.storage.database import get_engine
+from assets_pipeline.storage.outbox import pending_count, relay_pending
+from assets_pipeline.storage.quote_store import QuoteStore
+from assets_pipeline.storage.schema import event_outbox, quote_history, symbols
 
 from .conftest import REDIS_URL, live_day, on_the_live_day, refused_as_past
 
@@ -354,11 +354,11 @@ def test_the_embedded_simulator_never_feeds_a_real_database(pipeline, monkeypatc
 
 
 def test_a_queue_batch_settles_its_items_and_reports_its_result(pipeline, caplog):
-    from assets_pipeline.batches import recent_batches
-    from assets_pipeline.queue_rules import IN_FLIGHT, QUEUED
-    from assets_pipeline.refresh_queue import RefreshQueue
-    from assets_pipeline.run_kinds import run_tags
-    from assets_pipeline.taxonomy import Tier
+    from assets_pipeline.rules.queue_rules import IN_FLIGHT, QUEUED
+    from assets_pipeline.rules.run_kinds import run_tags
+    from assets_pipeline.rules.taxonomy import Tier
+    from assets_pipeline.storage.batches import recent_batches
+    from assets_pipeline.storage.refresh_queue import RefreshQueue
 
     engine = get_engine(pipeline.database_url)
     queue = RefreshQueue(engine)
@@ -409,7 +409,7 @@ def test_a_queue_batch_settles_its_items_and_reports_its_result(pipeline, caplog
 
 
 def test_a_downstream_asset_reads_the_latest_quote_through_the_io_manager(pipeline):
-    from assets_pipeline.assets import build_quote_assets, quotes_partitions
+    from assets_pipeline.defs.assets import build_quote_assets, quotes_partitions
 
     assert pipeline.run("refresh_critical").success
     registry = load_registry()
@@ -443,7 +443,7 @@ def test_a_downstream_asset_reads_the_latest_quote_through_the_io_manager(pipeli
 def test_a_run_launched_from_the_ui_is_manual_even_when_it_selects_only_critical_symbols(pipeline):
     # The Materialize button starts a run with no tags of ours. It must not pass for a critical
     # refresh: that would skip the reserve and move the reserve's clock.
-    from assets_pipeline.batches import recent_batches
+    from assets_pipeline.storage.batches import recent_batches
 
     defs = pipeline.defs()
     critical = [dg.AssetKey(["quotes", s]) for s in CRITICAL]
@@ -464,11 +464,11 @@ def test_a_run_launched_from_the_ui_is_manual_even_when_it_selects_only_critical
 
 def test_a_symbol_that_finds_no_budget_slot_goes_back_to_its_place_unblamed(pipeline):
     # Every slot is taken until after the run's deadline: the queued symbols did nothing wrong.
-    from assets_pipeline.budget import PolygonBudget, RedisBudgetStore
-    from assets_pipeline.queue_rules import QUEUED
-    from assets_pipeline.refresh_queue import RefreshQueue
-    from assets_pipeline.run_kinds import run_tags
-    from assets_pipeline.taxonomy import Tier
+    from assets_pipeline.rules.queue_rules import QUEUED
+    from assets_pipeline.rules.run_kinds import run_tags
+    from assets_pipeline.rules.taxonomy import Tier
+    from assets_pipeline.storage.budget import PolygonBudget, RedisBudgetStore
+    from assets_pipeline.storage.refresh_queue import RefreshQueue
 
     pipeline.monkeypatch.setenv("POLYGON_RATE_LIMIT_CALLS", "2")
     engine = get_engine(pipeline.database_url)
@@ -519,7 +519,7 @@ def test_a_symbol_that_finds_no_budget_slot_goes_back_to_its_place_unblamed(pipe
 
 def test_a_refresh_requested_before_midnight_stores_its_quote_after_it(pipeline):
     # Requested on day D (the run's creation, by Dagster's clock), started on D+1 by ours.
-    from assets_pipeline import clock
+    from assets_pipeline.rules import clock
 
     requested = dt.datetime.now(dt.UTC)
     after_midnight = dt.datetime.combine(

@@ -14,7 +14,7 @@ import time
 import pytest
 import redis
 
-from assets_pipeline.budget import (
+from assets_pipeline.storage.budget import (
     WINDOW_MARGIN_SECONDS,
     BudgetError,
     Caller,
@@ -22,7 +22,7 @@ from assets_pipeline.budget import (
     RedisBudgetStore,
     SqlBudgetStore,
 )
-from assets_pipeline.database import get_engine
+from assets_pipeline.storage.database import get_engine
 
 from .conftest import REDIS_URL
 
@@ -126,8 +126,8 @@ LIMIT, WINDOW = 4, 2.0
 
 
 def _hammer(kind: str, target: str, base_url: str, calls: int) -> None:
+    from assets_pipeline.config.registry import AssetType
     from assets_pipeline.polygon.client import PolygonClient
-    from assets_pipeline.registry import AssetType
 
     budget = PolygonBudget(make_store(kind, target), LIMIT, WINDOW)
     client = PolygonClient(base_url, "hammer-key", budget, max_retries=0)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from assets_pipeline.cadence import BudgetShape, next_tick
-from assets_pipeline.registry import RegistryError, Tier, load_registry, parse_registry
+from assets_pipeline.config.registry import RegistryError, Tier, load_registry, parse_registry
+from assets_pipeline.rules.cadence import BudgetShape, next_tick
 
 from .conftest import symbol_entry
 

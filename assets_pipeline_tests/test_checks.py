@@ -14,14 +14,14 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from assets_pipeline import clock
-from assets_pipeline.database import get_engine
+from assets_pipeline.config.registry import load_registry, parse_registry
 from assets_pipeline.definitions import build_definitions
-from assets_pipeline.quote_store import QuoteStore
-from assets_pipeline.quotes import Quote
-from assets_pipeline.registry import load_registry, parse_registry
-from assets_pipeline.schema import api_providers, data_sync_status, symbols
+from assets_pipeline.rules import clock
+from assets_pipeline.rules.quotes import Quote
 from assets_pipeline.simulator import PolygonSimulator
+from assets_pipeline.storage.database import get_engine
+from assets_pipeline.storage.quote_store import QuoteStore
+from assets_pipeline.storage.schema import api_providers, data_sync_status, symbols
 
 from .conftest import on_the_live_day, refused_as_past
 

@@ -7,8 +7,7 @@ import logging
 import pytest
 import sqlalchemy as sa
 
-from assets_pipeline.budget import PolygonBudget, RedisBudgetStore, SqlBudgetStore
-from assets_pipeline.database import get_engine
+from assets_pipeline.config.registry import AssetType, SymbolSpec, Tier
 from assets_pipeline.polygon.client import MULTI_TICKER_SNAPSHOT, PolygonClient
 from assets_pipeline.polygon.errors import (
     MalformedResponse,
@@ -18,9 +17,10 @@ from assets_pipeline.polygon.errors import (
     RetryableError,
     TickerNotFound,
 )
-from assets_pipeline.registry import AssetType, SymbolSpec, Tier
-from assets_pipeline.schema import api_refusals
 from assets_pipeline.simulator import Fault, PolygonSimulator
+from assets_pipeline.storage.budget import PolygonBudget, RedisBudgetStore, SqlBudgetStore
+from assets_pipeline.storage.database import get_engine
+from assets_pipeline.storage.schema import api_refusals
 
 SECRET = "sk-test-0123456789abcdef-SECRET"
 

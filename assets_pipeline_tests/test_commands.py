@@ -15,12 +15,12 @@ import dagster as dg
 import redis
 import sqlalchemy as sa
 
-from assets_pipeline.database import get_engine
-from assets_pipeline.events import pending_count
-from assets_pipeline.quote_store import QuoteStore
-from assets_pipeline.resources import RedisResource, TradingDatabase
-from assets_pipeline.schema import quote_history
-from assets_pipeline.sensors import event_outbox_relay
+from assets_pipeline.defs.resources import RedisResource, TradingDatabase
+from assets_pipeline.defs.sensors import event_outbox_relay
+from assets_pipeline.storage.database import get_engine
+from assets_pipeline.storage.outbox import pending_count
+from assets_pipeline.storage.quote_store import QuoteStore
+from assets_pipeline.storage.schema import quote_history
 
 from .conftest import PAST_DAY, REDIS_URL, always_open_symbols_file, on_the_live_day
 from .test_quote_store import DAY, quote

@@ -26,10 +26,10 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from assets_pipeline.database import get_engine
-from assets_pipeline.registry import load_registry
-from assets_pipeline.schema import quote_history, refresh_batches
+from assets_pipeline.config.registry import load_registry
 from assets_pipeline.simulator import PolygonSimulator
+from assets_pipeline.storage.database import get_engine
+from assets_pipeline.storage.schema import quote_history, refresh_batches
 
 from .conftest import REDIS_URL
 from .test_budget import max_in_any_window

@@ -17,10 +17,10 @@ import sqlalchemy as sa
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from assets_pipeline.database import get_engine
-from assets_pipeline.events import MAX_FAILURES, pending_count, relay_pending
-from assets_pipeline.quote_store import QuoteStore
-from assets_pipeline.schema import event_outbox
+from assets_pipeline.storage.database import get_engine
+from assets_pipeline.storage.outbox import MAX_FAILURES, pending_count, relay_pending
+from assets_pipeline.storage.quote_store import QuoteStore
+from assets_pipeline.storage.schema import event_outbox
 
 from .conftest import REDIS_URL
 from .test_quote_store import DAY, T0, quote

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from assets_pipeline.market_hours import MarketHours, parse_market_hours
-from assets_pipeline.quality import QualityPolicy, assess_freshness, assess_quality
-from assets_pipeline.quotes import Quote
-from assets_pipeline.registry import RegistryError, parse_registry
-from assets_pipeline.taxonomy import AssetType, Tier
+from assets_pipeline.config.registry import RegistryError, parse_registry
+from assets_pipeline.rules.market_hours import MarketHours, parse_market_hours
+from assets_pipeline.rules.quality import QualityPolicy, assess_freshness, assess_quality
+from assets_pipeline.rules.quotes import Quote
+from assets_pipeline.rules.taxonomy import AssetType, Tier
 
 from .conftest import symbol_entry
 

@@ -31,7 +31,7 @@ from assets_pipeline.polygon.parsing import (
     parse_v2_single,
     parse_v3_snapshot,
 )
-from assets_pipeline.quotes import validate_quote
+from assets_pipeline.rules.quotes import validate_quote
 
 from .conftest import RESPONSES
 

@@ -6,10 +6,10 @@ import datetime as dt
 
 import pytest
 
-from assets_pipeline.budget import Caller, decide, free_slots
-from assets_pipeline.cadence import cron_for, parse_duration, parse_queue, parse_tiers
-from assets_pipeline.fairness import critical_gap, critical_reserve, refresh_cost, secondary_caller
-from assets_pipeline.queue_rules import (
+from assets_pipeline.config.registry import RegistryError, parse_registry, refresh_cost
+from assets_pipeline.rules.cadence import cron_for, parse_duration, parse_queue, parse_tiers
+from assets_pipeline.rules.fairness import Caller, critical_gap, decide, free_slots
+from assets_pipeline.rules.queue_rules import (
     FAILED,
     IN_FLIGHT,
     QUEUED,
@@ -20,8 +20,7 @@ from assets_pipeline.queue_rules import (
     overdue,
     plan_enqueue,
 )
-from assets_pipeline.registry import RegistryError, parse_registry
-from assets_pipeline.taxonomy import Tier
+from assets_pipeline.rules.taxonomy import Tier
 
 from .conftest import symbol_entry
 
@@ -239,10 +238,10 @@ def test_the_critical_reserve_is_one_refresh_of_the_direct_tiers(registry):
     critical = registry.in_tier(Tier.CRITICAL)
     assert refresh_cost(critical, "batch") == 1
     assert refresh_cost(critical, "per_ticker") == 3
-    assert critical_reserve(registry, "batch") == 1
-    assert critical_reserve(registry, "per_ticker") == 3
-    assert critical_gap(registry) == 240  # every 5 minutes, less a minute of slack
-    assert secondary_caller(registry, "per_ticker") == Caller(False, 3, 240)
+    assert registry.critical_reserve("batch") == 1
+    assert registry.critical_reserve("per_ticker") == 3
+    assert critical_gap([300.0]) == 240  # every 5 minutes, less a minute of slack
+    assert registry.secondary_caller("per_ticker") == Caller(False, 3, 240)
 
 
 SECONDARY = Caller(critical=False, reserve=3, critical_gap=240)

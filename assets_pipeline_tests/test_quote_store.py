@@ -13,11 +13,12 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from assets_pipeline import clock, quote_store
-from assets_pipeline.database import get_engine
-from assets_pipeline.quote_store import QuoteStore
-from assets_pipeline.quotes import Quote
-from assets_pipeline.schema import (
+from assets_pipeline.rules import clock
+from assets_pipeline.rules.quotes import Quote
+from assets_pipeline.storage import quote_store
+from assets_pipeline.storage.database import get_engine
+from assets_pipeline.storage.quote_store import QuoteStore
+from assets_pipeline.storage.schema import (
     event_outbox,
     quote_history,
     symbols,
@@ -250,8 +251,8 @@ def test_works_on_the_platforms_own_tables_with_extra_columns(empty_pg_url, regi
 
 
 def test_an_existing_table_missing_a_column_we_write_is_named(empty_pg_url):
-    from assets_pipeline.database import dispose_engine
-    from assets_pipeline.schema import SchemaError
+    from assets_pipeline.storage.database import dispose_engine
+    from assets_pipeline.storage.schema import SchemaError
 
     raw = sa.create_engine(empty_pg_url, poolclass=sa.NullPool)
     with raw.begin() as conn:

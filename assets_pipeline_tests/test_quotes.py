@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from assets_pipeline.quotes import Quote, QuoteRejected, iso_utc, validate_quote
+from assets_pipeline.rules.quotes import Quote, QuoteRejected, iso_utc, validate_quote
 
 NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
 GOOD = Quote(

@@ -8,7 +8,7 @@ import dagster as dg
 import pytest
 import yaml
 
-from assets_pipeline.registry import (
+from assets_pipeline.config.registry import (
     AssetType,
     RegistryError,
     Tier,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from assets_pipeline.run_kinds import (
+from assets_pipeline.rules.run_kinds import (
     BACKFILL,
     CRITICAL,
     MANUAL,

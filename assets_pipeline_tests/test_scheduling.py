@@ -17,24 +17,24 @@ from dagster._core.storage.dagster_run import DagsterRun
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._core.utils import make_new_run_id
 
-from assets_pipeline import clock
-from assets_pipeline.budget import Caller, PolygonBudget, SqlBudgetStore
-from assets_pipeline.database import db_epoch_seconds, get_engine
 from assets_pipeline.definitions import build_definitions
-from assets_pipeline.polygon.client import MULTI_TICKER_SNAPSHOT
-from assets_pipeline.queue_rules import FAILED, IN_FLIGHT, QUEUED
-from assets_pipeline.refresh_queue import RefreshQueue
-from assets_pipeline.resources import (
+from assets_pipeline.defs.resources import (
     PolygonBudgetResource,
     PolygonResource,
     RedisResource,
     TradingDatabase,
 )
-from assets_pipeline.run_kinds import CRITICAL, MAX_RUNTIME_TAG, run_tags
-from assets_pipeline.schedules import CATCH_UP_GRACE_SECONDS, enqueue_tick
-from assets_pipeline.schema import api_budget_calls, api_budget_state
-from assets_pipeline.sensors import ORPHAN_CLAIM_SECONDS, reconcile_claims
-from assets_pipeline.taxonomy import Tier
+from assets_pipeline.defs.schedules import CATCH_UP_GRACE_SECONDS, enqueue_tick
+from assets_pipeline.defs.sensors import ORPHAN_CLAIM_SECONDS, reconcile_claims
+from assets_pipeline.polygon.client import MULTI_TICKER_SNAPSHOT
+from assets_pipeline.rules import clock
+from assets_pipeline.rules.queue_rules import FAILED, IN_FLIGHT, QUEUED
+from assets_pipeline.rules.run_kinds import CRITICAL, MAX_RUNTIME_TAG, run_tags
+from assets_pipeline.rules.taxonomy import Tier
+from assets_pipeline.storage.budget import Caller, PolygonBudget, SqlBudgetStore
+from assets_pipeline.storage.database import db_epoch_seconds, get_engine
+from assets_pipeline.storage.refresh_queue import RefreshQueue
+from assets_pipeline.storage.schema import api_budget_calls, api_budget_state
 
 
 def create_run_for_test(instance, job_name, status, tags=None):
@@ -180,8 +180,8 @@ def test_enqueueing_a_tier_fills_the_queue_once_and_launches_nothing(deployment)
 def test_at_start_up_overdue_secondaries_are_queued_at_once_and_only_once(
     deployment, pg_url, registry
 ):
-    from assets_pipeline.quote_store import QuoteStore
-    from assets_pipeline.quotes import Quote
+    from assets_pipeline.rules.quotes import Quote
+    from assets_pipeline.storage.quote_store import QuoteStore
 
     now = deployment.clock.now
     fresh = Quote(
@@ -450,7 +450,7 @@ def weekend(deployment):
 
     import yaml
 
-    from assets_pipeline.registry import load_registry, parse_registry
+    from assets_pipeline.config.registry import load_registry, parse_registry
 
     document = yaml.safe_load(Path(load_registry().source).read_text())
     # the production rule (not the test default, always open): Sun 17:00 to Fri 17:00 New York
@@ -599,8 +599,8 @@ def test_after_a_refresh_runs_process_is_killed_the_next_tick_refreshes(deployme
     script = (
         "import dagster as dg\n"
         "from assets_pipeline.definitions import defs\n"
-        "from assets_pipeline.run_kinds import CRITICAL, run_tags\n"
-        "from assets_pipeline import clock\n"
+        "from assets_pipeline.rules.run_kinds import CRITICAL, run_tags\n"
+        "from assets_pipeline.rules import clock\n"
         "defs.resolve_job_def('refresh_critical').execute_in_process(\n"
         "    partition_key=clock.today().isoformat(), instance=dg.DagsterInstance.get(),\n"
         "    tags=run_tags(CRITICAL))\n"

@@ -23,9 +23,9 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from assets_pipeline.market_hours import MarketHours
+from assets_pipeline.rules.market_hours import MarketHours
+from assets_pipeline.rules.taxonomy import AssetType
 from assets_pipeline.simulator import Fault, PolygonSimulator, SimulatorRequest, market
-from assets_pipeline.taxonomy import AssetType
 
 from .conftest import RESPONSES
 

@@ -29,7 +29,17 @@ import time
 import uuid
 from pathlib import Path
 
-from assets_pipeline.budget import (
+from assets_pipeline.config.registry import (
+    DEFAULT_SYMBOLS_FILE,
+    AssetType,
+    SymbolSpec,
+    Tier,
+    load_registry,
+)
+from assets_pipeline.polygon.client import V3_MAX_TICKERS, PolygonClient
+from assets_pipeline.simulator import server as simulator_server
+from assets_pipeline.simulator.server import PolygonSimulator
+from assets_pipeline.storage.budget import (
     WINDOW_MARGIN_SECONDS,
     BudgetStats,
     PolygonBudget,
@@ -38,17 +48,7 @@ from assets_pipeline.budget import (
     decide,
     free_slots,
 )
-from assets_pipeline.database import dispose_engine, get_engine, normalize_url, redact_url
-from assets_pipeline.polygon.client import V3_MAX_TICKERS, PolygonClient
-from assets_pipeline.registry import (
-    DEFAULT_SYMBOLS_FILE,
-    AssetType,
-    SymbolSpec,
-    Tier,
-    load_registry,
-)
-from assets_pipeline.simulator import server as simulator_server
-from assets_pipeline.simulator.server import PolygonSimulator
+from assets_pipeline.storage.database import dispose_engine, get_engine, normalize_url, redact_url
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = ROOT / ".venv" / "bin" / "assets-pipeline"

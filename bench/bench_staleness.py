@@ -21,8 +21,8 @@ For 9, 100 and 500 symbols, in `batch` and `per_ticker` snapshot modes, with a b
 
 The decision code is not re-implemented: whether a call may go now and how long it waits comes
 from `budget.decide`, the drain's free slots from `budget.free_slots`, who asks from
-`fairness.secondary_caller` (its reserve is `critical_reserve`, its gap `critical_gap`) and
-`budget.CRITICAL_CALLER`, the costs from `fairness.refresh_cost`, queue ordering, de-duplication
+`Registry.secondary_caller` (its reserve is `critical_reserve`, its gap `critical_gap`) and
+`fairness.CRITICAL_CALLER`, the costs from `registry.refresh_cost`, queue ordering, de-duplication
 and retries from `queue_rules` (plan_enqueue, next_batch, after_failure, demote), the cadences
 from the registry (`DEFAULT_TIERS` and `QueuePolicy` unless the symbols file changes them), and
 the batch size from `V3_MAX_TICKERS`. Only the clock, the budget store and the Dagster daemon are
@@ -35,7 +35,7 @@ Model of ours
   `budget.decide`: it is granted at once if `decide` says 0, and a critical grant sets
   `last_critical_at`; otherwise the caller sleeps the seconds `decide` returned and asks again,
   the same as `PolygonBudget.acquire`. So a critical caller takes any free slot, and a queue run
-  (`secondary_caller(registry, mode)`: reserve = one critical refresh's calls, 3 per_ticker or 1
+  (`registry.secondary_caller(mode)`: reserve = one critical refresh's calls, 3 per_ticker or 1
   batch with the registry's critical tier; gap = `critical_gap`, 240 s for a 5 min cadence) uses
   the budget freely while its call would expire before the next critical refresh is due
   (`last_critical_at + critical_gap`), and otherwise leaves `reserve` slots free in the window
@@ -127,17 +127,16 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 
-from assets_pipeline.budget import (
-    CRITICAL_CALLER,
-    WINDOW_MARGIN_SECONDS,
-    Caller,
-    decide,
-    free_slots,
+from assets_pipeline.config.registry import (
+    AssetType,
+    Registry,
+    SymbolSpec,
+    load_registry,
+    refresh_cost,
 )
-from assets_pipeline.cadence import DEFAULT_TIERS, QueuePolicy, format_duration
-from assets_pipeline.fairness import refresh_cost, secondary_caller
 from assets_pipeline.polygon.client import V3_MAX_TICKERS
-from assets_pipeline.queue_rules import (
+from assets_pipeline.rules.cadence import DEFAULT_TIERS, QueuePolicy, format_duration
+from assets_pipeline.rules.queue_rules import (
     FAILED,
     IN_FLIGHT,
     QUEUED,
@@ -147,8 +146,14 @@ from assets_pipeline.queue_rules import (
     next_batch,
     plan_enqueue,
 )
-from assets_pipeline.registry import AssetType, Registry, SymbolSpec, load_registry
-from assets_pipeline.taxonomy import Tier
+from assets_pipeline.rules.taxonomy import Tier
+from assets_pipeline.storage.budget import (
+    CRITICAL_CALLER,
+    WINDOW_MARGIN_SECONDS,
+    Caller,
+    decide,
+    free_slots,
+)
 
 MODES = ("batch", "per_ticker")
 EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -426,7 +431,7 @@ def simulate_ours(registry: Registry, mode: str, cfg: argparse.Namespace) -> Out
     engine = Engine(cfg.calls, cfg.window, cfg.call_seconds, cfg.failure_rate, cfg.seed, False)
     out = Outcome(calls=engine.grants)
     queue = Queue(registry)
-    secondary = secondary_caller(registry, mode)
+    secondary = registry.secondary_caller(mode)
     per_call = V3_MAX_TICKERS if mode == "batch" else 1
     # sensors.drain_tick: a window's worth more than is free, when the run may wait that long.
     lookahead = cfg.calls if MAX_BUDGET_WAIT_SECONDS > 2 * cfg.window else 0
@@ -850,7 +855,7 @@ def main(argv: list[str] | None = None) -> int:
         print("note: the symbols file changes the default cadences; synthetic sets use defaults")
     lookahead = cfg.calls if MAX_BUDGET_WAIT_SECONDS > 2 * cfg.window else 0
     for mode in cfg.modes:
-        caller = secondary_caller(base, mode)
+        caller = base.secondary_caller(mode)
         claim = "1 call (up to 250 symbols)" if mode == "batch" else f"free + {lookahead} calls"
         print(
             f"  {mode}: critical refresh costs {refresh_cost(base.direct(), mode)}"

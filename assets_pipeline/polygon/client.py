@@ -19,8 +19,7 @@ from typing import Any, Literal
 
 import requests
 
-from assets_pipeline.budget import BudgetError, PolygonBudget, Refusal
-from assets_pipeline.cadence import BATCH_TICKERS
+from assets_pipeline.config.registry import AssetType, SymbolSpec
 from assets_pipeline.polygon.errors import (
     MalformedResponse,
     NotEntitled,
@@ -35,8 +34,9 @@ from assets_pipeline.polygon.parsing import (
     parse_v2_single,
     parse_v3_snapshot,
 )
-from assets_pipeline.quotes import Quote, QuoteRejected, iso_utc, validate_quote
-from assets_pipeline.registry import AssetType, SymbolSpec
+from assets_pipeline.rules.cadence import BATCH_TICKERS
+from assets_pipeline.rules.quotes import Quote, QuoteRejected, iso_utc, validate_quote
+from assets_pipeline.storage.budget import BudgetError, PolygonBudget, Refusal
 
 SnapshotMode = Literal["batch", "per_ticker"]
 #: `/v3/snapshot` takes at most 250 tickers in `ticker.any_of`, and `limit` at most 250.

@@ -26,7 +26,7 @@ from assets_pipeline.polygon.errors import (
     TickerNotFound,
     classify_status,
 )
-from assets_pipeline.quotes import Quote, QuoteRejected
+from assets_pipeline.rules.quotes import Quote, QuoteRejected
 
 _HTML_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 SOURCE_V2 = "polygon:v2-snapshot"

@@ -7,73 +7,31 @@ is still its own asset in the UI, with its own group (= tier), history, failures
 """
 
 import datetime as dt
-import re
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Iterator
 
 import dagster as dg
 
-from assets_pipeline import clock
-from assets_pipeline.batches import BatchResult
-from assets_pipeline.budget import CRITICAL_CALLER
-from assets_pipeline.fairness import secondary_caller
-from assets_pipeline.quality import assess_quality
-from assets_pipeline.quotes import Quote, iso_utc
+from assets_pipeline.config.registry import Registry, SymbolSpec
+from assets_pipeline.defs.keys import (
+    QUALITY_CHECK,
+    QUOTE_IO_MANAGER_KEY,
+    output_name,
+    quote_asset_key,
+)
+from assets_pipeline.defs.resources import PolygonResource, TradingDatabase
 from assets_pipeline.refresh import Refresh, plan_refresh
-from assets_pipeline.refresh_queue import RefreshQueue
-from assets_pipeline.registry import AssetType, Registry, SymbolSpec, Tier
-from assets_pipeline.resources import PolygonResource, TradingDatabase
-from assets_pipeline.run_kinds import BATCH_TAG, CRITICAL, QUEUE, run_kind
-
-QUOTES_PREFIX = "quotes"
-QUOTE_IO_MANAGER_KEY = "quote_io_manager"
-QUALITY_CHECK = "quote_quality"
-
-
-def quote_asset_key(symbol: str) -> dg.AssetKey:
-    return dg.AssetKey([QUOTES_PREFIX, symbol])
-
-
-def output_name(symbol: str) -> str:
-    """A Dagster-safe name for a symbol's output (`BRK.B` -> `BRK_2e_B`)."""
-    return re.sub(r"[^A-Za-z0-9_]", lambda m: f"_{ord(m.group()):x}_", symbol)
+from assets_pipeline.rules import clock
+from assets_pipeline.rules.fairness import CRITICAL_CALLER
+from assets_pipeline.rules.quality import assess_quality
+from assets_pipeline.rules.quotes import Quote, iso_utc
+from assets_pipeline.rules.run_kinds import BATCH_TAG, CRITICAL, QUEUE, run_kind
+from assets_pipeline.storage.batches import BatchResult
+from assets_pipeline.storage.refresh_queue import RefreshQueue
 
 
 def quotes_partitions(registry: Registry) -> dg.DailyPartitionsDefinition:
     """Daily partitions in UTC; `end_offset=1` makes today, the live day, a partition."""
     return dg.DailyPartitionsDefinition(start_date=registry.start_date, end_offset=1)
-
-
-def spec_metadata(symbol: SymbolSpec) -> dict[str, str | int]:
-    """The symbol's configuration on its asset: shown in the UI, read back by the IO manager."""
-    return {
-        "polygon_ticker": symbol.polygon_ticker,
-        "asset_type": symbol.asset_type.value,
-        "tier": symbol.tier.value,
-        "name": symbol.name,
-        "base_asset": symbol.base_asset,
-        "quote_asset": symbol.quote_asset,
-        "price_precision": symbol.price_precision,
-    }
-
-
-def spec_from_metadata(symbol: str, metadata: Mapping[str, Any]) -> SymbolSpec:
-    """The inverse of `spec_metadata`."""
-
-    def raw(key: str) -> Any:
-        value = metadata[key]
-        return getattr(value, "value", value)
-
-    return SymbolSpec(
-        symbol=symbol,
-        polygon_ticker=raw("polygon_ticker"),
-        asset_type=AssetType(raw("asset_type")),
-        tier=Tier(raw("tier")),
-        name=raw("name"),
-        base_asset=raw("base_asset"),
-        quote_asset=raw("quote_asset"),
-        price_precision=int(raw("price_precision")),
-    )
 
 
 def _spec(symbol: SymbolSpec, registry: Registry) -> dg.AssetSpec:
@@ -87,7 +45,7 @@ def _spec(symbol: SymbolSpec, registry: Registry) -> dg.AssetSpec:
             f" `{symbol.polygon_ticker}`, stored in `trading.symbols.metadata.last_update` and"
             f" announced on Redis `asset:update:{symbol.symbol}`."
         ),
-        metadata=spec_metadata(symbol),
+        metadata=symbol.as_metadata(),
         tags={"tier": symbol.tier.value, "asset_type": symbol.asset_type.value},
     )
 
@@ -182,7 +140,7 @@ def _start_refresh(
     try:
         client = polygon.client(
             logger=context.log,
-            caller=CRITICAL_CALLER if kind == CRITICAL else secondary_caller(registry, mode),
+            caller=CRITICAL_CALLER if kind == CRITICAL else registry.secondary_caller(mode),
             max_retries=0 if kind == QUEUE else None,
         )
     except ValueError as exc:

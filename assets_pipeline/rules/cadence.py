@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from assets_pipeline.taxonomy import Tier
+from assets_pipeline.rules.taxonomy import Tier
 
 #: `/v3/snapshot` takes at most 250 tickers a call: what one `batch` call refreshes.
 BATCH_TICKERS = 250

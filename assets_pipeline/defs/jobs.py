@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from assets_pipeline.assets import QUALITY_CHECK, QUOTES_PREFIX, quote_asset_key
-from assets_pipeline.registry import Registry, SymbolSpec, Tier
+from assets_pipeline.config.registry import Registry, SymbolSpec, Tier
+from assets_pipeline.defs.keys import QUALITY_CHECK, QUOTES_PREFIX, quote_asset_key
 
 
 def _refresh(symbols: list[SymbolSpec], assets: dg.AssetSelection) -> dg.AssetSelection:

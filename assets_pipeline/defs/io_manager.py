@@ -11,10 +11,10 @@ import datetime as dt
 
 import dagster as dg
 
-from assets_pipeline.assets import spec_from_metadata
-from assets_pipeline.events import relay_pending
-from assets_pipeline.quotes import Quote, iso_utc
-from assets_pipeline.resources import RedisResource, TradingDatabase
+from assets_pipeline.config.registry import SymbolSpec
+from assets_pipeline.defs.resources import RedisResource, TradingDatabase
+from assets_pipeline.rules.quotes import Quote, iso_utc
+from assets_pipeline.storage.outbox import relay_pending
 
 
 class QuoteIOManager(dg.ConfigurableIOManager):
@@ -26,8 +26,8 @@ class QuoteIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: Quote) -> None:
         if not isinstance(obj, Quote):
             raise TypeError(f"{context.asset_key.to_user_string()} produced {type(obj).__name__}")
-        # the symbol's configuration travels on its asset definition (see assets.spec_metadata)
-        spec = spec_from_metadata(context.asset_key.path[-1], context.definition_metadata)
+        # the symbol's configuration travels on its asset definition (see SymbolSpec.as_metadata)
+        spec = SymbolSpec.from_metadata(context.asset_key.path[-1], context.definition_metadata)
         store = self.database.quote_store(self.redis.key_prefix())
         partition_date = dt.date.fromisoformat(context.partition_key)
         outcome = store.write_quote(spec, obj, partition_date, run_id=context.run_id)

@@ -17,7 +17,18 @@ import redis
 import sqlalchemy as sa
 from pydantic import Field
 
-from assets_pipeline.budget import (
+from assets_pipeline.config.settings import (
+    DEFAULT_RATE_LIMIT_CALLS,
+    DEFAULT_RATE_LIMIT_WINDOW_SECONDS,
+    default_database_url,
+    env,
+)
+from assets_pipeline.polygon.client import (
+    DEFAULT_RECHECK_SECONDS,
+    MULTI_TICKER_SNAPSHOT,
+    PolygonClient,
+)
+from assets_pipeline.storage.budget import (
     CRITICAL_CALLER,
     BudgetError,
     Caller,
@@ -25,19 +36,8 @@ from assets_pipeline.budget import (
     RedisBudgetStore,
     SqlBudgetStore,
 )
-from assets_pipeline.database import get_engine
-from assets_pipeline.polygon.client import (
-    DEFAULT_RECHECK_SECONDS,
-    MULTI_TICKER_SNAPSHOT,
-    PolygonClient,
-)
-from assets_pipeline.quote_store import QuoteStore
-from assets_pipeline.settings import (
-    DEFAULT_RATE_LIMIT_CALLS,
-    DEFAULT_RATE_LIMIT_WINDOW_SECONDS,
-    default_database_url,
-    env,
-)
+from assets_pipeline.storage.database import get_engine
+from assets_pipeline.storage.quote_store import QuoteStore
 
 #: The key the embedded simulator accepts when no POLYGON_API_KEY is set.
 SIMULATOR_KEY = "simulator-key"

@@ -19,20 +19,22 @@ from typing import Any
 
 import yaml
 
-from assets_pipeline.cadence import (
+from assets_pipeline.config.settings import budget_shape_from_env
+from assets_pipeline.rules.cadence import (
     DEFAULT_TIERS,
     BudgetShape,
     CadenceError,
     QueuePolicy,
     TierPolicy,
+    calls_for,
     derive_stale_after,
     parse_queue,
     parse_tiers,
 )
-from assets_pipeline.market_hours import MarketHours, MarketHoursError, parse_market_hours
-from assets_pipeline.quality import QualityPolicy, parse_quality
-from assets_pipeline.settings import budget_shape_from_env
-from assets_pipeline.taxonomy import AssetType, Tier
+from assets_pipeline.rules.fairness import Caller, secondary_caller
+from assets_pipeline.rules.market_hours import MarketHours, MarketHoursError, parse_market_hours
+from assets_pipeline.rules.quality import QualityPolicy, parse_quality
+from assets_pipeline.rules.taxonomy import AssetType, Tier
 
 __all__ = ["AssetType", "Registry", "RegistryError", "SymbolSpec", "Tier", "load_registry"]
 
@@ -57,6 +59,38 @@ class SymbolSpec:
     base_asset: str
     quote_asset: str
     price_precision: int
+
+    def as_metadata(self) -> dict[str, str | int]:
+        """The symbol's configuration as its asset shows it in the UI; `from_metadata` reads it
+        back, so the IO manager needs no second look at the symbols file."""
+        return {
+            "polygon_ticker": self.polygon_ticker,
+            "asset_type": self.asset_type.value,
+            "tier": self.tier.value,
+            "name": self.name,
+            "base_asset": self.base_asset,
+            "quote_asset": self.quote_asset,
+            "price_precision": self.price_precision,
+        }
+
+    @classmethod
+    def from_metadata(cls, symbol: str, metadata: Mapping[str, Any]) -> SymbolSpec:
+        """The inverse of `as_metadata` (values may be wrapped, as Dagster hands them back)."""
+
+        def raw(key: str) -> Any:
+            value = metadata[key]
+            return getattr(value, "value", value)
+
+        return cls(
+            symbol=symbol,
+            polygon_ticker=raw("polygon_ticker"),
+            asset_type=AssetType(raw("asset_type")),
+            tier=Tier(raw("tier")),
+            name=raw("name"),
+            base_asset=raw("base_asset"),
+            quote_asset=raw("quote_asset"),
+            price_precision=int(raw("price_precision")),
+        )
 
 
 @dataclass(frozen=True)
@@ -112,9 +146,23 @@ class Registry:
         """The symbols of tiers refreshed by their own schedule (the critical tier)."""
         return [s for s in self.symbols if self.tiers[s.tier].refresh == "direct"]
 
+    def critical_reserve(self, mode: str) -> int:
+        """Calls every non-critical caller leaves free for the next critical refresh."""
+        return refresh_cost(self.direct(), mode)
+
+    def secondary_caller(self, mode: str) -> Caller:
+        """How non-critical runs ask the budget (see `rules/fairness.py`)."""
+        cadences = [p.every_seconds for p in self.tiers.values() if p.refresh == "direct"]
+        return secondary_caller(self.critical_reserve(mode), cadences)
+
     def queued(self) -> list[SymbolSpec]:
         """The symbols of tiers refreshed through the queue."""
         return [s for s in self.symbols if self.tiers[s.tier].refresh == "queued"]
+
+
+def refresh_cost(specs: Iterable[SymbolSpec], mode: str) -> int:
+    """API calls one refresh of these symbols takes (without retries)."""
+    return calls_for(len({spec.polygon_ticker for spec in specs}), mode)
 
 
 _REQUIRED = (

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from assets_pipeline import clock
-from assets_pipeline.cadence import QueuePolicy
-from assets_pipeline.queue_rules import (
+from assets_pipeline.rules import clock
+from assets_pipeline.rules.cadence import QueuePolicy
+from assets_pipeline.rules.queue_rules import (
     FAILED,
     IN_FLIGHT,
     QUEUED,
@@ -29,9 +29,9 @@ from assets_pipeline.queue_rules import (
     next_batch,
     plan_enqueue,
 )
-from assets_pipeline.quote_store import as_utc
-from assets_pipeline.schema import refresh_queue
-from assets_pipeline.taxonomy import Tier
+from assets_pipeline.rules.taxonomy import Tier
+from assets_pipeline.storage.quote_store import as_utc
+from assets_pipeline.storage.schema import refresh_queue
 
 _LOCK_KEY = 724_311_905  # any constant; names the queue's advisory lock
 

@@ -15,7 +15,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from assets_pipeline.taxonomy import Tier
+from assets_pipeline.rules.taxonomy import Tier
 
 QUEUED = "queued"
 IN_FLIGHT = "in_flight"

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from assets_pipeline import clock
+from assets_pipeline.rules import clock
 
 #: How far a quote's own time may run ahead of our clock before we call it bogus.
 DEFAULT_MAX_FUTURE_SKEW = dt.timedelta(seconds=60)

@@ -12,11 +12,8 @@ atomic step is small enough to own: one Lua script in Redis, one locked transact
 
 Failing closed: if the store cannot be reached, no slot is granted and no request is sent.
 
-Fairness (see `fairness.py`): a critical caller takes any free slot and the store notes when.
-A non-critical caller must also leave `reserve` slots free for the next critical refresh, but only
-if its call would still be in the window when that refresh is due (the last critical call plus
-`critical_gap`); a call that will have expired by then takes nothing from the critical tier.
-`decide` is the rule; the Lua script is the same rule, line for line, inside Redis.
+Fairness between the critical tier and everything else is `rules/fairness.py`'s rule; the
+Lua script below is that rule, line for line, inside Redis.
 """
 
 from __future__ import annotations
@@ -30,9 +27,16 @@ from typing import Protocol
 
 import sqlalchemy as sa
 
-from assets_pipeline.database import db_epoch_seconds, dialect_insert, insert_ignore
-from assets_pipeline.quotes import iso_utc
-from assets_pipeline.schema import api_budget_calls, api_budget_state, api_refusals
+from assets_pipeline.rules.fairness import (
+    CRITICAL_BURST_SECONDS,
+    CRITICAL_CALLER,
+    Caller,
+    decide,
+    free_slots,
+)
+from assets_pipeline.rules.quotes import iso_utc
+from assets_pipeline.storage.database import db_epoch_seconds, dialect_insert, insert_ignore
+from assets_pipeline.storage.schema import api_budget_calls, api_budget_state, api_refusals
 
 #: Slack added to the window: a slot frees this long after the window has strictly passed. A slot
 #: is taken just before its request is sent, and a request can be delayed on its way (connection
@@ -41,89 +45,8 @@ from assets_pipeline.schema import api_budget_calls, api_budget_state, api_refus
 WINDOW_MARGIN_SECONDS = 0.5
 
 
-@dataclass(frozen=True)
-class Caller:
-    """Who asks for a slot. `critical_gap`: seconds from one critical refresh to the earliest
-    the next may come (0 = unknown, so the reserve always applies)."""
-
-    critical: bool = True
-    reserve: int = 0
-    critical_gap: float = 0.0
-
-
-CRITICAL_CALLER = Caller()
-
-
 #: How long a store keeps a refusal at all; readers decide how old is too old to trust.
 REFUSAL_MEMORY_SECONDS = 7 * 24 * 3600
-
-
-#: A critical refresh makes its calls in a burst; for this long after any critical call (or half
-#: the gap, if shorter) the refresh may still need slots, so the reserve applies in full.
-CRITICAL_BURST_SECONDS = 15.0
-
-
-def _critical_due(now: float, last_critical_at: float, gap: float) -> float:
-    """When the next critical refresh may come: never earlier than now (overdue = any moment),
-    and now while the last one may still be making its calls."""
-    if not last_critical_at or not gap:
-        return now
-    if now - last_critical_at < min(CRITICAL_BURST_SECONDS, gap / 2):
-        return now
-    return max(now, last_critical_at + gap)
-
-
-def _protected(
-    now: float, times: list[float], window: float, caller: Caller, last_critical_at: float
-) -> tuple[float, list[float]] | None:
-    """For a non-critical caller whose call would still be in the window when the next critical
-    refresh is due: (when it is due, the calls that will still count then). Else None."""
-    if caller.critical or caller.reserve <= 0:
-        return None
-    due = _critical_due(now, last_critical_at, caller.critical_gap)
-    if now + window <= due:
-        return None  # this call expires before the next critical refresh needs its slots
-    return due, [t for t in times if t > due - window]
-
-
-def decide(
-    now: float,
-    times: list[float],
-    limit: int,
-    window: float,
-    caller: Caller,
-    last_critical_at: float = 0.0,
-) -> float:
-    """0 to grant a slot, else the seconds to wait. `times`: the calls in the window, sorted."""
-    used = len(times)
-    if used >= limit:
-        return max(times[used - limit] + window - now, 0.001)
-    reserved = _protected(now, times, window, caller, last_critical_at)
-    if reserved is None:
-        return 0.0
-    due, protected = reserved
-    usable = limit - caller.reserve
-    if len(protected) < usable:
-        return 0.0
-    if due > now:
-        return due - now  # the picture changes when the critical refresh is due
-    return max(protected[len(protected) - usable] + window - now, 0.001)
-
-
-def free_slots(
-    now: float,
-    times: list[float],
-    limit: int,
-    window: float,
-    caller: Caller,
-    last_critical_at: float = 0.0,
-) -> int:
-    """How many slots `caller` could take right now (what the drain sensor plans with)."""
-    allowed = limit - len(times)
-    reserved = _protected(now, times, window, caller, last_critical_at)
-    if reserved is not None:
-        allowed = min(allowed, limit - caller.reserve - len(reserved[1]))
-    return max(0, allowed)
 
 
 class BudgetError(RuntimeError):

@@ -16,10 +16,10 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from assets_pipeline.cadence import CadenceError, parse_duration
-from assets_pipeline.market_hours import MarketHours
-from assets_pipeline.quotes import Quote, iso_utc
-from assets_pipeline.taxonomy import AssetType
+from assets_pipeline.rules.cadence import CadenceError, parse_duration
+from assets_pipeline.rules.market_hours import MarketHours
+from assets_pipeline.rules.quotes import Quote, iso_utc
+from assets_pipeline.rules.taxonomy import AssetType
 
 
 @dataclass(frozen=True)

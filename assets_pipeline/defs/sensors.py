@@ -6,16 +6,15 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from assets_pipeline import clock
-from assets_pipeline.assets import quote_asset_key
-from assets_pipeline.cadence import BATCH_TICKERS
-from assets_pipeline.events import relay_pending
-from assets_pipeline.fairness import secondary_caller
-from assets_pipeline.refresh_queue import RefreshQueue
-from assets_pipeline.registry import Registry
-from assets_pipeline.resources import PolygonResource, RedisResource, TradingDatabase
-from assets_pipeline.run_kinds import BATCH_TAG, QUEUE, run_tags
-from assets_pipeline.schedules import IN_FLIGHT_STATUSES, QUEUE_JOB, runs_in_flight, today
+from assets_pipeline.config.registry import Registry
+from assets_pipeline.defs.keys import quote_asset_key
+from assets_pipeline.defs.resources import PolygonResource, RedisResource, TradingDatabase
+from assets_pipeline.defs.runs import IN_FLIGHT_STATUSES, QUEUE_JOB, runs_in_flight, today
+from assets_pipeline.rules import clock
+from assets_pipeline.rules.cadence import BATCH_TICKERS
+from assets_pipeline.rules.run_kinds import BATCH_TAG, QUEUE, run_tags
+from assets_pipeline.storage.outbox import relay_pending
+from assets_pipeline.storage.refresh_queue import RefreshQueue
 
 #: A claimed batch with no run after this long (its request was never launched) goes back.
 ORPHAN_CLAIM_SECONDS = 120.0
@@ -102,7 +101,7 @@ def drain_tick(
         return dg.SkipReason(f"the queue is empty{note}")
 
     mode = polygon.effective_mode()
-    caller = secondary_caller(registry, mode)
+    caller = registry.secondary_caller(mode)
     budget = polygon.budget.budget(caller)
     slots = budget.free_slots()
     if slots <= 0:

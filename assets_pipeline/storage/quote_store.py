@@ -16,11 +16,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from assets_pipeline import clock
-from assets_pipeline.database import dialect_insert, insert_ignore
-from assets_pipeline.quotes import Quote, parse_iso_utc
-from assets_pipeline.registry import SymbolSpec
-from assets_pipeline.schema import (
+from assets_pipeline.config.registry import SymbolSpec
+from assets_pipeline.rules import clock
+from assets_pipeline.rules.quotes import Quote, parse_iso_utc
+from assets_pipeline.storage.database import dialect_insert, insert_ignore
+from assets_pipeline.storage.schema import (
     POLYGON_PROVIDER,
     api_providers,
     data_sync_status,

@@ -12,13 +12,13 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from assets_pipeline import clock
-from assets_pipeline.assets import quote_asset_key
-from assets_pipeline.cadence import format_duration
-from assets_pipeline.quality import Freshness, assess_freshness
-from assets_pipeline.registry import Registry
-from assets_pipeline.resources import TradingDatabase
-from assets_pipeline.schedules import cadence_definition
+from assets_pipeline.config.registry import Registry
+from assets_pipeline.defs.keys import quote_asset_key
+from assets_pipeline.defs.resources import TradingDatabase
+from assets_pipeline.defs.runs import cadence_definition
+from assets_pipeline.rules import clock
+from assets_pipeline.rules.cadence import format_duration
+from assets_pipeline.rules.quality import Freshness, assess_freshness
 
 FRESH = "fresh"
 QUOTE_AGE = "quote_age"

@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from assets_pipeline.config.registry import AssetType, SymbolSpec, Tier
-from assets_pipeline.polygon.client import MULTI_TICKER_SNAPSHOT, PolygonClient
+from assets_pipeline.polygon.client import MULTI_TICKER_SNAPSHOT, FetchResult, PolygonClient
 from assets_pipeline.polygon.errors import (
     MalformedResponse,
     NotEntitled,
@@ -39,6 +39,14 @@ def client(simulator, budget):
     client.close()
 
 
+def fetch_all(client, specs, mode):
+    """A whole refresh's answers (the asset stores each as it comes; here they are collected)."""
+    result = FetchResult(mode=mode)
+    for _ in client.iter_fetch(specs, mode, result):
+        pass
+    return result
+
+
 def spec(symbol, ticker, asset_type=AssetType.FOREX):
     return SymbolSpec(symbol, ticker, asset_type, Tier.CRITICAL, symbol, "A", "B", 5)
 
@@ -48,7 +56,7 @@ def api_requests(sim):
 
 
 def test_batch_mode_fetches_many_markets_in_one_call(client, simulator, registry):
-    result = client.fetch(registry, "batch")
+    result = fetch_all(client, registry, "batch")
     assert sorted(result.quotes) == sorted(s.symbol for s in registry)
     assert result.errors == {} and result.api_calls == 1
     (request,) = api_requests(simulator)
@@ -59,7 +67,7 @@ def test_batch_mode_fetches_many_markets_in_one_call(client, simulator, registry
 
 
 def test_per_ticker_mode_is_one_call_per_distinct_ticker(client, simulator, registry):
-    result = client.fetch(registry, "per_ticker")
+    result = fetch_all(client, registry, "per_ticker")
     assert len(result.quotes) == 9 and result.api_calls == 9
     paths = {r.path for r in api_requests(simulator)}
     assert "/v2/snapshot/locale/global/markets/crypto/tickers/X:ETHUSD" in paths
@@ -74,7 +82,7 @@ def test_more_than_250_tickers_are_split_and_pages_followed(budget):
         tickers += [f"X:{c}USD" for c in ("BTC", "ETH", "SOL", "LTC", "XRP", "DOGE")]
         specs = [spec(f"S{i}", t) for i, t in enumerate(tickers)]
         many = specs + [spec(f"D{i}", f"C:ZZ{i:04d}") for i in range(300 - len(specs))]
-        result = client.fetch(many, "batch")
+        result = fetch_all(client, many, "batch")
         v3 = [r for r in sim.requests if r.path == "/v3/snapshot"]
     assert len(result.quotes) == len(tickers)
     assert all(isinstance(e, TickerNotFound) for e in result.errors.values())
@@ -164,7 +172,7 @@ def test_bad_quotes_fail_only_their_own_symbol(client, simulator):
         spec("USDJPY", "C:USDJPY"),
     ]
     for mode in ("batch", "per_ticker"):
-        result = client.fetch(specs, mode)
+        result = fetch_all(client, specs, mode)
         assert sorted(result.quotes) == ["USDJPY"], mode
         assert "crossed quote" in str(result.errors["EURUSD"])
         assert "in the future" in str(result.errors["GBPUSD"])
@@ -174,7 +182,9 @@ def test_bad_quotes_fail_only_their_own_symbol(client, simulator):
 def test_batch_403_falls_back_to_one_call_per_ticker(budget):
     with PolygonSimulator(host="127.0.0.1", port=0, plan="free") as sim:
         client = PolygonClient(sim.url, SECRET, budget)
-        result = client.fetch([spec("EURUSD", "C:EURUSD"), spec("GBPUSD", "C:GBPUSD")], "batch")
+        result = fetch_all(
+            client, [spec("EURUSD", "C:EURUSD"), spec("GBPUSD", "C:GBPUSD")], "batch"
+        )
     assert sorted(result.quotes) == ["EURUSD", "GBPUSD"]
     assert result.mode == "per_ticker" and result.api_calls == 3
     assert "falling back to one call per ticker" in result.notes[0]
@@ -197,8 +207,8 @@ def test_a_plans_refusal_of_batch_snapshots_is_learnt_once_for_every_process(
 
     pair = [spec("EURUSD", "C:EURUSD"), spec("GBPUSD", "C:GBPUSD")]
     with PolygonSimulator(host="127.0.0.1", port=0, plan="free") as sim:
-        first = new_client(sim.url).fetch(pair, "batch")
-        second = new_client(sim.url).fetch(pair, "batch")
+        first = fetch_all(new_client(sim.url), pair, "batch")
+        second = fetch_all(new_client(sim.url), pair, "batch")
         refused = [r for r in api_requests(sim) if r.status == 403]
     assert first.api_calls == 3 and len(refused) == 1  # learnt once
     assert sorted(second.quotes) == ["EURUSD", "GBPUSD"] and second.api_calls == 2
@@ -210,13 +220,13 @@ def test_a_learnt_refusal_is_asked_again_once_it_is_older_than_the_recheck(budge
     with PolygonSimulator(host="127.0.0.1", port=0) as sim:  # a plan that now has batch
         budget.refuse(MULTI_TICKER_SNAPSHOT, "403 NOT_AUTHORIZED")
         fresh = PolygonClient(sim.url, SECRET, budget, recheck_seconds=3600)
-        assert fresh.fetch(pair, "batch").api_calls == 2  # trusted: per ticker
+        assert fetch_all(fresh, pair, "batch").api_calls == 2  # trusted: per ticker
         # the refusal was learnt 2 hours ago by the store's clock: past the recheck
         with budget.store._engine.begin() as conn:
             conn.execute(
                 sa.update(api_refusals).values(refused_at=api_refusals.c.refused_at - 7200)
             )
-        again = fresh.fetch(pair, "batch")
+        again = fetch_all(fresh, pair, "batch")
     assert again.api_calls == 1 and again.mode == "batch" and again.notes == []
 
 

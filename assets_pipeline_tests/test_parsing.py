@@ -24,16 +24,18 @@ from assets_pipeline.polygon.parsing import (
     error_from_response,
     load_json,
     next_url_path,
-    parse_aggs,
-    parse_v1_last_crypto,
-    parse_v1_last_quote,
-    parse_v2_many,
     parse_v2_single,
     parse_v3_snapshot,
 )
 from assets_pipeline.rules.quotes import validate_quote
 
 from .conftest import RESPONSES
+from .polygon_reference import (
+    parse_aggs,
+    parse_v1_last_crypto,
+    parse_v1_last_quote,
+    parse_v2_many,
+)
 
 
 def recorded(name: str):

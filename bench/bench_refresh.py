@@ -29,6 +29,8 @@ import time
 import uuid
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from assets_pipeline.config.registry import (
     DEFAULT_SYMBOLS_FILE,
     AssetType,
@@ -36,7 +38,7 @@ from assets_pipeline.config.registry import (
     Tier,
     load_registry,
 )
-from assets_pipeline.polygon.client import V3_MAX_TICKERS, PolygonClient
+from assets_pipeline.polygon.client import V3_MAX_TICKERS, FetchResult, PolygonClient
 from assets_pipeline.simulator import server as simulator_server
 from assets_pipeline.simulator.server import PolygonSimulator
 from assets_pipeline.storage.budget import (
@@ -48,7 +50,7 @@ from assets_pipeline.storage.budget import (
     decide,
     free_slots,
 )
-from assets_pipeline.storage.database import dispose_engine, get_engine, normalize_url, redact_url
+from assets_pipeline.storage.database import dispose_engine, get_engine, normalize_url
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = ROOT / ".venv" / "bin" / "assets-pipeline"
@@ -98,6 +100,14 @@ SHIPPED_NODELAY = getattr(_HANDLER, "disable_nagle_algorithm", None)
 
 
 # --- helpers ---------------------------------------------------------------------------------
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password hidden, safe to print."""
+    try:
+        return make_url(normalize_url(url)).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparseable URL must still not leak
+        return "<unparseable database URL>"
 
 
 def pct(values, p):
@@ -276,7 +286,11 @@ def run_refreshes(specs, mode, plan, reps, calls, window, full_warmup=True):
                 sim.reset()
                 client.budget = PolygonBudget(MemoryBudgetStore(), calls, window)
                 started = time.perf_counter()
-                result = client.fetch(specs if rep or full_warmup else specs[:1], mode)
+                result = FetchResult(mode=mode)
+                for _ in client.iter_fetch(
+                    specs if rep or full_warmup else specs[:1], mode, result
+                ):
+                    pass
                 elapsed = time.perf_counter() - started
                 if rep == 0:
                     continue  # the warm-up: connection, first use of every code path
@@ -328,7 +342,7 @@ def bench_refresh_cost(quick):
     sets = symbol_sets(quick)
     section(
         f"1a. Refresh cost, generous budget ({GENEROUS_CALLS} calls / {GENEROUS_WINDOW:g} s):"
-        f" PolygonClient.fetch() against the in-process simulator, N={reps}"
+        f" PolygonClient.iter_fetch() against the in-process simulator, N={reps}"
     )
     rows, medians = [], {}
     with simulator_nodelay(True):

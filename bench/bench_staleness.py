@@ -137,13 +137,14 @@ from assets_pipeline.config.registry import (
 from assets_pipeline.polygon.client import V3_MAX_TICKERS
 from assets_pipeline.rules.cadence import DEFAULT_TIERS, QueuePolicy, format_duration
 from assets_pipeline.rules.queue_rules import (
-    FAILED,
     IN_FLIGHT,
     QUEUED,
     QueueItem,
     after_failure,
-    demote,
+    claim_size,
+    leaves_on_refresh,
     next_batch,
+    on_failure,
     plan_enqueue,
 )
 from assets_pipeline.rules.taxonomy import Tier
@@ -400,28 +401,25 @@ class Queue:
         return any(item.status == QUEUED for item in self.items.values())
 
     def complete(self, specs: Iterable[SymbolSpec]) -> None:
-        """RefreshQueue.complete: refreshed symbols leave the queue unless failed for good."""
+        """RefreshQueue.complete: the same rule (`leaves_on_refresh`)."""
         for spec in specs:
             item = self.items.get(spec.symbol)
-            if item is not None and item.status != FAILED:
+            if item is not None and leaves_on_refresh(item):
                 del self.items[spec.symbol]
 
     def fail(self, spec: SymbolSpec, error: str, now: float) -> None:
-        """RefreshQueue.fail with a retryable error."""
-        item = self.items.get(spec.symbol)
-        if item is None:
-            self.items[spec.symbol] = QueueItem(
-                symbol=spec.symbol,
-                tier=demote(spec.tier),
-                base_tier=spec.tier,
-                enqueued_at=at_time(now),
-                attempts=1,
-                last_error=error,
-            )
-            return
-        self.items[spec.symbol] = after_failure(
-            item, error, True, self.registry.queue.max_retries, at_time(now)
+        """RefreshQueue.fail with a retryable error: the same rule (`on_failure`)."""
+        item = on_failure(
+            self.items.get(spec.symbol),
+            spec.symbol,
+            spec.tier,
+            error,
+            True,
+            self.registry.queue.max_retries,
+            at_time(now),
         )
+        if item is not None:
+            self.items[spec.symbol] = item
 
 
 # --- ours -----------------------------------------------------------------------------------
@@ -434,7 +432,6 @@ def simulate_ours(registry: Registry, mode: str, cfg: argparse.Namespace) -> Out
     secondary = registry.secondary_caller(mode)
     per_call = V3_MAX_TICKERS if mode == "batch" else 1
     # sensors.drain_tick: a window's worth more than is free, when the run may wait that long.
-    lookahead = cfg.calls if MAX_BUDGET_WAIT_SECONDS > 2 * cfg.window else 0
     direct = registry.direct()
     critical_groups = call_groups(direct, per_call)
     assert len(critical_groups) == refresh_cost(direct, mode)
@@ -499,7 +496,7 @@ def simulate_ours(registry: Registry, mode: str, cfg: argparse.Namespace) -> Out
         slots = engine.store.free_slots(engine.now, secondary)
         if slots <= 0:
             return
-        calls = 1 if mode == "batch" else slots + lookahead
+        calls, per_call = claim_size(mode, slots, cfg.calls, cfg.window, MAX_BUDGET_WAIT_SECONDS)
         claimed = next_batch(queue.items.values(), calls, per_call)
         for item in claimed:
             queue.items[item.symbol] = dataclasses.replace(item, status=IN_FLIGHT)
@@ -853,7 +850,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"9 symbols = {base.source}; larger sets = its critical symbols + synthetic ones")
     if dict(base.tiers) != DEFAULT_TIERS or queue != QueuePolicy():
         print("note: the symbols file changes the default cadences; synthetic sets use defaults")
-    lookahead = cfg.calls if MAX_BUDGET_WAIT_SECONDS > 2 * cfg.window else 0
+    lookahead = claim_size("per_ticker", 0, cfg.calls, cfg.window, MAX_BUDGET_WAIT_SECONDS)[0]
     for mode in cfg.modes:
         caller = base.secondary_caller(mode)
         claim = "1 call (up to 250 symbols)" if mode == "batch" else f"free + {lookahead} calls"

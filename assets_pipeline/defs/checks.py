@@ -62,6 +62,8 @@ def build_freshness_checks(registry: Registry) -> dg.AssetChecksDefinition:
         store = database.quote_store()
         now = clock.utcnow()
         selected = {key.asset_key.path[-1] for key in context.selected_asset_check_keys}
+        # every configured symbol has a sync status row, so one never refreshed can show `stale`
+        store.register_symbols(by_symbol[s] for s in selected)
         stale: dict[str, dt.datetime | None] = {}  # symbol -> the last sync judged stale
         for symbol in sorted(selected):
             spec = by_symbol[symbol]

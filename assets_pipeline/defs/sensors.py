@@ -11,7 +11,7 @@ from assets_pipeline.defs.keys import quote_asset_key
 from assets_pipeline.defs.resources import PolygonResource, RedisResource, TradingDatabase
 from assets_pipeline.defs.runs import IN_FLIGHT_STATUSES, QUEUE_JOB, runs_in_flight, today
 from assets_pipeline.rules import clock
-from assets_pipeline.rules.cadence import BATCH_TICKERS
+from assets_pipeline.rules.queue_rules import claim_size
 from assets_pipeline.rules.run_kinds import BATCH_TAG, QUEUE, run_tags
 from assets_pipeline.storage.outbox import relay_pending
 from assets_pipeline.storage.refresh_queue import RefreshQueue
@@ -110,16 +110,9 @@ def drain_tick(
             f"{waiting} waiting; budget has {stats.remaining} of {stats.limit} calls left and"
             f" {caller.reserve} are kept for the next critical refresh{note}"
         )
-    if mode == "batch":
-        calls, per_call = 1, BATCH_TICKERS
-    else:
-        # One window's worth more than is free now: the run waits for those slots inside the
-        # budget (which keeps the critical reserve at every call), instead of paying a run's
-        # start-up for every two symbols. Bounded so the wait stays within the run's deadline.
-        lookahead = (
-            budget.limit if polygon.max_budget_wait_seconds > 2 * budget.window_seconds else 0
-        )
-        calls, per_call = slots + lookahead, 1
+    calls, per_call = claim_size(
+        mode, slots, budget.limit, budget.window_seconds, polygon.max_budget_wait_seconds
+    )
     batch_id = f"q-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     trading = {s.symbol for s in registry.trading(registry, now)}
     claimed = queue.claim(calls, per_call, batch_id, eligible=trading)

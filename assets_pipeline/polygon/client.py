@@ -194,21 +194,6 @@ class PolygonClient:
 
     # --- a refresh ---------------------------------------------------------------------------
 
-    def fetch(
-        self,
-        specs: Iterable[SymbolSpec],
-        mode: SnapshotMode,
-        now_fn: Callable[[], Any] | None = None,
-    ) -> FetchResult:
-        """Fetch and validate quotes for symbols in as few calls as `mode` allows.
-
-        Every symbol ends in `quotes` or `errors`; one symbol's failure never stops another's.
-        """
-        result = FetchResult(mode=mode)
-        for _ in self.iter_fetch(specs, mode, result, now_fn):
-            pass
-        return result
-
     def iter_fetch(
         self,
         specs: Iterable[SymbolSpec],
@@ -216,9 +201,11 @@ class PolygonClient:
         result: FetchResult,
         now_fn: Callable[[], Any] | None = None,
     ) -> Iterator[tuple[SymbolSpec, Quote | Exception]]:
-        """`fetch`, yielding each symbol as soon as its answer is in (a per-ticker refresh that
-        waits on the budget can store its first quotes while later ones wait). `result` is kept
-        up to date as it goes.
+        """Fetch and validate quotes for symbols in as few calls as `mode` allows, yielding each
+        symbol as soon as its answer is in (a per-ticker refresh that waits on the budget can
+        store its first quotes while later ones wait). Every symbol ends in `result.quotes` or
+        `result.errors`; one symbol's failure never stops another's. `result` is kept up to
+        date as it goes.
 
         In `batch` mode a 403 on the multi-ticker endpoint (free plans are not entitled to it)
         falls back to one call per ticker for this refresh, with a note saying so.

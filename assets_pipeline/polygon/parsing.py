@@ -1,4 +1,4 @@
-"""Polygon JSON bodies -> `Quote`s, `Bar`s and classified errors. Pure: no HTTP, no clock.
+"""Polygon JSON bodies -> `Quote`s and classified errors. Pure: no HTTP, no clock.
 
 The shapes and quirks are those of the recorded responses it is tested against, in
 `assets_pipeline_tests/data/polygon/responses/` (PROVENANCE.md there says where each came from):
@@ -14,7 +14,6 @@ import datetime as dt
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -31,22 +30,6 @@ from assets_pipeline.rules.quotes import Quote, QuoteRejected
 _HTML_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 SOURCE_V2 = "polygon:v2-snapshot"
 SOURCE_V3 = "polygon:v3-snapshot"
-SOURCE_V1 = "polygon:v1-last"
-
-
-@dataclass(frozen=True)
-class Bar:
-    """One aggregate bar; `start` is the window's start in UTC."""
-
-    ticker: str
-    start: dt.datetime
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float | None
-    vwap: float | None
-    trades: int | None
 
 
 def epoch_to_utc(value: Any, field: str = "timestamp") -> dt.datetime:
@@ -190,14 +173,6 @@ def parse_v2_single(body: Any) -> Quote:
     return parse_v2_ticker(_require_ok(body).get("ticker"))
 
 
-def parse_v2_many(body: Any) -> dict[str, Quote | PolygonError]:
-    """`/v2/snapshot/locale/global/markets/{market}/tickers?tickers=A,B`: a `tickers` list."""
-    items = _require_ok(body).get("tickers") or []
-    if not isinstance(items, list):
-        raise MalformedResponse("'tickers' is not a list")
-    return _collect(items, parse_v2_ticker)
-
-
 def parse_v3_item(item: Any) -> Quote:
     """One `/v3/snapshot` result: `fx` with `last_quote`, `crypto` with `last_trade`, `indices`
     with `value`. An item carrying `error` becomes the matching `PolygonError`."""
@@ -277,67 +252,3 @@ def _collect(items: list[Any], parse: Any) -> dict[str, Quote | PolygonError]:
         else:
             out[quote.ticker] = quote
     return out
-
-
-def parse_v1_last_quote(body: Any) -> Quote:
-    """`/v1/last_quote/currencies/{from}/{to}`: `symbol` is `AUD/USD`, `last.timestamp` ms."""
-    body = _require_ok(body)
-    ticker = "C:" + str(body.get("symbol", "")).replace("/", "")
-    last = _object(body, "last")
-    bid = _number(ticker, last, "bid", "bid (last.bid)")
-    ask = _number(ticker, last, "ask", "ask (last.ask)")
-    return Quote(
-        ticker=ticker,
-        quote_time=epoch_to_utc(last.get("timestamp"), "last.timestamp"),
-        source=SOURCE_V1,
-        bid=bid,
-        ask=ask,
-        last_price=_mid(bid, ask),
-    )
-
-
-def parse_v1_last_crypto(body: Any) -> Quote:
-    """`/v1/last/crypto/{from}/{to}`: `symbol` is `BTC-USD`, a trade with no bid or ask."""
-    body = _require_ok(body)
-    ticker = "X:" + str(body.get("symbol", "")).replace("-", "")
-    last = _object(body, "last")
-    return Quote(
-        ticker=ticker,
-        quote_time=epoch_to_utc(last.get("timestamp"), "last.timestamp"),
-        source=SOURCE_V1,
-        last_price=_number(ticker, last, "price", "price (last.price)"),
-    )
-
-
-def parse_aggs(body: Any) -> tuple[list[Bar], str | None]:
-    """`/v2/aggs/...`: bars (none when `results` is absent or null) and the next page path."""
-    body = _require_ok(body)
-    ticker = str(body.get("ticker", ""))
-    items = body.get("results") or []
-    if not isinstance(items, list):
-        raise MalformedResponse("'results' is not a list")
-    bars = []
-    for item in items:
-        if not isinstance(item, Mapping):
-            raise MalformedResponse("a bar is not an object")
-        values = {}
-        for key in ("o", "h", "l", "c"):
-            value = _number(ticker, item, key, f"bar {key}")
-            if value is None:
-                raise MalformedResponse(f"a bar of {ticker} has no {key!r}")
-            values[key] = value
-        trades = item.get("n")
-        bars.append(
-            Bar(
-                ticker=ticker,
-                start=epoch_to_utc(item.get("t"), "bar t"),
-                open=values["o"],
-                high=values["h"],
-                low=values["l"],
-                close=values["c"],
-                volume=_number(ticker, item, "v", "bar v"),
-                vwap=_number(ticker, item, "vw", "bar vw"),
-                trades=int(trades) if isinstance(trades, int | float) else None,
-            )
-        )
-    return bars, next_url_path(body.get("next_url"))

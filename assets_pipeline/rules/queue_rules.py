@@ -15,6 +15,7 @@ import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from assets_pipeline.rules.cadence import BATCH_TICKERS
 from assets_pipeline.rules.taxonomy import Tier
 
 QUEUED = "queued"
@@ -132,6 +133,51 @@ def after_failure(
         batch_id=None,
         claimed_at=None,
     )
+
+
+def on_failure(
+    item: QueueItem | None,
+    symbol: str,
+    tier: Tier,
+    error: str,
+    retryable: bool,
+    max_retries: int,
+    now: dt.datetime,
+) -> QueueItem | None:
+    """What a failed refresh does to a symbol's queue item. A symbol that was not queued (a
+    direct tier's refresh) is queued one tier lower if the error is retryable; a permanent
+    error queues nothing. A queued one follows `after_failure`."""
+    if item is not None:
+        return after_failure(item, error, retryable, max_retries, now)
+    if not retryable:
+        return None
+    return QueueItem(
+        symbol=symbol,
+        tier=demote(tier),
+        base_tier=tier,
+        enqueued_at=now,
+        attempts=1,
+        last_error=error,
+    )
+
+
+def leaves_on_refresh(item: QueueItem) -> bool:
+    """A refreshed symbol leaves the queue, claimed or waiting, unless it failed for good
+    (it stays `failed` until the next scheduled enqueue, so it is not retried in a loop)."""
+    return item.status != FAILED
+
+
+def claim_size(
+    mode: str, free_slots: int, limit: int, window_seconds: float, max_wait_seconds: float
+) -> tuple[int, int]:
+    """(calls, symbols per call) a queue batch claims. `batch`: one call of up to 250 symbols.
+    `per_ticker`: the free slots plus one window more, when a run may wait that long for them
+    inside the budget (which keeps the critical reserve at every call), instead of paying a
+    run's start-up for every two symbols."""
+    if mode == "batch":
+        return 1, BATCH_TICKERS
+    lookahead = limit if max_wait_seconds > 2 * window_seconds else 0
+    return free_slots + lookahead, 1
 
 
 def next_batch(items: Iterable[QueueItem], slots: int, per_call: int) -> list[QueueItem]:

@@ -30,14 +30,6 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def redact_url(url: str) -> str:
-    """The URL with its password hidden, safe for logs and metadata."""
-    try:
-        return make_url(normalize_url(url)).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - an unparseable URL must still not leak
-        return "<unparseable database URL>"
-
-
 def get_engine(url: str, *, create_schema: bool = True) -> sa.Engine:
     """The process-wide engine for `url`, with our tables created on first use."""
     url = normalize_url(url)

@@ -32,6 +32,8 @@ from assets_pipeline.storage.schema import (
 #: Redis channel for a symbol's updates; the namespace is empty in production.
 CHANNEL_TEMPLATE = "{namespace}asset:update:{symbol}"
 MAX_ERROR_LENGTH = 2000
+#: Polygon's provider id per database URL, for this process.
+_provider_ids: dict[str, int] = {}
 
 
 @dataclass(frozen=True)
@@ -75,7 +77,6 @@ class QuoteStore:
     def __init__(self, engine: sa.Engine, namespace: str = "") -> None:
         self.engine = engine
         self.namespace = namespace
-        self._provider_id: int | None = None
 
     # --- registration ------------------------------------------------------------------------
 
@@ -89,18 +90,25 @@ class QuoteStore:
         return added
 
     def _provider(self, conn: sa.Connection) -> int:
-        if self._provider_id is None:
-            conn.execute(
-                insert_ignore(
-                    conn,
-                    api_providers,
-                    {"name": POLYGON_PROVIDER, "base_url": "https://api.polygon.io"},
-                )
+        """Polygon's row in `data_sources.api_providers`. Its id is cached per database for the
+        process once the row is seen committed (a store is made for every run; a row inserted in
+        a transaction that may still roll back is not cached)."""
+        key = conn.engine.url.render_as_string(hide_password=False)
+        if key in _provider_ids:
+            return _provider_ids[key]
+        query = sa.select(api_providers.c.id).where(api_providers.c.name == POLYGON_PROVIDER)
+        found = conn.execute(query).scalar_one_or_none()
+        if found is not None:
+            _provider_ids[key] = found
+            return found
+        conn.execute(
+            insert_ignore(
+                conn,
+                api_providers,
+                {"name": POLYGON_PROVIDER, "base_url": "https://api.polygon.io"},
             )
-            self._provider_id = conn.execute(
-                sa.select(api_providers.c.id).where(api_providers.c.name == POLYGON_PROVIDER)
-            ).scalar_one()
-        return self._provider_id
+        )
+        return conn.execute(query).scalar_one()
 
     def _ensure_symbol(
         self, conn: sa.Connection, spec: SymbolSpec, provider_id: int

@@ -25,8 +25,9 @@ from assets_pipeline.rules.queue_rules import (
     EnqueuePlan,
     QueueItem,
     after_failure,
-    demote,
+    leaves_on_refresh,
     next_batch,
+    on_failure,
     plan_enqueue,
 )
 from assets_pipeline.rules.taxonomy import Tier
@@ -146,16 +147,18 @@ class RefreshQueue:
         return claimed
 
     def complete(self, symbols: Iterable[str]) -> int:
-        """Refreshed: the symbols leave the queue (whether claimed or still waiting)."""
-        symbols = list(symbols)
-        if not symbols:
+        """Refreshed: the symbols leave the queue (`queue_rules.leaves_on_refresh`)."""
+        wanted = set(symbols)
+        if not wanted:
             return 0
         with self.engine.begin() as conn:
-            self._locked(conn)
+            leaving = [
+                i.symbol for i in self._locked(conn) if i.symbol in wanted and leaves_on_refresh(i)
+            ]
+            if not leaving:
+                return 0
             return conn.execute(
-                sa.delete(refresh_queue).where(
-                    refresh_queue.c.symbol.in_(symbols), refresh_queue.c.status != FAILED
-                )
+                sa.delete(refresh_queue).where(refresh_queue.c.symbol.in_(leaving))
             ).rowcount
 
     def fail(
@@ -166,27 +169,14 @@ class RefreshQueue:
         retryable: bool,
         now: dt.datetime | None = None,
     ) -> QueueItem | None:
-        """Apply the failure rules. A symbol that was not queued (a direct tier's refresh) is
-        queued one tier lower if the error is retryable; a permanent error queues nothing."""
+        """Apply the failure rules (`queue_rules.on_failure`)."""
         now = now or clock.utcnow()
         with self.engine.begin() as conn:
             current = {item.symbol: item for item in self._locked(conn)}
             item = current.get(symbol)
-            if item is None:
-                if not retryable:
-                    return None
-                new = QueueItem(
-                    symbol=symbol,
-                    tier=demote(tier),
-                    base_tier=tier,
-                    enqueued_at=now,
-                    attempts=1,
-                    last_error=error,
-                )
-                self._save(conn, [new], insert=True)
-                return new
-            updated = after_failure(item, error, retryable, self.policy.max_retries, now)
-            self._save(conn, [updated], insert=False)
+            updated = on_failure(item, symbol, tier, error, retryable, self.policy.max_retries, now)
+            if updated is not None:
+                self._save(conn, [updated], insert=item is None)
             return updated
 
     def fail_batch(

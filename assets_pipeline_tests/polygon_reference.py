@@ -1,0 +1,116 @@
+"""Parsers for the Polygon endpoints the client does not call (yet): v2 multi-ticker snapshots,
+v1 last quote and trade, and aggregate bars.
+
+They live in the tests, not the package, because only the tests need them: they read the
+recorded responses and the simulator's answers, to show that the simulator speaks the same
+shapes as the real API. They are built on the package's own parsing helpers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from assets_pipeline.polygon.errors import MalformedResponse, PolygonError
+from assets_pipeline.polygon.parsing import (
+    _collect,
+    _mid,
+    _number,
+    _object,
+    _require_ok,
+    epoch_to_utc,
+    next_url_path,
+    parse_v2_ticker,
+)
+from assets_pipeline.rules.quotes import Quote
+
+SOURCE_V1 = "polygon:v1-last"
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One aggregate bar; `start` is the window's start in UTC."""
+
+    ticker: str
+    start: dt.datetime
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float | None
+    vwap: float | None
+    trades: int | None
+
+
+def parse_v2_many(body: Any) -> dict[str, Quote | PolygonError]:
+    """`/v2/snapshot/locale/global/markets/{market}/tickers?tickers=A,B`: a `tickers` list."""
+    items = _require_ok(body).get("tickers") or []
+    if not isinstance(items, list):
+        raise MalformedResponse("'tickers' is not a list")
+    return _collect(items, parse_v2_ticker)
+
+
+def parse_v1_last_quote(body: Any) -> Quote:
+    """`/v1/last_quote/currencies/{from}/{to}`: `symbol` is `AUD/USD`, `last.timestamp` ms."""
+    body = _require_ok(body)
+    ticker = "C:" + str(body.get("symbol", "")).replace("/", "")
+    last = _object(body, "last")
+    bid = _number(ticker, last, "bid", "bid (last.bid)")
+    ask = _number(ticker, last, "ask", "ask (last.ask)")
+    return Quote(
+        ticker=ticker,
+        quote_time=epoch_to_utc(last.get("timestamp"), "last.timestamp"),
+        source=SOURCE_V1,
+        bid=bid,
+        ask=ask,
+        last_price=_mid(bid, ask),
+    )
+
+
+def parse_v1_last_crypto(body: Any) -> Quote:
+    """`/v1/last/crypto/{from}/{to}`: `symbol` is `BTC-USD`, a trade with no bid or ask."""
+    body = _require_ok(body)
+    ticker = "X:" + str(body.get("symbol", "")).replace("-", "")
+    last = _object(body, "last")
+    return Quote(
+        ticker=ticker,
+        quote_time=epoch_to_utc(last.get("timestamp"), "last.timestamp"),
+        source=SOURCE_V1,
+        last_price=_number(ticker, last, "price", "price (last.price)"),
+    )
+
+
+def parse_aggs(body: Any) -> tuple[list[Bar], str | None]:
+    """`/v2/aggs/...`: bars (none when `results` is absent or null) and the next page path."""
+    body = _require_ok(body)
+    ticker = str(body.get("ticker", ""))
+    items = body.get("results") or []
+    if not isinstance(items, list):
+        raise MalformedResponse("'results' is not a list")
+    bars = []
+    for item in items:
+        if not isinstance(item, Mapping):
+            raise MalformedResponse("a bar is not an object")
+        values = {}
+        for key in ("o", "h", "l", "c"):
+            value = _number(ticker, item, key, f"bar {key}")
+            if value is None:
+                raise MalformedResponse(f"a bar of {ticker} has no {key!r}")
+            values[key] = value
+        trades = item.get("n")
+        bars.append(
+            Bar(
+                ticker=ticker,
+                start=epoch_to_utc(item.get("t"), "bar t"),
+                open=values["o"],
+                high=values["h"],
+                low=values["l"],
+                close=values["c"],
+                volume=_number(ticker, item, "v", "bar v"),
+                vwap=_number(ticker, item, "vw", "bar vw"),
+                trades=int(trades) if isinstance(trades, int | float) else None,
+            )
+        )
+    return bars, next_url_path(body.get("next_url"))

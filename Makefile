@@ -18,6 +18,7 @@ demo: $(STAMP)
 
 ## Set up and run the whole test suite against the local PostgreSQL and Redis.
 test: $(STAMP) services
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -n 2 -p no:cacheprovider -m "not daemon"
 	$(BIN)/python -m pytest -p no:cacheprovider -m daemon
 

@@ -1,7 +1,8 @@
 """`assets-pipeline`: refresh quotes now, relay pending events, run the simulator, show the budget.
 
 `refresh` runs the same Dagster job the UI launches, in this process, so the embedded defaults
-(SQLite, the in-process simulator) need nothing else running.
+(SQLite, the in-process simulator) need nothing else running. Every command reads its settings
+from the environment the same way the code location does (`Settings.from_env()`).
 """
 
 from __future__ import annotations
@@ -12,10 +13,14 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-import dagster as dg
-
-from assets_pipeline.config.registry import Registry, Tier, load_registry
-from assets_pipeline.config.settings import env_is_set
+from assets_pipeline.config.registry import (
+    Registry,
+    RegistryError,
+    SymbolSpec,
+    Tier,
+    load_registry,
+)
+from assets_pipeline.config.settings import Settings, SettingsError
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.cadence import format_duration, next_tick, period_of_cron
 from assets_pipeline.rules.quotes import iso_utc, parse_iso_utc
@@ -24,29 +29,39 @@ from assets_pipeline.storage.batches import batch_totals, recent_batches
 from assets_pipeline.storage.outbox import relay_pending
 from assets_pipeline.storage.refresh_queue import RefreshQueue
 
+TABLE_HEADER = ("SYMBOL", "BID", "ASK", "LAST", "QUOTE TIME (UTC)", "API CALLS", "RESULT")
 
-def _fmt(value: object, precision: int) -> str:
-    return "-" if value is None else f"{float(value):.{precision}f}"  # type: ignore[arg-type]
+
+def _resources(settings: Settings) -> dict[str, Any]:
+    """The code location's resources with the settings' values (the CLI is not the UI)."""
+    from assets_pipeline.location import build_resources
+
+    return build_resources(settings, secrets_as_env_vars=False)
+
+
+# --- refresh ---------------------------------------------------------------------------------
 
 
 def refresh(
     registry: Registry,
+    settings: Settings,
     tier: str | None,
     verbose: bool = False,
     tags: dict[str, str] | None = None,
 ) -> int:
     """Materialize today's partition of every symbol (or one tier) and print a table. Without
-    `tags` the run is a manual one (see `run_kinds.py`)."""
-    from assets_pipeline.definitions import build_definitions
+    `tags` the run is a manual one (see `rules/run_kinds.py`)."""
+    import dagster as dg
 
-    defs = build_definitions(registry)
-    job = defs.resolve_job_def(f"refresh_{tier}" if tier else "refresh_quotes")
-    instance = dg.DagsterInstance.get() if env_is_set("DAGSTER_HOME") else None
-    today = clock.today().isoformat()
+    from assets_pipeline.location import build_definitions
+
+    job = build_definitions(registry, settings).resolve_job_def(
+        f"refresh_{tier}" if tier else "refresh_quotes"
+    )
     level = "DEBUG" if verbose else "INFO"
     result = job.execute_in_process(
-        partition_key=today,
-        instance=instance,
+        partition_key=clock.today().isoformat(),
+        instance=dg.DagsterInstance.get() if settings.dagster_home else None,
         raise_on_error=False,
         tags=tags,
         run_config={"loggers": {"console": {"config": {"log_level": level}}}},
@@ -55,50 +70,54 @@ def refresh(
         m.asset_key.path[-1]: {k: v.value for k, v in m.metadata.items()}
         for m in result.asset_materializations_for_node("quotes")
     }
-    failures = [
-        e.step_failure_data.error.message.strip()
-        for e in result.all_events
-        if e.is_step_failure and e.step_failure_data and e.step_failure_data.error
-    ]
-
-    rows = [("SYMBOL", "BID", "ASK", "LAST", "QUOTE TIME (UTC)", "API CALLS", "RESULT")]
-    api_calls = 0
-    for spec in registry:
-        if tier and spec.tier.value != tier:
-            continue
-        meta = materialized.get(spec.symbol)
-        if meta is None:
-            rows.append((spec.symbol, "-", "-", "-", "-", "-", "failed"))
-            continue
-        api_calls = max(api_calls, int(meta.get("api_calls", 0)))
-        quote_time = parse_iso_utc(str(meta["quote_time"])).strftime("%Y-%m-%d %H:%M:%S")
-        rows.append(
-            (
-                spec.symbol,
-                _fmt(meta.get("bid"), spec.price_precision),
-                _fmt(meta.get("ask"), spec.price_precision),
-                _fmt(meta.get("last_price"), spec.price_precision),
-                quote_time,
-                str(meta.get("api_calls", "-")),
-                "stored" if meta.get("written", True) else "unchanged",
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
-    print(f"\n{len(materialized)} of {len(rows) - 1} symbol(s) refreshed, {api_calls} API call(s).")
-    for failure in failures:
-        print(f"error: {failure}", file=sys.stderr)
+    specs = [s for s in registry if not tier or s.tier.value == tier]
+    _print_table([TABLE_HEADER, *(_row(spec, materialized.get(spec.symbol)) for spec in specs)])
+    calls = max((int(m.get("api_calls", 0)) for m in materialized.values()), default=0)
+    print(f"\n{len(materialized)} of {len(specs)} symbol(s) refreshed, {calls} API call(s).")
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
+            print(f"error: {event.step_failure_data.error.message.strip()}", file=sys.stderr)
     return 0 if result.success else 1
 
 
-def relay() -> int:
-    from assets_pipeline.definitions import build_resources
+def _row(spec: SymbolSpec, meta: dict[str, Any] | None) -> tuple[str, ...]:
+    if meta is None:
+        return (spec.symbol, "-", "-", "-", "-", "-", "failed")
+    precision = spec.price_precision
 
-    resources = build_resources()
-    database = resources["database"]
-    redis = resources["redis"]
-    result = relay_pending(database.engine(), redis.client())  # type: ignore[attr-defined]
+    def price(key: str) -> str:
+        value = meta.get(key)
+        return "-" if value is None else f"{float(value):.{precision}f}"
+
+    quote_time = parse_iso_utc(str(meta["quote_time"])).strftime("%Y-%m-%d %H:%M:%S")
+    result = "stored" if meta.get("written", True) else "unchanged"
+    calls = str(meta.get("api_calls", "-"))
+    return (spec.symbol, price("bid"), price("ask"), price("last_price"), quote_time, calls, result)
+
+
+def _print_table(rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+
+
+def run_batch(registry: Registry, settings: Settings, verbose: bool) -> int:
+    """Refresh the direct tiers now, as their schedule would: critical runs, inside the budget."""
+    tiers = [p.tier.value for p in registry.tiers.values() if p.refresh == "direct"]
+    codes = [
+        refresh(registry, settings, tier, verbose, run_tags(CRITICAL, tier=tier))
+        for tier in tiers
+        if registry.in_tier(Tier(tier))
+    ]
+    return max(codes, default=0)
+
+
+# --- relay and budget ------------------------------------------------------------------------
+
+
+def relay(settings: Settings) -> int:
+    resources = _resources(settings)
+    result = relay_pending(resources["database"].engine(), resources["redis"].client())
     print(result.summary())
     if result.error:
         print(f"error: {result.error}", file=sys.stderr)
@@ -106,11 +125,8 @@ def relay() -> int:
     return 0
 
 
-def budget(as_json: bool) -> int:
-    from assets_pipeline.definitions import build_resources
-
-    stats = build_resources()["polygon"].budget.budget().stats()  # type: ignore[attr-defined]
-    doc = stats.as_dict()
+def budget(settings: Settings, as_json: bool) -> int:
+    doc = _resources(settings)["polygon"].budget.budget().stats().as_dict()
     if as_json:
         print(json.dumps(doc, indent=2))
     else:
@@ -119,105 +135,122 @@ def budget(as_json: bool) -> int:
     return 0
 
 
-def status_document(registry: Registry) -> dict[str, Any]:
+# --- status ----------------------------------------------------------------------------------
+
+
+def status_document(registry: Registry, settings: Settings | None = None) -> dict[str, Any]:
     """Everything `status` shows, as plain data (also what `--json` prints)."""
-    from assets_pipeline.definitions import build_definitions, build_resources
-
-    resources = build_resources()
-    database = resources["database"]
-    engine = database.engine()  # type: ignore[attr-defined]
+    settings = settings or Settings.from_env()
+    resources = _resources(settings)
+    engine = resources["database"].engine()
     now = clock.utcnow()
-    queue = RefreshQueue(engine, registry.queue).stats()
-    stats = resources["polygon"].budget.budget().stats()  # type: ignore[attr-defined]
     last = recent_batches(engine, 1)
-    last_critical = recent_batches(engine, 1, kind="critical")
-
-    next_runs = []
-    for schedule in build_definitions(registry).get_repository_def().schedule_defs:
-        cron = str(schedule.cron_schedule)
-        every = period_of_cron(cron)
-        tick = iso_utc(next_tick(every, now)) if every else None
-        next_runs.append({"schedule": schedule.name, "cron": cron, "next": tick})
-    for policy in registry.tiers.values():
-        if registry.in_tier(policy.tier) and not policy.cron:
-            next_runs.append(
-                {
-                    "sensor": f"every {format_duration(policy.every_seconds)}",
-                    "tier": policy.tier.value,
-                }
-            )
+    last_critical = recent_batches(engine, 1, kind=CRITICAL)
     return {
         "now": iso_utc(now),
         "last_batch": last[0].as_dict() if last else None,
         "last_critical_batch": last_critical[0].as_dict() if last_critical else None,
-        "next_scheduled_runs": next_runs,
+        "next_scheduled_runs": _next_runs(registry, settings),
         "priority_symbols": [s.symbol for s in registry.direct()],
-        "queue": {
-            "waiting_by_tier": queue.waiting_by_tier,
-            "waiting": queue.waiting,
-            "in_flight": queue.in_flight,
-            "failed": queue.failed,
-            "oldest_item_age_seconds": (
-                round((now - queue.oldest_enqueued_at).total_seconds(), 1)
-                if queue.oldest_enqueued_at
-                else None
-            ),
-        },
+        "queue": _queue_document(RefreshQueue(engine, registry.queue), now),
         "totals": batch_totals(engine),
-        "budget": stats.as_dict(),
+        "budget": resources["polygon"].budget.budget().stats().as_dict(),
     }
 
 
-def status(registry: Registry, as_json: bool) -> int:
-    doc = status_document(registry)
+def _next_runs(registry: Registry, settings: Settings) -> list[dict[str, Any]]:
+    from assets_pipeline.location import build_definitions
+
+    now = clock.utcnow()
+    runs: list[dict[str, Any]] = []
+    for schedule in build_definitions(registry, settings).get_repository_def().schedule_defs:
+        cron = str(schedule.cron_schedule)
+        every = period_of_cron(cron)
+        tick = iso_utc(next_tick(every, now)) if every else None
+        runs.append({"schedule": schedule.name, "cron": cron, "next": tick})
+    for policy in registry.tiers.values():
+        if registry.in_tier(policy.tier) and not policy.cron:
+            every = format_duration(policy.every_seconds)
+            runs.append({"sensor": f"every {every}", "tier": policy.tier.value})
+    return runs
+
+
+def _queue_document(queue: RefreshQueue, now: Any) -> dict[str, Any]:
+    stats = queue.stats()
+    oldest = stats.oldest_enqueued_at
+    return {
+        "waiting_by_tier": stats.waiting_by_tier,
+        "waiting": stats.waiting,
+        "in_flight": stats.in_flight,
+        "failed": stats.failed,
+        "oldest_item_age_seconds": round((now - oldest).total_seconds(), 1) if oldest else None,
+    }
+
+
+def status(registry: Registry, settings: Settings, as_json: bool) -> int:
+    doc = status_document(registry, settings)
     if as_json:
         print(json.dumps(doc, indent=2))
         return 0
-    last = doc["last_batch"]
     print(f"status at {doc['now']}\n")
+    for line in _status_lines(doc):
+        print(line)
+    return 0
+
+
+def _status_lines(doc: dict[str, Any]) -> list[str]:
+    last, critical = doc["last_batch"], doc["last_critical_batch"]
+    lines = ["last batch     none yet"]
     if last:
         failed = ", ".join(f"{s} ({e})" for s, e in last["symbols_failed"].items()) or "none"
-        print(
+        lines = [
             f"last batch     {last['batch_id']} ({last['kind']}), ended {last['end']},"
-            f" {last['duration_ms']} ms\n"
+            f" {last['duration_ms']} ms",
             f"               updated {len(last['symbols_updated'])}, failed: {failed},"
-            f" API calls {last['api_calls']}, budget waits {last['budget_waits']}"
-        )
-    else:
-        print("last batch     none yet")
-    critical = doc["last_critical_batch"]
-    print(f"last critical  {critical['end'] if critical else 'none yet'}")
-    print(f"priority       {', '.join(doc['priority_symbols'])}")
+            f" API calls {last['api_calls']}, budget waits {last['budget_waits']}",
+        ]
+    lines.append(f"last critical  {critical['end'] if critical else 'none yet'}")
+    lines.append(f"priority       {', '.join(doc['priority_symbols'])}")
     for entry in doc["next_scheduled_runs"]:
         if "schedule" in entry:
-            print(f"next run       {entry['next']}  {entry['schedule']} ({entry['cron']})")
+            lines.append(f"next run       {entry['next']}  {entry['schedule']} ({entry['cron']})")
         else:
-            print(f"sensor         {entry['tier']} {entry['sensor']}")
-    queue = doc["queue"]
+            lines.append(f"sensor         {entry['tier']} {entry['sensor']}")
+    return [*lines, _queue_line(doc["queue"]), _totals_line(doc["totals"]), _budget_line(doc)]
+
+
+def _queue_line(queue: dict[str, Any]) -> str:
     by_tier = ", ".join(f"{t} {n}" for t, n in queue["waiting_by_tier"].items())
     age = queue["oldest_item_age_seconds"]
-    print(
+    return (
         f"queue          {queue['waiting']} waiting ({by_tier}), {queue['in_flight']} in"
         f" flight, {queue['failed']} failed; oldest {'-' if age is None else f'{age:.0f}s'}"
     )
-    totals = doc["totals"]
-    print(
+
+
+def _totals_line(totals: dict[str, Any]) -> str:
+    return (
         f"totals         {totals['batches']} batches, {totals['symbols_updated']} updates,"
         f" {totals['symbols_failed']} failures, {totals['api_calls']} API calls,"
         f" {totals['budget_waits']} budget waits"
     )
+
+
+def _budget_line(doc: dict[str, Any]) -> str:
     budget = doc["budget"]
-    print(
+    paused = f"; PAUSED until {budget['paused_until']}" if budget["paused_until"] else ""
+    return (
         f"budget         {budget['remaining']} of {budget['limit']} calls left per"
         f" {budget['window_seconds']:g}s ({budget['backend']}); resets"
         f" {budget['reset_at'] or 'now'}; {budget['total_calls']} calls and"
-        f" {budget['total_waits']} waits in all"
-        + (f"; PAUSED until {budget['paused_until']}" if budget["paused_until"] else "")
+        f" {budget['total_waits']} waits in all{paused}"
     )
-    return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+# --- the command line ------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="assets-pipeline", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p_refresh = sub.add_parser("refresh", help="refresh quotes now (today's partition)")
@@ -231,31 +264,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     p_budget = sub.add_parser("budget", help="show the Polygon budget")
     p_budget.add_argument("--json", action="store_true")
     sub.add_parser("simulator", help="run the Polygon simulator (see --help)", add_help=False)
-    args, rest = parser.parse_known_args(argv)
+    return parser
 
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args, rest = parser.parse_known_args(argv)
     if args.command == "simulator":
         from assets_pipeline.simulator.__main__ import main as simulator_main
 
         return simulator_main(rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    try:
+        settings = Settings.from_env()
+        registry = load_registry(settings=settings)
+    except (SettingsError, RegistryError) as exc:
+        parser.error(str(exc))
+    if args.command in ("relay", "budget"):
+        return relay(settings) if args.command == "relay" else budget(settings, args.json)
     if args.command == "refresh":
-        return refresh(load_registry(), args.tier, args.verbose)
+        return refresh(registry, settings, args.tier, args.verbose)
     if args.command == "run-batch":
-        registry = load_registry()
-        tiers = [p.tier.value for p in registry.tiers.values() if p.refresh == "direct"]
-        return max(
-            (
-                refresh(registry, tier, args.verbose, run_tags(CRITICAL, tier=tier))
-                for tier in tiers
-            ),
-            default=0,
-        )
-    if args.command == "status":
-        return status(load_registry(), args.json)
-    if args.command == "relay":
-        return relay()
-    return budget(args.json)
+        return run_batch(registry, settings, args.verbose)
+    return status(registry, settings, args.json)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from assets_pipeline.config.settings import budget_shape_from_env
+from assets_pipeline.config.settings import Settings
 from assets_pipeline.rules.cadence import (
     DEFAULT_TIERS,
     BudgetShape,
@@ -179,18 +179,15 @@ _TOP_LEVEL = {"symbols", "owners", "start_date", "tiers", "queue", "market_hours
 _MAX_PRECISION = 10
 
 
-def symbols_file_from_env() -> Path:
-    """`ASSETS_CONFIG` when set, else the file shipped in the package."""
-    configured = os.environ.get("ASSETS_CONFIG", "").strip()
-    return Path(configured).expanduser() if configured else DEFAULT_SYMBOLS_FILE
-
-
 def load_registry(
-    path: str | os.PathLike[str] | None = None, budget: BudgetShape | None = None
+    path: str | os.PathLike[str] | None = None, settings: Settings | None = None
 ) -> Registry:
     """Read and validate a symbols file (default: `ASSETS_CONFIG`, else the packaged one).
-    `budget` (default: from the environment) sizes the staleness defaults."""
-    file = Path(path) if path is not None else symbols_file_from_env()
+    The settings' budget and snapshot mode size the staleness defaults."""
+    settings = settings or Settings.from_env()
+    if path is None:
+        path = Path(settings.assets_config).expanduser() if settings.assets_config else None
+    file = Path(path) if path is not None else DEFAULT_SYMBOLS_FILE
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
@@ -199,7 +196,7 @@ def load_registry(
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise RegistryError(f"{file}: not valid YAML: {exc}") from exc
-    return parse_registry(document, source=str(file), budget=budget or budget_shape_from_env())
+    return parse_registry(document, source=str(file), budget=settings.budget_shape)
 
 
 def parse_registry(

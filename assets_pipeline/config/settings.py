@@ -1,53 +1,121 @@
-"""Defaults for every setting, read from the environment in one place.
+"""Every setting, read from the environment in one place: `Settings.from_env()`.
 
-Each setting works unset on a fresh machine: the embedded SQLite database, no Redis, the
-project's own Polygon simulator and the free plan's budget of 5 calls a minute.
+Each works unset on a fresh machine: the embedded SQLite database, no Redis, the project's own
+Polygon simulator and the free plan's budget of 5 calls a minute. The code location, the CLI and
+the run-time fallbacks of the resources all read the environment through here, and nowhere else.
+A bad value fails at once with the variable's name; a secret's value is never quoted.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from assets_pipeline.rules.cadence import BudgetShape
 
 DEFAULT_RATE_LIMIT_CALLS = 5
 DEFAULT_RATE_LIMIT_WINDOW_SECONDS = 60.0
+SNAPSHOT_MODES = ("batch", "per_ticker")
+BUDGET_STORES = ("auto", "redis", "database")
+#: Variables whose values may hold a password or a key: passed to Dagster as `dg.EnvVar`, so
+#: the UI shows their names and never their values.
+SECRETS = ("POLYGON_API_KEY", "TRADING_DATABASE_URL", "REDIS_URL")
 
 
-def env(name: str, default: str = "") -> str:
-    """The stripped value of an environment variable, or `default` when unset or blank."""
-    return os.environ.get(name, "").strip() or default
+class SettingsError(ValueError):
+    """A variable holds a value that cannot be used; the message names the variable."""
 
 
-def env_is_set(name: str) -> bool:
-    return bool(env(name))
+@dataclass(frozen=True)
+class Settings:
+    """The deployment's settings. Empty strings mean "unset: use the embedded default"."""
 
+    polygon_api_key: str = ""
+    polygon_base_url: str = ""
+    snapshot_mode: str = "batch"
+    rate_limit_calls: int = DEFAULT_RATE_LIMIT_CALLS
+    rate_limit_window_seconds: float = DEFAULT_RATE_LIMIT_WINDOW_SECONDS
+    budget_store: str = "auto"
+    trading_database_url: str = ""
+    redis_url: str = ""
+    redis_namespace: str = ""
+    assets_config: str = ""
+    home: Path = Path.home() / ".assets_pipeline"
+    dagster_home: str = ""
 
-def budget_shape_from_env() -> BudgetShape:
-    """The budget and snapshot mode the environment configures (what staleness defaults use)."""
-    try:
-        calls = int(env("POLYGON_RATE_LIMIT_CALLS", str(DEFAULT_RATE_LIMIT_CALLS)))
-        window = float(
-            env("POLYGON_RATE_LIMIT_WINDOW_SECONDS", str(DEFAULT_RATE_LIMIT_WINDOW_SECONDS))
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and check every variable (see the README's configuration table)."""
+        env = _Reader(os.environ if environ is None else environ)
+        return cls(
+            polygon_api_key=env.text("POLYGON_API_KEY"),
+            polygon_base_url=env.text("POLYGON_BASE_URL"),
+            snapshot_mode=env.choice("POLYGON_SNAPSHOT_MODE", SNAPSHOT_MODES),
+            rate_limit_calls=env.number("POLYGON_RATE_LIMIT_CALLS", int, DEFAULT_RATE_LIMIT_CALLS),
+            rate_limit_window_seconds=env.number(
+                "POLYGON_RATE_LIMIT_WINDOW_SECONDS", float, DEFAULT_RATE_LIMIT_WINDOW_SECONDS
+            ),
+            budget_store=env.choice("POLYGON_BUDGET_STORE", BUDGET_STORES),
+            trading_database_url=env.text("TRADING_DATABASE_URL"),
+            redis_url=env.text("REDIS_URL"),
+            redis_namespace=env.text("REDIS_NAMESPACE"),
+            assets_config=env.text("ASSETS_CONFIG"),
+            home=_home(env.text("ASSETS_PIPELINE_HOME"), env.text("DAGSTER_HOME")),
+            dagster_home=env.text("DAGSTER_HOME"),
         )
-    except ValueError:
-        calls, window = DEFAULT_RATE_LIMIT_CALLS, DEFAULT_RATE_LIMIT_WINDOW_SECONDS
-    return BudgetShape(calls, window, env("POLYGON_SNAPSHOT_MODE", "batch"))
+
+    @property
+    def budget_shape(self) -> BudgetShape:
+        """What the staleness defaults need to know of the budget."""
+        return BudgetShape(
+            self.rate_limit_calls, self.rate_limit_window_seconds, self.snapshot_mode
+        )
+
+    @property
+    def embedded_database_url(self) -> str:
+        return f"sqlite:///{self.home / 'trading.sqlite'}"
+
+    @property
+    def database_url(self) -> str:
+        """The trading database: `TRADING_DATABASE_URL`, else the embedded file."""
+        return self.trading_database_url or self.embedded_database_url
 
 
-def home_dir() -> Path:
+class _Reader:
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+
+    def text(self, name: str) -> str:
+        return self.environ.get(name, "").strip()
+
+    def choice(self, name: str, allowed: tuple[str, ...]) -> str:
+        value = self.text(name) or allowed[0]
+        if value not in allowed:
+            raise SettingsError(f"{name}={value!r}: expected one of {', '.join(allowed)}")
+        return value
+
+    def number(self, name: str, kind: type[int] | type[float], default: float) -> int | float:
+        raw = self.text(name)
+        if not raw:
+            return kind(default)
+        try:
+            value = kind(raw)
+        except ValueError:
+            expected = "a whole number" if kind is int else "a number"
+            raise SettingsError(f"{name}={raw!r}: expected {expected} above 0") from None
+        if not value > 0:
+            raise SettingsError(f"{name}={raw!r}: must be above 0")
+        return value
+
+
+def _home(configured: str, dagster_home: str) -> Path:
     """Where the embedded defaults keep their files: `ASSETS_PIPELINE_HOME`, else
     `$DAGSTER_HOME/assets_pipeline`, else `~/.assets_pipeline`. Absolute, so the webserver, the
     daemon and every run process agree whatever their working directory."""
-    configured = env("ASSETS_PIPELINE_HOME")
     if configured:
         return Path(configured).expanduser().resolve()
-    dagster_home = env("DAGSTER_HOME")
     if dagster_home:
         return Path(dagster_home).expanduser().resolve() / "assets_pipeline"
     return Path.home() / ".assets_pipeline"
-
-
-def default_database_url() -> str:
-    return f"sqlite:///{home_dir() / 'trading.sqlite'}"

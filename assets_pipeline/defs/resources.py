@@ -4,6 +4,11 @@ Each is a typed `ConfigurableResource` whose secrets come through `dg.EnvVar` (s
 `definitions.py`), so the UI shows the variable's name, never its value. State that must outlive a
 run (the budget) lives in Redis or the database, never in resource memory: every run is its own
 process.
+
+A field left empty (or 0) means "as the environment says" (`Settings.from_env()`), read when
+the run uses it: Dagster resets a resource's other fields to their defaults when run config (the
+launchpad) overrides one of them, and this keeps the endpoint, key, database and budget the
+deployment's.
 """
 
 from __future__ import annotations
@@ -17,12 +22,7 @@ import redis
 import sqlalchemy as sa
 from pydantic import Field
 
-from assets_pipeline.config.settings import (
-    DEFAULT_RATE_LIMIT_CALLS,
-    DEFAULT_RATE_LIMIT_WINDOW_SECONDS,
-    default_database_url,
-    env,
-)
+from assets_pipeline.config.settings import BUDGET_STORES, SNAPSHOT_MODES, Settings
 from assets_pipeline.polygon.client import (
     DEFAULT_RECHECK_SECONDS,
     MULTI_TICKER_SNAPSHOT,
@@ -53,15 +53,11 @@ class TradingDatabase(dg.ConfigurableResource):
     url: str = Field(default="", description="SQLAlchemy URL; empty = embedded SQLite file.")
 
     def resolved_url(self) -> str:
-        """The configured URL, else `TRADING_DATABASE_URL`, else the embedded file.
-
-        The environment is read again here because run config that overrides one field of a
-        resource resets the others to their class defaults.
-        """
-        return self.url or env("TRADING_DATABASE_URL") or default_database_url()
+        """The configured URL, else `TRADING_DATABASE_URL`, else the embedded file."""
+        return self.url or Settings.from_env().database_url
 
     def is_embedded(self) -> bool:
-        return not (self.url or env("TRADING_DATABASE_URL"))
+        return not (self.url or Settings.from_env().trading_database_url)
 
     def engine(self) -> sa.Engine:
         return get_engine(self.resolved_url())
@@ -80,10 +76,10 @@ class RedisResource(dg.ConfigurableResource):
     )
 
     def resolved_url(self) -> str:
-        return self.url or env("REDIS_URL")
+        return self.url or Settings.from_env().redis_url
 
     def key_prefix(self) -> str:
-        return self.namespace or env("REDIS_NAMESPACE")
+        return self.namespace or Settings.from_env().redis_namespace
 
     def client(self) -> redis.Redis | None:
         url = self.resolved_url()
@@ -104,29 +100,39 @@ class RedisResource(dg.ConfigurableResource):
 class PolygonBudgetResource(dg.ConfigurableResource):
     """The one budget every process shares: at most `calls` requests per `window_seconds`."""
 
-    calls: int = Field(default=DEFAULT_RATE_LIMIT_CALLS, ge=1)
-    window_seconds: float = Field(default=DEFAULT_RATE_LIMIT_WINDOW_SECONDS, gt=0)
+    calls: int = Field(default=0, ge=0, description="0 = POLYGON_RATE_LIMIT_CALLS (default 5).")
+    window_seconds: float = Field(
+        default=0.0, ge=0, description="0 = POLYGON_RATE_LIMIT_WINDOW_SECONDS (default 60)."
+    )
     name: str = "polygon"
     store: str = Field(
-        default="auto",
+        default="",
         description="'auto': Redis when REDIS_URL is set, else the trading database;"
-        " 'redis' or 'database' to choose.",
+        " 'redis' or 'database' to choose. Empty = POLYGON_BUDGET_STORE, else 'auto'.",
     )
     redis: RedisResource
     database: TradingDatabase
 
+    def limit(self) -> tuple[int, float]:
+        """(calls, window in seconds): the configured ones, else the environment's."""
+        settings = Settings.from_env()
+        calls = self.calls or settings.rate_limit_calls
+        return calls, self.window_seconds or settings.rate_limit_window_seconds
+
     def budget(self, caller: Caller = CRITICAL_CALLER) -> PolygonBudget:
         """The shared budget, as `caller` sees it (non-critical callers keep a reserve)."""
-        if self.store not in ("auto", "redis", "database"):
-            raise dg.Failure(f"budget store must be auto, redis or database, got {self.store!r}")
+        kind = self.store or Settings.from_env().budget_store
+        if kind not in BUDGET_STORES:
+            raise dg.Failure(f"budget store must be auto, redis or database, got {kind!r}")
         client = self.redis.client()
-        if self.store == "redis" and client is None:
+        if kind == "redis" and client is None:
             raise dg.Failure("the Polygon budget store is 'redis' but REDIS_URL is not set")
-        if client is not None and self.store != "database":
+        if client is not None and kind != "database":
             store: Any = RedisBudgetStore(client, self.name, self.redis.key_prefix())
         else:
             store = SqlBudgetStore(self.database.engine(), self.name)
-        return PolygonBudget(store, self.calls, self.window_seconds, caller=caller)
+        calls, window = self.limit()
+        return PolygonBudget(store, calls, window, caller=caller)
 
 
 class PolygonResource(dg.ConfigurableResource):
@@ -158,8 +164,8 @@ class PolygonResource(dg.ConfigurableResource):
     budget: PolygonBudgetResource
 
     def mode(self) -> str:
-        mode = self.snapshot_mode or env("POLYGON_SNAPSHOT_MODE", "batch")
-        if mode not in ("batch", "per_ticker"):
+        mode = self.snapshot_mode or Settings.from_env().snapshot_mode
+        if mode not in SNAPSHOT_MODES:
             raise dg.Failure(f"snapshot_mode must be 'batch' or 'per_ticker', got {mode!r}")
         return mode
 
@@ -207,8 +213,9 @@ class PolygonResource(dg.ConfigurableResource):
         The simulator is used only with the embedded database, so simulated prices can never
         reach a real trading database because POLYGON_BASE_URL was forgotten.
         """
-        base_url = self.base_url or env("POLYGON_BASE_URL")
-        key = self.api_key or env("POLYGON_API_KEY")
+        settings = Settings.from_env()
+        base_url = self.base_url or settings.polygon_base_url
+        key = self.api_key or settings.polygon_api_key
         if base_url:
             if not key:
                 raise dg.Failure(f"POLYGON_API_KEY is not set (POLYGON_BASE_URL is {base_url})")
@@ -219,9 +226,7 @@ class PolygonResource(dg.ConfigurableResource):
                 " simulator only serves the embedded database. Set POLYGON_BASE_URL to"
                 " https://api.polygon.io (or to a simulator's URL on purpose)."
             )
-        return embedded_simulator_url(self.budget.calls, self.budget.window_seconds), (
-            key or SIMULATOR_KEY
-        )
+        return embedded_simulator_url(*self.budget.limit()), key or SIMULATOR_KEY
 
 
 def embedded_simulator_url(calls: int, window_seconds: float) -> str:

@@ -1,0 +1,103 @@
+"""How the code location is assembled: assets, checks, jobs, schedules, sensors and resources.
+
+`definitions.py` calls `build_definitions()` once for Dagster; the CLI calls it for its own run,
+without building the definitions twice.
+
+Secrets (`POLYGON_API_KEY`, and the database and Redis URLs, which may hold passwords) are passed
+as `dg.EnvVar` when set, so the UI shows the variable's name and never its value. Unset, each
+setting falls back to the embedded default described in `settings.py`.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from assets_pipeline.config.registry import Registry, load_registry
+from assets_pipeline.config.settings import Settings
+from assets_pipeline.defs.assets import build_quote_assets
+from assets_pipeline.defs.checks import build_freshness_checks, freshness_job, freshness_schedule
+from assets_pipeline.defs.io_manager import QuoteIOManager
+from assets_pipeline.defs.jobs import refresh_all_job, refresh_queue_job, refresh_tier_jobs
+from assets_pipeline.defs.keys import QUOTE_IO_MANAGER_KEY
+from assets_pipeline.defs.resources import (
+    PolygonBudgetResource,
+    PolygonResource,
+    RedisResource,
+    TradingDatabase,
+)
+from assets_pipeline.defs.schedules import (
+    build_cadences,
+    build_market_open_sensor,
+    build_queue_catch_up_sensor,
+)
+from assets_pipeline.defs.sensors import build_drain_sensor, event_outbox_relay
+
+
+def build_resources(
+    settings: Settings | None = None, *, secrets_as_env_vars: bool = True
+) -> dict[str, object]:
+    """The resources, from the one `Settings`. For the code location secrets are passed as
+    `dg.EnvVar`, so the UI shows the variable's name and never its value; the CLI, which uses
+    the resources outside Dagster, asks for the values themselves."""
+    settings = settings or Settings.from_env()
+
+    def secret(name: str, value: str) -> str | dg.EnvVar:
+        return dg.EnvVar(name) if value and secrets_as_env_vars else value
+
+    database = TradingDatabase(url=secret("TRADING_DATABASE_URL", settings.trading_database_url))
+    redis = RedisResource(
+        url=secret("REDIS_URL", settings.redis_url), namespace=settings.redis_namespace
+    )
+    budget = PolygonBudgetResource(
+        calls=settings.rate_limit_calls,
+        window_seconds=settings.rate_limit_window_seconds,
+        store=settings.budget_store,
+        redis=redis,
+        database=database,
+    )
+    polygon = PolygonResource(
+        api_key=secret("POLYGON_API_KEY", settings.polygon_api_key),
+        base_url=settings.polygon_base_url,
+        snapshot_mode=settings.snapshot_mode,
+        budget=budget,
+    )
+    return {
+        "polygon": polygon,
+        "database": database,
+        "redis": redis,
+        QUOTE_IO_MANAGER_KEY: QuoteIOManager(database=database, redis=redis),
+    }
+
+
+def build_definitions(
+    registry: Registry | None = None, settings: Settings | None = None
+) -> dg.Definitions:
+    """The code location: every definition, from the symbols file and the settings."""
+    settings = settings or Settings.from_env()
+    registry = registry or load_registry(settings=settings)
+    schedules, sensors = build_cadences(registry)
+    checks = build_freshness_checks(registry)
+    check_cadence = freshness_schedule(registry)
+    if isinstance(check_cadence, dg.ScheduleDefinition):
+        schedules.append(check_cadence)
+    else:
+        sensors.append(check_cadence)
+    return dg.Definitions(
+        assets=[build_quote_assets(registry)],
+        asset_checks=[checks],
+        jobs=[
+            refresh_all_job(registry),
+            refresh_queue_job(registry),
+            *refresh_tier_jobs(registry),
+            freshness_job(checks),
+        ],
+        schedules=schedules,
+        sensors=[
+            *sensors,
+            build_drain_sensor(registry),
+            build_market_open_sensor(registry),
+            build_queue_catch_up_sensor(registry),
+            event_outbox_relay,
+        ],
+        resources=build_resources(settings),
+    )

@@ -258,3 +258,14 @@ def refused_as_past(result: object) -> bool:
         for event in result.all_events  # type: ignore[attr-defined]
         if event.is_step_failure and event.step_failure_data.error
     )
+
+
+@pytest.fixture(autouse=True)
+def publishing_breaker_closed() -> Iterator[None]:
+    """A test that takes Redis down trips the process's publishing breaker for that server; the
+    next test starts with it closed, as a new process would."""
+    from assets_pipeline.storage import outbox
+
+    outbox._breaker_open_until.clear()
+    yield
+    outbox._breaker_open_until.clear()

@@ -179,7 +179,8 @@ def test_materializing_the_critical_tier_stores_rows_status_history_and_announce
     assert sorted(channel for channel, _ in messages) == sorted(channels)
     for channel, message in messages:
         symbol = channel.rsplit(":", 1)[-1]
-        assert set(message) == {"type", "symbol", "data", "event_id"}
+        assert set(message) == {"type", "symbol", "data", "event_id", "schema_version", "sequence"}
+        assert (message["schema_version"], message["sequence"]) == (2, 1)
         assert message["type"] == "price_update" and message["symbol"] == symbol
         assert set(message["data"]) == {"bid", "ask", "spread", "last_price", "timestamp"}
         stored = store.latest_quote(symbol)
@@ -291,6 +292,10 @@ def test_with_redis_down_the_write_succeeds_and_the_relay_delivers_each_event_on
     assert pending_count(engine) == 3
     meta = result.asset_materializations_for_node("quotes")[0].metadata
     assert meta["events_published"].value == 0
+    # only the first write of the run tried Redis: the others left their events to the relay
+    with engine.connect() as conn:
+        tries = conn.execute(sa.select(event_outbox.c.attempts).order_by(event_outbox.c.id))
+        assert list(tries.scalars()) == [1, 0, 0]
 
     # a second refresh while Redis is still down adds three more events, still in order
     time.sleep(0.01)  # the simulator's quotes are timed to the call, so these are newer

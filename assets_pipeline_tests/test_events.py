@@ -79,17 +79,23 @@ def outbox_row(store, event_id):
 
 
 class FlakyRedis:
-    """The real client, except that one publish raises what a test wants (`fail(n, payload)`
-    says whether the n-th publish, counting from 1, raises)."""
+    """The real client, except that one announcement raises what a test wants (`fail(n,
+    payload)` says whether the n-th, counting from 1, raises)."""
 
     def __init__(self, client, error, fail):
         self.client, self.error, self.fail, self.calls = client, error, fail, 0
+        self.connection_pool = client.connection_pool
 
-    def publish(self, channel, payload):
-        self.calls += 1
-        if self.fail(self.calls, payload):
-            raise self.error
-        return self.client.publish(channel, payload)
+    def register_script(self, lua):
+        script = self.client.register_script(lua)
+
+        def run(keys, args):
+            self.calls += 1
+            if self.fail(self.calls, args[3]):
+                raise self.error
+            return script(keys=keys, args=args)
+
+        return run
 
 
 def poison(store, event_id, payload):
@@ -207,3 +213,55 @@ def test_two_relays_at_once_send_each_event_once_oldest_first(store, registry, l
         thread.join(timeout=60)
     assert sum(r.sent for r in results) == 30 and all(r.error is None for r in results)
     assert event_ids(received(listener, timeout=1)) == ids  # once each, oldest first
+
+
+# --- the stream: events a consumer can catch up on ------------------------------------------
+
+
+def test_a_consumer_that_was_down_reads_every_event_from_the_stream_in_sequence(
+    store, registry, redis_client, redis_namespace
+):
+    # Nobody listens on Pub/Sub while three quotes are stored and announced...
+    ids = write_events(store, registry, 3)
+    assert relay_pending(store.engine, redis_client).sent == 3
+    # ...and a consumer that comes up afterwards finds all three in the stream, in order, with
+    # the symbol's sequence numbers 1, 2, 3 and the schema version.
+    entries = redis_client.xrange(f"{redis_namespace}asset:updates")
+    events = [json.loads(fields[b"event"]) for _, fields in entries]
+    assert [e["event_id"] for e in events] == ids
+    assert [e["sequence"] for e in events] == [1, 2, 3]
+    assert {e["schema_version"] for e in events} == {2} and {e["symbol"] for e in events} == {
+        "EURUSD"
+    }
+    # resuming after the first one it had seen gives the rest, and no gap
+    first_id = entries[0][0]
+    rest = redis_client.xread({f"{redis_namespace}asset:updates": first_id})[0][1]
+    assert [int(fields[b"sequence"]) for _, fields in rest] == [2, 3]
+
+
+def test_an_event_announced_twice_reaches_consumers_once(store, registry, redis_client):
+    from assets_pipeline.storage.outbox import announce
+
+    (event_id,) = write_events(store, registry, 1)
+    row = outbox_row(store, event_id)
+    event = json.loads(row.payload)
+    assert announce(redis_client, row.channel, event) == 1
+    assert announce(redis_client, row.channel, event) == 0  # the relay's re-send after a stop
+    namespace = row.channel.rsplit("asset:update:", 1)[0]
+    assert redis_client.xlen(f"{namespace}asset:updates") == 1
+
+
+def test_after_an_outage_writers_leave_publishing_to_the_relay_for_a_while(
+    store, registry, redis_client, frozen_clock
+):
+    # A hung or dead Redis costs the first write its timeout; the writes after it do not wait
+    # on Redis again until the breaker closes, and the relay delivers what they stored.
+    from assets_pipeline.storage.outbox import BREAKER_SECONDS, publishing_paused
+
+    down = redis.Redis(port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    write_events(store, registry, 1)
+    assert not publishing_paused(down)
+    assert relay_pending(store.engine, down).error is not None
+    assert publishing_paused(down) and not publishing_paused(redis_client)  # per server
+    frozen_clock.advance(BREAKER_SECONDS + 1)
+    assert not publishing_paused(down)

@@ -14,7 +14,7 @@ import dagster as dg
 from assets_pipeline.config.registry import SymbolSpec
 from assets_pipeline.defs.resources import RedisResource, TradingDatabase
 from assets_pipeline.rules.quotes import Quote, iso_utc
-from assets_pipeline.storage.outbox import relay_pending
+from assets_pipeline.storage.outbox import publishing_paused, relay_pending
 
 
 class QuoteIOManager(dg.ConfigurableIOManager):
@@ -34,9 +34,13 @@ class QuoteIOManager(dg.ConfigurableIOManager):
         metadata: dict[str, object] = {"written": outcome.written, "write_result": outcome.reason}
         if outcome.stored_quote_time is not None:
             metadata["previous_quote_time"] = iso_utc(outcome.stored_quote_time)
-        if outcome.written:
+        client = self.redis.client()
+        if outcome.written and publishing_paused(client):
             metadata["event_id"] = outcome.event_id
-            relay = relay_pending(store.engine, self.redis.client())
+            context.log.info(f"{spec.symbol} stored; Redis was down a moment ago: the relay sends")
+        elif outcome.written:
+            metadata["event_id"] = outcome.event_id
+            relay = relay_pending(store.engine, client)
             metadata["events_published"] = relay.sent
             metadata["events_pending"] = relay.pending
             if relay.error and self.redis.resolved_url():

@@ -12,6 +12,20 @@ killed process) re-sends at most the event it was publishing, and two relays nev
 event twice: on PostgreSQL the second waits on the row lock (plain FOR UPDATE, not SKIP LOCKED)
 and then finds the row sent; SQLite's `BEGIN IMMEDIATE` is exclusive. Events leave oldest first.
 
+Each event goes out two ways, in one atomic step in Redis (a Lua script):
+
+- Pub/Sub on `asset:update:{SYMBOL}`, for the live services listening now (the original
+  contract; a service that was down misses what was published meanwhile);
+- a bounded Redis Stream, `asset:updates` (the newest `STREAM_MAX_EVENTS`, trimmed
+  approximately), for consumers that must not miss one: they read it with XREAD/XREADGROUP from
+  the last id they saw, and resume after a restart.
+
+Both carry the same JSON with `schema_version` (2) and a per-symbol `sequence` (1, 2, 3, ...,
+kept in the hash `asset:sequence`), so a consumer sees a gap as a jump in a symbol's sequence.
+The script skips an event already announced (the last event id per symbol is kept in
+`asset:last_event`), so the relay's at-least-once re-send of the event it was publishing when it
+stopped does not reach consumers twice.
+
 Two kinds of failure are told apart:
 
 - a Redis outage (connection refused, timeout): the relay stops; the event stays pending with its
@@ -43,6 +57,28 @@ _PARKED = "parked after "
 _FAILED = re.compile(r"^failed (\d+) of \d+: ")
 #: A Redis outage, not the row's fault: stop and keep the event for the next relay.
 _OUTAGE = (redis.ConnectionError, redis.TimeoutError, OSError)
+#: The version of the event's JSON: 2 added `schema_version` and `sequence`.
+SCHEMA_VERSION = 2
+#: How many events the stream keeps (approximately: trimming is by whole nodes).
+STREAM_MAX_EVENTS = 100_000
+#: After a Redis outage, how long a writer skips publishing straight after its write (the relay
+#: delivers the events later), so an outage costs one timeout per process, not one per quote.
+BREAKER_SECONDS = 30.0
+#: Per Redis server: until when writers leave publishing to the relay.
+_breaker_open_until: dict[str, float] = {}
+
+# KEYS: last event per symbol (hash), sequence per symbol (hash), the stream.
+# ARGV: channel, symbol, event id, payload (a JSON object), stream max length.
+_ANNOUNCE_LUA = """
+if redis.call('HGET', KEYS[1], ARGV[2]) == ARGV[3] then return 0 end
+local seq = redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+local body = string.sub(ARGV[4], 1, -2) .. ', "sequence": ' .. seq .. '}'
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*',
+           'symbol', ARGV[2], 'sequence', seq, 'event', body)
+redis.call('PUBLISH', ARGV[1], body)
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+return seq
+"""
 
 
 @dataclass(frozen=True)
@@ -107,12 +143,41 @@ def _failure_text(previous: str | None, exc: BaseException) -> str:
     return f"failed {failures} of {MAX_FAILURES}: {_describe(exc)}"
 
 
-def _check_event(row: sa.Row) -> None:
-    """Raise if the row is not a publishable event (decoding it is all a subscriber can do)."""
-    if not isinstance(json.loads(row.payload), dict):
+def _event(row: sa.Row) -> dict[str, Any]:
+    """The row's event, or an error if it is not a publishable one."""
+    event = json.loads(row.payload)
+    if not isinstance(event, dict):
         raise ValueError("the payload is not a JSON object")
-    if not row.channel:
-        raise ValueError("the event has no channel")
+    if not row.channel or ":asset:update:" not in f":{row.channel}":
+        raise ValueError(f"the event's channel {row.channel!r} is not asset:update:{{SYMBOL}}")
+    return event
+
+
+def announce(redis_client: Any, channel: str, event: dict[str, Any]) -> int:
+    """Publish one event on its channel and append it to the stream, atomically; return its
+    sequence number for its symbol (0: it was already announced)."""
+    namespace, symbol = channel.rsplit("asset:update:", 1)
+    keys = [f"{namespace}asset:{name}" for name in ("last_event", "sequence", "updates")]
+    body = json.dumps({**event, "schema_version": SCHEMA_VERSION})
+    script = redis_client.register_script(_ANNOUNCE_LUA)
+    args = [channel, symbol, str(event.get("event_id", "")), body, STREAM_MAX_EVENTS]
+    return int(script(keys=keys, args=args))
+
+
+def _server(redis_client: Any) -> str:
+    kwargs = getattr(getattr(redis_client, "connection_pool", None), "connection_kwargs", {})
+    return f"{kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('db')}"
+
+
+def publishing_paused(redis_client: Any | None) -> bool:
+    """This process saw that Redis down a moment ago: writers leave the events to the relay."""
+    if redis_client is None:
+        return False
+    return clock.utcnow().timestamp() < _breaker_open_until.get(_server(redis_client), 0.0)
+
+
+def _trip_breaker(redis_client: Any) -> None:
+    _breaker_open_until[_server(redis_client)] = clock.utcnow().timestamp() + BREAKER_SECONDS
 
 
 def relay_pending(
@@ -156,10 +221,10 @@ def relay_pending(
             after = row.id
             done = sa.update(event_outbox).where(event_outbox.c.id == row.id)
             try:
-                _check_event(row)
-                redis_client.publish(row.channel, row.payload)
+                announce(redis_client, row.channel, _event(row))
             except _OUTAGE as exc:
                 error = _describe(exc)
+                _trip_breaker(redis_client)
                 conn.execute(done.values(attempts=event_outbox.c.attempts + 1, last_error=error))
             except Exception as exc:  # noqa: BLE001 - this row alone: record it and go on
                 failed += 1

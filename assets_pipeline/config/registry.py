@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import enum
 import functools
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -177,6 +178,7 @@ _REQUIRED = (
 )
 _TOP_LEVEL = {"symbols", "owners", "start_date", "tiers", "queue", "market_hours", "quality"}
 _MAX_PRECISION = 10
+_Choice = TypeVar("_Choice", bound=enum.StrEnum)
 
 
 def load_registry(
@@ -203,40 +205,10 @@ def parse_registry(
     document: Any, source: str = "<symbols>", budget: BudgetShape | None = None
 ) -> Registry:
     """Validate an already-parsed symbols document; pure, so tests need no files."""
-    if not isinstance(document, Mapping):
-        raise RegistryError(f"{source}: expected a mapping with a 'symbols' list at the top level")
-    unknown = sorted(set(document) - _TOP_LEVEL)
-    if unknown:
-        raise RegistryError(
-            f"{source}: unknown top-level key(s) {', '.join(map(repr, unknown))}"
-            f" (allowed: {', '.join(sorted(_TOP_LEVEL))})"
-        )
-    entries = document.get("symbols")
-    if not isinstance(entries, list) or not entries:
-        raise RegistryError(f"{source}: 'symbols' must be a non-empty list")
-
-    owners = document.get("owners", [])
-    if not isinstance(owners, list) or not all(isinstance(o, str) and o for o in owners):
-        raise RegistryError(f"{source}: 'owners' must be a list of strings")
-    start_date = str(document.get("start_date", DEFAULT_START_DATE))
-    try:
-        dt.date.fromisoformat(start_date)
-    except ValueError:
-        raise RegistryError(
-            f"{source}: 'start_date' must be a date as YYYY-MM-DD, got {start_date!r}"
-        ) from None
-
-    specs: list[SymbolSpec] = []
-    seen: dict[str, int] = {}
-    for index, entry in enumerate(entries):
-        spec = _parse_entry(entry, f"{source}: symbols[{index}]")
-        if spec.symbol in seen:
-            raise RegistryError(
-                f"{source}: symbols[{index}] ({spec.symbol}): field 'symbol': duplicate of"
-                f" symbols[{seen[spec.symbol]}]"
-            )
-        seen[spec.symbol] = index
-        specs.append(spec)
+    entries = _symbol_entries(document, source)
+    owners = _owners(document, source)
+    start_date = _start_date(document, source)
+    specs = _parse_entries(entries, source)
     try:
         tiers = parse_tiers(document.get("tiers"), source)
         queue = parse_queue(document.get("queue"), source)
@@ -260,6 +232,60 @@ def parse_registry(
     )
 
 
+def _symbol_entries(document: Any, source: str) -> list[Any]:
+    """The document's `symbols` list, once the top level holds only known keys."""
+    if not isinstance(document, Mapping):
+        raise RegistryError(f"{source}: expected a mapping with a 'symbols' list at the top level")
+    unknown = sorted(set(document) - _TOP_LEVEL)
+    if unknown:
+        raise RegistryError(
+            f"{source}: unknown top-level key(s) {', '.join(map(repr, unknown))}"
+            f" (allowed: {', '.join(sorted(_TOP_LEVEL))})"
+        )
+    entries = document.get("symbols")
+    if not isinstance(entries, list) or not entries:
+        raise RegistryError(f"{source}: 'symbols' must be a non-empty list")
+    return entries
+
+
+def _owners(document: Mapping[str, Any], source: str) -> list[str]:
+    owners = document.get("owners", [])
+    if not isinstance(owners, list) or not all(isinstance(o, str) and o for o in owners):
+        raise RegistryError(f"{source}: 'owners' must be a list of strings")
+    return owners
+
+
+def _start_date(document: Mapping[str, Any], source: str) -> str:
+    start_date = str(document.get("start_date", DEFAULT_START_DATE))
+    try:
+        dt.date.fromisoformat(start_date)
+    except ValueError:
+        raise RegistryError(
+            f"{source}: 'start_date' must be a date as YYYY-MM-DD, got {start_date!r}"
+        ) from None
+    return start_date
+
+
+def _parse_entries(entries: list[Any], source: str) -> list[SymbolSpec]:
+    """Each entry as a `SymbolSpec`, in file order; a symbol may appear only once."""
+    specs: list[SymbolSpec] = []
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        spec = _parse_entry(entry, f"{source}: symbols[{index}]")
+        if spec.symbol in seen:
+            raise RegistryError(
+                f"{source}: symbols[{index}] ({spec.symbol}): field 'symbol': duplicate of"
+                f" symbols[{seen[spec.symbol]}]"
+            )
+        seen[spec.symbol] = index
+        specs.append(spec)
+    return specs
+
+
+#: Makes the error for one field of the entry being parsed: `fail(field, problem)`.
+_Fail = Callable[[str, str], RegistryError]
+
+
 def _parse_entry(entry: Any, where: str) -> SymbolSpec:
     if not isinstance(entry, Mapping):
         raise RegistryError(f"{where}: expected a mapping of fields, got {type(entry).__name__}")
@@ -268,47 +294,14 @@ def _parse_entry(entry: Any, where: str) -> SymbolSpec:
     def fail(field: str, problem: str) -> RegistryError:
         return RegistryError(f"{label}: field {field!r}: {problem}")
 
-    unknown = sorted(set(entry) - set(_REQUIRED))
-    if unknown:
-        raise fail(unknown[0], f"unknown field (allowed: {', '.join(_REQUIRED)})")
-    for field in _REQUIRED:
-        if field not in entry or entry[field] is None or entry[field] == "":
-            raise fail(field, "missing")
-
+    _check_field_names(entry, fail)
     symbol = entry["symbol"]
     if not isinstance(symbol, str) or not SYMBOL_PATTERN.match(symbol):
         raise fail("symbol", f"{symbol!r} does not match {SYMBOL_PATTERN.pattern}")
-
-    try:
-        tier = Tier(entry["tier"])
-    except ValueError:
-        raise fail(
-            "tier", f"unknown tier {entry['tier']!r} (expected one of {', '.join(Tier)})"
-        ) from None
-    try:
-        asset_type = AssetType(entry["asset_type"])
-    except ValueError:
-        raise fail(
-            "asset_type",
-            f"unknown type {entry['asset_type']!r} (expected one of {', '.join(AssetType)})",
-        ) from None
-
-    ticker = entry["polygon_ticker"]
-    if not isinstance(ticker, str) or not ticker.startswith(asset_type.ticker_prefix):
-        raise fail(
-            "polygon_ticker",
-            f"{ticker!r} does not fit asset_type {asset_type.value!r}:"
-            f" expected the prefix {asset_type.ticker_prefix!r}",
-        )
-    if len(ticker) <= 2 or not re.fullmatch(r"[A-Z]:[A-Z0-9.]+", ticker):
-        raise fail("polygon_ticker", f"{ticker!r} is not a Polygon ticker such as 'C:EURUSD'")
-
-    precision = entry["price_precision"]
-    if isinstance(precision, bool) or not isinstance(precision, int):
-        raise fail("price_precision", f"{precision!r} is not an integer")
-    if not 0 <= precision <= _MAX_PRECISION:
-        raise fail("price_precision", f"{precision} is outside 0..{_MAX_PRECISION}")
-
+    tier = _choice(Tier, entry["tier"], "tier", "tier", fail)
+    asset_type = _choice(AssetType, entry["asset_type"], "asset_type", "type", fail)
+    ticker = _polygon_ticker(entry["polygon_ticker"], asset_type, fail)
+    precision = _price_precision(entry["price_precision"], fail)
     for field in ("name", "base_asset", "quote_asset"):
         if not isinstance(entry[field], str):
             raise fail(field, f"{entry[field]!r} is not a string")
@@ -323,3 +316,42 @@ def _parse_entry(entry: Any, where: str) -> SymbolSpec:
         quote_asset=entry["quote_asset"],
         price_precision=precision,
     )
+
+
+def _check_field_names(entry: Mapping[str, Any], fail: _Fail) -> None:
+    """Every field is known, and every one is given."""
+    unknown = sorted(set(entry) - set(_REQUIRED))
+    if unknown:
+        raise fail(unknown[0], f"unknown field (allowed: {', '.join(_REQUIRED)})")
+    for field in _REQUIRED:
+        if field not in entry or entry[field] is None or entry[field] == "":
+            raise fail(field, "missing")
+
+
+def _choice(kind: type[_Choice], value: Any, field: str, noun: str, fail: _Fail) -> _Choice:
+    """The member of `kind` whose value is `value`."""
+    try:
+        return kind(value)
+    except ValueError:
+        raise fail(field, f"unknown {noun} {value!r} (expected one of {', '.join(kind)})") from None
+
+
+def _polygon_ticker(ticker: Any, asset_type: AssetType, fail: _Fail) -> str:
+    """A Polygon ticker with the prefix of its asset type, such as 'C:EURUSD'."""
+    if not isinstance(ticker, str) or not ticker.startswith(asset_type.ticker_prefix):
+        raise fail(
+            "polygon_ticker",
+            f"{ticker!r} does not fit asset_type {asset_type.value!r}:"
+            f" expected the prefix {asset_type.ticker_prefix!r}",
+        )
+    if len(ticker) <= 2 or not re.fullmatch(r"[A-Z]:[A-Z0-9.]+", ticker):
+        raise fail("polygon_ticker", f"{ticker!r} is not a Polygon ticker such as 'C:EURUSD'")
+    return ticker
+
+
+def _price_precision(precision: Any, fail: _Fail) -> int:
+    if isinstance(precision, bool) or not isinstance(precision, int):
+        raise fail("price_precision", f"{precision!r} is not an integer")
+    if not 0 <= precision <= _MAX_PRECISION:
+        raise fail("price_precision", f"{precision} is outside 0..{_MAX_PRECISION}")
+    return precision

@@ -210,58 +210,61 @@ class PolygonClient:
         In `batch` mode a 403 on the multi-ticker endpoint (free plans are not entitled to it)
         falls back to one call per ticker for this refresh, with a note saying so.
         """
-        calls_before, waits_before = self.calls, self.budget.waits
-        seconds_before = self.budget.waited_seconds
-        by_ticker: dict[str, list[SymbolSpec]] = {}
-        for spec in specs:
-            by_ticker.setdefault(spec.polygon_ticker, []).append(spec)
+        since = self._spent()
+        by_ticker = _group_by_ticker(specs)
 
         def settle(ticker: str, answer: Quote | Exception | None) -> Iterator[Any]:
-            result.api_calls = self.calls - calls_before
-            result.budget_waits = self.budget.waits - waits_before
-            result.budget_wait_seconds = self.budget.waited_seconds - seconds_before
-            if answer is None:
-                answer = TickerNotFound(f"Polygon returned nothing for {ticker}", ticker=ticker)
-            for spec in by_ticker[ticker]:
-                outcome: Quote | Exception = answer
-                if isinstance(answer, Quote):
-                    try:
-                        outcome = validate_quote(answer, now_fn() if now_fn else None)
-                        outcome = outcome.for_symbol(spec.symbol, spec.price_precision)
-                    except QuoteRejected as exc:
-                        outcome = exc
-                if isinstance(outcome, Quote):
-                    result.quotes[spec.symbol] = outcome
-                else:
-                    result.errors[spec.symbol] = outcome
-                yield spec, outcome
+            self._count_cost(result, since)
+            yield from _settle(by_ticker[ticker], ticker, answer, result, now_fn)
 
         per_ticker = mode == "per_ticker" or self._batch_refused(result)
         if not per_ticker and by_ticker:
-            answers: dict[str, Quote | Exception] = {}
-            try:
-                answers.update(self.snapshots(list(by_ticker)))
-            except NotEntitled as exc:
-                self.budget.refuse(MULTI_TICKER_SNAPSHOT, self.redact(str(exc)))
-                self._note(
-                    result,
-                    f"batch snapshot not available on this plan ({exc}); falling back to one"
-                    " call per ticker, and remembering it for every process",
-                )
+            answers = self._batch_answers(list(by_ticker), result)
+            if answers is None:  # the plan refuses multi-ticker snapshots
                 per_ticker = True
-            except (PolygonError, BudgetError) as exc:
-                answers.update({ticker: exc for ticker in by_ticker})
-            if not per_ticker:
+            else:
                 for ticker in by_ticker:
                     yield from settle(ticker, answers.get(ticker))
         if per_ticker:
             for ticker, group in by_ticker.items():
-                answer: Quote | Exception
-                try:
-                    answer = self.snapshot(ticker, group[0].asset_type)
-                except (PolygonError, BudgetError, QuoteRejected) as exc:
-                    answer = exc
-                yield from settle(ticker, answer)
+                yield from settle(ticker, self._single_answer(ticker, group[0].asset_type))
+
+    def _batch_answers(
+        self, tickers: list[str], result: FetchResult
+    ) -> dict[str, Quote | Exception] | None:
+        """Each ticker's answer from the multi-ticker snapshot (the error, for every ticker, if
+        it failed), or None if the plan is not entitled to it: remembered, and noted."""
+        answers: dict[str, Quote | Exception] = {}
+        try:
+            answers.update(self.snapshots(tickers))
+        except NotEntitled as exc:
+            self.budget.refuse(MULTI_TICKER_SNAPSHOT, self.redact(str(exc)))
+            self._note(
+                result,
+                f"batch snapshot not available on this plan ({exc}); falling back to one"
+                " call per ticker, and remembering it for every process",
+            )
+            return None
+        except (PolygonError, BudgetError) as exc:
+            answers.update({ticker: exc for ticker in tickers})
+        return answers
+
+    def _single_answer(self, ticker: str, asset_type: AssetType) -> Quote | Exception:
+        """One ticker's own snapshot, or the error that stopped it."""
+        try:
+            return self.snapshot(ticker, asset_type)
+        except (PolygonError, BudgetError, QuoteRejected) as exc:
+            return exc
+
+    def _spent(self) -> _Spent:
+        return _Spent(self.calls, self.budget.waits, self.budget.waited_seconds)
+
+    def _count_cost(self, result: FetchResult, since: _Spent) -> None:
+        """What the refresh has cost so far: calls and budget waits since it started."""
+        now = self._spent()
+        result.api_calls = now.calls - since.calls
+        result.budget_waits = now.waits - since.waits
+        result.budget_wait_seconds = now.wait_seconds - since.wait_seconds
 
     def batch_refused(self) -> Refusal | None:
         """The plan's refusal of multi-ticker snapshots, if learnt within `recheck_seconds`."""
@@ -287,6 +290,56 @@ class PolygonClient:
         self.log.log(level, text)
         result.notes.append(text)
         result.mode = "per_ticker"
+
+
+@dataclass(frozen=True)
+class _Spent:
+    """A client's running totals: HTTP calls, budget waits and the seconds spent waiting."""
+
+    calls: int
+    waits: int
+    wait_seconds: float
+
+
+def _group_by_ticker(specs: Iterable[SymbolSpec]) -> dict[str, list[SymbolSpec]]:
+    """Symbols by Polygon ticker: symbols sharing a ticker share its one answer."""
+    by_ticker: dict[str, list[SymbolSpec]] = {}
+    for spec in specs:
+        by_ticker.setdefault(spec.polygon_ticker, []).append(spec)
+    return by_ticker
+
+
+def _settle(
+    group: list[SymbolSpec],
+    ticker: str,
+    answer: Quote | Exception | None,
+    result: FetchResult,
+    now_fn: Callable[[], Any] | None,
+) -> Iterator[tuple[SymbolSpec, Quote | Exception]]:
+    """Each symbol on `ticker` with its outcome, recorded in `result`: the answer validated and
+    made its own, or the error (no answer at all: the ticker was not found)."""
+    if answer is None:
+        answer = TickerNotFound(f"Polygon returned nothing for {ticker}", ticker=ticker)
+    for spec in group:
+        outcome = _for_symbol(answer, spec, now_fn)
+        if isinstance(outcome, Quote):
+            result.quotes[spec.symbol] = outcome
+        else:
+            result.errors[spec.symbol] = outcome
+        yield spec, outcome
+
+
+def _for_symbol(
+    answer: Quote | Exception, spec: SymbolSpec, now_fn: Callable[[], Any] | None
+) -> Quote | Exception:
+    """A ticker's quote, validated and renamed to the symbol, or the reason it was rejected."""
+    if not isinstance(answer, Quote):
+        return answer
+    try:
+        quote = validate_quote(answer, now_fn() if now_fn else None)
+        return quote.for_symbol(spec.symbol, spec.price_precision)
+    except QuoteRejected as exc:
+        return exc
 
 
 def _pick(results: dict[str, Quote | PolygonError], ticker: str) -> Quote:

@@ -180,14 +180,7 @@ def parse_v3_item(item: Any) -> Quote:
         raise MalformedResponse("a v3 snapshot result has no 'ticker'")
     ticker = item["ticker"]
     if item.get("error"):
-        code = str(item["error"])
-        message = str(item.get("message") or code)
-        if code == "NOT_FOUND":
-            raise TickerNotFound(f"Polygon has no ticker {ticker}: {message}", ticker=ticker)
-        if code == "NOT_AUTHORIZED":
-            raise NotEntitled(f"Polygon: not entitled to {ticker}: {message}", ticker=ticker)
-        raise PermanentError(f"Polygon answered {code} for {ticker}: {message}", ticker=ticker)
-
+        raise _v3_item_error(ticker, item)
     last_quote = _object(item, "last_quote")
     last_trade = _object(item, "last_trade")
     session = _object(item, "session")
@@ -196,18 +189,7 @@ def parse_v3_item(item: Any) -> Quote:
     trade_price = _number(ticker, last_trade, "price", "last price (last_trade.price)")
     index_value = _number(ticker, item, "value", "index value (value)")
     day_close = _day_value(ticker, session, "close", "session close")
-    if last_quote.get("last_updated") is not None:
-        quote_time = epoch_to_utc(last_quote["last_updated"], "last_quote.last_updated")
-    elif last_trade.get("participant_timestamp") is not None:
-        quote_time = epoch_to_utc(
-            last_trade["participant_timestamp"], "last_trade.participant_timestamp"
-        )
-    elif last_trade.get("sip_timestamp") is not None:
-        quote_time = epoch_to_utc(last_trade["sip_timestamp"], "last_trade.sip_timestamp")
-    elif item.get("last_updated") is not None:
-        quote_time = epoch_to_utc(item["last_updated"], "last_updated")
-    else:
-        raise QuoteRejected(ticker, "the snapshot has no timestamp")
+    quote_time = _v3_quote_time(ticker, item, last_quote, last_trade)
     last_price = trade_price if trade_price is not None else index_value
     if last_price is None:
         last_price = _mid(bid, ask) or day_close
@@ -224,6 +206,35 @@ def parse_v3_item(item: Any) -> Quote:
         day_close=day_close,
         day_volume=_number(ticker, session, "volume", "session volume"),
     )
+
+
+def _v3_item_error(ticker: str, item: Mapping[str, Any]) -> PolygonError:
+    """The error a v3 result carries in place of a snapshot (an unknown ticker is one)."""
+    code = str(item["error"])
+    message = str(item.get("message") or code)
+    if code == "NOT_FOUND":
+        return TickerNotFound(f"Polygon has no ticker {ticker}: {message}", ticker=ticker)
+    if code == "NOT_AUTHORIZED":
+        return NotEntitled(f"Polygon: not entitled to {ticker}: {message}", ticker=ticker)
+    return PermanentError(f"Polygon answered {code} for {ticker}: {message}", ticker=ticker)
+
+
+def _v3_quote_time(
+    ticker: str,
+    item: Mapping[str, Any],
+    last_quote: Mapping[str, Any],
+    last_trade: Mapping[str, Any],
+) -> dt.datetime:
+    """The quote's time: its last quote's, else its last trade's, else the item's update time."""
+    if last_quote.get("last_updated") is not None:
+        return epoch_to_utc(last_quote["last_updated"], "last_quote.last_updated")
+    if last_trade.get("participant_timestamp") is not None:
+        return epoch_to_utc(last_trade["participant_timestamp"], "last_trade.participant_timestamp")
+    if last_trade.get("sip_timestamp") is not None:
+        return epoch_to_utc(last_trade["sip_timestamp"], "last_trade.sip_timestamp")
+    if item.get("last_updated") is not None:
+        return epoch_to_utc(item["last_updated"], "last_updated")
+    raise QuoteRejected(ticker, "the snapshot has no timestamp")
 
 
 def parse_v3_snapshot(body: Any) -> tuple[dict[str, Quote | PolygonError], str | None]:

@@ -427,6 +427,19 @@ def _session(day: market.Bar, prev: market.Bar, decimals: int, *, volume: bool) 
     return session
 
 
+@dataclass(frozen=True)
+class _Tick:
+    """An instrument's last tick as a v3 snapshot shows it, with this request's faults."""
+
+    inst: Instrument
+    kinds: set[str]
+    at: float
+    day: market.Bar
+    prev: market.Bar
+    #: The tick's time in ns, an hour ahead under a "future" fault.
+    stamp_ns: int
+
+
 def _v3_item(call: _Call, ticker: str, *, indices_only: bool) -> dict[str, Any]:
     """One v3 result: an fx, crypto or indices snapshot, or an in-band NOT_FOUND item."""
     inst = call.instrument(ticker)
@@ -439,51 +452,70 @@ def _v3_item(call: _Call, ticker: str, *, indices_only: bool) -> dict[str, Any]:
     status = "open" if market.is_open(ticker, call.now, call.market_hours) else "closed"
     stamp_ns = _ns(tick_t) + (FUTURE_SHIFT_MS * 1_000_000 if "future" in kinds else 0)
     item: dict[str, Any] = {"market_status": status, "name": inst.name, "ticker": ticker}
-    if inst.asset_class == "fx":
-        quote = market.quote(ticker, tick_t)
-        bid, ask = (quote.ask, quote.bid) if "crossed" in kinds else (quote.bid, quote.ask)
-        if "negative_price" in kinds:
-            bid = -1.0
-        session = _session(day, prev, inst.decimals, volume=True)
-        session["volume"] = int(day.volume)
-        item.update(
-            type="fx",
-            session=session,
-            last_quote={
-                "last_updated": stamp_ns,
-                "timeframe": "REAL-TIME",
-                "ask": ask,
-                "bid": bid,
-                "exchange": FOREX_EXCHANGE,
-            },
-            fmv=quote.mid,
-        )
-    elif inst.asset_class == "crypto":
-        trade_price = -1.0 if "negative_price" in kinds else day.close
-        session = _session(day, prev, inst.decimals, volume=True)
-        session["price"] = day.close
-        item.update(
-            type="crypto",
-            session=session,
-            last_trade={
-                "participant_timestamp": stamp_ns,
-                "timeframe": "REAL-TIME",
-                "id": market.trade_id(ticker, tick_t),
-                "price": trade_price,
-                "exchange": market.trade_exchange(ticker, tick_t),
-                "conditions": [1],
-            },
-            fmv=day.close,
-        )
-    else:
-        item.update(
-            type="indices",
-            value=-1.0 if "negative_price" in kinds else day.close,
-            last_updated=stamp_ns,
-            timeframe="REAL-TIME",
-            session=_session(day, prev, inst.decimals, volume=False),
-        )
+    tick = _Tick(inst, kinds, tick_t, day, prev, stamp_ns)
+    item.update(_V3_FIELDS[inst.asset_class](tick))
     return item
+
+
+def _v3_fx_fields(tick: _Tick) -> dict[str, Any]:
+    """An fx snapshot's fields: a last quote, with bid and ask."""
+    quote = market.quote(tick.inst.ticker, tick.at)
+    bid, ask = (quote.ask, quote.bid) if "crossed" in tick.kinds else (quote.bid, quote.ask)
+    if "negative_price" in tick.kinds:
+        bid = -1.0
+    session = _session(tick.day, tick.prev, tick.inst.decimals, volume=True)
+    session["volume"] = int(tick.day.volume)
+    return {
+        "type": "fx",
+        "session": session,
+        "last_quote": {
+            "last_updated": tick.stamp_ns,
+            "timeframe": "REAL-TIME",
+            "ask": ask,
+            "bid": bid,
+            "exchange": FOREX_EXCHANGE,
+        },
+        "fmv": quote.mid,
+    }
+
+
+def _v3_crypto_fields(tick: _Tick) -> dict[str, Any]:
+    """A crypto snapshot's fields: a last trade, no quote."""
+    ticker, day = tick.inst.ticker, tick.day
+    trade_price = -1.0 if "negative_price" in tick.kinds else day.close
+    session = _session(day, tick.prev, tick.inst.decimals, volume=True)
+    session["price"] = day.close
+    return {
+        "type": "crypto",
+        "session": session,
+        "last_trade": {
+            "participant_timestamp": tick.stamp_ns,
+            "timeframe": "REAL-TIME",
+            "id": market.trade_id(ticker, tick.at),
+            "price": trade_price,
+            "exchange": market.trade_exchange(ticker, tick.at),
+            "conditions": [1],
+        },
+        "fmv": day.close,
+    }
+
+
+def _v3_indices_fields(tick: _Tick) -> dict[str, Any]:
+    """An index snapshot's fields: a value, no quote or trade."""
+    return {
+        "type": "indices",
+        "value": -1.0 if "negative_price" in tick.kinds else tick.day.close,
+        "last_updated": tick.stamp_ns,
+        "timeframe": "REAL-TIME",
+        "session": _session(tick.day, tick.prev, tick.inst.decimals, volume=False),
+    }
+
+
+_V3_FIELDS: dict[str, Callable[[_Tick], dict[str, Any]]] = {
+    "fx": _v3_fx_fields,
+    "crypto": _v3_crypto_fields,
+    "indices": _v3_indices_fields,
+}
 
 
 _V3_TYPES: dict[str, tuple[str, ...]] = {
@@ -660,6 +692,24 @@ def _parse_bool(query: dict[str, str], name: str, default: bool) -> bool:
     raise _bad_request(f"Invalid value for '{name}': must be true or false")
 
 
+@dataclass(frozen=True)
+class _AggsRange:
+    """An aggs range request, parsed: the path's tokens as given, and what they mean."""
+
+    ticker: str
+    multiplier_token: str
+    timespan: str
+    from_token: str
+    to_token: str
+    to_ms: int
+    limit: int
+    sort: str
+    adjusted: bool
+    step_ms: int
+    #: `from` floored to the timespan unit: the grid the windows sit on.
+    anchor_ms: int
+
+
 def _route_aggs_range(
     ticker: str,
     multiplier_token: str,
@@ -674,6 +724,32 @@ def _route_aggs_range(
     `from` is the next window start keeps the same grid. The cursor, like the real one, is
     base64 of `limit=..&sort=..`; the remaining range travels in the path.
     """
+    asked = _parse_aggs_range(ticker, multiplier_token, timespan, from_token, to_token, query)
+
+    def render(call: _Call) -> _Reply:
+        inst = call.instrument(ticker)
+        now_ms = _ms(call.now)
+        if inst is None or asked.anchor_ms > asked.to_ms or asked.anchor_ms >= now_ms:
+            return _json_reply(200, _aggs_body(ticker, asked.adjusted, [], None))
+        starts = _trading_window_starts(call, asked, now_ms)
+        more = len(starts) > asked.limit
+        starts = starts[: asked.limit]
+        results = _aggs_results(call, inst, asked, starts)
+        next_url = _aggs_next_url(asked, starts[-1]) if more else None
+        return _json_reply(200, _aggs_body(ticker, asked.adjusted, results, next_url))
+
+    return _Route(render, [ticker])
+
+
+def _parse_aggs_range(
+    ticker: str,
+    multiplier_token: str,
+    timespan: str,
+    from_token: str,
+    to_token: str,
+    query: dict[str, str],
+) -> _AggsRange:
+    """The path's and the query's (or the cursor's) parameters, checked (400 on bad ones)."""
     if not multiplier_token.isdigit() or int(multiplier_token) < 1:
         raise _bad_request("Invalid value for 'multiplier': must be a positive integer")
     if timespan not in TIMESPAN_MS:
@@ -690,55 +766,73 @@ def _route_aggs_range(
         raise _bad_request("Invalid value for 'sort': must be asc or desc")
     adjusted = _parse_bool(state, "adjusted", True)
     unit_ms = TIMESPAN_MS[timespan]
-    step_ms = unit_ms * int(multiplier_token)
-    anchor_ms = from_ms - from_ms % unit_ms
+    return _AggsRange(
+        ticker=ticker,
+        multiplier_token=multiplier_token,
+        timespan=timespan,
+        from_token=from_token,
+        to_token=to_token,
+        to_ms=to_ms,
+        limit=limit,
+        sort=sort,
+        adjusted=adjusted,
+        step_ms=unit_ms * int(multiplier_token),
+        anchor_ms=from_ms - from_ms % unit_ms,
+    )
 
-    def render(call: _Call) -> _Reply:
-        inst = call.instrument(ticker)
-        now_ms = _ms(call.now)
-        if inst is None or anchor_ms > to_ms or anchor_ms >= now_ms:
-            return _json_reply(200, _aggs_body(ticker, adjusted, [], None))
-        # Largest k with start <= to and start < now.
-        last_k = min((to_ms - anchor_ms) // step_ms, (now_ms - anchor_ms - 1) // step_ms)
-        order: Iterable[int] = range(last_k + 1) if sort == "asc" else range(last_k, -1, -1)
-        starts: list[int] = []
-        for k in order:
-            start_ms = anchor_ms + k * step_ms
-            start_s, end_s = start_ms / 1000, (start_ms + step_ms) / 1000
-            if market.window_trades(ticker, start_s, end_s, call.market_hours):
-                starts.append(start_ms)
-                if len(starts) > limit:
-                    break
-        more = len(starts) > limit
-        starts = starts[:limit]
-        negative = "negative_price" in call.kinds_for(ticker)
-        results = []
-        for start_ms in starts:
-            bar = market.bar(
-                ticker,
-                start_ms / 1000,
-                (start_ms + step_ms) / 1000,
-                call.now,
-                market_hours=call.market_hours,
-            )
-            result = _agg_result(bar, inst.asset_class, with_ticker=None)
-            if negative:
-                result["c"] = -1.0
-            results.append(result)
-        next_url = None
-        if more:
-            if sort == "asc":
-                rest_from, rest_to = str(starts[-1] + step_ms), to_token
-            else:
-                rest_from, rest_to = from_token, str(starts[-1] - step_ms)
-            cursor = _encode_cursor(
-                urlencode({"limit": limit, "sort": sort, "adjusted": str(adjusted).lower()})
-            )
-            path = f"/v2/aggs/ticker/{ticker}/range/{multiplier_token}/{timespan}"
-            next_url = _next_url(f"{path}/{rest_from}/{rest_to}", cursor)
-        return _json_reply(200, _aggs_body(ticker, adjusted, results, next_url))
 
-    return _Route(render, [ticker])
+def _trading_window_starts(call: _Call, asked: _AggsRange, now_ms: int) -> list[int]:
+    """The starts of the windows that have started and saw trading, in `sort` order: `limit` of
+    them, and one more if there are more."""
+    anchor_ms, step_ms = asked.anchor_ms, asked.step_ms
+    # Largest k with start <= to and start < now.
+    last_k = min((asked.to_ms - anchor_ms) // step_ms, (now_ms - anchor_ms - 1) // step_ms)
+    order: Iterable[int] = range(last_k + 1) if asked.sort == "asc" else range(last_k, -1, -1)
+    starts: list[int] = []
+    for k in order:
+        start_ms = anchor_ms + k * step_ms
+        start_s, end_s = start_ms / 1000, (start_ms + step_ms) / 1000
+        if market.window_trades(asked.ticker, start_s, end_s, call.market_hours):
+            starts.append(start_ms)
+            if len(starts) > asked.limit:
+                break
+    return starts
+
+
+def _aggs_results(
+    call: _Call, inst: Instrument, asked: _AggsRange, starts: list[int]
+) -> list[dict[str, Any]]:
+    """One bar per window start."""
+    negative = "negative_price" in call.kinds_for(asked.ticker)
+    results = []
+    for start_ms in starts:
+        bar = market.bar(
+            asked.ticker,
+            start_ms / 1000,
+            (start_ms + asked.step_ms) / 1000,
+            call.now,
+            market_hours=call.market_hours,
+        )
+        result = _agg_result(bar, inst.asset_class, with_ticker=None)
+        if negative:
+            result["c"] = -1.0
+        results.append(result)
+    return results
+
+
+def _aggs_next_url(asked: _AggsRange, last_start_ms: int) -> str:
+    """The next page: the rest of the range in the path, `limit` and `sort` in the cursor."""
+    if asked.sort == "asc":
+        rest_from, rest_to = str(last_start_ms + asked.step_ms), asked.to_token
+    else:
+        rest_from, rest_to = asked.from_token, str(last_start_ms - asked.step_ms)
+    cursor = _encode_cursor(
+        urlencode(
+            {"limit": asked.limit, "sort": asked.sort, "adjusted": str(asked.adjusted).lower()}
+        )
+    )
+    path = f"/v2/aggs/ticker/{asked.ticker}/range/{asked.multiplier_token}/{asked.timespan}"
+    return _next_url(f"{path}/{rest_from}/{rest_to}", cursor)
 
 
 def _route_aggs_prev(ticker: str, query: dict[str, str]) -> _Route:

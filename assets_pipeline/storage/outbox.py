@@ -200,47 +200,16 @@ def relay_pending(
     after = 0  # rows that failed on their own in this pass are not tried again until the next
     for _ in range(max_events):
         with engine.begin() as conn:
-            query = (
-                sa.select(
-                    event_outbox.c.id,
-                    event_outbox.c.channel,
-                    event_outbox.c.payload,
-                    event_outbox.c.last_error,
-                )
-                .where(_waiting(), event_outbox.c.id > after)
-                .order_by(event_outbox.c.id)
-                .limit(1)
-            )
-            if conn.dialect.name == "postgresql":
-                # Plain FOR UPDATE, not SKIP LOCKED: a second relay waits, then sees the row
-                # sent, so events leave in order and once.
-                query = query.with_for_update()
-            row = conn.execute(query).one_or_none()
+            row = _oldest_waiting(conn, after)
             if row is None:
                 break
             after = row.id
-            done = sa.update(event_outbox).where(event_outbox.c.id == row.id)
-            try:
-                announce(redis_client, row.channel, _event(row))
-            except _OUTAGE as exc:
-                error = _describe(exc)
-                _trip_breaker(redis_client)
-                conn.execute(done.values(attempts=event_outbox.c.attempts + 1, last_error=error))
-            except Exception as exc:  # noqa: BLE001 - this row alone: record it and go on
-                failed += 1
-                conn.execute(
-                    done.values(
-                        attempts=event_outbox.c.attempts + 1,
-                        last_error=_failure_text(row.last_error, exc),
-                    )
-                )
-            else:
-                conn.execute(
-                    done.values(sent_at=clock.utcnow(), attempts=event_outbox.c.attempts + 1)
-                )
-                sent += 1
-        if error is not None:
+            attempt = _publish_one(conn, row, redis_client)
+        if attempt.outage is not None:
+            error = attempt.outage
             break
+        sent += attempt.sent
+        failed += not attempt.sent
     return RelayResult(
         sent=sent,
         pending=pending_count(engine),
@@ -248,3 +217,54 @@ def relay_pending(
         failed=failed,
         parked=parked_count(engine),
     )
+
+
+def _oldest_waiting(conn: sa.Connection, after: int) -> sa.Row | None:
+    """The oldest waiting event after row `after`, locked on PostgreSQL."""
+    query = (
+        sa.select(
+            event_outbox.c.id,
+            event_outbox.c.channel,
+            event_outbox.c.payload,
+            event_outbox.c.last_error,
+        )
+        .where(_waiting(), event_outbox.c.id > after)
+        .order_by(event_outbox.c.id)
+        .limit(1)
+    )
+    if conn.dialect.name == "postgresql":
+        # Plain FOR UPDATE, not SKIP LOCKED: a second relay waits, then sees the row
+        # sent, so events leave in order and once.
+        query = query.with_for_update()
+    return conn.execute(query).one_or_none()
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """One publish: sent, stopped by a Redis `outage`, or else failed on its own."""
+
+    sent: bool = False
+    outage: str | None = None
+
+
+def _publish_one(conn: sa.Connection, row: sa.Row, redis_client: Any) -> _Attempt:
+    """Publish one event and record the attempt on its row (a failure of its own counts towards
+    parking it; an outage does not)."""
+    done = sa.update(event_outbox).where(event_outbox.c.id == row.id)
+    try:
+        announce(redis_client, row.channel, _event(row))
+    except _OUTAGE as exc:
+        error = _describe(exc)
+        _trip_breaker(redis_client)
+        conn.execute(done.values(attempts=event_outbox.c.attempts + 1, last_error=error))
+        return _Attempt(outage=error)
+    except Exception as exc:  # noqa: BLE001 - this row alone: record it and go on
+        conn.execute(
+            done.values(
+                attempts=event_outbox.c.attempts + 1,
+                last_error=_failure_text(row.last_error, exc),
+            )
+        )
+        return _Attempt()
+    conn.execute(done.values(sent_at=clock.utcnow(), attempts=event_outbox.c.attempts + 1))
+    return _Attempt(sent=True)

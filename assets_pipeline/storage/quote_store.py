@@ -157,10 +157,7 @@ class QuoteStore:
         with self.engine.begin() as conn:
             provider_id = self._provider(conn)
             symbol_id, _ = self._ensure_symbol(conn, spec, provider_id)
-            row = conn.execute(
-                sa.select(symbols.c.meta).where(symbols.c.id == symbol_id).with_for_update()
-            ).one()
-            meta = _metadata_dict(row.meta)
+            meta = _locked_metadata(conn, symbol_id)
             stored = _stored_time(meta)
             self._upsert_status(conn, symbol_id, provider_id, "success", None, now)
             if stored is not None and stored >= quote.quote_time:
@@ -170,49 +167,28 @@ class QuoteStore:
                     stored_quote_time=stored,
                     reason=f"stored quote ({stored.isoformat()}) is as new or newer",
                 )
-            meta["last_update"] = quote.last_update()
-            conn.execute(
-                sa.update(symbols)
-                .where(symbols.c.id == symbol_id)
-                .values(meta=meta, updated_at=now)
-            )
-            conn.execute(
-                insert_ignore(
-                    conn,
-                    quote_history,
-                    {
-                        "symbol_id": symbol_id,
-                        "symbol": spec.symbol,
-                        "partition_date": partition_date,
-                        "quote_time": quote.quote_time,
-                        "bid": quote.bid,
-                        "ask": quote.ask,
-                        "spread": quote.spread,
-                        "last_price": quote.last_price,
-                        "day_open": quote.day_open,
-                        "day_high": quote.day_high,
-                        "day_low": quote.day_low,
-                        "day_close": quote.day_close,
-                        "day_volume": quote.day_volume,
-                        "source": quote.source,
-                        "run_id": run_id,
-                        "fetched_at": now,
-                    },
-                )
-            )
-            event_id = str(uuid.uuid4())
-            conn.execute(
-                sa.insert(event_outbox).values(
-                    event_id=event_id,
-                    channel=self.channel(spec.symbol),
-                    symbol=spec.symbol,
-                    payload=json.dumps(price_update_event(quote, event_id)),
-                    created_at=now,
-                )
-            )
+            _set_last_update(conn, symbol_id, meta, quote, now)
+            _insert_history(conn, symbol_id, spec, quote, partition_date, run_id, now)
+            event_id = self._add_event(conn, spec, quote, now)
         return WriteOutcome(
             written=True, event_id=event_id, stored_quote_time=stored, reason="written"
         )
+
+    def _add_event(
+        self, conn: sa.Connection, spec: SymbolSpec, quote: Quote, now: dt.datetime
+    ) -> str:
+        """The quote's price update in the outbox, for the relay to announce; its event id."""
+        event_id = str(uuid.uuid4())
+        conn.execute(
+            sa.insert(event_outbox).values(
+                event_id=event_id,
+                channel=self.channel(spec.symbol),
+                symbol=spec.symbol,
+                payload=json.dumps(price_update_event(quote, event_id)),
+                created_at=now,
+            )
+        )
+        return event_id
 
     def record_failure(self, spec: SymbolSpec, error: str) -> None:
         """Sync status `failed` with the error; the stored quote is left as it was."""
@@ -333,6 +309,61 @@ class QuoteStore:
         for key in ("last_sync_timestamp", "updated_at"):
             out[key] = as_utc(out[key])
         return out
+
+
+def _locked_metadata(conn: sa.Connection, symbol_id: int) -> dict[str, Any]:
+    """The symbol row's metadata, the row locked until the transaction ends: two writers of one
+    symbol serialize, so the older quote never wins."""
+    row = conn.execute(
+        sa.select(symbols.c.meta).where(symbols.c.id == symbol_id).with_for_update()
+    ).one()
+    return _metadata_dict(row.meta)
+
+
+def _set_last_update(
+    conn: sa.Connection, symbol_id: int, meta: dict[str, Any], quote: Quote, now: dt.datetime
+) -> None:
+    """The quote as the symbol's `metadata.last_update`, other metadata keys kept."""
+    meta["last_update"] = quote.last_update()
+    conn.execute(
+        sa.update(symbols).where(symbols.c.id == symbol_id).values(meta=meta, updated_at=now)
+    )
+
+
+def _insert_history(
+    conn: sa.Connection,
+    symbol_id: int,
+    spec: SymbolSpec,
+    quote: Quote,
+    partition_date: dt.date,
+    run_id: str | None,
+    now: dt.datetime,
+) -> None:
+    """The quote's row in the history (a quote already there is not stored twice)."""
+    conn.execute(
+        insert_ignore(
+            conn,
+            quote_history,
+            {
+                "symbol_id": symbol_id,
+                "symbol": spec.symbol,
+                "partition_date": partition_date,
+                "quote_time": quote.quote_time,
+                "bid": quote.bid,
+                "ask": quote.ask,
+                "spread": quote.spread,
+                "last_price": quote.last_price,
+                "day_open": quote.day_open,
+                "day_high": quote.day_high,
+                "day_low": quote.day_low,
+                "day_close": quote.day_close,
+                "day_volume": quote.day_volume,
+                "source": quote.source,
+                "run_id": run_id,
+                "fetched_at": now,
+            },
+        )
+    )
 
 
 def _stored_time(meta: Mapping[str, Any]) -> dt.datetime | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import pytest
 import sqlalchemy as sa
@@ -267,3 +268,112 @@ def test_a_key_echoed_back_by_a_server_is_redacted(budget):
     finally:
         server.shutdown()
     assert SECRET not in str(info.value) and "***" in str(info.value)
+
+
+# --- answers that never end, or never stop growing ------------------------------------------
+
+
+class Hostile:
+    """A local HTTP server that answers every GET with `respond(handler)`, for at most
+    `BOUND` seconds in all (so a client without limits fails the test instead of hanging it)."""
+
+    BOUND = 20.0
+
+    def __init__(self, respond):
+        import http.server
+        import threading
+
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                try:
+                    respond(self)
+                except OSError:
+                    pass  # the client hung up: what a bounded client does
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        outer.started = time.monotonic()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def trickle(handler):
+    # headers at once, then one byte every 0.2 s: each wait is short, the answer never ends
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", "1000000")
+    handler.end_headers()
+    deadline = time.monotonic() + Hostile.BOUND
+    while time.monotonic() < deadline:
+        handler.wfile.write(b" ")
+        handler.wfile.flush()
+        time.sleep(0.2)
+
+
+def endless(handler):
+    # 50 MB of a JSON document that never closes, as fast as the client reads
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(50_000_000))
+    handler.end_headers()
+    handler.wfile.write(b'{"status": "OK", "results": [')
+    for _ in range(50_000):
+        handler.wfile.write(b"1," * 500)
+
+
+def gzip_bomb(handler):
+    # ~100 KB on the wire that expands to 100 MB
+    import zlib
+
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip framing
+    body = b"".join(packer.compress(b" " * 1_000_000) for _ in range(100)) + packer.flush()
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Encoding", "gzip")
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+@pytest.mark.parametrize(
+    ("respond", "error", "message"),
+    [
+        # a server that keeps the connection alive with a byte at a time: the deadline ends it
+        (trickle, "AnswerTooSlow", "took longer than 1s"),
+        # a body far larger than any Polygon page: the size cap ends it
+        (endless, "AnswerTooLarge", "larger than 1,000,000 bytes"),
+        # a small gzip body that decompresses to 100 MB: counted as decoded
+        (gzip_bomb, "AnswerTooLarge", "larger than 1,000,000 bytes"),
+    ],
+)
+def test_every_request_is_bounded_in_time_and_size_and_fails_as_retryable(
+    budget, respond, error, message
+):
+    server = Hostile(respond)
+    try:
+        client = PolygonClient(
+            server.url,
+            SECRET,
+            budget,
+            read_timeout=5,
+            total_timeout=1.0,
+            max_body_bytes=1_000_000,
+            max_retries=0,
+        )
+        with pytest.raises(RetryableError) as info:
+            client.snapshot("C:EURUSD", AssetType.FOREX)
+    finally:
+        server.close()
+    assert type(info.value).__name__ == error and info.value.retryable
+    assert message in str(info.value) and info.value.ticker == "C:EURUSD"

@@ -27,7 +27,7 @@ from assets_pipeline.polygon.parsing import (
     parse_v2_single,
     parse_v3_snapshot,
 )
-from assets_pipeline.rules.quotes import validate_quote
+from assets_pipeline.rules.quotes import QuoteRejected, validate_quote
 
 from .conftest import RESPONSES
 from .polygon_reference import (
@@ -60,7 +60,7 @@ def check_forex_eurusd():
     assert quote.day_volume == 83578
     # lastQuote.t is milliseconds
     assert quote.quote_time == epoch_to_utc(1606163759000) == utc(2020, 11, 23, 20, 35, 59)
-    validate_quote(quote)
+    validate_quote(quote, now=quote.quote_time)  # as when it was recorded
 
 
 def check_crypto_btcusd():
@@ -74,7 +74,7 @@ def check_crypto_btcusd():
         16260.85,
         105008.84231068,
     )
-    validate_quote(quote)
+    validate_quote(quote, now=quote.quote_time)  # as when it was recorded
 
 
 def check_forex_tickers():
@@ -236,7 +236,8 @@ def test_null_lists_are_empty_and_string_trade_ids_are_fine():
 def test_zero_day_bar_means_unknown_not_a_price():
     body = recorded("v2_forex_ticker_C_EURUSD.json")
     body["ticker"]["day"] = {"o": 0, "h": 0, "l": 0, "c": 0, "v": 0}
-    quote = validate_quote(parse_v2_single(body))
+    parsed = parse_v2_single(body)
+    quote = validate_quote(parsed, now=parsed.quote_time)
     assert (quote.day_open, quote.day_close, quote.day_volume) == (None, None, 0)
 
 
@@ -244,3 +245,50 @@ def test_next_url_never_carries_a_key():
     assert next_url_path("https://api.polygon.io/v3/snapshot?cursor=abc&apiKey=SECRET") == (
         "/v3/snapshot?cursor=abc"
     )
+
+
+@pytest.mark.parametrize(
+    ("recorded_file", "mutate", "reason"),
+    [
+        # a forex snapshot whose ask is null: its day close is no quote
+        (
+            "v2_forex_ticker_C_EURUSD.json",
+            lambda b: b["ticker"]["lastQuote"].update(a=None),
+            "lastQuote.a missing",
+        ),
+        # a forex snapshot with no lastQuote at all (per_ticker mode)
+        (
+            "v2_forex_ticker_C_EURUSD.json",
+            lambda b: b["ticker"].pop("lastQuote"),
+            "lastQuote.b and lastQuote.a missing",
+        ),
+        # a crypto snapshot whose trade has no price
+        (
+            "v2_crypto_ticker_X_BTCUSD.json",
+            lambda b: b["ticker"]["lastTrade"].update(p=None),
+            "no price of its own: lastTrade.p",
+        ),
+        # a forex quote without its own time is not priced by the snapshot's `updated`
+        (
+            "v2_forex_ticker_C_EURUSD.json",
+            lambda b: b["ticker"]["lastQuote"].pop("t"),
+            "no time of its own: lastQuote.t",
+        ),
+    ],
+)
+def test_a_snapshot_without_a_price_of_its_own_is_rejected_not_priced_by_its_day(
+    recorded_file, mutate, reason
+):
+    body = recorded(recorded_file)
+    mutate(body)
+    with pytest.raises(QuoteRejected, match=reason):
+        parse_v2_single(body)
+
+
+def test_a_v3_item_without_a_price_of_its_own_fails_only_that_ticker():
+    body = recorded("v3_snapshot_mixed.json")
+    fx = next(i for i in body["results"] if i.get("ticker", "").startswith("C:"))
+    fx["last_quote"]["ask"] = None
+    results, _ = parse_v3_snapshot(body)
+    assert "last_quote.ask missing" in str(results[fx["ticker"]])
+    assert any(not isinstance(r, Exception) for r in results.values())  # the others parse

@@ -33,6 +33,12 @@ GOOD = Quote(
         ({"ask": None, "last_price": None}, "only one side"),
         ({"day_volume": -1.0}, "day_volume must be"),
         ({"day_low": 2.0, "day_high": 1.0}, "day_low 2.0 > day_high 1.0"),
+        # a one-sided quote is no price to trade on, even with a last price beside it
+        ({"ask": None}, "only one side"),
+        # a 1970 timestamp (a broken feed or clock) is not a live quote
+        ({"quote_time": dt.datetime(1970, 1, 1, tzinfo=dt.UTC)}, "more than 30 days old"),
+        # an ask of 9e18 is a broken value, not a market (a jump of a few % only warns)
+        ({"ask": 9e18}, "ask 9e\\+18 is not a plausible price"),
     ],
 )
 def test_bad_values_are_rejected_with_their_reason(change, reason):

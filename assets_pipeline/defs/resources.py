@@ -24,7 +24,9 @@ from pydantic import Field
 
 from assets_pipeline.config.settings import BUDGET_STORES, SNAPSHOT_MODES, Settings
 from assets_pipeline.polygon.client import (
+    DEFAULT_MAX_BODY_BYTES,
     DEFAULT_RECHECK_SECONDS,
+    DEFAULT_TOTAL_TIMEOUT_SECONDS,
     MULTI_TICKER_SNAPSHOT,
     PolygonClient,
 )
@@ -149,7 +151,17 @@ class PolygonResource(dg.ConfigurableResource):
         " POLYGON_SNAPSHOT_MODE, else 'batch'.",
     )
     connect_timeout_seconds: float = 5.0
-    read_timeout_seconds: float = 15.0
+    read_timeout_seconds: float = Field(default=15.0, description="Longest wait for any byte.")
+    total_timeout_seconds: float = Field(
+        default=DEFAULT_TOTAL_TIMEOUT_SECONDS,
+        gt=0,
+        description="Longest time for a whole answer; past it the request fails (retryable).",
+    )
+    max_body_bytes: int = Field(
+        default=DEFAULT_MAX_BODY_BYTES,
+        gt=0,
+        description="Largest answer, decoded (gzip counts expanded); past it the request fails.",
+    )
     max_retries: int = Field(default=2, ge=0)
     backoff_seconds: float = 1.0
     max_budget_wait_seconds: float = Field(
@@ -204,6 +216,8 @@ class PolygonResource(dg.ConfigurableResource):
             backoff_seconds=self.backoff_seconds,
             max_budget_wait_seconds=self.max_budget_wait_seconds,
             recheck_seconds=self.entitlement_recheck_seconds,
+            total_timeout=self.total_timeout_seconds,
+            max_body_bytes=self.max_body_bytes,
             logger=logger,
         )
 

@@ -34,6 +34,7 @@ from assets_pipeline.polygon.parsing import (
     parse_v2_single,
     parse_v3_snapshot,
 )
+from assets_pipeline.polygon.transport import bounded_get
 from assets_pipeline.rules.cadence import BATCH_TICKERS
 from assets_pipeline.rules.quotes import Quote, QuoteRejected, iso_utc, validate_quote
 from assets_pipeline.storage.budget import BudgetError, PolygonBudget, Refusal
@@ -43,6 +44,9 @@ SnapshotMode = Literal["batch", "per_ticker"]
 V3_MAX_TICKERS = BATCH_TICKERS
 #: The feature a 403 on `/v3/snapshot` refuses; remembered in the budget store (see `refusal`).
 MULTI_TICKER_SNAPSHOT = "multi_ticker_snapshot"
+#: Every request's whole answer must arrive within this, and be at most this large (decoded).
+DEFAULT_TOTAL_TIMEOUT_SECONDS = 30.0
+DEFAULT_MAX_BODY_BYTES = 20_000_000
 #: How long a learnt refusal is trusted before a refresh asks again (the plan may be upgraded).
 DEFAULT_RECHECK_SECONDS = 6 * 3600.0
 
@@ -77,6 +81,8 @@ class PolygonClient:
         backoff_seconds: float = 1.0,
         max_budget_wait_seconds: float = 180.0,
         recheck_seconds: float = DEFAULT_RECHECK_SECONDS,
+        total_timeout: float = DEFAULT_TOTAL_TIMEOUT_SECONDS,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         sleep: Callable[[float], None] = time.sleep,
         logger: logging.Logger | Any | None = None,
     ) -> None:
@@ -84,6 +90,8 @@ class PolygonClient:
         self._key = api_key
         self.budget = budget
         self.timeout = (connect_timeout, read_timeout)
+        self.total_timeout = total_timeout
+        self.max_body_bytes = max_body_bytes
         self.max_retries = max_retries
         self.backoff_seconds = backoff_seconds
         self.max_budget_wait_seconds = max_budget_wait_seconds
@@ -143,7 +151,11 @@ class PolygonClient:
         self.calls += 1
         url = self.base_url + path
         try:
-            response = self.session.get(url, params=params, timeout=self.timeout)
+            status, content = bounded_get(
+                self.session, url, params, self.timeout, self.total_timeout, self.max_body_bytes
+            )
+        except RetryableError as exc:  # too slow, too large, broken off: this request only
+            raise type(exc)(f"Polygon {path}: {exc}", ticker=ticker) from None
         except requests.Timeout as exc:
             raise RetryableError(
                 f"Polygon did not answer {path} in time ({exc.__class__.__name__})", ticker=ticker
@@ -153,10 +165,11 @@ class PolygonClient:
                 self.redact(f"cannot reach Polygon at {self.base_url}: {exc.__class__.__name__}"),
                 ticker=ticker,
             ) from None
-        if response.status_code != 200:
-            raise _redacted(error_from_response(response.status_code, response.text, ticker), self)
+        if status != 200:
+            text = content.decode("utf-8", errors="replace")
+            raise _redacted(error_from_response(status, text, ticker), self)
         try:
-            return load_json(response.content)
+            return load_json(content)
         except MalformedResponse as exc:
             exc.ticker = ticker
             raise

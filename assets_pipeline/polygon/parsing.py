@@ -13,8 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from assets_pipeline.polygon.errors import (
@@ -25,9 +25,11 @@ from assets_pipeline.polygon.errors import (
     TickerNotFound,
     classify_status,
 )
+from assets_pipeline.rules.excerpts import excerpt
 from assets_pipeline.rules.quotes import Quote, QuoteRejected
 
 _HTML_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
+T = TypeVar("T")
 SOURCE_V2 = "polygon:v2-snapshot"
 SOURCE_V3 = "polygon:v3-snapshot"
 
@@ -52,10 +54,11 @@ def epoch_to_utc(value: Any, field: str = "timestamp") -> dt.datetime:
 
 
 def load_json(text: str | bytes) -> Any:
-    """Parse a body; anything that is not JSON is a retryable `MalformedResponse`."""
+    """Parse a body; anything that is not JSON (or nests deeper than Python's parser goes) is a
+    retryable `MalformedResponse`."""
     try:
         return json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise MalformedResponse(f"the body is not valid JSON ({exc.__class__.__name__})") from exc
 
 
@@ -110,8 +113,11 @@ def _number(ticker: str, obj: Mapping[str, Any], key: str, label: str) -> float 
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise QuoteRejected(ticker, f"{label} is not a number: {value!r}")
-    return float(value)
+        raise QuoteRejected(ticker, f"{label} is not a number: {excerpt(value)}")
+    try:
+        return float(value)
+    except OverflowError:
+        raise QuoteRejected(ticker, f"{label} is out of range: {excerpt(value)}") from None
 
 
 def _day_value(ticker: str, obj: Mapping[str, Any], key: str, label: str) -> float | None:
@@ -145,21 +151,20 @@ def parse_v2_ticker(item: Any) -> Quote:
     ask = _number(ticker, last_quote, "a", "ask (lastQuote.a)")
     trade_price = _number(ticker, last_trade, "p", "last price (lastTrade.p)")
     day_close = _day_value(ticker, day, "c", "day close (day.c)")
-    if last_quote.get("t") is not None:
-        quote_time = epoch_to_utc(last_quote["t"], "lastQuote.t")
-    elif last_trade.get("t") is not None:
+    if ticker.startswith("X:"):  # crypto: a trade, with its own time
+        _require_own_price(ticker, trade_price, "lastTrade.p", last_trade.get("t"), "lastTrade.t")
         quote_time = epoch_to_utc(last_trade["t"], "lastTrade.t")
-    elif item.get("updated") is not None:
-        quote_time = epoch_to_utc(item["updated"], "updated")
-    else:
-        raise QuoteRejected(ticker, "the snapshot has no timestamp (lastQuote.t, lastTrade.t)")
+    else:  # forex and metals: both sides of a quote, with its own time
+        _require_quote(ticker, bid, ask, "lastQuote.b", "lastQuote.a")
+        _require_own_price(ticker, bid, "lastQuote.b", last_quote.get("t"), "lastQuote.t")
+        quote_time = epoch_to_utc(last_quote["t"], "lastQuote.t")
     return Quote(
         ticker=ticker,
         quote_time=quote_time,
         source=SOURCE_V2,
         bid=bid,
         ask=ask,
-        last_price=trade_price if trade_price is not None else _mid(bid, ask) or day_close,
+        last_price=trade_price if trade_price is not None else _mid(bid, ask),
         day_open=_day_value(ticker, day, "o", "day open (day.o)"),
         day_high=_day_value(ticker, day, "h", "day high (day.h)"),
         day_low=_day_value(ticker, day, "l", "day low (day.l)"),
@@ -170,7 +175,18 @@ def parse_v2_ticker(item: Any) -> Quote:
 
 def parse_v2_single(body: Any) -> Quote:
     """`/v2/snapshot/locale/global/markets/{forex,crypto}/tickers/{ticker}`."""
-    return parse_v2_ticker(_require_ok(body).get("ticker"))
+    return _guarded(lambda: parse_v2_ticker(_require_ok(body).get("ticker")))
+
+
+def _guarded(parse: Callable[[], T]) -> T:
+    """Whatever an answer makes the parser raise is one of ours: a rejected quote, a classified
+    Polygon error, or a retryable `MalformedResponse`; never an exception that escapes."""
+    try:
+        return parse()
+    except (PolygonError, QuoteRejected):
+        raise
+    except Exception as exc:  # noqa: BLE001 - RecursionError, OverflowError, TypeError ...
+        raise MalformedResponse(f"the answer is unreadable ({exc.__class__.__name__})") from None
 
 
 def parse_v3_item(item: Any) -> Quote:
@@ -189,10 +205,10 @@ def parse_v3_item(item: Any) -> Quote:
     trade_price = _number(ticker, last_trade, "price", "last price (last_trade.price)")
     index_value = _number(ticker, item, "value", "index value (value)")
     day_close = _day_value(ticker, session, "close", "session close")
-    quote_time = _v3_quote_time(ticker, item, last_quote, last_trade)
+    quote_time = _v3_quote_time(ticker, item, last_quote, last_trade, bid, ask, trade_price)
     last_price = trade_price if trade_price is not None else index_value
     if last_price is None:
-        last_price = _mid(bid, ask) or day_close
+        last_price = _mid(bid, ask)
     return Quote(
         ticker=ticker,
         quote_time=quote_time,
@@ -224,21 +240,53 @@ def _v3_quote_time(
     item: Mapping[str, Any],
     last_quote: Mapping[str, Any],
     last_trade: Mapping[str, Any],
+    bid: float | None,
+    ask: float | None,
+    trade_price: float | None,
 ) -> dt.datetime:
-    """The quote's time: its last quote's, else its last trade's, else the item's update time."""
-    if last_quote.get("last_updated") is not None:
-        return epoch_to_utc(last_quote["last_updated"], "last_quote.last_updated")
-    if last_trade.get("participant_timestamp") is not None:
-        return epoch_to_utc(last_trade["participant_timestamp"], "last_trade.participant_timestamp")
-    if last_trade.get("sip_timestamp") is not None:
-        return epoch_to_utc(last_trade["sip_timestamp"], "last_trade.sip_timestamp")
-    if item.get("last_updated") is not None:
+    """The time of the item's own price: its last quote's (fx), its last trade's (crypto), the
+    value's (indices). An item without a price of its own is rejected, not priced by its day."""
+    if ticker.startswith("I:"):
+        if item.get("value") is None:
+            raise QuoteRejected(ticker, "the index snapshot has no value")
+        _require_own_price(ticker, 1.0, "value", item.get("last_updated"), "last_updated")
         return epoch_to_utc(item["last_updated"], "last_updated")
-    raise QuoteRejected(ticker, "the snapshot has no timestamp")
+    if ticker.startswith("X:"):
+        stamp = last_trade.get("participant_timestamp") or last_trade.get("sip_timestamp")
+        _require_own_price(ticker, trade_price, "last_trade.price", stamp, "last_trade timestamp")
+        return epoch_to_utc(stamp, "last_trade timestamp")
+    _require_quote(ticker, bid, ask, "last_quote.bid", "last_quote.ask")
+    stamp = last_quote.get("last_updated")
+    _require_own_price(ticker, bid, "last_quote.bid", stamp, "last_quote.last_updated")
+    return epoch_to_utc(stamp, "last_quote.last_updated")
+
+
+def _require_quote(
+    ticker: str, bid: float | None, ask: float | None, bid_field: str, ask_field: str
+) -> None:
+    """A forex quote has both sides: one side alone is not a price to trade on."""
+    missing = [name for name, value in ((bid_field, bid), (ask_field, ask)) if value is None]
+    if missing:
+        raise QuoteRejected(
+            ticker, f"no quote of its own: {' and '.join(missing)} missing (a day bar is no quote)"
+        )
+
+
+def _require_own_price(
+    ticker: str, price: float | None, price_field: str, stamp: Any, stamp_field: str
+) -> None:
+    if price is None:
+        raise QuoteRejected(ticker, f"no price of its own: {price_field} is missing")
+    if stamp is None:
+        raise QuoteRejected(ticker, f"the price has no time of its own: {stamp_field} is missing")
 
 
 def parse_v3_snapshot(body: Any) -> tuple[dict[str, Quote | PolygonError], str | None]:
     """`/v3/snapshot` (and `/v3/snapshot/indices`): per-ticker results and the next page path."""
+    return _guarded(lambda: _v3_page(body))
+
+
+def _v3_page(body: Any) -> tuple[dict[str, Quote | PolygonError], str | None]:
     body = _require_ok(body)
     items = body.get("results") or []
     if not isinstance(items, list):
@@ -260,6 +308,15 @@ def _collect(items: list[Any], parse: Any) -> dict[str, Quote | PolygonError]:
                 raise
             exc.ticker = ticker
             out[ticker] = exc
+        except Exception as exc:  # noqa: BLE001 - whatever breaks, it breaks this ticker only
+            if not isinstance(ticker, str):
+                raise MalformedResponse(
+                    f"an unreadable result ({exc.__class__.__name__})"
+                ) from None
+            out[ticker] = MalformedResponse(
+                f"the result for {excerpt(ticker)} is unreadable ({exc.__class__.__name__})",
+                ticker=ticker,
+            )
         else:
             out[quote.ticker] = quote
     return out

@@ -17,6 +17,12 @@ from assets_pipeline.rules import clock
 
 #: How far a quote's own time may run ahead of our clock before we call it bogus.
 DEFAULT_MAX_FUTURE_SKEW = dt.timedelta(seconds=60)
+#: Older than this, a "latest" quote is not live (a 1970 timestamp, a broken clock): rejected.
+#: The longest honest gap is a market closed over a long holiday, well inside it.
+MAX_QUOTE_AGE = dt.timedelta(days=30)
+#: Above this, a price is a broken value (an ask of 9e18), not a market: rejected. Bitcoin at
+#: its highest is four orders of magnitude below.
+MAX_PLAUSIBLE_PRICE = 1e9
 
 
 class QuoteRejected(ValueError):
@@ -110,12 +116,23 @@ def validate_quote(
     now: dt.datetime | None = None,
     max_future_skew: dt.timedelta = DEFAULT_MAX_FUTURE_SKEW,
 ) -> Quote:
-    """Return the quote if every value is usable, else raise `QuoteRejected` with the reason."""
-    now = now or clock.utcnow()
+    """Return the quote if every value is usable, else raise `QuoteRejected` with the reason.
 
-    def reject(reason: str) -> QuoteRejected:
-        return QuoteRejected(quote.ticker, reason)
+    These are the hard rules: what breaks one is never written. Soft ones (a wide spread, a big
+    jump, a quote no newer than the stored one) only warn, in `quality.py`.
+    """
+    reason = (
+        _bad_number(quote)
+        or _bad_sides(quote)
+        or _bad_time(quote, now or clock.utcnow(), max_future_skew)
+    )
+    if reason:
+        raise QuoteRejected(quote.ticker, reason)
+    return quote
 
+
+def _bad_number(quote: Quote) -> str | None:
+    """Every price finite, positive and plausible; the volume finite and not negative."""
     prices = {
         "bid": quote.bid,
         "ask": quote.ask,
@@ -129,26 +146,43 @@ def validate_quote(
         if value is None:
             continue
         if not math.isfinite(value):
-            raise reject(f"{field} is not a finite number ({value!r})")
+            return f"{field} is not a finite number ({value!r})"
         if value <= 0:
-            raise reject(f"{field} must be positive, got {value!r}")
-    if quote.day_volume is not None and (
-        not math.isfinite(quote.day_volume) or quote.day_volume < 0
-    ):
-        raise reject(f"day_volume must be a finite number >= 0, got {quote.day_volume!r}")
-    if (quote.bid is None) != (quote.ask is None) and quote.last_price is None:
-        raise reject("only one side of the quote is present and there is no last price")
-    if quote.bid is None and quote.ask is None and quote.last_price is None:
-        raise reject("no price at all: no bid, no ask, no last price")
-    if quote.bid is not None and quote.ask is not None and quote.bid > quote.ask:
-        raise reject(f"crossed quote: bid {quote.bid} > ask {quote.ask}")
+            return f"{field} must be positive, got {value!r}"
+        if value > MAX_PLAUSIBLE_PRICE:
+            return f"{field} {value!r} is not a plausible price (above {MAX_PLAUSIBLE_PRICE:g})"
+    volume = quote.day_volume
+    if volume is not None and (not math.isfinite(volume) or volume < 0):
+        return f"day_volume must be a finite number >= 0, got {volume!r}"
+    return None
+
+
+def _bad_sides(quote: Quote) -> str | None:
+    """A price to trade on: both sides of a quote, or a last price; never crossed."""
+    bid, ask = quote.bid, quote.ask
+    if (bid is None) != (ask is None):
+        return "only one side of the quote is present"
+    if bid is None and quote.last_price is None:
+        return "no price at all: no bid, no ask, no last price"
+    if bid is not None and ask is not None and bid > ask:
+        return f"crossed quote: bid {bid} > ask {ask}"
     if quote.day_low is not None and quote.day_high is not None and quote.day_low > quote.day_high:
-        raise reject(f"day_low {quote.day_low} > day_high {quote.day_high}")
+        return f"day_low {quote.day_low} > day_high {quote.day_high}"
+    return None
+
+
+def _bad_time(quote: Quote, now: dt.datetime, max_future_skew: dt.timedelta) -> str | None:
+    """A time zone, not in the future, and not so old it cannot be a live quote."""
     if quote.quote_time.tzinfo is None:
-        raise reject("quote time has no time zone")
+        return "quote time has no time zone"
     if quote.quote_time > now + max_future_skew:
-        raise reject(
+        return (
             f"quote time {iso_utc(quote.quote_time)} is in the future"
             f" (now {iso_utc(now)}, allowed skew {max_future_skew.total_seconds():.0f}s)"
         )
-    return quote
+    if quote.quote_time < now - MAX_QUOTE_AGE:
+        return (
+            f"quote time {iso_utc(quote.quote_time)} is more than {MAX_QUOTE_AGE.days} days"
+            " old: not a live quote"
+        )
+    return None

@@ -83,10 +83,13 @@ class Refresh:
         self.log = log or logging.getLogger(__name__)
         self.result = FetchResult(mode=mode)
         self.started_at = clock.utcnow()
+        #: The sync statuses the symbols had before this refresh marked them `in_progress`.
+        self.before: dict[str, str] = {}
 
     def quotes(self) -> Iterator[tuple[SymbolSpec, Quote, Quote | None]]:
         """Each validated quote as soon as its answer is in, with the quote stored before it
         (read before the write, for the quality check)."""
+        self.before = self.store.start_refresh(self.plan.symbols)
         if self.plan.closed:
             names = ", ".join(spec.symbol for spec in self.plan.closed)
             self.log.info(f"market closed, not fetched: {names}")
@@ -106,6 +109,9 @@ class Refresh:
         self.queue.release_symbols(
             s for s, e in self.result.errors.items() if isinstance(e, BudgetError)
         )
+        for spec in self.plan.symbols:
+            if spec.symbol in deferred:
+                self.store.restore_status(spec, self.before.get(spec.symbol, "pending"))
         if deferred:
             self.log.warning(
                 f"no budget slot for {', '.join(deferred)}: back in their place in the queue,"

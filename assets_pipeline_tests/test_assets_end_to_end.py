@@ -518,7 +518,9 @@ def test_a_symbol_that_finds_no_budget_slot_goes_back_to_its_place_unblamed(pipe
             Tier.HIGH,
             0,
         )
-        assert pipeline.store.sync_status(symbol) == before[symbol]  # unchanged
+        after = pipeline.store.sync_status(symbol)
+        for field in ("sync_status", "last_sync_timestamp", "error_message"):  # unchanged
+            assert after[field] == before[symbol][field]
     assert pipeline.api_requests() == []
 
 
@@ -546,3 +548,48 @@ def test_the_spread_is_stored_at_the_symbols_precision_without_float_noise(pipel
         last = meta["last_update"]
         assert last["spread"] == round(last["ask"] - last["bid"], precision)
         assert len(repr(last["spread"]).split(".")[-1]) <= precision
+
+
+def test_a_database_outage_mid_run_leaves_the_symbols_it_did_not_reach_in_progress(pipeline):
+    # PostgreSQL goes away after the first symbol is stored (connections refused, existing ones
+    # terminated: what a restart does to a run). The run fails; the symbols it did not reach
+    # must not keep the `success` of an earlier run: their status says a refresh began.
+    import threading
+
+    from assets_pipeline_tests.conftest import _admin_engine
+
+    assert pipeline.run("refresh_critical").success  # an earlier, successful run
+    earlier = {s: pipeline.store.sync_status(s)["last_sync_timestamp"] for s in CRITICAL}
+    pipeline.sim.add_fault(Fault("timeout", ticker="C:EURUSD", delay=3.0))  # slow, not too slow
+    database = sa.engine.make_url(pipeline.database_url).database
+    admin = _admin_engine()
+
+    def restart_when_xauusd_is_stored():
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status = pipeline.store.sync_status("XAUUSD")
+            if status["last_sync_timestamp"] != earlier["XAUUSD"]:
+                break
+            time.sleep(0.05)
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+            conn.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                f" WHERE datname = '{database}' AND pid <> pg_backend_pid()"
+            )
+
+    outage = threading.Thread(target=restart_when_xauusd_is_stored)
+    outage.start()
+    try:
+        result = pipeline.run("refresh_critical", mode="per_ticker")
+    finally:
+        outage.join()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+        admin.dispose()
+    assert not result.success
+    statuses = {s: pipeline.store.sync_status(s) for s in CRITICAL}
+    assert statuses["XAUUSD"]["sync_status"] == "success"  # stored before the outage
+    for symbol in ("EURUSD", "BTCUSD"):  # not reached: not the earlier run's `success`
+        assert statuses[symbol]["sync_status"] == "in_progress"
+        assert statuses[symbol]["last_sync_timestamp"] == earlier[symbol]

@@ -199,9 +199,57 @@ class QuoteStore:
                 conn, symbol_id, provider_id, "failed", error[:MAX_ERROR_LENGTH], clock.utcnow()
             )
 
+    def start_refresh(self, specs: Iterable[SymbolSpec]) -> dict[str, str]:
+        """Sync status `in_progress` for the symbols a run is about to refresh, in one
+        transaction; return the statuses they had. A run that dies mid-way (the database
+        restarted, the worker killed) leaves those it did not reach `in_progress`, which says what
+        happened, rather than the previous run's `success`."""
+        specs = list(specs)
+        if not specs:
+            return {}
+        with self.engine.begin() as conn:
+            provider_id = self._provider(conn)
+            now = clock.utcnow()
+            before: dict[str, str] = {}
+            for spec in specs:
+                symbol_id, _ = self._ensure_symbol(conn, spec, provider_id)
+                before[spec.symbol] = self._status_of(conn, symbol_id, provider_id)
+                self._set_status(conn, symbol_id, provider_id, "in_progress", now)
+        return before
+
+    def restore_status(self, spec: SymbolSpec, status: str) -> None:
+        """Put back the status a symbol had before `start_refresh` (it was not refreshed, and
+        not for a reason of its own), unless something else has set it since."""
+        with self.engine.begin() as conn:
+            provider_id = self._provider(conn)
+            symbol_id, _ = self._ensure_symbol(conn, spec, provider_id)
+            if self._status_of(conn, symbol_id, provider_id) == "in_progress":
+                self._set_status(conn, symbol_id, provider_id, status, clock.utcnow())
+
+    def _status_of(self, conn: sa.Connection, symbol_id: int, provider_id: int) -> str:
+        return conn.execute(
+            sa.select(data_sync_status.c.sync_status).where(
+                data_sync_status.c.ticker_id == symbol_id,
+                data_sync_status.c.provider_id == provider_id,
+            )
+        ).scalar_one()
+
+    def _set_status(
+        self, conn: sa.Connection, symbol_id: int, provider_id: int, status: str, now: dt.datetime
+    ) -> None:
+        """Only the status (and when it changed): the last sync and the error stay."""
+        conn.execute(
+            sa.update(data_sync_status)
+            .where(
+                data_sync_status.c.ticker_id == symbol_id,
+                data_sync_status.c.provider_id == provider_id,
+            )
+            .values(sync_status=status, updated_at=now)
+        )
+
     def mark_stale(self, seen: Mapping[SymbolSpec, dt.datetime | None]) -> int:
-        """Sync status `success` (or `pending`) -> `stale` for each symbol whose last sync is
-        still the one the caller saw (`None`: never synced); return how many were marked.
+        """Sync status `success` (`pending`, `in_progress`) -> `stale` for each symbol whose last
+        sync is still the one the caller saw (`None`: never synced); return how many were marked.
 
         A check reads the status, judges it, then marks: a quote committed in between has moved
         `last_sync_timestamp` on, so that symbol keeps its fresh `success`. A `failed` status
@@ -224,7 +272,7 @@ class QuoteStore:
                     .where(
                         data_sync_status.c.ticker_id == symbol_id.scalar_subquery(),
                         data_sync_status.c.provider_id == provider_id,
-                        data_sync_status.c.sync_status.in_(("success", "pending")),
+                        data_sync_status.c.sync_status.in_(("success", "pending", "in_progress")),
                         same_sync,
                     )
                     .values(sync_status="stale", updated_at=now)

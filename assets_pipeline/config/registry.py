@@ -32,6 +32,7 @@ from assets_pipeline.rules.cadence import (
     parse_queue,
     parse_tiers,
 )
+from assets_pipeline.rules.excerpts import excerpt
 from assets_pipeline.rules.fairness import Caller, secondary_caller
 from assets_pipeline.rules.market_hours import MarketHours, MarketHoursError, parse_market_hours
 from assets_pipeline.rules.quality import QualityPolicy, parse_quality
@@ -42,6 +43,10 @@ __all__ = ["AssetType", "Registry", "RegistryError", "SymbolSpec", "Tier", "load
 DEFAULT_SYMBOLS_FILE = Path(__file__).with_name("symbols.yaml")
 SYMBOL_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9._-]{0,19}$")
 DEFAULT_START_DATE = "2026-01-01"
+#: libyaml's safe loader when PyYAML was built with it (linear and fast), else the pure one.
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+#: Far above any real symbols file (10,000 symbols are about 2 million characters).
+MAX_FILE_CHARACTERS = 50_000_000
 
 
 class RegistryError(ValueError):
@@ -122,7 +127,7 @@ class Registry:
     def get(self, symbol: str) -> SymbolSpec:
         position = self._positions.get(symbol)
         if position is None:
-            raise KeyError(f"symbol {symbol!r} is not configured in {self.source}")
+            raise KeyError(f"symbol {excerpt(symbol)} is not configured in {self.source}")
         return self.symbols[position]
 
     def in_tier(self, tier: Tier) -> list[SymbolSpec]:
@@ -194,11 +199,25 @@ def load_registry(
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise RegistryError(f"{file}: cannot read the symbols file ({exc.strerror})") from exc
+    return parse_registry(_yaml(text, file), source=str(file), budget=settings.budget_shape)
+
+
+def _yaml(text: str, file: Path) -> Any:
+    """The file's document, parsed by libyaml (C) where installed. Bounded: a symbols file has
+    no use for aliases, and one that uses them could expand a few lines into gigabytes (an
+    alias bomb), so they are refused before anything is built."""
+    if len(text) > MAX_FILE_CHARACTERS:
+        raise RegistryError(f"{file}: larger than {MAX_FILE_CHARACTERS:,} characters")
     try:
-        document = yaml.safe_load(text)
+        for event in yaml.parse(text, Loader=_LOADER):
+            if isinstance(event, yaml.AliasEvent):
+                raise RegistryError(
+                    f"{file}: line {event.start_mark.line + 1}: an alias (*{event.anchor}):"
+                    " aliases are not allowed in a symbols file; write the value out"
+                )
+        return yaml.load(text, Loader=_LOADER)
     except yaml.YAMLError as exc:
-        raise RegistryError(f"{file}: not valid YAML: {exc}") from exc
-    return parse_registry(document, source=str(file), budget=settings.budget_shape)
+        raise RegistryError(f"{file}: not valid YAML: {excerpt(str(exc))}") from exc
 
 
 def parse_registry(
@@ -261,7 +280,7 @@ def _start_date(document: Mapping[str, Any], source: str) -> str:
         dt.date.fromisoformat(start_date)
     except ValueError:
         raise RegistryError(
-            f"{source}: 'start_date' must be a date as YYYY-MM-DD, got {start_date!r}"
+            f"{source}: 'start_date' must be a date as YYYY-MM-DD, got {excerpt(start_date)}"
         ) from None
     return start_date
 
@@ -289,7 +308,10 @@ _Fail = Callable[[str, str], RegistryError]
 def _parse_entry(entry: Any, where: str) -> SymbolSpec:
     if not isinstance(entry, Mapping):
         raise RegistryError(f"{where}: expected a mapping of fields, got {type(entry).__name__}")
-    label = f"{where} ({entry.get('symbol', '?')})"
+    symbol = entry.get("symbol", "?")
+    label = (
+        f"{where} ({symbol if isinstance(symbol, str) and len(symbol) <= 20 else excerpt(symbol)})"
+    )
 
     def fail(field: str, problem: str) -> RegistryError:
         return RegistryError(f"{label}: field {field!r}: {problem}")
@@ -297,14 +319,14 @@ def _parse_entry(entry: Any, where: str) -> SymbolSpec:
     _check_field_names(entry, fail)
     symbol = entry["symbol"]
     if not isinstance(symbol, str) or not SYMBOL_PATTERN.match(symbol):
-        raise fail("symbol", f"{symbol!r} does not match {SYMBOL_PATTERN.pattern}")
+        raise fail("symbol", f"{excerpt(symbol)} does not match {SYMBOL_PATTERN.pattern}")
     tier = _choice(Tier, entry["tier"], "tier", "tier", fail)
     asset_type = _choice(AssetType, entry["asset_type"], "asset_type", "type", fail)
     ticker = _polygon_ticker(entry["polygon_ticker"], asset_type, fail)
     precision = _price_precision(entry["price_precision"], fail)
     for field in ("name", "base_asset", "quote_asset"):
         if not isinstance(entry[field], str):
-            raise fail(field, f"{entry[field]!r} is not a string")
+            raise fail(field, f"{excerpt(entry[field])} is not a string")
 
     return SymbolSpec(
         symbol=symbol,
@@ -333,7 +355,9 @@ def _choice(kind: type[_Choice], value: Any, field: str, noun: str, fail: _Fail)
     try:
         return kind(value)
     except ValueError:
-        raise fail(field, f"unknown {noun} {value!r} (expected one of {', '.join(kind)})") from None
+        raise fail(
+            field, f"unknown {noun} {excerpt(value)} (expected one of {', '.join(kind)})"
+        ) from None
 
 
 def _polygon_ticker(ticker: Any, asset_type: AssetType, fail: _Fail) -> str:
@@ -341,17 +365,19 @@ def _polygon_ticker(ticker: Any, asset_type: AssetType, fail: _Fail) -> str:
     if not isinstance(ticker, str) or not ticker.startswith(asset_type.ticker_prefix):
         raise fail(
             "polygon_ticker",
-            f"{ticker!r} does not fit asset_type {asset_type.value!r}:"
+            f"{excerpt(ticker)} does not fit asset_type {asset_type.value!r}:"
             f" expected the prefix {asset_type.ticker_prefix!r}",
         )
     if len(ticker) <= 2 or not re.fullmatch(r"[A-Z]:[A-Z0-9.]+", ticker):
-        raise fail("polygon_ticker", f"{ticker!r} is not a Polygon ticker such as 'C:EURUSD'")
+        raise fail(
+            "polygon_ticker", f"{excerpt(ticker)} is not a Polygon ticker such as 'C:EURUSD'"
+        )
     return ticker
 
 
 def _price_precision(precision: Any, fail: _Fail) -> int:
     if isinstance(precision, bool) or not isinstance(precision, int):
-        raise fail("price_precision", f"{precision!r} is not an integer")
+        raise fail("price_precision", f"{excerpt(precision)} is not an integer")
     if not 0 <= precision <= _MAX_PRECISION:
         raise fail("price_precision", f"{precision} is outside 0..{_MAX_PRECISION}")
     return precision

@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from assets_pipeline.rules.excerpts import excerpt
 from assets_pipeline.rules.taxonomy import Tier
 
 #: `/v3/snapshot` takes at most 250 tickers a call: what one `batch` call refreshes.
@@ -44,16 +45,16 @@ class CadenceError(ValueError):
 def parse_duration(value: Any) -> float:
     """`"5m"` -> 300.0; plain numbers are seconds."""
     if isinstance(value, bool):
-        raise CadenceError(f"{value!r} is not a duration")
+        raise CadenceError(f"{excerpt(value)} is not a duration")
     if isinstance(value, int | float):
         seconds = float(value)
     else:
         match = _DURATION.match(str(value))
         if not match:
-            raise CadenceError(f"{value!r} is not a duration such as 15s, 5m or 1h")
+            raise CadenceError(f"{excerpt(value)} is not a duration such as 15s, 5m or 1h")
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     if seconds <= 0:
-        raise CadenceError(f"{value!r} must be longer than zero")
+        raise CadenceError(f"{excerpt(value)} must be longer than zero")
     return seconds
 
 
@@ -163,7 +164,7 @@ def parse_tiers(document: Any, where: str) -> dict[Tier, TierPolicy]:
         refresh = settings.get("refresh", base.refresh)
         if refresh not in ("direct", "queued"):
             raise CadenceError(
-                f"{where}: tiers.{name}.refresh: {refresh!r} is not 'direct' or 'queued'"
+                f"{where}: tiers.{name}.refresh: {excerpt(refresh)} is not 'direct' or 'queued'"
             )
         durations: dict[str, float | None] = {"stale_after": None}
         for key, default in (("every", base.every_seconds), ("stale_after", None)):
@@ -263,7 +264,9 @@ def parse_queue(document: Any, where: str) -> QueuePolicy:
     for field in ("max_size", "max_retries"):
         value = document.get(field, getattr(defaults, field))
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise CadenceError(f"{where}: queue.{field}: {value!r} is not a whole number >= 0")
+            raise CadenceError(
+                f"{where}: queue.{field}: {excerpt(value)} is not a whole number >= 0"
+            )
         values[field] = value
     if values["max_size"] < 1:
         raise CadenceError(f"{where}: queue.max_size: must be at least 1")

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from assets_pipeline.rules.excerpts import excerpt
 from assets_pipeline.rules.taxonomy import AssetType
 
 DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
@@ -37,14 +38,14 @@ def _hhmm(text: str, where: str) -> dt.time:
     try:
         return dt.time.fromisoformat(text.strip())
     except ValueError:
-        raise MarketHoursError(f"{where}: {text!r} is not a time such as 22:00") from None
+        raise MarketHoursError(f"{where}: {excerpt(text)} is not a time such as 22:00") from None
 
 
 def _day(text: str, where: str) -> int:
     try:
         return DAYS.index(text.strip()[:3].title())
     except ValueError:
-        raise MarketHoursError(f"{where}: {text!r} is not a day such as Sun") from None
+        raise MarketHoursError(f"{where}: {excerpt(text)} is not a day such as Sun") from None
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,7 @@ def _zone(spec: dict[str, Any], default: str, here: str) -> str:
     try:
         ZoneInfo(timezone)
     except (ZoneInfoNotFoundError, ValueError):
-        raise MarketHoursError(f"{here}.timezone: unknown time zone {timezone!r}") from None
+        raise MarketHoursError(f"{here}.timezone: unknown time zone {excerpt(timezone)}") from None
     return timezone
 
 

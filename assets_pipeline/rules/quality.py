@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from assets_pipeline.rules.cadence import CadenceError, parse_duration
+from assets_pipeline.rules.excerpts import excerpt
 from assets_pipeline.rules.market_hours import MarketHours
 from assets_pipeline.rules.quotes import Quote, iso_utc
 from assets_pipeline.rules.taxonomy import AssetType
@@ -44,7 +45,7 @@ def parse_quality(document: Any, where: str) -> QualityPolicy:
     for key in ("max_spread_bps", "max_jump_pct"):
         value = document.get(key, getattr(base, key))
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise CadenceError(f"{where}: quality.{key}: {value!r} is not a positive number")
+            raise CadenceError(f"{where}: quality.{key}: {excerpt(value)} is not a positive number")
         values[key] = float(value)
     for key, default in (
         ("max_quote_age", base.max_quote_age_seconds),

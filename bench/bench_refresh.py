@@ -46,6 +46,7 @@ from assets_pipeline.storage.budget import (
     BudgetStats,
     PolygonBudget,
     RedisBudgetStore,
+    Refusal,
     SqlBudgetStore,
     decide,
     free_slots,
@@ -154,6 +155,16 @@ class MemoryBudgetStore:
         self._paused_until = 0.0
         self._total_calls = 0
         self._total_waits = 0
+        self._refusals = {}
+
+    def refuse(self, feature, message):
+        self._refusals[feature] = (time.time(), message)
+
+    def refusal(self, feature, max_age):
+        found = self._refusals.get(feature)
+        if found is None or time.time() - found[0] > max_age:
+            return None
+        return Refusal(feature, dt.datetime.fromtimestamp(found[0], dt.UTC), found[1])
 
     def _window(self, now, window):
         """Drop the calls that left the window; return the rest (sorted)."""

@@ -1,0 +1,1396 @@
+"""The fault matrix: each fault and hostile input tried against the package, and what it did.
+
+    .venv/bin/python bench/fault_matrix.py [--only NAME] [--postgres-url URL] [--redis-url URL]
+
+Prints a Markdown table, one row per fault: fault | what happened | figures. Every row is
+measured on this run, against this project's code, the project's Polygon simulator (or a hostile
+HTTP server of our own) on loopback, and this machine's PostgreSQL and Redis. Each scenario that
+needs them gets its own temporary database (created from the admin URL, dropped after) and its
+own Redis key namespace (`faults:<hex>:`, deleted after); nothing else is touched.
+
+Exits 1 if any scenario breaks an invariant (an escape from the parser, a 429, a duplicate or
+lost event, a half-written row, ...) or fails to run; the broken invariant is named in its row.
+See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import dataclasses
+import datetime as dt
+import json
+import logging
+import math
+import multiprocessing as mp
+import os
+import random
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+import warnings
+import zlib
+from collections import Counter
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import redis
+import sqlalchemy as sa
+import yaml
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from assets_pipeline.config.registry import AssetType, RegistryError, load_registry
+from assets_pipeline.polygon.client import FetchResult, PolygonClient
+from assets_pipeline.polygon.errors import PermanentError, PolygonError, RetryableError
+from assets_pipeline.polygon.parsing import load_json, parse_v2_single, parse_v3_snapshot
+from assets_pipeline.polygon.transport import AnswerTooLarge, AnswerTooSlow
+from assets_pipeline.rules import clock
+from assets_pipeline.rules.quality import assess_quality
+from assets_pipeline.rules.quotes import (
+    MAX_PLAUSIBLE_PRICE,
+    Quote,
+    QuoteRejected,
+    iso_utc,
+    validate_quote,
+)
+from assets_pipeline.simulator import Fault, PolygonSimulator
+from assets_pipeline.storage.budget import PolygonBudget, RedisBudgetStore, SqlBudgetStore
+from assets_pipeline.storage.database import dispose_engine, get_engine
+from assets_pipeline.storage.outbox import pending_count, publishing_paused, relay_pending
+from assets_pipeline.storage.quote_store import QuoteStore, as_utc
+from assets_pipeline.storage.schema import event_outbox, quote_history, symbols
+
+ROOT = Path(__file__).resolve().parents[1]
+RESPONSES = ROOT / "assets_pipeline_tests" / "data" / "polygon" / "responses"
+CLI = Path(sys.executable).parent / "assets-pipeline"
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+KEY = "sk-fault-matrix-0123456789"
+CRITICAL = ("XAUUSD", "EURUSD", "BTCUSD")
+#: What the package's own code raises for a bad answer: anything else is an escape.
+OURS = (PolygonError, QuoteRejected)
+#: Variables the package reads; none may leak in from the caller's shell.
+ENV_NAMES = (
+    "DAGSTER_HOME",
+    "ASSETS_CONFIG",
+    "ASSETS_PIPELINE_HOME",
+    "TRADING_DATABASE_URL",
+    "REDIS_URL",
+    "REDIS_NAMESPACE",
+    "POLYGON_API_KEY",
+    "POLYGON_BASE_URL",
+    "POLYGON_BUDGET_STORE",
+    "POLYGON_RATE_LIMIT_CALLS",
+    "POLYGON_RATE_LIMIT_WINDOW_SECONDS",
+    "POLYGON_SNAPSHOT_MODE",
+)
+#: Dagster runs in this process log nothing below CRITICAL: the table is the output.
+QUIET_RUN = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+QUIET = logging.getLogger("fault_matrix.client")
+QUIET.addHandler(logging.NullHandler())
+QUIET.propagate = False
+
+#: The budget scenario: processes, calls each, and the limit (the simulator enforces the same).
+PROCESSES, CALLS_EACH, LIMIT, WINDOW = 4, 8, 5, 2.0
+FUZZ_CASES, FUZZ_SEED = 5000, 1
+
+
+# --- rows and services -----------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    fault: str
+    happened: str
+    figures: str
+    broken: list[str] = field(default_factory=list)
+
+
+def row(fault, happened, figures, **invariants):
+    """A table row; each keyword is an invariant that must be True (its name, if not, is
+    reported as broken)."""
+    broken = [name.replace("_", " ") for name, held in invariants.items() if not held]
+    return Row(fault, happened, figures, broken)
+
+
+@dataclass(frozen=True)
+class Services:
+    postgres_admin_url: str
+    redis_url: str
+
+    def admin(self):
+        return sa.create_engine(
+            self.postgres_admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool
+        )
+
+    def redis(self):
+        return redis.Redis.from_url(self.redis_url)
+
+    @contextlib.contextmanager
+    def database(self):
+        """A fresh database of the scenario's own (our tables created), dropped after."""
+        name = f"ap_faults_{uuid.uuid4().hex[:12]}"
+        admin = self.admin()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        url = sa.engine.make_url(self.postgres_admin_url).set(database=name)
+        url = url.render_as_string(hide_password=False)
+        try:
+            get_engine(url)
+            yield url
+        finally:
+            dispose_engine(url)
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.dispose()
+
+    @contextlib.contextmanager
+    def namespace(self):
+        """A Redis key and channel prefix of the scenario's own, its keys deleted after."""
+        namespace = f"faults:{uuid.uuid4().hex[:10]}:"
+        try:
+            yield namespace
+        finally:
+            client = self.redis()
+            keys = list(client.scan_iter(match=f"{namespace}*"))
+            if keys:
+                client.delete(*keys)
+            client.close()
+
+    def budget(self, namespace, limit=1000, window=60.0):
+        store = RedisBudgetStore(self.redis(), "polygon", namespace)
+        return PolygonBudget(store, limit, window)
+
+
+@contextlib.contextmanager
+def environment(values):
+    """The package's variables set to `values` (and no others) for the block."""
+    saved = {name: os.environ.get(name) for name in (*ENV_NAMES, *values)}
+    for name in ENV_NAMES:
+        os.environ.pop(name, None)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@contextlib.contextmanager
+def deployment(sim, database_url, namespace, redis_url, **extra):
+    """The code location as production builds it from its environment; yields `run(job)`,
+    which materializes today's partition in this process, on an ephemeral Dagster instance."""
+    import dagster as dg
+
+    from assets_pipeline.location import build_definitions
+
+    values = {
+        "POLYGON_API_KEY": KEY,
+        "POLYGON_BASE_URL": sim.url,
+        "POLYGON_RATE_LIMIT_CALLS": "100",
+        "TRADING_DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "REDIS_NAMESPACE": namespace,
+        **extra,
+    }
+    with environment(values), dg.DagsterInstance.ephemeral() as instance:
+
+        def run(job="refresh_critical"):
+            return (
+                build_definitions()
+                .resolve_job_def(job)
+                .execute_in_process(
+                    partition_key=clock.today().isoformat(),
+                    instance=instance,
+                    raise_on_error=False,
+                    run_config=QUIET_RUN,
+                )
+            )
+
+        yield run
+
+
+def api_requests(sim):
+    return [r for r in sim.requests if not r.path.startswith("/_sim")]
+
+
+def recorded(name):
+    return json.loads((RESPONSES / name).read_text())
+
+
+def ms(seconds):
+    return f"{seconds * 1000:.1f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def clip(text, limit=90):
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- answers that never end or never stop growing --------------------------------------------
+
+
+class QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        pass  # a client that hangs up on a hostile answer is the point, not an error
+
+
+class HostileServer:
+    """A local HTTP server answering every GET with `respond(handler)`; counts bytes sent."""
+
+    def __init__(self, respond):
+        outer = self
+        self.sent = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                try:
+                    respond(self, outer)
+                except OSError:
+                    pass  # the client hung up: what a bounded client does
+
+            def log_message(self, *args):
+                pass
+
+        self.server = QuietServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def write(self, handler, data):
+        handler.wfile.write(data)
+        self.sent += len(data)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def headers(handler, length, gzip=False):
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    if gzip:
+        handler.send_header("Content-Encoding", "gzip")
+    handler.send_header("Content-Length", str(length))
+    handler.end_headers()
+
+
+def trickle(handler, server):
+    """Headers at once, then a byte every 0.2 s for 10 s: each wait is short, the answer long."""
+    headers(handler, 1_000_000)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        server.write(handler, b" ")
+        handler.wfile.flush()
+        time.sleep(0.2)
+
+
+def endless(handler, server):
+    """50 MB of a JSON document that never closes, as fast as the client reads."""
+    headers(handler, 50_000_000)
+    server.write(handler, b'{"status": "OK", "results": [')
+    for _ in range(50_000):
+        server.write(handler, b"1," * 500)
+
+
+GZIP_BOMB = None
+
+
+def gzip_bomb(handler, server):
+    """About 100 KB on the wire that expands to 100 MB."""
+    global GZIP_BOMB
+    if GZIP_BOMB is None:
+        packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip framing
+        chunks = [packer.compress(b" " * 1_000_000) for _ in range(100)]
+        GZIP_BOMB = b"".join(chunks) + packer.flush()
+    headers(handler, len(GZIP_BOMB), gzip=True)
+    server.write(handler, GZIP_BOMB)
+
+
+def hostile_call(svc, respond):
+    """(the error, seconds, bytes the server got out, calls made) of one bounded request."""
+    server = HostileServer(respond)
+    try:
+        with svc.namespace() as namespace:
+            client = PolygonClient(
+                server.url,
+                KEY,
+                svc.budget(namespace),
+                read_timeout=5,
+                total_timeout=1.0,
+                max_body_bytes=1_000_000,
+                max_retries=0,
+                logger=QUIET,
+            )
+            started = time.perf_counter()
+            try:
+                client.snapshot("C:EURUSD", AssetType.FOREX)
+                error = None
+            except Exception as exc:  # noqa: BLE001 - reported in the row, whatever it is
+                error = exc
+            took = time.perf_counter() - started
+            client.close()
+    finally:
+        server.close()
+    return error, took, server.sent, client.calls
+
+
+def bounded(fault, error, expected, took, figures):
+    said = str(error).rsplit(": ", 1)[-1]
+    what = f"{type(error).__name__}: {said}" if error else "no error: answer accepted"
+    return row(
+        fault,
+        f"the request failed, retryable, with {what}",
+        figures,
+        failed_with_the_expected_error=isinstance(error, expected),
+        retryable=getattr(error, "retryable", False),
+        under_two_seconds=took < 2,
+    )
+
+
+def slow_answer(svc):
+    error, took, sent, calls = hostile_call(svc, trickle)
+    return bounded(
+        "An answer trickling one byte every 0.2 s (headers at once, 10 s in all)",
+        error,
+        AnswerTooSlow,
+        took,
+        f"deadline 1 s (`total_timeout`); gave up after {ms(took)}, {sent} bytes read; "
+        f"{calls} call",
+    )
+
+
+def endless_answer(svc):
+    error, took, sent, calls = hostile_call(svc, endless)
+    return bounded(
+        "A 50 MB answer that never closes its JSON",
+        error,
+        AnswerTooLarge,
+        took,
+        f"cap 1,000,000 bytes (`max_body_bytes`); stopped after {ms(took)}, "
+        f"{sent / 1e6:.1f} MB of 50 sent before the hang-up; {calls} call",
+    )
+
+
+def gzip_answer(svc):
+    error, took, sent, calls = hostile_call(svc, gzip_bomb)
+    return bounded(
+        "A gzip bomb: 100 MB of JSON compressed to about 100 KB",
+        error,
+        AnswerTooLarge,
+        took,
+        f"{sent / 1e3:.0f} KB on the wire; counted decoded against the 1,000,000-byte cap; "
+        f"stopped after {ms(took)}; {calls} call",
+    )
+
+
+# --- hostile bodies --------------------------------------------------------------------------
+
+
+def parse_text(text, parser=parse_v2_single):
+    """What a body ends as: ('ok', result) or (error class name, the error)."""
+    try:
+        return "ok", parser(load_json(text))
+    except Exception as exc:  # noqa: BLE001 - the row says what it was
+        return type(exc).__name__, exc
+
+
+def deep_nesting(svc):
+    depth = 100_000
+    started = time.perf_counter()
+    kinds = [
+        parse_text("[" * depth + "]" * depth)[0],
+        parse_text('{"a":' * depth + "1" + "}" * depth)[0],
+    ]
+    took = time.perf_counter() - started
+    return row(
+        "JSON nested 100,000 deep (lists, and objects)",
+        f"refused as {' and '.join(sorted(set(kinds)))} (the JSON parser's RecursionError "
+        "is caught; retryable)",
+        f"2 of 2 refused in {ms(took)}; no RecursionError escaped",
+        both_malformed=kinds == ["MalformedResponse"] * 2,
+    )
+
+
+def huge_numbers(svc):
+    body = recorded("v2_forex_ticker_C_EURUSD.json")
+    body["ticker"]["lastQuote"]["b"] = "__BID__"
+    as_bid = json.dumps(body).replace('"__BID__"', "1" + "0" * 400)
+    cases = {
+        "a 400-digit number as the ticker": '{"status": "OK", "ticker": ' + "9" * 400 + "}",
+        "a 5,000-digit number": '{"status": "OK", "ticker": ' + "9" * 5000 + "}",
+        "a 400-digit bid": as_bid,
+    }
+    outcomes = {name: parse_text(text) for name, text in cases.items()}
+    kinds = {name: kind for name, (kind, _) in outcomes.items()}
+    return row(
+        "Numbers of 400 and 5,000 digits",
+        f"the ticker and the 5,000 digits: {kinds['a 400-digit number as the ticker']}, "
+        f"{kinds['a 5,000-digit number']}; the bid: {kinds['a 400-digit bid']} "
+        f'("{outcomes["a 400-digit bid"][1].reason}")',
+        f"{sum(k != 'ok' for k in kinds.values())} of {len(cases)} refused; no OverflowError "
+        "or ValueError escaped",
+        all_ours=all(isinstance(error, OURS) for _, error in outcomes.values()),
+        first_two_malformed=list(kinds.values())[:2] == ["MalformedResponse"] * 2,
+    )
+
+
+def hard_rule_cases():
+    """({name: body or quote} breaking each hard rule once, {name: quote} just inside the
+    bounds, the time to judge them at)."""
+    forex, crypto = (
+        recorded("v2_forex_ticker_C_EURUSD.json"),
+        recorded("v2_crypto_ticker_X_BTCUSD.json"),
+    )
+    base = parse_v2_single(forex)
+    now = base.quote_time
+    replace = dataclasses.replace
+    bodies = {
+        "forex without its ask": (forex, lambda b: b["ticker"]["lastQuote"].update(a=None)),
+        "crypto without its trade price": (
+            crypto,
+            lambda b: b["ticker"]["lastTrade"].update(p=None),
+        ),
+        "a price without its own time": (forex, lambda b: b["ticker"]["lastQuote"].pop("t")),
+    }
+    broken = {name: mutated(body, change) for name, (body, change) in bodies.items()}
+    broken |= {
+        "a NaN bid": replace(base, bid=math.nan),
+        "an infinite ask": replace(base, ask=math.inf),
+        "a last price of 0": replace(base, last_price=0.0),
+        "a negative bid": replace(base, bid=-1.0),
+        "a crossed quote": replace(base, bid=base.ask + 0.001),
+        "a price above 1e9": replace(base, bid=2e9, ask=2e9 + 1, last_price=2e9),
+        "61 s in the future": replace(base, quote_time=now + dt.timedelta(seconds=61)),
+        "31 days old": replace(base, quote_time=now - dt.timedelta(days=31)),
+    }
+    inside = {
+        "59 s ahead": replace(base, quote_time=now + dt.timedelta(seconds=59)),
+        "29 days old": replace(base, quote_time=now - dt.timedelta(days=29)),
+        "a price of exactly 1e9": replace(base, bid=1e9, ask=1e9, last_price=1e9),
+    }
+    return broken, inside, now
+
+
+def mutated(body, change):
+    body = copy.deepcopy(body)
+    change(body)
+    return body
+
+
+def judged(case, now):
+    """The reason a case is rejected, or None if it is accepted."""
+    try:
+        quote = case if isinstance(case, Quote) else parse_v2_single(case)
+        validate_quote(quote, now=now)
+    except QuoteRejected as exc:
+        return exc.reason
+    return None
+
+
+def hard_rules(svc):
+    broken, inside, now = hard_rule_cases()
+    reasons = {name: judged(case, now) for name, case in broken.items()}
+    accepted = [name for name, case in inside.items() if judged(case, now) is None]
+    rejected = [name for name, reason in reasons.items() if reason]
+    return row(
+        "Each hard rule broken once: forex without its bid or ask, crypto without its trade "
+        "price, no time of its own, NaN, infinity, 0, negative, crossed, above 1e9, 61 s ahead, "
+        "31 days old",
+        f"each refused as `QuoteRejected` with its reason before any write, e.g. "
+        f'"{reasons["forex without its ask"]}"',
+        f"{len(rejected)} of {len(broken)} rejected; {len(accepted)} of {len(inside)} just "
+        f"inside the bounds accepted ({', '.join(inside)})",
+        every_broken_rule_rejected=len(rejected) == len(broken),
+        bounds_accepted=len(accepted) == len(inside),
+    )
+
+
+# --- the fuzz --------------------------------------------------------------------------------
+
+SNAPSHOTS = {
+    "v2_forex_ticker_C_EURUSD.json": parse_v2_single,
+    "v2_crypto_ticker_X_BTCUSD.json": parse_v2_single,
+    "v3_snapshot_mixed.json": lambda body: parse_v3_snapshot(body)[0],
+}
+HOSTILE_VALUES = (
+    None, "", "1.08", "NaN", "<html>", "1e999", "0x10", "9" * 60, "\u0000", "\U0001f600",
+    math.nan, math.inf, -math.inf, 0, -1, 0.0, 1e-320, 9e18, True, False,
+    10**400, -(10**30), 2**63, 253402300800000, 99999999999999999999,
+    [], {}, [[[[1]]]], {"a": {"b": None}},
+)  # fmt: skip
+TIMESTAMP = r"\d{4}-\d\d-\d\dT[\d:.]+Z"
+HTML_PAGE = "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
+
+
+def paths(value, prefix=()):
+    """Every path to a value inside a JSON document."""
+    out = [prefix]
+    if isinstance(value, dict):
+        for key, child in value.items():
+            out += paths(child, (*prefix, key))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            out += paths(child, (*prefix, index))
+    return out
+
+
+def change_fields(rng, body, others):
+    """One to three values replaced by a hostile one, or removed."""
+    body = copy.deepcopy(body)
+    for _ in range(rng.randint(1, 3)):
+        candidates = paths(body)[1:]
+        if not candidates:
+            break
+        path = rng.choice(candidates)
+        parent = body
+        for step in path[:-1]:
+            parent = parent[step]
+        if rng.random() < 0.3:
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = rng.choice(HOSTILE_VALUES)
+    return json.dumps(body)
+
+
+def many_digits(rng, body, others):
+    body = copy.deepcopy(body)
+    path = rng.choice(paths(body)[1:])
+    parent = body
+    for step in path[:-1]:
+        parent = parent[step]
+    parent[path[-1]] = "__DIGITS__"
+    digits = rng.choice(["9" * 400, "1" + "0" * 5000, "-" + "7" * 400, "0." + "1" * 5000])
+    return json.dumps(body).replace('"__DIGITS__"', digits)
+
+
+def truncated(rng, body, others):
+    text = json.dumps(body)
+    return text[: rng.randrange(len(text))]
+
+
+def deep(rng, body, others):
+    depth = rng.randrange(1000, 200_001)
+    return "[" * depth + "]" * depth
+
+
+def random_bytes(rng, body, others):
+    return rng.randbytes(rng.randrange(65)).decode("latin-1")
+
+
+def html_page(rng, body, others):
+    return HTML_PAGE
+
+
+def other_endpoint(rng, body, others):
+    return rng.choice(others)
+
+
+def not_an_object(rng, body, others):
+    return json.dumps(rng.choice([[], "OK", 1, None, [body]]))
+
+
+#: Each mutation and its weight.
+MUTATIONS = {
+    change_fields: 60,
+    truncated: 8,
+    deep: 5,
+    many_digits: 6,
+    random_bytes: 5,
+    html_page: 3,
+    other_endpoint: 8,
+    not_an_object: 5,
+}
+
+
+def sound(quote):
+    """What an accepted quote must be, checked apart from `validate_quote`."""
+    return (
+        math.isfinite(quote.last_price or math.nan)
+        and 0 < quote.last_price <= MAX_PLAUSIBLE_PRICE
+        and (quote.bid is None) == (quote.ask is None)
+        and (quote.bid is None or 0 < quote.bid <= quote.ask)
+        and quote.quote_time.tzinfo is not None
+    )
+
+
+def outcomes(parser, text, now):
+    """One label per answer in the body: accepted, the error class, or ESCAPE:<class>."""
+    try:
+        parsed = parser(load_json(text))
+        answers = parsed.values() if isinstance(parsed, dict) else [parsed]
+        labels = []
+        for answer in answers:
+            if isinstance(answer, Quote):
+                try:
+                    validate_quote(answer, now=now)
+                    labels.append("accepted" if sound(answer) else "UNSOUND")
+                except QuoteRejected:
+                    labels.append("QuoteRejected")
+            else:
+                ours = isinstance(answer, OURS)
+                labels.append(type(answer).__name__ if ours else f"ESCAPE:{type(answer).__name__}")
+        return labels
+    except OURS as exc:
+        return [type(exc).__name__]
+    except Exception as exc:  # noqa: BLE001 - an escape: counted, and the invariant fails
+        return [f"ESCAPE:{type(exc).__name__}"]
+
+
+def fuzz_now(name, parser):
+    """A minute after the recorded body's newest quote: the unmutated body is accepted."""
+    parsed = parser(recorded(name))
+    answers = parsed.values() if isinstance(parsed, dict) else [parsed]
+    return max(a.quote_time for a in answers if isinstance(a, Quote)) + dt.timedelta(minutes=1)
+
+
+def fuzz(svc):
+    rng = random.Random(FUZZ_SEED)
+    bodies = {name: recorded(name) for name in SNAPSHOTS}
+    nows = {name: fuzz_now(name, parser) for name, parser in SNAPSHOTS.items()}
+    others = [p.read_text() for p in sorted(RESPONSES.glob("*.json"))]
+    kinds, weights = list(MUTATIONS), list(MUTATIONS.values())
+    labels, empty = Counter(), 0
+    started = time.perf_counter()
+    for _ in range(FUZZ_CASES):
+        name = rng.choice(sorted(SNAPSHOTS))
+        kind = rng.choices(kinds, weights)[0]
+        text = kind(rng, bodies[name], others)
+        found = outcomes(SNAPSHOTS[name], text, nows[name])
+        empty += not found
+        labels.update(found)
+    took = time.perf_counter() - started
+    return fuzz_row(labels, empty, took)
+
+
+def fuzz_row(labels, empty, took):
+    escapes = {k: n for k, n in labels.items() if k.startswith("ESCAPE")}
+    accepted, unsound = labels["accepted"], labels["UNSOUND"]
+    rejected = {k: n for k, n in labels.items() if k not in ("accepted", "UNSOUND", *escapes)}
+    by_class = ", ".join(f"{k} {n:,}" for k, n in sorted(rejected.items(), key=lambda kv: -kv[1]))
+    happened = (
+        "every body ended in a quote that passes the hard rules or in one of the package's "
+        "errors with its reason"
+        if not escapes
+        else f"escapes: {escapes}"
+    )
+    return row(
+        f"Fuzz: {FUZZ_CASES:,} mutated recorded snapshot bodies (random.Random({FUZZ_SEED})): "
+        "fields replaced or removed, truncated, deep nesting, huge numbers, random bytes, HTML, "
+        "another endpoint's body, not an object",
+        happened,
+        f"{FUZZ_CASES:,} cases, {sum(labels.values()):,} answers ({empty} empty pages): "
+        f"{accepted:,} accepted; {sum(rejected.values()):,} rejected ({by_class}); "
+        f"**{sum(escapes.values())} escapes**; {unsound} accepted quotes breaking a rule; "
+        f"{took:.1f} s",
+        zero_escapes=not escapes,
+        no_unsound_accepts=unsound == 0,
+    )
+
+
+# --- the simulator's faults ------------------------------------------------------------------
+
+
+def simulated_client(svc, namespace, sim, **options):
+    options = {"backoff_seconds": 0.01, "read_timeout": 0.5, "max_retries": 2, **options}
+    return PolygonClient(sim.url, KEY, svc.budget(namespace), logger=QUIET, **options)
+
+
+def server_errors(svc):
+    with svc.namespace() as namespace, PolygonSimulator(host="127.0.0.1", port=0) as sim:
+        client = simulated_client(svc, namespace, sim)
+        quotes = []
+        for kind in ("http_503", "malformed"):
+            sim.add_fault(Fault(kind, ticker="C:EURUSD", count=1))
+            quotes.append(client.snapshot("C:EURUSD", AssetType.FOREX))
+        statuses = [r.status for r in api_requests(sim)]
+        sim.add_fault(Fault("timeout", ticker="C:GBPUSD", delay=1.5))
+        try:
+            client.snapshot("C:GBPUSD", AssetType.FOREX)
+            hung = None
+        except RetryableError as exc:
+            hung = exc
+        paid = client.budget.stats().total_calls
+        client.close()
+    said = re.sub(r" /v\d/\S+", "", str(hung))
+    return row(
+        "A 503 page; a truncated 200 body; a server that does not answer",
+        f"the first two retried and answered; the silent one gave up after its 2 retries as "
+        f"{type(hung).__name__} ({said}), retryable",
+        f"statuses {statuses} (each fault, then its retry); 3 attempts at the silent server "
+        f"(read timeout 0.5 s); every attempt paid from the budget: {paid} slots for "
+        f"{client.calls} requests",
+        retried_to_a_quote=len(quotes) == 2 and statuses == [503, 200, 200, 200],
+        hang_retryable=hung is not None,
+        every_attempt_paid=paid == client.calls == 7,
+    )
+
+
+def rate_limited(svc):
+    with svc.namespace() as namespace, PolygonSimulator(host="127.0.0.1", port=0) as sim:
+        client = simulated_client(svc, namespace, sim)
+        client.budget = svc.budget(namespace, limit=1000, window=0.5)
+        sim.add_fault(Fault("rate_limited", count=1))
+        client.snapshot("C:EURUSD", AssetType.FOREX)
+        first, retried = api_requests(sim)
+        stats = client.budget.stats()
+        client.close()
+    gap = retried.at - first.at
+    return row(
+        "A 429 from Polygon",
+        "the shared budget paused every caller for a whole window (Polygon sends no "
+        "Retry-After); then the request was retried and answered",
+        f"statuses {first.status}, {retried.status}; the retry went {ms(gap)} after the 429 "
+        f"(window 0.5 s + 0.5 s margin); budget waits {stats.total_waits}",
+        retried_after_the_window=gap >= 0.5 and retried.status == 200,
+    )
+
+
+def permanent_errors(svc):
+    with svc.namespace() as namespace, PolygonSimulator(host="127.0.0.1", port=0) as sim:
+        client = simulated_client(svc, namespace, sim)
+        sim.add_fault(Fault("forbidden", ticker="C:EURUSD"))
+        errors = []
+        for ticker in ("C:EURUSD", "C:ZZZUSD"):
+            try:
+                client.snapshot(ticker, AssetType.FOREX)
+            except PermanentError as exc:
+                errors.append(exc)
+        statuses = [r.status for r in api_requests(sim)]
+        client.close()
+    names = ", ".join(type(e).__name__ for e in errors)
+    return row(
+        "A 403 (plan not entitled) and a 404 (unknown ticker)",
+        f"each failed at once as {names}, not retryable",
+        f"statuses {statuses}: 1 request each, no retry spent from the budget",
+        permanent=len(errors) == 2 and not any(e.retryable for e in errors),
+        never_retried=statuses == [403, 404],
+    )
+
+
+def bad_items(svc):
+    registry = load_registry()
+    specs = [registry.get(s) for s in ("EURUSD", "GBPUSD", "BTCUSD", "USDJPY")]
+    results = {}
+    with svc.namespace() as namespace, PolygonSimulator(host="127.0.0.1", port=0) as sim:
+        client = simulated_client(svc, namespace, sim)
+        sim.add_fault(Fault("crossed", ticker="C:EURUSD"))
+        sim.add_fault(Fault("future", ticker="C:GBPUSD"))
+        sim.add_fault(Fault("negative_price", ticker="X:BTCUSD"))
+        for mode in ("batch", "per_ticker"):
+            result = FetchResult(mode=mode)
+            for _ in client.iter_fetch(specs, mode, result):
+                pass
+            results[mode] = result
+        client.close()
+    batch = results["batch"]
+    reasons = "; ".join(f"{s}: {rejection_reason(e)}" for s, e in batch.errors.items())
+    return row(
+        "A crossed, a future and a negative quote in one answer, beside a good one",
+        f"each bad symbol failed alone with its reason ({reasons}); the good one was kept",
+        f"batch: {batch.api_calls} call, {len(batch.quotes)} of 4 kept; per_ticker: "
+        f"{results['per_ticker'].api_calls} calls, {len(results['per_ticker'].quotes)} of 4 kept",
+        only_the_good_kept=all(sorted(r.quotes) == ["USDJPY"] for r in results.values()),
+    )
+
+
+def rejection_reason(error):
+    """The reason alone, without the ticker and the clock's details."""
+    return str(error).split("rejected: ", 1)[-1].split(" (", 1)[0]
+
+
+# --- quality warnings (written) --------------------------------------------------------------
+
+
+def quality_warnings(svc):
+    registry = load_registry()
+    spec = registry.get("EURUSD")
+    now = clock.utcnow()
+
+    def quote(seconds_ago, bid, ask):
+        at = now - dt.timedelta(seconds=seconds_ago)
+        return Quote("C:EURUSD", at, "fault-matrix", bid, ask, (bid + ask) / 2, symbol="EURUSD")
+
+    # (quote, passes the check, written), in order, each judged against the one stored before
+    cases = [
+        (quote(60, 1.1000, 1.1001), True, True),
+        (quote(50, 1.1000, 1.1070), False, True),  # a wide spread
+        (quote(40, 1.1660, 1.1661), False, True),  # a jump
+        (quote(45, 1.1661, 1.1662), False, False),  # older than the stored one
+        (quote(30, 1.1661, 1.1662), True, True),
+    ]
+    seen = []
+    with svc.database() as url:
+        store = QuoteStore(get_engine(url))
+        for new, passes, written in cases:
+            verdict = assess_quality(new, store.latest_quote("EURUSD"), registry.quality)
+            outcome = store.write_quote(spec, new, now.date())
+            seen.append((verdict, outcome, passes, written))
+        with store.engine.connect() as conn:
+            rows = conn.execute(sa.select(sa.func.count()).select_from(quote_history)).scalar()
+    warned = "; ".join(
+        f'"{re.sub(TIMESTAMP, "…", v.problems[0]).split(": not stored")[0]}": '
+        f"{'written' if o.written else 'not written'}"
+        for v, o, _, _ in seen
+        if v.problems
+    )
+    return row(
+        "Quality warnings: a spread over 50 bp, a jump over 5 %, a quote not newer than the "
+        "stored one",
+        "the `quote_quality` check warned with the numbers; the wide and the jumping quotes "
+        "were written, the older one was not (the stored quote is newer)",
+        f"{warned}; {sum(v.passed for v, *_ in seen)} quotes within the limits passed; "
+        f"{rows} history rows for {len(cases)} quotes",
+        verdicts_as_expected=all(v.passed == p and o.written == w for v, o, p, w in seen),
+    )
+
+
+# --- Redis down: events ----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def hung_redis():
+    """A Redis address that accepts connections and never answers, and a client with 0.2 s
+    timeouts and no retries."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    port = listener.getsockname()[1]
+    client = redis.Redis(
+        host="127.0.0.1",
+        port=port,
+        socket_connect_timeout=0.2,
+        socket_timeout=0.2,
+        retry=Retry(NoBackoff(), 0),
+    )
+    try:
+        yield client
+    finally:
+        client.close()
+        listener.close()
+
+
+def synthetic_quote(spec, at, n):
+    if spec.asset_type == AssetType.CRYPTO:
+        return Quote(
+            spec.polygon_ticker, at, "fault-matrix", last_price=90000.0 + n, symbol=spec.symbol
+        )
+    mid = {"XAUUSD": 2650.0, "EURUSD": 1.05}[spec.symbol] * (1 + n / 10_000)
+    return Quote(
+        spec.polygon_ticker, at, "fault-matrix", mid * 0.9999, mid * 1.0001, mid, symbol=spec.symbol
+    )
+
+
+def write_during_outage(store, down, rounds):
+    """The IO manager's steps for each quote: write it, then publish unless the breaker is
+    open. Returns (seconds, whether it tried Redis) per write."""
+    registry = load_registry()
+    start = clock.utcnow() - dt.timedelta(minutes=5)
+    writes = []
+    for n in range(rounds):
+        for symbol in CRITICAL:
+            spec = registry.get(symbol)
+            at = start + dt.timedelta(seconds=n)
+            began = time.perf_counter()
+            store.write_quote(spec, synthetic_quote(spec, at, n), at.date())
+            tried = not publishing_paused(down)
+            if tried:
+                relay_pending(store.engine, down)
+            writes.append((time.perf_counter() - began, tried))
+    return writes
+
+
+def delivered(listener, quiet=0.5):
+    out = []
+    while (message := listener.get_message(timeout=quiet)) is not None:
+        if message["type"] == "pmessage":
+            out.append(json.loads(message["data"]))
+    return out
+
+
+def sequences_without_gaps(entries):
+    by_symbol = {}
+    for _, fields in entries:
+        by_symbol.setdefault(fields[b"symbol"], []).append(int(fields[b"sequence"]))
+    return all(seq == list(range(1, len(seq) + 1)) for seq in by_symbol.values()), by_symbol
+
+
+def redis_outage_events(svc):
+    rounds = 5
+    with svc.database() as url, svc.namespace() as namespace:
+        store = QuoteStore(get_engine(url), namespace)
+        with hung_redis() as down:
+            writes = write_during_outage(store, down, rounds)
+        committed = pending_count(store.engine)
+        live = svc.redis()
+        listener = live.pubsub()
+        listener.psubscribe(f"{namespace}asset:update:*")
+        listener.get_message(timeout=2)  # the subscription's confirmation
+        first, again = relay_pending(store.engine, live), relay_pending(store.engine, live)
+        messages = delivered(listener)
+        listener.close()
+        entries = live.xrange(f"{namespace}asset:updates")
+        with store.engine.connect() as conn:
+            order = conn.execute(sa.select(event_outbox.c.event_id).order_by(event_outbox.c.id))
+            order = order.scalars().all()
+        live.close()
+    return redis_outage_row(writes, committed, first, again, messages, entries, order)
+
+
+def redis_outage_row(writes, committed, first, again, messages, entries, order):
+    ids = [m["event_id"] for m in messages]
+    duplicates = len(ids) - len(set(ids))
+    gapless, by_symbol = sequences_without_gaps(entries)
+    rounds = max((len(s) for s in by_symbol.values()), default=0)
+    waits = [seconds for seconds, _ in writes]
+    tried = sum(t for _, t in writes)
+    return row(
+        "Redis hung (accepts connections, never answers) while quotes are written; then back",
+        "every write committed, its event kept in the outbox; the first write paid one Redis "
+        "timeout, then the publishing breaker left the rest to the relay, which delivered the "
+        "backlog oldest first, once",
+        f"{len(waits)} writes, {tried} of them tried Redis: the first took {ms(waits[0])} "
+        f"(0.2 s timeout), the other {len(waits) - 1} a median {ms(statistics.median(waits[1:]))}"
+        f", at most {ms(max(waits[1:]))}; committed {committed}, delivered "
+        f"{len(ids)} (Pub/Sub) and {len(entries)} (stream), lost {committed - len(set(ids))}, "
+        f"duplicates {duplicates}; sequences 1..{rounds} per symbol without gaps: {gapless}; "
+        f"a second relay sent {again.sent}",
+        one_write_waited=tried == 1,
+        nothing_lost=len(set(ids)) == committed == len(waits),
+        no_duplicates=duplicates == 0 and again.sent == 0,
+        oldest_first=ids == list(order),
+        stream_complete=len(entries) == committed and gapless and first.error is None,
+    )
+
+
+# --- Redis down: the budget ------------------------------------------------------------------
+
+
+def redis_outage_budget(svc):
+    closed = "redis://127.0.0.1:1/0"
+    with (
+        svc.database() as url,
+        svc.namespace() as namespace,
+        PolygonSimulator(host="127.0.0.1", port=0) as sim,
+        deployment(sim, url, namespace, closed, POLYGON_BUDGET_STORE="auto") as run,
+    ):
+        result = run()
+        calls = len(api_requests(sim))
+        store = QuoteStore(get_engine(url), namespace)
+        statuses = {s: store.sync_status(s) for s in CRITICAL}
+    said = statuses["EURUSD"]["error_message"] or ""
+    return row(
+        "Redis down with the budget in Redis (`POLYGON_BUDGET_STORE=auto`, `REDIS_URL` on a "
+        "closed port), a critical refresh run",
+        f"no call made (failing closed); the run failed and each symbol's sync status says: "
+        f'"{said.split(": ConnectionError", 1)[0]}"',
+        f"{calls} requests at the simulator; "
+        f"{sum(s['sync_status'] == 'failed' for s in statuses.values())} of 3 symbols `failed`",
+        no_call=calls == 0 and not result.success,
+        status_says_so=all(
+            "budget store (redis) is unreachable" in (s["error_message"] or "")
+            for s in statuses.values()
+        ),
+    )
+
+
+# --- PostgreSQL restarts mid-run -------------------------------------------------------------
+
+
+def consistency(engine):
+    """(history rows, events, symbols whose last_update is not their latest history row,
+    history rows without their event)."""
+    with engine.connect() as conn:
+        metas = conn.execute(sa.select(symbols.c.symbol, symbols.c.meta)).all()
+        history = conn.execute(
+            sa.select(
+                quote_history.c.symbol, quote_history.c.quote_time, quote_history.c.last_price
+            )
+        ).all()
+        events = conn.execute(sa.select(event_outbox.c.symbol, event_outbox.c.payload)).all()
+    latest = {}
+    for h in history:
+        if h.symbol not in latest or h.quote_time > latest[h.symbol].quote_time:
+            latest[h.symbol] = h
+    half = []
+    for symbol, meta in metas:
+        meta = json.loads(meta) if isinstance(meta, str) else meta
+        last, newest = meta.get("last_update"), latest.get(symbol)
+        if last is None and newest is None:
+            continue
+        if (
+            last is None
+            or newest is None
+            or last["timestamp"] != iso_utc(as_utc(newest.quote_time))
+            or last["last_price"] != newest.last_price
+        ):
+            half.append(symbol)
+    announced = {(e.symbol, json.loads(e.payload)["data"]["timestamp"]) for e in events}
+    orphans = [h for h in history if (h.symbol, iso_utc(as_utc(h.quote_time))) not in announced]
+    return len(history), len(events), half, orphans
+
+
+def cut_connections(svc, database, store, earlier):
+    """Once XAUUSD is stored, refuse new connections to `database` and end the open ones."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if store.sync_status("XAUUSD")["last_sync_timestamp"] != earlier["XAUUSD"]:
+            break
+        time.sleep(0.05)
+    admin = svc.admin()
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS false')
+        conn.exec_driver_sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            f" WHERE datname = '{database}' AND pid <> pg_backend_pid()"
+        )
+    admin.dispose()
+
+
+def allow_connections(svc, database):
+    admin = svc.admin()
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'ALTER DATABASE "{database}" ALLOW_CONNECTIONS true')
+    admin.dispose()
+
+
+def postgres_restart(svc):
+    with (
+        svc.database() as url,
+        svc.namespace() as namespace,
+        PolygonSimulator(host="127.0.0.1", port=0) as sim,
+        deployment(sim, url, namespace, svc.redis_url, POLYGON_SNAPSHOT_MODE="per_ticker") as run,
+    ):
+        store = QuoteStore(get_engine(url), namespace)
+        earlier_ok = run().success
+        earlier = {s: store.sync_status(s)["last_sync_timestamp"] for s in CRITICAL}
+        sim.add_fault(Fault("timeout", ticker="C:EURUSD", delay=3.0, count=1))  # slow, not too slow
+        database = sa.engine.make_url(url).database
+        outage = threading.Thread(target=cut_connections, args=(svc, database, store, earlier))
+        outage.start()
+        try:
+            during = run()
+        finally:
+            outage.join()
+            allow_connections(svc, database)
+        statuses = {s: store.sync_status(s) for s in CRITICAL}
+        after = consistency(store.engine)
+        recovered = run()
+        healed = consistency(store.engine)
+        final = {s: store.sync_status(s)["sync_status"] for s in CRITICAL}
+    return postgres_row(earlier_ok, during, statuses, earlier, after, recovered, healed, final)
+
+
+def postgres_row(earlier_ok, during, statuses, earlier, after, recovered, healed, final):
+    history, events, half, orphans = after
+    unreached = [s for s in CRITICAL if s != "XAUUSD"]
+    kept_time = all(statuses[s]["last_sync_timestamp"] == earlier[s] for s in unreached)
+    listed = ", ".join(f"{s} {statuses[s]['sync_status']}" for s in CRITICAL)
+    return row(
+        "PostgreSQL restarts mid-run (the scenario's database refuses connections and its "
+        "sessions are terminated once XAUUSD is stored, while EURUSD's answer is on its way)",
+        "the run failed; the symbol it stored says `success`, the ones it did not reach say "
+        "`in_progress` (not the earlier run's `success`); nothing half written; the next run "
+        "stored all three",
+        f"after the outage: {listed}; {history} history rows, {events} events: "
+        f"{len(half)} symbols rows disagreeing with their latest history row, {len(orphans)} "
+        f"history rows without their event; next run: {sum(v == 'success' for v in final.values())}"
+        f" of 3 `success`, {healed[0]} history rows, {len(healed[2]) + len(healed[3])} "
+        "inconsistencies",
+        first_run_stored=earlier_ok,
+        outage_run_failed=not during.success,
+        statuses_tell=statuses["XAUUSD"]["sync_status"] == "success"
+        and all(statuses[s]["sync_status"] == "in_progress" for s in unreached)
+        and kept_time,
+        no_half_written_rows=not half and not orphans and history == events,
+        recovered=recovered.success and set(final.values()) == {"success"},
+        consistent_after_recovery=not healed[2] and not healed[3] and healed[0] == healed[1],
+    )
+
+
+# --- many processes, one budget --------------------------------------------------------------
+
+
+def budget_store(kind, target, redis_url):
+    if kind == "redis":
+        return RedisBudgetStore(redis.Redis.from_url(redis_url), "polygon", target)
+    return SqlBudgetStore(get_engine(target), "polygon")
+
+
+def hammer(kind, target, redis_url, base_url, calls, barrier):
+    """One process: `calls` snapshots through its own client, within the shared budget."""
+    budget = PolygonBudget(budget_store(kind, target, redis_url), LIMIT, WINDOW)
+    client = PolygonClient(base_url, KEY, budget, max_retries=0, logger=QUIET)
+    barrier.wait(timeout=60)
+    for _ in range(calls):
+        client.snapshot("C:EURUSD", AssetType.FOREX)
+
+
+def max_in_any_window(times, window):
+    times = sorted(times)
+    return max(
+        (sum(1 for t in times[i:] if t < start + window) for i, start in enumerate(times)),
+        default=0,
+    )
+
+
+def run_processes(kind, target, redis_url):
+    with PolygonSimulator(
+        host="127.0.0.1", port=0, rate_limit_calls=LIMIT, rate_limit_window=WINDOW
+    ) as sim:
+        ctx = mp.get_context("spawn")
+        barrier = ctx.Barrier(PROCESSES)
+        args = (kind, target, redis_url, sim.url, CALLS_EACH, barrier)
+        workers = [ctx.Process(target=hammer, args=args) for _ in range(PROCESSES)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(timeout=120)
+            if worker.is_alive():  # stuck: ours to stop; its exit code says so
+                worker.terminate()
+                worker.join()
+        log = [r for r in api_requests(sim) if r.path.startswith("/v2/")]
+    return [w.exitcode for w in workers], log
+
+
+def budget_row(label, codes, log):
+    times = [r.at for r in log]
+    rejected = sum(r.status == 429 for r in log)
+    busiest = max_in_any_window(times, WINDOW)
+    span = max(times) - min(times) if times else 0.0
+    return row(
+        f"{PROCESSES} processes at once on one budget in {label} ({LIMIT} calls per "
+        f"{WINDOW:g} s, {CALLS_EACH} calls each)",
+        "each call waited for a slot in the shared window; Polygon (the simulator, enforcing the "
+        "same limit) never refused one",
+        f"{PROCESSES} processes, {len(log)} calls in {span:.1f} s, **429s: {rejected}**, at most "
+        f"{busiest} in any {WINDOW:g} s (limit {LIMIT}); exit codes {codes}",
+        every_process_done=codes == [0] * PROCESSES and len(log) == PROCESSES * CALLS_EACH,
+        zero_429=rejected == 0,
+        within_the_limit=busiest <= LIMIT,
+    )
+
+
+def budget_redis(svc):
+    with svc.namespace() as namespace:
+        codes, log = run_processes("redis", namespace, svc.redis_url)
+    return budget_row("Redis", codes, log)
+
+
+def budget_postgres(svc):
+    with svc.database() as url:
+        dispose_engine(url)  # the schema is there; the processes open their own
+        codes, log = run_processes("sql", url, svc.redis_url)
+    return budget_row("PostgreSQL", codes, log)
+
+
+# --- hostile symbols files -------------------------------------------------------------------
+
+
+def symbol_entry(**changes):
+    return {
+        "symbol": "EURUSD",
+        "polygon_ticker": "C:EURUSD",
+        "asset_type": "forex",
+        "tier": "critical",
+        "name": "Euro / US Dollar",
+        "base_asset": "EUR",
+        "quote_asset": "USD",
+        "price_precision": 5,
+        **changes,
+    }
+
+
+def load_refused(text):
+    """(the RegistryError or None, its message after the file's name, seconds) of loading
+    `text` as a symbols file."""
+    with tempfile.TemporaryDirectory(prefix="fault_matrix_") as folder:
+        path = Path(folder) / "symbols.yaml"
+        path.write_text(text)
+        started = time.perf_counter()
+        try:
+            load_registry(path)
+            error = None
+        except RegistryError as exc:
+            error = exc
+        took = time.perf_counter() - started
+    return error, str(error).removeprefix(f"{path}: "), took
+
+
+def alias_bomb(svc):
+    levels = 9
+    lines = ['a0: &a0 ["lol"]']
+    lines += [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 9)}]" for n in range(1, levels + 1)]
+    body = yaml.safe_dump({"symbols": [symbol_entry()]})
+    text = "\n".join(lines) + "\n" + body.replace("name: Euro / US Dollar", f"name: *a{levels}")
+    error, message, took = load_refused(text)
+    return row(
+        "A YAML alias bomb in the symbols file (9 levels of 9: 387,420,489 strings if expanded)",
+        f'refused before anything expands, naming the file: "{message}"',
+        f"refused in {ms(took)}; the message is {len(str(error))} characters",
+        refused=error is not None and "an alias" in str(error),
+        quickly=took < 1,
+    )
+
+
+def huge_value(svc):
+    entry = symbol_entry(symbol="X" * 100_000)
+    error, message, took = load_refused(yaml.safe_dump({"symbols": [entry]}))
+    return row(
+        "A 100,000-character value in the symbols file",
+        f'refused, naming the file, the entry and the field, quoting an excerpt: "{message}"',
+        f"refused in {ms(took)}; the message is {len(str(error))} characters, not 100,000",
+        refused=error is not None and "field 'symbol'" in str(error),
+        short=error is not None and len(str(error)) < 400,
+    )
+
+
+# --- the CLI with real URLs ------------------------------------------------------------------
+
+
+def cli_status(svc):
+    with (
+        svc.database() as url,
+        svc.namespace() as namespace,
+        PolygonSimulator(host="127.0.0.1", port=0) as sim,
+        tempfile.TemporaryDirectory(prefix="fault_matrix_home_") as home,
+    ):
+        env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
+        env |= {
+            "TRADING_DATABASE_URL": url,
+            "REDIS_URL": svc.redis_url,
+            "REDIS_NAMESPACE": namespace,
+            "POLYGON_BASE_URL": sim.url,
+            "POLYGON_API_KEY": KEY,
+            "ASSETS_PIPELINE_HOME": home,
+        }
+        started = time.perf_counter()
+        done = subprocess.run(
+            [str(CLI), "status", "--json"], env=env, capture_output=True, text=True, timeout=120
+        )
+        took = time.perf_counter() - started
+    try:
+        budget = json.loads(done.stdout)["budget"]
+    except (ValueError, KeyError):
+        budget = {}
+    return row(
+        "`assets-pipeline status --json` with real URLs (`TRADING_DATABASE_URL`, `REDIS_URL`, "
+        "`REDIS_NAMESPACE`, `POLYGON_BASE_URL`, `POLYGON_API_KEY`)",
+        f"exit code {done.returncode}; the settings' values reached the clients: budget in "
+        f"{budget.get('backend')}, {budget.get('remaining')} of {budget.get('limit')} calls left",
+        f"{took:.1f} s for the whole process; stderr {len(done.stderr)} characters",
+        exit_code_0=done.returncode == 0,
+        budget_in_redis=budget.get("backend") == "redis",
+    )
+
+
+# --- the matrix ------------------------------------------------------------------------------
+
+SCENARIOS = {
+    "slow-answer": slow_answer,
+    "endless-answer": endless_answer,
+    "gzip-bomb": gzip_answer,
+    "deep-nesting": deep_nesting,
+    "huge-numbers": huge_numbers,
+    "hard-rules": hard_rules,
+    "fuzz": fuzz,
+    "server-errors": server_errors,
+    "rate-limited": rate_limited,
+    "permanent-errors": permanent_errors,
+    "bad-items": bad_items,
+    "quality-warnings": quality_warnings,
+    "redis-outage-events": redis_outage_events,
+    "redis-outage-budget": redis_outage_budget,
+    "postgres-restart": postgres_restart,
+    "budget-redis": budget_redis,
+    "budget-postgres": budget_postgres,
+    "alias-bomb": alias_bomb,
+    "huge-config-value": huge_value,
+    "cli-status": cli_status,
+}
+
+
+def run_scenario(name, svc):
+    started = time.perf_counter()
+    print(f"running {name} ...", file=sys.stderr, flush=True)
+    try:
+        result = SCENARIOS[name](svc)
+    except Exception as exc:  # noqa: BLE001 - a scenario that cannot run is a failed row
+        result = Row(name, f"failed to run: {type(exc).__name__}: {clip(exc, 200)}", "", ["it ran"])
+    took = time.perf_counter() - started
+    status = f" BROKEN: {', '.join(result.broken)}" if result.broken else ""
+    print(f"  {name}: {took:.1f} s{status}", file=sys.stderr)
+    return result
+
+
+def cell(text):
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def markdown(rows):
+    lines = ["| fault | what happened | figures |", "| --- | --- | --- |"]
+    for r in rows:
+        figures = r.figures
+        if r.broken:
+            figures += f" — **INVARIANT BROKEN: {', '.join(r.broken)}**"
+        lines.append(f"| {cell(r.fault)} | {cell(r.happened)} | {cell(figures)} |")
+    return "\n".join(lines)
+
+
+def reachable(svc):
+    problems = []
+    try:
+        svc.redis().ping()
+    except redis.RedisError as exc:
+        problems.append(f"Redis at {svc.redis_url}: {exc}")
+    try:
+        with svc.admin().connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except sa.exc.SQLAlchemyError as exc:
+        problems.append(f"PostgreSQL: {clip(exc, 200)}")
+    return problems
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", choices=sorted(SCENARIOS), help="run this scenario alone")
+    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL, help="an admin URL")
+    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    svc = Services(args.postgres_url, args.redis_url)
+    problems = reachable(svc)
+    if problems:
+        print("cannot run: " + "; ".join(problems), file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    rows = [run_scenario(name, svc) for name in ([args.only] if args.only else SCENARIOS)]
+    took = time.perf_counter() - started
+    print(markdown(rows))
+    broken = [f"{r.fault[:60]}: {', '.join(r.broken)}" for r in rows if r.broken]
+    print(
+        f"\n{len(rows)} scenarios in {took:.0f} s on {os.cpu_count()} cores, "
+        f"{dt.date.today().isoformat()}; invariants broken: {len(broken)}"
+    )
+    for line in broken:
+        print(f"  BROKEN {line}")
+    return 1 if broken else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -39,6 +39,8 @@ GOOD = Quote(
         ({"quote_time": dt.datetime(1970, 1, 1, tzinfo=dt.UTC)}, "more than 30 days old"),
         # an ask of 9e18 is a broken value, not a market (a jump of a few % only warns)
         ({"ask": 9e18}, "ask 9e\\+18 is not a plausible price"),
+        # and a trade at 1e-300 is no market either
+        ({"last_price": 1e-300}, "last_price 1e-300 is not a plausible price"),
     ],
 )
 def test_bad_values_are_rejected_with_their_reason(change, reason):

@@ -23,6 +23,8 @@ MAX_QUOTE_AGE = dt.timedelta(days=30)
 #: Above this, a price is a broken value (an ask of 9e18), not a market: rejected. Bitcoin at
 #: its highest is four orders of magnitude below.
 MAX_PLAUSIBLE_PRICE = 1e9
+#: Below this, likewise (a trade at 1e-300): the cheapest traded tokens are far above it.
+MIN_PLAUSIBLE_PRICE = 1e-9
 
 
 class QuoteRejected(ValueError):
@@ -149,8 +151,11 @@ def _bad_number(quote: Quote) -> str | None:
             return f"{field} is not a finite number ({value!r})"
         if value <= 0:
             return f"{field} must be positive, got {value!r}"
-        if value > MAX_PLAUSIBLE_PRICE:
-            return f"{field} {value!r} is not a plausible price (above {MAX_PLAUSIBLE_PRICE:g})"
+        if not MIN_PLAUSIBLE_PRICE <= value <= MAX_PLAUSIBLE_PRICE:
+            return (
+                f"{field} {value!r} is not a plausible price (outside"
+                f" {MIN_PLAUSIBLE_PRICE:g} to {MAX_PLAUSIBLE_PRICE:g})"
+            )
     volume = quote.day_volume
     if volume is not None and (not math.isfinite(volume) or volume < 0):
         return f"day_volume must be a finite number >= 0, got {volume!r}"

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from assets_pipeline.config.registry import Registry, load_registry
 from assets_pipeline.rules import clock
+from assets_pipeline.rules.quotes import Quote
 from assets_pipeline.storage.database import dispose_engine, get_engine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -145,6 +146,38 @@ def symbol_entry(**overrides: object) -> dict[str, object]:
     }
 
 
+#: A quote's time, and its partition day, for tests that store quotes (`quote()`).
+T0 = dt.datetime(2026, 11, 24, 10, 0, tzinfo=dt.UTC)
+DAY = T0.date()
+
+
+def quote(symbol="EURUSD", ticker="C:EURUSD", at=T0, bid=1.0800, ask=1.0802, **extra) -> Quote:
+    """A valid quote of EURUSD at `T0` with a full day bar, with the fields a test changes."""
+    return Quote(
+        ticker=ticker,
+        symbol=symbol,
+        quote_time=at,
+        source="test",
+        bid=bid,
+        ask=ask,
+        last_price=(bid + ask) / 2 if bid and ask else extra.pop("last_price", None),
+        day_open=1.07,
+        day_high=1.09,
+        day_low=1.06,
+        day_close=1.0801,
+        **extra,
+    )
+
+
+def max_in_any_window(times: list[float], window: float) -> int:
+    """The most calls (by their times, in seconds) that fall in any one `window` of seconds."""
+    times = sorted(times)
+    best = 0
+    for i, start in enumerate(times):
+        best = max(best, sum(1 for t in times[i:] if t < start + window))
+    return best
+
+
 ALWAYS_OPEN = {"forex": "always", "index": "always"}
 
 
@@ -152,7 +185,7 @@ ALWAYS_OPEN = {"forex": "always", "index": "always"}
 def markets_always_open() -> Iterator[None]:
     """Tests that are not about market hours must not depend on the weekday they run on: every
     registry loaded in-process sees markets that never close. Market hours have tests of their
-    own (`test_market_hours.py`, and the scheduling tests that set a Saturday clock)."""
+    own (`rules/test_market_hours.py`, and the schedule tests that set a Saturday clock)."""
     import assets_pipeline.config.registry as registry_module
     from assets_pipeline.rules.market_hours import parse_market_hours
 

@@ -21,9 +21,14 @@ from assets_pipeline.storage.database import get_engine
 from assets_pipeline.storage.outbox import pending_count
 from assets_pipeline.storage.quote_store import QuoteStore
 from assets_pipeline.storage.schema import quote_history
-
-from .conftest import PAST_DAY, REDIS_URL, always_open_symbols_file, on_the_live_day
-from .test_quote_store import DAY, quote
+from assets_pipeline_tests.conftest import (
+    DAY,
+    PAST_DAY,
+    REDIS_URL,
+    always_open_symbols_file,
+    on_the_live_day,
+    quote,
+)
 
 BIN = Path(sys.executable).parent
 SETTINGS = (

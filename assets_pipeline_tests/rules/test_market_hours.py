@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import re
-from pathlib import Path
 
 import pytest
 import yaml
@@ -15,8 +14,7 @@ from assets_pipeline.rules.market_hours import MarketHours, parse_market_hours
 from assets_pipeline.rules.quality import QualityPolicy, assess_freshness, assess_quality
 from assets_pipeline.rules.quotes import Quote
 from assets_pipeline.rules.taxonomy import AssetType, Tier
-
-from .conftest import symbol_entry
+from assets_pipeline_tests.conftest import REPO, symbol_entry
 
 HOURS = MarketHours()
 FOREX, CRYPTO, INDEX = AssetType.FOREX, AssetType.CRYPTO, AssetType.INDEX
@@ -162,7 +160,7 @@ def test_market_hours_are_configurable_and_checked():
 
 
 def test_the_readme_example_is_valid_and_states_the_defaults():
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (REPO / "README.md").read_text()
     block = re.search(r"```yaml\n(market_hours:\n.*?)```", readme, re.DOTALL)
     assert block, "README.md has no market_hours example"
     example = yaml.safe_load(block.group(1))["market_hours"]

@@ -14,10 +14,7 @@ import pytest
 
 from assets_pipeline.config.registry import RegistryError, Tier, load_registry, parse_registry
 from assets_pipeline.rules.cadence import BudgetShape, next_tick
-
-from .conftest import symbol_entry
-
-REPO = Path(__file__).resolve().parents[1]
+from assets_pipeline_tests.conftest import REPO, symbol_entry
 
 
 def default_document() -> dict:

@@ -15,8 +15,7 @@ from assets_pipeline.config.registry import (
     load_registry,
     parse_registry,
 )
-
-from .conftest import symbol_entry as entry
+from assets_pipeline_tests.conftest import symbol_entry as entry
 
 
 def test_default_registry_has_the_nine_symbols_in_their_tiers(registry):

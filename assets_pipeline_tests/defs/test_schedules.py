@@ -35,6 +35,7 @@ from assets_pipeline.storage.budget import Caller, PolygonBudget, SqlBudgetStore
 from assets_pipeline.storage.database import db_epoch_seconds, get_engine
 from assets_pipeline.storage.refresh_queue import RefreshQueue
 from assets_pipeline.storage.schema import api_budget_calls, api_budget_state
+from assets_pipeline_tests.conftest import REPO
 
 
 def create_run_for_test(instance, job_name, status, tags=None):
@@ -644,11 +645,9 @@ def test_after_a_refresh_runs_process_is_killed_the_next_tick_refreshes(deployme
 
 
 def test_the_instance_settings_fail_dead_runs_and_limit_backfills():
-    from pathlib import Path
-
     import yaml
 
-    settings = yaml.safe_load((Path(__file__).resolve().parents[1] / "dagster.yaml").read_text())
+    settings = yaml.safe_load((REPO / "dagster.yaml").read_text())
     with dg.instance_for_test(overrides=settings) as instance:
         assert instance.run_monitoring_enabled
         assert instance.run_monitoring_max_runtime_seconds == 3600

@@ -21,8 +21,7 @@ from assets_pipeline.rules.queue_rules import (
     plan_enqueue,
 )
 from assets_pipeline.rules.taxonomy import Tier
-
-from .conftest import symbol_entry
+from assets_pipeline_tests.conftest import symbol_entry
 
 T0 = dt.datetime(2026, 11, 24, 10, 0, tzinfo=dt.UTC)
 

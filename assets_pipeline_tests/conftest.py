@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
+import dagster as dg
 import pytest
 import redis
 import sqlalchemy as sa
@@ -213,6 +214,39 @@ def always_open_symbols_file(tmp_path: Path, **changes: object) -> Path:
 @pytest.fixture(scope="session")
 def registry(markets_always_open: None) -> Registry:
     return load_registry()
+
+
+# --- Dagster ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def shared_dagster_instance() -> Iterator[dg.DagsterInstance]:
+    """One persistent Dagster test instance for every test of this process (each xdist worker has
+    its own), instead of one `instance_for_test()` per test: creating and removing an instance's
+    home and SQLite storages is the slow part. Persistent, not ephemeral, because a schedule's
+    evaluation context opens its instance from a reference, which an in-memory one has not.
+    Tests take it through `dagster_instance`, which wipes it first."""
+    with dg.instance_for_test(set_dagster_home=False) as instance:
+        yield instance
+
+
+@pytest.fixture
+def dagster_instance(
+    shared_dagster_instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> dg.DagsterInstance:
+    """The shared instance with nothing of earlier tests in it, as a fresh `instance_for_test()`
+    would be: no run (queued, in flight or over), run tag, backfill, daemon heartbeat, event,
+    asset record, tick or instigator state (`DagsterInstance.wipe()` empties run and event
+    storage, `schedule_storage.wipe()` the rest), and `DAGSTER_HOME` pointing at it for the test.
+    A test that needs an instance with settings of its own (`dagster.yaml`), or a second one
+    beside it (a restarted daemon), still makes it."""
+    instance = shared_dagster_instance
+    instance.wipe()
+    instance.schedule_storage.wipe()
+    assert instance.get_runs(limit=1) == [], "the shared Dagster instance was not wiped"
+    monkeypatch.setenv("DAGSTER_HOME", instance.root_directory)
+    monkeypatch.setenv("DAGSTER_DISABLE_TELEMETRY", "yes")
+    return instance
 
 
 # --- time ----------------------------------------------------------------------------------------

@@ -41,13 +41,7 @@ def create_run_for_test(instance, job_name, status, tags=None):
 
 
 @pytest.fixture
-def instance():
-    with dg.instance_for_test() as test_instance:
-        yield test_instance
-
-
-@pytest.fixture
-def deployment(pg_url, monkeypatch, registry, instance, frozen_clock):
+def deployment(pg_url, monkeypatch, registry, dagster_instance, frozen_clock):
     """Resources as the daemon builds them, on a database of the test's own, no Redis, and the
     package's clock frozen (the budget still counts on its store's clock)."""
     for name in ("REDIS_URL", "POLYGON_BASE_URL", "TRADING_DATABASE_URL", "POLYGON_SNAPSHOT_MODE"):
@@ -95,6 +89,6 @@ def deployment(pg_url, monkeypatch, registry, instance, frozen_clock):
                 budget.acquire(1)
 
     deployment = Deployment()
-    deployment.instance = instance
+    deployment.instance = dagster_instance
     deployment.clock = frozen_clock
     return deployment

@@ -15,12 +15,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
+import dagster as dg
 import pytest
 import redis
 import sqlalchemy as sa
 
 from assets_pipeline.config.registry import Registry, load_registry
 from assets_pipeline.rules import clock
+from assets_pipeline.rules.quotes import Quote
 from assets_pipeline.storage.database import dispose_engine, get_engine
 
 REPO = Path(__file__).resolve().parents[1]
@@ -145,6 +147,38 @@ def symbol_entry(**overrides: object) -> dict[str, object]:
     }
 
 
+#: A quote's time, and its partition day, for tests that store quotes (`quote()`).
+T0 = dt.datetime(2026, 11, 24, 10, 0, tzinfo=dt.UTC)
+DAY = T0.date()
+
+
+def quote(symbol="EURUSD", ticker="C:EURUSD", at=T0, bid=1.0800, ask=1.0802, **extra) -> Quote:
+    """A valid quote of EURUSD at `T0` with a full day bar, with the fields a test changes."""
+    return Quote(
+        ticker=ticker,
+        symbol=symbol,
+        quote_time=at,
+        source="test",
+        bid=bid,
+        ask=ask,
+        last_price=(bid + ask) / 2 if bid and ask else extra.pop("last_price", None),
+        day_open=1.07,
+        day_high=1.09,
+        day_low=1.06,
+        day_close=1.0801,
+        **extra,
+    )
+
+
+def max_in_any_window(times: list[float], window: float) -> int:
+    """The most calls (by their times, in seconds) that fall in any one `window` of seconds."""
+    times = sorted(times)
+    best = 0
+    for i, start in enumerate(times):
+        best = max(best, sum(1 for t in times[i:] if t < start + window))
+    return best
+
+
 ALWAYS_OPEN = {"forex": "always", "index": "always"}
 
 
@@ -152,7 +186,7 @@ ALWAYS_OPEN = {"forex": "always", "index": "always"}
 def markets_always_open() -> Iterator[None]:
     """Tests that are not about market hours must not depend on the weekday they run on: every
     registry loaded in-process sees markets that never close. Market hours have tests of their
-    own (`test_market_hours.py`, and the scheduling tests that set a Saturday clock)."""
+    own (`rules/test_market_hours.py`, and the schedule tests that set a Saturday clock)."""
     import assets_pipeline.config.registry as registry_module
     from assets_pipeline.rules.market_hours import parse_market_hours
 
@@ -180,6 +214,39 @@ def always_open_symbols_file(tmp_path: Path, **changes: object) -> Path:
 @pytest.fixture(scope="session")
 def registry(markets_always_open: None) -> Registry:
     return load_registry()
+
+
+# --- Dagster ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def shared_dagster_instance() -> Iterator[dg.DagsterInstance]:
+    """One persistent Dagster test instance for every test of this process (each xdist worker has
+    its own), instead of one `instance_for_test()` per test: creating and removing an instance's
+    home and SQLite storages is the slow part. Persistent, not ephemeral, because a schedule's
+    evaluation context opens its instance from a reference, which an in-memory one has not.
+    Tests take it through `dagster_instance`, which wipes it first."""
+    with dg.instance_for_test(set_dagster_home=False) as instance:
+        yield instance
+
+
+@pytest.fixture
+def dagster_instance(
+    shared_dagster_instance: dg.DagsterInstance, monkeypatch: pytest.MonkeyPatch
+) -> dg.DagsterInstance:
+    """The shared instance with nothing of earlier tests in it, as a fresh `instance_for_test()`
+    would be: no run (queued, in flight or over), run tag, backfill, daemon heartbeat, event,
+    asset record, tick or instigator state (`DagsterInstance.wipe()` empties run and event
+    storage, `schedule_storage.wipe()` the rest), and `DAGSTER_HOME` pointing at it for the test.
+    A test that needs an instance with settings of its own (`dagster.yaml`), or a second one
+    beside it (a restarted daemon), still makes it."""
+    instance = shared_dagster_instance
+    instance.wipe()
+    instance.schedule_storage.wipe()
+    assert instance.get_runs(limit=1) == [], "the shared Dagster instance was not wiped"
+    monkeypatch.setenv("DAGSTER_HOME", instance.root_directory)
+    monkeypatch.setenv("DAGSTER_DISABLE_TELEMETRY", "yes")
+    return instance
 
 
 # --- time ----------------------------------------------------------------------------------------

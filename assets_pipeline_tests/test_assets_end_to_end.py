@@ -26,8 +26,7 @@ from assets_pipeline.storage.database import get_engine
 from assets_pipeline.storage.outbox import pending_count, relay_pending
 from assets_pipeline.storage.quote_store import QuoteStore
 from assets_pipeline.storage.schema import event_outbox, quote_history, symbols
-
-from .conftest import REDIS_URL, live_day, on_the_live_day, refused_as_past
+from assets_pipeline_tests.conftest import REDIS_URL, live_day, on_the_live_day, refused_as_past
 
 SECRET = "sk-live-7f3e9a1c5b2d4e6f8a0b-DO-NOT-LEAK"
 CRITICAL = ["XAUUSD", "EURUSD", "BTCUSD"]

@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 from assets_pipeline.simulator import PolygonSimulator
-
-from .conftest import REDIS_URL
+from assets_pipeline_tests.conftest import REDIS_URL
 
 BIN = Path(sys.executable).parent
 

@@ -1,4 +1,4 @@
-"""What a user types: the demo refresh, a Dagster CLI materialization, and the relay sensor.
+"""What a user types: the demo refresh, a Dagster CLI materialization, run-batch and status.
 
 The commands run as subprocesses, on the wall clock: a frozen clock does not reach them.
 """
@@ -11,19 +11,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import dagster as dg
-import redis
 import sqlalchemy as sa
 
-from assets_pipeline.defs.resources import RedisResource, TradingDatabase
-from assets_pipeline.defs.sensors import event_outbox_relay
 from assets_pipeline.storage.database import get_engine
-from assets_pipeline.storage.outbox import pending_count
 from assets_pipeline.storage.quote_store import QuoteStore
 from assets_pipeline.storage.schema import quote_history
-
-from .conftest import PAST_DAY, REDIS_URL, always_open_symbols_file, on_the_live_day
-from .test_quote_store import DAY, quote
+from assets_pipeline_tests.conftest import (
+    PAST_DAY,
+    always_open_symbols_file,
+    on_the_live_day,
+)
 
 BIN = Path(sys.executable).parent
 SETTINGS = (
@@ -135,39 +132,6 @@ def test_dagster_materializes_in_its_own_run_process_on_the_defaults(tmp_path):
     with store.engine.connect() as conn:
         days = conn.execute(sa.select(quote_history.c.partition_date).distinct()).scalars()
         assert [d.isoformat() for d in days] == [day]  # stored under the partition it was given
-
-
-def test_the_relay_sensor_publishes_what_waits_in_the_outbox(pg_url, redis_namespace, registry):
-    store = QuoteStore(get_engine(pg_url), redis_namespace)
-    store.write_quote(registry.get("EURUSD"), quote(), DAY)
-    assert pending_count(store.engine) == 1
-    listener = redis.Redis.from_url(REDIS_URL).pubsub()
-    listener.subscribe(f"{redis_namespace}asset:update:EURUSD")
-    listener.get_message(timeout=1)
-
-    context = dg.build_sensor_context(
-        resources={
-            "database": TradingDatabase(url=pg_url),
-            "redis": RedisResource(url=REDIS_URL, namespace=redis_namespace),
-        }
-    )
-    result = event_outbox_relay(context)
-
-    assert isinstance(result, dg.SkipReason)
-    assert "published 1 event(s); 0 pending" in result.skip_message
-    message = listener.get_message(timeout=2)
-    assert message and b'"type": "price_update"' in message["data"]
-    assert pending_count(store.engine) == 0
-    listener.close()
-
-
-def test_the_relay_sensor_waits_politely_without_redis(sqlite_url, monkeypatch):
-    monkeypatch.delenv("REDIS_URL", raising=False)
-    context = dg.build_sensor_context(
-        resources={"database": TradingDatabase(url=sqlite_url), "redis": RedisResource()}
-    )
-    result = event_outbox_relay(context)
-    assert "REDIS_URL is not set" in result.skip_message
 
 
 def test_run_batch_then_status_reports_the_batch_queue_schedules_and_budget(tmp_path):

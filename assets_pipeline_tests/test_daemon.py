@@ -30,9 +30,7 @@ from assets_pipeline.config.registry import load_registry
 from assets_pipeline.simulator import PolygonSimulator
 from assets_pipeline.storage.database import get_engine
 from assets_pipeline.storage.schema import quote_history, refresh_batches
-
-from .conftest import REDIS_URL
-from .test_budget import max_in_any_window
+from assets_pipeline_tests.conftest import REDIS_URL, max_in_any_window
 
 LIMIT, WINDOW = 5, 10.0
 CRITICAL_EVERY = 20.0

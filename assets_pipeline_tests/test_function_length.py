@@ -3,7 +3,7 @@
 import ast
 from pathlib import Path
 
-from .conftest import REPO
+from assets_pipeline_tests.conftest import REPO
 
 MAX_LINES = 50
 PACKAGE = REPO / "assets_pipeline"

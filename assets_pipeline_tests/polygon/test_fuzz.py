@@ -21,8 +21,7 @@ from hypothesis import strategies as st
 from assets_pipeline.polygon.errors import PolygonError
 from assets_pipeline.polygon.parsing import load_json, parse_v2_single, parse_v3_snapshot
 from assets_pipeline.rules.quotes import Quote, QuoteRejected, validate_quote
-
-from .conftest import RESPONSES
+from assets_pipeline_tests.conftest import RESPONSES
 
 NOW = dt.datetime(2020, 11, 24, 12, 0, tzinfo=dt.UTC)  # when the recorded bodies were current
 FUZZ = settings(

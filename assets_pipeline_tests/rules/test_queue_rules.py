@@ -1,4 +1,4 @@
-"""The queue's rules and the cadence settings, pure and fast."""
+"""The queue's rules: order, de-duplication, eviction, demotion, retries, overdue (pure)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,6 @@ import datetime as dt
 
 import pytest
 
-from assets_pipeline.config.registry import RegistryError, parse_registry, refresh_cost
-from assets_pipeline.rules.cadence import cron_for, parse_duration, parse_queue, parse_tiers
-from assets_pipeline.rules.fairness import Caller, critical_gap, decide, free_slots
 from assets_pipeline.rules.queue_rules import (
     FAILED,
     IN_FLIGHT,
@@ -21,8 +18,6 @@ from assets_pipeline.rules.queue_rules import (
     plan_enqueue,
 )
 from assets_pipeline.rules.taxonomy import Tier
-
-from .conftest import symbol_entry
 
 T0 = dt.datetime(2026, 11, 24, 10, 0, tzinfo=dt.UTC)
 
@@ -174,111 +169,6 @@ def test_a_permanent_failure_is_never_requeued():
         item("ETHUSDT", Tier.HIGH), "404 NOT_FOUND", retryable=False, max_retries=3, now=at(1)
     )
     assert final.status == FAILED and final.attempts == 1
-
-
-@pytest.mark.parametrize(
-    ("text", "seconds", "cron"),
-    [
-        ("5m", 300, "*/5 * * * *"),
-        ("30m", 1800, "*/30 * * * *"),
-        ("15s", 15, None),
-        ("20s", 20, None),
-        ("1h", 3600, "0 * * * *"),
-        ("7m", 420, None),
-        (90, 90, None),
-    ],
-)
-def test_durations_and_the_cadences_cron_can_express(text, seconds, cron):
-    assert parse_duration(text) == seconds
-    assert cron_for(seconds) == cron
-
-
-def test_the_default_cadences_are_the_reference_designs(registry):
-    critical = registry.tiers[Tier.CRITICAL]
-    assert (critical.refresh, critical.every_seconds, critical.cron) == (
-        "direct",
-        300,
-        "*/5 * * * *",
-    )
-    assert all(
-        registry.tiers[t].refresh == "queued" and registry.tiers[t].every_seconds == 1800
-        for t in (Tier.HIGH, Tier.MEDIUM, Tier.LOW)
-    )
-    assert (
-        registry.queue.drain_every_seconds,
-        registry.queue.max_size,
-        registry.queue.max_retries,
-    ) == (15, 1000, 3)
-
-
-@pytest.mark.parametrize(
-    ("section", "expected"),
-    [
-        ({"tiers": {"urgent": {"every": "5m"}}}, r"tiers.urgent: unknown tier"),
-        ({"tiers": {"high": {"every": "soon"}}}, r"tiers.high.every: 'soon' is not a duration"),
-        (
-            {"tiers": {"high": {"refresh": "push"}}},
-            r"tiers.high.refresh: 'push' is not 'direct' or 'queued'",
-        ),
-        ({"queue": {"max_size": 0}}, r"queue.max_size: must be at least 1"),
-        ({"queue": {"max_retries": -1}}, r"queue.max_retries: -1 is not a whole number"),
-    ],
-)
-def test_bad_cadence_settings_name_the_file_and_field(section, expected):
-    document = {
-        "symbols": [symbol_entry(name="x")],
-        **section,
-    }
-    with pytest.raises(RegistryError, match=expected):
-        parse_registry(document, source="sym.yaml")
-    assert parse_tiers(None, "x") and parse_queue(None, "x")
-
-
-def test_the_critical_reserve_is_one_refresh_of_the_direct_tiers(registry):
-    critical = registry.in_tier(Tier.CRITICAL)
-    assert refresh_cost(critical, "batch") == 1
-    assert refresh_cost(critical, "per_ticker") == 3
-    assert registry.critical_reserve("batch") == 1
-    assert registry.critical_reserve("per_ticker") == 3
-    assert critical_gap([300.0]) == 240  # every 5 minutes, less a minute of slack
-    assert registry.secondary_caller("per_ticker") == Caller(False, 3, 240)
-
-
-SECONDARY = Caller(critical=False, reserve=3, critical_gap=240)
-WINDOW = 60.0
-
-
-@pytest.mark.parametrize(
-    ("case", "now", "times", "last_critical", "expected_wait", "expected_free"),
-    [
-        # a critical caller takes any free slot, reserve or not
-        ("critical", 100, [90, 95, 99], 0, None, None),
-        # no critical refresh seen: its time is unknown, so 3 stay free in every window
-        ("unknown, 1 used", 100, [99], 0, 0.0, 1),
-        ("unknown, 2 used", 100, [98, 99], 0, 58.0, 0),  # the call at 98 expires at 158
-        # while a critical refresh may still be making its calls (15 s), the reserve holds
-        ("burst", 110, [100], 100, 0.0, 1),
-        ("burst, full", 110, [100, 105], 100, 50.0, 0),  # the call at 100 expires at 160
-        # after it (at 100, next due at 340): calls made before 280 expire before the next
-        # is due, so everything free may be used
-        ("fresh", 120, [100, 101, 102], 100, 0.0, 2),
-        # 30 s before it is due: calls now would still count then, the reserve applies
-        ("close", 310, [300], 100, 0.0, 1),
-        ("close, full", 310, [300, 305], 100, 30.0, 0),
-        # overdue (the critical run is late): reserve applies, slots free as calls expire
-        ("overdue", 400, [350, 360], 100, 10.0, 0),
-        # the window itself is full: wait for the oldest call to expire
-        ("full", 100, [50, 60, 70, 80, 90], 0, 10.0, 0),
-    ],
-)
-def test_the_reserve_applies_only_to_calls_that_would_meet_the_next_critical_refresh(
-    case, now, times, last_critical, expected_wait, expected_free
-):
-    if case == "critical":
-        assert decide(now, times, 5, WINDOW, Caller(), last_critical) == 0
-        return
-    assert decide(now, times, 5, WINDOW, SECONDARY, last_critical) == pytest.approx(expected_wait)
-    assert free_slots(now, times, 5, WINDOW, SECONDARY, last_critical) == expected_free
 
 
 def test_overdue_symbols_are_those_not_refreshed_within_their_cadence_nor_queued():

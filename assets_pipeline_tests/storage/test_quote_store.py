@@ -14,7 +14,6 @@ import pytest
 import sqlalchemy as sa
 
 from assets_pipeline.rules import clock
-from assets_pipeline.rules.quotes import Quote
 from assets_pipeline.storage import quote_store
 from assets_pipeline.storage.database import get_engine
 from assets_pipeline.storage.quote_store import QuoteStore
@@ -23,26 +22,7 @@ from assets_pipeline.storage.schema import (
     quote_history,
     symbols,
 )
-
-T0 = dt.datetime(2026, 11, 24, 10, 0, tzinfo=dt.UTC)
-DAY = T0.date()
-
-
-def quote(symbol="EURUSD", ticker="C:EURUSD", at=T0, bid=1.0800, ask=1.0802, **extra) -> Quote:
-    return Quote(
-        ticker=ticker,
-        symbol=symbol,
-        quote_time=at,
-        source="test",
-        bid=bid,
-        ask=ask,
-        last_price=(bid + ask) / 2 if bid and ask else extra.pop("last_price", None),
-        day_open=1.07,
-        day_high=1.09,
-        day_low=1.06,
-        day_close=1.0801,
-        **extra,
-    )
+from assets_pipeline_tests.conftest import DAY, T0, quote
 
 
 @pytest.fixture

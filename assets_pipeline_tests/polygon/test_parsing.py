@@ -28,9 +28,8 @@ from assets_pipeline.polygon.parsing import (
     parse_v3_snapshot,
 )
 from assets_pipeline.rules.quotes import QuoteRejected, validate_quote
-
-from .conftest import RESPONSES
-from .polygon_reference import (
+from assets_pipeline_tests.conftest import RESPONSES
+from assets_pipeline_tests.polygon_reference import (
     parse_aggs,
     parse_v1_last_crypto,
     parse_v1_last_quote,

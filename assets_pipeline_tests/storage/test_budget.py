@@ -23,8 +23,7 @@ from assets_pipeline.storage.budget import (
     SqlBudgetStore,
 )
 from assets_pipeline.storage.database import get_engine
-
-from .conftest import REDIS_URL
+from assets_pipeline_tests.conftest import REDIS_URL, max_in_any_window
 
 
 def make_store(kind: str, target: str):
@@ -41,14 +40,6 @@ def store_spec(request):
     if request.param == "sqlite":
         return "sql", request.getfixturevalue("sqlite_url")
     return "sql", request.getfixturevalue("pg_url")
-
-
-def max_in_any_window(times: list[float], window: float) -> int:
-    times = sorted(times)
-    best = 0
-    for i, start in enumerate(times):
-        best = max(best, sum(1 for t in times[i:] if t < start + window))
-    return best
 
 
 class Sleeps(list):

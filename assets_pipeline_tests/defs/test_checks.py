@@ -22,8 +22,7 @@ from assets_pipeline.simulator import PolygonSimulator
 from assets_pipeline.storage.database import get_engine
 from assets_pipeline.storage.quote_store import QuoteStore
 from assets_pipeline.storage.schema import api_providers, data_sync_status, symbols
-
-from .conftest import on_the_live_day, refused_as_past
+from assets_pipeline_tests.conftest import on_the_live_day, refused_as_past
 
 SATURDAY = dt.datetime(2026, 11, 21, 12, 0, tzinfo=dt.UTC)
 KEY = "checks-key"

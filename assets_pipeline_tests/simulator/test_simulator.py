@@ -26,10 +26,9 @@ import requests
 from assets_pipeline.rules.market_hours import MarketHours
 from assets_pipeline.rules.taxonomy import AssetType
 from assets_pipeline.simulator import Fault, PolygonSimulator, SimulatorRequest, market
+from assets_pipeline_tests.conftest import REPO as REPO_ROOT
+from assets_pipeline_tests.conftest import RESPONSES
 
-from .conftest import RESPONSES
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 #: Wednesday 2024-05-29 12:00:00 UTC: forex and crypto trade, mid-day bars exist.
 WEDNESDAY_NOON = 1_716_984_000.0
 KEY = "test-key-0123456789"

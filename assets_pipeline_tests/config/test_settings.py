@@ -3,13 +3,12 @@ the code location and the CLI the same way; secrets reach Dagster as `dg.EnvVar`
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import dagster as dg
 import pytest
 
 from assets_pipeline.config.settings import Settings, SettingsError
 from assets_pipeline.location import build_resources
+from assets_pipeline_tests.conftest import REPO
 
 
 def test_unset_every_setting_has_a_default_that_works_on_a_fresh_machine(tmp_path):
@@ -62,7 +61,7 @@ def test_secrets_reach_dagster_by_name_and_the_cli_by_value():
 
 
 def test_no_module_but_settings_reads_the_environment():
-    package = Path(__file__).resolve().parents[1] / "assets_pipeline"
+    package = REPO / "assets_pipeline"
     readers = sorted(
         str(path.relative_to(package))
         for path in package.rglob("*.py")

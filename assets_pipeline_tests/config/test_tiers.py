@@ -1,23 +1,26 @@
-"""Cadences and the staleness they imply: each tier's `stale_after` follows from how it is
-refreshed, so a healthy system never calls a symbol stale, and a file that sets a threshold no
-refresh could meet is refused when it loads."""
+"""The symbols file's tiers and queue: their cadences, the critical reserve, and the staleness they
+imply. Each tier's `stale_after` follows from how it is refreshed, so a healthy system never calls
+a symbol stale, and a file that sets a threshold no refresh could meet is refused when it loads."""
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import importlib.util
 import sys
 from pathlib import Path
 
 import pytest
 
-from assets_pipeline.config.registry import RegistryError, Tier, load_registry, parse_registry
-from assets_pipeline.rules.cadence import BudgetShape, next_tick
-
-from .conftest import symbol_entry
-
-REPO = Path(__file__).resolve().parents[1]
+from assets_pipeline.config.registry import (
+    RegistryError,
+    Tier,
+    load_registry,
+    parse_registry,
+    refresh_cost,
+)
+from assets_pipeline.rules.cadence import BudgetShape, parse_queue, parse_tiers
+from assets_pipeline.rules.fairness import Caller, critical_gap
+from assets_pipeline_tests.conftest import REPO, symbol_entry
 
 
 def default_document() -> dict:
@@ -104,17 +107,66 @@ def test_a_healthy_cycle_never_calls_a_symbol_stale(mode):
     assert stale == []
 
 
+def test_stale_after_is_set_per_tier_in_the_symbols_file():
+    document = {
+        "symbols": [symbol_entry(name="x")],
+        "tiers": {"critical": {"stale_after": "5m"}},
+    }
+    registry = parse_registry(document, "s.yaml")
+    assert registry.stale_after(Tier.CRITICAL) == 300
+    document["quality"] = {"max_spread_bps": -1}
+    with pytest.raises(
+        RegistryError, match=r"quality\.max_spread_bps: -1 is not a positive number"
+    ):
+        parse_registry(document, "s.yaml")
+
+
+def test_the_default_cadences_are_the_reference_designs(registry):
+    critical = registry.tiers[Tier.CRITICAL]
+    assert (critical.refresh, critical.every_seconds, critical.cron) == (
+        "direct",
+        300,
+        "*/5 * * * *",
+    )
+    assert all(
+        registry.tiers[t].refresh == "queued" and registry.tiers[t].every_seconds == 1800
+        for t in (Tier.HIGH, Tier.MEDIUM, Tier.LOW)
+    )
+    assert (
+        registry.queue.drain_every_seconds,
+        registry.queue.max_size,
+        registry.queue.max_retries,
+    ) == (15, 1000, 3)
+
+
 @pytest.mark.parametrize(
-    ("every", "after", "expected"),
+    ("section", "expected"),
     [
-        # every 5 minutes: the next multiple of 5 minutes since midnight UTC
-        (300, "2026-11-26T10:02:30", "2026-11-26T10:05:00"),
-        # exactly on a tick: the next one, not this one
-        (300, "2026-11-26T10:05:00", "2026-11-26T10:10:00"),
-        # every 6 hours, across midnight
-        (21600, "2026-11-26T19:00:00", "2026-11-27T00:00:00"),
+        ({"tiers": {"urgent": {"every": "5m"}}}, r"tiers.urgent: unknown tier"),
+        ({"tiers": {"high": {"every": "soon"}}}, r"tiers.high.every: 'soon' is not a duration"),
+        (
+            {"tiers": {"high": {"refresh": "push"}}},
+            r"tiers.high.refresh: 'push' is not 'direct' or 'queued'",
+        ),
+        ({"queue": {"max_size": 0}}, r"queue.max_size: must be at least 1"),
+        ({"queue": {"max_retries": -1}}, r"queue.max_retries: -1 is not a whole number"),
     ],
 )
-def test_the_next_tick_of_a_cron_cadence(every, after, expected):
-    at = dt.datetime.fromisoformat(after).replace(tzinfo=dt.UTC)
-    assert next_tick(every, at) == dt.datetime.fromisoformat(expected).replace(tzinfo=dt.UTC)
+def test_bad_cadence_settings_name_the_file_and_field(section, expected):
+    document = {
+        "symbols": [symbol_entry(name="x")],
+        **section,
+    }
+    with pytest.raises(RegistryError, match=expected):
+        parse_registry(document, source="sym.yaml")
+    assert parse_tiers(None, "x") and parse_queue(None, "x")
+
+
+def test_the_critical_reserve_is_one_refresh_of_the_direct_tiers(registry):
+    critical = registry.in_tier(Tier.CRITICAL)
+    assert refresh_cost(critical, "batch") == 1
+    assert refresh_cost(critical, "per_ticker") == 3
+    assert registry.critical_reserve("batch") == 1
+    assert registry.critical_reserve("per_ticker") == 3
+    assert critical_gap([300.0]) == 240  # every 5 minutes, less a minute of slack
+    assert registry.secondary_caller("per_ticker") == Caller(False, 3, 240)

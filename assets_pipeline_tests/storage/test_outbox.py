@@ -21,9 +21,7 @@ from assets_pipeline.storage.database import get_engine
 from assets_pipeline.storage.outbox import MAX_FAILURES, pending_count, relay_pending
 from assets_pipeline.storage.quote_store import QuoteStore
 from assets_pipeline.storage.schema import event_outbox
-
-from .conftest import REDIS_URL
-from .test_quote_store import DAY, T0, quote
+from assets_pipeline_tests.conftest import DAY, REDIS_URL, T0, quote
 
 
 @pytest.fixture

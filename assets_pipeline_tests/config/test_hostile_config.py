@@ -7,8 +7,7 @@ import pytest
 import yaml
 
 from assets_pipeline.config.registry import RegistryError, load_registry
-
-from .conftest import symbol_entry
+from assets_pipeline_tests.conftest import symbol_entry
 
 
 def alias_bomb(levels: int = 9) -> str:

@@ -1,0 +1,94 @@
+"""Fixtures of the Dagster layer's tests: the deployment as the daemon builds it, and run records
+as the daemon finds them."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteRepositoryOrigin
+from dagster._core.storage.dagster_run import DagsterRun
+from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
+from dagster._core.utils import make_new_run_id
+
+from assets_pipeline.definitions import build_definitions
+from assets_pipeline.defs.resources import (
+    PolygonBudgetResource,
+    PolygonResource,
+    RedisResource,
+    TradingDatabase,
+)
+from assets_pipeline.storage.budget import Caller, PolygonBudget, SqlBudgetStore
+from assets_pipeline.storage.database import get_engine
+from assets_pipeline.storage.refresh_queue import RefreshQueue
+
+
+def create_run_for_test(instance, job_name, status, tags=None):
+    """A run record as the daemon would find it (queued ones included)."""
+    origin = RemoteRepositoryOrigin(
+        InProcessCodeLocationOrigin(
+            LoadableTargetOrigin(module_name="assets_pipeline.definitions")
+        ),
+        "__repository__",
+    ).get_job_origin(job_name)
+    run = DagsterRun(
+        job_name=job_name,
+        run_id=make_new_run_id(),
+        status=status,
+        tags=tags or {},
+        remote_job_origin=origin,
+    )
+    return instance.run_storage.add_run(run)
+
+
+@pytest.fixture
+def deployment(pg_url, monkeypatch, registry, dagster_instance, frozen_clock):
+    """Resources as the daemon builds them, on a database of the test's own, no Redis, and the
+    package's clock frozen (the budget still counts on its store's clock)."""
+    for name in ("REDIS_URL", "POLYGON_BASE_URL", "TRADING_DATABASE_URL", "POLYGON_SNAPSHOT_MODE"):
+        monkeypatch.delenv(name, raising=False)
+
+    class Deployment:
+        max_wait = 60.0  # one window: the drain claims only what is free now
+        defs = build_definitions(registry)
+        queue = RefreshQueue(get_engine(pg_url), registry.queue)
+
+        def resources(self, mode="per_ticker"):
+            database = TradingDatabase(url=pg_url)
+            budget = PolygonBudgetResource(
+                calls=5,
+                window_seconds=60,
+                store="database",
+                redis=RedisResource(),
+                database=database,
+            )
+            polygon = PolygonResource(
+                base_url="http://127.0.0.1:9",
+                api_key="unused",
+                snapshot_mode=mode,
+                budget=budget,
+                max_budget_wait_seconds=self.max_wait,
+            )
+            return {"database": database, "polygon": polygon}
+
+        def schedule(self, name, mode="per_ticker"):
+            with dg.build_schedule_context(
+                instance=self.instance, resources=self.resources(mode)
+            ) as context:
+                return self.defs.resolve_schedule_def(name)(context)
+
+        def sensor(self, name, mode="per_ticker", instance=None):
+            with dg.build_sensor_context(
+                instance=instance or self.instance, resources=self.resources(mode)
+            ) as context:
+                return self.defs.resolve_sensor_def(name)(context)
+
+        def spend(self, calls, critical=False):
+            caller = Caller(critical=critical)
+            budget = PolygonBudget(SqlBudgetStore(get_engine(pg_url)), 5, 60, caller=caller)
+            for _ in range(calls):
+                budget.acquire(1)
+
+    deployment = Deployment()
+    deployment.instance = dagster_instance
+    deployment.clock = frozen_clock
+    return deployment

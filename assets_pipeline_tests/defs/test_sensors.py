@@ -1,0 +1,265 @@
+"""The sensors, evaluated as the daemon would, against the real PostgreSQL: the queue drain (what it
+claims, with what the critical reserve leaves), claims whose run is gone, and the outbox relay.
+
+None of them calls Polygon. The clock is frozen (`frozen_clock`): today's partition and claim ages
+are read from it; the budget still counts on its store's clock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import dagster as dg
+import pytest
+import redis
+import sqlalchemy as sa
+
+from assets_pipeline.defs.resources import (
+    RedisResource,
+    TradingDatabase,
+)
+from assets_pipeline.defs.sensors import ORPHAN_CLAIM_SECONDS, event_outbox_relay, reconcile_claims
+from assets_pipeline.polygon.client import MULTI_TICKER_SNAPSHOT
+from assets_pipeline.rules.queue_rules import FAILED, IN_FLIGHT, QUEUED
+from assets_pipeline.rules.taxonomy import Tier
+from assets_pipeline.storage.database import db_epoch_seconds, get_engine
+from assets_pipeline.storage.outbox import pending_count
+from assets_pipeline.storage.quote_store import QuoteStore
+from assets_pipeline.storage.refresh_queue import RefreshQueue
+from assets_pipeline.storage.schema import api_budget_calls, api_budget_state
+from assets_pipeline_tests.conftest import DAY, REDIS_URL, quote
+from assets_pipeline_tests.defs.conftest import create_run_for_test
+
+# --- the drain -----------------------------------------------------------------------------------
+
+
+def test_the_drain_refreshes_in_priority_order_with_what_the_critical_reserve_leaves(deployment):
+    deployment.schedule("enqueue_medium_every_30m")
+    deployment.schedule("enqueue_high_every_30m")
+    # per_ticker: 5 calls a minute, 3 kept for the next critical refresh -> 2 symbols now
+    request = deployment.sensor("refresh_queue_drain")
+    assert isinstance(request, dg.RunRequest)
+    assert [k.path[-1] for k in request.asset_selection] == ["ETHUSDT", "GBPUSD"]
+    assert request.partition_key == deployment.clock.today.isoformat()
+    assert request.tags["dagster/priority"] == "0"
+    batch = request.tags["assets_pipeline/batch"]
+    assert request.run_key == batch
+    claimed = [i for i in deployment.queue.items() if i.status == IN_FLIGHT]
+    assert sorted(i.symbol for i in claimed) == ["ETHUSDT", "GBPUSD"]
+    assert {i.batch_id for i in claimed} == {batch}
+
+
+def test_a_run_that_may_wait_a_window_claims_a_window_more(deployment):
+    deployment.schedule("enqueue_medium_every_30m")
+    deployment.schedule("enqueue_high_every_30m")
+    deployment.max_wait = 180  # the default: three windows
+    request = deployment.sensor("refresh_queue_drain")
+    # 2 free now + 5 more the run waits for inside the budget (which keeps the reserve)
+    assert [k.path[-1] for k in request.asset_selection] == [
+        "ETHUSDT",
+        "GBPUSD",
+        "USDJPY",
+        "AUDUSD",
+        "USDCAD",
+        "XAGUSD",
+    ]
+
+
+def test_in_batch_mode_one_call_takes_the_whole_queue(deployment):
+    deployment.schedule("enqueue_medium_every_30m")
+    deployment.schedule("enqueue_high_every_30m")
+    request = deployment.sensor("refresh_queue_drain", mode="batch")
+    assert [k.path[-1] for k in request.asset_selection] == [
+        "ETHUSDT",
+        "GBPUSD",
+        "USDJPY",
+        "AUDUSD",
+        "USDCAD",
+        "XAGUSD",
+    ]
+
+
+def test_the_drain_never_touches_the_critical_reserve(deployment):
+    deployment.schedule("enqueue_high_every_30m")
+    deployment.spend(2)  # 3 left, and per_ticker critical needs 3
+    result = deployment.sensor("refresh_queue_drain")
+    assert isinstance(result, dg.SkipReason)
+    assert "budget has 3 of 5 calls left and 3 are kept for the next critical refresh" in (
+        result.skip_message
+    )
+    assert all(i.status == QUEUED for i in deployment.queue.items())
+
+
+def test_after_a_critical_refresh_the_drain_uses_what_it_left(deployment, pg_url):
+    deployment.schedule("enqueue_high_every_30m")
+    deployment.spend(1, critical=True)  # creates the budget's state row
+    # the critical tier refreshed (3 calls) 20 seconds ago, by the store's own clock
+    engine = get_engine(pg_url)
+    with engine.begin() as conn:
+        ago = db_epoch_seconds(conn) - 20
+        conn.execute(sa.delete(api_budget_calls))
+        conn.execute(sa.insert(api_budget_calls), [{"name": "polygon", "at": ago}] * 3)
+        conn.execute(sa.update(api_budget_state).values(last_critical_at=ago))
+    # the next is due in about 4 minutes: calls made now expire long before, so the 2 slots
+    # the critical calls left are free for the queue (the old every-window reserve gave 0)
+    request = deployment.sensor("refresh_queue_drain")
+    assert [k.path[-1] for k in request.asset_selection] == ["ETHUSDT", "GBPUSD"]
+
+
+def test_right_after_a_critical_call_its_refresh_may_still_need_the_reserve(deployment):
+    deployment.schedule("enqueue_high_every_30m")
+    deployment.spend(1, critical=True)  # the first call of a critical refresh, just now
+    # 4 slots are free, and 3 stay kept while that refresh may still be making calls
+    request = deployment.sensor("refresh_queue_drain")
+    assert [k.path[-1] for k in request.asset_selection] == ["ETHUSDT"]
+
+
+def test_the_drain_waits_while_a_batch_is_in_flight_and_when_the_queue_is_empty(deployment):
+    assert deployment.sensor("refresh_queue_drain").skip_message == "the queue is empty"
+    deployment.schedule("enqueue_high_every_30m")
+    create_run_for_test(
+        deployment.instance, job_name="refresh_queue", status=dg.DagsterRunStatus.STARTED
+    )
+    result = deployment.sensor("refresh_queue_drain")
+    assert "a queue batch is still started" in result.skip_message
+
+
+# --- claims whose run is gone --------------------------------------------------------------------
+
+
+def test_a_batch_whose_run_was_canceled_gives_its_items_back_in_their_place(deployment):
+    deployment.schedule("enqueue_high_every_30m")
+    request = deployment.sensor("refresh_queue_drain")
+    batch = request.tags["assets_pipeline/batch"]
+    create_run_for_test(
+        deployment.instance,
+        job_name="refresh_queue",
+        status=dg.DagsterRunStatus.CANCELED,
+        tags={"assets_pipeline/batch": batch},
+    )
+    again = deployment.sensor("refresh_queue_drain")
+    assert isinstance(again, dg.RunRequest)
+    # the two released items are taken again, first, by the next batch
+    assert [k.path[-1] for k in again.asset_selection] == ["ETHUSDT", "GBPUSD"]
+
+
+def test_a_symbol_whose_run_keeps_crashing_is_demoted_then_failed_not_retried_forever(
+    deployment, registry
+):
+    queue, instance = deployment.queue, deployment.instance
+    queue.enqueue([("GBPUSD", Tier.HIGH)])
+    now = dt.datetime.now(dt.UTC)
+    seen = []
+    for crash in range(1, registry.queue.max_retries + 2):
+        batch = f"q-crash-{crash}"
+        assert [i.symbol for i in queue.claim(1, 1, batch)] == ["GBPUSD"]
+        # the run claimed it, then died (FAILURE) before settling it
+        run = create_run_for_test(
+            instance,
+            job_name="refresh_queue",
+            status=dg.DagsterRunStatus.FAILURE,
+            tags={"assets_pipeline/batch": batch},
+        )
+        reconcile_claims(instance, queue, now)
+        (item,) = queue.items()
+        assert item.last_error == f"run {run.run_id[:8]} died before settling it"
+        seen.append((item.status, item.tier, item.attempts))
+    assert seen == [
+        (QUEUED, Tier.MEDIUM, 1),
+        (QUEUED, Tier.LOW, 2),
+        (QUEUED, Tier.LOW, 3),
+        (FAILED, Tier.LOW, 4),  # after max_retries (3) retries
+    ]
+    assert queue.claim(5, 1, "q-after") == []  # no longer claimable
+    reconcile_claims(instance, queue, now)  # and nothing more happens to it
+    assert queue.items()[0].attempts == 4
+
+
+@pytest.mark.parametrize("ended", ["never appeared", "CANCELED", "SUCCESS"])
+def test_a_batch_whose_run_did_not_crash_goes_back_without_an_attempt(deployment, ended):
+    queue, instance = deployment.queue, deployment.instance
+    queue.enqueue([("GBPUSD", Tier.HIGH)])
+    queue.claim(1, 1, "q-1")
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=ORPHAN_CLAIM_SECONDS + 1)
+    if ended != "never appeared":
+        create_run_for_test(
+            instance,
+            job_name="refresh_queue",
+            status=dg.DagsterRunStatus[ended],
+            tags={"assets_pipeline/batch": "q-1"},
+        )
+    reconcile_claims(instance, queue, later)
+    (item,) = queue.items()
+    assert (item.status, item.tier, item.attempts, item.batch_id) == (QUEUED, Tier.HIGH, 0, None)
+
+
+def test_the_queue_survives_a_new_instance_and_orphaned_claims_come_back(deployment):
+    deployment.schedule("enqueue_high_every_30m")
+    deployment.sensor("refresh_queue_drain")  # claims 2; then the daemon "restarts"
+    fresh_instance = dg.DagsterInstance.ephemeral()  # a new daemon: nothing in common but the DB
+    queue = RefreshQueue(deployment.queue.engine)
+    assert sorted(i.symbol for i in queue.items()) == ["ETHUSDT", "GBPUSD", "USDJPY"]
+    # claimed at the frozen time; given back once no run has appeared for ORPHAN_CLAIM_SECONDS
+    claimed_at = deployment.clock.now
+    not_yet = claimed_at + dt.timedelta(seconds=ORPHAN_CLAIM_SECONDS)
+    assert reconcile_claims(fresh_instance, queue, not_yet).released == 0
+    later = claimed_at + dt.timedelta(seconds=ORPHAN_CLAIM_SECONDS + 1)
+    assert reconcile_claims(fresh_instance, queue, later).released == 2
+    assert all(i.status == QUEUED for i in queue.items())
+    request = deployment.sensor("refresh_queue_drain", instance=fresh_instance)
+    assert [k.path[-1] for k in request.asset_selection] == ["ETHUSDT", "GBPUSD"]
+
+
+# --- what a plan refuses -------------------------------------------------------------------------
+
+
+def test_once_batch_snapshots_are_refused_the_reserve_and_the_drain_count_per_ticker(deployment):
+    # In batch mode one call refreshes the critical tier, so the reserve is 1 call; a plan
+    # that refuses batch snapshots makes it 3 (one per ticker), and the drain plans with that.
+    deployment.schedule("enqueue_high_every_30m")
+    deployment.spend(1)  # 4 left
+    before = deployment.sensor("refresh_queue_drain", mode="batch")
+    assert len(before.asset_selection) == 3  # one batch call takes the whole tier
+    deployment.queue.release(before.tags["assets_pipeline/batch"])
+    polygon = deployment.resources("batch")["polygon"]
+    polygon.budget.budget().refuse(MULTI_TICKER_SNAPSHOT, "403 NOT_AUTHORIZED")
+    assert polygon.effective_mode() == "per_ticker"
+    after = deployment.sensor("refresh_queue_drain", mode="batch")
+    # 4 left, 3 kept for the critical tier's three calls: one symbol now
+    assert [k.path[-1] for k in after.asset_selection] == ["ETHUSDT"]
+
+
+# --- the outbox relay ----------------------------------------------------------------------------
+
+
+def test_the_relay_sensor_publishes_what_waits_in_the_outbox(pg_url, redis_namespace, registry):
+    store = QuoteStore(get_engine(pg_url), redis_namespace)
+    store.write_quote(registry.get("EURUSD"), quote(), DAY)
+    assert pending_count(store.engine) == 1
+    listener = redis.Redis.from_url(REDIS_URL).pubsub()
+    listener.subscribe(f"{redis_namespace}asset:update:EURUSD")
+    listener.get_message(timeout=1)
+
+    context = dg.build_sensor_context(
+        resources={
+            "database": TradingDatabase(url=pg_url),
+            "redis": RedisResource(url=REDIS_URL, namespace=redis_namespace),
+        }
+    )
+    result = event_outbox_relay(context)
+
+    assert isinstance(result, dg.SkipReason)
+    assert "published 1 event(s); 0 pending" in result.skip_message
+    message = listener.get_message(timeout=2)
+    assert message and b'"type": "price_update"' in message["data"]
+    assert pending_count(store.engine) == 0
+    listener.close()
+
+
+def test_the_relay_sensor_waits_politely_without_redis(sqlite_url, monkeypatch):
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    context = dg.build_sensor_context(
+        resources={"database": TradingDatabase(url=sqlite_url), "redis": RedisResource()}
+    )
+    result = event_outbox_relay(context)
+    assert "REDIS_URL is not set" in result.skip_message

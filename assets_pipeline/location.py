@@ -59,6 +59,7 @@ def build_resources(
         api_key=secret("POLYGON_API_KEY", settings.polygon_api_key),
         base_url=settings.polygon_base_url,
         snapshot_mode=settings.snapshot_mode,
+        plan=settings.polygon_plan,
         budget=budget,
     )
     return {

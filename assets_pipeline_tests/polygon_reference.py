@@ -1,5 +1,5 @@
-"""Parsers for the Polygon endpoints the client does not call (yet): v2 multi-ticker snapshots,
-v1 last quote and trade, and aggregate bars.
+"""Parsers for the Polygon endpoints the client does not call: v2 multi-ticker snapshots and the
+v1 last quote and trade.
 
 They live in the tests, not the package, because only the tests need them: they read the
 recorded responses and the simulator's answers, to show that the simulator speaks the same
@@ -8,9 +8,6 @@ shapes as the real API. They are built on the package's own parsing helpers.
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from assets_pipeline.polygon.errors import MalformedResponse, PolygonError
@@ -21,27 +18,11 @@ from assets_pipeline.polygon.parsing import (
     _object,
     _require_ok,
     epoch_to_utc,
-    next_url_path,
     parse_v2_ticker,
 )
 from assets_pipeline.rules.quotes import Quote
 
 SOURCE_V1 = "polygon:v1-last"
-
-
-@dataclass(frozen=True)
-class Bar:
-    """One aggregate bar; `start` is the window's start in UTC."""
-
-    ticker: str
-    start: dt.datetime
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float | None
-    vwap: float | None
-    trades: int | None
 
 
 def parse_v2_many(body: Any) -> dict[str, Quote | PolygonError]:
@@ -80,37 +61,3 @@ def parse_v1_last_crypto(body: Any) -> Quote:
         source=SOURCE_V1,
         last_price=_number(ticker, last, "price", "price (last.price)"),
     )
-
-
-def parse_aggs(body: Any) -> tuple[list[Bar], str | None]:
-    """`/v2/aggs/...`: bars (none when `results` is absent or null) and the next page path."""
-    body = _require_ok(body)
-    ticker = str(body.get("ticker", ""))
-    items = body.get("results") or []
-    if not isinstance(items, list):
-        raise MalformedResponse("'results' is not a list")
-    bars = []
-    for item in items:
-        if not isinstance(item, Mapping):
-            raise MalformedResponse("a bar is not an object")
-        values = {}
-        for key in ("o", "h", "l", "c"):
-            value = _number(ticker, item, key, f"bar {key}")
-            if value is None:
-                raise MalformedResponse(f"a bar of {ticker} has no {key!r}")
-            values[key] = value
-        trades = item.get("n")
-        bars.append(
-            Bar(
-                ticker=ticker,
-                start=epoch_to_utc(item.get("t"), "bar t"),
-                open=values["o"],
-                high=values["h"],
-                low=values["l"],
-                close=values["c"],
-                volume=_number(ticker, item, "v", "bar v"),
-                vwap=_number(ticker, item, "vw", "bar vw"),
-                trades=int(trades) if isinstance(trades, int | float) else None,
-            )
-        )
-    return bars, next_url_path(body.get("next_url"))

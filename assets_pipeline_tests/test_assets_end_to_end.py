@@ -228,6 +228,8 @@ def symbols_file_with_unknown(tmp_path: Path) -> Path:
 
 @pytest.mark.parametrize("mode", ["batch", "per_ticker"])
 def test_an_unknown_ticker_and_a_403_fail_only_their_own_symbols(pipeline, tmp_path, mode):
+    # On a paid plan a 403 is that symbol's (on `auto` it would teach the market's refusal)
+    pipeline.monkeypatch.setenv("POLYGON_PLAN", "paid")
     path = symbols_file_with_unknown(tmp_path)
     first = pipeline.run("refresh_critical", symbols_file=path, mode=mode)
     assert not first.success  # ZARUSD is unknown

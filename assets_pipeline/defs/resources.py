@@ -22,13 +22,15 @@ import redis
 import sqlalchemy as sa
 from pydantic import Field
 
-from assets_pipeline.config.settings import BUDGET_STORES, SNAPSHOT_MODES, Settings
+from assets_pipeline.config.registry import AssetType
+from assets_pipeline.config.settings import BUDGET_STORES, PLANS, SNAPSHOT_MODES, Settings
 from assets_pipeline.polygon.client import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_RECHECK_SECONDS,
     DEFAULT_TOTAL_TIMEOUT_SECONDS,
     MULTI_TICKER_SNAPSHOT,
     PolygonClient,
+    snapshot_feature,
 )
 from assets_pipeline.storage.budget import (
     CRITICAL_CALLER,
@@ -167,6 +169,11 @@ class PolygonResource(dg.ConfigurableResource):
     max_budget_wait_seconds: float = Field(
         default=180.0, description="How long a call may wait for a budget slot before failing."
     )
+    plan: str = Field(
+        default="",
+        description="'auto': learn what the key may call from its 403s; 'free': no snapshots,"
+        " the newest day bars; 'paid': snapshots. Empty = POLYGON_PLAN, else 'auto'.",
+    )
     entitlement_recheck_seconds: float = Field(
         default=DEFAULT_RECHECK_SECONDS,
         gt=0,
@@ -181,19 +188,29 @@ class PolygonResource(dg.ConfigurableResource):
             raise dg.Failure(f"snapshot_mode must be 'batch' or 'per_ticker', got {mode!r}")
         return mode
 
+    def resolved_plan(self) -> str:
+        plan = self.plan or Settings.from_env().polygon_plan
+        if plan not in PLANS:
+            raise dg.Failure(f"plan must be one of {', '.join(PLANS)}, got {plan!r}")
+        return plan
+
     def effective_mode(self) -> str:
         """The mode refreshes will really use: `per_ticker` in `batch` mode while the plan's
         refusal of multi-ticker snapshots is remembered. The critical reserve is sized by it."""
         mode = self.mode()
         if mode != "batch":
             return mode
+        if self.resolved_plan() == "free":
+            return "per_ticker"  # bars: at most one call per market or ticker, never more
         try:
-            refusal = self.budget.budget().refusal(
-                MULTI_TICKER_SNAPSHOT, self.entitlement_recheck_seconds
-            )
+            budget = self.budget.budget()
+            refused = [
+                budget.refusal(feature, self.entitlement_recheck_seconds)
+                for feature in (MULTI_TICKER_SNAPSHOT, *(snapshot_feature(k) for k in AssetType))
+            ]
         except BudgetError:
             return mode  # the store is down: no call will be made anyway (failing closed)
-        return "per_ticker" if refusal is not None else mode
+        return "per_ticker" if any(refused) else mode
 
     def client(
         self,
@@ -218,6 +235,7 @@ class PolygonResource(dg.ConfigurableResource):
             recheck_seconds=self.entitlement_recheck_seconds,
             total_timeout=self.total_timeout_seconds,
             max_body_bytes=self.max_body_bytes,
+            plan=self.resolved_plan(),
             logger=logger,
         )
 

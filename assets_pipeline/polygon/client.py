@@ -20,6 +20,7 @@ from typing import Any, Literal
 import requests
 
 from assets_pipeline.config.registry import AssetType, SymbolSpec
+from assets_pipeline.polygon.bars import latest_bar_quotes
 from assets_pipeline.polygon.errors import (
     MalformedResponse,
     NotEntitled,
@@ -42,6 +43,9 @@ from assets_pipeline.storage.budget import BudgetError, PolygonBudget, Refusal
 SnapshotMode = Literal["batch", "per_ticker"]
 #: `/v3/snapshot` takes at most 250 tickers in `ticker.any_of`, and `limit` at most 250.
 V3_MAX_TICKERS = BATCH_TICKERS
+#: What the key is entitled to: `auto` learns it from the 403s it gets; `free` asks for no
+#: snapshot at all (bars only); `paid` never takes a 403 for a plan's refusal.
+PLANS = ("auto", "free", "paid")
 #: The feature a 403 on `/v3/snapshot` refuses; remembered in the budget store (see `refusal`).
 MULTI_TICKER_SNAPSHOT = "multi_ticker_snapshot"
 #: Every request's whole answer must arrive within this, and be at most this large (decoded).
@@ -83,6 +87,7 @@ class PolygonClient:
         recheck_seconds: float = DEFAULT_RECHECK_SECONDS,
         total_timeout: float = DEFAULT_TOTAL_TIMEOUT_SECONDS,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        plan: str = "auto",
         sleep: Callable[[float], None] = time.sleep,
         logger: logging.Logger | Any | None = None,
     ) -> None:
@@ -92,6 +97,9 @@ class PolygonClient:
         self.timeout = (connect_timeout, read_timeout)
         self.total_timeout = total_timeout
         self.max_body_bytes = max_body_bytes
+        if plan not in PLANS:
+            raise ValueError(f"plan must be one of {', '.join(PLANS)}, got {plan!r}")
+        self.plan = plan
         self.max_retries = max_retries
         self.backoff_seconds = backoff_seconds
         self.max_budget_wait_seconds = max_budget_wait_seconds
@@ -225,22 +233,92 @@ class PolygonClient:
         """
         since = self._spent()
         by_ticker = _group_by_ticker(specs)
+        bars_markets = self._bars_markets({g[0].asset_type for g in by_ticker.values()}, result)
+        snapshots = {t: g for t, g in by_ticker.items() if g[0].asset_type not in bars_markets}
+        bars = {t: g for t, g in by_ticker.items() if g[0].asset_type in bars_markets}
 
         def settle(ticker: str, answer: Quote | Exception | None) -> Iterator[Any]:
             self._count_cost(result, since)
             yield from _settle(by_ticker[ticker], ticker, answer, result, now_fn)
 
+        for ticker, answer in self._snapshot_answers(snapshots, mode, result):
+            if isinstance(answer, NotEntitled) and self._learn_no_snapshots(answer, result):
+                bars_markets.add(by_ticker[ticker][0].asset_type)
+            if by_ticker[ticker][0].asset_type in bars_markets and not isinstance(answer, Quote):
+                bars[ticker] = by_ticker[ticker]  # refused, or skipped: its newest bar instead
+                continue
+            yield from settle(ticker, answer)
+        if bars:
+            kinds = {ticker: group[0].asset_type for ticker, group in bars.items()}
+            for ticker, answer in latest_bar_quotes(self, kinds).items():
+                yield from settle(ticker, answer)
+
+    def _snapshot_answers(
+        self, by_ticker: dict[str, list[SymbolSpec]], mode: str, result: FetchResult
+    ) -> Iterator[tuple[str, Quote | Exception]]:
+        """Each ticker's snapshot answer: one multi-ticker call per 250 in `batch` mode, else
+        (or when the plan refuses that) one call per ticker. In `batch` mode a 403 on the
+        multi-ticker endpoint falls back to one call per ticker, with a note saying so."""
         per_ticker = mode == "per_ticker" or self._batch_refused(result)
         if not per_ticker and by_ticker:
             answers = self._batch_answers(list(by_ticker), result)
-            if answers is None:  # the plan refuses multi-ticker snapshots
-                per_ticker = True
-            else:
+            if answers is not None:
                 for ticker in by_ticker:
-                    yield from settle(ticker, answers.get(ticker))
-        if per_ticker:
-            for ticker, group in by_ticker.items():
-                yield from settle(ticker, self._single_answer(ticker, group[0].asset_type))
+                    yield ticker, answers.get(ticker)  # type: ignore[misc]
+                return
+        refused: set[AssetType] = set()
+        for ticker, group in by_ticker.items():
+            kind = group[0].asset_type
+            if kind in refused:  # the plan refused this market's snapshots a moment ago
+                yield ticker, NotEntitled(f"no snapshots of {kind.value} on this plan")
+                continue
+            answer = self._single_answer(ticker, kind)
+            if isinstance(answer, NotEntitled) and self.plan == "auto":
+                refused.add(kind)
+            yield ticker, answer
+
+    def _bars_markets(self, kinds: set[AssetType], result: FetchResult) -> set[AssetType]:
+        """The markets whose quotes come from bars: every one on the free plan; on `auto`, those
+        whose snapshots the plan refused (learnt, shared by every process, asked again after
+        `recheck_seconds`)."""
+        if self.plan == "free":
+            markets = set(kinds)
+        elif self.plan == "paid":
+            markets = set()
+        else:
+            markets = {k for k in kinds if self._refused(snapshot_feature(k))}
+        if markets:
+            names = ", ".join(sorted(k.value for k in markets))
+            self._note(
+                result,
+                f"no snapshots on this plan for {names}: newest day bars instead",
+                level=logging.INFO,
+                mode=None,
+            )
+        return markets
+
+    def _learn_no_snapshots(self, exc: NotEntitled, result: FetchResult) -> bool:
+        """On `auto`, a 403 on a market's own snapshot means the plan has none of that market:
+        remember it for every process, and take its newest bars instead."""
+        if self.plan != "auto" or exc.ticker is None:
+            return False
+        kind = _asset_type_of(exc.ticker)
+        if kind is None:
+            return False
+        self.budget.refuse(snapshot_feature(kind), self.redact(str(exc)))
+        self._note(
+            result,
+            f"{kind.value} snapshots not available on this plan ({exc}); newest day bars"
+            " instead, and remembering it for every process",
+            mode=None,
+        )
+        return True
+
+    def _refused(self, feature: str) -> bool:
+        try:
+            return self.budget.refusal(feature, self.recheck_seconds) is not None
+        except BudgetError:
+            return False
 
     def _batch_answers(
         self, tickers: list[str], result: FetchResult
@@ -298,11 +376,18 @@ class PolygonClient:
         )
         return True
 
-    def _note(self, result: FetchResult, text: str, level: int = logging.WARNING) -> None:
+    def _note(
+        self,
+        result: FetchResult,
+        text: str,
+        level: int = logging.WARNING,
+        mode: str | None = "per_ticker",
+    ) -> None:
         text = self.redact(text)
         self.log.log(level, text)
         result.notes.append(text)
-        result.mode = "per_ticker"
+        if mode:
+            result.mode = mode
 
 
 @dataclass(frozen=True)
@@ -312,6 +397,18 @@ class _Spent:
     calls: int
     waits: int
     wait_seconds: float
+
+
+def snapshot_feature(asset_type: AssetType) -> str:
+    """The name a plan's refusal of a market's snapshots is remembered by."""
+    return f"snapshot:{asset_type.value}"
+
+
+def _asset_type_of(ticker: str) -> AssetType | None:
+    for kind in AssetType:
+        if ticker.startswith(kind.ticker_prefix):
+            return kind
+    return None
 
 
 def _group_by_ticker(specs: Iterable[SymbolSpec]) -> dict[str, list[SymbolSpec]]:

@@ -1,4 +1,4 @@
-"""Polygon JSON bodies -> `Quote`s and classified errors. Pure: no HTTP, no clock.
+"""Polygon JSON bodies -> `Quote`s, `Bar`s and classified errors. Pure: no HTTP, no clock.
 
 The shapes and quirks are those of the recorded responses it is tested against, in
 `assets_pipeline_tests/data/polygon/responses/` (PROVENANCE.md there says where each came from):
@@ -14,6 +14,7 @@ import datetime as dt
 import json
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -32,6 +33,23 @@ _HTML_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 T = TypeVar("T")
 SOURCE_V2 = "polygon:v2-snapshot"
 SOURCE_V3 = "polygon:v3-snapshot"
+SOURCE_GROUPED = "polygon:v2-aggs-grouped-daily"
+SOURCE_PREV = "polygon:v2-aggs-prev"
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One aggregate bar; `start` is the window's start in UTC."""
+
+    ticker: str
+    start: dt.datetime
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float | None
+    vwap: float | None
+    trades: int | None
 
 
 def epoch_to_utc(value: Any, field: str = "timestamp") -> dt.datetime:
@@ -320,3 +338,82 @@ def _collect(items: list[Any], parse: Any) -> dict[str, Quote | PolygonError]:
         else:
             out[quote.ticker] = quote
     return out
+
+
+def parse_aggs(body: Any) -> tuple[list[Bar], str | None]:
+    """`/v2/aggs/...`: bars (none when `results` is absent or null) and the next page path."""
+    return _guarded(lambda: _aggs(body))
+
+
+def _aggs(body: Any) -> tuple[list[Bar], str | None]:
+    body = _require_ok(body)
+    ticker = str(body.get("ticker", ""))
+    items = body.get("results") or []
+    if not isinstance(items, list):
+        raise MalformedResponse("'results' is not a list")
+    bars = [_bar(ticker, item) for item in items]
+    return bars, next_url_path(body.get("next_url"))
+
+
+def _bar(ticker: str, item: Any) -> Bar:
+    if not isinstance(item, Mapping):
+        raise MalformedResponse("a bar is not an object")
+    values = {}
+    for key in ("o", "h", "l", "c"):
+        value = _number(ticker, item, key, f"bar {key}")
+        if value is None:
+            raise MalformedResponse(f"a bar of {ticker} has no {key!r}")
+        values[key] = value
+    trades = item.get("n")
+    return Bar(
+        ticker=ticker,
+        start=epoch_to_utc(item.get("t"), "bar t"),
+        open=values["o"],
+        high=values["h"],
+        low=values["l"],
+        close=values["c"],
+        volume=_number(ticker, item, "v", "bar v"),
+        vwap=_number(ticker, item, "vw", "bar vw"),
+        trades=int(trades) if isinstance(trades, int | float) else None,
+    )
+
+
+def parse_grouped(body: Any) -> dict[str, Bar]:
+    """`/v2/aggs/grouped/locale/global/market/{fx|crypto}/{date}`: one day bar per ticker (`T`);
+    none for a day without trading. A bar that does not parse is left out, not fatal: its
+    ticker is then asked for on its own."""
+    return _guarded(lambda: _grouped(body))
+
+
+def _grouped(body: Any) -> dict[str, Bar]:
+    body = _require_ok(body)
+    items = body.get("results") or []
+    if not isinstance(items, list):
+        raise MalformedResponse("'results' is not a list")
+    bars: dict[str, Bar] = {}
+    for item in items:
+        ticker = item.get("T") if isinstance(item, Mapping) else None
+        if not isinstance(ticker, str):
+            continue
+        try:
+            bars[ticker] = _bar(ticker, item)
+        except (MalformedResponse, QuoteRejected):
+            continue
+    return bars
+
+
+def bar_quote(bar: Bar, source: str, now: dt.datetime, bar_seconds: float = 86400.0) -> Quote:
+    """A plan without snapshots gets the newest bar it serves: its close is the last price, at
+    the time the bar closed (never later than now); bid, ask and spread stay null, never 0."""
+    closed = min(bar.start + dt.timedelta(seconds=bar_seconds), now)
+    return Quote(
+        ticker=bar.ticker,
+        quote_time=closed,
+        source=source,
+        last_price=bar.close,
+        day_open=bar.open,
+        day_high=bar.high,
+        day_low=bar.low,
+        day_close=bar.close,
+        day_volume=bar.volume,
+    )

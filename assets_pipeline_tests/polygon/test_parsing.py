@@ -24,13 +24,13 @@ from assets_pipeline.polygon.parsing import (
     error_from_response,
     load_json,
     next_url_path,
+    parse_aggs,
     parse_v2_single,
     parse_v3_snapshot,
 )
 from assets_pipeline.rules.quotes import QuoteRejected, validate_quote
 from assets_pipeline_tests.conftest import RESPONSES
 from assets_pipeline_tests.polygon_reference import (
-    parse_aggs,
     parse_v1_last_crypto,
     parse_v1_last_quote,
     parse_v2_many,

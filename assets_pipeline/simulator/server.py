@@ -43,6 +43,9 @@ V3_MAX_LIMIT = 250
 V3_DEFAULT_LIMIT = 10
 AGGS_DEFAULT_LIMIT = 5000
 AGGS_MAX_LIMIT = 50000
+#: `full`: everything; `starter_no_multi`: a paid plan without the multi-ticker snapshots; `free`:
+#: the Basic plans.
+PLANS = ("full", "starter_no_multi", "free")
 TIMESPAN_MS = {"minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
 FUTURE_SHIFT_MS = 3_600_000
 
@@ -912,8 +915,8 @@ class PolygonSimulator:
         requested `limit`, to exercise pagination. `market_hours` freezes forex over the weekend
         and indices outside the US session; off by default so tests pass on any day.
         """
-        if plan not in ("full", "free"):
-            raise ValueError("plan must be 'full' or 'free'")
+        if plan not in PLANS:
+            raise ValueError(f"plan must be one of {', '.join(PLANS)}")
         if rate_limit_calls is not None and rate_limit_calls < 1:
             raise ValueError("rate_limit_calls must be at least 1, or None for no budget")
         if page_size_cap < 1:
@@ -1139,7 +1142,7 @@ class PolygonSimulator:
             reply = _load_balancer_reply(502)
         elif "http_503" in kinds:
             reply = _load_balancer_reply(503)
-        elif "forbidden" in kinds or (self.plan == "free" and route.multi):
+        elif "forbidden" in kinds or (self.plan in ("free", "starter_no_multi") and route.multi):
             reply = _error(403, "NOT_AUTHORIZED", NOT_AUTHORIZED_TEXT)
         else:
             call = _Call(now=now, market_hours=self.market_hours, faults=faults)

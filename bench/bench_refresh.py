@@ -90,7 +90,7 @@ CLI_ENV_DROP = (
 )
 
 
-#: The client logs the free plan's 403 fallback as a warning; keep it out of the tables.
+#: The client logs a plan's 403 fallback (batch refused) as a warning; keep it out of the tables.
 QUIET = logging.getLogger("bench_refresh.client")
 QUIET.addHandler(logging.NullHandler())
 QUIET.propagate = False
@@ -274,13 +274,13 @@ def distinct(specs):
 def expected_calls(n_distinct, mode, plan):
     if mode == "per_ticker":
         return n_distinct
-    if plan == "free":  # the batch call is refused with 403, then one call per ticker
+    if plan == "starter_no_multi":  # the batch call is refused with 403, then one per ticker
         return 1 + n_distinct
     return math.ceil(n_distinct / V3_MAX_TICKERS)
 
 
 def mode_label(mode, plan):
-    return mode if plan == "full" else f"{mode}, free plan (403)"
+    return mode if plan == "full" else f"{mode}, plan without multi-ticker (403)"
 
 
 def run_refreshes(specs, mode, plan, reps, calls, window, full_warmup=True):
@@ -337,9 +337,11 @@ def fmt_duration(seconds):
 def symbol_sets(quick):
     """(label, specs, [(mode, plan), ...]) for every set section 1 measures."""
     both = [("batch", "full"), ("per_ticker", "full")]
-    # Free plans refuse /v3/snapshot with 403: batch mode then falls back to one call per ticker.
+    no_multi = ("batch", "starter_no_multi")
+    # A plan without multi-ticker snapshots (the simulator's "starter_no_multi") refuses
+    # /v3/snapshot with 403: batch mode then falls back to one call per ticker.
     sets = [
-        ("registry", list(load_registry(DEFAULT_SYMBOLS_FILE)), [*both, ("batch", "free")]),
+        ("registry", list(load_registry(DEFAULT_SYMBOLS_FILE)), [*both, no_multi]),
         ("synthetic 100", synthetic(100), both),
         ("synthetic 500", synthetic(500), both),
     ]
@@ -383,7 +385,7 @@ def bench_refresh_cost(quick):
                 )
     notes = [
         "CALLS = FetchResult.api_calls per refresh, SERVED = requests the simulator logged;"
-        " EXPECTED: batch ceil(distinct/250), per_ticker distinct, free-plan batch 1 + distinct.",
+        " EXPECTED: batch ceil(distinct/250), per_ticker distinct, no-multi batch 1 + distinct.",
         "Each distinct ticker is asked once; symbols sharing a ticker share its quote.",
         "Synthetic: the simulator's 96 known tickers (the 90 ordered pairs of USD EUR GBP JPY AUD"
         " CAD CHF NZD XAU XAG, 6 crypto), repeated under new symbol names past 96.",

@@ -15,7 +15,7 @@ import threading
 from collections.abc import Sequence
 from types import FrameType
 
-from assets_pipeline.simulator.server import PolygonSimulator
+from assets_pipeline.simulator.server import PLANS, PolygonSimulator
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -29,7 +29,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--rate-limit-window", type=float, default=60.0, help="seconds")
     parser.add_argument("--log-file", default=None, help="append one JSON line per request")
     parser.add_argument("--keys", default=None, help="comma-separated accepted keys; default any")
-    parser.add_argument("--plan", choices=("full", "free"), default="full")
+    parser.add_argument("--plan", choices=PLANS, default="full")
     parser.add_argument("--page-size-cap", type=int, default=250, help="largest v3 page")
     parser.add_argument(
         "--market-hours",

@@ -111,6 +111,9 @@ WOBBLE_TERMS: tuple[tuple[float, float], ...] = (
     (250_560.0, 0.0006),
 )
 DAY_SECONDS = 86_400
+#: Grid points of a bar's high and low: every half hour for a day's bar, 6 for shorter windows.
+DAY_SAMPLES = 48
+SHORT_SAMPLES = 6
 WEEK_SECONDS = 7 * DAY_SECONDS
 #: 1970-01-01 was a Thursday; the week below starts Monday 00:00 UTC.
 _EPOCH_WEEKDAY = 3
@@ -202,6 +205,16 @@ def is_known(ticker: str) -> bool:
 def default_tickers(asset_class: AssetClass) -> tuple[str, ...]:
     """The tickers an unfiltered multi-ticker request returns for one market."""
     return DEFAULT_TICKERS[asset_class]
+
+
+def all_tickers(asset_class: AssetClass) -> tuple[str, ...]:
+    """Every catalogue ticker of one market (what a grouped daily answer lists): all 90 forex
+    pairs of the currencies and metals, the USD crypto pairs, the indices."""
+    if asset_class == "fx":
+        return tuple(f"C:{b}{q}" for b in USD_VALUE for q in USD_VALUE if b != q)
+    if asset_class == "crypto":
+        return tuple(f"X:{base}USD" for base in CRYPTO_USD)
+    return tuple(INDEX_LEVEL)
 
 
 def _unit_hash(*parts: object) -> float:
@@ -326,13 +339,17 @@ def bar(
     now: float,
     *,
     market_hours: bool = False,
-    samples: int = 6,
+    samples: int | None = None,
 ) -> Bar:
     """The OHLC bar over [start, end), cut at `now` when the window is still open.
 
     High and low come from a grid anchored on the window (not on `now`), so an unfinished bar's
     high never falls as time passes; open and close are on the grid, so low <= open, close <= high.
+    `samples` defaults to `DAY_SAMPLES` for a window of a day or more and `SHORT_SAMPLES` below,
+    so a day's bar is the same whichever endpoint (range, prev, grouped, snapshot) asks for it.
     """
+    if samples is None:
+        samples = DAY_SAMPLES if end - start >= DAY_SECONDS else SHORT_SAMPLES
     known = instrument(ticker)
     decimals = known.decimals if known is not None else 4
     stop = min(end, now)
@@ -368,7 +385,7 @@ def day_start(t: float) -> float:
 def day_bar(ticker: str, t: float, *, market_hours: bool = False) -> Bar:
     """Today's (UTC) bar up to `t`: its close is the current price."""
     start = day_start(t)
-    return bar(ticker, start, start + DAY_SECONDS, t, market_hours=market_hours, samples=48)
+    return bar(ticker, start, start + DAY_SECONDS, t, market_hours=market_hours)
 
 
 def previous_day_bar(ticker: str, t: float, *, market_hours: bool = False) -> Bar:
@@ -379,7 +396,7 @@ def previous_day_bar(ticker: str, t: float, *, market_hours: bool = False) -> Ba
             break
         start -= DAY_SECONDS
     end = start + DAY_SECONDS
-    return bar(ticker, start, end, end, market_hours=market_hours, samples=48)
+    return bar(ticker, start, end, end, market_hours=market_hours)
 
 
 def minute_bar(ticker: str, t: float, *, market_hours: bool = False) -> Bar:

@@ -43,6 +43,9 @@ V3_MAX_LIMIT = 250
 V3_DEFAULT_LIMIT = 10
 AGGS_DEFAULT_LIMIT = 5000
 AGGS_MAX_LIMIT = 50000
+#: `full`: everything; `starter_no_multi`: a paid plan without the multi-ticker snapshots; `free`:
+#: the Basic plans.
+PLANS = ("full", "starter_no_multi", "free")
 TIMESPAN_MS = {"minute": 60_000, "hour": 3_600_000, "day": 86_400_000}
 FUTURE_SHIFT_MS = 3_600_000
 
@@ -56,6 +59,13 @@ NOT_AUTHORIZED_TEXT = (
     "You are not entitled to this data. Please upgrade your plan at https://polygon.io/pricing"
 )
 TICKER_NOT_FOUND_TEXT = "Ticker not found."
+#: The free plan's answer to a request for the current day, a future one, or too far back.
+TIMEFRAME_TEXT = (
+    "Your plan doesn't include this data timeframe. Please upgrade your plan at "
+    "https://polygon.io/pricing"
+)
+#: How far back the free plan's aggregates reach, in calendar years before today (UTC).
+FREE_HISTORY_YEARS = 2
 
 #: Faults that change the whole answer, and faults that change one ticker's data in it.
 REQUEST_FAULTS = frozenset(
@@ -154,6 +164,8 @@ class _Call:
     now: float
     market_hours: bool
     faults: list[Fault] = field(default_factory=list)
+    #: The free plan's bars come back with `status` DELAYED (end-of-day data).
+    delayed: bool = False
 
     def kinds_for(self, ticker: str) -> set[str]:
         """The item-level faults that apply to `ticker` in this request."""
@@ -177,6 +189,10 @@ class _Route:
     render: Callable[[_Call], _Reply]
     tickers: list[str] = field(default_factory=list)
     multi: bool = False
+    #: What a plan entitles: "snapshot" (v2, v3), "last" (v1 last quote/trade), "aggs" (bars).
+    kind: str = "other"
+    #: The data period the request asks for, [first ms, last ms], when a plan may limit it.
+    span_ms: tuple[int, int] | None = None
 
 
 def request_id() -> str:
@@ -389,7 +405,7 @@ def _route_v2_single(market_name: str, ticker: str) -> _Route:
         }
         return _json_reply(200, body)
 
-    return _Route(render, [ticker])
+    return _Route(render, [ticker], kind="snapshot")
 
 
 def _route_v2_multi(market_name: str, query: dict[str, str]) -> _Route:
@@ -405,7 +421,7 @@ def _route_v2_multi(market_name: str, query: dict[str, str]) -> _Route:
                 objects.append(_v2_object(call, inst, multi=True))
         return _json_reply(200, {"status": "OK", "tickers": objects})
 
-    return _Route(render, tickers, multi=True)
+    return _Route(render, tickers, multi=True, kind="snapshot")
 
 
 # --- v3 snapshots -------------------------------------------------------------------------------
@@ -570,7 +586,7 @@ def _route_v3(path: str, query: dict[str, str], *, indices_only: bool, page_cap:
             body["next_url"] = _next_url(path, cursor)
         return _json_reply(200, body)
 
-    return _Route(render, page, multi=True)
+    return _Route(render, page, multi=True, kind="snapshot")
 
 
 # --- v1 last quote / last trade -------------------------------------------------------------------
@@ -598,7 +614,7 @@ def _route_v1_forex(base: str, quote_ccy: str) -> _Route:
         }
         return _json_reply(200, body)
 
-    return _Route(render, [ticker])
+    return _Route(render, [ticker], kind="last")
 
 
 def _route_v1_crypto(base: str, quote_ccy: str) -> _Route:
@@ -626,7 +642,7 @@ def _route_v1_crypto(base: str, quote_ccy: str) -> _Route:
         }
         return _json_reply(200, body)
 
-    return _Route(render, [ticker])
+    return _Route(render, [ticker], kind="last")
 
 
 # --- v2 aggregates --------------------------------------------------------------------------------
@@ -663,7 +679,11 @@ def _agg_result(bar: market.Bar, asset_class: str, *, with_ticker: str | None) -
 
 
 def _aggs_body(
-    ticker: str, adjusted: bool, results: list[dict[str, Any]], next_url: str | None
+    ticker: str,
+    adjusted: bool,
+    results: list[dict[str, Any]],
+    next_url: str | None,
+    status: str = "OK",
 ) -> dict[str, Any]:
     """The aggs envelope; an empty answer has no `results` key at all, as recorded."""
     body: dict[str, Any] = {
@@ -674,7 +694,7 @@ def _aggs_body(
     }
     if results:
         body["results"] = results
-    body["status"] = "OK"
+    body["status"] = status
     body["request_id"] = request_id()
     if results:
         body["count"] = len(results)
@@ -736,9 +756,10 @@ def _route_aggs_range(
         starts = starts[: asked.limit]
         results = _aggs_results(call, inst, asked, starts)
         next_url = _aggs_next_url(asked, starts[-1]) if more else None
-        return _json_reply(200, _aggs_body(ticker, asked.adjusted, results, next_url))
+        status = "DELAYED" if call.delayed and results else "OK"
+        return _json_reply(200, _aggs_body(ticker, asked.adjusted, results, next_url, status))
 
-    return _Route(render, [ticker])
+    return _Route(render, [ticker], kind="aggs", span_ms=(asked.anchor_ms, asked.to_ms))
 
 
 def _parse_aggs_range(
@@ -842,14 +863,79 @@ def _route_aggs_prev(ticker: str, query: dict[str, str]) -> _Route:
         inst = call.instrument(ticker)
         if inst is None:
             return _json_reply(200, _aggs_body(ticker, adjusted, [], None))
-        tick_t = market.last_tick_time(ticker, call.now, call.market_hours)
-        bar = market.previous_day_bar(ticker, tick_t, market_hours=call.market_hours)
+        # The last complete trading day before today, as grouped daily and range give it (on a
+        # Saturday that is Friday, not the day before the last tick's day).
+        bar = market.previous_day_bar(ticker, call.now, market_hours=call.market_hours)
         result = _agg_result(bar, inst.asset_class, with_ticker=ticker)
         if "negative_price" in call.kinds_for(ticker):
             result["c"] = -1.0
         return _json_reply(200, _aggs_body(ticker, adjusted, [result], None))
 
-    return _Route(render, [ticker])
+    # The previous trading day is always a past one: no span for the end-of-day plan to refuse.
+    return _Route(render, [ticker], kind="aggs")
+
+
+_GROUPED_MARKETS: dict[str, market.AssetClass] = {"fx": "fx", "crypto": "crypto"}
+
+
+def _route_aggs_grouped(market_name: str, day_token: str, query: dict[str, str]) -> _Route:
+    """`/v2/aggs/grouped/locale/global/market/{fx|crypto}/{date}`: the UTC day's bar of every
+    pair of the market that traded that day, the same bar the range and prev endpoints give."""
+    asset_class = _GROUPED_MARKETS[market_name]
+    try:
+        day = date.fromisoformat(day_token)
+    except ValueError:
+        raise _bad_request(
+            "Could not parse the time parameter: 'date'. Use YYYY-MM-DD format"
+        ) from None
+    adjusted = _parse_bool(query, "adjusted", True)
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
+    end = start + market.DAY_SECONDS
+    tickers = list(market.all_tickers(asset_class))
+
+    def render(call: _Call) -> _Reply:
+        results = []
+        for ticker in tickers if start < call.now else []:
+            if call.instrument(ticker) is None:
+                continue
+            if not market.window_trades(ticker, start, end, call.market_hours):
+                continue
+            bar = market.bar(ticker, start, end, call.now, market_hours=call.market_hours)
+            result = _agg_result(bar, asset_class, with_ticker=ticker)
+            if "negative_price" in call.kinds_for(ticker):
+                result["c"] = -1.0
+            results.append(result)
+        return _json_reply(200, _grouped_body(adjusted, results))
+
+    return _Route(render, tickers, kind="aggs", span_ms=(_ms(start), _ms(end) - 1))
+
+
+def _grouped_body(adjusted: bool, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """The grouped daily envelope: no `ticker`, no `count`; no `results` key when empty."""
+    body: dict[str, Any] = {
+        "queryCount": len(results),
+        "resultsCount": len(results),
+        "adjusted": adjusted,
+    }
+    if results:
+        body["results"] = results
+    body["status"] = "OK"
+    body["request_id"] = request_id()
+    return body
+
+
+def _free_plan_covers(span_ms: tuple[int, int], now: float) -> bool:
+    """Whether an end-of-day plan with `FREE_HISTORY_YEARS` of history covers the span: it
+    ends before today (UTC) and starts no earlier than the same date that many years ago."""
+    today = datetime.fromtimestamp(now, UTC).date()
+    try:
+        oldest = today.replace(year=today.year - FREE_HISTORY_YEARS)
+    except ValueError:  # 29 February, and no such day that year
+        oldest = today.replace(year=today.year - FREE_HISTORY_YEARS, day=28)
+    today_ms = _ms(market.day_start(now))
+    oldest_ms = _ms(datetime(oldest.year, oldest.month, oldest.day, tzinfo=UTC).timestamp())
+    first_ms, last_ms = span_ms
+    return oldest_ms <= first_ms and last_ms < today_ms
 
 
 # --- the server -----------------------------------------------------------------------------------
@@ -907,13 +993,19 @@ class PolygonSimulator:
     ) -> None:
         """Configure; nothing listens until `start()`.
 
-        `api_keys` None accepts any non-empty key. `plan="free"` refuses the multi-ticker
-        endpoints with 403, as the free plans do. `page_size_cap` shrinks v3 pages below the
+        `api_keys` None accepts any non-empty key. `plan` is what the key is entitled to:
+        `"full"` serves everything; `"starter_no_multi"` is a paid plan without the multi-ticker
+        snapshots (v2 multi, `/v3/snapshot`, `/v3/snapshot/indices`: 403), single-ticker ones
+        served; `"free"` is the Basic plans: every snapshot and the v1 last quote/trade answer
+        403 `NOT_AUTHORIZED`, the aggregates (range, prev, grouped daily) are served end-of-day
+        only, with `status` DELAYED on range bars, and a range or grouped day touching today, a
+        future day or more than two years back answers 403 "Your plan doesn't include this data
+        timeframe". `page_size_cap` shrinks v3 pages below the
         requested `limit`, to exercise pagination. `market_hours` freezes forex over the weekend
         and indices outside the US session; off by default so tests pass on any day.
         """
-        if plan not in ("full", "free"):
-            raise ValueError("plan must be 'full' or 'free'")
+        if plan not in PLANS:
+            raise ValueError(f"plan must be one of {', '.join(PLANS)}")
         if rate_limit_calls is not None and rate_limit_calls < 1:
             raise ValueError("rate_limit_calls must be at least 1, or None for no budget")
         if page_size_cap < 1:
@@ -1139,10 +1231,10 @@ class PolygonSimulator:
             reply = _load_balancer_reply(502)
         elif "http_503" in kinds:
             reply = _load_balancer_reply(503)
-        elif "forbidden" in kinds or (self.plan == "free" and route.multi):
-            reply = _error(403, "NOT_AUTHORIZED", NOT_AUTHORIZED_TEXT)
+        elif refusal := NOT_AUTHORIZED_TEXT if "forbidden" in kinds else self._refusal(route, now):
+            reply = _error(403, "NOT_AUTHORIZED", refusal)
         else:
-            call = _Call(now=now, market_hours=self.market_hours, faults=faults)
+            call = _Call(now, self.market_hours, faults, delayed=self.plan == "free")
             try:
                 reply = route.render(call)
             except _HttpError as exc:
@@ -1152,6 +1244,22 @@ class PolygonSimulator:
                 reply = _Reply(200, reply.body[: max(1, len(reply.body) // 2)])
         reply.delay = delay
         return reply
+
+    def _refusal(self, route: _Route, now: float) -> str | None:
+        """The plan's 403 message for this request, or None if the plan serves it.
+
+        `free` (Basic): no snapshot and no v1 last quote/trade; bars end-of-day only, back
+        `FREE_HISTORY_YEARS`. `starter_no_multi`: everything but the multi-ticker snapshots.
+        """
+        if self.plan == "starter_no_multi":
+            return NOT_AUTHORIZED_TEXT if route.multi else None
+        if self.plan != "free":
+            return None
+        if route.kind in ("snapshot", "last"):
+            return NOT_AUTHORIZED_TEXT
+        if route.span_ms is not None and not _free_plan_covers(route.span_ms, now):
+            return TIMEFRAME_TEXT
+        return None
 
     def _route(self, method: str, path: str, query: dict[str, str]) -> _Route:
         """Match the path to an endpoint and parse its parameters (400 on bad ones)."""
@@ -1191,6 +1299,8 @@ class PolygonSimulator:
                 return _route_aggs_range(ticker, multiplier, timespan, start, end, query)
             case ["v2", "aggs", "ticker", ticker, "prev"]:
                 return _route_aggs_prev(ticker, query)
+            case ["v2", "aggs", "grouped", "locale", "global", "market", "fx" | "crypto" as m, day]:
+                return _route_aggs_grouped(m, day, query)
         raise _not_found("Route not found.")
 
     def _record(self, entry: SimulatorRequest) -> None:

@@ -181,7 +181,7 @@ def test_bad_quotes_fail_only_their_own_symbol(client, simulator):
 
 
 def test_batch_403_falls_back_to_one_call_per_ticker(budget):
-    with PolygonSimulator(host="127.0.0.1", port=0, plan="free") as sim:
+    with PolygonSimulator(host="127.0.0.1", port=0, plan="starter_no_multi") as sim:
         client = PolygonClient(sim.url, SECRET, budget)
         result = fetch_all(
             client, [spec("EURUSD", "C:EURUSD"), spec("GBPUSD", "C:GBPUSD")], "batch"
@@ -207,7 +207,7 @@ def test_a_plans_refusal_of_batch_snapshots_is_learnt_once_for_every_process(
         return PolygonClient(url, SECRET, PolygonBudget(backend, limit=1000, window_seconds=60))
 
     pair = [spec("EURUSD", "C:EURUSD"), spec("GBPUSD", "C:GBPUSD")]
-    with PolygonSimulator(host="127.0.0.1", port=0, plan="free") as sim:
+    with PolygonSimulator(host="127.0.0.1", port=0, plan="starter_no_multi") as sim:
         first = fetch_all(new_client(sim.url), pair, "batch")
         second = fetch_all(new_client(sim.url), pair, "batch")
         refused = [r for r in api_requests(sim) if r.status == 403]

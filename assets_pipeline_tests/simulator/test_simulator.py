@@ -512,25 +512,200 @@ def test_budget_is_kept_per_key(clock: FrozenClock) -> None:
             assert requests.get(path, headers={"Authorization": f"Bearer {key}"}).ok
 
 
+def assert_refused(response: requests.Response, message: str) -> None:
+    """A 403 with the vendor's NOT_AUTHORIZED body, carrying `message`."""
+    expected = recorded("error_403_not_authorized.json")
+    assert response.status_code == 403
+    assert response.json().keys() == expected.keys()
+    assert response.json()["status"] == "NOT_AUTHORIZED"
+    assert response.json()["message"] == message
+
+
 @pytest.mark.parametrize(
     ("path", "params"),
     [
+        # the v2 multi-ticker snapshots, filtered and unfiltered
         (FOREX_MANY, {"tickers": "C:EURUSD"}),
         (CRYPTO_MANY, {}),
+        # the v3 snapshots, any market and indices only
         ("/v3/snapshot", {"ticker.any_of": "C:EURUSD"}),
         ("/v3/snapshot/indices", {"ticker.any_of": "I:SPX"}),
     ],
 )
-def test_free_plan_refuses_multi_ticker_endpoints_with_403(
+def test_starter_no_multi_refuses_multi_ticker_endpoints_and_serves_single_ones(
+    clock: FrozenClock, path: str, params: dict[str, str]
+) -> None:
+    with PolygonSimulator(clock=clock, plan="starter_no_multi") as starter:
+        assert_refused(
+            get(starter, path, **params), recorded("error_403_not_authorized.json")["message"]
+        )
+        assert get(starter, FOREX_ONE.format("C:EURUSD")).status_code == 200
+        assert get(starter, CRYPTO_ONE.format("X:BTCUSD")).status_code == 200
+        assert get(starter, "/v1/last_quote/currencies/EUR/USD").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        # v2 single-ticker snapshots, forex and crypto
+        (FOREX_ONE.format("C:EURUSD"), {}),
+        (CRYPTO_ONE.format("X:BTCUSD"), {}),
+        # a ticker the API does not know: still refused, the plan is checked first
+        (FOREX_ONE.format("C:NOPE"), {}),
+        # v2 multi-ticker snapshots
+        (FOREX_MANY, {"tickers": "C:EURUSD"}),
+        (CRYPTO_MANY, {}),
+        # v3 snapshots
+        ("/v3/snapshot", {"ticker.any_of": "C:EURUSD"}),
+        ("/v3/snapshot/indices", {"ticker.any_of": "I:SPX"}),
+        # v1 last forex quote and last crypto trade
+        ("/v1/last_quote/currencies/EUR/USD", {}),
+        ("/v1/last/crypto/BTC/USD", {}),
+    ],
+)
+def test_free_plan_refuses_every_snapshot_and_last_endpoint_with_the_vendor_body(
     clock: FrozenClock, path: str, params: dict[str, str]
 ) -> None:
     with PolygonSimulator(clock=clock, plan="free") as free:
-        response = get(free, path, **params)
-        expected = recorded("error_403_not_authorized.json")
-        assert response.status_code == 403
-        assert response.json()["message"] == expected["message"]
-        assert response.json().keys() == expected.keys()
-        assert get(free, FOREX_ONE.format("C:EURUSD")).status_code == 200
+        assert_refused(
+            get(free, path, **params), recorded("error_403_not_authorized.json")["message"]
+        )
+
+
+GROUPED = "/v2/aggs/grouped/locale/global/market/{}/{}"
+TIMEFRAME_TEXT = (
+    "Your plan doesn't include this data timeframe. Please upgrade your plan at "
+    "https://polygon.io/pricing"
+)
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        # grouped daily for yesterday (the clock is Wednesday 2024-05-29 noon), both markets
+        (GROUPED.format("fx", "2024-05-28"), "OK"),
+        (GROUPED.format("crypto", "2024-05-28"), "OK"),
+        # day bars of last week: end-of-day data, DELAYED as in the recorded page
+        ("/v2/aggs/ticker/C:EURUSD/range/1/day/2024-05-20/2024-05-24", "DELAYED"),
+        # hour bars of yesterday, in ms
+        ("/v2/aggs/ticker/X:BTCUSD/range/1/hour/1716854400000/1716940799999", "DELAYED"),
+        # two years back to the day is still covered
+        ("/v2/aggs/ticker/C:EURUSD/range/1/day/2022-05-29/2022-05-31", "DELAYED"),
+        # the previous day's bar
+        ("/v2/aggs/ticker/C:XAUUSD/prev", "OK"),
+    ],
+)
+def test_free_plan_serves_past_aggregates(clock: FrozenClock, path: str, status: str) -> None:
+    with PolygonSimulator(clock=clock, plan="free") as free:
+        response = get(free, path)
+    assert response.status_code == 200
+    assert response.json()["status"] == status and response.json()["results"]
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        # grouped daily for today, and for tomorrow
+        GROUPED.format("fx", "2024-05-29"),
+        GROUPED.format("crypto", "2024-05-30"),
+        # a range ending today, as a date and as this very millisecond
+        "/v2/aggs/ticker/C:EURUSD/range/1/day/2024-05-20/2024-05-29",
+        f"/v2/aggs/ticker/X:BTCUSD/range/1/minute/1716940800000/{int(WEDNESDAY_NOON * 1000)}",
+        # a range in the future
+        "/v2/aggs/ticker/C:EURUSD/range/1/day/2030-01-01/2030-01-05",
+        # a range starting one day more than two years back, and grouped daily that far back
+        "/v2/aggs/ticker/C:EURUSD/range/1/day/2022-05-28/2022-05-31",
+        GROUPED.format("fx", "2022-05-28"),
+    ],
+)
+def test_free_plan_refuses_today_the_future_and_old_history(clock: FrozenClock, path: str) -> None:
+    with PolygonSimulator(clock=clock, plan="free") as free:
+        assert_refused(get(free, path), TIMEFRAME_TEXT)
+
+
+def test_free_plan_range_pages_through_next_url(clock: FrozenClock) -> None:
+    with PolygonSimulator(clock=clock, plan="free") as free:
+        pages = [get(free, "/v2/aggs/ticker/X:BTCUSD/range/1/day/2024-05-20/2024-05-24", limit=2)]
+        while "next_url" in pages[-1].json():
+            next_url = urlsplit(pages[-1].json()["next_url"])
+            pages.append(get(free, f"{next_url.path}?{next_url.query}"))
+    assert [page.json()["status"] for page in pages] == ["DELAYED"] * 3
+    assert sum(len(page.json()["results"]) for page in pages) == 5
+
+
+def test_grouped_daily_lists_every_pair_of_its_market_in_the_aggs_shape(
+    sim: PolygonSimulator,
+) -> None:
+    fx = get(sim, GROUPED.format("fx", "2024-05-28")).json()
+    crypto = get(sim, GROUPED.format("crypto", "2024-05-28")).json()
+    bar_keys = recorded("v2_aggs_C_EURUSD_day.json")["results"][0].keys()
+    for body, count in ((fx, 90), (crypto, 6)):
+        assert body.keys() == {
+            "adjusted",
+            "queryCount",
+            "request_id",
+            "results",
+            "resultsCount",
+            "status",
+        }
+        assert body["resultsCount"] == body["queryCount"] == len(body["results"]) == count
+        for result in body["results"]:
+            assert result.keys() == bar_keys | {"T"}
+            assert result["t"] == 1_716_854_400_000  # 2024-05-28 00:00 UTC, in ms
+    assert {"C:EURUSD", "C:XAUUSD", "C:XAGCAD"} <= {r["T"] for r in fx["results"]}
+    assert {r["T"] for r in crypto["results"]} == set(market.default_tickers("crypto"))
+
+
+@pytest.mark.parametrize(
+    ("market_name", "day", "tickers"),
+    [
+        # forex is shut all of Saturday (UTC): no bars, and no `results` key, as recorded
+        ("fx", "2024-06-01", 0),
+        # forex traded Friday until 21:00 UTC
+        ("fx", "2024-05-31", 90),
+        # crypto trades every day
+        ("crypto", "2024-06-01", 6),
+    ],
+)
+def test_grouped_daily_lists_only_pairs_that_traded_with_market_hours_on(
+    market_name: str, day: str, tickers: int
+) -> None:
+    monday_noon = FrozenClock(WEDNESDAY_NOON + 5 * 86_400)
+    with PolygonSimulator(clock=monday_noon, plan="free", market_hours=True) as free:
+        response = get(free, GROUPED.format(market_name, day))
+    assert response.status_code == 200
+    assert response.json()["resultsCount"] == len(response.json().get("results", [])) == tickers
+    if not tickers:
+        assert response.json().keys() == recorded("v2_aggs_empty.json").keys() - {"ticker"}
+
+
+@pytest.mark.parametrize(
+    ("now", "market_hours", "ticker", "day"),
+    [
+        # Wednesday: yesterday is the previous trading day, forex and crypto
+        (WEDNESDAY_NOON, False, "C:EURUSD", "2024-05-28"),
+        (WEDNESDAY_NOON, False, "X:BTCUSD", "2024-05-28"),
+        # Saturday with market hours on: forex's previous trading day is Friday (it closed at
+        # 21:00 UTC), crypto's is Friday too
+        (WEDNESDAY_NOON + 3 * 86_400, True, "C:XAUUSD", "2024-05-31"),
+        (WEDNESDAY_NOON + 3 * 86_400, True, "X:ETHUSD", "2024-05-31"),
+        # Sunday noon, market hours on: forex has not reopened, Saturday did not trade: Friday
+        (WEDNESDAY_NOON + 4 * 86_400, True, "C:GBPUSD", "2024-05-31"),
+    ],
+)
+def test_grouped_daily_agrees_with_range_and_prev(
+    now: float, market_hours: bool, ticker: str, day: str
+) -> None:
+    market_name = "fx" if ticker.startswith("C:") else "crypto"
+    with PolygonSimulator(clock=FrozenClock(now), plan="free", market_hours=market_hours) as free:
+        grouped = get(free, GROUPED.format(market_name, day)).json()["results"]
+        (ranged,) = get(free, f"/v2/aggs/ticker/{ticker}/range/1/day/{day}/{day}").json()["results"]
+        (prev,) = get(free, f"/v2/aggs/ticker/{ticker}/prev").json()["results"]
+    (from_grouped,) = [r for r in grouped if r["T"] == ticker]
+    assert from_grouped == prev == {"T": ticker, **ranged}
+    # and the day's close is the simulator's live price at the day's end (frozen while shut)
+    day_end = epoch(*map(int, day.split("-"))) + 86_400
+    assert ranged["c"] == market.price_at(ticker, day_end, market_hours)
 
 
 # --- faults ----------------------------------------------------------------------------------

@@ -594,3 +594,43 @@ def test_a_database_outage_mid_run_leaves_the_symbols_it_did_not_reach_in_progre
     for symbol in ("EURUSD", "BTCUSD"):  # not reached: not the earlier run's `success`
         assert statuses[symbol]["sync_status"] == "in_progress"
         assert statuses[symbol]["last_sync_timestamp"] == earlier[symbol]
+
+
+# --- plans -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def free_pipeline(monkeypatch, pg_url, redis_namespace):
+    """A key on the free (Basic) plan: no snapshots at all, end-of-day aggregates only."""
+    with PolygonSimulator(host="127.0.0.1", port=0, api_keys={SECRET}, plan="free") as sim:
+        yield Pipeline(monkeypatch, sim, pg_url, redis_namespace)
+
+
+def test_a_free_key_refreshes_all_nine_symbols_from_day_bars_without_a_403(free_pipeline):
+    free_pipeline.monkeypatch.setenv("POLYGON_PLAN", "free")
+    result = free_pipeline.run("refresh_quotes")
+    assert result.success
+    requests = free_pipeline.api_requests()
+    assert [r.status for r in requests if r.status != 200] == []
+    # grouped daily: one call for the seven forex pairs, one for the two crypto pairs
+    assert sorted(r.path.rsplit("/", 2)[-2] for r in requests) == ["crypto", "fx"]
+    for spec in load_registry():
+        quote = free_pipeline.store.latest_quote(spec.symbol)
+        assert quote.source == "polygon:v2-aggs-grouped-daily", spec.symbol
+        assert quote.bid is None and quote.ask is None and quote.last_price > 0
+        assert quote.quote_time <= dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)  # not live
+
+
+def test_on_auto_a_free_key_is_learnt_from_its_first_403s_and_then_costs_none(free_pipeline):
+    free_pipeline.monkeypatch.setenv("POLYGON_PLAN", "auto")
+    first = free_pipeline.run("refresh_quotes")
+    assert first.success
+    refused = [r for r in free_pipeline.api_requests() if r.status == 403]
+    # the batch call, then one single snapshot per market: forex and crypto
+    assert len(refused) == 3
+    free_pipeline.sim.reset_log()
+    time.sleep(0.01)
+    second = free_pipeline.run("refresh_quotes")
+    assert second.success
+    again = free_pipeline.api_requests()
+    assert [r.status for r in again] == [200, 200]  # two grouped calls, no 403 any more

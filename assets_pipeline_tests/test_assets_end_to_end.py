@@ -195,16 +195,58 @@ def test_per_ticker_mode_spends_one_call_per_symbol(pipeline):
     assert {r.path.split("/")[-2] for r in pipeline.api_requests()} == {"tickers"}
 
 
-def test_a_past_partition_fails_clearly_and_fetches_and_writes_nothing(pipeline):
-    # refused on any day after it, so also if the test straddles midnight
-    yesterday = (dt.date.fromisoformat(live_day()) - dt.timedelta(days=1)).isoformat()
+def bars_of(pipeline, symbol):
+    from assets_pipeline.storage.schema import price_bars
+
+    with get_engine(pipeline.database_url).connect() as conn:
+        return conn.execute(
+            sa.select(price_bars.c.bar_start, price_bars.c.close)
+            .where(price_bars.c.symbol == symbol)
+            .order_by(price_bars.c.bar_start)
+        ).all()
+
+
+def test_a_past_day_stores_its_bars_and_never_the_live_quote(pipeline):
+    yesterday = (dt.date.fromisoformat(live_day()) - dt.timedelta(days=2)).isoformat()
     result = pipeline.run("refresh_critical", partition=yesterday)
-    assert not result.success
-    failure = next(e for e in result.all_events if e.is_step_failure)
-    assert f"Partition {yesterday} is a past day" in failure.step_failure_data.error.message
-    assert "Nothing was fetched or written" in failure.step_failure_data.error.message
-    assert pipeline.api_requests() == []
-    assert pipeline.store.latest_quote("EURUSD") is None
+    assert result.success
+    for symbol in CRITICAL:
+        bars = bars_of(pipeline, symbol)
+        assert len(bars) == 288  # a day of 5-minute bars (the simulator trades every day)
+        assert {b.bar_start.astimezone(dt.UTC).date().isoformat() for b in bars} == {yesterday}
+        assert pipeline.store.latest_quote(symbol) is None  # the live quote is not history's
+        assert pipeline.store.sync_status(symbol) is None  # nor its sync status
+    assert len(pipeline.api_requests()) == 3  # one range request per ticker
+    with get_engine(pipeline.database_url).connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(event_outbox)).scalar() == 0
+    # materializing the day again rewrites the same rows
+    assert pipeline.run("refresh_critical", partition=yesterday).success
+    assert len(bars_of(pipeline, "EURUSD")) == 288
+
+
+def test_a_backfill_of_days_is_one_run_and_one_call_per_symbol(pipeline):
+    today = dt.date.fromisoformat(live_day())
+    first, last = today - dt.timedelta(days=5), today - dt.timedelta(days=3)
+    job = pipeline.defs().resolve_job_def("refresh_critical")
+    result = job.execute_in_process(
+        instance=pipeline.instance,
+        raise_on_error=False,
+        tags={
+            "dagster/asset_partition_range_start": first.isoformat(),
+            "dagster/asset_partition_range_end": last.isoformat(),
+            "dagster/backfill": "test",
+        },
+    )
+    assert result.success
+    assert len(pipeline.api_requests()) == 3  # three days, one request per symbol
+    assert len(bars_of(pipeline, "BTCUSD")) == 3 * 288
+    materialized = result.asset_materializations_for_node("quotes")
+    assert {m.partition for m in materialized} == {
+        (first + dt.timedelta(days=n)).isoformat() for n in range(3)
+    }
+    # a backfill is never critical: it left the reserve and did not move its clock
+    stats = redis.Redis.from_url(REDIS_URL).hgetall(f"{pipeline.namespace}budget:polygon:stats")
+    assert b"last_critical" not in stats
 
 
 def symbols_file_with_unknown(tmp_path: Path) -> Path:
@@ -441,6 +483,37 @@ def test_a_downstream_asset_reads_the_latest_quote_through_the_io_manager(pipeli
     stored = pipeline.store.latest_quote("EURUSD")
     assert isinstance(quote, Quote) and quote.symbol == "EURUSD"
     assert (quote.bid, quote.ask, quote.quote_time) == (stored.bid, stored.ask, stored.quote_time)
+
+
+def test_a_downstream_asset_reads_a_past_days_bars_as_a_dataframe(pipeline):
+    import pandas as pd
+
+    from assets_pipeline.defs.assets import build_quote_assets, quotes_partitions
+
+    day = (dt.date.fromisoformat(live_day()) - dt.timedelta(days=2)).isoformat()
+    assert pipeline.run("refresh_critical", partition=day).success
+    registry = load_registry()
+    seen = {}
+
+    @dg.asset(
+        ins={"eurusd": dg.AssetIn(key=["quotes", "EURUSD"])},
+        partitions_def=quotes_partitions(registry),
+    )
+    def eurusd_day(eurusd):
+        seen["bars"] = eurusd
+
+    result = dg.materialize(
+        [eurusd_day, build_quote_assets(registry)],
+        selection=[eurusd_day],
+        partition_key=day,
+        resources=pipeline.defs().resources,
+        instance=pipeline.instance,
+    )
+    assert result.success
+    bars = seen["bars"]
+    assert isinstance(bars, pd.DataFrame) and len(bars) == 288
+    assert set(bars["symbol"]) == {"EURUSD"} and bars["bar_start"].is_monotonic_increasing
+    assert [float(c) for c in bars["close"]] == [b.close for b in bars_of(pipeline, "EURUSD")]
 
 
 # --- runs the project did not launch, congestion, midnight ---------------------------------------

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import yaml
 
 from assets_pipeline.config.settings import Settings
+from assets_pipeline.rules import clock
 from assets_pipeline.rules.cadence import (
     DEFAULT_TIERS,
     BudgetShape,
@@ -29,6 +30,7 @@ from assets_pipeline.rules.cadence import (
     TierPolicy,
     calls_for,
     derive_stale_after,
+    parse_duration,
     parse_queue,
     parse_tiers,
 )
@@ -42,7 +44,9 @@ __all__ = ["AssetType", "Registry", "RegistryError", "SymbolSpec", "Tier", "load
 
 DEFAULT_SYMBOLS_FILE = Path(__file__).with_name("symbols.yaml")
 SYMBOL_PATTERN = re.compile(r"^[A-Z0-9][A-Z0-9._-]{0,19}$")
-DEFAULT_START_DATE = "2026-01-01"
+DEFAULT_START_DATE = ""  # empty: the free plan's history depth, two years back from today
+HISTORY_YEARS = 2
+DEFAULT_HISTORY_BAR_SECONDS = 300
 #: libyaml's safe loader when PyYAML was built with it (linear and fast), else the pure one.
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 #: Far above any real symbols file (10,000 symbols are about 2 million characters).
@@ -107,6 +111,8 @@ class Registry:
     symbols: tuple[SymbolSpec, ...]
     owners: tuple[str, ...] = ()
     start_date: str = DEFAULT_START_DATE
+    #: The size of a history partition's bars (`history: {bar: 5m}`).
+    history_bar_seconds: int = DEFAULT_HISTORY_BAR_SECONDS
     tiers: Mapping[Tier, TierPolicy] = dataclasses.field(
         default_factory=lambda: dict(DEFAULT_TIERS)
     )
@@ -181,7 +187,16 @@ _REQUIRED = (
     "quote_asset",
     "price_precision",
 )
-_TOP_LEVEL = {"symbols", "owners", "start_date", "tiers", "queue", "market_hours", "quality"}
+_TOP_LEVEL = {
+    "symbols",
+    "owners",
+    "start_date",
+    "history",
+    "tiers",
+    "queue",
+    "market_hours",
+    "quality",
+}
 _MAX_PRECISION = 10
 _Choice = TypeVar("_Choice", bound=enum.StrEnum)
 
@@ -227,6 +242,7 @@ def parse_registry(
     entries = _symbol_entries(document, source)
     owners = _owners(document, source)
     start_date = _start_date(document, source)
+    bar_seconds = _history_bar_seconds(document, source)
     specs = _parse_entries(entries, source)
     try:
         tiers = parse_tiers(document.get("tiers"), source)
@@ -244,6 +260,7 @@ def parse_registry(
         symbols=tuple(specs),
         owners=tuple(owners),
         start_date=start_date,
+        history_bar_seconds=bar_seconds,
         tiers=tiers,
         queue=queue,
         market_hours=market_hours,
@@ -275,7 +292,12 @@ def _owners(document: Mapping[str, Any], source: str) -> list[str]:
 
 
 def _start_date(document: Mapping[str, Any], source: str) -> str:
-    start_date = str(document.get("start_date", DEFAULT_START_DATE))
+    """The first daily partition: the file's `start_date`, else as far back as the free plan
+    serves history (two years)."""
+    if "start_date" not in document:
+        today = clock.today()
+        return today.replace(year=today.year - HISTORY_YEARS, day=min(today.day, 28)).isoformat()
+    start_date = str(document["start_date"])
     try:
         dt.date.fromisoformat(start_date)
     except ValueError:
@@ -283,6 +305,19 @@ def _start_date(document: Mapping[str, Any], source: str) -> str:
             f"{source}: 'start_date' must be a date as YYYY-MM-DD, got {excerpt(start_date)}"
         ) from None
     return start_date
+
+
+def _history_bar_seconds(document: Mapping[str, Any], source: str) -> int:
+    history = document.get("history") or {}
+    if not isinstance(history, Mapping) or set(history) - {"bar"}:
+        raise RegistryError(f"{source}: 'history' must be a mapping with 'bar' (such as 5m)")
+    try:
+        seconds = parse_duration(history.get("bar", DEFAULT_HISTORY_BAR_SECONDS))
+    except CadenceError as exc:
+        raise RegistryError(f"{source}: history.bar: {exc}") from None
+    if seconds % 60:
+        raise RegistryError(f"{source}: history.bar: bars are whole minutes, hours or days")
+    return int(seconds)
 
 
 def _parse_entries(entries: list[Any], source: str) -> list[SymbolSpec]:

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import dagster as dg
 
+from assets_pipeline.backfill import fill_history
 from assets_pipeline.config.registry import Registry, SymbolSpec
 from assets_pipeline.defs.keys import (
     QUALITY_CHECK,
@@ -45,7 +46,7 @@ def _spec(symbol: SymbolSpec, registry: Registry) -> dg.AssetSpec:
             f" `{symbol.polygon_ticker}`, stored in `trading.symbols.metadata.last_update` and"
             f" announced on Redis `asset:update:{symbol.symbol}`."
         ),
-        metadata=symbol.as_metadata(),
+        metadata={**symbol.as_metadata(), "history_bar_seconds": registry.history_bar_seconds},
         tags={"tier": symbol.tier.value, "asset_type": symbol.asset_type.value},
     )
 
@@ -82,14 +83,19 @@ def build_quote_assets(registry: Registry) -> dg.AssetsDefinition:
         outs=outs,
         can_subset=True,
         partitions_def=quotes_partitions(registry),
+        # a backfill of many days is one run, and each symbol's range one request
+        backfill_policy=dg.BackfillPolicy.single_run(),
         check_specs=quality_check_specs(registry),
-        description="Refresh the selected symbols' quotes from Polygon in as few calls as"
-        " the snapshot mode allows.",
+        description="Today: refresh the selected symbols' quotes from Polygon in as few calls"
+        " as the snapshot mode allows. A past day: store that day's bars.",
     )
     def quotes(
         context: dg.AssetExecutionContext, polygon: PolygonResource, database: TradingDatabase
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
-        live_partition(context)
+        days = history_days(context)
+        if days:
+            yield from _history(context, registry, polygon, days)
+            return
         refresh = _start_refresh(context, registry, polygon, database)
         checked = context.selected_asset_check_keys
         for spec, quote, previous in refresh.quotes():
@@ -101,24 +107,57 @@ def build_quote_assets(registry: Registry) -> dg.AssetsDefinition:
     return quotes
 
 
-def live_partition(context: dg.AssetExecutionContext) -> dt.date:
-    """The partition, if it is the live day: today, or the day the run was requested (a refresh
-    queued at 23:59:58 that starts after midnight still stores its quote). Past days fail before
-    any call: quotes are live, and history is not backfilled yet."""
-    partition = dt.date.fromisoformat(context.partition_key)
+def history_days(context: dg.AssetExecutionContext) -> list[dt.date]:
+    """The days this run stores history for: none when its one partition is the live day
+    (today, or the day the run was requested, so a refresh queued at 23:59:58 that starts after
+    midnight still stores its quote); else every day of its partitions (a backfill)."""
+    days = [dt.date.fromisoformat(key) for key in context.partition_keys]
     today = clock.today()
     record = context.instance.get_run_record_by_id(context.run.run_id)
     requested = record.create_timestamp.astimezone(dt.UTC).date() if record else today
-    if partition not in (today, requested):
+    if len(days) == 1 and days[0] in (today, requested):
+        return []
+    return days
+
+
+def _history(
+    context: dg.AssetExecutionContext,
+    registry: Registry,
+    polygon: PolygonResource,
+    days: list[dt.date],
+) -> Iterator[dg.Output]:
+    """Each selected symbol's bars over the run's days, as a DataFrame the IO manager stores."""
+    specs = registry.by_priority(registry.get(k.path[-1]) for k in context.selected_asset_keys)
+    client = polygon.client(
+        logger=context.log, caller=registry.secondary_caller(polygon.effective_mode())
+    )
+    failed: dict[str, str] = {}
+    for spec, answer in fill_history(client, specs, days, registry.history_bar_seconds):
+        if isinstance(answer, Exception):
+            failed[spec.symbol] = client.redact(str(answer))
+            continue
+        yield dg.Output(
+            answer,
+            output_name=output_name(spec.symbol),
+            metadata={
+                "bars": len(answer),
+                "days": len(days),
+                "first_day": min(days).isoformat(),
+                "last_day": max(days).isoformat(),
+                "bar_seconds": registry.history_bar_seconds,
+                "api_calls": client.calls,
+                "budget_waits": client.budget.waits,
+            },
+        )
+    context.log.info(
+        f"history {min(days)} to {max(days)}: {len(specs) - len(failed)} of {len(specs)}"
+        f" symbol(s), {client.calls} API call(s), {client.budget.waits} budget wait(s)"
+    )
+    if failed:
         raise dg.Failure(
-            description=(
-                f"Partition {partition} is a past day. Quotes are live: only today's"
-                f" partition ({today}, UTC) can be materialized, and history backfill of"
-                " past days is not supported yet. Nothing was fetched or written."
-            ),
+            description="history failed for " + "; ".join(f"{s}: {e}" for s, e in failed.items()),
             allow_retries=False,
         )
-    return partition
 
 
 def _start_refresh(

@@ -10,10 +10,13 @@ from __future__ import annotations
 import datetime as dt
 
 import dagster as dg
+import pandas as pd
 
-from assets_pipeline.config.registry import SymbolSpec
+from assets_pipeline.config.registry import DEFAULT_HISTORY_BAR_SECONDS, SymbolSpec
 from assets_pipeline.defs.resources import RedisResource, TradingDatabase
+from assets_pipeline.rules import clock
 from assets_pipeline.rules.quotes import Quote, iso_utc
+from assets_pipeline.storage.history import read_bars, write_bars
 from assets_pipeline.storage.outbox import publishing_paused, relay_pending
 
 
@@ -23,7 +26,11 @@ class QuoteIOManager(dg.ConfigurableIOManager):
     database: TradingDatabase
     redis: RedisResource
 
-    def handle_output(self, context: dg.OutputContext, obj: Quote) -> None:
+    def handle_output(self, context: dg.OutputContext, obj: Quote | pd.DataFrame) -> None:
+        if isinstance(obj, pd.DataFrame):  # a past day's bars: history, never the live quote
+            written = write_bars(self.database.engine(), obj, run_id=context.run_id)
+            context.add_output_metadata({"bars_written": written})
+            return
         if not isinstance(obj, Quote):
             raise TypeError(f"{context.asset_key.to_user_string()} produced {type(obj).__name__}")
         # the symbol's configuration travels on its asset definition (see SymbolSpec.as_metadata)
@@ -51,6 +58,20 @@ class QuoteIOManager(dg.ConfigurableIOManager):
             context.log.info(f"{spec.symbol}: not overwritten, {outcome.reason}")
         context.add_output_metadata(metadata)
 
-    def load_input(self, context: dg.InputContext) -> Quote | None:
+    def load_input(self, context: dg.InputContext) -> Quote | pd.DataFrame | None:
+        """Today's partition (or none): the latest quote. Past days: their bars."""
         symbol = context.asset_key.path[-1]
+        days = _past_days(context)
+        if days:
+            metadata = context.upstream_output.definition_metadata or {}
+            size = metadata.get("history_bar_seconds", DEFAULT_HISTORY_BAR_SECONDS)
+            seconds = int(getattr(size, "value", size))
+            return read_bars(self.database.engine(), symbol, days, seconds)
         return self.database.quote_store(self.redis.key_prefix()).latest_quote(symbol)
+
+
+def _past_days(context: dg.InputContext) -> list[dt.date]:
+    if not context.has_asset_partitions:
+        return []
+    days = [dt.date.fromisoformat(key) for key in context.asset_partition_keys]
+    return [] if days == [clock.today()] else days

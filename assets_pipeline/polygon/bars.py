@@ -19,6 +19,7 @@ from assets_pipeline.polygon.errors import PolygonError, TickerNotFound
 from assets_pipeline.polygon.parsing import (
     SOURCE_GROUPED,
     SOURCE_PREV,
+    Bar,
     bar_quote,
     parse_aggs,
     parse_grouped,
@@ -80,3 +81,36 @@ def _previous_day(client: PolygonClient, ticker: str, now: dt.datetime) -> Answe
     if not bars:
         return TickerNotFound(f"Polygon has no recent day bar for {ticker}", ticker=ticker)
     return bar_quote(max(bars, key=lambda bar: bar.start), SOURCE_PREV, now)
+
+
+#: Bars a range call returns at most (the API's own cap): a year of 5-minute bars is 2 calls.
+RANGE_LIMIT = 50_000
+
+
+def history_bars(
+    client: PolygonClient, ticker: str, first: dt.date, last: dt.date, bar_seconds: int
+) -> list[Bar]:
+    """Every `bar_seconds` bar of `ticker` from `first` to `last` (UTC days, both included), in
+    as few calls as the API allows: `RANGE_LIMIT` bars a call, following `next_url`."""
+    multiplier, timespan = _timespan(bar_seconds)
+    path: str | None = f"/v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{first}/{last}"
+    params: dict[str, str] | None = {
+        "adjusted": "true",
+        "sort": "asc",
+        "limit": str(RANGE_LIMIT),
+    }
+    end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), dt.UTC)
+    start = dt.datetime.combine(first, dt.time(), dt.UTC)
+    bars: list[Bar] = []
+    while path:
+        page, path = parse_aggs(client.get_json(path, params, ticker))
+        params = None
+        bars += [bar for bar in page if start <= bar.start < end]
+    return bars
+
+
+def _timespan(bar_seconds: int) -> tuple[int, str]:
+    for unit, name in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if bar_seconds % unit == 0:
+            return bar_seconds // unit, name
+    raise ValueError(f"a bar of {bar_seconds} s is not whole minutes")

@@ -97,6 +97,28 @@ quote_history = sa.Table(
     schema=TRADING,
 )
 
+#: A symbol's history: the bars of past days, one row per (symbol, bar start, bar size), written
+#: idempotently by history partitions. Never read by the live path: `trading.symbols` and the
+#: events are the live quote's alone.
+price_bars = sa.Table(
+    "price_bars",
+    metadata,
+    sa.Column("symbol", sa.String(20), primary_key=True),
+    sa.Column("bar_start", _TS, primary_key=True),
+    sa.Column("bar_seconds", sa.Integer, primary_key=True),
+    sa.Column("open", sa.Float, nullable=False),
+    sa.Column("high", sa.Float, nullable=False),
+    sa.Column("low", sa.Float, nullable=False),
+    sa.Column("close", sa.Float, nullable=False),
+    sa.Column("volume", sa.Float),
+    sa.Column("vwap", sa.Float),
+    sa.Column("trades", sa.Integer),
+    sa.Column("source", sa.String(50), nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("fetched_at", _TS, nullable=False),
+    schema=TRADING,
+)
+
 #: Events written in the quote's transaction and published to Redis after the commit.
 event_outbox = sa.Table(
     "event_outbox",

@@ -155,7 +155,36 @@ def status_document(registry: Registry, settings: Settings | None = None) -> dic
         "queue": _queue_document(RefreshQueue(engine, registry.queue), now),
         "totals": batch_totals(engine),
         "budget": resources["polygon"].budget.budget().stats().as_dict(),
+        "running_backfills": _running_backfills(settings),
     }
+
+
+def _running_backfills(settings: Settings) -> list[dict[str, Any]]:
+    """History runs in flight, from Dagster's own storage (`DAGSTER_HOME`): their partitions."""
+    if not settings.dagster_home:
+        return []
+    import dagster as dg
+
+    from assets_pipeline.defs.runs import IN_FLIGHT_STATUSES
+
+    with dg.DagsterInstance.get() as instance:
+        in_flight = instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT_STATUSES))
+        runs = [run for run in in_flight if "dagster/backfill" in run.tags]
+        return [
+            {
+                "run_id": run.run_id,
+                "backfill": run.tags["dagster/backfill"],
+                "status": run.status.value,
+                "partitions": _partition_range(run.tags),
+            }
+            for run in runs
+        ]
+
+
+def _partition_range(tags: dict[str, str]) -> str:
+    start = tags.get("dagster/asset_partition_range_start")
+    end = tags.get("dagster/asset_partition_range_end")
+    return f"{start} to {end}" if start else tags.get("dagster/partition", "")
 
 
 def _next_runs(registry: Registry, settings: Settings) -> list[dict[str, Any]]:
@@ -216,6 +245,11 @@ def _status_lines(doc: dict[str, Any]) -> list[str]:
             lines.append(f"next run       {entry['next']}  {entry['schedule']} ({entry['cron']})")
         else:
             lines.append(f"sensor         {entry['tier']} {entry['sensor']}")
+    for run in doc.get("running_backfills", []):
+        lines.append(
+            f"backfill       {run['backfill']} {run['status'].lower()}: {run['partitions']}"
+            f" (run {run['run_id'][:8]})"
+        )
     return [*lines, _queue_line(doc["queue"]), _totals_line(doc["totals"]), _budget_line(doc)]
 
 

@@ -21,6 +21,7 @@ import yaml
 
 from assets_pipeline.config.registry import load_registry
 from assets_pipeline.rules.quotes import Quote
+from assets_pipeline.rules.run_kinds import run_tags
 from assets_pipeline.simulator import Fault, PolygonSimulator
 from assets_pipeline.storage.database import get_engine
 from assets_pipeline.storage.outbox import pending_count, relay_pending
@@ -707,3 +708,46 @@ def test_on_auto_a_free_key_is_learnt_from_its_first_403s_and_then_costs_none(fr
     assert second.success
     again = free_pipeline.api_requests()
     assert [r.status for r in again] == [200, 200]  # two grouped calls, no 403 any more
+
+
+def test_a_backfill_running_never_delays_a_critical_refresh(pipeline):
+    # 4 calls per 3 s. The backfill (9 range requests) takes what the critical reserve leaves;
+    # a critical refresh started while it runs gets its call at once.
+    import threading
+
+    from assets_pipeline.storage.batches import recent_batches
+
+    pipeline.monkeypatch.setenv("POLYGON_RATE_LIMIT_CALLS", "4")
+    pipeline.monkeypatch.setenv("POLYGON_RATE_LIMIT_WINDOW_SECONDS", "3")
+    today = dt.date.fromisoformat(live_day())
+    defs = pipeline.defs()
+    outcome = {}
+
+    def backfill():
+        outcome["backfill"] = defs.resolve_job_def("refresh_quotes").execute_in_process(
+            instance=dg.DagsterInstance.ephemeral(),
+            raise_on_error=False,
+            tags={
+                "dagster/asset_partition_range_start": (today - dt.timedelta(days=5)).isoformat(),
+                "dagster/asset_partition_range_end": (today - dt.timedelta(days=3)).isoformat(),
+                "dagster/backfill": "year",
+            },
+        )
+
+    history = threading.Thread(target=backfill)
+    history.start()
+    deadline = time.monotonic() + 60
+    while sum("/range/" in r.path for r in pipeline.api_requests()) < 3:  # a window's worth
+        assert time.monotonic() < deadline and history.is_alive()
+        time.sleep(0.05)
+    critical = defs.resolve_job_def("refresh_critical").execute_in_process(
+        partition_key=live_day(),
+        instance=pipeline.instance,
+        raise_on_error=False,
+        tags=run_tags("critical", tier="critical"),
+    )
+    history.join()
+    assert critical.success and outcome["backfill"].success
+    (batch,) = recent_batches(get_engine(pipeline.database_url), 1, kind="critical")
+    assert batch.budget_waits == 0  # the critical refresh never waited for the backfill
+    assert sum("/range/" in r.path for r in pipeline.api_requests()) == 9

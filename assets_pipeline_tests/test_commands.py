@@ -190,3 +190,30 @@ def test_run_batch_then_status_reports_the_batch_queue_schedules_and_budget(tmp_
         "budget         4 of 5 calls left per 60s",
     ):
         assert label in table.stdout
+
+
+def test_status_shows_a_running_backfill_and_its_partitions(tmp_path, monkeypatch, registry):
+    import dagster as dg
+
+    from assets_pipeline.cli import _status_lines, status_document
+    from assets_pipeline.config.settings import Settings
+    from assets_pipeline_tests.defs.conftest import create_run_for_test
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    for name in ("TRADING_DATABASE_URL", "REDIS_URL", "POLYGON_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("ASSETS_PIPELINE_HOME", str(tmp_path / "embedded"))
+    tags = {
+        "dagster/backfill": "abcdefgh",
+        "dagster/asset_partition_range_start": "2025-11-01",
+        "dagster/asset_partition_range_end": "2026-10-31",
+    }
+    with dg.DagsterInstance.get() as instance:
+        create_run_for_test(instance, "__ASSET_JOB", dg.DagsterRunStatus.STARTED, tags)
+    doc = status_document(registry, Settings.from_env())
+    (running,) = doc["running_backfills"]
+    assert running["backfill"] == "abcdefgh" and running["partitions"] == "2025-11-01 to 2026-10-31"
+    assert any(line.startswith("backfill       abcdefgh started") for line in _status_lines(doc))

@@ -751,3 +751,20 @@ def test_a_backfill_running_never_delays_a_critical_refresh(pipeline):
     (batch,) = recent_batches(get_engine(pipeline.database_url), 1, kind="critical")
     assert batch.budget_waits == 0  # the critical refresh never waited for the backfill
     assert sum("/range/" in r.path for r in pipeline.api_requests()) == 9
+
+
+def test_a_day_without_trading_is_a_success_with_no_bars(monkeypatch, pg_url, redis_namespace):
+    # forex does not trade on Saturday: its history for that day is empty, not a failure
+    with PolygonSimulator(host="127.0.0.1", port=0, api_keys={SECRET}, market_hours=True) as sim:
+        weekend = Pipeline(monkeypatch, sim, pg_url, redis_namespace)
+        today = dt.date.fromisoformat(live_day())
+        saturday = today - dt.timedelta(days=(today.weekday() - 5) % 7 or 7)
+        result = weekend.run("refresh_critical", partition=saturday.isoformat())
+        assert result.success
+        assert bars_of(weekend, "EURUSD") == [] and bars_of(weekend, "XAUUSD") == []
+        assert len(bars_of(weekend, "BTCUSD")) == 288  # crypto trades every day
+        meta = {
+            m.asset_key.path[-1]: m.metadata["bars"].value
+            for m in result.asset_materializations_for_node("quotes")
+        }
+        assert meta == {"EURUSD": 0, "XAUUSD": 0, "BTCUSD": 288}

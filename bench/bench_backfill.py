@@ -1,6 +1,6 @@
 """Benchmark: what a history backfill costs in Polygon calls and time, and a live refresh per plan.
 
-    .venv/bin/python bench/bench_backfill.py [--quick]
+    .venv/bin/python bench/bench_backfill.py [--quick] [--all]
 
 Prints two plain-text tables; 9 symbols x 730 days only with --all (over 3 minutes). Checks
 one thing: a year of one symbol's 5-minute bars takes at most 3 calls (prints OK or FAILED;

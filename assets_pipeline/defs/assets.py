@@ -6,10 +6,12 @@ Separate per-symbol assets would each be a step, a process and at least one API 
 is still its own asset in the UI, with its own group (= tier), history, failures and checks.
 """
 
+import contextlib
 import datetime as dt
 from collections.abc import Iterator
 
 import dagster as dg
+import pandas as pd
 
 from assets_pipeline.backfill import fill_history
 from assets_pipeline.config.registry import Registry, SymbolSpec
@@ -20,6 +22,7 @@ from assets_pipeline.defs.keys import (
     quote_asset_key,
 )
 from assets_pipeline.defs.resources import PolygonResource, TradingDatabase
+from assets_pipeline.polygon.client import PolygonClient
 from assets_pipeline.refresh import Refresh, plan_refresh
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.fairness import CRITICAL_CALLER
@@ -132,23 +135,12 @@ def _history(
         logger=context.log, caller=registry.secondary_caller(polygon.effective_mode())
     )
     failed: dict[str, str] = {}
-    for spec, answer in fill_history(client, specs, days, registry.history_bar_seconds):
-        if isinstance(answer, Exception):
-            failed[spec.symbol] = client.redact(str(answer))
-            continue
-        yield dg.Output(
-            answer,
-            output_name=output_name(spec.symbol),
-            metadata={
-                "bars": len(answer),
-                "days": len(days),
-                "first_day": min(days).isoformat(),
-                "last_day": max(days).isoformat(),
-                "bar_seconds": registry.history_bar_seconds,
-                "api_calls": client.calls,
-                "budget_waits": client.budget.waits,
-            },
-        )
+    with contextlib.closing(client):  # each symbol's bars stored as soon as they are in
+        for spec, answer in fill_history(client, specs, days, registry.history_bar_seconds):
+            if isinstance(answer, Exception):
+                failed[spec.symbol] = client.redact(str(answer))
+                continue
+            yield _history_output(spec, answer, days, registry, client)
     context.log.info(
         f"history {min(days)} to {max(days)}: {len(specs) - len(failed)} of {len(specs)}"
         f" symbol(s), {client.calls} API call(s), {client.budget.waits} budget wait(s)"
@@ -247,4 +239,27 @@ def _quality(
         severity=dg.AssetCheckSeverity.WARN,
         metadata={**verdict.metadata, "problems": "; ".join(verdict.problems) or "none"},
         description="; ".join(verdict.problems) or None,
+    )
+
+
+def _history_output(
+    spec: SymbolSpec,
+    bars: pd.DataFrame,
+    days: list[dt.date],
+    registry: Registry,
+    client: PolygonClient,
+) -> dg.Output:
+    """One symbol's history for the run's days, with what it cost so far."""
+    return dg.Output(
+        bars,
+        output_name=output_name(spec.symbol),
+        metadata={
+            "bars": len(bars),
+            "days": len(days),
+            "first_day": min(days).isoformat(),
+            "last_day": max(days).isoformat(),
+            "bar_seconds": registry.history_bar_seconds,
+            "api_calls": client.calls,
+            "budget_waits": client.budget.waits,
+        },
     )

@@ -1,0 +1,73 @@
+"""Dagster's documented deployment: its storage in PostgreSQL with dagster-postgres, configured by
+`deploy/dagster.yaml`, runs a refresh (the psycopg 3 / NOTIFY clash is avoided by the shipped
+scheme), and the instance's settings are the ones the project relies on."""
+
+from __future__ import annotations
+
+import uuid
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from assets_pipeline_tests.conftest import PG_ADMIN_URL, REPO, _admin_engine
+
+DEPLOY = REPO / "deploy" / "dagster.yaml"
+
+
+@pytest.fixture
+def dagster_pg(tmp_path, monkeypatch):
+    """A DAGSTER_HOME with the shipped production instance, on a database of the test's own."""
+    name = f"ap_dagster_{uuid.uuid4().hex[:10]}"
+    admin = _admin_engine()
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = sa.engine.make_url(PG_ADMIN_URL)
+    env = {
+        "DAGSTER_PG_USERNAME": url.username or "postgres",
+        "DAGSTER_PG_PASSWORD": url.password or "",
+        "DAGSTER_PG_HOST": url.host or "127.0.0.1",
+        "DAGSTER_PG_DB": name,
+        "DAGSTER_PG_PORT": str(url.port or 5432),
+        "DAGSTER_HOME": str(tmp_path),
+        "ASSETS_PIPELINE_HOME": str(tmp_path / "embedded"),
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    for key in ("TRADING_DATABASE_URL", "REDIS_URL", "POLYGON_BASE_URL"):
+        monkeypatch.delenv(key, raising=False)
+    (tmp_path / "dagster.yaml").write_text(DEPLOY.read_text())
+    yield name
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+def test_a_refresh_runs_on_the_shipped_dagster_postgres_instance(dagster_pg):
+    from assets_pipeline.location import build_definitions
+    from assets_pipeline.rules import clock
+    from assets_pipeline.rules.run_kinds import CRITICAL, run_tags
+
+    with dg.DagsterInstance.get() as instance:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        job = build_definitions().resolve_job_def("refresh_critical")
+        result = job.execute_in_process(
+            partition_key=clock.today().isoformat(), instance=instance, tags=run_tags(CRITICAL)
+        )
+        assert result.success
+        stored = instance.get_run_by_id(result.run_id)
+        assert stored.status == dg.DagsterRunStatus.SUCCESS
+        assert len(result.asset_materializations_for_node("quotes")) == 3
+        assert instance.run_monitoring_enabled and instance.run_retries_enabled
+
+
+def test_the_shipped_instance_keeps_the_projects_run_queue_and_retention():
+    settings = yaml.safe_load(DEPLOY.read_text())
+    assert settings["storage"]["postgres"]["postgres_db"]["scheme"] == "postgresql+psycopg2"
+    limits = settings["run_coordinator"]["config"]["tag_concurrency_limits"]
+    assert {"key": "dagster/backfill", "limit": 1} in limits
+    assert settings["run_retries"]["retry_on_asset_or_op_failure"] is False
+    local = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    assert settings["run_coordinator"] == local["run_coordinator"]  # the same queue everywhere
+    assert settings["run_monitoring"] == local["run_monitoring"]

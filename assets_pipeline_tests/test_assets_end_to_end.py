@@ -246,7 +246,7 @@ def test_a_backfill_of_days_is_one_run_and_one_call_per_symbol(pipeline):
         (first + dt.timedelta(days=n)).isoformat() for n in range(3)
     }
     # a backfill is never critical: it left the reserve and did not move its clock
-    stats = redis.Redis.from_url(REDIS_URL).hgetall(f"{pipeline.namespace}budget:polygon:stats")
+    stats = redis.Redis.from_url(REDIS_URL).hgetall(f"{pipeline.namespace}budget:{{polygon}}:stats")
     assert b"last_critical" not in stats
 
 
@@ -538,7 +538,7 @@ def test_a_run_launched_from_the_ui_is_manual_even_when_it_selects_only_critical
     (batch,) = recent_batches(get_engine(pipeline.database_url))
     assert batch.kind == "manual" and sorted(batch.updated) == sorted(CRITICAL)
     # the budget was asked as a secondary caller: the time of the last critical call is unset
-    stats = redis.Redis.from_url(REDIS_URL).hgetall(f"{pipeline.namespace}budget:polygon:stats")
+    stats = redis.Redis.from_url(REDIS_URL).hgetall(f"{pipeline.namespace}budget:{{polygon}}:stats")
     assert b"last_critical" not in stats and int(stats[b"total_calls"]) == 1
 
 

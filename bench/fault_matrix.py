@@ -944,7 +944,7 @@ def redis_outage_events(svc):
         first, again = relay_pending(store.engine, live), relay_pending(store.engine, live)
         messages = delivered(listener)
         listener.close()
-        entries = live.xrange(f"{namespace}asset:updates")
+        entries = live.xrange(f"{namespace}asset:{{updates}}")
         with store.engine.connect() as conn:
             order = conn.execute(sa.select(event_outbox.c.event_id).order_by(event_outbox.c.id))
             order = order.scalars().all()

@@ -331,7 +331,9 @@ class RedisBudgetStore:
 
         assert isinstance(client, redis.Redis)
         self._client = client
-        base = f"{namespace}budget:{name}"
+        # one hash tag ({name}) for every key a script touches: Redis Cluster runs a script
+        # only on keys of one slot
+        base = f"{namespace}budget:{{{name}}}"
         self._keys = [f"{base}:calls", f"{base}:paused_until", f"{base}:stats"]
         self._acquire = client.register_script(_ACQUIRE_LUA)
         self._pause = client.register_script(_PAUSE_LUA)

@@ -16,15 +16,16 @@ Each event goes out two ways, in one atomic step in Redis (a Lua script):
 
 - Pub/Sub on `asset:update:{SYMBOL}`, for the live services listening now (the original
   contract; a service that was down misses what was published meanwhile);
-- a bounded Redis Stream, `asset:updates` (the newest `STREAM_MAX_EVENTS`, trimmed
+- a bounded Redis Stream, `asset:{updates}` (the newest `STREAM_MAX_EVENTS`, trimmed
   approximately), for consumers that must not miss one: they read it with XREAD/XREADGROUP from
   the last id they saw, and resume after a restart.
 
 Both carry the same JSON with `schema_version` (2) and a per-symbol `sequence` (1, 2, 3, ...,
-kept in the hash `asset:sequence`), so a consumer sees a gap as a jump in a symbol's sequence.
-The script skips an event already announced (the last event id per symbol is kept in
-`asset:last_event`), so the relay's at-least-once re-send of the event it was publishing when it
-stopped does not reach consumers twice.
+kept in the hash `asset:{updates}:sequence`), so a consumer sees a gap as a jump in a symbol's
+sequence. The script skips an event already announced (the last event id per symbol is kept in
+`asset:{updates}:last_event`), so the relay's at-least-once re-send of the event it was
+publishing when it stopped does not reach consumers twice. The keys share one hash tag, so the
+script runs on Redis Cluster too.
 
 Two kinds of failure are told apart:
 
@@ -157,7 +158,9 @@ def announce(redis_client: Any, channel: str, event: dict[str, Any]) -> int:
     """Publish one event on its channel and append it to the stream, atomically; return its
     sequence number for its symbol (0: it was already announced)."""
     namespace, symbol = channel.rsplit("asset:update:", 1)
-    keys = [f"{namespace}asset:{name}" for name in ("last_event", "sequence", "updates")]
+    # one hash tag ({updates}) for the script's keys, so it runs on Redis Cluster too
+    stream = f"{namespace}asset:{{updates}}"
+    keys = [f"{stream}:last_event", f"{stream}:sequence", stream]
     body = json.dumps({**event, "schema_version": SCHEMA_VERSION})
     script = redis_client.register_script(_ANNOUNCE_LUA)
     args = [channel, symbol, str(event.get("event_id", "")), body, STREAM_MAX_EVENTS]

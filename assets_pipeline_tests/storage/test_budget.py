@@ -181,3 +181,37 @@ def test_after_a_critical_refresh_secondaries_use_what_expires_before_the_next(s
     for _ in range(5):
         secondary.acquire(max_wait_seconds=0.5)  # all expire before the next critical is due
     assert secondary.free_slots() == 0
+
+
+def test_every_key_a_budget_script_touches_is_in_one_redis_cluster_slot(redis_client):
+    # Redis Cluster runs a Lua script only on keys of one hash slot: one hash tag for all of them
+    from redis.crc import key_slot
+
+    from assets_pipeline.storage.budget import RedisBudgetStore
+
+    store = RedisBudgetStore(redis_client, "polygon", namespace="prod:")
+    assert len({key_slot(key.encode()) for key in store._keys}) == 1
+    assert store._keys[0] == "prod:budget:{polygon}:calls"
+
+
+def test_every_key_the_announce_script_touches_is_in_one_redis_cluster_slot(
+    redis_client, redis_namespace
+):
+    from redis.crc import key_slot
+
+    from assets_pipeline.storage.outbox import announce
+
+    seen = []
+
+    class Recorder:
+        connection_pool = redis_client.connection_pool
+
+        def register_script(self, lua):
+            def run(keys, args):
+                seen.extend(keys)
+                return 1
+
+            return run
+
+    announce(Recorder(), f"{redis_namespace}asset:update:EURUSD", {"event_id": "e"})
+    assert len(seen) == 3 and len({key_slot(key.encode()) for key in seen}) == 1

@@ -224,7 +224,7 @@ def test_a_consumer_that_was_down_reads_every_event_from_the_stream_in_sequence(
     assert relay_pending(store.engine, redis_client).sent == 3
     # ...and a consumer that comes up afterwards finds all three in the stream, in order, with
     # the symbol's sequence numbers 1, 2, 3 and the schema version.
-    entries = redis_client.xrange(f"{redis_namespace}asset:updates")
+    entries = redis_client.xrange(f"{redis_namespace}asset:{{updates}}")
     events = [json.loads(fields[b"event"]) for _, fields in entries]
     assert [e["event_id"] for e in events] == ids
     assert [e["sequence"] for e in events] == [1, 2, 3]
@@ -233,7 +233,7 @@ def test_a_consumer_that_was_down_reads_every_event_from_the_stream_in_sequence(
     }
     # resuming after the first one it had seen gives the rest, and no gap
     first_id = entries[0][0]
-    rest = redis_client.xread({f"{redis_namespace}asset:updates": first_id})[0][1]
+    rest = redis_client.xread({f"{redis_namespace}asset:{{updates}}": first_id})[0][1]
     assert [int(fields[b"sequence"]) for _, fields in rest] == [2, 3]
 
 
@@ -246,7 +246,7 @@ def test_an_event_announced_twice_reaches_consumers_once(store, registry, redis_
     assert announce(redis_client, row.channel, event) == 1
     assert announce(redis_client, row.channel, event) == 0  # the relay's re-send after a stop
     namespace = row.channel.rsplit("asset:update:", 1)[0]
-    assert redis_client.xlen(f"{namespace}asset:updates") == 1
+    assert redis_client.xlen(f"{namespace}asset:{{updates}}") == 1
 
 
 def test_after_an_outage_writers_leave_publishing_to_the_relay_for_a_while(

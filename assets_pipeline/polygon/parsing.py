@@ -31,6 +31,9 @@ from assets_pipeline.rules.quotes import Quote, QuoteRejected
 
 _HTML_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 T = TypeVar("T")
+#: Polygon's answers nest 5 deep; anything far deeper is not one of them.
+MAX_JSON_DEPTH = 64
+_STRUCTURE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
 SOURCE_V2 = "polygon:v2-snapshot"
 SOURCE_V3 = "polygon:v3-snapshot"
 SOURCE_GROUPED = "polygon:v2-aggs-grouped-daily"
@@ -72,12 +75,31 @@ def epoch_to_utc(value: Any, field: str = "timestamp") -> dt.datetime:
 
 
 def load_json(text: str | bytes) -> Any:
-    """Parse a body; anything that is not JSON (or nests deeper than Python's parser goes) is a
-    retryable `MalformedResponse`."""
+    """Parse a body; anything that is not JSON, or nests deeper than any Polygon answer does, is
+    a retryable `MalformedResponse`. The depth is checked before parsing: letting the parser hit
+    Python's recursion limit is not merely an error (CPython 3.11 can be left unable to parse
+    source afterwards, in the same thread)."""
     try:
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        depth = _nesting(text)
+        if depth > MAX_JSON_DEPTH:
+            raise MalformedResponse(f"the body nests {depth} deep (at most {MAX_JSON_DEPTH})")
         return json.loads(text)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise MalformedResponse(f"the body is not valid JSON ({exc.__class__.__name__})") from exc
+
+
+def _nesting(text: str) -> int:
+    """The deepest nesting of arrays and objects, strings skipped (a linear scan in C)."""
+    depth = deepest = 0
+    for token in _STRUCTURE.findall(text):
+        if token in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in "]}":
+            depth -= 1
+    return deepest
 
 
 def error_from_response(status: int, text: str, ticker: str | None = None) -> PolygonError:

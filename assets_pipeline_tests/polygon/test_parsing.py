@@ -291,3 +291,15 @@ def test_a_v3_item_without_a_price_of_its_own_fails_only_that_ticker():
     results, _ = parse_v3_snapshot(body)
     assert "last_quote.ask missing" in str(results[fx["ticker"]])
     assert any(not isinstance(r, Exception) for r in results.values())  # the others parse
+
+
+def test_json_nested_far_deeper_than_polygon_is_refused_before_the_parser_recurses():
+    import ast
+
+    with pytest.raises(MalformedResponse, match="nests 100000 deep"):
+        load_json("[" * 100_000 + "]" * 100_000)
+    # the interpreter is unharmed: it still parses source (CPython 3.11 may not after the JSON
+    # parser hits the recursion limit)
+    ast.parse("x = [[[1]]]\n" * 50)
+    # brackets inside strings do not count
+    assert load_json('{"a": "[[[[{{{{"}') == {"a": "[[[[{{{{"}

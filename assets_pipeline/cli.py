@@ -26,6 +26,7 @@ from assets_pipeline.rules.cadence import format_duration, next_tick, period_of_
 from assets_pipeline.rules.quotes import iso_utc, parse_iso_utc
 from assets_pipeline.rules.run_kinds import CRITICAL, run_tags
 from assets_pipeline.storage.batches import batch_totals, recent_batches
+from assets_pipeline.storage.database import dispose_engine
 from assets_pipeline.storage.outbox import relay_pending
 from assets_pipeline.storage.refresh_queue import RefreshQueue
 
@@ -302,6 +303,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _run(argv)
+    finally:
+        dispose_engine()  # close pooled database connections before the process exits
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args, rest = parser.parse_known_args(argv)
     if args.command == "simulator":

@@ -389,9 +389,6 @@ class RedisBudgetStore:
             return None
         return Refusal(feature, _as_datetime(at), raw.get(b"message", b"").decode())  # type: ignore[arg-type]
 
-    def clear(self) -> None:
-        self._client.delete(*self._keys, *self._client.keys(self._refusal_key("*")))
-
 
 def _stats(
     limit: int,
@@ -544,9 +541,3 @@ class SqlBudgetStore:
             .where(api_budget_state.c.name == self._name)
             .values({column: col + 1})
         )
-
-    def clear(self) -> None:
-        with self._engine.begin() as conn:
-            conn.execute(sa.delete(api_budget_calls).where(api_budget_calls.c.name == self._name))
-            conn.execute(sa.delete(api_budget_state).where(api_budget_state.c.name == self._name))
-            conn.execute(sa.delete(api_refusals).where(api_refusals.c.name == self._name))

@@ -44,13 +44,15 @@ def get_engine(url: str, *, create_schema: bool = True) -> sa.Engine:
     return engine
 
 
-def dispose_engine(url: str) -> None:
-    url = normalize_url(url)
+def dispose_engine(url: str | None = None) -> None:
+    """Close the engine for `url` (every engine: None) and its pooled connections."""
     with _lock:
-        engine = _engines.pop(url, None)
-        _ready.discard(url)
-    if engine is not None:
-        engine.dispose()
+        urls = [normalize_url(url)] if url is not None else list(_engines)
+        engines = [_engines.pop(u, None) for u in urls]
+        _ready.difference_update(urls)
+    for engine in engines:
+        if engine is not None:
+            engine.dispose()
 
 
 def _create_engine(url: str) -> sa.Engine:

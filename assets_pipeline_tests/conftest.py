@@ -336,3 +336,18 @@ def publishing_breaker_closed() -> Iterator[None]:
     outbox._breaker_open_until.clear()
     yield
     outbox._breaker_open_until.clear()
+
+
+def parse_source(source: str, filename: str = "<source>") -> ast.Module:
+    """`ast.parse`, retried on CPython 3.11's spurious "AST constructor recursion depth mismatch"
+    (its AST recursion counter is shared by threads, and an earlier test's threads may still be
+    running in this worker; fixed in later releases). Any other error is raised at once."""
+    import ast
+
+    for attempt in range(5):
+        try:
+            return ast.parse(source, filename=filename)
+        except SystemError as exc:
+            if "recursion depth mismatch" not in str(exc) or attempt == 4:
+                raise
+    raise AssertionError("unreachable")

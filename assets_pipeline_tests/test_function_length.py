@@ -3,7 +3,7 @@
 import ast
 from pathlib import Path
 
-from assets_pipeline_tests.conftest import REPO
+from assets_pipeline_tests.conftest import REPO, parse_source
 
 MAX_LINES = 50
 PACKAGE = REPO / "assets_pipeline"
@@ -14,7 +14,7 @@ def long_functions(root: Path) -> list[str]:
     than `MAX_LINES`, counted from the `def` line to the last line, decorators excluded."""
     found = []
     for path in sorted(root.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        for node in ast.walk(parse_source(path.read_text(encoding="utf-8"), str(path))):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 length = node.end_lineno - node.lineno + 1
                 if length > MAX_LINES:

@@ -71,7 +71,7 @@ def _levels_up(node: ast.AST, known: dict[str, int]) -> int | None:
 
 def paths_leaving_the_repository(relative: PurePosixPath, source: str) -> list[str]:
     """What in `source` (the file at `relative` inside the repository) points outside it."""
-    tree = ast.parse(source)
+    tree = parse_source(source)
     docstrings = _docstrings(tree)
     # the repository's root is this many levels above the file
     root = len(relative.parts)

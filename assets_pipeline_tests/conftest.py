@@ -8,6 +8,7 @@ over real HTTP on loopback.
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import os
 import uuid
@@ -342,8 +343,6 @@ def parse_source(source: str, filename: str = "<source>") -> ast.Module:
     """`ast.parse`, retried on CPython 3.11's spurious "AST constructor recursion depth mismatch"
     (its AST recursion counter is shared by threads, and an earlier test's threads may still be
     running in this worker; fixed in later releases). Any other error is raised at once."""
-    import ast
-
     for attempt in range(5):
         try:
             return ast.parse(source, filename=filename)

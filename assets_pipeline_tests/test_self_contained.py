@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from assets_pipeline_tests.conftest import REPO, RESPONSES
+from assets_pipeline_tests.conftest import REPO, RESPONSES, parse_source
 
 # This module is left out: its examples below are the lines the guard must catch.
 SOURCES = sorted(

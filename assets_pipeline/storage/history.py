@@ -31,18 +31,8 @@ COLUMNS = [
     "trades",
     "source",
 ]
-_UPDATABLE = (
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "vwap",
-    "trades",
-    "source",
-    "run_id",
-    "fetched_at",
-)
+#: What a rewrite of a bar changes: everything but its key (symbol, start, size).
+_UPDATABLE = (*COLUMNS[3:], "run_id", "fetched_at")
 
 
 def empty_bars() -> pd.DataFrame:

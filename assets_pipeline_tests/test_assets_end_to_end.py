@@ -768,3 +768,15 @@ def test_a_day_without_trading_is_a_success_with_no_bars(monkeypatch, pg_url, re
             for m in result.asset_materializations_for_node("quotes")
         }
         assert meta == {"EURUSD": 0, "XAUUSD": 0, "BTCUSD": 288}
+
+
+def test_a_past_day_that_cannot_be_fetched_stays_missing_without_failing_the_run(pipeline):
+    day = (dt.date.fromisoformat(live_day()) - dt.timedelta(days=2)).isoformat()
+    pipeline.sim.add_fault(Fault("forbidden", ticker="C:EURUSD"))
+    result = pipeline.run("refresh_critical", partition=day)
+    assert result.success  # the live state is not turned red by history
+    done = {m.asset_key.path[-1] for m in result.asset_materializations_for_node("quotes")}
+    assert done == {"XAUUSD", "BTCUSD"}  # EURUSD's day stays missing, to be asked again
+    assert bars_of(pipeline, "EURUSD") == []
+    tags = pipeline.instance.get_run_by_id(result.run_id).tags
+    assert tags["history/missing"] == "EURUSD"

@@ -153,6 +153,7 @@ def status_document(registry: Registry, settings: Settings | None = None) -> dic
         "last_critical_batch": last_critical[0].as_dict() if last_critical else None,
         "next_scheduled_runs": _next_runs(registry, settings),
         "priority_symbols": [s.symbol for s in registry.direct()],
+        "budget_need": _budget_need(registry),
         "queue": _queue_document(RefreshQueue(engine, registry.queue), now),
         "totals": batch_totals(engine),
         "budget": resources["polygon"].budget.budget().stats().as_dict(),
@@ -186,6 +187,11 @@ def _partition_range(tags: dict[str, str]) -> str:
     start = tags.get("dagster/asset_partition_range_start")
     end = tags.get("dagster/asset_partition_range_end")
     return f"{start} to {end}" if start else tags.get("dagster/partition", "")
+
+
+def _budget_need(registry: Registry) -> dict[str, Any] | None:
+    found = registry.feasibility
+    return {**found.as_dict(), "arithmetic": found.explain()} if found else None
 
 
 def _next_runs(registry: Registry, settings: Settings) -> list[dict[str, Any]]:
@@ -241,6 +247,8 @@ def _status_lines(doc: dict[str, Any]) -> list[str]:
         ]
     lines.append(f"last critical  {critical['end'] if critical else 'none yet'}")
     lines.append(f"priority       {', '.join(doc['priority_symbols'])}")
+    if doc.get("budget_need"):
+        lines.append(f"budget need    {doc['budget_need']['arithmetic']}")
     for entry in doc["next_scheduled_runs"]:
         if "schedule" in entry:
             lines.append(f"next run       {entry['next']}  {entry['schedule']} ({entry['cron']})")

@@ -42,7 +42,10 @@ def command(env, *args):
 def test_status_relay_and_budget_work_with_postgresql_and_redis_urls(production_env):
     status = command(production_env, "status", "--json")
     assert status.returncode == 0, status.stderr
-    assert json.loads(status.stdout)["budget"]["backend"] == "redis"
+    doc = json.loads(status.stdout)
+    assert doc["budget"]["backend"] == "redis"
+    need = doc["budget_need"]  # what the tiers need of the budget, with the arithmetic
+    assert need["feasible"] and need["limit"] == 5 and "per 60s window" in need["arithmetic"]
     relay = command(production_env, "relay")
     assert relay.returncode == 0, relay.stderr
     assert relay.stdout.startswith("published 0 event(s)")

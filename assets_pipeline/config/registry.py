@@ -11,6 +11,7 @@ import dataclasses
 import datetime as dt
 import enum
 import functools
+import logging
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -36,6 +37,7 @@ from assets_pipeline.rules.cadence import (
 )
 from assets_pipeline.rules.excerpts import excerpt
 from assets_pipeline.rules.fairness import Caller, secondary_caller
+from assets_pipeline.rules.feasibility import Feasibility, feasibility
 from assets_pipeline.rules.market_hours import MarketHours, MarketHoursError, parse_market_hours
 from assets_pipeline.rules.quality import QualityPolicy, parse_quality
 from assets_pipeline.rules.taxonomy import AssetType, Tier
@@ -119,6 +121,8 @@ class Registry:
     queue: QueuePolicy = dataclasses.field(default_factory=QueuePolicy)
     market_hours: MarketHours = dataclasses.field(default_factory=MarketHours)
     quality: QualityPolicy = dataclasses.field(default_factory=QualityPolicy)
+    #: What the tiers need of the budget, against what it allows (checked at load).
+    feasibility: Feasibility | None = None
 
     def __iter__(self) -> Iterator[SymbolSpec]:
         return iter(self.symbols)
@@ -214,7 +218,29 @@ def load_registry(
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise RegistryError(f"{file}: cannot read the symbols file ({exc.strerror})") from exc
-    return parse_registry(_yaml(text, file), source=str(file), budget=settings.budget_shape)
+    registry = parse_registry(
+        _yaml(text, file),
+        source=str(file),
+        budget=settings.budget_shape,
+        bars_only=settings.polygon_plan == "free",
+    )
+    return _checked(registry, settings.budget_check)
+
+
+def _checked(registry: Registry, check: str) -> Registry:
+    """Refuse (or, with POLYGON_BUDGET_CHECK=warn, log) a configuration the budget cannot serve."""
+    found = registry.feasibility
+    if found is None or found.feasible:
+        return registry
+    message = (
+        f"{registry.source}: the budget cannot serve this configuration: {found.explain()}."
+        " Raise POLYGON_RATE_LIMIT_CALLS (a paid plan), lengthen the tiers' `every`, use"
+        " batch mode, or set POLYGON_BUDGET_CHECK=warn to load it anyway."
+    )
+    if check == "fail":
+        raise RegistryError(message)
+    logging.getLogger(__name__).warning(message)
+    return registry
 
 
 def _yaml(text: str, file: Path) -> Any:
@@ -236,7 +262,10 @@ def _yaml(text: str, file: Path) -> Any:
 
 
 def parse_registry(
-    document: Any, source: str = "<symbols>", budget: BudgetShape | None = None
+    document: Any,
+    source: str = "<symbols>",
+    budget: BudgetShape | None = None,
+    bars_only: bool = False,
 ) -> Registry:
     """Validate an already-parsed symbols document; pure, so tests need no files."""
     entries = _symbol_entries(document, source)
@@ -254,7 +283,11 @@ def parse_registry(
     tickers: dict[Tier, set[str]] = {}
     for spec in specs:
         tickers.setdefault(spec.tier, set()).add(spec.polygon_ticker)
-    tiers = derive_stale_after(tiers, tickers, queue, budget or BudgetShape())
+    budget = budget or BudgetShape()
+    tiers = derive_stale_after(tiers, tickers, queue, budget)
+    kinds: dict[Tier, dict[str, AssetType]] = {}
+    for spec in specs:
+        kinds.setdefault(spec.tier, {})[spec.polygon_ticker] = spec.asset_type
     return Registry(
         source=source,
         symbols=tuple(specs),
@@ -265,6 +298,7 @@ def parse_registry(
         queue=queue,
         market_hours=market_hours,
         quality=quality,
+        feasibility=feasibility(tiers, kinds, budget, bars_only),
     )
 
 

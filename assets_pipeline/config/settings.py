@@ -19,6 +19,7 @@ DEFAULT_RATE_LIMIT_CALLS = 5
 DEFAULT_RATE_LIMIT_WINDOW_SECONDS = 60.0
 SNAPSHOT_MODES = ("batch", "per_ticker")
 PLANS = ("auto", "free", "paid")
+BUDGET_CHECKS = ("fail", "warn")
 BUDGET_STORES = ("auto", "redis", "database")
 #: Variables whose values may hold a password or a key: passed to Dagster as `dg.EnvVar`, so
 #: the UI shows their names and never their values.
@@ -37,6 +38,7 @@ class Settings:
     polygon_base_url: str = ""
     snapshot_mode: str = "batch"
     polygon_plan: str = "auto"
+    budget_check: str = "fail"
     rate_limit_calls: int = DEFAULT_RATE_LIMIT_CALLS
     rate_limit_window_seconds: float = DEFAULT_RATE_LIMIT_WINDOW_SECONDS
     budget_store: str = "auto"
@@ -56,6 +58,7 @@ class Settings:
             polygon_base_url=env.text("POLYGON_BASE_URL"),
             snapshot_mode=env.choice("POLYGON_SNAPSHOT_MODE", SNAPSHOT_MODES),
             polygon_plan=env.choice("POLYGON_PLAN", PLANS),
+            budget_check=env.choice("POLYGON_BUDGET_CHECK", BUDGET_CHECKS),
             rate_limit_calls=env.number("POLYGON_RATE_LIMIT_CALLS", int, DEFAULT_RATE_LIMIT_CALLS),
             rate_limit_window_seconds=env.number(
                 "POLYGON_RATE_LIMIT_WINDOW_SECONDS", float, DEFAULT_RATE_LIMIT_WINDOW_SECONDS

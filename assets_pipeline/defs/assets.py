@@ -49,7 +49,11 @@ def _spec(symbol: SymbolSpec, registry: Registry) -> dg.AssetSpec:
             f" `{symbol.polygon_ticker}`, stored in `trading.symbols.metadata.last_update` and"
             f" announced on Redis `asset:update:{symbol.symbol}`."
         ),
-        metadata={**symbol.as_metadata(), "history_bar_seconds": registry.history_bar_seconds},
+        metadata={
+            **symbol.as_metadata(),
+            "history_bar_seconds": registry.history_bar_seconds,
+            "budget_need": registry.feasibility.explain() if registry.feasibility else "",
+        },
         tags={"tier": symbol.tier.value, "asset_type": symbol.asset_type.value},
     )
 

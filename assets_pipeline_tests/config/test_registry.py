@@ -118,3 +118,28 @@ def test_unreadable_and_invalid_files_name_the_file(tmp_path):
         load_registry(broken)
     with pytest.raises(RegistryError, match="'symbols' must be a non-empty list"):
         parse_registry({"symbols": []})
+
+
+def test_a_configuration_the_budget_cannot_serve_is_refused_with_the_arithmetic(
+    tmp_path, monkeypatch
+):
+    import yaml
+
+    from assets_pipeline.config.settings import Settings
+    from assets_pipeline_tests.conftest import symbol_entry
+
+    entries = [
+        symbol_entry(symbol=f"S{i:03d}", polygon_ticker=f"C:S{i:03d}", tier="high")
+        for i in range(500)
+    ]
+    path = tmp_path / "symbols.yaml"
+    path.write_text(yaml.safe_dump({"symbols": entries}))
+    per_ticker = Settings.from_env({"POLYGON_SNAPSHOT_MODE": "per_ticker"})
+    with pytest.raises(RegistryError, match=r"needs? 16\.67 calls per 60s window") as info:
+        load_registry(path, settings=per_ticker)
+    assert "POLYGON_BUDGET_CHECK=warn" in str(info.value)
+    warned = Settings.from_env(
+        {"POLYGON_SNAPSHOT_MODE": "per_ticker", "POLYGON_BUDGET_CHECK": "warn"}
+    )
+    assert not load_registry(path, settings=warned).feasibility.feasible  # loads, and says so
+    assert load_registry(path, settings=Settings.from_env({})).feasibility.feasible  # batch

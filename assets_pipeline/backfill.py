@@ -16,12 +16,12 @@ from collections.abc import Iterator, Sequence
 import pandas as pd
 
 from assets_pipeline.config.registry import SymbolSpec
+from assets_pipeline.persistence.budget import BudgetError
+from assets_pipeline.persistence.history import COLUMNS, empty_bars
 from assets_pipeline.polygon.bars import history_bars
 from assets_pipeline.polygon.client import PolygonClient
 from assets_pipeline.polygon.errors import PolygonError
 from assets_pipeline.polygon.parsing import Bar
-from assets_pipeline.storage.budget import BudgetError
-from assets_pipeline.storage.history import COLUMNS, empty_bars
 
 SOURCE_RANGE = "polygon:v2-aggs-range"
 
@@ -32,7 +32,7 @@ def fill_history(
     days: Sequence[dt.date],
     bar_seconds: int,
 ) -> Iterator[tuple[SymbolSpec, pd.DataFrame | Exception]]:
-    """Each symbol's bars over `days` as a DataFrame (`storage.history.COLUMNS`), or the error
+    """Each symbol's bars over `days` as a DataFrame (`persistence.history.COLUMNS`), or the error
     that stopped it; symbols sharing a ticker share its one request."""
     first, last = min(days), max(days)
     fetched: dict[str, list[Bar] | Exception] = {}

@@ -21,14 +21,14 @@ from assets_pipeline.config.registry import (
     load_registry,
 )
 from assets_pipeline.config.settings import Settings, SettingsError
+from assets_pipeline.persistence.batches import batch_totals, recent_batches
+from assets_pipeline.persistence.database import dispose_engine
+from assets_pipeline.persistence.outbox import relay_pending
+from assets_pipeline.persistence.refresh_queue import RefreshQueue
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.cadence import format_duration, next_tick, period_of_cron
 from assets_pipeline.rules.quotes import iso_utc, parse_iso_utc
 from assets_pipeline.rules.run_kinds import CRITICAL, run_tags
-from assets_pipeline.storage.batches import batch_totals, recent_batches
-from assets_pipeline.storage.database import dispose_engine
-from assets_pipeline.storage.outbox import relay_pending
-from assets_pipeline.storage.refresh_queue import RefreshQueue
 
 TABLE_HEADER = ("SYMBOL", "BID", "ASK", "LAST", "QUOTE TIME (UTC)", "API CALLS", "RESULT")
 

@@ -23,14 +23,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from assets_pipeline.config.registry import Registry, SymbolSpec
+from assets_pipeline.persistence.batches import BatchResult, record_batch
+from assets_pipeline.persistence.budget import BudgetCongested, BudgetError
+from assets_pipeline.persistence.quote_store import QuoteStore
+from assets_pipeline.persistence.refresh_queue import RefreshQueue
 from assets_pipeline.polygon.client import FetchResult, PolygonClient
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.quotes import Quote
 from assets_pipeline.rules.run_kinds import CRITICAL, QUEUE
-from assets_pipeline.storage.batches import BatchResult, record_batch
-from assets_pipeline.storage.budget import BudgetCongested, BudgetError
-from assets_pipeline.storage.quote_store import QuoteStore
-from assets_pipeline.storage.refresh_queue import RefreshQueue
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,9 @@ import redis
 import sqlalchemy as sa
 
 from assets_pipeline.config.registry import Registry, load_registry
+from assets_pipeline.persistence.database import dispose_engine, get_engine
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.quotes import Quote
-from assets_pipeline.storage.database import dispose_engine, get_engine
 
 REPO = Path(__file__).resolve().parents[1]
 #: Polygon bodies the parser and the simulator are checked against: test data kept in the
@@ -332,7 +332,7 @@ def refused_as_past(result: object) -> bool:
 def publishing_breaker_closed() -> Iterator[None]:
     """A test that takes Redis down trips the process's publishing breaker for that server; the
     next test starts with it closed, as a new process would."""
-    from assets_pipeline.storage import outbox
+    from assets_pipeline.persistence import outbox
 
     outbox._breaker_open_until.clear()
     yield

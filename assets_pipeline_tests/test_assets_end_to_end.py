@@ -20,13 +20,13 @@ import sqlalchemy as sa
 import yaml
 
 from assets_pipeline.config.registry import load_registry
+from assets_pipeline.persistence.database import get_engine
+from assets_pipeline.persistence.outbox import pending_count, relay_pending
+from assets_pipeline.persistence.quote_store import QuoteStore
+from assets_pipeline.persistence.schema import event_outbox, quote_history, symbols
 from assets_pipeline.rules.quotes import Quote
 from assets_pipeline.rules.run_kinds import run_tags
 from assets_pipeline.simulator import Fault, PolygonSimulator
-from assets_pipeline.storage.database import get_engine
-from assets_pipeline.storage.outbox import pending_count, relay_pending
-from assets_pipeline.storage.quote_store import QuoteStore
-from assets_pipeline.storage.schema import event_outbox, quote_history, symbols
 from assets_pipeline_tests.conftest import REDIS_URL, live_day, on_the_live_day, refused_as_past
 
 SECRET = "sk-live-7f3e9a1c5b2d4e6f8a0b-DO-NOT-LEAK"
@@ -197,7 +197,7 @@ def test_per_ticker_mode_spends_one_call_per_symbol(pipeline):
 
 
 def bars_of(pipeline, symbol):
-    from assets_pipeline.storage.schema import price_bars
+    from assets_pipeline.persistence.schema import price_bars
 
     with get_engine(pipeline.database_url).connect() as conn:
         return conn.execute(
@@ -403,11 +403,11 @@ def test_the_embedded_simulator_never_feeds_a_real_database(pipeline, monkeypatc
 
 
 def test_a_queue_batch_settles_its_items_and_reports_its_result(pipeline, caplog):
+    from assets_pipeline.persistence.batches import recent_batches
+    from assets_pipeline.persistence.refresh_queue import RefreshQueue
     from assets_pipeline.rules.queue_rules import IN_FLIGHT, QUEUED
     from assets_pipeline.rules.run_kinds import run_tags
     from assets_pipeline.rules.taxonomy import Tier
-    from assets_pipeline.storage.batches import recent_batches
-    from assets_pipeline.storage.refresh_queue import RefreshQueue
 
     engine = get_engine(pipeline.database_url)
     queue = RefreshQueue(engine)
@@ -523,7 +523,7 @@ def test_a_downstream_asset_reads_a_past_days_bars_as_a_dataframe(pipeline):
 def test_a_run_launched_from_the_ui_is_manual_even_when_it_selects_only_critical_symbols(pipeline):
     # The Materialize button starts a run with no tags of ours. It must not pass for a critical
     # refresh: that would skip the reserve and move the reserve's clock.
-    from assets_pipeline.storage.batches import recent_batches
+    from assets_pipeline.persistence.batches import recent_batches
 
     defs = pipeline.defs()
     critical = [dg.AssetKey(["quotes", s]) for s in CRITICAL]
@@ -544,11 +544,11 @@ def test_a_run_launched_from_the_ui_is_manual_even_when_it_selects_only_critical
 
 def test_a_symbol_that_finds_no_budget_slot_goes_back_to_its_place_unblamed(pipeline):
     # Every slot is taken until after the run's deadline: the queued symbols did nothing wrong.
+    from assets_pipeline.persistence.budget import PolygonBudget, RedisBudgetStore
+    from assets_pipeline.persistence.refresh_queue import RefreshQueue
     from assets_pipeline.rules.queue_rules import QUEUED
     from assets_pipeline.rules.run_kinds import run_tags
     from assets_pipeline.rules.taxonomy import Tier
-    from assets_pipeline.storage.budget import PolygonBudget, RedisBudgetStore
-    from assets_pipeline.storage.refresh_queue import RefreshQueue
 
     pipeline.monkeypatch.setenv("POLYGON_RATE_LIMIT_CALLS", "2")
     engine = get_engine(pipeline.database_url)
@@ -715,7 +715,7 @@ def test_a_backfill_running_never_delays_a_critical_refresh(pipeline):
     # a critical refresh started while it runs gets its call at once.
     import threading
 
-    from assets_pipeline.storage.batches import recent_batches
+    from assets_pipeline.persistence.batches import recent_batches
 
     pipeline.monkeypatch.setenv("POLYGON_RATE_LIMIT_CALLS", "4")
     pipeline.monkeypatch.setenv("POLYGON_RATE_LIMIT_WINDOW_SECONDS", "3")

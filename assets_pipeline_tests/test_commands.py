@@ -13,9 +13,9 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from assets_pipeline.storage.database import get_engine
-from assets_pipeline.storage.quote_store import QuoteStore
-from assets_pipeline.storage.schema import quote_history
+from assets_pipeline.persistence.database import get_engine
+from assets_pipeline.persistence.quote_store import QuoteStore
+from assets_pipeline.persistence.schema import quote_history
 from assets_pipeline_tests.conftest import (
     PAST_DAY,
     always_open_symbols_file,

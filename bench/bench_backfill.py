@@ -24,10 +24,10 @@ from bench_refresh import MemoryBudgetStore, fmt_duration, section, table
 
 from assets_pipeline.backfill import fill_history
 from assets_pipeline.config.registry import DEFAULT_SYMBOLS_FILE, load_registry
+from assets_pipeline.persistence.budget import PolygonBudget
 from assets_pipeline.polygon.client import FetchResult, PolygonClient
 from assets_pipeline.rules import clock
 from assets_pipeline.simulator.server import PolygonSimulator
-from assets_pipeline.storage.budget import PolygonBudget
 
 BENCH_KEY = "bench-key"
 #: A budget no run comes near, so only the cost is measured (no run ever waits for a slot).

@@ -38,10 +38,7 @@ from assets_pipeline.config.registry import (
     Tier,
     load_registry,
 )
-from assets_pipeline.polygon.client import V3_MAX_TICKERS, FetchResult, PolygonClient
-from assets_pipeline.simulator import server as simulator_server
-from assets_pipeline.simulator.server import PolygonSimulator
-from assets_pipeline.storage.budget import (
+from assets_pipeline.persistence.budget import (
     WINDOW_MARGIN_SECONDS,
     BudgetStats,
     PolygonBudget,
@@ -51,7 +48,10 @@ from assets_pipeline.storage.budget import (
     decide,
     free_slots,
 )
-from assets_pipeline.storage.database import dispose_engine, get_engine, normalize_url
+from assets_pipeline.persistence.database import dispose_engine, get_engine, normalize_url
+from assets_pipeline.polygon.client import V3_MAX_TICKERS, FetchResult, PolygonClient
+from assets_pipeline.simulator import server as simulator_server
+from assets_pipeline.simulator.server import PolygonSimulator
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = ROOT / ".venv" / "bin" / "assets-pipeline"

@@ -134,6 +134,13 @@ from assets_pipeline.config.registry import (
     load_registry,
     refresh_cost,
 )
+from assets_pipeline.persistence.budget import (
+    CRITICAL_CALLER,
+    WINDOW_MARGIN_SECONDS,
+    Caller,
+    decide,
+    free_slots,
+)
 from assets_pipeline.polygon.client import V3_MAX_TICKERS
 from assets_pipeline.rules.cadence import DEFAULT_TIERS, QueuePolicy, format_duration
 from assets_pipeline.rules.queue_rules import (
@@ -148,13 +155,6 @@ from assets_pipeline.rules.queue_rules import (
     plan_enqueue,
 )
 from assets_pipeline.rules.taxonomy import Tier
-from assets_pipeline.storage.budget import (
-    CRITICAL_CALLER,
-    WINDOW_MARGIN_SECONDS,
-    Caller,
-    decide,
-    free_slots,
-)
 
 MODES = ("batch", "per_ticker")
 EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)

@@ -49,6 +49,11 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from assets_pipeline.config.registry import AssetType, RegistryError, load_registry
+from assets_pipeline.persistence.budget import PolygonBudget, RedisBudgetStore, SqlBudgetStore
+from assets_pipeline.persistence.database import dispose_engine, get_engine
+from assets_pipeline.persistence.outbox import pending_count, publishing_paused, relay_pending
+from assets_pipeline.persistence.quote_store import QuoteStore, as_utc
+from assets_pipeline.persistence.schema import event_outbox, quote_history, symbols
 from assets_pipeline.polygon.client import FetchResult, PolygonClient
 from assets_pipeline.polygon.errors import PermanentError, PolygonError, RetryableError
 from assets_pipeline.polygon.parsing import load_json, parse_v2_single, parse_v3_snapshot
@@ -63,11 +68,6 @@ from assets_pipeline.rules.quotes import (
     validate_quote,
 )
 from assets_pipeline.simulator import Fault, PolygonSimulator
-from assets_pipeline.storage.budget import PolygonBudget, RedisBudgetStore, SqlBudgetStore
-from assets_pipeline.storage.database import dispose_engine, get_engine
-from assets_pipeline.storage.outbox import pending_count, publishing_paused, relay_pending
-from assets_pipeline.storage.quote_store import QuoteStore, as_utc
-from assets_pipeline.storage.schema import event_outbox, quote_history, symbols
 
 ROOT = Path(__file__).resolve().parents[1]
 RESPONSES = ROOT / "assets_pipeline_tests" / "data" / "polygon" / "responses"

@@ -22,6 +22,8 @@ from assets_pipeline.defs.keys import (
     quote_asset_key,
 )
 from assets_pipeline.defs.resources import PolygonResource, TradingDatabase
+from assets_pipeline.persistence.batches import BatchResult
+from assets_pipeline.persistence.refresh_queue import RefreshQueue
 from assets_pipeline.polygon.client import PolygonClient
 from assets_pipeline.refresh import Refresh, plan_refresh
 from assets_pipeline.rules import clock
@@ -29,8 +31,6 @@ from assets_pipeline.rules.fairness import CRITICAL_CALLER
 from assets_pipeline.rules.quality import assess_quality
 from assets_pipeline.rules.quotes import Quote, iso_utc
 from assets_pipeline.rules.run_kinds import BATCH_TAG, CRITICAL, QUEUE, run_kind
-from assets_pipeline.storage.batches import BatchResult
-from assets_pipeline.storage.refresh_queue import RefreshQueue
 
 
 def quotes_partitions(registry: Registry) -> dg.DailyPartitionsDefinition:

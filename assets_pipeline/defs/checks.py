@@ -18,11 +18,11 @@ from assets_pipeline.config.registry import Registry, SymbolSpec
 from assets_pipeline.defs.keys import quote_asset_key
 from assets_pipeline.defs.resources import TradingDatabase
 from assets_pipeline.defs.runs import cadence_definition
+from assets_pipeline.persistence.quote_store import QuoteStore
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.cadence import format_duration
 from assets_pipeline.rules.quality import Freshness, assess_freshness
 from assets_pipeline.rules.quotes import Quote
-from assets_pipeline.storage.quote_store import QuoteStore
 
 FRESH = "fresh"
 QUOTE_AGE = "quote_age"

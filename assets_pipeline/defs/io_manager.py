@@ -14,10 +14,10 @@ import pandas as pd
 
 from assets_pipeline.config.registry import DEFAULT_HISTORY_BAR_SECONDS, SymbolSpec
 from assets_pipeline.defs.resources import RedisResource, TradingDatabase
+from assets_pipeline.persistence.history import read_bars, write_bars
+from assets_pipeline.persistence.outbox import publishing_paused, relay_pending
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.quotes import Quote, iso_utc
-from assets_pipeline.storage.history import read_bars, write_bars
-from assets_pipeline.storage.outbox import publishing_paused, relay_pending
 
 
 class QuoteIOManager(dg.ConfigurableIOManager):

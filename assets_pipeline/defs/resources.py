@@ -24,6 +24,16 @@ from pydantic import Field
 
 from assets_pipeline.config.registry import AssetType
 from assets_pipeline.config.settings import BUDGET_STORES, PLANS, SNAPSHOT_MODES, Settings
+from assets_pipeline.persistence.budget import (
+    CRITICAL_CALLER,
+    BudgetError,
+    Caller,
+    PolygonBudget,
+    RedisBudgetStore,
+    SqlBudgetStore,
+)
+from assets_pipeline.persistence.database import get_engine
+from assets_pipeline.persistence.quote_store import QuoteStore
 from assets_pipeline.polygon.client import (
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_RECHECK_SECONDS,
@@ -32,16 +42,6 @@ from assets_pipeline.polygon.client import (
     PolygonClient,
     snapshot_feature,
 )
-from assets_pipeline.storage.budget import (
-    CRITICAL_CALLER,
-    BudgetError,
-    Caller,
-    PolygonBudget,
-    RedisBudgetStore,
-    SqlBudgetStore,
-)
-from assets_pipeline.storage.database import get_engine
-from assets_pipeline.storage.quote_store import QuoteStore
 
 #: The key the embedded simulator accepts when no POLYGON_API_KEY is set.
 SIMULATOR_KEY = "simulator-key"

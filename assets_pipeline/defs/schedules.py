@@ -20,12 +20,12 @@ from assets_pipeline.defs.runs import (
     tier_job_name,
     today,
 )
+from assets_pipeline.persistence.refresh_queue import RefreshQueue
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.cadence import TierPolicy, format_duration
 from assets_pipeline.rules.queue_rules import EnqueuePlan, overdue
 from assets_pipeline.rules.run_kinds import CRITICAL, run_tags
 from assets_pipeline.rules.taxonomy import Tier
-from assets_pipeline.storage.refresh_queue import RefreshQueue
 
 #: A direct tier whose last run started longer ago than its cadence plus this is refreshed at
 #: once: at start-up, and after the daemon was down or a tick was missed.

@@ -10,11 +10,11 @@ from assets_pipeline.config.registry import Registry
 from assets_pipeline.defs.keys import quote_asset_key
 from assets_pipeline.defs.resources import PolygonResource, RedisResource, TradingDatabase
 from assets_pipeline.defs.runs import IN_FLIGHT_STATUSES, QUEUE_JOB, runs_in_flight, today
+from assets_pipeline.persistence.outbox import relay_pending
+from assets_pipeline.persistence.refresh_queue import RefreshQueue
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.queue_rules import claim_size
 from assets_pipeline.rules.run_kinds import BATCH_TAG, QUEUE, run_tags
-from assets_pipeline.storage.outbox import relay_pending
-from assets_pipeline.storage.refresh_queue import RefreshQueue
 
 #: A claimed batch with no run after this long (its request was never launched) goes back.
 ORPHAN_CLAIM_SECONDS = 120.0

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from assets_pipeline.config.registry import AssetType
+from assets_pipeline.persistence.budget import BudgetError
 from assets_pipeline.polygon.errors import PolygonError, TickerNotFound
 from assets_pipeline.polygon.parsing import (
     SOURCE_GROUPED,
@@ -26,7 +27,6 @@ from assets_pipeline.polygon.parsing import (
 )
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.quotes import Quote
-from assets_pipeline.storage.budget import BudgetError
 
 if TYPE_CHECKING:
     from assets_pipeline.polygon.client import PolygonClient

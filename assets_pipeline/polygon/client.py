@@ -20,6 +20,7 @@ from typing import Any, Literal
 import requests
 
 from assets_pipeline.config.registry import AssetType, SymbolSpec
+from assets_pipeline.persistence.budget import BudgetError, PolygonBudget, Refusal
 from assets_pipeline.polygon.bars import latest_bar_quotes
 from assets_pipeline.polygon.errors import (
     MalformedResponse,
@@ -38,7 +39,6 @@ from assets_pipeline.polygon.parsing import (
 from assets_pipeline.polygon.transport import bounded_get
 from assets_pipeline.rules.cadence import BATCH_TICKERS
 from assets_pipeline.rules.quotes import Quote, QuoteRejected, iso_utc, validate_quote
-from assets_pipeline.storage.budget import BudgetError, PolygonBudget, Refusal
 
 SnapshotMode = Literal["batch", "per_ticker"]
 #: `/v3/snapshot` takes at most 250 tickers in `ticker.any_of`, and `limit` at most 250.

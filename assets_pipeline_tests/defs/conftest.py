@@ -17,9 +17,9 @@ from assets_pipeline.defs.resources import (
     RedisResource,
     TradingDatabase,
 )
-from assets_pipeline.storage.budget import Caller, PolygonBudget, SqlBudgetStore
-from assets_pipeline.storage.database import get_engine
-from assets_pipeline.storage.refresh_queue import RefreshQueue
+from assets_pipeline.persistence.budget import Caller, PolygonBudget, SqlBudgetStore
+from assets_pipeline.persistence.database import get_engine
+from assets_pipeline.persistence.refresh_queue import RefreshQueue
 
 
 def create_run_for_test(instance, job_name, status, tags=None):

@@ -19,12 +19,12 @@ from assets_pipeline.defs.resources import (
     TradingDatabase,
 )
 from assets_pipeline.defs.schedules import CATCH_UP_GRACE_SECONDS, enqueue_tick
+from assets_pipeline.persistence.database import get_engine
+from assets_pipeline.persistence.refresh_queue import RefreshQueue
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.queue_rules import QUEUED
 from assets_pipeline.rules.run_kinds import CRITICAL, run_tags
 from assets_pipeline.rules.taxonomy import Tier
-from assets_pipeline.storage.database import get_engine
-from assets_pipeline.storage.refresh_queue import RefreshQueue
 from assets_pipeline_tests.defs.conftest import create_run_for_test
 
 # --- the critical tier ---------------------------------------------------------------------------
@@ -92,8 +92,8 @@ def test_enqueueing_a_tier_fills_the_queue_once_and_launches_nothing(deployment)
 def test_at_start_up_overdue_secondaries_are_queued_at_once_and_only_once(
     deployment, pg_url, registry
 ):
+    from assets_pipeline.persistence.quote_store import QuoteStore
     from assets_pipeline.rules.quotes import Quote
-    from assets_pipeline.storage.quote_store import QuoteStore
 
     now = deployment.clock.now
     fresh = Quote(

@@ -19,14 +19,14 @@ from assets_pipeline.defs.resources import (
     TradingDatabase,
 )
 from assets_pipeline.defs.sensors import ORPHAN_CLAIM_SECONDS, event_outbox_relay, reconcile_claims
+from assets_pipeline.persistence.database import db_epoch_seconds, get_engine
+from assets_pipeline.persistence.outbox import pending_count
+from assets_pipeline.persistence.quote_store import QuoteStore
+from assets_pipeline.persistence.refresh_queue import RefreshQueue
+from assets_pipeline.persistence.schema import api_budget_calls, api_budget_state
 from assets_pipeline.polygon.client import MULTI_TICKER_SNAPSHOT
 from assets_pipeline.rules.queue_rules import FAILED, IN_FLIGHT, QUEUED
 from assets_pipeline.rules.taxonomy import Tier
-from assets_pipeline.storage.database import db_epoch_seconds, get_engine
-from assets_pipeline.storage.outbox import pending_count
-from assets_pipeline.storage.quote_store import QuoteStore
-from assets_pipeline.storage.refresh_queue import RefreshQueue
-from assets_pipeline.storage.schema import api_budget_calls, api_budget_state
 from assets_pipeline_tests.conftest import DAY, REDIS_URL, quote
 from assets_pipeline_tests.defs.conftest import create_run_for_test
 

@@ -9,6 +9,9 @@ import pytest
 import sqlalchemy as sa
 
 from assets_pipeline.config.registry import AssetType, SymbolSpec, Tier
+from assets_pipeline.persistence.budget import PolygonBudget, RedisBudgetStore, SqlBudgetStore
+from assets_pipeline.persistence.database import get_engine
+from assets_pipeline.persistence.schema import api_refusals
 from assets_pipeline.polygon.client import MULTI_TICKER_SNAPSHOT, FetchResult, PolygonClient
 from assets_pipeline.polygon.errors import (
     MalformedResponse,
@@ -19,9 +22,6 @@ from assets_pipeline.polygon.errors import (
     TickerNotFound,
 )
 from assets_pipeline.simulator import Fault, PolygonSimulator
-from assets_pipeline.storage.budget import PolygonBudget, RedisBudgetStore, SqlBudgetStore
-from assets_pipeline.storage.database import get_engine
-from assets_pipeline.storage.schema import api_refusals
 
 SECRET = "sk-test-0123456789abcdef-SECRET"
 

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 import pandas as pd
 import sqlalchemy as sa
 
+from assets_pipeline.persistence.database import dialect_insert
+from assets_pipeline.persistence.quote_store import as_utc
+from assets_pipeline.persistence.schema import price_bars
 from assets_pipeline.rules import clock
-from assets_pipeline.storage.database import dialect_insert
-from assets_pipeline.storage.quote_store import as_utc
-from assets_pipeline.storage.schema import price_bars
 
 COLUMNS = [
     "symbol",

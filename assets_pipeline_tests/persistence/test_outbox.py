@@ -17,10 +17,10 @@ import sqlalchemy as sa
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from assets_pipeline.storage.database import get_engine
-from assets_pipeline.storage.outbox import MAX_FAILURES, pending_count, relay_pending
-from assets_pipeline.storage.quote_store import QuoteStore
-from assets_pipeline.storage.schema import event_outbox
+from assets_pipeline.persistence.database import get_engine
+from assets_pipeline.persistence.outbox import MAX_FAILURES, pending_count, relay_pending
+from assets_pipeline.persistence.quote_store import QuoteStore
+from assets_pipeline.persistence.schema import event_outbox
 from assets_pipeline_tests.conftest import DAY, REDIS_URL, T0, quote
 
 
@@ -238,7 +238,7 @@ def test_a_consumer_that_was_down_reads_every_event_from_the_stream_in_sequence(
 
 
 def test_an_event_announced_twice_reaches_consumers_once(store, registry, redis_client):
-    from assets_pipeline.storage.outbox import announce
+    from assets_pipeline.persistence.outbox import announce
 
     (event_id,) = write_events(store, registry, 1)
     row = outbox_row(store, event_id)
@@ -254,7 +254,7 @@ def test_after_an_outage_writers_leave_publishing_to_the_relay_for_a_while(
 ):
     # A hung or dead Redis costs the first write its timeout; the writes after it do not wait
     # on Redis again until the breaker closes, and the relay delivers what they stored.
-    from assets_pipeline.storage.outbox import BREAKER_SECONDS, publishing_paused
+    from assets_pipeline.persistence.outbox import BREAKER_SECONDS, publishing_paused
 
     down = redis.Redis(port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
     write_events(store, registry, 1)

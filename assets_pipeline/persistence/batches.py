@@ -13,9 +13,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from assets_pipeline.persistence.quote_store import as_utc
+from assets_pipeline.persistence.schema import refresh_batches
 from assets_pipeline.rules.quotes import iso_utc
-from assets_pipeline.storage.quote_store import as_utc
-from assets_pipeline.storage.schema import refresh_batches
 
 
 @dataclass

@@ -49,8 +49,8 @@ from typing import Any
 import redis
 import sqlalchemy as sa
 
+from assets_pipeline.persistence.schema import event_outbox
 from assets_pipeline.rules import clock
-from assets_pipeline.storage.schema import event_outbox
 
 #: A row whose publishing failed this many times in a row (Redis up) is parked.
 MAX_FAILURES = 5

@@ -14,7 +14,7 @@ import time
 import pytest
 import redis
 
-from assets_pipeline.storage.budget import (
+from assets_pipeline.persistence.budget import (
     WINDOW_MARGIN_SECONDS,
     BudgetError,
     Caller,
@@ -22,7 +22,7 @@ from assets_pipeline.storage.budget import (
     RedisBudgetStore,
     SqlBudgetStore,
 )
-from assets_pipeline.storage.database import get_engine
+from assets_pipeline.persistence.database import get_engine
 from assets_pipeline_tests.conftest import REDIS_URL, max_in_any_window
 
 
@@ -187,7 +187,7 @@ def test_every_key_a_budget_script_touches_is_in_one_redis_cluster_slot(redis_cl
     # Redis Cluster runs a Lua script only on keys of one hash slot: one hash tag for all of them
     from redis.crc import key_slot
 
-    from assets_pipeline.storage.budget import RedisBudgetStore
+    from assets_pipeline.persistence.budget import RedisBudgetStore
 
     store = RedisBudgetStore(redis_client, "polygon", namespace="prod:")
     assert len({key_slot(key.encode()) for key in store._keys}) == 1
@@ -199,7 +199,7 @@ def test_every_key_the_announce_script_touches_is_in_one_redis_cluster_slot(
 ):
     from redis.crc import key_slot
 
-    from assets_pipeline.storage.outbox import announce
+    from assets_pipeline.persistence.outbox import announce
 
     seen = []
 

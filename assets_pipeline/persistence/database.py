@@ -15,7 +15,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from assets_pipeline.storage.schema import DATA_SOURCES, TRADING, ensure_schema
+from assets_pipeline.persistence.schema import DATA_SOURCES, TRADING, ensure_schema
 
 _engines: dict[str, sa.Engine] = {}
 _ready: set[str] = set()

@@ -13,15 +13,15 @@ import json
 import pytest
 import sqlalchemy as sa
 
-from assets_pipeline.rules import clock
-from assets_pipeline.storage import quote_store
-from assets_pipeline.storage.database import get_engine
-from assets_pipeline.storage.quote_store import QuoteStore
-from assets_pipeline.storage.schema import (
+from assets_pipeline.persistence import quote_store
+from assets_pipeline.persistence.database import get_engine
+from assets_pipeline.persistence.quote_store import QuoteStore
+from assets_pipeline.persistence.schema import (
     event_outbox,
     quote_history,
     symbols,
 )
+from assets_pipeline.rules import clock
 from assets_pipeline_tests.conftest import DAY, T0, quote
 
 
@@ -231,8 +231,8 @@ def test_works_on_the_platforms_own_tables_with_extra_columns(empty_pg_url, regi
 
 
 def test_an_existing_table_missing_a_column_we_write_is_named(empty_pg_url):
-    from assets_pipeline.storage.database import dispose_engine
-    from assets_pipeline.storage.schema import SchemaError
+    from assets_pipeline.persistence.database import dispose_engine
+    from assets_pipeline.persistence.schema import SchemaError
 
     raw = sa.create_engine(empty_pg_url, poolclass=sa.NullPool)
     with raw.begin() as conn:

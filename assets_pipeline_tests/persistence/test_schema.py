@@ -7,14 +7,14 @@ import multiprocessing
 import pytest
 import sqlalchemy as sa
 
-from assets_pipeline.storage.schema import metadata
+from assets_pipeline.persistence.schema import metadata
 
 PROCESSES = 8
 
 
 def _start(url: str, barrier, errors) -> None:
     """One process starting up: first use of the database creates what is missing."""
-    from assets_pipeline.storage.database import get_engine
+    from assets_pipeline.persistence.database import get_engine
 
     barrier.wait(timeout=60)
     try:

@@ -17,10 +17,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from assets_pipeline.config.registry import SymbolSpec
-from assets_pipeline.rules import clock
-from assets_pipeline.rules.quotes import Quote, parse_iso_utc
-from assets_pipeline.storage.database import dialect_insert, insert_ignore
-from assets_pipeline.storage.schema import (
+from assets_pipeline.persistence.database import dialect_insert, insert_ignore
+from assets_pipeline.persistence.schema import (
     POLYGON_PROVIDER,
     api_providers,
     data_sync_status,
@@ -28,6 +26,8 @@ from assets_pipeline.storage.schema import (
     quote_history,
     symbols,
 )
+from assets_pipeline.rules import clock
+from assets_pipeline.rules.quotes import Quote, parse_iso_utc
 
 #: Redis channel for a symbol's updates; the namespace is empty in production.
 CHANNEL_TEMPLATE = "{namespace}asset:update:{symbol}"

@@ -27,6 +27,8 @@ from typing import Protocol
 
 import sqlalchemy as sa
 
+from assets_pipeline.persistence.database import db_epoch_seconds, dialect_insert, insert_ignore
+from assets_pipeline.persistence.schema import api_budget_calls, api_budget_state, api_refusals
 from assets_pipeline.rules.fairness import (
     CRITICAL_BURST_SECONDS,
     CRITICAL_CALLER,
@@ -35,8 +37,6 @@ from assets_pipeline.rules.fairness import (
     free_slots,
 )
 from assets_pipeline.rules.quotes import iso_utc
-from assets_pipeline.storage.database import db_epoch_seconds, dialect_insert, insert_ignore
-from assets_pipeline.storage.schema import api_budget_calls, api_budget_state, api_refusals
 
 #: Slack added to the window: a slot frees this long after the window has strictly passed. A slot
 #: is taken just before its request is sent, and a request can be delayed on its way (connection

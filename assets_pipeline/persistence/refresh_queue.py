@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from assets_pipeline.persistence.quote_store import as_utc
+from assets_pipeline.persistence.schema import refresh_queue
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.cadence import QueuePolicy
 from assets_pipeline.rules.queue_rules import (
@@ -31,8 +33,6 @@ from assets_pipeline.rules.queue_rules import (
     plan_enqueue,
 )
 from assets_pipeline.rules.taxonomy import Tier
-from assets_pipeline.storage.quote_store import as_utc
-from assets_pipeline.storage.schema import refresh_queue
 
 _LOCK_KEY = 724_311_905  # any constant; names the queue's advisory lock
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from assets_pipeline.config.settings import VARIABLES
 from assets_pipeline.persistence.database import get_engine
 from assets_pipeline.persistence.quote_store import QuoteStore
 from assets_pipeline.persistence.schema import quote_history
@@ -23,19 +24,7 @@ from assets_pipeline_tests.conftest import (
 )
 
 BIN = Path(sys.executable).parent
-SETTINGS = (
-    "POLYGON_API_KEY",
-    "POLYGON_BASE_URL",
-    "POLYGON_RATE_LIMIT_CALLS",
-    "POLYGON_RATE_LIMIT_WINDOW_SECONDS",
-    "POLYGON_SNAPSHOT_MODE",
-    "POLYGON_BUDGET_STORE",
-    "TRADING_DATABASE_URL",
-    "REDIS_URL",
-    "REDIS_NAMESPACE",
-    "ASSETS_CONFIG",
-    "DAGSTER_HOME",
-)
+SETTINGS = tuple(v for v in VARIABLES if v != "ASSETS_PIPELINE_HOME")
 
 
 def fresh_env(home: Path, **extra: str) -> dict[str, str]:

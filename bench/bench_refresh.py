@@ -38,6 +38,7 @@ from assets_pipeline.config.registry import (
     Tier,
     load_registry,
 )
+from assets_pipeline.config.settings import VARIABLES
 from assets_pipeline.persistence.budget import (
     WINDOW_MARGIN_SECONDS,
     BudgetStats,
@@ -75,19 +76,7 @@ CURRENCIES = ("USD", "EUR", "GBP", "JPY", "AUD", "CAD", "CHF", "NZD", "XAU", "XA
 CRYPTO = ("X:BTCUSD", "X:ETHUSD", "X:SOLUSD", "X:LTCUSD", "X:XRPUSD", "X:DOGEUSD")
 
 #: Environment variables the CLI reads that must not leak in from the caller's shell.
-CLI_ENV_DROP = (
-    "DAGSTER_HOME",
-    "ASSETS_CONFIG",
-    "TRADING_DATABASE_URL",
-    "REDIS_URL",
-    "REDIS_NAMESPACE",
-    "POLYGON_API_KEY",
-    "POLYGON_BASE_URL",
-    "POLYGON_BUDGET_STORE",
-    "POLYGON_RATE_LIMIT_CALLS",
-    "POLYGON_RATE_LIMIT_WINDOW_SECONDS",
-    "POLYGON_SNAPSHOT_MODE",
-)
+CLI_ENV_DROP = tuple(v for v in VARIABLES if v != "ASSETS_PIPELINE_HOME")
 
 
 #: The client logs a plan's 403 fallback (batch refused) as a warning; keep it out of the tables.

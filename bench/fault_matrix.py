@@ -49,6 +49,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from assets_pipeline.config.registry import AssetType, RegistryError, load_registry
+from assets_pipeline.config.settings import VARIABLES
 from assets_pipeline.persistence.budget import PolygonBudget, RedisBudgetStore, SqlBudgetStore
 from assets_pipeline.persistence.database import dispose_engine, get_engine
 from assets_pipeline.persistence.outbox import pending_count, publishing_paused, relay_pending
@@ -79,20 +80,7 @@ CRITICAL = ("XAUUSD", "EURUSD", "BTCUSD")
 #: What the package's own code raises for a bad answer: anything else is an escape.
 OURS = (PolygonError, QuoteRejected)
 #: Variables the package reads; none may leak in from the caller's shell.
-ENV_NAMES = (
-    "DAGSTER_HOME",
-    "ASSETS_CONFIG",
-    "ASSETS_PIPELINE_HOME",
-    "TRADING_DATABASE_URL",
-    "REDIS_URL",
-    "REDIS_NAMESPACE",
-    "POLYGON_API_KEY",
-    "POLYGON_BASE_URL",
-    "POLYGON_BUDGET_STORE",
-    "POLYGON_RATE_LIMIT_CALLS",
-    "POLYGON_RATE_LIMIT_WINDOW_SECONDS",
-    "POLYGON_SNAPSHOT_MODE",
-)
+ENV_NAMES = VARIABLES
 #: Dagster runs in this process log nothing below CRITICAL: the table is the output.
 QUIET_RUN = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 QUIET = logging.getLogger("fault_matrix.client")

@@ -26,6 +26,25 @@ BUDGET_STORES = ("auto", "redis", "database")
 SECRETS = ("POLYGON_API_KEY", "TRADING_DATABASE_URL", "REDIS_URL")
 
 
+#: Every variable `Settings.from_env()` reads: what a shell must not leak into a test or a bench.
+VARIABLES = (
+    "POLYGON_API_KEY",
+    "POLYGON_BASE_URL",
+    "POLYGON_SNAPSHOT_MODE",
+    "POLYGON_PLAN",
+    "POLYGON_BUDGET_CHECK",
+    "POLYGON_RATE_LIMIT_CALLS",
+    "POLYGON_RATE_LIMIT_WINDOW_SECONDS",
+    "POLYGON_BUDGET_STORE",
+    "TRADING_DATABASE_URL",
+    "REDIS_URL",
+    "REDIS_NAMESPACE",
+    "ASSETS_CONFIG",
+    "ASSETS_PIPELINE_HOME",
+    "DAGSTER_HOME",
+)
+
+
 class SettingsError(ValueError):
     """A variable holds a value that cannot be used; the message names the variable."""
 

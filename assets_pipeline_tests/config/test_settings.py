@@ -69,3 +69,20 @@ def test_no_module_but_settings_reads_the_environment():
         and any(s in path.read_text() for s in ("os.environ", "os.getenv", "getenv("))
     )
     assert readers == ["config/settings.py"]
+
+
+def test_the_list_of_variables_is_exactly_what_settings_read():
+    # benches and tests clear these from the caller's shell: a variable missing from the list
+    # would leak in unnoticed
+    from assets_pipeline.config.settings import VARIABLES
+
+    class Recording(dict):
+        read: set = set()
+
+        def get(self, key, default=None):
+            self.read.add(key)
+            return super().get(key, default)
+
+    environ = Recording()
+    Settings.from_env(environ)
+    assert environ.read == set(VARIABLES)

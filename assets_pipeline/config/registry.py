@@ -355,19 +355,29 @@ def _history_bar_seconds(document: Mapping[str, Any], source: str) -> int:
 
 
 def _parse_entries(entries: list[Any], source: str) -> list[SymbolSpec]:
-    """Each entry as a `SymbolSpec`, in file order; a symbol may appear only once."""
+    """Each entry as a `SymbolSpec`, in file order; a symbol may appear only once, and two
+    symbols may not differ only by `.`, `-` and `_` (Dagster names a symbol's output after its
+    asset key with those made `_`, so `BRK.B` and `BRK_B` would be one output)."""
     specs: list[SymbolSpec] = []
     seen: dict[str, int] = {}
     for index, entry in enumerate(entries):
         spec = _parse_entry(entry, f"{source}: symbols[{index}]")
-        if spec.symbol in seen:
+        name = identifier_of(spec.symbol)
+        if name in seen:
+            first = specs[seen[name]].symbol
+            problem = "duplicate of" if first == spec.symbol else f"same Dagster name as {first},"
             raise RegistryError(
-                f"{source}: symbols[{index}] ({spec.symbol}): field 'symbol': duplicate of"
-                f" symbols[{seen[spec.symbol]}]"
+                f"{source}: symbols[{index}] ({spec.symbol}): field 'symbol': {problem}"
+                f" symbols[{seen[name]}]"
             )
-        seen[spec.symbol] = index
+        seen[name] = index
         specs.append(spec)
     return specs
+
+
+def identifier_of(symbol: str) -> str:
+    """The symbol as Dagster spells it in output names: `.` and `-` become `_`."""
+    return symbol.replace(".", "_").replace("-", "_")
 
 
 #: Makes the error for one field of the entry being parsed: `fail(field, problem)`.

@@ -4,6 +4,12 @@ All symbols share one subsettable multi-asset, so that materializing many of the
 one step that fetches them together: one `/v3/snapshot` call per 250 tickers in `batch` mode.
 Separate per-symbol assets would each be a step, a process and at least one API call. Each symbol
 is still its own asset in the UI, with its own group (= tier), history, failures and checks.
+
+The checks are declared here too (see `checks.py`), so a tier selected with its checks is still
+one step. Built from `specs=`: the `outs=` form checks each check spec's asset against a list of
+every asset key, which is quadratic (a second and more at 5,000 symbols); our specs are made from
+the same registry as the assets, so there is nothing to find, and that check is skipped
+(`allow_arbitrary_check_specs`).
 """
 
 import contextlib
@@ -15,6 +21,7 @@ import pandas as pd
 
 from assets_pipeline.backfill import fill_history
 from assets_pipeline.config.registry import Registry, SymbolSpec
+from assets_pipeline.defs.checks import check_specs, freshness_results, quality_result
 from assets_pipeline.defs.keys import (
     QUALITY_CHECK,
     QUOTE_IO_MANAGER_KEY,
@@ -28,7 +35,6 @@ from assets_pipeline.polygon.client import PolygonClient
 from assets_pipeline.refresh import Refresh, plan_refresh
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.fairness import CRITICAL_CALLER
-from assets_pipeline.rules.quality import assess_quality
 from assets_pipeline.rules.quotes import Quote, iso_utc
 from assets_pipeline.rules.run_kinds import BATCH_TAG, CRITICAL, QUEUE, run_kind
 
@@ -55,61 +61,46 @@ def _spec(symbol: SymbolSpec, registry: Registry) -> dg.AssetSpec:
             "budget_need": registry.feasibility.explain() if registry.feasibility else "",
         },
         tags={"tier": symbol.tier.value, "asset_type": symbol.asset_type.value},
-    )
-
-
-def quality_check_specs(registry: Registry) -> list[dg.AssetCheckSpec]:
-    """Checked by the refresh itself, for each quote it is about to store."""
-    policy = registry.quality
-    return [
-        dg.AssetCheckSpec(
-            QUALITY_CHECK,
-            asset=quote_asset_key(spec.symbol),
-            description=(
-                f"Soft rules for each new quote: spread within {policy.max_spread_bps:g} bp, a"
-                f" jump from the previous quote within {policy.max_jump_pct:g}%, a quote time"
-                " newer than the stored one. Warns with the numbers; hard violations were"
-                " already rejected before the write."
-            ),
-        )
-        for spec in registry
-    ]
+    ).with_io_manager_key(QUOTE_IO_MANAGER_KEY)
 
 
 def build_quote_assets(registry: Registry) -> dg.AssetsDefinition:
-    """The multi-asset holding every configured symbol."""
-    outs = {
-        output_name(s.symbol): dg.AssetOut.from_spec(
-            _spec(s, registry), is_required=False, io_manager_key=QUOTE_IO_MANAGER_KEY
-        )
-        for s in registry
-    }
+    """The multi-asset holding every configured symbol and every check."""
 
     @dg.multi_asset(
         name="quotes",
-        outs=outs,
+        specs=[_spec(s, registry) for s in registry],
         can_subset=True,
         partitions_def=quotes_partitions(registry),
         # a backfill of many days is one run, and each symbol's range one request
         backfill_policy=dg.BackfillPolicy.single_run(),
-        check_specs=quality_check_specs(registry),
+        check_specs=check_specs(registry),
+        allow_arbitrary_check_specs=True,  # made from the same registry: see the docstring
         description="Today: refresh the selected symbols' quotes from Polygon in as few calls"
-        " as the snapshot mode allows. A past day: store that day's bars.",
+        " as the snapshot mode allows. A past day: store that day's bars. Checks alone: judge"
+        " freshness from the database.",
     )
     def quotes(
         context: dg.AssetExecutionContext, polygon: PolygonResource, database: TradingDatabase
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
+        checks = context.selected_asset_check_keys
+        if not context.selected_asset_keys:  # the freshness checks alone
+            yield from freshness_results(context.log, registry, database, checks)
+            return
         days = history_days(context)
         if days:
             yield from _history(context, registry, polygon, days)
+            yield from freshness_results(context.log, registry, database, checks)
             return
         refresh = _start_refresh(context, registry, polygon, database)
-        checked = context.selected_asset_check_keys
         for spec, quote, previous in refresh.quotes():
             yield _output(spec, quote, refresh)
-            if dg.AssetCheckKey(quote_asset_key(spec.symbol), QUALITY_CHECK) in checked:
-                yield _quality(spec, quote, previous, registry)
-        _report(context, refresh.settle(), refresh)
+            if dg.AssetCheckKey(quote_asset_key(spec.symbol), QUALITY_CHECK) in checks:
+                yield quality_result(spec, quote, previous, registry)
+        batch = refresh.settle()
+        # after the writes: a symbol just stored is judged on its new sync
+        yield from freshness_results(context.log, registry, database, checks)
+        _report(context, batch, refresh)
 
     return quotes
 
@@ -234,20 +225,6 @@ def _output(symbol: SymbolSpec, quote: Quote, refresh: Refresh) -> dg.Output:
             "batch_start": iso_utc(refresh.started_at),
             "batch_symbols": len(plan.symbols),
         },
-    )
-
-
-def _quality(
-    symbol: SymbolSpec, quote: Quote, previous: Quote | None, registry: Registry
-) -> dg.AssetCheckResult:
-    verdict = assess_quality(quote, previous, registry.quality)
-    return dg.AssetCheckResult(
-        asset_key=quote_asset_key(symbol.symbol),
-        check_name=QUALITY_CHECK,
-        passed=verdict.passed,
-        severity=dg.AssetCheckSeverity.WARN,
-        metadata={**verdict.metadata, "problems": "; ".join(verdict.problems) or "none"},
-        description="; ".join(verdict.problems) or None,
     )
 
 

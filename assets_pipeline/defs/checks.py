@@ -1,62 +1,103 @@
-"""Asset checks: freshness (and the quote's own age) on a cadence, quality on every write.
+"""Asset checks: what each symbol's checks say, and how they are judged.
 
-The freshness checks run in their own job (`check_freshness`) on a schedule, reading only the
-trading database: they never call Polygon. A stale symbol's `data_sync_status` becomes `stale`, so
-the platform sees it without Dagster; the next successful update sets it back to `success`. Only a
-sync the check judged is marked: a quote committed after the check read the status stays
-`success`.
+Every check is declared on the quotes multi-asset (`assets.py`) and evaluated in its step, so
+selecting a tier or group in the UI is one step in one process, checks included:
+
+- `quote_quality` is judged as each quote is stored, from the quote itself;
+- `fresh` and `quote_age` read only the trading database (never Polygon). They are judged after
+  the step's writes when they are selected with the assets, and on their own cadence by the
+  `check_freshness` job, which selects the checks alone (a step with no asset to materialize).
+
+A stale symbol's `data_sync_status` becomes `stale`, so the platform sees it without Dagster; the
+next successful update sets it back to `success`. Only a sync the check judged is marked: a quote
+committed after the check read the status stays `success`.
 """
 
 import datetime as dt
-from collections.abc import Container, Iterator, Mapping
+from collections.abc import Container, Iterator, Mapping, Set
 from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
 
 from assets_pipeline.config.registry import Registry, SymbolSpec
-from assets_pipeline.defs.keys import quote_asset_key
+from assets_pipeline.defs.keys import QUALITY_CHECK, quote_asset_key
 from assets_pipeline.defs.resources import TradingDatabase
 from assets_pipeline.defs.runs import cadence_definition
 from assets_pipeline.persistence.quote_store import QuoteStore
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.cadence import format_duration
-from assets_pipeline.rules.quality import Freshness, assess_freshness
+from assets_pipeline.rules.quality import Freshness, assess_freshness, assess_quality
 from assets_pipeline.rules.quotes import Quote
 
 FRESH = "fresh"
 QUOTE_AGE = "quote_age"
+FRESHNESS_CHECKS = (FRESH, QUOTE_AGE)
 CHECK_JOB = "check_freshness"
 
 
-def build_freshness_checks(registry: Registry) -> dg.AssetChecksDefinition:
-    """Each symbol's `fresh` and `quote_age` checks, as one subsettable multi-asset check."""
-    by_symbol = {spec.symbol: spec for spec in registry}
-
-    @dg.multi_asset_check(specs=_check_specs(registry), can_subset=True, name="freshness_checks")
-    def freshness_checks(
-        context: dg.AssetCheckExecutionContext, database: TradingDatabase
-    ) -> Iterator[dg.AssetCheckResult]:
-        store = database.quote_store()
-        now = clock.utcnow()
-        selected = context.selected_asset_check_keys
-        symbols = {key.asset_key.path[-1] for key in selected}
-        # every configured symbol has a sync status row, so one never refreshed can show `stale`
-        store.register_symbols(by_symbol[s] for s in symbols)
-        stale: dict[SymbolSpec, dt.datetime | None] = {}  # -> the last sync judged stale
-        for symbol in sorted(symbols):
-            spec = by_symbol[symbol]
-            state = _read_state(store, symbol)
-            freshness = _judge(spec, state, now, registry)
-            if freshness.stale:
-                stale[spec] = state.last_sync
-            yield from _results(symbol, state, freshness, selected)
-        _mark_stale(context, store, stale)
-
-    return freshness_checks
+def check_specs(registry: Registry) -> list[dg.AssetCheckSpec]:
+    """Every symbol's checks: quality, freshness and quote age."""
+    return [*quality_check_specs(registry), *_freshness_specs(registry)]
 
 
-def _check_specs(registry: Registry) -> list[dg.AssetCheckSpec]:
+def quality_check_specs(registry: Registry) -> list[dg.AssetCheckSpec]:
+    """Checked by the refresh itself, for each quote it is about to store."""
+    policy = registry.quality
+    description = (
+        f"Soft rules for each new quote: spread within {policy.max_spread_bps:g} bp, a jump from"
+        f" the previous quote within {policy.max_jump_pct:g}%, a quote time newer than the"
+        " stored one. Warns with the numbers; hard violations were already rejected before the"
+        " write."
+    )
+    return [
+        dg.AssetCheckSpec(QUALITY_CHECK, asset=quote_asset_key(s.symbol), description=description)
+        for s in registry
+    ]
+
+
+def quality_result(
+    symbol: SymbolSpec, quote: Quote, previous: Quote | None, registry: Registry
+) -> dg.AssetCheckResult:
+    """The `quote_quality` check of a quote about to be stored (a warning, never an error)."""
+    verdict = assess_quality(quote, previous, registry.quality)
+    return dg.AssetCheckResult(
+        asset_key=quote_asset_key(symbol.symbol),
+        check_name=QUALITY_CHECK,
+        passed=verdict.passed,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={**verdict.metadata, "problems": "; ".join(verdict.problems) or "none"},
+        description="; ".join(verdict.problems) or None,
+    )
+
+
+def freshness_results(
+    log: dg.DagsterLogManager,
+    registry: Registry,
+    database: TradingDatabase,
+    selected: Set[dg.AssetCheckKey],
+) -> Iterator[dg.AssetCheckResult]:
+    """The selected `fresh` and `quote_age` checks, from one read of the database."""
+    symbols = {key.asset_key.path[-1] for key in selected if key.name in FRESHNESS_CHECKS}
+    if not symbols:
+        return
+    store = database.quote_store()
+    now = clock.utcnow()
+    # every configured symbol has a sync status row, so one never refreshed can show `stale`
+    store.register_symbols(registry.get(s) for s in symbols)
+    statuses, latest = store.sync_statuses(symbols), store.latest_quotes(symbols)
+    stale: dict[SymbolSpec, dt.datetime | None] = {}  # -> the last sync judged stale
+    for symbol in sorted(symbols):
+        spec = registry.get(symbol)
+        state = _State(statuses.get(symbol) or {}, latest.get(symbol))
+        freshness = _judge(spec, state, now, registry)
+        if freshness.stale:
+            stale[spec] = state.last_sync
+        yield from _results(symbol, state, freshness, selected)
+    _mark_stale(log, store, stale)
+
+
+def _freshness_specs(registry: Registry) -> list[dg.AssetCheckSpec]:
     specs = []
     for spec in registry:
         policy = registry.tiers[spec.tier]
@@ -99,10 +140,6 @@ class _State:
         return self.status.get("last_sync_timestamp")
 
 
-def _read_state(store: QuoteStore, symbol: str) -> _State:
-    return _State(store.sync_status(symbol) or {}, store.latest_quote(symbol))
-
-
 def _judge(spec: SymbolSpec, state: _State, now: dt.datetime, registry: Registry) -> Freshness:
     return assess_freshness(
         spec.asset_type,
@@ -141,7 +178,7 @@ def _results(
 
 
 def _mark_stale(
-    context: dg.AssetCheckExecutionContext,
+    log: dg.DagsterLogManager,
     store: QuoteStore,
     stale: Mapping[SymbolSpec, dt.datetime | None],
 ) -> None:
@@ -149,7 +186,7 @@ def _mark_stale(
     # only where the sync is still the one judged: a quote stored meanwhile stays `success`
     marked = store.mark_stale(stale)
     if stale:
-        context.log.warning(
+        log.warning(
             f"stale: {', '.join(s.symbol for s in stale)};"
             f" sync status set to 'stale' for {marked} of them"
         )
@@ -164,10 +201,16 @@ def _fresh_text(symbol: str, freshness: Freshness) -> str:
     return f"{symbol}: last update {age / 60:.1f} open-market minutes ago"
 
 
-def freshness_job(checks: dg.AssetChecksDefinition) -> "dg.UnresolvedAssetJobDefinition":
+def freshness_job(registry: Registry) -> "dg.UnresolvedAssetJobDefinition":
+    """The checks alone: one step that reads the database and materializes nothing."""
+    keys = [
+        dg.AssetCheckKey(quote_asset_key(spec.symbol), name)
+        for spec in registry
+        for name in FRESHNESS_CHECKS
+    ]
     return dg.define_asset_job(
         CHECK_JOB,
-        selection=dg.AssetSelection.checks(checks),
+        selection=dg.AssetSelection.checks(*keys),
         description="Evaluate every symbol's freshness and quote-age checks (no API call).",
         tags={"dagster/priority": "8"},
     )

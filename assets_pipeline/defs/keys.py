@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import dagster as dg
 
 QUOTES_PREFIX = "quotes"
@@ -16,5 +14,7 @@ def quote_asset_key(symbol: str) -> dg.AssetKey:
 
 
 def output_name(symbol: str) -> str:
-    """A Dagster-safe name for a symbol's output (`BRK.B` -> `BRK_2e_B`)."""
-    return re.sub(r"[^A-Za-z0-9_]", lambda m: f"_{ord(m.group()):x}_", symbol)
+    """The name Dagster gives a symbol's output (`BRK.B` -> `quotes__BRK_B`): the multi-asset is
+    built from specs, which name each output after its key. The registry refuses two symbols
+    whose names would meet here (`BRK.B` and `BRK_B`)."""
+    return quote_asset_key(symbol).to_python_identifier()

@@ -305,31 +305,24 @@ class QuoteStore:
 
     def latest_quote(self, symbol: str) -> Quote | None:
         """The stored `last_update` of a symbol as a `Quote`, or None if it has none yet."""
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(symbols.c.meta, symbols.c.price_precision).where(
-                    symbols.c.symbol == symbol
-                )
-            ).one_or_none()
-        if row is None:
-            return None
-        last = _metadata_dict(row.meta).get("last_update")
-        if not isinstance(last, Mapping) or not last.get("timestamp"):
-            return None
-        return Quote(
-            ticker=str(_metadata_dict(row.meta).get("polygon_ticker", "")),
-            symbol=symbol,
-            quote_time=parse_iso_utc(last["timestamp"]),
-            source=str(last.get("source", "")),
-            bid=last.get("bid"),
-            ask=last.get("ask"),
-            last_price=last.get("last_price"),
-            day_open=last.get("daily_open"),
-            day_high=last.get("daily_high"),
-            day_low=last.get("daily_low"),
-            day_close=last.get("daily_close"),
-            precision=row.price_precision,
-        )
+        return self.latest_quotes([symbol]).get(symbol)
+
+    def latest_quotes(self, wanted: Iterable[str]) -> dict[str, Quote]:
+        """The stored `last_update` of each symbol that has one, in one query per thousand
+        symbols (a check over thousands of symbols reads them together, not one by one)."""
+        found: dict[str, Quote] = {}
+        for chunk in _chunks(wanted):
+            with self.engine.connect() as conn:
+                rows = conn.execute(
+                    sa.select(symbols.c.symbol, symbols.c.meta, symbols.c.price_precision).where(
+                        symbols.c.symbol.in_(chunk)
+                    )
+                ).all()
+            for row in rows:
+                quote = _stored_quote(row.symbol, _metadata_dict(row.meta), row.price_precision)
+                if quote is not None:
+                    found[row.symbol] = quote
+        return found
 
     def last_syncs(self) -> dict[str, dt.datetime | None]:
         """Every registered symbol's last successful Polygon sync, in one query."""
@@ -344,19 +337,58 @@ class QuoteStore:
 
     def sync_status(self, symbol: str) -> dict[str, Any] | None:
         """The Polygon sync status row of a symbol, as a dict."""
-        with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(data_sync_status)
-                .join(symbols, symbols.c.id == data_sync_status.c.ticker_id)
-                .join(api_providers, api_providers.c.id == data_sync_status.c.provider_id)
-                .where(symbols.c.symbol == symbol, api_providers.c.name == POLYGON_PROVIDER)
-            ).one_or_none()
-        if row is None:
-            return None
-        out = dict(row._mapping)
-        for key in ("last_sync_timestamp", "updated_at"):
-            out[key] = as_utc(out[key])
-        return out
+        return self.sync_statuses([symbol]).get(symbol)
+
+    def sync_statuses(self, wanted: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The Polygon sync status rows of the symbols that have one, as dicts by symbol."""
+        found: dict[str, dict[str, Any]] = {}
+        for chunk in _chunks(wanted):
+            with self.engine.connect() as conn:
+                rows = conn.execute(
+                    sa.select(symbols.c.symbol, data_sync_status)
+                    .select_from(data_sync_status)
+                    .join(symbols, symbols.c.id == data_sync_status.c.ticker_id)
+                    .join(api_providers, api_providers.c.id == data_sync_status.c.provider_id)
+                    .where(symbols.c.symbol.in_(chunk), api_providers.c.name == POLYGON_PROVIDER)
+                ).all()
+            for row in rows:
+                out = dict(row._mapping)
+                symbol = out.pop("symbol")
+                for key in ("last_sync_timestamp", "updated_at"):
+                    out[key] = as_utc(out[key])
+                found[symbol] = out
+        return found
+
+
+#: Symbols per `IN (...)` list: far below every driver's parameter limit.
+_CHUNK = 1000
+
+
+def _chunks(items: Iterable[str]) -> Iterable[list[str]]:
+    batch = list(dict.fromkeys(items))
+    for start in range(0, len(batch), _CHUNK):
+        yield batch[start : start + _CHUNK]
+
+
+def _stored_quote(symbol: str, meta: dict[str, Any], precision: int | None) -> Quote | None:
+    """A symbol row's `metadata.last_update` as a `Quote` (None if it has none yet)."""
+    last = meta.get("last_update")
+    if not isinstance(last, Mapping) or not last.get("timestamp"):
+        return None
+    return Quote(
+        ticker=str(meta.get("polygon_ticker", "")),
+        symbol=symbol,
+        quote_time=parse_iso_utc(last["timestamp"]),
+        source=str(last.get("source", "")),
+        bid=last.get("bid"),
+        ask=last.get("ask"),
+        last_price=last.get("last_price"),
+        day_open=last.get("daily_open"),
+        day_high=last.get("daily_high"),
+        day_low=last.get("daily_low"),
+        day_close=last.get("daily_close"),
+        precision=precision,
+    )
 
 
 def _locked_metadata(conn: sa.Connection, symbol_id: int) -> dict[str, Any]:

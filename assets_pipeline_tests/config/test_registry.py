@@ -71,6 +71,14 @@ def test_assets_config_overrides_the_packaged_file(tmp_path, monkeypatch):
             [entry(), entry(polygon_ticker="C:EURUSD")],
             r"symbols\[1\] \(EURUSD\): field 'symbol': duplicate of symbols\[0\]",
         ),
+        # two symbols Dagster would give one output name (BRK.B and BRK_B are quotes__BRK_B)
+        (
+            [
+                entry(symbol="BRK.B", polygon_ticker="C:EURUSD"),
+                entry(symbol="BRK_B", polygon_ticker="C:GBPUSD"),
+            ],
+            r"symbols\[1\] \(BRK_B\): field 'symbol': same Dagster name as BRK.B, symbols\[0\]",
+        ),
         # a crypto ticker on a forex entry
         (
             [entry(polygon_ticker="X:EURUSD")],

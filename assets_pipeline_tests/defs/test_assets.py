@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -25,3 +26,25 @@ def test_adding_a_symbol_is_one_entry_and_it_becomes_an_asset(tmp_path):
     assert "quotes/NZDUSD" in keys and len(keys) == 10
     key = dg.AssetKey(["quotes", "NZDUSD"])
     assert defs.resolve_assets_def(key).specs_by_key[key].group_name == "low"
+
+
+def test_every_job_runs_its_one_step_in_the_run_process_with_no_second_python():
+    """A run already pays for one Python process (4-5 s to start here); a step process on top
+    would double it. Each job is one step (the quotes multi-asset, checks included), so they
+    all run in the run's own process."""
+    from assets_pipeline.definitions import build_definitions
+
+    defs = build_definitions(load_registry())
+    for job in defs.resolve_all_job_defs():
+        assert job.executor_def is dg.in_process_executor, job.name
+        assert {node.name for node in job.graph.node_defs} == {"quotes"}, job.name
+
+
+def test_the_definitions_are_built_once_per_process_for_one_registry_and_settings():
+    from assets_pipeline.config.settings import Settings
+    from assets_pipeline.definitions import build_definitions
+
+    registry, settings = load_registry(), Settings.from_env()
+    assert build_definitions(registry, settings) is build_definitions(registry, settings)
+    changed = Settings.from_env({**os.environ, "POLYGON_RATE_LIMIT_CALLS": "7"})
+    assert build_definitions(registry, changed) is not build_definitions(registry, settings)

@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from assets_pipeline.config.registry import load_registry, parse_registry
+from assets_pipeline.config.registry import Tier, load_registry, parse_registry
 from assets_pipeline.definitions import build_definitions
 from assets_pipeline.persistence.database import get_engine
 from assets_pipeline.persistence.quote_store import QuoteStore
@@ -229,3 +229,43 @@ def test_every_materialization_checks_quality_and_warns_with_the_numbers(
     assert checks["XAUUSD"].passed and checks["XAUUSD"].metadata["spread_bps"].value < 50
     assert checks["BTCUSD"].passed  # a trade: no spread to judge
     assert store.latest_quote("EURUSD").last_price < 2  # a soft warning does not block the write
+
+
+def test_selecting_a_tier_with_its_checks_is_one_step_that_judges_freshness_after_the_write(
+    pg_url, registry, monkeypatch, redis_namespace
+):
+    """What `dagster asset materialize --select group:critical` and the UI's Materialize run:
+    the group's assets and all their checks, in one step of one process. A stale symbol is
+    refreshed and judged fresh in the same run, on the sync it just wrote."""
+    store = QuoteStore(get_engine(pg_url))
+    store.register_symbols(registry.in_tier(Tier.CRITICAL))
+    with PolygonSimulator(host="127.0.0.1", port=0, api_keys={KEY}) as sim:
+        for name, value in {
+            "POLYGON_API_KEY": KEY,
+            "POLYGON_BASE_URL": sim.url,
+            "TRADING_DATABASE_URL": pg_url,
+            "REDIS_NAMESPACE": redis_namespace,
+            "POLYGON_RATE_LIMIT_CALLS": "100",
+        }.items():
+            monkeypatch.setenv(name, value)
+        defs = build_definitions(registry)
+        _, result = on_the_live_day(
+            lambda day: dg.materialize(
+                [defs.resolve_assets_def(dg.AssetKey(["quotes", "XAUUSD"]))],
+                selection="group:critical",
+                partition_key=day,
+                instance=dg.DagsterInstance.ephemeral(),
+            ),
+            refused_as_past,
+        )
+    assert result.success
+    steps = {e.step_key for e in result.all_events if e.step_key}
+    assert steps == {"quotes"}
+    evaluations = {
+        (e.asset_key.path[-1], e.check_name): e for e in result.get_asset_check_evaluations()
+    }
+    for symbol in ("XAUUSD", "EURUSD", "BTCUSD"):
+        assert evaluations[(symbol, "fresh")].passed, evaluations[(symbol, "fresh")].description
+        assert (symbol, "quote_quality") in evaluations and (symbol, "quote_age") in evaluations
+    assert {s for s, _ in evaluations} == {"XAUUSD", "EURUSD", "BTCUSD"}
+    assert store.sync_status("XAUUSD")["sync_status"] == "success"

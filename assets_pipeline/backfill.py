@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Sequence
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from assets_pipeline.config.registry import SymbolSpec
 from assets_pipeline.persistence.budget import BudgetError
@@ -22,6 +21,9 @@ from assets_pipeline.polygon.bars import history_bars
 from assets_pipeline.polygon.client import PolygonClient
 from assets_pipeline.polygon.errors import PolygonError
 from assets_pipeline.polygon.parsing import Bar
+
+if TYPE_CHECKING:  # pandas is imported where history is made: a refresh never needs it
+    import pandas as pd
 
 SOURCE_RANGE = "polygon:v2-aggs-range"
 
@@ -64,6 +66,8 @@ def bars_frame(symbol: str, bars: Sequence[Bar], bar_seconds: int) -> pd.DataFra
     """The partition's value: one row per bar, oldest first."""
     if not bars:
         return empty_bars()
+    import pandas as pd
+
     frame = pd.DataFrame(
         [
             {

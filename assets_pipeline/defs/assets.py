@@ -15,9 +15,9 @@ the same registry as the assets, so there is nothing to find, and that check is 
 import contextlib
 import datetime as dt
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import pandas as pd
 
 from assets_pipeline.backfill import fill_history
 from assets_pipeline.config.registry import Registry, SymbolSpec
@@ -37,6 +37,9 @@ from assets_pipeline.rules import clock
 from assets_pipeline.rules.fairness import CRITICAL_CALLER
 from assets_pipeline.rules.quotes import Quote, iso_utc
 from assets_pipeline.rules.run_kinds import BATCH_TAG, CRITICAL, QUEUE, run_kind
+
+if TYPE_CHECKING:  # history imports pandas when it runs; a refresh never does
+    import pandas as pd
 
 
 def quotes_partitions(registry: Registry) -> dg.DailyPartitionsDefinition:
@@ -230,7 +233,7 @@ def _output(symbol: SymbolSpec, quote: Quote, refresh: Refresh) -> dg.Output:
 
 def _history_output(
     spec: SymbolSpec,
-    bars: pd.DataFrame,
+    bars: "pd.DataFrame",
     days: list[dt.date],
     registry: Registry,
     client: PolygonClient,

@@ -8,9 +8,9 @@ event waits in the outbox for the relay.
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import pandas as pd
 
 from assets_pipeline.config.registry import DEFAULT_HISTORY_BAR_SECONDS, SymbolSpec
 from assets_pipeline.defs.resources import RedisResource, TradingDatabase
@@ -18,6 +18,9 @@ from assets_pipeline.persistence.history import read_bars, write_bars
 from assets_pipeline.persistence.outbox import publishing_paused, relay_pending
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.quotes import Quote, iso_utc
+
+if TYPE_CHECKING:  # a refresh never needs pandas; history imports it
+    import pandas as pd
 
 
 class QuoteIOManager(dg.ConfigurableIOManager):
@@ -27,12 +30,9 @@ class QuoteIOManager(dg.ConfigurableIOManager):
     redis: RedisResource
 
     def handle_output(self, context: dg.OutputContext, obj: Quote | pd.DataFrame) -> None:
-        if isinstance(obj, pd.DataFrame):  # a past day's bars: history, never the live quote
-            written = write_bars(self.database.engine(), obj, run_id=context.run_id)
-            context.add_output_metadata({"bars_written": written})
-            return
         if not isinstance(obj, Quote):
-            raise TypeError(f"{context.asset_key.to_user_string()} produced {type(obj).__name__}")
+            self._store_bars(context, obj)
+            return
         # the symbol's configuration travels on its asset definition (see SymbolSpec.as_metadata)
         spec = SymbolSpec.from_metadata(context.asset_key.path[-1], context.definition_metadata)
         store = self.database.quote_store(self.redis.key_prefix())
@@ -57,6 +57,15 @@ class QuoteIOManager(dg.ConfigurableIOManager):
         else:
             context.log.info(f"{spec.symbol}: not overwritten, {outcome.reason}")
         context.add_output_metadata(metadata)
+
+    def _store_bars(self, context: dg.OutputContext, obj: object) -> None:
+        """A past day's bars: history, never the live quote (pandas only imported here)."""
+        import pandas as pd
+
+        if not isinstance(obj, pd.DataFrame):
+            raise TypeError(f"{context.asset_key.to_user_string()} produced {type(obj).__name__}")
+        written = write_bars(self.database.engine(), obj, run_id=context.run_id)
+        context.add_output_metadata({"bars_written": written})
 
     def load_input(self, context: dg.InputContext) -> Quote | pd.DataFrame | None:
         """Today's partition (or none): the latest quote. Past days: their bars."""

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import pandas as pd
 import sqlalchemy as sa
 
 from assets_pipeline.persistence.database import dialect_insert
 from assets_pipeline.persistence.quote_store import as_utc
 from assets_pipeline.persistence.schema import price_bars
 from assets_pipeline.rules import clock
+
+if TYPE_CHECKING:  # imported where bars are made: a refresh never needs pandas
+    import pandas as pd
 
 COLUMNS = [
     "symbol",
@@ -36,6 +39,8 @@ _UPDATABLE = (*COLUMNS[3:], "run_id", "fetched_at")
 
 
 def empty_bars() -> pd.DataFrame:
+    import pandas as pd
+
     return pd.DataFrame({name: pd.Series(dtype="object") for name in COLUMNS})
 
 
@@ -84,6 +89,8 @@ def read_bars(
     )
     with engine.connect() as conn:
         rows = [dict(row._mapping) for row in conn.execute(query)]
+    import pandas as pd
+
     frame = pd.DataFrame(rows, columns=COLUMNS) if rows else empty_bars()
     if rows:
         frame["bar_start"] = [as_utc(v) for v in frame["bar_start"]]
@@ -94,6 +101,6 @@ def _plain(value: object) -> object:
     """pandas' scalars and NaN as what the database driver takes."""
     if value is None or (isinstance(value, float) and value != value):
         return None
-    if isinstance(value, pd.Timestamp):
+    if hasattr(value, "to_pydatetime"):  # a pandas Timestamp
         return value.to_pydatetime()
     return value.item() if hasattr(value, "item") else value

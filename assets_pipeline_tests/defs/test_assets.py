@@ -48,3 +48,21 @@ def test_the_definitions_are_built_once_per_process_for_one_registry_and_setting
     assert build_definitions(registry, settings) is build_definitions(registry, settings)
     changed = Settings.from_env({**os.environ, "POLYGON_RATE_LIMIT_CALLS": "7"})
     assert build_definitions(registry, changed) is not build_definitions(registry, settings)
+
+
+def test_loading_the_code_location_and_the_cli_leaves_pandas_to_the_history_runs():
+    """pandas (with numpy) costs as much to import as a third of Dagster; only a past day's bars
+    need it. Loading the location, the CLI and a refresh's code path must not import it."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, assets_pipeline.definitions as d, assets_pipeline.cli;"
+        " d.defs.resolve_asset_graph();"
+        " d.defs.resolve_job_def('refresh_quotes');"
+        " print(sorted(m for m in ('pandas', 'numpy') if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"

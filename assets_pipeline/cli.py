@@ -8,6 +8,7 @@ from the environment the same way the code location does (`Settings.from_env()`)
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 from collections.abc import Sequence
@@ -317,6 +318,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         dispose_engine()  # close pooled database connections before the process exits
 
 
+def entry() -> int:
+    """The `assets-pipeline` console script: `main`, then an exit that skips Python's last
+    garbage collection over every object the run made (half a second of CPU after a refresh, on
+    a process that is ending anyway): they are frozen out of the collector first."""
+    code = main()
+    gc.freeze()
+    return code
+
+
 def _run(argv: Sequence[str] | None) -> int:
     parser = _parser()
     args, rest = parser.parse_known_args(argv)
@@ -341,4 +351,4 @@ def _run(argv: Sequence[str] | None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

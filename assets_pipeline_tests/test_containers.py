@@ -27,6 +27,7 @@ HELM_VALUES = DEPLOY / "helm" / "values.yaml"
 INSTANCE = DEPLOY / "dagster.yaml"
 WORKSPACE = DEPLOY / "workspace.yaml"
 ENV_EXAMPLE = DEPLOY / "env.example"
+README = REPO / "README.md"
 
 #: The code server, as `dagster api grpc` options: what the image, compose, the chart and the
 #: README must all serve.
@@ -276,10 +277,10 @@ def test_the_code_server_command_is_the_same_in_the_image_compose_the_chart_and_
     deployment = helm()["dagster-user-deployments"]["deployments"][0]
     chart = ["dagster", "api", "grpc", "-h", "0.0.0.0", "-p", str(deployment["port"])]
     assert grpc_options(chart + deployment["dagsterApiGrpcArgs"]) == CODE_SERVER
+    # every code-server command the README shows, in a code block or in running text
     readme = [
-        shlex.split(line.split("#")[0])
-        for line in (REPO / "README.md").read_text().splitlines()
-        if "dagster api grpc" in line and "-m " in line
+        ["dagster", "api", "grpc", *found.split()]
+        for found in re.findall(r"dagster api grpc((?:\s+-[a-z]\s+[^\s`]+)+)", README.read_text())
     ]
     assert readme, "the README shows no code-server command"
     for line in readme:

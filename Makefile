@@ -4,12 +4,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test dev services lint format bench clean
+.PHONY: demo test dev services lint format bench constraints clean
 
-$(STAMP): pyproject.toml
+# The install step is deploy/install.sh, which the container image runs too (deploy/Dockerfile).
+$(STAMP): pyproject.toml deploy/install.sh deploy/constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	sh deploy/install.sh $(BIN)/pip dev
 	touch $(STAMP)
 
 ## Set up, start the embedded simulator and database, refresh every symbol, print the table.
@@ -44,6 +44,18 @@ format: $(STAMP)
 
 bench: $(STAMP) services
 	$(BIN)/python bench/bench_refresh.py
+
+## Write deploy/constraints.txt again after a dependency changed in pyproject.toml: the newest
+## versions pyproject.toml allows, resolved in a scratch environment without the old constraints.
+constraints:
+	rm -rf $(VENV).constraints && $(PYTHON) -m venv $(VENV).constraints
+	$(VENV).constraints/bin/pip install --quiet --upgrade pip
+	$(VENV).constraints/bin/pip install --quiet -e '.[dev]'
+	{ sed -n '/^#/p' deploy/constraints.txt; \
+	  $(VENV).constraints/bin/pip freeze --all --exclude-editable | grep -v -i -E '^(setuptools|wheel)=='; \
+	} > deploy/constraints.txt.new
+	mv deploy/constraints.txt.new deploy/constraints.txt
+	rm -rf $(VENV).constraints
 
 clean:
 	rm -rf $(VENV) .dagster_home *.egg-info

@@ -69,6 +69,9 @@ def grants_sql(role: str = DEFAULT_ROLE) -> str:
         ),
         f"GRANT SELECT ON {DATA_SOURCES}.{VERSION_TABLE} TO {who};",
         "-- The generated ids (if the platform's tables use other sequences, grant those).",
-        f"GRANT USAGE ON SEQUENCE {', '.join(id_sequences())} TO {who};",
+        "GRANT USAGE ON SEQUENCE",
+        *(f"    {name}," for name in id_sequences()[:-1]),
+        f"    {id_sequences()[-1]}",
+        f"    TO {who};",
     ]
     return "\n".join(lines) + "\n"

@@ -341,3 +341,64 @@ def test_a_refresh_runs_as_a_role_with_only_the_writers_grants(
         calls = calls.scalar_one()
     owner.dispose()
     assert (updated, unsent, calls) == (9, 0, 1)  # stored, announced, counted in the budget
+
+
+# --- the command ---------------------------------------------------------------------------------
+
+
+def test_the_grants_in_deploy_and_the_readme_are_the_ones_the_command_prints():
+    from assets_pipeline.persistence.grants import DEFAULT_ROLE
+    from assets_pipeline_tests.conftest import REPO
+
+    script = grants_sql(DEFAULT_ROLE)
+    assert (REPO / "deploy" / "grants.sql").read_text() == script
+    assert f"```sql\n{script}```" in (REPO / "README.md").read_text()
+
+
+def test_migrate_check_says_behind_then_migrate_brings_it_to_the_head(empty_pg_url, tmp_path):
+    from assets_pipeline.config.settings import VARIABLES
+    from assets_pipeline_tests.test_cli_production import command
+
+    env = {k: v for k, v in os.environ.items() if k not in VARIABLES}
+    env.update(TRADING_DATABASE_URL=empty_pg_url, ASSETS_PIPELINE_HOME=str(tmp_path))
+    behind = command(env, "migrate", "--check")
+    assert behind.returncode == 1
+    assert "has no assets_pipeline tables yet (needs 0001)" in behind.stderr
+    assert tables_in(empty_pg_url) == []  # a check changes nothing
+    done = command(env, "migrate")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.endswith(f"migrated from revision none to {migrate.head()}\n")
+    again = command(env, "migrate")
+    assert "(the newest): nothing to do" in again.stdout
+    assert command(env, "migrate", "--check").returncode == 0
+    grants = command(env, "migrate", "--grants", "reporting_writer")
+    assert grants.stdout == grants_sql("reporting_writer")
+    sql = command(env, "migrate", "--sql")
+    assert sql.returncode == 0 and sql.stdout.strip() == offline_sql().strip()
+
+
+# --- the embedded SQLite file --------------------------------------------------------------------
+
+
+def test_the_embedded_file_is_migrated_on_first_use(sqlite_url):
+    engine = get_engine(sqlite_url)
+    with engine.connect() as conn:
+        assert migrate.current(conn) == migrate.head()
+        names = set(sa.inspect(conn).get_table_names())
+    assert names == {t.name for t in metadata.sorted_tables} | {VERSION_TABLE}
+
+
+def test_an_embedded_file_from_before_the_migrations_is_adopted_with_its_rows(sqlite_url):
+    # what the earlier versions did at start-up: create_all, no version table
+    old = sa.create_engine(
+        sqlite_url,
+        execution_options={"schema_translate_map": {"trading": None, "data_sources": None}},
+    )
+    metadata.create_all(old)
+    with old.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO symbols (symbol) VALUES ('EURUSD')")
+    old.dispose()
+    engine = get_engine(sqlite_url)
+    with engine.connect() as conn:
+        assert migrate.current(conn) == migrate.head()
+        assert conn.exec_driver_sql("SELECT symbol FROM symbols").scalars().all() == ["EURUSD"]

@@ -154,11 +154,7 @@ def migrate(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     if args.check:
         return migrate_check(settings.database_url)
-    try:
-        before, after = migrate_database(settings.database_url)
-    except SchemaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    before, after = migrate_database(settings.database_url)
     where = migrations.where(get_engine(settings.database_url, check_schema=False).url)
     if before == after:
         print(f"{where} is at revision {after} (the newest): nothing to do")
@@ -377,6 +373,9 @@ def _migrate_parser(sub: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(argv)
+    except SchemaError as exc:  # not migrated, or a platform table lacks a column: say which
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     finally:
         dispose_engine()  # close pooled database connections before the process exits
 

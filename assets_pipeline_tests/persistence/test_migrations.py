@@ -361,6 +361,9 @@ def test_migrate_check_says_behind_then_migrate_brings_it_to_the_head(empty_pg_u
 
     env = {k: v for k, v in os.environ.items() if k not in VARIABLES}
     env.update(TRADING_DATABASE_URL=empty_pg_url, ASSETS_PIPELINE_HOME=str(tmp_path))
+    refused = command(env, "status")  # the writer's commands stop and say what to run
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "run `assets-pipeline migrate`" in refused.stderr
     behind = command(env, "migrate", "--check")
     assert behind.returncode == 1
     assert "has no assets_pipeline tables yet (needs 0001)" in behind.stderr

@@ -1,4 +1,5 @@
-"""`assets-pipeline`: refresh quotes now, relay pending events, run the simulator, show the budget.
+"""`assets-pipeline`: refresh quotes now, relay pending events, run the simulator, show the budget,
+migrate the trading database's tables.
 
 `refresh` runs the same Dagster job the UI launches, in this process, so the embedded defaults
 (SQLite, the in-process simulator) need nothing else running. Every command reads its settings
@@ -22,10 +23,13 @@ from assets_pipeline.config.registry import (
     load_registry,
 )
 from assets_pipeline.config.settings import Settings, SettingsError
+from assets_pipeline.persistence import migrate as migrations
 from assets_pipeline.persistence.batches import batch_totals, recent_batches
-from assets_pipeline.persistence.database import dispose_engine
+from assets_pipeline.persistence.database import dispose_engine, get_engine, migrate_database
+from assets_pipeline.persistence.grants import grants_sql
 from assets_pipeline.persistence.outbox import relay_pending
 from assets_pipeline.persistence.refresh_queue import RefreshQueue
+from assets_pipeline.persistence.schema import SchemaError
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.cadence import format_duration, next_tick, period_of_cron
 from assets_pipeline.rules.quotes import iso_utc, parse_iso_utc
@@ -134,6 +138,42 @@ def budget(settings: Settings, as_json: bool) -> int:
     else:
         for key, value in doc.items():
             print(f"{key:15} {value}")
+    return 0
+
+
+# --- migrate ---------------------------------------------------------------------------------
+
+
+def migrate(settings: Settings, args: argparse.Namespace) -> int:
+    """Bring the trading database to this version's tables (as their owner), or print the SQL,
+    check the revision, or print the writer's GRANTs, without touching the database."""
+    if args.grants:
+        print(grants_sql(args.grants), end="")
+        return 0
+    if args.sql:
+        migrations.upgrade_sql(sys.stdout)
+        return 0
+    if args.check:
+        return migrate_check(settings.database_url)
+    before, after = migrate_database(settings.database_url)
+    where = migrations.where(get_engine(settings.database_url, check_schema=False).url)
+    if before == after:
+        print(f"{where} is at revision {after} (the newest): nothing to do")
+    else:
+        print(f"{where} migrated from revision {before or 'none'} to {after}")
+    return 0
+
+
+def migrate_check(url: str) -> int:
+    """0 when the database is at the newest revision, else 1 with what to run (nothing run)."""
+    engine = get_engine(url, check_schema=False)
+    with engine.connect() as conn:
+        found = migrations.current(conn)
+    problem = migrations.behind(found, engine.url)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 1
+    print(f"{migrations.where(engine.url)} is at revision {found} (the newest)")
     return 0
 
 
@@ -308,12 +348,35 @@ def _parser() -> argparse.ArgumentParser:
     p_budget = sub.add_parser("budget", help="show the Polygon budget")
     p_budget.add_argument("--json", action="store_true")
     sub.add_parser("simulator", help="run the Polygon simulator (see --help)", add_help=False)
+    _migrate_parser(sub)
     return parser
+
+
+def _migrate_parser(sub: Any) -> None:
+    p_migrate = sub.add_parser(
+        "migrate",
+        help="create or upgrade the trading database's tables (run as their owner)",
+        description="Upgrade TRADING_DATABASE_URL (or the embedded file) to the newest revision."
+        " The writer never runs DDL on an external database: run this first, as the owner.",
+    )
+    what = p_migrate.add_mutually_exclusive_group()
+    what.add_argument(
+        "--sql", action="store_true", help="print the PostgreSQL script for a DBA; run nothing"
+    )
+    what.add_argument(
+        "--check", action="store_true", help="exit 1 if the database is behind; change nothing"
+    )
+    what.add_argument(
+        "--grants", metavar="ROLE", help="print the least GRANTs the writer's ROLE needs"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(argv)
+    except SchemaError as exc:  # not migrated, or a platform table lacks a column: say which
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     finally:
         dispose_engine()  # close pooled database connections before the process exits
 
@@ -341,6 +404,8 @@ def _run(argv: Sequence[str] | None) -> int:
         registry = load_registry(settings=settings)
     except (SettingsError, RegistryError) as exc:
         parser.error(str(exc))
+    if args.command == "migrate":
+        return migrate(settings, args)
     if args.command in ("relay", "budget"):
         return relay(settings) if args.command == "relay" else budget(settings, args.json)
     if args.command == "refresh":

@@ -22,7 +22,7 @@ import redis
 import sqlalchemy as sa
 
 from assets_pipeline.config.registry import Registry, load_registry
-from assets_pipeline.persistence.database import dispose_engine, get_engine
+from assets_pipeline.persistence.database import dispose_engine, migrate_database
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.quotes import Quote
 
@@ -46,13 +46,14 @@ def _pg_url(database: str) -> str:
 
 @pytest.fixture(scope="session")
 def pg_template() -> Iterator[str]:
-    """A database holding our schema, used as the template for each test's database."""
+    """A database holding our schema, used as the template for each test's database. Prepared
+    the way a user prepares theirs: the migrations (`assets-pipeline migrate`)."""
     name = f"ap_tmpl_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     admin = _admin_engine()
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
     url = _pg_url(name)
-    get_engine(url)
+    migrate_database(url)
     dispose_engine(url)
     yield name
     with admin.connect() as conn:
@@ -77,7 +78,7 @@ def pg_url(pg_template: str) -> Iterator[str]:
 
 @pytest.fixture
 def empty_pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database with nothing in it."""
+    """A fresh PostgreSQL database with nothing in it (not migrated)."""
     name = f"ap_empty_{uuid.uuid4().hex[:12]}"
     admin = _admin_engine()
     with admin.connect() as conn:

@@ -49,7 +49,12 @@ from assets_pipeline.persistence.budget import (
     decide,
     free_slots,
 )
-from assets_pipeline.persistence.database import dispose_engine, get_engine, normalize_url
+from assets_pipeline.persistence.database import (
+    dispose_engine,
+    get_engine,
+    migrate_database,
+    normalize_url,
+)
 from assets_pipeline.polygon.client import V3_MAX_TICKERS, FetchResult, PolygonClient
 from assets_pipeline.simulator import server as simulator_server
 from assets_pipeline.simulator.server import PolygonSimulator
@@ -558,18 +563,17 @@ def bench_cli(runs):
 # --- 3. budget acquire latency ---------------------------------------------------------------
 
 
-def open_store(kind, target, name, create_schema=True):
+def open_store(kind, target, name, check_schema=True):
     """A budget store of `kind` on `target` (Redis: (url, namespace); SQL: a database URL).
 
-    The workers pass create_schema=False: the parent has made the tables, and four processes
-    running CREATE ... IF NOT EXISTS at once can collide on PostgreSQL's catalogue."""
+    The workers pass check_schema=False: the parent has migrated the database (and checked it)."""
     if kind == "redis":
         import redis
 
         url, namespace = target
         client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
         return RedisBudgetStore(client, name, namespace), client.close
-    engine = get_engine(target, create_schema=create_schema)
+    engine = get_engine(target, check_schema=check_schema)
     return SqlBudgetStore(engine, name), lambda: dispose_engine(target)
 
 
@@ -595,7 +599,7 @@ def time_acquires(budget, count):
 def acquire_worker(kind, target, name, count, barrier, queue):
     """One of the concurrent processes: warm up, wait for the others, time `count` acquires."""
     try:
-        store, close = open_store(kind, target, name, create_schema=False)
+        store, close = open_store(kind, target, name, check_schema=False)
         try:
             budget = PolygonBudget(store, STORE_LIMIT, STORE_WINDOW)
             time_acquires(budget, STORE_WARMUP)
@@ -700,7 +704,7 @@ def bench_sqlite(count, rows, notes):
     tmp = tempfile.mkdtemp(prefix="ap_bench_")
     url = f"sqlite:///{tmp}/b.sqlite"
     try:
-        get_engine(url)  # create the schema before the workers race to
+        get_engine(url)  # the embedded file is migrated on first use, before the workers start
         add_rows(rows, "sqlite", *measure_store("sql", url, count))
     finally:
         dispose_engine(url)
@@ -733,7 +737,7 @@ def bench_postgres(admin_url, count, rows, notes):
     try:
         with admin.connect() as conn:
             conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-        get_engine(url_text)
+        migrate_database(url_text)  # as `assets-pipeline migrate` does
         add_rows(rows, "postgresql", *measure_store("sql", url_text, count))
     finally:
         dispose_engine(url_text)

@@ -51,7 +51,7 @@ from redis.retry import Retry
 from assets_pipeline.config.registry import AssetType, RegistryError, load_registry
 from assets_pipeline.config.settings import VARIABLES
 from assets_pipeline.persistence.budget import PolygonBudget, RedisBudgetStore, SqlBudgetStore
-from assets_pipeline.persistence.database import dispose_engine, get_engine
+from assets_pipeline.persistence.database import dispose_engine, get_engine, migrate_database
 from assets_pipeline.persistence.outbox import pending_count, publishing_paused, relay_pending
 from assets_pipeline.persistence.quote_store import QuoteStore, as_utc
 from assets_pipeline.persistence.schema import event_outbox, quote_history, symbols
@@ -125,7 +125,7 @@ class Services:
 
     @contextlib.contextmanager
     def database(self):
-        """A fresh database of the scenario's own (our tables created), dropped after."""
+        """A fresh database of the scenario's own (migrated), dropped after."""
         name = f"ap_faults_{uuid.uuid4().hex[:12]}"
         admin = self.admin()
         with admin.connect() as conn:
@@ -133,7 +133,7 @@ class Services:
         url = sa.engine.make_url(self.postgres_admin_url).set(database=name)
         url = url.render_as_string(hide_password=False)
         try:
-            get_engine(url)
+            migrate_database(url)
             yield url
         finally:
             dispose_engine(url)

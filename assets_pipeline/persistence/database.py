@@ -1,6 +1,9 @@
 """One SQLAlchemy engine per database URL per process, set up for both PostgreSQL and SQLite.
 
 SQLite has no schemas, so `trading.*` and `data_sources.*` are translated to plain tables there.
+On first use an engine checks the tables (see `migrate.py`): an external database (PostgreSQL, the
+platform's) must already be at the newest revision, since the writer runs no DDL there; the
+embedded SQLite file, which belongs to this project alone, is migrated to it.
 Every SQLite transaction starts with `BEGIN IMMEDIATE`: it takes the write lock up front, which
 makes read-then-write sequences (the budget, the stale-quote check) atomic across processes and
 avoids the lock-upgrade deadlock that SQLite's default deferred transactions run into.
@@ -15,7 +18,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from assets_pipeline.persistence.schema import DATA_SOURCES, TRADING, ensure_schema
+from assets_pipeline.persistence import migrate
+from assets_pipeline.persistence.schema import DATA_SOURCES, TRADING
 
 _engines: dict[str, sa.Engine] = {}
 _ready: set[str] = set()
@@ -30,18 +34,46 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def get_engine(url: str, *, create_schema: bool = True) -> sa.Engine:
-    """The process-wide engine for `url`, with our tables created on first use."""
+def get_engine(url: str, *, check_schema: bool = True) -> sa.Engine:
+    """The process-wide engine for `url`, its tables checked on first use (`prepare_tables`).
+    `check_schema=False` only for the migration itself, and for helpers whose parent checked."""
     url = normalize_url(url)
     with _lock:
         engine = _engines.get(url)
         if engine is None:
             engine = _create_engine(url)
             _engines[url] = engine
-        if create_schema and url not in _ready:
-            ensure_schema(engine)
+        if check_schema and url not in _ready:
+            prepare_tables(engine)
             _ready.add(url)
     return engine
+
+
+def prepare_tables(engine: sa.Engine) -> None:
+    """SQLite (embedded): migrate the file to the newest revision. Anything else: read its
+    revision only, and raise `SchemaError` naming the database and `assets-pipeline migrate` if
+    it is behind; no DDL, so the writer's role needs no CREATE."""
+    if is_embedded(engine.url):
+        with engine.connect() as conn:
+            if migrate.current(conn) == migrate.head():
+                return
+        migrate.upgrade(engine)
+    else:
+        migrate.require_head(engine)
+
+
+def is_embedded(url: sa.URL | str) -> bool:
+    """A SQLite file: this project's own (the platform's database is never SQLite)."""
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def migrate_database(url: str) -> tuple[str | None, str | None]:
+    """`assets-pipeline migrate`: bring the database at `url` to the newest revision, as the
+    owner of its tables; (revision before, after)."""
+    before, after = migrate.upgrade(get_engine(url, check_schema=False))
+    with _lock:
+        _ready.add(normalize_url(url))
+    return before, after
 
 
 def dispose_engine(url: str | None = None) -> None:

@@ -1,13 +1,11 @@
-"""The tables this project reads and writes, as SQLAlchemy Core.
+"""The tables this project reads and writes, as SQLAlchemy Core: what the code queries.
 
-`trading.symbols` and `data_sources.*` belong to the trading platform: on its database they already
-exist, often with more columns than ours. So we only ever create what is missing and never drop or
-alter a table; `ensure_schema` then checks that the columns we write are present and says which
-one is missing if not. Processes starting together on a fresh database take turns: the DDL runs
-in one transaction holding a lock (a transaction-scoped advisory lock on PostgreSQL; SQLite's
-`BEGIN IMMEDIATE` is already exclusive), so the first creates what is missing and the others find
-it there. On SQLite (the embedded default) schemas do not exist and the tables live flat in one
-file (see `database.py`).
+`trading.symbols`, `data_sources.api_providers` and `data_sources.data_sync_status` belong to the
+trading platform: on its database they already exist, often with more columns than ours. The
+tables are created by the versioned migrations in `migrations/` (`assets-pipeline migrate`, run by
+the database's owner), never by the writer at run time; see `migrate.py`. A change here comes with
+a new revision there (a test compares the migrated database with this module). On SQLite (the
+embedded default) schemas do not exist and the tables live flat in one file (see `database.py`).
 """
 
 from __future__ import annotations
@@ -21,6 +19,8 @@ TRADING = "trading"
 DATA_SOURCES = "data_sources"
 SYNC_STATUSES = ("pending", "in_progress", "success", "failed", "stale")
 POLYGON_PROVIDER = "polygon"
+#: Alembic's version table, in `data_sources`: the platform's own Alembic keeps `alembic_version`.
+VERSION_TABLE = "assets_pipeline_alembic_version"
 
 _JSON = sa.JSON().with_variant(JSONB(), "postgresql")
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
@@ -171,38 +171,9 @@ api_refusals = sa.Table(
 )
 
 
-#: Names the advisory lock that serializes `ensure_schema` across processes (any constant).
-_DDL_LOCK_KEY = 724_311_906
-
-
 class SchemaError(RuntimeError):
-    """An existing table lacks a column we write; the message names the table and column."""
-
-
-def ensure_schema(engine: sa.Engine) -> None:
-    """Create missing schemas and tables; verify existing ones have the columns we use.
-
-    Safe to call from many processes at once: each holds the DDL lock for its whole transaction,
-    so no two `CREATE` of the same schema or table race (PostgreSQL would refuse the second with
-    a duplicate key in its catalog).
-    """
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _DDL_LOCK_KEY})
-            for schema in (TRADING, DATA_SOURCES):
-                conn.execute(sa.text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
-        metadata.create_all(conn, checkfirst=True)
-        inspector = sa.inspect(conn)
-        for table in metadata.sorted_tables:
-            schema = None if conn.dialect.name == "sqlite" else table.schema
-            present = {c["name"] for c in inspector.get_columns(table.name, schema=schema)}
-            missing = [c.name for c in table.columns if c.name not in present]
-            if missing:
-                raise SchemaError(
-                    f"table {table.schema}.{table.name} exists without the column(s)"
-                    f" {', '.join(missing)} that assets_pipeline writes; add them or point"
-                    " TRADING_DATABASE_URL at another database"
-                )
+    """The database does not hold the tables we write: a column is missing (the message names the
+    table and column), or the migrations have not been run (it says how to run them)."""
 
 
 #: The secondary queue. A table rather than a sensor cursor because run processes must update it

@@ -1,4 +1,4 @@
-"""Creating our tables on a fresh database: many processes starting at once, on PostgreSQL."""
+"""Migrating a fresh database from many processes at once, on PostgreSQL: they take turns."""
 
 from __future__ import annotations
 
@@ -7,17 +7,18 @@ import multiprocessing
 import pytest
 import sqlalchemy as sa
 
-from assets_pipeline.persistence.schema import metadata
+from assets_pipeline.persistence.schema import VERSION_TABLE, metadata
 
 PROCESSES = 8
 
 
 def _start(url: str, barrier, errors) -> None:
-    """One process starting up: first use of the database creates what is missing."""
-    from assets_pipeline.persistence.database import get_engine
+    """One process running `assets-pipeline migrate`'s upgrade, then starting as the writer."""
+    from assets_pipeline.persistence.database import get_engine, migrate_database
 
     barrier.wait(timeout=60)
     try:
+        migrate_database(url)
         get_engine(url).dispose()
     except Exception as exc:  # noqa: BLE001 - reported to the test, which names it
         errors.put(f"{exc.__class__.__name__}: {str(exc).splitlines()[0]}")
@@ -25,7 +26,7 @@ def _start(url: str, barrier, errors) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("attempt", range(3))  # a fresh empty database each round
-def test_processes_starting_together_on_an_empty_database_all_create_it_once(empty_pg_url, attempt):
+def test_processes_migrating_an_empty_database_together_create_it_once(empty_pg_url, attempt):
     ctx = multiprocessing.get_context("spawn")
     barrier = ctx.Barrier(PROCESSES)  # released together, once every process is ready
     errors = ctx.Queue()
@@ -48,10 +49,10 @@ def test_processes_starting_together_on_an_empty_database_all_create_it_once(emp
             "SELECT table_schema, table_name FROM information_schema.tables"
             " WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
         ).all()
-        schemas = conn.exec_driver_sql(
-            "SELECT nspname FROM pg_namespace WHERE nspname IN ('trading', 'data_sources')"
-        ).all()
+        versions = conn.exec_driver_sql(f"SELECT * FROM data_sources.{VERSION_TABLE}").all()
     raw.dispose()
-    expected = sorted((t.schema, t.name) for t in metadata.sorted_tables)
+    expected = sorted(
+        [*((t.schema, t.name) for t in metadata.sorted_tables), ("data_sources", VERSION_TABLE)]
+    )
     assert sorted(tuple(row) for row in tables) == expected  # each once, none elsewhere
-    assert sorted(row.nspname for row in schemas) == ["data_sources", "trading"]
+    assert len(versions) == 1  # one revision recorded, not one per process

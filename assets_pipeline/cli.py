@@ -1,4 +1,5 @@
-"""`assets-pipeline`: refresh quotes now, relay pending events, run the simulator, show the budget.
+"""`assets-pipeline`: refresh quotes now, relay pending events, run the simulator, show the budget,
+inspect and repair the queue, prune old rows.
 
 `refresh` runs the same Dagster job the UI launches, in this process, so the embedded defaults
 (SQLite, the in-process simulator) need nothing else running. Every command reads its settings
@@ -24,10 +25,13 @@ from assets_pipeline.config.settings import Settings, SettingsError
 from assets_pipeline.persistence.batches import batch_totals, recent_batches
 from assets_pipeline.persistence.database import dispose_engine
 from assets_pipeline.persistence.outbox import relay_pending
-from assets_pipeline.persistence.refresh_queue import RefreshQueue
+from assets_pipeline.persistence.refresh_queue import QueueOperationError, RefreshQueue
+from assets_pipeline.persistence.retention import prune as prune_tables
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.cadence import format_duration, next_tick, period_of_cron
+from assets_pipeline.rules.queue_rules import QUEUED, QueueItem, drain_order
 from assets_pipeline.rules.quotes import iso_utc, parse_iso_utc
+from assets_pipeline.rules.retention import RetentionError, format_age, parse_age
 from assets_pipeline.rules.run_kinds import CRITICAL, run_tags
 
 TABLE_HEADER = ("SYMBOL", "BID", "ASK", "LAST", "QUOTE TIME (UTC)", "API CALLS", "RESULT")
@@ -290,6 +294,88 @@ def _budget_line(doc: dict[str, Any]) -> str:
     )
 
 
+# --- operations: the queue and pruning -------------------------------------------------------
+
+QUEUE_HEADER = ("#", "SYMBOL", "TIER", "BASE TIER", "STATE", "ATTEMPTS", "ENQUEUED (UTC)", "BATCH")
+
+
+def queue_list(registry: Registry, settings: Settings, as_json: bool) -> int:
+    """Every item on the queue: waiting ones in the order the drain takes them (`#`), then those
+    in flight and those failed, with their last error."""
+    queue = RefreshQueue(_resources(settings)["database"].engine(), registry.queue)
+    items = drain_order(queue.items())
+    if as_json:
+        print(json.dumps([_queue_item_document(i) for i in items], indent=2))
+        return 0
+    if not items:
+        print("the queue is empty")
+        return 0
+    rows = [_queue_row(n, item) for n, item in enumerate(items, 1)]
+    _print_table([QUEUE_HEADER, *rows])
+    for item in items:
+        if item.last_error:
+            print(f"{item.symbol}: last error: {item.last_error}")
+    return 0
+
+
+def _queue_row(position: int, item: QueueItem) -> tuple[str, ...]:
+    return (
+        str(position) if item.status == QUEUED else "-",
+        item.symbol,
+        item.tier.value,
+        item.base_tier.value,
+        item.status,
+        str(item.attempts),
+        item.enqueued_at.strftime("%Y-%m-%d %H:%M:%S"),
+        item.batch_id or "-",
+    )
+
+
+def _queue_item_document(item: QueueItem) -> dict[str, Any]:
+    return {
+        "symbol": item.symbol,
+        "tier": item.tier.value,
+        "base_tier": item.base_tier.value,
+        "state": item.status,
+        "attempts": item.attempts,
+        "enqueued_at": iso_utc(item.enqueued_at),
+        "batch": item.batch_id,
+        "last_error": item.last_error,
+    }
+
+
+def queue_change(registry: Registry, settings: Settings, action: str, symbols: list[str]) -> int:
+    """`requeue` or `clear` the symbols, all or none: an error names each symbol at fault."""
+    queue = RefreshQueue(_resources(settings)["database"].engine(), registry.queue)
+    try:
+        if action == "requeue":
+            for item in queue.requeue(symbols):
+                print(f"requeued {item.symbol}: waiting at {item.tier.value}, attempts reset")
+        else:
+            for item in queue.clear(symbols):
+                was = f"{item.status}" + (f": {item.last_error}" if item.last_error else "")
+                print(f"cleared {item.symbol} (was {was})")
+    except QueueOperationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def prune(settings: Settings, older_than: str | None, dry_run: bool) -> int:
+    """Delete (or count, `--dry-run`) the rows older than the retention that nothing needs."""
+    try:
+        age = parse_age(older_than, "--older-than") if older_than else settings.retention
+    except RetentionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    engine = _resources(settings)["database"].engine()
+    report = prune_tables(engine, clock.utcnow() - age, dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    print(f"rows older than {format_age(age)} (before {iso_utc(report.cutoff)}), {verb}:")
+    _print_table([("TABLE", "ROWS"), *((t, str(n)) for t, n in report.rows.items())])
+    return 0
+
+
 # --- the command line ------------------------------------------------------------------------
 
 
@@ -307,7 +393,26 @@ def _parser() -> argparse.ArgumentParser:
     p_budget = sub.add_parser("budget", help="show the Polygon budget")
     p_budget.add_argument("--json", action="store_true")
     sub.add_parser("simulator", help="run the Polygon simulator (see --help)", add_help=False)
+    _operations_parsers(sub)
     return parser
+
+
+def _operations_parsers(sub: Any) -> None:
+    p_queue = sub.add_parser("queue", help="inspect and repair the refresh queue")
+    actions = p_queue.add_subparsers(dest="action", required=True)
+    p_list = actions.add_parser("list", help="every item: order, tier, state, attempts, error")
+    p_list.add_argument("--json", action="store_true", help="machine-readable")
+    p_requeue = actions.add_parser(
+        "requeue", help="put failed or demoted symbols back at their tier, attempts reset"
+    )
+    p_requeue.add_argument("symbols", nargs="+", metavar="SYMBOL")
+    p_clear = actions.add_parser("clear", help="take symbols off the queue, failure and all")
+    p_clear.add_argument("symbols", nargs="+", metavar="SYMBOL")
+    p_prune = sub.add_parser("prune", help="delete delivered events, batches, history by age")
+    p_prune.add_argument(
+        "--older-than", metavar="AGE", help="e.g. 30d or 36h (default: ASSETS_RETENTION_DAYS)"
+    )
+    p_prune.add_argument("--dry-run", action="store_true", help="count per table, delete nothing")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -333,6 +438,12 @@ def _run(argv: Sequence[str] | None) -> int:
         parser.error(str(exc))
     if args.command in ("relay", "budget"):
         return relay(settings) if args.command == "relay" else budget(settings, args.json)
+    if args.command == "queue":
+        if args.action == "list":
+            return queue_list(registry, settings, args.json)
+        return queue_change(registry, settings, args.action, args.symbols)
+    if args.command == "prune":
+        return prune(settings, args.older_than, args.dry_run)
     if args.command == "refresh":
         return refresh(registry, settings, args.tier, args.verbose)
     if args.command == "run-batch":

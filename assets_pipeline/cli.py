@@ -199,11 +199,15 @@ def _budget_need(registry: Registry) -> dict[str, Any] | None:
 
 
 def _next_runs(registry: Registry, settings: Settings) -> list[dict[str, Any]]:
+    import dagster as dg
+
     from assets_pipeline.location import build_definitions
 
     now = clock.utcnow()
     runs: list[dict[str, Any]] = []
     for schedule in build_definitions(registry, settings).get_repository_def().schedule_defs:
+        if schedule.default_status != dg.DefaultScheduleStatus.RUNNING:
+            continue  # switched off until an operator switches it on (pruning): no next run
         cron = str(schedule.cron_schedule)
         every = period_of_cron(cron)
         tick = iso_utc(next_tick(every, now)) if every else None

@@ -353,7 +353,8 @@ def queue_change(registry: Registry, settings: Settings, action: str, symbols: l
     queue = RefreshQueue(_resources(settings)["database"].engine(), registry.queue)
     try:
         if action == "requeue":
-            for item in queue.requeue(symbols):
+            configured = {spec.symbol for spec in registry}
+            for item in queue.requeue(symbols, configured=configured):
                 print(f"requeued {item.symbol}: waiting at {item.tier.value}, attempts reset")
         else:
             for item in queue.clear(symbols):

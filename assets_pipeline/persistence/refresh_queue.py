@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -243,19 +243,25 @@ class RefreshQueue:
             oldest_enqueued_at=min((i.enqueued_at for i in waiting), default=None),
         )
 
-    def _operable(self, conn: sa.Connection, symbols: Iterable[str]) -> list[QueueItem]:
+    def _operable(
+        self, conn: sa.Connection, symbols: Iterable[str], configured: Container[str] | None
+    ) -> list[QueueItem]:
         """The items of `symbols`, locked, if an operator may change every one of them: each
-        must be on the queue and not in flight (a batch holds it: it is being refreshed now).
-        Otherwise nothing is changed and the error names each symbol at fault."""
+        must be on the queue, not in flight (a batch holds it: it is being refreshed now) and,
+        if `configured` is given, in it. Otherwise nothing is changed and the error names each
+        symbol at fault."""
         wanted = list(dict.fromkeys(symbols))
         if not wanted:
             raise QueueOperationError("no symbol given")
         current = {item.symbol: item for item in self._locked(conn)}
         missing = [s for s in wanted if s not in current]
         busy = [current[s] for s in wanted if s in current and current[s].status == IN_FLIGHT]
+        gone = [s for s in wanted if configured is not None and s not in configured]
         problems = []
         if missing:
             problems.append(f"not on the queue: {', '.join(missing)}")
+        if gone := [s for s in gone if s not in missing]:
+            problems.append(f"no longer in the symbols file (clear it instead): {', '.join(gone)}")
         if busy:
             held = ", ".join(f"{i.symbol} (batch {i.batch_id})" for i in busy)
             problems.append(f"in flight, being refreshed now: {held}")
@@ -263,12 +269,19 @@ class RefreshQueue:
             raise QueueOperationError("; ".join(problems) + "; nothing was changed")
         return [current[s] for s in wanted]
 
-    def requeue(self, symbols: Iterable[str], now: dt.datetime | None = None) -> list[QueueItem]:
+    def requeue(
+        self,
+        symbols: Iterable[str],
+        now: dt.datetime | None = None,
+        configured: Container[str] | None = None,
+    ) -> list[QueueItem]:
         """Put failed or demoted symbols back as due now (`queue_rules.requeued`): at their own
-        tier, back of it, attempts reset. All or nothing (`QueueOperationError`)."""
+        tier, back of it, attempts reset. A symbol missing from `configured` (removed from the
+        symbols file) is refused: no drain would ever refresh it. All or nothing
+        (`QueueOperationError`)."""
         now = now or clock.utcnow()
         with self.engine.begin() as conn:
-            items = [requeued(item, now) for item in self._operable(conn, symbols)]
+            items = [requeued(item, now) for item in self._operable(conn, symbols, configured)]
             self._save(conn, items, insert=False)
         return items
 
@@ -277,7 +290,7 @@ class RefreshQueue:
         scheduled enqueue of their tier (or the start-up sensor, if their refresh is overdue)
         brings a still-configured symbol back with no attempt counted. All or nothing."""
         with self.engine.begin() as conn:
-            items = self._operable(conn, symbols)
+            items = self._operable(conn, symbols, None)
             gone = [item.symbol for item in items]
             conn.execute(sa.delete(refresh_queue).where(refresh_queue.c.symbol.in_(gone)))
         return items

@@ -58,6 +58,18 @@ def test_requeue_puts_a_failed_or_demoted_symbol_back_at_its_own_tier_with_attem
     assert queue.fail("GBPUSD", Tier.HIGH, "503", retryable=True).status == QUEUED
 
 
+def test_a_symbol_removed_from_the_symbols_file_can_be_cleared_but_not_requeued(queue):
+    configured = {"USDJPY", "AUDUSD", "XAGUSD"}  # GBPUSD was taken out of the file
+    before = state(queue)
+    with pytest.raises(
+        QueueOperationError,
+        match=r"no longer in the symbols file \(clear it instead\): GBPUSD; nothing was changed",
+    ):
+        queue.requeue(["USDJPY", "GBPUSD"], configured=configured)
+    assert state(queue) == before
+    assert [i.symbol for i in queue.clear(["GBPUSD"])] == ["GBPUSD"]
+
+
 def test_clear_takes_a_symbol_off_the_queue_failure_and_all(queue):
     cleared = queue.clear(["GBPUSD", "AUDUSD"])
 

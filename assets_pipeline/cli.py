@@ -1,5 +1,5 @@
 """`assets-pipeline`: refresh quotes now, relay pending events, run the simulator, show the budget,
-migrate the trading database's tables.
+inspect and repair the queue, prune old rows, migrate the trading database's tables.
 
 `refresh` runs the same Dagster job the UI launches, in this process, so the embedded defaults
 (SQLite, the in-process simulator) need nothing else running. Every command reads its settings
@@ -28,11 +28,14 @@ from assets_pipeline.persistence.batches import batch_totals, recent_batches
 from assets_pipeline.persistence.database import dispose_engine, get_engine, migrate_database
 from assets_pipeline.persistence.grants import grants_sql
 from assets_pipeline.persistence.outbox import relay_pending
-from assets_pipeline.persistence.refresh_queue import RefreshQueue
+from assets_pipeline.persistence.refresh_queue import QueueOperationError, RefreshQueue
+from assets_pipeline.persistence.retention import prune as prune_tables
 from assets_pipeline.persistence.schema import SchemaError
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.cadence import format_duration, next_tick, period_of_cron
+from assets_pipeline.rules.queue_rules import QUEUED, QueueItem, drain_order
 from assets_pipeline.rules.quotes import iso_utc, parse_iso_utc
+from assets_pipeline.rules.retention import RetentionError, format_age, parse_age
 from assets_pipeline.rules.run_kinds import CRITICAL, run_tags
 
 TABLE_HEADER = ("SYMBOL", "BID", "ASK", "LAST", "QUOTE TIME (UTC)", "API CALLS", "RESULT")
@@ -236,11 +239,15 @@ def _budget_need(registry: Registry) -> dict[str, Any] | None:
 
 
 def _next_runs(registry: Registry, settings: Settings) -> list[dict[str, Any]]:
+    import dagster as dg
+
     from assets_pipeline.location import build_definitions
 
     now = clock.utcnow()
     runs: list[dict[str, Any]] = []
     for schedule in build_definitions(registry, settings).get_repository_def().schedule_defs:
+        if schedule.default_status != dg.DefaultScheduleStatus.RUNNING:
+            continue  # switched off until an operator switches it on (pruning): no next run
         cron = str(schedule.cron_schedule)
         every = period_of_cron(cron)
         tick = iso_utc(next_tick(every, now)) if every else None
@@ -331,6 +338,89 @@ def _budget_line(doc: dict[str, Any]) -> str:
     )
 
 
+# --- operations: the queue and pruning -------------------------------------------------------
+
+QUEUE_HEADER = ("#", "SYMBOL", "TIER", "BASE TIER", "STATE", "ATTEMPTS", "ENQUEUED (UTC)", "BATCH")
+
+
+def queue_list(registry: Registry, settings: Settings, as_json: bool) -> int:
+    """Every item on the queue: waiting ones in the order the drain takes them (`#`), then those
+    in flight and those failed, with their last error."""
+    queue = RefreshQueue(_resources(settings)["database"].engine(), registry.queue)
+    items = drain_order(queue.items())
+    if as_json:
+        print(json.dumps([_queue_item_document(i) for i in items], indent=2))
+        return 0
+    if not items:
+        print("the queue is empty")
+        return 0
+    rows = [_queue_row(n, item) for n, item in enumerate(items, 1)]
+    _print_table([QUEUE_HEADER, *rows])
+    for item in items:
+        if item.last_error:
+            print(f"{item.symbol}: last error: {item.last_error}")
+    return 0
+
+
+def _queue_row(position: int, item: QueueItem) -> tuple[str, ...]:
+    return (
+        str(position) if item.status == QUEUED else "-",
+        item.symbol,
+        item.tier.value,
+        item.base_tier.value,
+        item.status,
+        str(item.attempts),
+        item.enqueued_at.strftime("%Y-%m-%d %H:%M:%S"),
+        item.batch_id or "-",
+    )
+
+
+def _queue_item_document(item: QueueItem) -> dict[str, Any]:
+    return {
+        "symbol": item.symbol,
+        "tier": item.tier.value,
+        "base_tier": item.base_tier.value,
+        "state": item.status,
+        "attempts": item.attempts,
+        "enqueued_at": iso_utc(item.enqueued_at),
+        "batch": item.batch_id,
+        "last_error": item.last_error,
+    }
+
+
+def queue_change(registry: Registry, settings: Settings, action: str, symbols: list[str]) -> int:
+    """`requeue` or `clear` the symbols, all or none: an error names each symbol at fault."""
+    queue = RefreshQueue(_resources(settings)["database"].engine(), registry.queue)
+    try:
+        if action == "requeue":
+            configured = {spec.symbol for spec in registry}
+            for item in queue.requeue(symbols, configured=configured):
+                print(f"requeued {item.symbol}: waiting at {item.tier.value}, attempts reset")
+        else:
+            for item in queue.clear(symbols):
+                was = f"{item.status}" + (f": {item.last_error}" if item.last_error else "")
+                print(f"cleared {item.symbol} (was {was})")
+    except QueueOperationError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def prune(settings: Settings, older_than: str | None, dry_run: bool) -> int:
+    """Delete (or count, `--dry-run`) the rows older than the retention that nothing needs."""
+    try:
+        age = parse_age(older_than, "--older-than") if older_than else settings.retention
+    except RetentionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    engine = _resources(settings)["database"].engine()
+    report = prune_tables(engine, clock.utcnow() - age, dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    print(f"rows older than {format_age(age)} (before {iso_utc(report.cutoff)}), {verb}:")
+    _print_table([("TABLE", "ROWS"), *((t, str(n)) for t, n in report.rows.items())])
+    return 0
+
+
 # --- the command line ------------------------------------------------------------------------
 
 
@@ -349,6 +439,7 @@ def _parser() -> argparse.ArgumentParser:
     p_budget.add_argument("--json", action="store_true")
     sub.add_parser("simulator", help="run the Polygon simulator (see --help)", add_help=False)
     _migrate_parser(sub)
+    _operations_parsers(sub)
     return parser
 
 
@@ -369,6 +460,24 @@ def _migrate_parser(sub: Any) -> None:
     what.add_argument(
         "--grants", metavar="ROLE", help="print the least GRANTs the writer's ROLE needs"
     )
+
+
+def _operations_parsers(sub: Any) -> None:
+    p_queue = sub.add_parser("queue", help="inspect and repair the refresh queue")
+    actions = p_queue.add_subparsers(dest="action", required=True)
+    p_list = actions.add_parser("list", help="every item: order, tier, state, attempts, error")
+    p_list.add_argument("--json", action="store_true", help="machine-readable")
+    p_requeue = actions.add_parser(
+        "requeue", help="put failed or demoted symbols back at their tier, attempts reset"
+    )
+    p_requeue.add_argument("symbols", nargs="+", metavar="SYMBOL")
+    p_clear = actions.add_parser("clear", help="take symbols off the queue, failure and all")
+    p_clear.add_argument("symbols", nargs="+", metavar="SYMBOL")
+    p_prune = sub.add_parser("prune", help="delete delivered events, batches, history by age")
+    p_prune.add_argument(
+        "--older-than", metavar="AGE", help="e.g. 30d or 36h (default: ASSETS_RETENTION_DAYS)"
+    )
+    p_prune.add_argument("--dry-run", action="store_true", help="count per table, delete nothing")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -408,6 +517,12 @@ def _run(argv: Sequence[str] | None) -> int:
         return migrate(settings, args)
     if args.command in ("relay", "budget"):
         return relay(settings) if args.command == "relay" else budget(settings, args.json)
+    if args.command == "queue":
+        if args.action == "list":
+            return queue_list(registry, settings, args.json)
+        return queue_change(registry, settings, args.action, args.symbols)
+    if args.command == "prune":
+        return prune(settings, args.older_than, args.dry_run)
     if args.command == "refresh":
         return refresh(registry, settings, args.tier, args.verbose)
     if args.command == "run-batch":

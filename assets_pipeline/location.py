@@ -14,17 +14,20 @@ import dagster as dg
 
 from assets_pipeline.config.registry import Registry, load_registry
 from assets_pipeline.config.settings import Settings
+from assets_pipeline.defs.alerts import build_check_failure_alert, build_run_failure_alert
 from assets_pipeline.defs.assets import build_quote_assets
 from assets_pipeline.defs.checks import freshness_job, freshness_schedule
 from assets_pipeline.defs.io_manager import QuoteIOManager
 from assets_pipeline.defs.jobs import refresh_all_job, refresh_queue_job, refresh_tier_jobs
 from assets_pipeline.defs.keys import QUOTE_IO_MANAGER_KEY
 from assets_pipeline.defs.resources import (
+    AlertWebhook,
     PolygonBudgetResource,
     PolygonResource,
     RedisResource,
     TradingDatabase,
 )
+from assets_pipeline.defs.retention import prune_daily, prune_old_rows
 from assets_pipeline.defs.schedules import (
     build_cadences,
     build_market_open_sensor,
@@ -67,6 +70,7 @@ def build_resources(
         "database": database,
         "redis": redis,
         QUOTE_IO_MANAGER_KEY: QuoteIOManager(database=database, redis=redis),
+        "alert_webhook": AlertWebhook(url=secret("ALERT_WEBHOOK_URL", settings.alert_webhook_url)),
     }
 
 
@@ -95,26 +99,30 @@ def build_definitions(
 
 def _assemble(registry: Registry, settings: Settings) -> dg.Definitions:
     schedules, sensors = build_cadences(registry)
+    assets = build_quote_assets(registry)
     check_cadence = freshness_schedule(registry)
     if isinstance(check_cadence, dg.ScheduleDefinition):
         schedules.append(check_cadence)
     else:
         sensors.append(check_cadence)
+    jobs = [
+        refresh_all_job(registry),
+        refresh_queue_job(registry),
+        *refresh_tier_jobs(registry),
+        freshness_job(registry),
+    ]
     return dg.Definitions(
-        assets=[build_quote_assets(registry)],
-        jobs=[
-            refresh_all_job(registry),
-            refresh_queue_job(registry),
-            *refresh_tier_jobs(registry),
-            freshness_job(registry),
-        ],
-        schedules=schedules,
+        assets=[assets],
+        jobs=[*jobs, prune_old_rows],
+        schedules=[*schedules, prune_daily],
         sensors=[
             *sensors,
             build_drain_sensor(registry),
             build_market_open_sensor(registry),
             build_queue_catch_up_sensor(registry),
             event_outbox_relay,
+            build_run_failure_alert([*jobs, prune_old_rows]),
+            build_check_failure_alert(list(assets.check_keys)),
         ],
         resources=build_resources(settings),
         # Every job here is one step (see assets.py): running it in the run's own process saves

@@ -8,12 +8,14 @@ A bad value fails at once with the variable's name; a secret's value is never qu
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from assets_pipeline.rules.cadence import BudgetShape
+from assets_pipeline.rules.retention import DEFAULT_RETENTION_DAYS
 
 DEFAULT_RATE_LIMIT_CALLS = 5
 DEFAULT_RATE_LIMIT_WINDOW_SECONDS = 60.0
@@ -23,7 +25,7 @@ BUDGET_CHECKS = ("fail", "warn")
 BUDGET_STORES = ("auto", "redis", "database")
 #: Variables whose values may hold a password or a key: passed to Dagster as `dg.EnvVar`, so
 #: the UI shows their names and never their values.
-SECRETS = ("POLYGON_API_KEY", "TRADING_DATABASE_URL", "REDIS_URL")
+SECRETS = ("POLYGON_API_KEY", "TRADING_DATABASE_URL", "REDIS_URL", "ALERT_WEBHOOK_URL")
 
 
 #: Every variable `Settings.from_env()` reads: what a shell must not leak into a test or a bench.
@@ -42,6 +44,8 @@ VARIABLES = (
     "ASSETS_CONFIG",
     "ASSETS_PIPELINE_HOME",
     "DAGSTER_HOME",
+    "ASSETS_RETENTION_DAYS",
+    "ALERT_WEBHOOK_URL",
 )
 
 
@@ -67,6 +71,8 @@ class Settings:
     assets_config: str = ""
     home: Path = Path.home() / ".assets_pipeline"
     dagster_home: str = ""
+    retention_days: float = DEFAULT_RETENTION_DAYS
+    alert_webhook_url: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -89,6 +95,8 @@ class Settings:
             assets_config=env.text("ASSETS_CONFIG"),
             home=_home(env.text("ASSETS_PIPELINE_HOME"), env.text("DAGSTER_HOME")),
             dagster_home=env.text("DAGSTER_HOME"),
+            retention_days=env.number("ASSETS_RETENTION_DAYS", float, DEFAULT_RETENTION_DAYS),
+            alert_webhook_url=_webhook_url(env.text("ALERT_WEBHOOK_URL")),
         )
 
     @property
@@ -97,6 +105,11 @@ class Settings:
         return BudgetShape(
             self.rate_limit_calls, self.rate_limit_window_seconds, self.snapshot_mode
         )
+
+    @property
+    def retention(self) -> dt.timedelta:
+        """How long the growing tables keep their rows (`persistence/retention.py`)."""
+        return dt.timedelta(days=self.retention_days)
 
     @property
     def embedded_database_url(self) -> str:
@@ -133,6 +146,17 @@ class _Reader:
         if not value > 0:
             raise SettingsError(f"{name}={raw!r}: must be above 0")
         return value
+
+
+def _webhook_url(value: str) -> str:
+    """`ALERT_WEBHOOK_URL`, an http(s) URL. It is a secret (a chat webhook's URL is its
+    password), so a bad one is refused without being quoted."""
+    if value and not value.lower().startswith(("http://", "https://")):
+        raise SettingsError(
+            "ALERT_WEBHOOK_URL: expected an http:// or https:// URL (the value is a secret and"
+            " is not shown)"
+        )
+    return value
 
 
 def _home(configured: str, dagster_home: str) -> Path:

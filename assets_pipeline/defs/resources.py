@@ -13,8 +13,11 @@ deployment's.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+import urllib.error
+import urllib.request
 from typing import Any
 
 import dagster as dg
@@ -259,6 +262,53 @@ class PolygonResource(dg.ConfigurableResource):
                 " https://api.polygon.io (or to a simulator's URL on purpose)."
             )
         return embedded_simulator_url(*self.budget.limit()), key or SIMULATOR_KEY
+
+
+class AlertWebhook(dg.ConfigurableResource):
+    """Where alerts are POSTed as JSON (`ALERT_WEBHOOK_URL`); unset, no alert is sent.
+
+    The URL is a secret (a chat webhook's URL is its password): it comes through `dg.EnvVar`,
+    and no log line, exception text or metadata this resource writes contains it. So the POST
+    goes through `urllib`, which logs nothing, and a failure is described by its kind alone
+    (an exception's text may quote the URL). A failed POST returns False and never raises:
+    an alert that cannot be delivered must not break the sensor that sends it.
+    """
+
+    url: str = Field(default="", description="From ALERT_WEBHOOK_URL; a secret, never logged.")
+    timeout_seconds: float = Field(default=5.0, gt=0, description="Longest wait for the answer.")
+
+    def resolved_url(self) -> str:
+        return self.url or Settings.from_env().alert_webhook_url
+
+    def configured(self) -> bool:
+        return bool(self.resolved_url())
+
+    def post(self, body: dict[str, Any], log: logging.Logger | Any) -> bool:
+        """POST `body`; True when the receiver answered 2xx. Failures are logged without the URL."""
+        url = self.resolved_url()
+        if not url:
+            return False
+        request = urllib.request.Request(
+            url,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json", "User-Agent": "assets-pipeline"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_seconds) as answer:
+                answer.read(4096)
+            return True
+        except urllib.error.HTTPError as exc:
+            problem = f"answered HTTP {exc.code}"
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            reason = getattr(exc, "reason", exc)  # urlopen wraps what failed in a URLError
+            if isinstance(reason, TimeoutError):
+                problem = f"did not answer within {self.timeout_seconds:g}s"
+            else:
+                problem = f"could not be reached ({type(reason).__name__})"
+        alert = body.get("alert")
+        log.warning(f"alert webhook (ALERT_WEBHOOK_URL) {problem}: {alert} not delivered")
+        return False
 
 
 def embedded_simulator_url(calls: int, window_seconds: float) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Container, Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -31,10 +31,16 @@ from assets_pipeline.rules.queue_rules import (
     next_batch,
     on_failure,
     plan_enqueue,
+    requeued,
 )
 from assets_pipeline.rules.taxonomy import Tier
 
 _LOCK_KEY = 724_311_905  # any constant; names the queue's advisory lock
+
+
+class QueueOperationError(ValueError):
+    """An operator's change the queue refuses (a symbol not on it, or one being refreshed);
+    the message names every symbol at fault, and nothing was changed."""
 
 
 @dataclass(frozen=True)
@@ -236,3 +242,55 @@ class RefreshQueue:
             failed=sum(1 for i in items if i.status == FAILED),
             oldest_enqueued_at=min((i.enqueued_at for i in waiting), default=None),
         )
+
+    def _operable(
+        self, conn: sa.Connection, symbols: Iterable[str], configured: Container[str] | None
+    ) -> list[QueueItem]:
+        """The items of `symbols`, locked, if an operator may change every one of them: each
+        must be on the queue, not in flight (a batch holds it: it is being refreshed now) and,
+        if `configured` is given, in it. Otherwise nothing is changed and the error names each
+        symbol at fault."""
+        wanted = list(dict.fromkeys(symbols))
+        if not wanted:
+            raise QueueOperationError("no symbol given")
+        current = {item.symbol: item for item in self._locked(conn)}
+        missing = [s for s in wanted if s not in current]
+        busy = [current[s] for s in wanted if s in current and current[s].status == IN_FLIGHT]
+        gone = [s for s in wanted if configured is not None and s not in configured]
+        problems = []
+        if missing:
+            problems.append(f"not on the queue: {', '.join(missing)}")
+        if gone := [s for s in gone if s not in missing]:
+            problems.append(f"no longer in the symbols file (clear it instead): {', '.join(gone)}")
+        if busy:
+            held = ", ".join(f"{i.symbol} (batch {i.batch_id})" for i in busy)
+            problems.append(f"in flight, being refreshed now: {held}")
+        if problems:
+            raise QueueOperationError("; ".join(problems) + "; nothing was changed")
+        return [current[s] for s in wanted]
+
+    def requeue(
+        self,
+        symbols: Iterable[str],
+        now: dt.datetime | None = None,
+        configured: Container[str] | None = None,
+    ) -> list[QueueItem]:
+        """Put failed or demoted symbols back as due now (`queue_rules.requeued`): at their own
+        tier, back of it, attempts reset. A symbol missing from `configured` (removed from the
+        symbols file) is refused: no drain would ever refresh it. All or nothing
+        (`QueueOperationError`)."""
+        now = now or clock.utcnow()
+        with self.engine.begin() as conn:
+            items = [requeued(item, now) for item in self._operable(conn, symbols, configured)]
+            self._save(conn, items, insert=False)
+        return items
+
+    def clear(self, symbols: Iterable[str]) -> list[QueueItem]:
+        """Take symbols off the queue, failure and all; returns the items as they were. The next
+        scheduled enqueue of their tier (or the start-up sensor, if their refresh is overdue)
+        brings a still-configured symbol back with no attempt counted. All or nothing."""
+        with self.engine.begin() as conn:
+            items = self._operable(conn, symbols, None)
+            gone = [item.symbol for item in items]
+            conn.execute(sa.delete(refresh_queue).where(refresh_queue.c.symbol.in_(gone)))
+        return items

@@ -205,3 +205,26 @@ def overdue(
         if synced is None or (now - synced).total_seconds() >= every:
             out.append((symbol, tier))
     return out
+
+
+def requeued(item: QueueItem, now: dt.datetime) -> QueueItem:
+    """An operator's retry: the item waits again at its own (configured) tier, at the back of
+    that tier, with its attempts and error forgotten, so the retry rules start afresh. Whatever
+    demoted it or marked it failed is undone; an item in flight is not this rule's to change."""
+    return dataclasses.replace(
+        item,
+        tier=item.base_tier,
+        status=QUEUED,
+        attempts=0,
+        last_error=None,
+        enqueued_at=now,
+        batch_id=None,
+        claimed_at=None,
+    )
+
+
+def drain_order(items: Iterable[QueueItem]) -> list[QueueItem]:
+    """Every item as an operator reads the queue: the waiting ones in the order the drain takes
+    them, then those in flight, then the failed ones."""
+    by_status = {QUEUED: 0, IN_FLIGHT: 1, FAILED: 2}
+    return sorted(items, key=lambda i: (by_status.get(i.status, 3), *order_key(i)))

@@ -1,0 +1,132 @@
+"""What an alert says, and when a failing check deserves one. Pure: no Dagster, no HTTP.
+
+Two alerts go to the webhook (`ALERT_WEBHOOK_URL`), each a JSON object whose `alert` names it:
+
+- `run_failed`: a refresh run (or the freshness or pruning job) failed: its job, run, kind,
+  partition, symbols and first error, and `link`, the run's path in the Dagster UI;
+- `checks_failed`: ERROR-severity checks (`fresh`) that started failing: each check's asset,
+  symbol, description and the path of the run that evaluated it.
+
+A failing check is alerted once per failure, not on every evaluation that finds it still
+failing: the sensor remembers which failing checks it has alerted (`newly_failing`), and forgets
+one when it passes again, or fails only at WARN, so its next failure is a new alert.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from assets_pipeline.rules.quotes import iso_utc
+
+RUN_FAILED = "run_failed"
+CHECKS_FAILED = "checks_failed"
+#: The longest error text an alert carries (a stack trace is in the UI, one click away).
+MAX_ERROR_CHARS = 500
+
+
+def run_link(run_id: str) -> str:
+    """The run's page, as a path of the Dagster UI (the webserver's address is the reader's)."""
+    return f"/runs/{run_id}"
+
+
+@dataclass(frozen=True)
+class FailedRun:
+    job: str
+    run_id: str
+    kind: str
+    symbols: Sequence[str]
+    error: str
+    failed_at: dt.datetime
+    partition: str | None = None
+    batch: str | None = None
+
+
+def run_failure_alert(run: FailedRun) -> dict[str, Any]:
+    return {
+        "alert": RUN_FAILED,
+        "job": run.job,
+        "run_id": run.run_id,
+        "kind": run.kind,
+        "partition": run.partition,
+        "batch": run.batch,
+        "symbols": sorted(run.symbols),
+        "error": run.error[:MAX_ERROR_CHARS],
+        "failed_at": iso_utc(run.failed_at),
+        "link": run_link(run.run_id),
+    }
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """A check's latest completed evaluation. `key` is `<asset path>:<check name>`."""
+
+    asset: str
+    check: str
+    passed: bool
+    severity: str  # "ERROR" or "WARN"
+    run_id: str
+    evaluated_at: dt.datetime
+    description: str | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.asset}:{self.check}"
+
+    @property
+    def failing(self) -> bool:
+        """Failing at ERROR: what an alert is for (a WARN is for the UI)."""
+        return not self.passed and self.severity == "ERROR"
+
+
+def newly_failing(
+    alerted: Iterable[str], outcomes: Iterable[CheckOutcome]
+) -> tuple[list[CheckOutcome], set[str]]:
+    """(the failing checks not yet alerted, the alerted checks still failing). A check that
+    passes again, or fails only at WARN, leaves the alerted set: its next failure alerts again.
+    The caller adds the new ones to the set once their alert is delivered."""
+    still = set(alerted)
+    new = []
+    for outcome in outcomes:
+        if not outcome.failing:
+            still.discard(outcome.key)
+        elif outcome.key not in still:
+            new.append(outcome)
+    return sorted(new, key=lambda o: o.key), still
+
+
+def check_failure_alert(outcomes: Sequence[CheckOutcome]) -> dict[str, Any]:
+    return {
+        "alert": CHECKS_FAILED,
+        "symbols": sorted({o.asset.rsplit("/", 1)[-1] for o in outcomes}),
+        "checks": [
+            {
+                "asset": o.asset,
+                "symbol": o.asset.rsplit("/", 1)[-1],
+                "check": o.check,
+                "severity": o.severity,
+                "description": o.description,
+                "run_id": o.run_id,
+                "evaluated_at": iso_utc(o.evaluated_at),
+                "link": run_link(o.run_id),
+            }
+            for o in outcomes
+        ],
+    }
+
+
+def alerted_from_cursor(cursor: str | None) -> set[str]:
+    """The alerted set a sensor's cursor holds (a JSON list); an unreadable cursor is empty, so
+    at worst a failing check is alerted once more."""
+    try:
+        value = json.loads(cursor or "[]")
+    except ValueError:
+        return set()
+    return {str(v) for v in value} if isinstance(value, list) else set()
+
+
+def alerted_cursor(alerted: Iterable[str]) -> str:
+    return json.dumps(sorted(alerted))

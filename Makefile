@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test dev services lint format bench constraints clean
+.PHONY: demo test dev services chromium lint format bench constraints clean
 
 # The install step is deploy/install.sh, which the container image runs too (deploy/Dockerfile).
 $(STAMP): pyproject.toml deploy/install.sh deploy/constraints.txt
@@ -17,7 +17,7 @@ demo: $(STAMP)
 	$(BIN)/assets-pipeline refresh
 
 ## Set up and run the whole test suite against the local PostgreSQL and Redis.
-test: $(STAMP) services
+test: $(STAMP) services chromium
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -n 2 -p no:cacheprovider -m "not daemon"
 	$(BIN)/python -m pytest -p no:cacheprovider -m daemon
@@ -33,6 +33,13 @@ services:
 	@pg_isready -q -h 127.0.0.1 -p 5432 || pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
 	@redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 || redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
 	@for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && redis-cli -h 127.0.0.1 ping >/dev/null 2>&1 && exit 0; sleep 1; done; echo "PostgreSQL or Redis did not start" >&2; exit 1
+
+## The browser the UI test drives (Debian's chromium), installed when it is missing.
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get install -y --no-install-recommends chromium \
+	  || { $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends chromium; }; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check assets_pipeline assets_pipeline_tests bench

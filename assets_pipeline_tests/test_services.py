@@ -279,6 +279,15 @@ def test_the_readme_deployment_runs_schedules_sensors_and_launched_runs_within_t
     # the budget held across every process, by the simulator's own log
     assert [r.status for r in calls if r.status != 200] == [], services.tails()
     assert max_in_any_window([r.at for r in calls], WINDOW) <= LIMIT
+    # the API key reached the simulator (which answers 401 to any other) and no file: no log of
+    # a service or a run, nothing in Dagster's home
+    assert files_quoting(KEY.encode(), tmp_path) == []
+
+
+def files_quoting(secret: bytes, root: Path) -> list[str]:
+    """The files under `root` (the services' logs, Dagster's home, its runs' compute logs) that
+    hold `secret`."""
+    return [str(path) for path in root.rglob("*") if path.is_file() and secret in path.read_bytes()]
 
 
 def launched_by(run: dg.DagsterRun, launched: list[str]) -> str:

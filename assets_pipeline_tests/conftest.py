@@ -251,6 +251,27 @@ def dagster_instance(
     return instance
 
 
+@pytest.fixture
+def dagster_pg_env() -> Iterator[dict[str, str]]:
+    """An empty PostgreSQL database for Dagster's own storage, dropped after the test, as the
+    `DAGSTER_PG_*` variables `deploy/dagster.yaml` reads."""
+    name = f"ap_dagster_{uuid.uuid4().hex[:10]}"
+    admin = _admin_engine()
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = sa.engine.make_url(PG_ADMIN_URL)
+    yield {
+        "DAGSTER_PG_USERNAME": url.username or "postgres",
+        "DAGSTER_PG_PASSWORD": url.password or "",
+        "DAGSTER_PG_HOST": url.host or "127.0.0.1",
+        "DAGSTER_PG_DB": name,
+        "DAGSTER_PG_PORT": str(url.port or 5432),
+    }
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
 # --- time ----------------------------------------------------------------------------------------
 
 #: Where a frozen clock starts: a Wednesday at noon UTC, when forex and crypto both trade, far

@@ -297,8 +297,12 @@ def test_compose_runs_the_five_services_and_the_webserver_and_daemon_load_the_co
     assert services["daemon"]["command"] == ["dagster-daemon", "run", "-w", workspace_path]
     assert ("COPY", f"deploy/workspace.yaml {workspace_path}") in image()
     server = yaml.safe_load(WORKSPACE.read_text())["load_from"][0]["grpc_server"]
-    assert server["host"] == "code-server"
-    assert str(server["port"]) == CODE_SERVER["-p"]
+    assert server["host"] == {"env": "DAGSTER_CODE_SERVER_HOST"}
+    assert server["port"] == {"env": "DAGSTER_CODE_SERVER_PORT"}
+    for name in ("webserver", "daemon"):
+        environment = services[name]["environment"]
+        assert environment["DAGSTER_CODE_SERVER_HOST"] == "code-server", name
+        assert str(environment["DAGSTER_CODE_SERVER_PORT"]) == CODE_SERVER["-p"], name
     assert server["location_name"] == "assets_pipeline"
 
 

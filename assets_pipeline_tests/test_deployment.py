@@ -4,32 +4,20 @@ scheme), and the instance's settings are the ones the project relies on."""
 
 from __future__ import annotations
 
-import uuid
-
 import dagster as dg
 import pytest
-import sqlalchemy as sa
 import yaml
 
-from assets_pipeline_tests.conftest import PG_ADMIN_URL, REPO, _admin_engine
+from assets_pipeline_tests.conftest import REPO
 
 DEPLOY = REPO / "deploy" / "dagster.yaml"
 
 
 @pytest.fixture
-def dagster_pg(tmp_path, monkeypatch):
+def dagster_pg(dagster_pg_env, tmp_path, monkeypatch):
     """A DAGSTER_HOME with the shipped production instance, on a database of the test's own."""
-    name = f"ap_dagster_{uuid.uuid4().hex[:10]}"
-    admin = _admin_engine()
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = sa.engine.make_url(PG_ADMIN_URL)
     env = {
-        "DAGSTER_PG_USERNAME": url.username or "postgres",
-        "DAGSTER_PG_PASSWORD": url.password or "",
-        "DAGSTER_PG_HOST": url.host or "127.0.0.1",
-        "DAGSTER_PG_DB": name,
-        "DAGSTER_PG_PORT": str(url.port or 5432),
+        **dagster_pg_env,
         "DAGSTER_HOME": str(tmp_path),
         "ASSETS_PIPELINE_HOME": str(tmp_path / "embedded"),
     }
@@ -38,10 +26,7 @@ def dagster_pg(tmp_path, monkeypatch):
     for key in ("TRADING_DATABASE_URL", "REDIS_URL", "POLYGON_BASE_URL"):
         monkeypatch.delenv(key, raising=False)
     (tmp_path / "dagster.yaml").write_text(DEPLOY.read_text())
-    yield name
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+    return dagster_pg_env["DAGSTER_PG_DB"]
 
 
 def test_a_refresh_runs_on_the_shipped_dagster_postgres_instance(dagster_pg):

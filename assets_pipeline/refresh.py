@@ -90,6 +90,8 @@ class Refresh:
         """Each validated quote as soon as its answer is in, with the quote stored before it
         (read before the write, for the quality check)."""
         self.before = self.store.start_refresh(self.plan.symbols)
+        # the stored quotes, read together before any write (one query, not one per symbol)
+        stored = self.store.latest_quotes(spec.symbol for spec in self.plan.symbols)
         if self.plan.closed:
             names = ", ".join(spec.symbol for spec in self.plan.closed)
             self.log.info(f"market closed, not fetched: {names}")
@@ -97,7 +99,7 @@ class Refresh:
         try:
             for spec, answer in self.client.iter_fetch(self.plan.symbols, self.mode, self.result):  # type: ignore[arg-type]
                 if isinstance(answer, Quote):
-                    yield spec, answer, self.store.latest_quote(spec.symbol)
+                    yield spec, answer, stored.get(spec.symbol)
         finally:
             self.client.close()
 

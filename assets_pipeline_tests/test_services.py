@@ -225,6 +225,19 @@ def start_the_services(
     services.start("daemon", by_name["dagster-daemon run"], ui_env)
 
 
+def failures(instance: dg.DagsterInstance) -> dict[str, list[str]]:
+    """Why each failed run failed: its step failures' and run failure's messages."""
+    kinds = (dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.RUN_FAILURE)
+    return {
+        f"{run.job_name} {run.run_id[:8]}": [
+            record.message or record.dagster_event.message or ""
+            for record in instance.all_logs(run.run_id)
+            if record.dagster_event and record.dagster_event.event_type in kinds
+        ]
+        for run in instance.get_runs(filters=dg.RunsFilter(statuses=[dg.DagsterRunStatus.FAILURE]))
+    }
+
+
 @pytest.mark.daemon
 def test_the_readme_deployment_runs_schedules_sensors_and_launched_runs_within_the_budget(
     tmp_path: Path,
@@ -266,6 +279,7 @@ def test_the_readme_deployment_runs_schedules_sensors_and_launched_runs_within_t
                 (run.job_name, launched_by(run, launched), run.status.value)
                 for run in reversed(instance.get_runs())
             ]
+            why = failures(instance)
         services.stop()
         calls = [r for r in sim.requests if not r.path.startswith("/_sim")]
 
@@ -274,7 +288,9 @@ def test_the_readme_deployment_runs_schedules_sensors_and_launched_runs_within_t
     print(f"{len(calls)} calls: {[(round(r.at - calls[0].at, 1), r.status) for r in calls]}")
     print(f"at most {max_in_any_window([r.at for r in calls], WINDOW)} calls in {WINDOW:g} s")
     # runs still in flight when the test stops are no failure; a failed or canceled one is
-    assert [run for run in runs if run[2] in ("FAILURE", "CANCELED")] == [], services.tails()
+    assert [run for run in runs if run[2] in ("FAILURE", "CANCELED")] == [], (
+        f"{why}\n{services.tails()}"
+    )
     assert [run[2] for run in runs if run[1] == "GraphQL"] == ["SUCCESS"] * PARALLEL_RUNS, runs
     # the budget held across every process, by the simulator's own log
     assert [r.status for r in calls if r.status != 200] == [], services.tails()

@@ -49,6 +49,10 @@ VARIABLES = (
 )
 
 
+#: `Settings.from_env()` of the process's environment, by the values it read.
+_from_process: dict[tuple[str | None, ...], Settings] = {}
+
+
 class SettingsError(ValueError):
     """A variable holds a value that cannot be used; the message names the variable."""
 
@@ -76,8 +80,23 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read and check every variable (see the README's configuration table)."""
-        env = _Reader(os.environ if environ is None else environ)
+        """Read and check every variable (see the README's configuration table).
+
+        From the process's environment, the settings are made once per set of values (and
+        working directory, which a relative home resolves against): the resources ask for them
+        on every write, thousands of times in a run over thousands of symbols.
+        """
+        if environ is not None:
+            return cls._read(environ)
+        key = (os.getcwd(), os.environ.get("HOME"), *(os.environ.get(v) for v in VARIABLES))
+        found = _from_process.get(key)
+        if found is None:  # an invalid value raises every time, and is never kept
+            found = _from_process[key] = cls._read(os.environ)
+        return found
+
+    @classmethod
+    def _read(cls, environ: Mapping[str, str]) -> Settings:
+        env = _Reader(environ)
         return cls(
             polygon_api_key=env.text("POLYGON_API_KEY"),
             polygon_base_url=env.text("POLYGON_BASE_URL"),

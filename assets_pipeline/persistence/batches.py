@@ -64,7 +64,7 @@ class BatchResult:
         return (
             f"batch {self.batch_id} ({self.kind}) {iso_utc(self.started_at)} ->"
             f" {iso_utc(self.ended_at)} in {self.duration_ms} ms: updated"
-            f" {len(self.updated)} [{', '.join(self.updated)}], failed {len(self.failed)}"
+            f" {len(self.updated)} [{_names(self.updated)}], failed {len(self.failed)}"
             f" [{failed}], deferred {len(self.deferred)}, queue processed"
             f" {self.queue_processed} remaining {self.queue_remaining},"
             f" API calls {self.api_calls}, budget waits {self.budget_waits}"
@@ -144,3 +144,13 @@ def batch_totals(engine: sa.Engine) -> dict[str, int]:
         "api_calls": sum(r.api_calls for r in rows),
         "budget_waits": sum(r.budget_waits for r in rows),
     }
+
+
+#: How many symbols a batch's log line names; the rest are counted (the batch row has them all).
+LOGGED_NAMES = 50
+
+
+def _names(symbols: list[str]) -> str:
+    shown = ", ".join(symbols[:LOGGED_NAMES])
+    more = len(symbols) - LOGGED_NAMES
+    return f"{shown} and {more} more" if more > 0 else shown

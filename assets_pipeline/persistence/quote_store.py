@@ -34,6 +34,9 @@ CHANNEL_TEMPLATE = "{namespace}asset:update:{symbol}"
 MAX_ERROR_LENGTH = 2000
 #: Polygon's provider id per database URL, for this process.
 _provider_ids: dict[str, int] = {}
+#: Symbol ids per (database URL, symbol), once seen committed: a run writes thousands of quotes,
+#: and a symbol's id does not change. A row deleted meanwhile is found again (`write_quote`).
+_symbol_ids: dict[tuple[str, str], int] = {}
 
 
 @dataclass(frozen=True)
@@ -77,17 +80,35 @@ class QuoteStore:
     def __init__(self, engine: sa.Engine, namespace: str = "") -> None:
         self.engine = engine
         self.namespace = namespace
+        self._database = engine.url.render_as_string(hide_password=False)  # the caches' key
 
     # --- registration ------------------------------------------------------------------------
 
     def register_symbols(self, specs: Iterable[SymbolSpec]) -> int:
         """Add configured symbols that `trading.symbols` lacks; return how many were added."""
-        added = 0
         with self.engine.begin() as conn:
             provider_id = self._provider(conn)
-            for spec in specs:
-                added += self._ensure_symbol(conn, spec, provider_id)[1]
-        return added
+            return self._ensure_symbols(conn, list(specs), provider_id)[1]
+
+    def _ensure_symbols(
+        self, conn: sa.Connection, specs: list[SymbolSpec], provider_id: int
+    ) -> tuple[dict[str, int], int]:
+        """(symbol ids by symbol, how many rows were inserted now) for many symbols, each with
+        its sync status row, in a few statements per thousand symbols rather than a few per
+        symbol (a run over thousands of symbols starts with this)."""
+        ids = _ids_of(conn, (spec.symbol for spec in specs))
+        missing = [spec for spec in specs if spec.symbol not in ids]
+        for spec in missing:  # rare: a symbol's first run
+            ids[spec.symbol] = self._ensure_symbol(conn, spec, provider_id)[0]
+        with_status = _with_status(conn, ids.values(), provider_id)
+        rows = [
+            {"ticker_id": i, "provider_id": provider_id, "sync_status": "pending"}
+            for i in ids.values()
+            if i not in with_status
+        ]
+        if rows:
+            conn.execute(dialect_insert(conn, data_sync_status).on_conflict_do_nothing(), rows)
+        return ids, len(missing)
 
     def _provider(self, conn: sa.Connection) -> int:
         """Polygon's row in `data_sources.api_providers`. Its id is cached per database for the
@@ -154,10 +175,14 @@ class QuoteStore:
         if quote.symbol != spec.symbol:
             raise ValueError(f"quote for {quote.symbol!r} handed to the writer for {spec.symbol}")
         now = clock.utcnow()
+        key = (self._database, spec.symbol)
         with self.engine.begin() as conn:
             provider_id = self._provider(conn)
-            symbol_id, _ = self._ensure_symbol(conn, spec, provider_id)
-            meta = _locked_metadata(conn, symbol_id)
+            symbol_id = _symbol_ids.get(key)
+            meta = None if symbol_id is None else _locked_metadata(conn, symbol_id)
+            if symbol_id is None or meta is None:
+                symbol_id, _ = self._ensure_symbol(conn, spec, provider_id)
+                meta = _locked_metadata(conn, symbol_id) or {}
             stored = _stored_time(meta)
             self._upsert_status(conn, symbol_id, provider_id, "success", None, now)
             if stored is not None and stored >= quote.quote_time:
@@ -170,6 +195,7 @@ class QuoteStore:
             _set_last_update(conn, symbol_id, meta, quote, now)
             _insert_history(conn, symbol_id, spec, quote, partition_date, run_id, now)
             event_id = self._add_event(conn, spec, quote, now)
+        _symbol_ids[key] = symbol_id
         return WriteOutcome(
             written=True, event_id=event_id, stored_quote_time=stored, reason="written"
         )
@@ -209,13 +235,19 @@ class QuoteStore:
             return {}
         with self.engine.begin() as conn:
             provider_id = self._provider(conn)
-            now = clock.utcnow()
-            before: dict[str, str] = {}
-            for spec in specs:
-                symbol_id, _ = self._ensure_symbol(conn, spec, provider_id)
-                before[spec.symbol] = self._status_of(conn, symbol_id, provider_id)
-                self._set_status(conn, symbol_id, provider_id, "in_progress", now)
-        return before
+            ids, _ = self._ensure_symbols(conn, specs, provider_id)
+            status_of = _statuses(conn, ids.values(), provider_id)
+            for chunk in _chunks_of(list(ids.values())):
+                conn.execute(
+                    sa.update(data_sync_status)
+                    .where(
+                        data_sync_status.c.ticker_id.in_(chunk),
+                        data_sync_status.c.provider_id == provider_id,
+                    )
+                    .values(sync_status="in_progress", updated_at=clock.utcnow())
+                )
+        _symbol_ids.update({(self._database, symbol): i for symbol, i in ids.items()})
+        return {symbol: status_of[i] for symbol, i in ids.items()}
 
     def restore_status(self, spec: SymbolSpec, status: str) -> None:
         """Put back the status a symbol had before `start_refresh` (it was not refreshed, and
@@ -365,9 +397,36 @@ _CHUNK = 1000
 
 
 def _chunks(items: Iterable[str]) -> Iterable[list[str]]:
-    batch = list(dict.fromkeys(items))
-    for start in range(0, len(batch), _CHUNK):
-        yield batch[start : start + _CHUNK]
+    return _chunks_of(list(dict.fromkeys(items)))
+
+
+def _chunks_of(items: list[Any]) -> Iterable[list[Any]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]
+
+
+def _ids_of(conn: sa.Connection, wanted: Iterable[str]) -> dict[str, int]:
+    """The ids of the symbols `trading.symbols` has, by symbol."""
+    ids: dict[str, int] = {}
+    for chunk in _chunks(wanted):
+        query = sa.select(symbols.c.symbol, symbols.c.id).where(symbols.c.symbol.in_(chunk))
+        ids.update({row.symbol: row.id for row in conn.execute(query)})
+    return ids
+
+
+def _statuses(conn: sa.Connection, ids: Iterable[int], provider_id: int) -> dict[int, str]:
+    """The Polygon sync status of each symbol id that has a row."""
+    found: dict[int, str] = {}
+    for chunk in _chunks_of(list(ids)):
+        query = sa.select(data_sync_status.c.ticker_id, data_sync_status.c.sync_status).where(
+            data_sync_status.c.ticker_id.in_(chunk), data_sync_status.c.provider_id == provider_id
+        )
+        found.update({row.ticker_id: row.sync_status for row in conn.execute(query)})
+    return found
+
+
+def _with_status(conn: sa.Connection, ids: Iterable[int], provider_id: int) -> set[int]:
+    return set(_statuses(conn, ids, provider_id))
 
 
 def _stored_quote(symbol: str, meta: dict[str, Any], precision: int | None) -> Quote | None:
@@ -391,13 +450,13 @@ def _stored_quote(symbol: str, meta: dict[str, Any], precision: int | None) -> Q
     )
 
 
-def _locked_metadata(conn: sa.Connection, symbol_id: int) -> dict[str, Any]:
+def _locked_metadata(conn: sa.Connection, symbol_id: int) -> dict[str, Any] | None:
     """The symbol row's metadata, the row locked until the transaction ends: two writers of one
-    symbol serialize, so the older quote never wins."""
+    symbol serialize, so the older quote never wins. None if there is no such row."""
     row = conn.execute(
         sa.select(symbols.c.meta).where(symbols.c.id == symbol_id).with_for_update()
-    ).one()
-    return _metadata_dict(row.meta)
+    ).one_or_none()
+    return None if row is None else _metadata_dict(row.meta)
 
 
 def _set_last_update(

@@ -86,3 +86,22 @@ def test_the_list_of_variables_is_exactly_what_settings_read():
     environ = Recording()
     Settings.from_env(environ)
     assert environ.read == set(VARIABLES)
+
+
+def test_the_process_settings_follow_the_environment_and_are_read_once_per_set_of_values(
+    monkeypatch, tmp_path
+):
+    """Resources ask for the settings on every write; the environment is parsed again only
+    when a value (or the working directory a relative home resolves against) changed."""
+    monkeypatch.setenv("POLYGON_RATE_LIMIT_CALLS", "7")
+    first = Settings.from_env()
+    assert Settings.from_env() is first and first.rate_limit_calls == 7
+    monkeypatch.setenv("POLYGON_RATE_LIMIT_CALLS", "8")
+    assert Settings.from_env().rate_limit_calls == 8
+    monkeypatch.setenv("ASSETS_PIPELINE_HOME", "relative-home")
+    monkeypatch.chdir(tmp_path)
+    assert Settings.from_env().home == tmp_path.resolve() / "relative-home"
+    monkeypatch.setenv("POLYGON_RATE_LIMIT_CALLS", "many")
+    for _ in range(2):  # a bad value is refused every time, never remembered as good
+        with pytest.raises(SettingsError, match="POLYGON_RATE_LIMIT_CALLS"):
+            Settings.from_env()

@@ -17,6 +17,7 @@ from assets_pipeline.persistence import quote_store
 from assets_pipeline.persistence.database import get_engine, migrate_database
 from assets_pipeline.persistence.quote_store import QuoteStore
 from assets_pipeline.persistence.schema import (
+    data_sync_status,
     event_outbox,
     quote_history,
     symbols,
@@ -275,3 +276,65 @@ def test_a_quote_written_after_the_check_read_its_status_is_not_marked_stale(
     for symbol in ("EURUSD", "AUDUSD"):
         status = checker.sync_status(symbol)
         assert (status["sync_status"], status["last_sync_timestamp"]) == ("success", later)
+
+
+def many_symbols(count):
+    from assets_pipeline.config.registry import AssetType, SymbolSpec, Tier
+
+    return [
+        SymbolSpec(
+            symbol=f"S{i:05d}",
+            polygon_ticker="C:EURUSD",
+            asset_type=AssetType.FOREX,
+            tier=Tier.LOW,
+            name=f"Symbol {i}",
+            base_asset="EUR",
+            quote_asset="USD",
+            price_precision=5,
+        )
+        for i in range(count)
+    ]
+
+
+def test_a_run_over_thousands_of_symbols_starts_and_reads_in_a_few_statements(store):
+    """Starting a refresh of 2,500 registered symbols, and reading their stored quotes and
+    statuses, takes a few statements per thousand symbols: none per symbol, so a run over 5,000
+    symbols does not pay a round trip per symbol before its first call."""
+    specs = many_symbols(2500)
+    store.register_symbols(specs)
+    statements = []
+    sa.event.listen(store.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    before = store.start_refresh(specs)
+    store.latest_quotes(s.symbol for s in specs)
+    store.sync_statuses(s.symbol for s in specs)
+    assert before == {s.symbol: "pending" for s in specs}
+    assert store.sync_status("S02499")["sync_status"] == "in_progress"
+    assert len(statements) < 30, len(statements)
+
+
+def test_a_symbol_row_deleted_after_a_write_is_registered_again_on_the_next(store, registry):
+    """The writer remembers each symbol's id for the process; a row the platform deleted
+    meanwhile is found missing and made again, and the quote lands."""
+    spec = registry.get("EURUSD")
+    store.write_quote(spec, quote(), DAY)
+    with store.engine.begin() as conn:
+        symbol_id = conn.execute(sa.select(symbols.c.id).where(symbols.c.symbol == "EURUSD"))
+        symbol_id = symbol_id.scalar_one()
+        for table in (quote_history, data_sync_status):
+            column = table.c.symbol_id if table is quote_history else table.c.ticker_id
+            conn.execute(sa.delete(table).where(column == symbol_id))
+        conn.execute(sa.delete(symbols).where(symbols.c.id == symbol_id))
+    later = T0 + dt.timedelta(minutes=1)
+    outcome = store.write_quote(spec, quote(at=later), DAY)
+    assert outcome.written
+    assert store.latest_quote("EURUSD").quote_time == later
+
+
+def test_a_batch_log_line_names_fifty_symbols_and_counts_the_rest():
+    """A run over 5,000 symbols logs one readable line, not 5,000 names (the batch row and the
+    run's metadata keep them all)."""
+    from assets_pipeline.persistence.batches import BatchResult
+
+    updated = [f"S{i:05d}" for i in range(5000)]
+    line = BatchResult("b", "manual", None, T0, T0, updated=updated).log_line()
+    assert "S00049 and 4950 more" in line and "S00050" not in line

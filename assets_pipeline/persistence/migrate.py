@@ -15,15 +15,15 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 
 from assets_pipeline.persistence.schema import DATA_SOURCES, VERSION_TABLE, SchemaError
+
+if TYPE_CHECKING:  # Alembic is imported when a database is first used, not with the location
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 #: The revisions, shipped inside the package (package data in pyproject.toml).
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -32,6 +32,8 @@ _MIGRATION_LOCK_KEY = 724_311_906
 
 
 def _config(**attributes: object) -> Config:
+    from alembic.config import Config
+
     config = Config(output_buffer=attributes.pop("output", None))
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes.update(attributes)
@@ -40,6 +42,8 @@ def _config(**attributes: object) -> Config:
 
 @functools.cache
 def _script() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(_config())
 
 
@@ -55,6 +59,8 @@ def current(conn: sa.Connection) -> str | None:
     """The database's revision, or None when it was never migrated."""
     schema = None if conn.dialect.name == "sqlite" else DATA_SOURCES
     options = {"version_table": VERSION_TABLE, "version_table_schema": schema}
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(conn, opts=options).get_current_revision()
 
 
@@ -63,6 +69,8 @@ def upgrade(engine: sa.Engine, revision: str = "head") -> tuple[str | None, str 
     with engine.begin() as conn:
         _take_turn(conn)
         before = current(conn)
+        from alembic import command
+
         command.upgrade(_config(connection=conn), revision)
         return before, current(conn)
 
@@ -71,11 +79,15 @@ def downgrade(engine: sa.Engine, revision: str) -> None:
     """Undo the revisions after `revision` ("base": all). See each revision for what it keeps."""
     with engine.begin() as conn:
         _take_turn(conn)
+        from alembic import command
+
         command.downgrade(_config(connection=conn), revision)
 
 
 def upgrade_sql(output: TextIO) -> None:
     """Write the PostgreSQL script of the upgrade from nothing to head, for a DBA (offline)."""
+    from alembic import command
+
     command.upgrade(_config(output=output), "head", sql=True)
 
 

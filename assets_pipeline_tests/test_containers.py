@@ -225,7 +225,8 @@ def test_make_and_the_image_install_with_the_same_script_and_constraints(tmp_pat
     for command in dev + image_install:
         assert " ".join(constraint) in " ".join(command), command
     assert dev[-1][-2:] == ["--editable", ".[dev]"]  # the test tools, for CI only
-    assert image_install[-1][-1] == "."
+    # the image adds dagster-k8s: each run of the chart's K8sRunLauncher is a pod of this image
+    assert image_install[-1][-1] == ".[k8s]"
     assert dev[0] == image_install[0]  # the same pip, from the same constraints
 
 

@@ -77,7 +77,11 @@ def refresh(
     )
     materialized = {
         m.asset_key.path[-1]: {k: v.value for k, v in m.metadata.items()}
-        for m in result.asset_materializations_for_node("quotes")
+        for m in (
+            e.step_materialization_data.materialization
+            for e in result.all_events
+            if e.is_step_materialization
+        )
     }
     specs = [s for s in registry if not tier or s.tier.value == tier]
     _print_table([TABLE_HEADER, *(_row(spec, materialized.get(spec.symbol)) for spec in specs)])

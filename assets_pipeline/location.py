@@ -112,7 +112,7 @@ def _assemble(registry: Registry, settings: Settings) -> dg.Definitions:
         freshness_job(registry),
     ]
     return dg.Definitions(
-        assets=[assets],
+        assets=assets,
         jobs=[*jobs, prune_old_rows],
         schedules=[*schedules, prune_daily],
         sensors=[
@@ -122,7 +122,7 @@ def _assemble(registry: Registry, settings: Settings) -> dg.Definitions:
             build_queue_catch_up_sensor(registry),
             event_outbox_relay,
             build_run_failure_alert([*jobs, prune_old_rows]),
-            build_check_failure_alert(list(assets.check_keys)),
+            build_check_failure_alert([key for a in assets for key in a.check_keys]),
         ],
         resources=build_resources(settings),
         # Every job here is one step (see assets.py): running it in the run's own process saves

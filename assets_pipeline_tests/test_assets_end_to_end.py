@@ -27,7 +27,13 @@ from assets_pipeline.persistence.schema import event_outbox, quote_history, symb
 from assets_pipeline.rules.quotes import Quote
 from assets_pipeline.rules.run_kinds import run_tags
 from assets_pipeline.simulator import Fault, PolygonSimulator
-from assets_pipeline_tests.conftest import REDIS_URL, live_day, on_the_live_day, refused_as_past
+from assets_pipeline_tests.conftest import (
+    REDIS_URL,
+    live_day,
+    on_the_live_day,
+    refused_as_past,
+    symbol_entry,
+)
 
 SECRET = "sk-live-7f3e9a1c5b2d4e6f8a0b-DO-NOT-LEAK"
 CRITICAL = ["XAUUSD", "EURUSD", "BTCUSD"]
@@ -473,7 +479,7 @@ def test_a_downstream_asset_reads_the_latest_quote_through_the_io_manager(pipeli
 
     defs = pipeline.defs()
     result = dg.materialize(
-        [eurusd_mid, build_quote_assets(registry)],
+        [eurusd_mid, *build_quote_assets(registry)],
         selection=[eurusd_mid],
         partition_key=live_day(),  # the reader loads the latest quote on any day
         resources=defs.resources,
@@ -504,7 +510,7 @@ def test_a_downstream_asset_reads_a_past_days_bars_as_a_dataframe(pipeline):
         seen["bars"] = eurusd
 
     result = dg.materialize(
-        [eurusd_day, build_quote_assets(registry)],
+        [eurusd_day, *build_quote_assets(registry)],
         selection=[eurusd_day],
         partition_key=day,
         resources=pipeline.defs().resources,
@@ -780,3 +786,39 @@ def test_a_past_day_that_cannot_be_fetched_stays_missing_without_failing_the_run
     assert bars_of(pipeline, "EURUSD") == []
     tags = pipeline.instance.get_run_by_id(result.run_id).tags
     assert tags["history/missing"] == "EURUSD"
+
+
+def test_over_250_symbols_a_run_is_one_step_and_one_batch_call_per_250(pipeline, tmp_path):
+    """600 symbols are three multi-assets of at most 250 (`quotes`, `quotes_2`, `quotes_3`, in
+    priority order): Dagster's step pays, for each output, for every output of the step, so a
+    step's size is bounded, not the file's. Refreshing them all is three steps in the run's one
+    process, one `batch` call each, every quote stored, one batch recorded per step."""
+    tickers = [f"C:{b}{q}" for b in ("EUR", "GBP", "USD", "JPY") for q in ("CHF", "CAD", "NZD")]
+    entries = [
+        symbol_entry(
+            symbol=f"S{i:03d}",
+            polygon_ticker=tickers[i % len(tickers)],
+            base_asset=tickers[i % len(tickers)][2:5],
+            quote_asset=tickers[i % len(tickers)][5:],
+            tier="critical" if i < 3 else "low",
+        )
+        for i in range(600)
+    ]
+    path = tmp_path / "symbols.yaml"
+    path.write_text(yaml.safe_dump({"symbols": entries, "queue": {"max_size": 600}}))
+    defs = pipeline.defs(path)
+    sizes = {a.node_def.name: len(a.keys) for a in defs.resolve_asset_graph().assets_defs}
+    assert sizes == {"quotes": 250, "quotes_2": 250, "quotes_3": 100}
+    result = pipeline.run("refresh_quotes", symbols_file=path, mode="batch")
+    assert result.success
+    steps = {e.step_key for e in result.all_events if e.is_step_success}
+    assert steps == {"quotes", "quotes_2", "quotes_3"}
+    assert len(pipeline.api_requests()) == 3
+    stored = pipeline.store.last_syncs()
+    assert len([s for s in stored if s.startswith("S")]) == 600
+    with pipeline.store.engine.connect() as conn:
+        ids = set(
+            conn.execute(sa.text("SELECT batch_id FROM data_sources.refresh_batches")).scalars()
+        )
+    run_id = result.run_id
+    assert ids == {run_id, f"{run_id}/quotes_2", f"{run_id}/quotes_3"}

@@ -24,6 +24,7 @@ import yaml
 from assets_pipeline.config.settings import Settings
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.cadence import (
+    BATCH_TICKERS,
     DEFAULT_TIERS,
     BudgetShape,
     CadenceError,
@@ -53,6 +54,9 @@ DEFAULT_HISTORY_BAR_SECONDS = 300
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 #: Far above any real symbols file (10,000 symbols are about 2 million characters).
 MAX_FILE_CHARACTERS = 50_000_000
+#: Symbols per multi-asset: what one `batch` snapshot call takes. Dagster's step execution pays
+#: per yielded output for every output of the step, so a step's size is bounded, not the file's.
+STEP_SYMBOLS = BATCH_TICKERS
 
 
 class RegistryError(ValueError):
@@ -146,6 +150,21 @@ class Registry:
     def by_priority(self, specs: Iterable[SymbolSpec]) -> list[SymbolSpec]:
         """Tier first, then the order of the symbols file."""
         return sorted(specs, key=lambda s: (s.tier.rank, self._positions[s.symbol]))
+
+    @functools.cached_property
+    def steps(self) -> list[list[SymbolSpec]]:
+        """The symbols in priority order, cut into groups of at most `STEP_SYMBOLS`: each group
+        is one multi-asset, so one step and at most one `batch` call (see `defs/assets.py`)."""
+        ordered = self.by_priority(self.symbols)
+        return [ordered[i : i + STEP_SYMBOLS] for i in range(0, len(ordered), STEP_SYMBOLS)]
+
+    @functools.cached_property
+    def _steps_of(self) -> dict[str, int]:
+        return {spec.symbol: n for n, group in enumerate(self.steps) for spec in group}
+
+    def step_of(self, symbol: str) -> int:
+        """Which of `steps` holds the symbol (-1 for one no longer configured)."""
+        return self._steps_of.get(symbol, -1)
 
     def trading(self, specs: Iterable[SymbolSpec], at: dt.datetime) -> list[SymbolSpec]:
         """The symbols whose market is open at `at`, in their order: the one place that
@@ -250,7 +269,8 @@ def _yaml(text: str, file: Path) -> Any:
     if len(text) > MAX_FILE_CHARACTERS:
         raise RegistryError(f"{file}: larger than {MAX_FILE_CHARACTERS:,} characters")
     try:
-        for event in yaml.parse(text, Loader=_LOADER):
+        # an alias is written `*name`: a file without a `*` has none, and skips the scan
+        for event in yaml.parse(text, Loader=_LOADER) if "*" in text else ():
             if isinstance(event, yaml.AliasEvent):
                 raise RegistryError(
                     f"{file}: line {event.start_mark.line + 1}: an alias (*{event.anchor}):"

@@ -67,17 +67,26 @@ def _spec(symbol: SymbolSpec, registry: Registry) -> dg.AssetSpec:
     ).with_io_manager_key(QUOTE_IO_MANAGER_KEY)
 
 
-def build_quote_assets(registry: Registry) -> dg.AssetsDefinition:
-    """The multi-asset holding every configured symbol and every check."""
+def build_quote_assets(registry: Registry) -> list[dg.AssetsDefinition]:
+    """The multi-assets holding every configured symbol and every check: one per
+    `registry.steps` group (`quotes`, then `quotes_2`, ...), a single one up to 250 symbols."""
+    return [
+        _quotes_multi_asset(registry, "quotes" if n == 0 else f"quotes_{n + 1}", group)
+        for n, group in enumerate(registry.steps)
+    ]
 
+
+def _quotes_multi_asset(
+    registry: Registry, name: str, symbols: list[SymbolSpec]
+) -> dg.AssetsDefinition:
     @dg.multi_asset(
-        name="quotes",
-        specs=[_spec(s, registry) for s in registry],
+        name=name,
+        specs=[_spec(s, registry) for s in symbols],
         can_subset=True,
         partitions_def=quotes_partitions(registry),
         # a backfill of many days is one run, and each symbol's range one request
         backfill_policy=dg.BackfillPolicy.single_run(),
-        check_specs=check_specs(registry),
+        check_specs=check_specs(registry, symbols),
         allow_arbitrary_check_specs=True,  # made from the same registry: see the docstring
         description="Today: refresh the selected symbols' quotes from Polygon in as few calls"
         " as the snapshot mode allows. A past day: store that day's bars. Checks alone: judge"
@@ -167,7 +176,7 @@ def _start_refresh(
         registry,
         (key.path[-1] for key in context.selected_asset_keys),
         kind,
-        batch_id=tags.get(BATCH_TAG) or context.run.run_id,
+        batch_id=tags.get(BATCH_TAG) or _step_batch_id(context),
         run_id=context.run.run_id,
     )
     mode = polygon.effective_mode()
@@ -181,6 +190,13 @@ def _start_refresh(
         raise dg.Failure(f"cannot refresh {kind} symbols: {exc}", allow_retries=False) from exc
     queue = RefreshQueue(database.engine(), registry.queue)
     return Refresh(plan, client, database.quote_store(), queue, polygon.mode(), context.log)
+
+
+def _step_batch_id(context: dg.AssetExecutionContext) -> str:
+    """The run's id; a run over more than one step's symbols (over 250) records one batch per
+    step, `<run id>/quotes_2` and so on after the first."""
+    step = context.op_execution_context.op.name
+    return context.run.run_id if step == "quotes" else f"{context.run.run_id}/{step}"
 
 
 def _report(context: dg.AssetExecutionContext, batch: BatchResult, refresh: Refresh) -> None:

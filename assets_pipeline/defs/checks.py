@@ -36,12 +36,12 @@ FRESHNESS_CHECKS = (FRESH, QUOTE_AGE)
 CHECK_JOB = "check_freshness"
 
 
-def check_specs(registry: Registry) -> list[dg.AssetCheckSpec]:
-    """Every symbol's checks: quality, freshness and quote age."""
-    return [*quality_check_specs(registry), *_freshness_specs(registry)]
+def check_specs(registry: Registry, symbols: list[SymbolSpec]) -> list[dg.AssetCheckSpec]:
+    """The symbols' checks: quality, freshness and quote age."""
+    return [*quality_check_specs(registry, symbols), *_freshness_specs(registry, symbols)]
 
 
-def quality_check_specs(registry: Registry) -> list[dg.AssetCheckSpec]:
+def quality_check_specs(registry: Registry, symbols: list[SymbolSpec]) -> list[dg.AssetCheckSpec]:
     """Checked by the refresh itself, for each quote it is about to store."""
     policy = registry.quality
     description = (
@@ -52,7 +52,7 @@ def quality_check_specs(registry: Registry) -> list[dg.AssetCheckSpec]:
     )
     return [
         dg.AssetCheckSpec(QUALITY_CHECK, asset=quote_asset_key(s.symbol), description=description)
-        for s in registry
+        for s in symbols
     ]
 
 
@@ -97,9 +97,9 @@ def freshness_results(
     _mark_stale(log, store, stale)
 
 
-def _freshness_specs(registry: Registry) -> list[dg.AssetCheckSpec]:
+def _freshness_specs(registry: Registry, symbols: list[SymbolSpec]) -> list[dg.AssetCheckSpec]:
     specs = []
-    for spec in registry:
+    for spec in symbols:
         policy = registry.tiers[spec.tier]
         key = quote_asset_key(spec.symbol)
         specs.append(

@@ -115,7 +115,7 @@ def drain_tick(
     )
     batch_id = f"q-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     trading = {s.symbol for s in registry.trading(registry, now)}
-    claimed = queue.claim(calls, per_call, batch_id, eligible=trading)
+    claimed = queue.claim(calls, per_call, batch_id, eligible=trading, step_of=registry.step_of)
     if not claimed:
         return dg.SkipReason(f"{waiting} waiting, none whose market is open{note}")
     return dg.RunRequest(

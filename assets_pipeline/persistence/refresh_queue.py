@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections import Counter
-from collections.abc import Container, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -136,15 +136,17 @@ class RefreshQueue:
         batch_id: str,
         now: dt.datetime | None = None,
         eligible: set[str] | None = None,
+        step_of: Callable[[str], int] | None = None,
     ) -> list[QueueItem]:
         """Take the next items for `slots` API calls and mark them in flight for `batch_id`.
-        Items outside `eligible` (their market is closed) keep their place in the queue."""
+        Items outside `eligible` (their market is closed) keep their place in the queue; with
+        `step_of`, the batch keeps to the step of its first item (`queue_rules.next_batch`)."""
         now = now or clock.utcnow()
         with self.engine.begin() as conn:
             items = self._locked(conn)
             if eligible is not None:
                 items = [i for i in items if i.symbol in eligible]
-            chosen = next_batch(items, slots, per_call)
+            chosen = next_batch(items, slots, per_call, step_of)
             claimed = [
                 dataclasses.replace(item, status=IN_FLIGHT, batch_id=batch_id, claimed_at=now)
                 for item in chosen

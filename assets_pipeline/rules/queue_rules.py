@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from assets_pipeline.rules.cadence import BATCH_TICKERS
@@ -180,11 +180,21 @@ def claim_size(
     return free_slots + lookahead, 1
 
 
-def next_batch(items: Iterable[QueueItem], slots: int, per_call: int) -> list[QueueItem]:
-    """The next items to refresh: `slots` API calls, each covering `per_call` symbols."""
+def next_batch(
+    items: Iterable[QueueItem],
+    slots: int,
+    per_call: int,
+    step_of: Callable[[str], int] | None = None,
+) -> list[QueueItem]:
+    """The next items to refresh: `slots` API calls, each covering `per_call` symbols. With
+    `step_of`, only items of the first one's step (the multi-asset that holds it): a batch that
+    spanned two would be two steps, and two calls where one was counted."""
     if slots <= 0:
         return []
     waiting = sorted((i for i in items if i.status == QUEUED), key=order_key)
+    if step_of is not None and waiting:
+        first = step_of(waiting[0].symbol)
+        waiting = [i for i in waiting if step_of(i.symbol) == first]
     return waiting[: slots * per_call]
 
 

@@ -185,3 +185,13 @@ def test_overdue_symbols_are_those_not_refreshed_within_their_cadence_nor_queued
     }
     owed = overdue(candidates, last_sync, {"AUDUSD"}, at(600))
     assert owed == [("USDJPY", Tier.HIGH), ("USDCAD", Tier.MEDIUM)]  # USDCAD: never synced
+
+
+def test_a_batch_keeps_to_the_step_of_its_first_symbol():
+    """With more than 250 symbols the quotes are several multi-assets (steps); a queue batch that
+    spanned two would be two steps and two calls where the drain counted one. It takes only the
+    first item's step, and the rest keep their place for the next batch."""
+    items = [item("HIGH1", Tier.HIGH, 0), item("MED1", Tier.MEDIUM, 0), item("HIGH2", Tier.HIGH, 9)]
+    steps = {"HIGH1": 0, "HIGH2": 0, "MED1": 1}
+    batch = next_batch(items, slots=1, per_call=250, step_of=steps.__getitem__)
+    assert [i.symbol for i in batch] == ["HIGH1", "HIGH2"]

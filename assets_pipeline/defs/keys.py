@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import dagster as dg
 
 QUOTES_PREFIX = "quotes"
@@ -9,7 +11,9 @@ QUOTE_IO_MANAGER_KEY = "quote_io_manager"
 QUALITY_CHECK = "quote_quality"
 
 
+@functools.cache
 def quote_asset_key(symbol: str) -> dg.AssetKey:
+    """`quotes/<SYMBOL>`, made once per symbol (a run over thousands asks for each many times)."""
     return dg.AssetKey([QUOTES_PREFIX, symbol])
 
 

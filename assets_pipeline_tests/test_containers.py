@@ -290,7 +290,12 @@ def test_the_code_server_command_is_the_same_in_the_image_compose_the_chart_and_
 
 def test_compose_runs_the_five_services_and_the_webserver_and_daemon_load_the_code_server():
     services = compose()["services"]
-    assert set(services) == {"postgres", "redis", "code-server", "webserver", "daemon"}
+    assert set(services) == {"postgres", "redis", "migrate", "code-server", "webserver", "daemon"}
+    # the one shot before the services: Dagster's tables, then the trading database's
+    assert services["migrate"]["command"] == [
+        "sh", "-c", "dagster instance migrate && assets-pipeline migrate",
+    ]  # fmt: skip
+    assert services["migrate"]["restart"] == "no"
     workspace_path = "/opt/dagster/workspace.yaml"
     assert services["webserver"]["command"] == [
         "dagster-webserver", "-h", "0.0.0.0", "-p", "3000", "-w", workspace_path,
@@ -310,7 +315,12 @@ def test_compose_runs_the_five_services_and_the_webserver_and_daemon_load_the_co
 def test_every_compose_service_has_a_healthcheck_and_starts_after_what_it_needs_is_healthy():
     services = compose()["services"]
     for name, service in services.items():
-        assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+        if name != "migrate":  # a one shot: the code server waits for it to complete
+            assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+    assert services["code-server"]["depends_on"].pop("migrate") == {
+        "condition": "service_completed_successfully"
+    }
+    assert services["migrate"]["depends_on"] == {"postgres": {"condition": "service_healthy"}}
     needs = {
         "code-server": {"postgres", "redis"},
         "webserver": {"postgres", "code-server"},
@@ -402,6 +412,8 @@ def test_only_the_code_server_gets_the_projects_secrets_in_compose():
     for name in ("webserver", "daemon", "postgres", "redis"):
         environment = services[name].get("environment", {})
         assert not set(SECRETS) & set(environment), name
+    # the one-shot migration needs the trading database, and nothing else of the project's
+    assert set(SECRETS) & set(services["migrate"]["environment"]) == {"TRADING_DATABASE_URL"}
     code_server = services["code-server"]["environment"]
     for name in (*SECRETS, "DAGSTER_PG_PASSWORD"):
         # from deploy/.env: required, but for the alert webhook (unset, no alert is posted)

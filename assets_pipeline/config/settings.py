@@ -49,6 +49,8 @@ VARIABLES = (
 )
 
 
+#: What `Settings.from_env()` of the process's environment depends on, besides the directory.
+_KEYED = (*VARIABLES, "HOME")
 #: `Settings.from_env()` of the process's environment, by the values it read.
 _from_process: dict[tuple[str | None, ...], Settings] = {}
 
@@ -88,7 +90,7 @@ class Settings:
         """
         if environ is not None:
             return cls._read(environ)
-        key = (os.getcwd(), os.environ.get("HOME"), *(os.environ.get(v) for v in VARIABLES))
+        key = (os.getcwd(), *map(os.environ.get, _KEYED))
         found = _from_process.get(key)
         if found is None:  # an invalid value raises every time, and is never kept
             found = _from_process[key] = cls._read(os.environ)

@@ -33,6 +33,7 @@ import yaml
 
 from assets_pipeline.config.registry import DEFAULT_SYMBOLS_FILE
 from assets_pipeline.config.settings import VARIABLES
+from assets_pipeline.persistence.database import dispose_engine, migrate_database
 from assets_pipeline.simulator.server import PolygonSimulator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -204,7 +205,8 @@ def bench_runs(instances: dict[str, dict[str, str]], runs: int) -> None:
     table(["DAGSTER STORAGE", "WALL S", "RANGE", "CPU S (user+sys)", "RUN S (Dagster)"], rows)
     print(
         "  WALL and CPU: the whole `dagster job execute` process (interpreter, Dagster, loading"
-        " the definitions, the run, its step process, exit). RUN: the run's own start to end, as"
+        " the definitions, the run and its one step in the same process, exit). RUN: the run's own"
+        " start to end, as"
         " Dagster recorded it."
     )
 
@@ -270,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     ):
         root = Path(tmp)
         trading_url = url.set(database=trading).render_as_string(hide_password=False)
+        migrate_database(trading_url)  # as a deployment does before its services start
+        dispose_engine(trading_url)
         env = clean_env(**project_settings(root, sim.url, trading_url))
         bench_load(env, args.runs)
         pg = {

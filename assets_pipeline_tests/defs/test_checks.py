@@ -65,6 +65,18 @@ def set_last_sync(store, symbol, at):
         )
 
 
+def point_at(monkeypatch, sim, pg_url, redis_namespace):
+    """The environment of a deployment on this simulator, database and Redis namespace."""
+    for name, value in {
+        "POLYGON_API_KEY": KEY,
+        "POLYGON_BASE_URL": sim.url,
+        "TRADING_DATABASE_URL": pg_url,
+        "REDIS_NAMESPACE": redis_namespace,
+        "POLYGON_RATE_LIMIT_CALLS": "100",
+    }.items():
+        monkeypatch.setenv(name, value)
+
+
 def ago(seconds):
     return dt.timedelta(seconds=seconds)
 
@@ -202,14 +214,7 @@ def test_every_materialization_checks_quality_and_warns_with_the_numbers(
         registry.get("EURUSD"), quote("EURUSD", "C:EURUSD", earlier, 2.0), earlier.date()
     )
     with PolygonSimulator(host="127.0.0.1", port=0, api_keys={KEY}) as sim:
-        for name, value in {
-            "POLYGON_API_KEY": KEY,
-            "POLYGON_BASE_URL": sim.url,
-            "TRADING_DATABASE_URL": pg_url,
-            "REDIS_NAMESPACE": redis_namespace,
-            "POLYGON_RATE_LIMIT_CALLS": "100",
-        }.items():
-            monkeypatch.setenv(name, value)
+        point_at(monkeypatch, sim, pg_url, redis_namespace)
         job = build_definitions(registry).resolve_job_def("refresh_critical")
         _, result = on_the_live_day(
             lambda day: job.execute_in_process(
@@ -240,14 +245,7 @@ def test_selecting_a_tier_with_its_checks_is_one_step_that_judges_freshness_afte
     store = QuoteStore(get_engine(pg_url))
     store.register_symbols(registry.in_tier(Tier.CRITICAL))
     with PolygonSimulator(host="127.0.0.1", port=0, api_keys={KEY}) as sim:
-        for name, value in {
-            "POLYGON_API_KEY": KEY,
-            "POLYGON_BASE_URL": sim.url,
-            "TRADING_DATABASE_URL": pg_url,
-            "REDIS_NAMESPACE": redis_namespace,
-            "POLYGON_RATE_LIMIT_CALLS": "100",
-        }.items():
-            monkeypatch.setenv(name, value)
+        point_at(monkeypatch, sim, pg_url, redis_namespace)
         defs = build_definitions(registry)
         _, result = on_the_live_day(
             lambda day: dg.materialize(

@@ -1,9 +1,11 @@
 """The asset factory: one software-defined asset `quotes/<SYMBOL>` per configured symbol.
 
-All symbols share one subsettable multi-asset, so that materializing many of them in one run is
-one step that fetches them together: one `/v3/snapshot` call per 250 tickers in `batch` mode.
-Separate per-symbol assets would each be a step, a process and at least one API call. Each symbol
-is still its own asset in the UI, with its own group (= tier), history, failures and checks.
+The symbols share subsettable multi-assets of up to 250 (one up to 250 symbols), so that
+materializing many of them in one run is one step per 250 that fetches them together: one
+`/v3/snapshot` call per step in `batch` mode. Separate per-symbol assets would each be a step and
+at least one API call; one multi-asset of thousands would make each step pay, for every output
+it yields, for every output it has (Dagster's `get_output_asset_keys`). Each symbol is still its
+own asset in the UI, with its own group (= tier), history, failures and checks.
 
 The checks are declared here too (see `checks.py`), so a tier selected with its checks is still
 one step. Built from `specs=`: the `outs=` form checks each check spec's asset against a list of

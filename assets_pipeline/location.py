@@ -125,7 +125,7 @@ def _assemble(registry: Registry, settings: Settings) -> dg.Definitions:
             build_check_failure_alert([key for a in assets for key in a.check_keys]),
         ],
         resources=build_resources(settings),
-        # Every job here is one step (see assets.py): running it in the run's own process saves
-        # starting a second Python for the step, the larger part of a refresh's cost.
+        # Every job here is one step (one per 250 symbols, see assets.py): running the steps in
+        # the run's own process saves starting a Python per step, most of a refresh's cost.
         executor=dg.in_process_executor,
     )

@@ -88,27 +88,28 @@ class QuoteStore:
         """Add configured symbols that `trading.symbols` lacks; return how many were added."""
         with self.engine.begin() as conn:
             provider_id = self._provider(conn)
-            return self._ensure_symbols(conn, list(specs), provider_id)[1]
+            return self._ensure_symbols(conn, list(specs), provider_id)[2]
 
     def _ensure_symbols(
         self, conn: sa.Connection, specs: list[SymbolSpec], provider_id: int
-    ) -> tuple[dict[str, int], int]:
-        """(symbol ids by symbol, how many rows were inserted now) for many symbols, each with
-        its sync status row, in a few statements per thousand symbols rather than a few per
-        symbol (a run over thousands of symbols starts with this)."""
+    ) -> tuple[dict[str, int], dict[int, str], int]:
+        """(symbol ids by symbol, sync status by id, how many symbol rows were inserted now)
+        for many symbols, each with its sync status row, in a few statements per thousand
+        symbols rather than a few per symbol (a run over thousands of symbols starts with this)."""
         ids = _ids_of(conn, (spec.symbol for spec in specs))
         missing = [spec for spec in specs if spec.symbol not in ids]
         for spec in missing:  # rare: a symbol's first run
             ids[spec.symbol] = self._ensure_symbol(conn, spec, provider_id)[0]
-        with_status = _with_status(conn, ids.values(), provider_id)
+        status_of = _statuses(conn, ids.values(), provider_id)
         rows = [
             {"ticker_id": i, "provider_id": provider_id, "sync_status": "pending"}
             for i in ids.values()
-            if i not in with_status
+            if i not in status_of
         ]
         if rows:
             conn.execute(dialect_insert(conn, data_sync_status).on_conflict_do_nothing(), rows)
-        return ids, len(missing)
+            status_of.update({row["ticker_id"]: "pending" for row in rows})
+        return ids, status_of, len(missing)
 
     def _provider(self, conn: sa.Connection) -> int:
         """Polygon's row in `data_sources.api_providers`. Its id is cached per database for the
@@ -235,8 +236,8 @@ class QuoteStore:
             return {}
         with self.engine.begin() as conn:
             provider_id = self._provider(conn)
-            ids, _ = self._ensure_symbols(conn, specs, provider_id)
-            status_of = _statuses(conn, ids.values(), provider_id)
+            ids, status_of, _ = self._ensure_symbols(conn, specs, provider_id)
+            now = clock.utcnow()
             for chunk in _chunks_of(list(ids.values())):
                 conn.execute(
                     sa.update(data_sync_status)
@@ -244,7 +245,7 @@ class QuoteStore:
                         data_sync_status.c.ticker_id.in_(chunk),
                         data_sync_status.c.provider_id == provider_id,
                     )
-                    .values(sync_status="in_progress", updated_at=clock.utcnow())
+                    .values(sync_status="in_progress", updated_at=now)
                 )
         _symbol_ids.update({(self._database, symbol): i for symbol, i in ids.items()})
         return {symbol: status_of[i] for symbol, i in ids.items()}
@@ -423,10 +424,6 @@ def _statuses(conn: sa.Connection, ids: Iterable[int], provider_id: int) -> dict
         )
         found.update({row.ticker_id: row.sync_status for row in conn.execute(query)})
     return found
-
-
-def _with_status(conn: sa.Connection, ids: Iterable[int], provider_id: int) -> set[int]:
-    return set(_statuses(conn, ids, provider_id))
 
 
 def _stored_quote(symbol: str, meta: dict[str, Any], precision: int | None) -> Quote | None:

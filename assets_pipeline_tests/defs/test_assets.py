@@ -57,7 +57,8 @@ def test_the_definitions_are_built_once_per_process_for_one_registry_and_setting
 
 def test_loading_the_code_location_and_the_cli_leaves_pandas_to_the_history_runs():
     """pandas (with numpy) costs as much to import as a third of Dagster; only a past day's bars
-    need it. Loading the location, the CLI and a refresh's code path must not import it."""
+    need it. Loading the location, the CLI and a refresh's code path must not import it, nor the
+    exchange calendars (which import pandas: market hours load them on first use)."""
     import subprocess
     import sys
 
@@ -65,7 +66,7 @@ def test_loading_the_code_location_and_the_cli_leaves_pandas_to_the_history_runs
         "import sys, assets_pipeline.definitions as d, assets_pipeline.cli;"
         " d.defs.resolve_asset_graph();"
         " d.defs.resolve_job_def('refresh_quotes');"
-        " print(sorted(m for m in ('pandas', 'numpy') if m in sys.modules))"
+        " print(sorted(m for m in ('pandas', 'numpy', 'exchange_calendars') if m in sys.modules))"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True

@@ -33,6 +33,7 @@ from assets_pipeline.persistence.retention import prune as prune_tables
 from assets_pipeline.persistence.schema import SchemaError
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.cadence import format_duration, next_tick, period_of_cron
+from assets_pipeline.rules.plans import LearntPlan
 from assets_pipeline.rules.queue_rules import QUEUED, QueueItem, drain_order
 from assets_pipeline.rules.quotes import iso_utc, parse_iso_utc
 from assets_pipeline.rules.retention import RetentionError, format_age, parse_age
@@ -102,10 +103,10 @@ def _row(spec: SymbolSpec, meta: dict[str, Any] | None) -> tuple[str, ...]:
         value = meta.get(key)
         return "-" if value is None else f"{float(value):.{precision}f}"
 
-    quote_time = parse_iso_utc(str(meta["quote_time"])).strftime("%Y-%m-%d %H:%M:%S")
+    data_time = parse_iso_utc(str(meta["data_time"])).strftime("%Y-%m-%d %H:%M:%S")
     result = "stored" if meta.get("written", True) else "unchanged"
     calls = str(meta.get("api_calls", "-"))
-    return (spec.symbol, price("bid"), price("ask"), price("last_price"), quote_time, calls, result)
+    return (spec.symbol, price("bid"), price("ask"), price("last_price"), data_time, calls, result)
 
 
 def _print_table(rows: list[tuple[str, ...]]) -> None:
@@ -201,6 +202,7 @@ def status_document(registry: Registry, settings: Settings | None = None) -> dic
         "last_critical_batch": last_critical[0].as_dict() if last_critical else None,
         "next_scheduled_runs": _next_runs(registry, settings),
         "priority_symbols": [s.symbol for s in registry.direct()],
+        "plan": _plan_document(registry, resources["polygon"].learnt(), now),
         "budget_need": _budget_need(registry),
         "queue": _queue_document(RefreshQueue(engine, registry.queue), now),
         "totals": batch_totals(engine),
@@ -235,6 +237,37 @@ def _partition_range(tags: dict[str, str]) -> str:
     start = tags.get("dagster/asset_partition_range_start")
     end = tags.get("dagster/asset_partition_range_end")
     return f"{start} to {end}" if start else tags.get("dagster/partition", "")
+
+
+def _plan_document(registry: Registry, learnt: LearntPlan, now: Any) -> dict[str, Any]:
+    """The plan as learnt for each market, what a critical refresh costs on it, and each tier's
+    effective cadence: on day bars, a call only once a newer bar is published."""
+    cadences = {}
+    for policy in registry.tiers.values():
+        specs = registry.in_tier(policy.tier)
+        if not specs:
+            continue
+        every = f"every {format_duration(policy.every_seconds)}"
+        on_bars = [s for s in specs if s.asset_type in learnt.bars]
+        if not on_bars:
+            cadences[policy.tier.value] = f"{every} (snapshots)"
+            continue
+        next_due = min(registry.newest_bar(s, now).next_due for s in on_bars)
+        cadences[policy.tier.value] = (
+            f"{every} for snapshot markets; day-bar markets only once a session's bar is"
+            f" published (next after {iso_utc(next_due)[:16]}Z)"
+            if len(on_bars) < len(specs)
+            else f"one call per market once a session's bar is published (next after"
+            f" {iso_utc(next_due)[:16]}Z), nothing in between"
+        )
+    return {
+        "plan": learnt.plan,
+        "mode": learnt.mode,
+        "day_bar_markets": sorted(k.value for k in learnt.bars),
+        "described": learnt.describe(),
+        "critical_refresh_calls": registry.critical_reserve(learnt.mode, learnt.bars),
+        "cadence": cadences,
+    }
 
 
 def _budget_need(registry: Registry) -> dict[str, Any] | None:
@@ -299,8 +332,16 @@ def _status_lines(doc: dict[str, Any]) -> list[str]:
         ]
     lines.append(f"last critical  {critical['end'] if critical else 'none yet'}")
     lines.append(f"priority       {', '.join(doc['priority_symbols'])}")
+    plan = doc["plan"]
+    lines.append(f"plan           {plan['described']}")
+    lines.append(
+        f"               a critical refresh costs {plan['critical_refresh_calls']} call(s);"
+        " that many are kept free for it"
+    )
+    for tier, cadence in plan["cadence"].items():
+        lines.append(f"cadence        {tier}: {cadence}")
     if doc.get("budget_need"):
-        lines.append(f"budget need    {doc['budget_need']['arithmetic']}")
+        lines.append(f"budget need    {doc['budget_need']['arithmetic']} (as configured)")
     for entry in doc["next_scheduled_runs"]:
         if "schedule" in entry:
             lines.append(f"next run       {entry['next']}  {entry['schedule']} ({entry['cron']})")

@@ -6,6 +6,8 @@ outputs and checks, and what `settle` returns into run tags, metadata and a fail
 
 What happens to a symbol that is not stored depends on why:
 - its market is closed (a cadence run only): not fetched, put back in its place in the queue;
+- it is served end-of-day bars and holds the newest one published (a cadence run only): nothing
+  new can exist until its next session closes, so no call is spent; it leaves the queue;
 - no budget slot before the deadline: not the symbol's fault, so it goes back where it was in
   the queue and its sync status is left as it was;
 - the budget store was unreachable (no call is made, failing closed): back in its place in the
@@ -16,9 +18,10 @@ What happens to a symbol that is not stored depends on why:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,6 +45,10 @@ class RefreshPlan:
     run_id: str | None
     symbols: list[SymbolSpec]
     closed: list[SymbolSpec]
+    #: The stored quote of each selected symbol that has one, read before any write.
+    stored: Mapping[str, Quote] = dataclasses.field(default_factory=dict)
+    #: On end-of-day bars and holding the newest one published: nothing new to fetch.
+    current: list[SymbolSpec] = dataclasses.field(default_factory=list)
 
 
 def plan_refresh(
@@ -51,16 +58,22 @@ def plan_refresh(
     batch_id: str,
     run_id: str | None = None,
     at: dt.datetime | None = None,
+    stored: Mapping[str, Quote] | None = None,
 ) -> RefreshPlan:
     """Order the selected symbols by priority. Cadence runs (critical, queue) spend nothing on
-    closed markets; a person asking (manual, backfill) gets what they asked for."""
+    closed markets, nor on a day bar already stored; a person asking (manual, backfill) gets
+    what they asked for."""
+    at = at or clock.utcnow()
+    stored = stored or {}
     ordered = registry.by_priority(registry.get(symbol) for symbol in selected)
     closed: list[SymbolSpec] = []
+    current: list[SymbolSpec] = []
     if kind in (CRITICAL, QUEUE):
-        trading = registry.trading(ordered, at or clock.utcnow())
+        trading = registry.trading(ordered, at)
         closed = [spec for spec in ordered if spec not in trading]
-        ordered = trading
-    return RefreshPlan(kind, batch_id, run_id, ordered, closed)
+        current = [s for s in trading if not registry.due(s, stored.get(s.symbol), at)]
+        ordered = [spec for spec in trading if spec not in current]
+    return RefreshPlan(kind, batch_id, run_id, ordered, closed, stored, current)
 
 
 class Refresh:
@@ -90,12 +103,15 @@ class Refresh:
         """Each validated quote as soon as its answer is in, with the quote stored before it
         (read before the write, for the quality check)."""
         self.before = self.store.start_refresh(self.plan.symbols)
-        # the stored quotes, read together before any write (one query, not one per symbol)
-        stored = self.store.latest_quotes(spec.symbol for spec in self.plan.symbols)
+        stored = self.plan.stored
         if self.plan.closed:
             names = ", ".join(spec.symbol for spec in self.plan.closed)
             self.log.info(f"market closed, not fetched: {names}")
             self.queue.release_symbols(spec.symbol for spec in self.plan.closed)
+        if self.plan.current:
+            names = ", ".join(spec.symbol for spec in self.plan.current)
+            self.log.info(f"end-of-day plan, newest day bar already stored, not fetched: {names}")
+            self.queue.complete(spec.symbol for spec in self.plan.current)
         try:
             for spec, answer in self.client.iter_fetch(self.plan.symbols, self.mode, self.result):  # type: ignore[arg-type]
                 if isinstance(answer, Quote):

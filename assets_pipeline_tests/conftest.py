@@ -159,7 +159,7 @@ def quote(symbol="EURUSD", ticker="C:EURUSD", at=T0, bid=1.0800, ask=1.0802, **e
     return Quote(
         ticker=ticker,
         symbol=symbol,
-        quote_time=at,
+        data_time=at,
         source="test",
         bid=bid,
         ask=ask,
@@ -168,7 +168,7 @@ def quote(symbol="EURUSD", ticker="C:EURUSD", at=T0, bid=1.0800, ask=1.0802, **e
         day_high=1.09,
         day_low=1.06,
         day_close=1.0801,
-        **extra,
+        **{"fetched_at": at + dt.timedelta(seconds=2), "plan": "paid", **extra},
     )
 
 

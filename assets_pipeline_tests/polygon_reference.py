@@ -42,7 +42,7 @@ def parse_v1_last_quote(body: Any) -> Quote:
     ask = _number(ticker, last, "ask", "ask (last.ask)")
     return Quote(
         ticker=ticker,
-        quote_time=epoch_to_utc(last.get("timestamp"), "last.timestamp"),
+        data_time=epoch_to_utc(last.get("timestamp"), "last.timestamp"),
         source=SOURCE_V1,
         bid=bid,
         ask=ask,
@@ -57,7 +57,7 @@ def parse_v1_last_crypto(body: Any) -> Quote:
     last = _object(body, "last")
     return Quote(
         ticker=ticker,
-        quote_time=epoch_to_utc(last.get("timestamp"), "last.timestamp"),
+        data_time=epoch_to_utc(last.get("timestamp"), "last.timestamp"),
         source=SOURCE_V1,
         last_price=_number(ticker, last, "price", "price (last.price)"),
     )

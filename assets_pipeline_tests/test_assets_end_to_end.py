@@ -24,7 +24,7 @@ from assets_pipeline.persistence.database import get_engine
 from assets_pipeline.persistence.outbox import pending_count, relay_pending
 from assets_pipeline.persistence.quote_store import QuoteStore
 from assets_pipeline.persistence.schema import event_outbox, quote_history, symbols
-from assets_pipeline.rules.quotes import Quote
+from assets_pipeline.rules.quotes import Quote, iso_utc
 from assets_pipeline.rules.run_kinds import run_tags
 from assets_pipeline.simulator import Fault, PolygonSimulator
 from assets_pipeline_tests.conftest import (
@@ -156,7 +156,7 @@ def test_materializing_the_critical_tier_stores_rows_status_history_and_announce
     }
     assert sorted(materialized) == sorted(CRITICAL)
     meta = materialized["EURUSD"].metadata
-    for key in ("bid", "ask", "spread", "last_price", "quote_time", "quote_age_seconds"):
+    for key in ("bid", "ask", "spread", "last_price", "data_time", "data_age_seconds"):
         assert key in meta
     assert meta["api_calls"].value == 1 and meta["budget_waits"].value == 0
     assert meta["written"].value is True
@@ -186,12 +186,19 @@ def test_materializing_the_critical_tier_stores_rows_status_history_and_announce
     for channel, message in messages:
         symbol = channel.rsplit(":", 1)[-1]
         assert set(message) == {"type", "symbol", "data", "event_id", "schema_version", "sequence"}
-        assert (message["schema_version"], message["sequence"]) == (2, 1)
+        assert (message["schema_version"], message["sequence"]) == (3, 1)
         assert message["type"] == "price_update" and message["symbol"] == symbol
-        assert set(message["data"]) == {"bid", "ask", "spread", "last_price", "timestamp"}
+        assert set(message["data"]) == {
+            *("bid", "ask", "spread", "last_price", "timestamp", "data_time", "fetched_at"),
+            *("source", "provider", "plan", "timeframe"),
+        }
         stored = store.latest_quote(symbol)
         assert message["data"]["last_price"] == stored.last_price
-        assert message["data"]["timestamp"].endswith("Z")
+        # the market's time, and beside it when we fetched it
+        assert message["data"]["data_time"] == iso_utc(stored.data_time)
+        assert message["data"]["timestamp"] == message["data"]["data_time"]
+        assert message["data"]["fetched_at"] == iso_utc(stored.fetched_at)
+        assert (message["data"]["timeframe"], message["data"]["plan"]) == ("REAL-TIME", "paid")
     assert dict(messages)[f"{pipeline.namespace}asset:update:BTCUSD"]["data"]["bid"] is None
 
 
@@ -489,7 +496,7 @@ def test_a_downstream_asset_reads_the_latest_quote_through_the_io_manager(pipeli
     quote = seen["quote"]
     stored = pipeline.store.latest_quote("EURUSD")
     assert isinstance(quote, Quote) and quote.symbol == "EURUSD"
-    assert (quote.bid, quote.ask, quote.quote_time) == (stored.bid, stored.ask, stored.quote_time)
+    assert (quote.bid, quote.ask, quote.data_time) == (stored.bid, stored.ask, stored.data_time)
 
 
 def test_a_downstream_asset_reads_a_past_days_bars_as_a_dataframe(pipeline):
@@ -566,7 +573,7 @@ def test_a_symbol_that_finds_no_budget_slot_goes_back_to_its_place_unblamed(pipe
         earlier = Quote(
             ticker="C:X",
             symbol=symbol,
-            quote_time=dt.datetime.now(dt.UTC),
+            data_time=dt.datetime.now(dt.UTC),
             source="earlier",
             bid=1.0,
             ask=1.001,
@@ -698,7 +705,75 @@ def test_a_free_key_refreshes_all_nine_symbols_from_day_bars_without_a_403(free_
         quote = free_pipeline.store.latest_quote(spec.symbol)
         assert quote.source == "polygon:v2-aggs-grouped-daily", spec.symbol
         assert quote.bid is None and quote.ask is None and quote.last_price > 0
-        assert quote.quote_time <= dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)  # not live
+        assert quote.data_time <= dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)  # not live
+
+
+#: What the critical tier's schedule puts on its runs.
+CADENCE = run_tags("critical", tier="critical")
+
+
+def test_a_free_key_two_refreshes_a_minute_apart_store_the_close_and_announce_it_once(
+    free_pipeline, frozen_clock
+):
+    # Wednesday 2026-11-25 12:00Z on a free key: the newest day bars are Tuesday's, whose forex
+    # and crypto sessions closed at midnight UTC. Two full refreshes a minute apart.
+    free_pipeline.monkeypatch.setenv("POLYGON_PLAN", "free")
+    first = free_pipeline.run("refresh_quotes")
+    frozen_clock.advance(60)
+    second = free_pipeline.run("refresh_quotes")
+    assert first.success and second.success
+    tuesday_close = dt.datetime(2026, 11, 25, tzinfo=dt.UTC)
+    store = free_pipeline.store
+    for spec in load_registry():
+        stored = store.latest_quote(spec.symbol)
+        # the price is as of the session's close, not of either fetch
+        assert stored.data_time == tuesday_close, spec.symbol
+        assert stored.fetched_at == frozen_clock.now, spec.symbol  # the second look, recorded
+        assert (stored.timeframe.value, stored.plan) == ("END-OF-DAY", "free")
+        assert store.sync_status(spec.symbol)["sync_status"] == "success"
+    # one event per symbol in all: the second refresh found nothing new
+    with store.engine.connect() as conn:
+        events = conn.execute(sa.select(event_outbox.c.symbol, event_outbox.c.payload)).all()
+    assert sorted(e.symbol for e in events) == sorted(s.symbol for s in load_registry())
+    data = json.loads(events[0].payload)["data"]
+    assert (data["data_time"], data["timeframe"], data["plan"]) == (
+        "2026-11-25T00:00:00.000000Z",
+        "END-OF-DAY",
+        "free",
+    )
+    # the quality check sees the same data again, not a problem
+    quality = {e.asset_key.path[-1]: e for e in second.get_asset_check_evaluations()}
+    assert all(e.passed for e in quality.values()) and len(quality) == 9
+    # the checks say end-of-day, as new as the plan allows
+    job = free_pipeline.defs().resolve_job_def("check_freshness")
+    checked = job.execute_in_process(instance=free_pipeline.instance)
+    checks = {
+        (e.asset_key.path[-1], e.check_name): e for e in checked.get_asset_check_evaluations()
+    }
+    fresh = checks[("EURUSD", "fresh")]
+    assert fresh.passed and checks[("EURUSD", "quote_age")].passed
+    assert fresh.metadata["freshness"].text.startswith(
+        "end-of-day plan: newest data is the close of 2026-11-24"
+    )
+
+
+def test_on_a_free_key_a_cadence_run_spends_no_call_until_a_new_bar_is_published(
+    free_pipeline, frozen_clock
+):
+    free_pipeline.monkeypatch.setenv("POLYGON_PLAN", "free")
+    assert free_pipeline.run("refresh_critical", tags=CADENCE).success
+    calls = len(free_pipeline.api_requests())
+    assert calls == 2  # grouped daily: forex (XAUUSD, EURUSD) and crypto (BTCUSD)
+    # every 5 minutes until Thursday's publication: nothing new can exist, no call is made
+    frozen_clock.advance(5 * 60)
+    assert free_pipeline.run("refresh_critical", tags=CADENCE).success
+    assert len(free_pipeline.api_requests()) == calls
+    # Wednesday's bars close at midnight and are published 30 minutes later: one call each
+    frozen_clock.move_to(dt.datetime(2026, 11, 26, 0, 31, tzinfo=dt.UTC))
+    assert free_pipeline.run("refresh_critical", tags=CADENCE).success
+    assert len(free_pipeline.api_requests()) == calls + 2
+    wednesday_close = dt.datetime(2026, 11, 26, tzinfo=dt.UTC)
+    assert free_pipeline.store.latest_quote("XAUUSD").data_time == wednesday_close
 
 
 def test_on_auto_a_free_key_is_learnt_from_its_first_403s_and_then_costs_none(free_pipeline):

@@ -446,7 +446,7 @@ def hard_rule_cases():
         recorded("v2_crypto_ticker_X_BTCUSD.json"),
     )
     base = parse_v2_single(forex)
-    now = base.quote_time
+    now = base.data_time
     replace = dataclasses.replace
     bodies = {
         "forex without its ask": (forex, lambda b: b["ticker"]["lastQuote"].update(a=None)),
@@ -464,12 +464,12 @@ def hard_rule_cases():
         "a negative bid": replace(base, bid=-1.0),
         "a crossed quote": replace(base, bid=base.ask + 0.001),
         "a price above 1e9": replace(base, bid=2e9, ask=2e9 + 1, last_price=2e9),
-        "61 s in the future": replace(base, quote_time=now + dt.timedelta(seconds=61)),
-        "31 days old": replace(base, quote_time=now - dt.timedelta(days=31)),
+        "61 s in the future": replace(base, data_time=now + dt.timedelta(seconds=61)),
+        "31 days old": replace(base, data_time=now - dt.timedelta(days=31)),
     }
     inside = {
-        "59 s ahead": replace(base, quote_time=now + dt.timedelta(seconds=59)),
-        "29 days old": replace(base, quote_time=now - dt.timedelta(days=29)),
+        "59 s ahead": replace(base, data_time=now + dt.timedelta(seconds=59)),
+        "29 days old": replace(base, data_time=now - dt.timedelta(days=29)),
         "a price of exactly 1e9": replace(base, bid=1e9, ask=1e9, last_price=1e9),
     }
     return broken, inside, now
@@ -613,7 +613,7 @@ def sound(quote):
         and 0 < quote.last_price <= MAX_PLAUSIBLE_PRICE
         and (quote.bid is None) == (quote.ask is None)
         and (quote.bid is None or 0 < quote.bid <= quote.ask)
-        and quote.quote_time.tzinfo is not None
+        and quote.data_time.tzinfo is not None
     )
 
 
@@ -644,7 +644,7 @@ def fuzz_now(name, parser):
     """A minute after the recorded body's newest quote: the unmutated body is accepted."""
     parsed = parser(recorded(name))
     answers = parsed.values() if isinstance(parsed, dict) else [parsed]
-    return max(a.quote_time for a in answers if isinstance(a, Quote)) + dt.timedelta(minutes=1)
+    return max(a.data_time for a in answers if isinstance(a, Quote)) + dt.timedelta(minutes=1)
 
 
 def fuzz(svc):

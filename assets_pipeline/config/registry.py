@@ -14,7 +14,7 @@ import functools
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Set
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,15 +32,23 @@ from assets_pipeline.rules.cadence import (
     TierPolicy,
     calls_for,
     derive_stale_after,
+    format_duration,
     parse_duration,
     parse_queue,
     parse_tiers,
 )
+from assets_pipeline.rules.end_of_day import (
+    DEFAULT_PUBLICATION_DELAY,
+    NewestBar,
+    bar_due,
+    newest_bar,
+)
 from assets_pipeline.rules.excerpts import excerpt
 from assets_pipeline.rules.fairness import Caller, secondary_caller
-from assets_pipeline.rules.feasibility import Feasibility, feasibility
+from assets_pipeline.rules.feasibility import Feasibility, bars_cost, feasibility
 from assets_pipeline.rules.market_hours import MarketHours, MarketHoursError, parse_market_hours
 from assets_pipeline.rules.quality import QualityPolicy, parse_quality
+from assets_pipeline.rules.quotes import Quote, Timeframe
 from assets_pipeline.rules.taxonomy import AssetType, Tier
 
 __all__ = ["AssetType", "Registry", "RegistryError", "SymbolSpec", "Tier", "load_registry"]
@@ -127,6 +135,10 @@ class Registry:
     quality: QualityPolicy = dataclasses.field(default_factory=QualityPolicy)
     #: What the tiers need of the budget, against what it allows (checked at load).
     feasibility: Feasibility | None = None
+    #: The Polygon plan configured (`POLYGON_PLAN`): `auto` learns it per market.
+    plan: str = "auto"
+    #: How long after a session's close its day bar is published (`end_of_day:` in the file).
+    publication_delay: dt.timedelta = DEFAULT_PUBLICATION_DELAY
 
     def __iter__(self) -> Iterator[SymbolSpec]:
         return iter(self.symbols)
@@ -171,6 +183,41 @@ class Registry:
         decides which symbols a cadence may spend calls on."""
         return [s for s in specs if self.market_hours.is_open(s.asset_type, at)]
 
+    def on_day_bars(self, stored: Quote | None) -> bool:
+        """Is the symbol served end-of-day bars? Always on the free plan, never on a paid one;
+        on `auto`, when its last price was a day bar (the plan refused its market's snapshots)."""
+        if self.plan in ("free", "paid"):
+            return self.plan == "free"
+        return stored is not None and stored.timeframe is Timeframe.END_OF_DAY
+
+    def newest_bar(self, spec: SymbolSpec, at: dt.datetime) -> NewestBar:
+        """The newest day bar an end-of-day plan serves for the symbol's market at `at`."""
+        return newest_bar(self.market_hours, spec.asset_type, at, self.publication_delay)
+
+    def due(self, spec: SymbolSpec, stored: Quote | None, at: dt.datetime) -> bool:
+        """Can a refresh bring the symbol anything new? On day bars, only once a newer bar than
+        the stored one is published; on snapshots, always."""
+        if not self.on_day_bars(stored):
+            return True
+        return bar_due(
+            self.market_hours,
+            spec.asset_type,
+            stored.data_time if stored else None,
+            at,
+            self.publication_delay,
+        )
+
+    def allowance(self, tier: Tier) -> str:
+        """How old the tier's data may be, on the plan configured (both ways on `auto`)."""
+        live = f"data at most {format_duration(self.stale_after(tier))} old in open-market time"
+        delay = format_duration(self.publication_delay.total_seconds() or 1)
+        eod = f"the newest session close, fetched once published ({delay} after the close)"
+        if self.plan == "free":
+            return f"end-of-day plan: {eod}"
+        if self.plan == "paid":
+            return f"live plan: {live}"
+        return f"with snapshots, {live}; on end-of-day bars, {eod}"
+
     def stale_after(self, tier: Tier) -> float:
         """Seconds of open-market time after which the tier's symbols are stale."""
         seconds = self.tiers[tier].stale_after_seconds
@@ -181,23 +228,28 @@ class Registry:
         """The symbols of tiers refreshed by their own schedule (the critical tier)."""
         return [s for s in self.symbols if self.tiers[s.tier].refresh == "direct"]
 
-    def critical_reserve(self, mode: str) -> int:
-        """Calls every non-critical caller leaves free for the next critical refresh."""
-        return refresh_cost(self.direct(), mode)
+    def critical_reserve(self, mode: str, bars: Set[AssetType] = frozenset()) -> int:
+        """Calls every non-critical caller leaves free for the next critical refresh: what one
+        refresh of the direct tiers costs in `mode`, its `bars` markets on day bars."""
+        return refresh_cost(self.direct(), mode, bars)
 
-    def secondary_caller(self, mode: str) -> Caller:
+    def secondary_caller(self, mode: str, bars: Set[AssetType] = frozenset()) -> Caller:
         """How non-critical runs ask the budget (see `rules/fairness.py`)."""
         cadences = [p.every_seconds for p in self.tiers.values() if p.refresh == "direct"]
-        return secondary_caller(self.critical_reserve(mode), cadences)
+        return secondary_caller(self.critical_reserve(mode, bars), cadences)
 
     def queued(self) -> list[SymbolSpec]:
         """The symbols of tiers refreshed through the queue."""
         return [s for s in self.symbols if self.tiers[s.tier].refresh == "queued"]
 
 
-def refresh_cost(specs: Iterable[SymbolSpec], mode: str) -> int:
-    """API calls one refresh of these symbols takes (without retries)."""
-    return calls_for(len({spec.polygon_ticker for spec in specs}), mode)
+def refresh_cost(specs: Iterable[SymbolSpec], mode: str, bars: Set[AssetType] = frozenset()) -> int:
+    """API calls one refresh of these symbols takes (without retries): snapshots in `mode`, and
+    for the `bars` markets their day bars (one grouped call per market, one per index)."""
+    specs = list(specs)
+    snapshots = {s.polygon_ticker for s in specs if s.asset_type not in bars}
+    on_bars = {s.polygon_ticker: s.asset_type for s in specs if s.asset_type in bars}
+    return calls_for(len(snapshots), mode) + bars_cost(on_bars)
 
 
 _REQUIRED = (
@@ -219,6 +271,7 @@ _TOP_LEVEL = {
     "queue",
     "market_hours",
     "quality",
+    "end_of_day",
 }
 _MAX_PRECISION = 10
 _Choice = TypeVar("_Choice", bound=enum.StrEnum)
@@ -241,7 +294,7 @@ def load_registry(
         _yaml(text, file),
         source=str(file),
         budget=settings.budget_shape,
-        bars_only=settings.polygon_plan == "free",
+        plan=settings.polygon_plan,
     )
     return _checked(registry, settings.budget_check)
 
@@ -285,7 +338,7 @@ def parse_registry(
     document: Any,
     source: str = "<symbols>",
     budget: BudgetShape | None = None,
-    bars_only: bool = False,
+    plan: str = "auto",
 ) -> Registry:
     """Validate an already-parsed symbols document; pure, so tests need no files."""
     entries = _symbol_entries(document, source)
@@ -298,6 +351,7 @@ def parse_registry(
         queue = parse_queue(document.get("queue"), source)
         market_hours = parse_market_hours(document.get("market_hours"), source)
         quality = parse_quality(document.get("quality"), source)
+        delay = _publication_delay(document.get("end_of_day"), source)
     except (CadenceError, MarketHoursError) as exc:
         raise RegistryError(str(exc)) from None
     tickers: dict[Tier, set[str]] = {}
@@ -318,8 +372,25 @@ def parse_registry(
         queue=queue,
         market_hours=market_hours,
         quality=quality,
-        feasibility=feasibility(tiers, kinds, budget, bars_only),
+        feasibility=feasibility(tiers, kinds, budget, plan == "free"),
+        plan=plan,
+        publication_delay=delay,
     )
+
+
+def _publication_delay(document: Any, source: str) -> dt.timedelta:
+    """`end_of_day: {publication_delay: 30m}`: how long after a close its day bar is fetched."""
+    if document is None:
+        return DEFAULT_PUBLICATION_DELAY
+    if not isinstance(document, Mapping) or set(document) - {"publication_delay"}:
+        raise CadenceError(f"{source}: end_of_day: only 'publication_delay' is allowed")
+    value = document.get("publication_delay", DEFAULT_PUBLICATION_DELAY.total_seconds())
+    if value in (0, "0", "0s"):
+        return dt.timedelta(0)
+    try:
+        return dt.timedelta(seconds=parse_duration(value))
+    except CadenceError as exc:
+        raise CadenceError(f"{source}: end_of_day.publication_delay: {exc}") from None
 
 
 def _symbol_entries(document: Any, source: str) -> list[Any]:

@@ -36,7 +36,7 @@ from assets_pipeline.persistence.refresh_queue import RefreshQueue
 from assets_pipeline.polygon.client import PolygonClient
 from assets_pipeline.refresh import Refresh, plan_refresh
 from assets_pipeline.rules import clock
-from assets_pipeline.rules.fairness import CRITICAL_CALLER
+from assets_pipeline.rules.fairness import CRITICAL_CALLER, Caller
 from assets_pipeline.rules.quotes import Quote, iso_utc
 from assets_pipeline.rules.run_kinds import BATCH_TAG, CRITICAL, QUEUE, run_kind
 
@@ -63,6 +63,7 @@ def _spec(symbol: SymbolSpec, registry: Registry) -> dg.AssetSpec:
         metadata={
             **symbol.as_metadata(),
             "history_bar_seconds": registry.history_bar_seconds,
+            "freshness_allowance": registry.allowance(symbol.tier),
             "budget_need": registry.feasibility.explain() if registry.feasibility else "",
         },
         tags={"tier": symbol.tier.value, "asset_type": symbol.asset_type.value},
@@ -141,7 +142,9 @@ def _history(
     """Each selected symbol's bars over the run's days, as a DataFrame the IO manager stores."""
     specs = registry.by_priority(registry.get(k.path[-1]) for k in context.selected_asset_keys)
     client = polygon.client(
-        logger=context.log, caller=registry.secondary_caller(polygon.effective_mode())
+        logger=context.log,
+        caller=_secondary(registry, polygon),
+        hours=registry.market_hours,
     )
     failed: dict[str, str] = {}
     with contextlib.closing(client):  # each symbol's bars stored as soon as they are in
@@ -174,24 +177,35 @@ def _start_refresh(
 ) -> Refresh:
     tags = context.run.tags
     kind = run_kind(tags)
+    selected = [key.path[-1] for key in context.selected_asset_keys]
     plan = plan_refresh(
         registry,
-        (key.path[-1] for key in context.selected_asset_keys),
+        selected,
         kind,
         batch_id=tags.get(BATCH_TAG) or _step_batch_id(context),
         run_id=context.run.run_id,
+        # read together before any write (one query, not one per symbol)
+        stored=database.quote_store().latest_quotes(selected),
     )
-    mode = polygon.effective_mode()
     try:
         client = polygon.client(
             logger=context.log,
-            caller=CRITICAL_CALLER if kind == CRITICAL else registry.secondary_caller(mode),
+            caller=CRITICAL_CALLER if kind == CRITICAL else _secondary(registry, polygon),
             max_retries=0 if kind == QUEUE else None,
+            hours=registry.market_hours,
+            publication_delay=registry.publication_delay,
         )
     except ValueError as exc:
         raise dg.Failure(f"cannot refresh {kind} symbols: {exc}", allow_retries=False) from exc
     queue = RefreshQueue(database.engine(), registry.queue)
     return Refresh(plan, client, database.quote_store(), queue, polygon.mode(), context.log)
+
+
+def _secondary(registry: Registry, polygon: PolygonResource) -> Caller:
+    """A non-critical caller, keeping a reserve the size of a critical refresh on the plan as
+    learnt (day bars cost one call per market, not one per ticker)."""
+    learnt = polygon.learnt()
+    return registry.secondary_caller(learnt.mode, learnt.bars)
 
 
 def _step_batch_id(context: dg.AssetExecutionContext) -> str:
@@ -235,8 +249,11 @@ def _output(symbol: SymbolSpec, quote: Quote, refresh: Refresh) -> dg.Output:
             "ask": quote.ask,
             "spread": quote.spread,
             "last_price": quote.last_price,
-            "quote_time": iso_utc(quote.quote_time),
-            "quote_age_seconds": round(quote.age(clock.utcnow()).total_seconds(), 3),
+            "data_time": iso_utc(quote.data_time),
+            "fetched_at": iso_utc(quote.fetched_at) if quote.fetched_at else None,
+            "data_age_seconds": round(quote.age(clock.utcnow()).total_seconds(), 3),
+            "timeframe": quote.timeframe.value,
+            "plan": quote.plan,
             "source": quote.source,
             "api_calls": result.api_calls,
             "budget_waits": result.budget_waits,

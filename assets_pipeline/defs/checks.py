@@ -107,10 +107,10 @@ def _freshness_specs(registry: Registry, symbols: list[SymbolSpec]) -> list[dg.A
                 FRESH,
                 asset=key,
                 description=(
-                    f"Stale when the last successful update is older than"
-                    f" {registry.stale_after(spec.tier) / 60:g} minutes of open-market time"
-                    f" ({spec.tier.value} tier, refreshed every"
-                    f" {format_duration(policy.every_seconds)}); never while the market is closed."
+                    f"Fails when the price's own time is older than the plan allows:"
+                    f" {registry.allowance(spec.tier)} ({spec.tier.value} tier, refreshed every"
+                    f" {format_duration(policy.every_seconds)}). Judged on the market's time,"
+                    " never on when we fetched it."
                 ),
             )
         )
@@ -119,9 +119,10 @@ def _freshness_specs(registry: Registry, symbols: list[SymbolSpec]) -> list[dg.A
                 QUOTE_AGE,
                 asset=key,
                 description=(
-                    "Warns when the quote's own time lags more than"
-                    f" {format_duration(registry.quality.max_quote_age_seconds)} of open-market"
-                    " time (a delayed feed), even if we fetched it recently."
+                    "Warns when the price's own time lags more than"
+                    f" {format_duration(registry.quality.max_data_age_seconds)} of open-market"
+                    " time (a delayed feed), even if we fetched it recently; on an end-of-day"
+                    " plan, when it is not the newest published close."
                 ),
             )
         )
@@ -144,11 +145,12 @@ def _judge(spec: SymbolSpec, state: _State, now: dt.datetime, registry: Registry
     return assess_freshness(
         spec.asset_type,
         state.last_sync,
-        state.latest.quote_time if state.latest else None,
+        state.latest.data_time if state.latest else None,
         now,
         registry.market_hours,
         registry.stale_after(spec.tier),
-        registry.quality.max_quote_age_seconds,
+        registry.quality.max_data_age_seconds,
+        registry.publication_delay if registry.on_day_bars(state.latest) else None,
     )
 
 
@@ -174,6 +176,7 @@ def _results(
             passed=not freshness.quote_lagging,
             severity=dg.AssetCheckSeverity.WARN,
             metadata=metadata,
+            description=_age_text(symbol, freshness),
         )
 
 
@@ -192,13 +195,26 @@ def _mark_stale(
         )
 
 
+def _age_text(symbol: str, freshness: Freshness) -> str:
+    if freshness.end_of_day is not None:
+        return _fresh_text(symbol, freshness)
+    age = freshness.open_data_age_seconds
+    limit = f"warns past {freshness.max_data_age_seconds / 60:g} open-market minutes"
+    if age is None or not freshness.market_open:
+        return f"{symbol}: no open-market age to judge; {limit}"
+    return f"{symbol}: the price is {age / 60:.1f} open-market minutes old; {limit}"
+
+
 def _fresh_text(symbol: str, freshness: Freshness) -> str:
+    if freshness.end_of_day is not None:
+        verdict = "behind the plan" if freshness.stale else "as new as the plan allows"
+        return f"{symbol}: {verdict}; {freshness.describe()}"
     if not freshness.market_open:
         return f"{symbol}: market closed, no alarm"
-    age = freshness.open_sync_age_seconds
+    age = freshness.open_data_age_seconds
     if age is None:
-        return f"{symbol}: never refreshed while its market trades"
-    return f"{symbol}: last update {age / 60:.1f} open-market minutes ago"
+        return f"{symbol}: no price yet while its market trades"
+    return f"{symbol}: the price is {age / 60:.1f} open-market minutes old"
 
 
 def freshness_job(registry: Registry) -> "dg.UnresolvedAssetJobDefinition":

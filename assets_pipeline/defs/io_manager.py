@@ -39,8 +39,8 @@ class QuoteIOManager(dg.ConfigurableIOManager):
         partition_date = dt.date.fromisoformat(context.partition_key)
         outcome = store.write_quote(spec, obj, partition_date, run_id=context.run_id)
         metadata: dict[str, object] = {"written": outcome.written, "write_result": outcome.reason}
-        if outcome.stored_quote_time is not None:
-            metadata["previous_quote_time"] = iso_utc(outcome.stored_quote_time)
+        if outcome.stored_data_time is not None:
+            metadata["previous_data_time"] = iso_utc(outcome.stored_data_time)
         client = self.redis.client()
         if outcome.written and publishing_paused(client):
             metadata["event_id"] = outcome.event_id

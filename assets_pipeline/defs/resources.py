@@ -13,6 +13,7 @@ deployment's.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import threading
@@ -45,6 +46,9 @@ from assets_pipeline.polygon.client import (
     PolygonClient,
     snapshot_feature,
 )
+from assets_pipeline.rules.end_of_day import DEFAULT_PUBLICATION_DELAY
+from assets_pipeline.rules.market_hours import MarketHours
+from assets_pipeline.rules.plans import LearntPlan
 
 #: The key the embedded simulator accepts when no POLYGON_API_KEY is set.
 SIMULATOR_KEY = "simulator-key"
@@ -198,22 +202,29 @@ class PolygonResource(dg.ConfigurableResource):
         return plan
 
     def effective_mode(self) -> str:
-        """The mode refreshes will really use: `per_ticker` in `batch` mode while the plan's
-        refusal of multi-ticker snapshots is remembered. The critical reserve is sized by it."""
-        mode = self.mode()
-        if mode != "batch":
-            return mode
-        if self.resolved_plan() == "free":
-            return "per_ticker"  # bars: at most one call per market or ticker, never more
+        """The snapshot mode refreshes will really use: `per_ticker` in `batch` mode while the
+        plan's refusal of multi-ticker snapshots is remembered."""
+        return self.learnt().mode
+
+    def learnt(self) -> LearntPlan:
+        """What the key is served, market by market: day bars for every market on `free`, for
+        none on `paid`, and on `auto` for those whose snapshots the plan refused (remembered
+        for every process). The critical reserve is sized from it."""
+        plan, mode = self.resolved_plan(), self.mode()
+        if plan != "auto":
+            bars = frozenset(AssetType) if plan == "free" else frozenset()
+            return LearntPlan(plan, mode, bars)
         try:
             budget = self.budget.budget()
-            refused = [
-                budget.refusal(feature, self.entitlement_recheck_seconds)
-                for feature in (MULTI_TICKER_SNAPSHOT, *(snapshot_feature(k) for k in AssetType))
-            ]
+            recheck = self.entitlement_recheck_seconds
+            bars = frozenset(
+                k for k in AssetType if budget.refusal(snapshot_feature(k), recheck) is not None
+            )
+            if mode == "batch" and budget.refusal(MULTI_TICKER_SNAPSHOT, recheck) is not None:
+                mode = "per_ticker"
         except BudgetError:
-            return mode  # the store is down: no call will be made anyway (failing closed)
-        return "per_ticker" if any(refused) else mode
+            return LearntPlan(plan, mode)  # the store is down: no call is made (failing closed)
+        return LearntPlan(plan, mode, bars)
 
     def client(
         self,
@@ -221,6 +232,8 @@ class PolygonResource(dg.ConfigurableResource):
         *,
         caller: Caller = CRITICAL_CALLER,
         max_retries: int | None = None,
+        hours: MarketHours | None = None,
+        publication_delay: dt.timedelta = DEFAULT_PUBLICATION_DELAY,
     ) -> PolygonClient:
         """A client within the shared budget. Non-critical callers pass their `Caller` (it keeps
         the critical reserve); queue runs pass `max_retries=0`: the queue itself retries."""
@@ -239,6 +252,8 @@ class PolygonResource(dg.ConfigurableResource):
             total_timeout=self.total_timeout_seconds,
             max_body_bytes=self.max_body_bytes,
             plan=self.resolved_plan(),
+            hours=hours,
+            publication_delay=publication_delay,
             logger=logger,
         )
 

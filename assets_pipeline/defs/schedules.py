@@ -7,10 +7,11 @@ refresh is the drain sensor's business). A cadence cron can express becomes a sc
 """
 
 import datetime as dt
+from collections.abc import Iterable
 
 import dagster as dg
 
-from assets_pipeline.config.registry import Registry
+from assets_pipeline.config.registry import Registry, SymbolSpec
 from assets_pipeline.defs.keys import quote_asset_key
 from assets_pipeline.defs.resources import TradingDatabase
 from assets_pipeline.defs.runs import (
@@ -24,23 +25,50 @@ from assets_pipeline.persistence.refresh_queue import RefreshQueue
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.cadence import TierPolicy, format_duration
 from assets_pipeline.rules.queue_rules import EnqueuePlan, overdue
+from assets_pipeline.rules.quotes import iso_utc
 from assets_pipeline.rules.run_kinds import CRITICAL, run_tags
-from assets_pipeline.rules.taxonomy import Tier
 
 #: A direct tier whose last run started longer ago than its cadence plus this is refreshed at
 #: once: at start-up, and after the daemon was down or a tick was missed.
 CATCH_UP_GRACE_SECONDS = 30.0
 
 
-def open_symbols(registry: Registry, tier: Tier, at: dt.datetime | None = None) -> list[str]:
-    """The tier's symbols whose market trades now: closed markets get no call."""
-    return [s.symbol for s in registry.trading(registry.in_tier(tier), at or clock.utcnow())]
+def due_symbols(
+    registry: Registry,
+    specs: Iterable[SymbolSpec],
+    database: TradingDatabase,
+    at: dt.datetime | None = None,
+) -> tuple[list[SymbolSpec], str]:
+    """The symbols a cadence may spend calls on now: their market trades, and a call can bring
+    something new (on end-of-day bars, only once a newer bar is published). With them, why the
+    others wait, for the tick's reason."""
+    at = at or clock.utcnow()
+    specs = list(specs)
+    trading = registry.trading(specs, at)
+    stored = database.quote_store().latest_quotes(s.symbol for s in trading) if trading else {}
+    due = [s for s in trading if registry.due(s, stored.get(s.symbol), at)]
+    waiting = [s for s in trading if s not in due]
+    notes = []
+    if len(trading) < len(specs):
+        notes.append(f"market closed: {', '.join(s.symbol for s in specs if s not in trading)}")
+    if waiting:
+        newest = registry.newest_bar(waiting[0], at)
+        notes.append(
+            f"end-of-day plan, the newest close already stored: "
+            f"{', '.join(s.symbol for s in waiting)} (next bar after"
+            f" {iso_utc(newest.next_due)[:16]}Z)"
+        )
+    return due, "; ".join(notes)
 
 
 def direct_tick(
-    instance: dg.DagsterInstance, registry: Registry, policy: TierPolicy
+    instance: dg.DagsterInstance,
+    registry: Registry,
+    policy: TierPolicy,
+    database: TradingDatabase,
 ) -> dg.RunRequest | dg.SkipReason:
-    """One refresh of a direct tier's open markets, unless one is still queued or running."""
+    """One refresh of a direct tier's symbols that are due, unless one is still queued or
+    running."""
     job = tier_job_name(policy)
     busy = runs_in_flight(instance, job)
     if busy:
@@ -48,9 +76,10 @@ def direct_tick(
             f"a {job} run is still {busy[0].status.value.lower()} ({busy[0].run_id[:8]}):"
             " not starting another"
         )
-    symbols = open_symbols(registry, policy.tier)
+    due, why = due_symbols(registry, registry.in_tier(policy.tier), database)
+    symbols = [s.symbol for s in due]
     if not symbols:
-        return dg.SkipReason(f"every {policy.tier.value} symbol's market is closed")
+        return dg.SkipReason(f"no {policy.tier.value} symbol is due: {why}")
     return dg.RunRequest(
         partition_key=today(),
         asset_selection=[quote_asset_key(s) for s in symbols],
@@ -59,7 +88,11 @@ def direct_tick(
 
 
 def catch_up_tick(
-    instance: dg.DagsterInstance, registry: Registry, policy: TierPolicy, now: float
+    instance: dg.DagsterInstance,
+    registry: Registry,
+    policy: TierPolicy,
+    now: float,
+    database: TradingDatabase,
 ) -> dg.RunRequest | dg.SkipReason:
     """Refresh a direct tier now if no run of it started within its cadence (start-up)."""
     job = tier_job_name(policy)
@@ -69,23 +102,22 @@ def catch_up_tick(
         started = (record.start_time or record.create_timestamp.timestamp()) if record else now
         if now - started < policy.every_seconds + CATCH_UP_GRACE_SECONDS:
             return dg.SkipReason(f"{job} ran {now - started:.0f}s ago: on schedule")
-    return direct_tick(instance, registry, policy)
+    return direct_tick(instance, registry, policy, database)
 
 
 def enqueue_tick(registry: Registry, policy: TierPolicy, database: TradingDatabase) -> str:
-    """Put a queued tier's symbols on the queue; return what happened, for the tick's reason."""
-    tier = registry.in_tier(policy.tier)
-    trading = registry.trading(tier, clock.utcnow())
-    symbols = [(s.symbol, s.tier) for s in trading]
-    closed = [s.symbol for s in tier if s not in trading]
+    """Put a queued tier's due symbols on the queue; return what happened, for the tick's
+    reason."""
+    due, why = due_symbols(registry, registry.in_tier(policy.tier), database)
+    symbols = [(s.symbol, s.tier) for s in due]
     plan = RefreshQueue(database.engine(), registry.queue).enqueue(symbols)
     added = len(plan.insert) + sum(1 for item in plan.update if item.attempts == 0)
     message = (
         f"enqueued {added} {policy.tier.value} symbol(s);"
         f" {len(symbols) - added - len(plan.refused)} already waiting"
     )
-    if closed:
-        message += f"; market closed: {', '.join(closed)}"
+    if why:
+        message += f"; {why}"
     return message + queue_full_note(plan, registry.queue.max_size)
 
 
@@ -129,7 +161,7 @@ def _direct(registry: Registry, policy: TierPolicy) -> dg.ScheduleDefinition | d
         tier_job_name(policy),
         f"Refresh the {policy.tier.value} tier every {every} (its open markets); skips while a"
         " refresh of the tier is still queued or running.",
-        lambda context, _database: direct_tick(context.instance, registry, policy),
+        lambda context, database: direct_tick(context.instance, registry, policy, database),
     )
 
 
@@ -144,8 +176,9 @@ def _catch_up(registry: Registry, policy: TierPolicy) -> dg.SensorDefinition:
             " its cadence: at start-up, and after the daemon was down."
         ),
     )
-    def catch_up(context: dg.SensorEvaluationContext):  # noqa: ANN202
-        return catch_up_tick(context.instance, registry, policy, clock.utcnow().timestamp())
+    def catch_up(context: dg.SensorEvaluationContext, database: TradingDatabase):  # noqa: ANN202
+        now = clock.utcnow().timestamp()
+        return catch_up_tick(context.instance, registry, policy, now, database)
 
     return catch_up
 
@@ -166,10 +199,8 @@ def queue_catch_up_tick(registry: Registry, database: TradingDatabase) -> dg.Ski
     """Enqueue queued-tier symbols whose market is open and that are overdue (start-up)."""
     now = clock.utcnow()
     queue = RefreshQueue(database.engine(), registry.queue)
-    candidates = [
-        (s.symbol, s.tier, registry.tiers[s.tier].every_seconds)
-        for s in registry.trading(registry.queued(), now)
-    ]
+    due, _ = due_symbols(registry, registry.queued(), database, now)
+    candidates = [(s.symbol, s.tier, registry.tiers[s.tier].every_seconds) for s in due]
     owed = overdue(
         candidates,
         database.quote_store().last_syncs(),
@@ -217,6 +248,7 @@ def market_open_tick(
         context.update_cursor(str(now.timestamp()))
         return dg.SkipReason("first evaluation: watching for market opens from now on")
     opened = [s for s in registry if registry.market_hours.opened_between(s.asset_type, last, now)]
+    opened = due_symbols(registry, opened, database, now)[0] if opened else []
     now_direct = [s for s in opened if s in set(registry.direct())]
     busy = [run for job in _direct_jobs(registry) for run in runs_in_flight(context.instance, job)]
     if now_direct and busy:

@@ -100,8 +100,9 @@ def drain_tick(
     if not waiting:
         return dg.SkipReason(f"the queue is empty{note}")
 
-    mode = polygon.effective_mode()
-    caller = registry.secondary_caller(mode)
+    learnt = polygon.learnt()
+    mode = learnt.mode
+    caller = registry.secondary_caller(mode, learnt.bars)
     budget = polygon.budget.budget(caller)
     slots = budget.free_slots()
     if slots <= 0:

@@ -27,11 +27,13 @@ from assets_pipeline.persistence.schema import (
     symbols,
 )
 from assets_pipeline.rules import clock
-from assets_pipeline.rules.quotes import Quote, parse_iso_utc
+from assets_pipeline.rules.quotes import Quote, Timeframe, iso_utc, parse_iso_utc
 
 #: Redis channel for a symbol's updates; the namespace is empty in production.
 CHANNEL_TEMPLATE = "{namespace}asset:update:{symbol}"
 MAX_ERROR_LENGTH = 2000
+#: A write's reason when the stored quote already has the same data time and price.
+UNCHANGED = "unchanged: the stored quote has the same data time and price"
 #: Polygon's provider id per database URL, for this process.
 _provider_ids: dict[str, int] = {}
 #: Symbol ids per (database URL, symbol), once seen committed: a run writes thousands of quotes,
@@ -45,7 +47,7 @@ class WriteOutcome:
 
     written: bool
     event_id: str | None
-    stored_quote_time: dt.datetime | None
+    stored_data_time: dt.datetime | None
     reason: str
 
 
@@ -172,7 +174,9 @@ class QuoteStore:
         partition_date: dt.date,
         run_id: str | None = None,
     ) -> WriteOutcome:
-        """Store a validated quote, unless the stored one is as new or newer."""
+        """Store a validated quote, unless the stored one is as new or newer. The same data time
+        and price again is no news: the sync is recorded (its time, and `fetched_at` in the
+        stored quote), but no history row is written and no event announced."""
         if quote.symbol != spec.symbol:
             raise ValueError(f"quote for {quote.symbol!r} handed to the writer for {spec.symbol}")
         now = clock.utcnow()
@@ -184,21 +188,25 @@ class QuoteStore:
             if symbol_id is None or meta is None:
                 symbol_id, _ = self._ensure_symbol(conn, spec, provider_id)
                 meta = _locked_metadata(conn, symbol_id) or {}
-            stored = _stored_time(meta)
+            stored = _stored_quote(spec.symbol, meta, spec.price_precision)
+            stored_time = stored.data_time if stored else None
             self._upsert_status(conn, symbol_id, provider_id, "success", None, now)
-            if stored is not None and stored >= quote.quote_time:
+            if quote.same_price(stored):
+                _set_fetched_at(conn, symbol_id, meta, quote.fetched_at or now)
+                return WriteOutcome(False, None, stored_time, UNCHANGED)
+            if stored_time is not None and stored_time >= quote.data_time:
                 return WriteOutcome(
                     written=False,
                     event_id=None,
-                    stored_quote_time=stored,
-                    reason=f"stored quote ({stored.isoformat()}) is as new or newer",
+                    stored_data_time=stored_time,
+                    reason=f"stored quote ({stored_time.isoformat()}) is as new or newer",
                 )
             _set_last_update(conn, symbol_id, meta, quote, now)
             _insert_history(conn, symbol_id, spec, quote, partition_date, run_id, now)
             event_id = self._add_event(conn, spec, quote, now)
         _symbol_ids[key] = symbol_id
         return WriteOutcome(
-            written=True, event_id=event_id, stored_quote_time=stored, reason="written"
+            written=True, event_id=event_id, stored_data_time=stored_time, reason="written"
         )
 
     def _add_event(
@@ -427,24 +435,33 @@ def _statuses(conn: sa.Connection, ids: Iterable[int], provider_id: int) -> dict
 
 
 def _stored_quote(symbol: str, meta: dict[str, Any], precision: int | None) -> Quote | None:
-    """A symbol row's `metadata.last_update` as a `Quote` (None if it has none yet)."""
+    """A symbol row's `metadata.last_update` as a `Quote` (None if it has none or it is
+    unreadable: the next write replaces it)."""
     last = meta.get("last_update")
-    if not isinstance(last, Mapping) or not last.get("timestamp"):
+    if not isinstance(last, Mapping) or not isinstance(last.get("timestamp"), str):
         return None
-    return Quote(
-        ticker=str(meta.get("polygon_ticker", "")),
-        symbol=symbol,
-        quote_time=parse_iso_utc(last["timestamp"]),
-        source=str(last.get("source", "")),
-        bid=last.get("bid"),
-        ask=last.get("ask"),
-        last_price=last.get("last_price"),
-        day_open=last.get("daily_open"),
-        day_high=last.get("daily_high"),
-        day_low=last.get("daily_low"),
-        day_close=last.get("daily_close"),
-        precision=precision,
-    )
+    try:
+        data_time = parse_iso_utc(last.get("data_time") or last["timestamp"])
+        fetched = last.get("fetched_at")
+        return Quote(
+            ticker=str(meta.get("polygon_ticker", "")),
+            symbol=symbol,
+            data_time=data_time,
+            source=str(last.get("source", "")),
+            bid=last.get("bid"),
+            ask=last.get("ask"),
+            last_price=last.get("last_price"),
+            day_open=last.get("daily_open"),
+            day_high=last.get("daily_high"),
+            day_low=last.get("daily_low"),
+            day_close=last.get("daily_close"),
+            precision=precision,
+            fetched_at=parse_iso_utc(fetched) if isinstance(fetched, str) else None,
+            timeframe=Timeframe(last.get("timeframe") or Timeframe.REAL_TIME),
+            plan=str(last.get("plan") or ""),
+        )
+    except (ValueError, TypeError):
+        return None
 
 
 def _locked_metadata(conn: sa.Connection, symbol_id: int) -> dict[str, Any] | None:
@@ -466,6 +483,14 @@ def _set_last_update(
     )
 
 
+def _set_fetched_at(
+    conn: sa.Connection, symbol_id: int, meta: dict[str, Any], fetched_at: dt.datetime
+) -> None:
+    """Only when the stored quote was last fetched: its data and the row's `updated_at` stay."""
+    meta["last_update"] = {**meta["last_update"], "fetched_at": iso_utc(fetched_at)}
+    conn.execute(sa.update(symbols).where(symbols.c.id == symbol_id).values(meta=meta))
+
+
 def _insert_history(
     conn: sa.Connection,
     symbol_id: int,
@@ -484,7 +509,7 @@ def _insert_history(
                 "symbol_id": symbol_id,
                 "symbol": spec.symbol,
                 "partition_date": partition_date,
-                "quote_time": quote.quote_time,
+                "quote_time": quote.data_time,
                 "bid": quote.bid,
                 "ask": quote.ask,
                 "spread": quote.spread,
@@ -500,13 +525,3 @@ def _insert_history(
             },
         )
     )
-
-
-def _stored_time(meta: Mapping[str, Any]) -> dt.datetime | None:
-    last = meta.get("last_update")
-    if isinstance(last, Mapping) and isinstance(last.get("timestamp"), str):
-        try:
-            return parse_iso_utc(last["timestamp"])
-        except ValueError:
-            return None
-    return None

@@ -1,11 +1,14 @@
-"""Quotes for a plan without snapshots: the newest bars the plan serves.
+"""Quotes for a plan without snapshots: the newest day bars the plan serves.
 
 The free (Basic) plans include no snapshots at all, only end-of-day aggregates. For the markets
-such a plan refuses, a refresh takes the newest day bar instead, in as few calls as the API
-allows: grouped daily, one call per market for every pair of it (forex, crypto), and the
-previous-day bar of each ticker grouped daily cannot give (an index, a pair missing from the
-day). Such a quote is labelled by its `source`, its time is when the bar closed, and its bid, ask
-and spread stay null: nothing pretends it is live, and the `quote_age` check says how old it is.
+such a plan refuses, a refresh takes the newest published day bar instead, in as few calls as the
+API allows: grouped daily, one call per market for every pair of it (forex, crypto), and the
+previous-day bar of each ticker grouped daily cannot give (an index, a pair missing from the day).
+
+A day bar's price is as of its session's close, taken from the day asked for (grouped daily) or
+the bar's own day (`prev`) and the market's calendar, never from the fetch or from `t + 1 day`:
+the vendor's `t` is the day's start on one endpoint, its last millisecond or the US close on
+others. A bar dated outside the day asked for, or after the newest closed session, is refused.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 from assets_pipeline.config.registry import AssetType
 from assets_pipeline.persistence.budget import BudgetError
-from assets_pipeline.polygon.errors import PolygonError, TickerNotFound
+from assets_pipeline.polygon.errors import MalformedResponse, PolygonError, TickerNotFound
 from assets_pipeline.polygon.parsing import (
     SOURCE_GROUPED,
     SOURCE_PREV,
@@ -26,6 +30,8 @@ from assets_pipeline.polygon.parsing import (
     parse_grouped,
 )
 from assets_pipeline.rules import clock
+from assets_pipeline.rules.end_of_day import DEFAULT_PUBLICATION_DELAY
+from assets_pipeline.rules.market_hours import MarketHours
 from assets_pipeline.rules.quotes import Quote
 
 if TYPE_CHECKING:
@@ -37,50 +43,73 @@ GROUPED_MARKETS = {AssetType.FOREX: "fx", AssetType.CRYPTO: "crypto"}
 Answer = Quote | Exception
 
 
-def latest_bar_quotes(client: PolygonClient, tickers: Mapping[str, AssetType]) -> dict[str, Answer]:
-    """Each ticker's newest day bar as a quote, or the error that stopped it."""
+def latest_bar_quotes(
+    client: PolygonClient,
+    tickers: Mapping[str, AssetType],
+    hours: MarketHours | None = None,
+    delay: dt.timedelta = DEFAULT_PUBLICATION_DELAY,
+) -> dict[str, Answer]:
+    """Each ticker's newest published day bar as a quote, or the error that stopped it."""
+    hours = hours or MarketHours()
     now = clock.utcnow()
     answers: dict[str, Answer] = {}
     for asset_type, market in GROUPED_MARKETS.items():
         wanted = [t for t, kind in tickers.items() if kind is asset_type]
-        if wanted:
-            answers.update(_grouped(client, market, _last_closed_day(asset_type, now), wanted))
-    for ticker in tickers:
+        day = hours.last_bar_day(asset_type, now, delay)
+        if wanted and day is not None:
+            close = hours.bar_close(asset_type, day)
+            assert close is not None  # last_bar_day only names days with a session
+            answers.update(_grouped(client, market, day, close, wanted))
+    for ticker, kind in tickers.items():
         if ticker not in answers or isinstance(answers[ticker], TickerNotFound):
-            answers[ticker] = _previous_day(client, ticker, now)
+            answers[ticker] = _previous_day(client, ticker, kind, hours, now)
     return answers
 
 
-def _last_closed_day(asset_type: AssetType, now: dt.datetime) -> dt.date:
-    """The newest whole UTC day an end-of-day plan serves: yesterday; for forex, whose week
-    ends on Friday, Friday when yesterday was a Saturday."""
-    day = now.date() - dt.timedelta(days=1)
-    if asset_type is AssetType.FOREX and day.weekday() == 5:
-        day -= dt.timedelta(days=1)
-    return day
-
-
 def _grouped(
-    client: PolygonClient, market: str, day: dt.date, wanted: list[str]
+    client: PolygonClient, market: str, day: dt.date, close: dt.datetime, wanted: list[str]
 ) -> dict[str, Answer]:
-    """One call for the whole market's day; a ticker it lacks is left for `_previous_day`."""
+    """One call for the whole market's day; a ticker it lacks, or whose bar is dated another
+    day, is left for `_previous_day`."""
     path = f"/v2/aggs/grouped/locale/global/market/{market}/{day.isoformat()}"
     try:
         bars = parse_grouped(client.get_json(path, {"adjusted": "true"}))
     except (PolygonError, BudgetError):
         return {}  # a timeframe the plan refuses, a broken page: ask each ticker instead
-    now = clock.utcnow()
-    return {t: bar_quote(bars[t], SOURCE_GROUPED, now) for t in wanted if t in bars}
+    return {
+        t: bar_quote(bars[t], SOURCE_GROUPED, close)
+        for t in wanted
+        if t in bars and bars[t].start.astimezone(dt.UTC).date() == day
+    }
 
 
-def _previous_day(client: PolygonClient, ticker: str, now: dt.datetime) -> Answer:
+def _previous_day(
+    client: PolygonClient, ticker: str, kind: AssetType, hours: MarketHours, now: dt.datetime
+) -> Answer:
     try:
         bars, _ = parse_aggs(client.get_json(f"/v2/aggs/ticker/{ticker}/prev", None, ticker))
     except (PolygonError, BudgetError) as exc:
         return exc
     if not bars:
         return TickerNotFound(f"Polygon has no recent day bar for {ticker}", ticker=ticker)
-    return bar_quote(max(bars, key=lambda bar: bar.start), SOURCE_PREV, now)
+    bar = max(bars, key=lambda bar: bar.start)
+    day = bar_day(bar, kind, hours)
+    close = hours.bar_close(kind, day)
+    if close is None or close > now:
+        return MalformedResponse(
+            f"{ticker}: the previous-day bar is dated {day.isoformat()}, which is not a closed"
+            f" session of the {kind.value} market",
+            ticker=ticker,
+        )
+    return bar_quote(bar, SOURCE_PREV, close)
+
+
+def bar_day(bar: Bar, kind: AssetType, hours: MarketHours) -> dt.date:
+    """The day a day bar covers: its `t`'s date in UTC for forex and crypto (Polygon's day
+    aggregates are UTC days), in the exchange's time zone for an index (a stock's `prev` puts
+    `t` at the US close)."""
+    zone = ZoneInfo(hours.index.timezone) if kind is AssetType.INDEX else dt.UTC
+    return bar.start.astimezone(zone).date()
 
 
 #: Bars a range call returns at most (the API's own cap): a year of 5-minute bars is 2 calls.

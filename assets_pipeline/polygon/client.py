@@ -11,6 +11,7 @@ metadata or the UI even if a server echoes it back.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -37,8 +38,11 @@ from assets_pipeline.polygon.parsing import (
     parse_v3_snapshot,
 )
 from assets_pipeline.polygon.transport import bounded_get
+from assets_pipeline.rules import clock
 from assets_pipeline.rules.cadence import BATCH_TICKERS
-from assets_pipeline.rules.quotes import Quote, QuoteRejected, iso_utc, validate_quote
+from assets_pipeline.rules.end_of_day import DEFAULT_PUBLICATION_DELAY
+from assets_pipeline.rules.market_hours import MarketHours
+from assets_pipeline.rules.quotes import Quote, QuoteRejected, Timeframe, iso_utc, validate_quote
 
 SnapshotMode = Literal["batch", "per_ticker"]
 #: `/v3/snapshot` takes at most 250 tickers in `ticker.any_of`, and `limit` at most 250.
@@ -88,6 +92,8 @@ class PolygonClient:
         total_timeout: float = DEFAULT_TOTAL_TIMEOUT_SECONDS,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         plan: str = "auto",
+        hours: MarketHours | None = None,
+        publication_delay: dt.timedelta = DEFAULT_PUBLICATION_DELAY,
         sleep: Callable[[float], None] = time.sleep,
         logger: logging.Logger | Any | None = None,
     ) -> None:
@@ -100,6 +106,10 @@ class PolygonClient:
         if plan not in PLANS:
             raise ValueError(f"plan must be one of {', '.join(PLANS)}, got {plan!r}")
         self.plan = plan
+        #: The markets' calendars and the day bars' publication delay: what an end-of-day plan
+        #: serves, and when (see `bars.py`).
+        self.hours = hours or MarketHours()
+        self.publication_delay = publication_delay
         self.max_retries = max_retries
         self.backoff_seconds = backoff_seconds
         self.max_budget_wait_seconds = max_budget_wait_seconds
@@ -250,7 +260,8 @@ class PolygonClient:
             yield from settle(ticker, answer)
         if bars:
             kinds = {ticker: group[0].asset_type for ticker, group in bars.items()}
-            for ticker, answer in latest_bar_quotes(self, kinds).items():
+            answers = latest_bar_quotes(self, kinds, self.hours, self.publication_delay)
+            for ticker, answer in answers.items():
                 yield from settle(ticker, answer)
 
     def _snapshot_answers(
@@ -442,12 +453,14 @@ def _settle(
 def _for_symbol(
     answer: Quote | Exception, spec: SymbolSpec, now_fn: Callable[[], Any] | None
 ) -> Quote | Exception:
-    """A ticker's quote, validated and renamed to the symbol, or the reason it was rejected."""
+    """A ticker's quote, validated, renamed to the symbol and stamped with when it was fetched
+    and under which plan, or the reason it was rejected."""
     if not isinstance(answer, Quote):
         return answer
     try:
         quote = validate_quote(answer, now_fn() if now_fn else None)
-        return quote.for_symbol(spec.symbol, spec.price_precision)
+        plan = "free" if quote.timeframe is Timeframe.END_OF_DAY else "paid"
+        return quote.for_symbol(spec.symbol, spec.price_precision).fetched(clock.utcnow(), plan)
     except QuoteRejected as exc:
         return exc
 

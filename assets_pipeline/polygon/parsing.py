@@ -27,7 +27,7 @@ from assets_pipeline.polygon.errors import (
     classify_status,
 )
 from assets_pipeline.rules.excerpts import excerpt
-from assets_pipeline.rules.quotes import Quote, QuoteRejected
+from assets_pipeline.rules.quotes import Quote, QuoteRejected, Timeframe
 
 _HTML_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 T = TypeVar("T")
@@ -179,7 +179,7 @@ def _require_ok(body: Any) -> Mapping[str, Any]:
     return body
 
 
-def parse_v2_ticker(item: Any) -> Quote:
+def parse_v2_ticker(item: Any, timeframe: Timeframe = Timeframe.REAL_TIME) -> Quote:
     """One v2 snapshot ticker object (forex has `lastQuote`, crypto `lastTrade`)."""
     if not isinstance(item, Mapping) or not isinstance(item.get("ticker"), str):
         raise MalformedResponse("a v2 snapshot ticker object has no 'ticker'")
@@ -193,14 +193,14 @@ def parse_v2_ticker(item: Any) -> Quote:
     day_close = _day_value(ticker, day, "c", "day close (day.c)")
     if ticker.startswith("X:"):  # crypto: a trade, with its own time
         _require_own_price(ticker, trade_price, "lastTrade.p", last_trade.get("t"), "lastTrade.t")
-        quote_time = epoch_to_utc(last_trade["t"], "lastTrade.t")
+        data_time = epoch_to_utc(last_trade["t"], "lastTrade.t")
     else:  # forex and metals: both sides of a quote, with its own time
         _require_quote(ticker, bid, ask, "lastQuote.b", "lastQuote.a")
         _require_own_price(ticker, bid, "lastQuote.b", last_quote.get("t"), "lastQuote.t")
-        quote_time = epoch_to_utc(last_quote["t"], "lastQuote.t")
+        data_time = epoch_to_utc(last_quote["t"], "lastQuote.t")
     return Quote(
         ticker=ticker,
-        quote_time=quote_time,
+        data_time=data_time,
         source=SOURCE_V2,
         bid=bid,
         ask=ask,
@@ -210,12 +210,26 @@ def parse_v2_ticker(item: Any) -> Quote:
         day_low=_day_value(ticker, day, "l", "day low (day.l)"),
         day_close=day_close,
         day_volume=_number(ticker, day, "v", "day volume (day.v)"),
+        timeframe=timeframe,
     )
 
 
 def parse_v2_single(body: Any) -> Quote:
-    """`/v2/snapshot/locale/global/markets/{forex,crypto}/tickers/{ticker}`."""
-    return _guarded(lambda: parse_v2_ticker(_require_ok(body).get("ticker")))
+    """`/v2/snapshot/locale/global/markets/{forex,crypto}/tickers/{ticker}`; an envelope whose
+    `status` is `DELAYED` makes the quote delayed."""
+    return _guarded(lambda: parse_v2_ticker(_require_ok(body).get("ticker"), _envelope(body)))
+
+
+def _envelope(body: Mapping[str, Any]) -> Timeframe:
+    delayed = str(body.get("status", "")).upper() == "DELAYED"
+    return Timeframe.DELAYED if delayed else Timeframe.REAL_TIME
+
+
+def _item_timeframe(*parts: Mapping[str, Any]) -> Timeframe:
+    """A v3 item's own word on its timeframe (`last_quote.timeframe`, `last_trade.timeframe`,
+    `timeframe`): `DELAYED` if any says so, else real time."""
+    said = {str(part.get("timeframe", "")).upper() for part in parts}
+    return Timeframe.DELAYED if "DELAYED" in said else Timeframe.REAL_TIME
 
 
 def _guarded(parse: Callable[[], T]) -> T:
@@ -245,13 +259,13 @@ def parse_v3_item(item: Any) -> Quote:
     trade_price = _number(ticker, last_trade, "price", "last price (last_trade.price)")
     index_value = _number(ticker, item, "value", "index value (value)")
     day_close = _day_value(ticker, session, "close", "session close")
-    quote_time = _v3_quote_time(ticker, item, last_quote, last_trade, bid, ask, trade_price)
+    data_time = _v3_data_time(ticker, item, last_quote, last_trade, bid, ask, trade_price)
     last_price = trade_price if trade_price is not None else index_value
     if last_price is None:
         last_price = _mid(bid, ask)
     return Quote(
         ticker=ticker,
-        quote_time=quote_time,
+        data_time=data_time,
         source=SOURCE_V3,
         bid=bid,
         ask=ask,
@@ -261,6 +275,7 @@ def parse_v3_item(item: Any) -> Quote:
         day_low=_day_value(ticker, session, "low", "session low"),
         day_close=day_close,
         day_volume=_number(ticker, session, "volume", "session volume"),
+        timeframe=_item_timeframe(item, last_quote, last_trade),
     )
 
 
@@ -275,7 +290,7 @@ def _v3_item_error(ticker: str, item: Mapping[str, Any]) -> PolygonError:
     return PermanentError(f"Polygon answered {code} for {ticker}: {message}", ticker=ticker)
 
 
-def _v3_quote_time(
+def _v3_data_time(
     ticker: str,
     item: Mapping[str, Any],
     last_quote: Mapping[str, Any],
@@ -424,13 +439,14 @@ def _grouped(body: Any) -> dict[str, Bar]:
     return bars
 
 
-def bar_quote(bar: Bar, source: str, now: dt.datetime, bar_seconds: float = 86400.0) -> Quote:
-    """A plan without snapshots gets the newest bar it serves: its close is the last price, at
-    the time the bar closed (never later than now); bid, ask and spread stay null, never 0."""
-    closed = min(bar.start + dt.timedelta(seconds=bar_seconds), now)
+def bar_quote(bar: Bar, source: str, data_time: dt.datetime) -> Quote:
+    """A plan without snapshots gets the newest day bar it serves: its close is the last price,
+    as of `data_time`, the close of the session the bar covers (the caller knows the day and the
+    market's calendar; the bar's `t` means different instants on different endpoints). Bid, ask
+    and spread stay null, never 0."""
     return Quote(
         ticker=bar.ticker,
-        quote_time=closed,
+        data_time=data_time,
         source=source,
         last_price=bar.close,
         day_open=bar.open,
@@ -438,4 +454,5 @@ def bar_quote(bar: Bar, source: str, now: dt.datetime, bar_seconds: float = 8640
         day_low=bar.low,
         day_close=bar.close,
         day_volume=bar.volume,
+        timeframe=Timeframe.END_OF_DAY,
     )

@@ -78,13 +78,13 @@ def feasibility(
         own = tickers.get(tier, {})
         if not own:
             continue
-        cost = _bars_cost(own) if bars_only else calls_for(len(own), budget.mode)
+        cost = bars_cost(own) if bars_only else calls_for(len(own), budget.mode)
         every = tiers[tier].every_seconds
         needs.append(TierNeed(tier, len(own), cost, every, cost * budget.window_seconds / every))
     return Feasibility(tuple(needs), budget.calls, budget.window_seconds, budget.mode)
 
 
-def _bars_cost(tickers: Mapping[str, AssetType]) -> int:
+def bars_cost(tickers: Mapping[str, AssetType]) -> int:
     """Grouped daily: one call per market (forex, crypto); an index: one call of its own."""
     markets = {kind for kind in tickers.values() if kind is not AssetType.INDEX}
     indices = sum(1 for kind in tickers.values() if kind is AssetType.INDEX)

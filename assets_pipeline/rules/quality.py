@@ -4,10 +4,10 @@ Hard violations (a crossed or non-positive quote, a time in the future) are reje
 anything is written (`quotes.validate_quote`). These rules only warn: a wide spread, a big jump
 from the previous quote, a quote no newer than the stored one, a quote whose own time lags.
 
-Two clocks: *sync age* is how long ago we last fetched the symbol successfully; *quote age* is how
-old the quote itself is (delayed plans run 15 minutes behind). Both are counted in open-market
-time, so a weekend never makes forex stale and the minutes after the open do not raise an alarm
-for Friday's quote. Staleness uses sync age; quote age has a warning of its own.
+Two clocks: *sync age* is how long ago we last fetched the symbol successfully; *data age* is how
+old the price itself is in the market's time (delayed plans run 15 minutes behind; a day bar is as
+of its session's close). Both are counted in open-market time, so a weekend never makes forex
+stale. Staleness is judged on the data, against what the plan can give.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from assets_pipeline.rules.cadence import CadenceError, parse_duration
+from assets_pipeline.rules.end_of_day import NewestBar, newest_bar
 from assets_pipeline.rules.excerpts import excerpt
 from assets_pipeline.rules.market_hours import MarketHours
 from assets_pipeline.rules.quotes import Quote, iso_utc
@@ -27,7 +28,7 @@ from assets_pipeline.rules.taxonomy import AssetType
 class QualityPolicy:
     max_spread_bps: float = 50.0
     max_jump_pct: float = 5.0
-    max_quote_age_seconds: float = 1200.0
+    max_data_age_seconds: float = 1200.0
     check_every_seconds: float = 300.0
 
 
@@ -48,7 +49,7 @@ def parse_quality(document: Any, where: str) -> QualityPolicy:
             raise CadenceError(f"{where}: quality.{key}: {excerpt(value)} is not a positive number")
         values[key] = float(value)
     for key, default in (
-        ("max_quote_age", base.max_quote_age_seconds),
+        ("max_quote_age", base.max_data_age_seconds),
         ("check_every", base.check_every_seconds),
     ):
         try:
@@ -84,7 +85,7 @@ def assess_quality(quote: Quote, previous: Quote | None, policy: QualityPolicy) 
         if spread_bps > policy.max_spread_bps:
             problems.append(f"spread {spread_bps:.1f} bp > {policy.max_spread_bps:g} bp")
     if previous is not None:
-        meta["previous_quote_time"] = iso_utc(previous.quote_time)
+        meta["previous_data_time"] = iso_utc(previous.data_time)
         meta["previous_last_price"] = previous.last_price
         if previous.last_price and quote.last_price:
             jump = abs(quote.last_price / previous.last_price - 1) * 100
@@ -94,44 +95,67 @@ def assess_quality(quote: Quote, previous: Quote | None, policy: QualityPolicy) 
                 problems.append(
                     f"jump {jump:.2f}% from the previous quote > {policy.max_jump_pct:g}%"
                 )
-        if quote.quote_time <= previous.quote_time:
+        if quote.same_price(previous):
+            meta["unchanged"] = True  # the same data again: no news, nothing wrong
+        elif quote.data_time <= previous.data_time:
             problems.append(
-                f"quote time {iso_utc(quote.quote_time)} is not newer than the stored"
-                f" {iso_utc(previous.quote_time)}: not stored"
+                f"quote time {iso_utc(quote.data_time)} is not newer than the stored"
+                f" {iso_utc(previous.data_time)}: not stored"
             )
     return QualityVerdict(passed=not problems, problems=problems, metadata=meta)
 
 
 @dataclass(frozen=True)
 class Freshness:
-    """Both clocks for one symbol at one instant, and what they mean."""
+    """Both clocks for one symbol at one instant, and what they mean. Staleness is judged on the
+    data's own time: on a live plan, its age in open-market time; on an end-of-day plan, whether
+    it holds the newest close the plan has published (`end_of_day`)."""
 
     market_open: bool
     last_sync: dt.datetime | None
-    quote_time: dt.datetime | None
+    data_time: dt.datetime | None
     sync_age_seconds: float | None
     open_sync_age_seconds: float | None
-    quote_age_seconds: float | None
-    open_quote_age_seconds: float | None
+    data_age_seconds: float | None
+    open_data_age_seconds: float | None
     stale_after_seconds: float
-    max_quote_age_seconds: float
+    max_data_age_seconds: float
+    #: On an end-of-day plan: the newest bar published now (what the metadata names).
+    end_of_day: NewestBar | None = None
+    #: On an end-of-day plan: the data is older than the newest bar published `stale_after` ago.
+    behind_plan: bool = False
 
     @property
     def stale(self) -> bool:
-        """Open market and no successful update for longer than the tier allows."""
+        """Older than the plan allows: on end-of-day bars, behind the newest close published
+        (a calendar knows closed days, so a closed market is no excuse); on a live plan, an open
+        market and data older than the tier allows."""
+        if self.end_of_day is not None:
+            return self.behind_plan
         if not self.market_open:
             return False
-        if self.open_sync_age_seconds is None:
+        if self.open_data_age_seconds is None:
             return True  # never refreshed while its market trades
-        return self.open_sync_age_seconds > self.stale_after_seconds
+        return self.open_data_age_seconds > self.stale_after_seconds
 
     @property
     def quote_lagging(self) -> bool:
-        """Open market and the quote's own time lags more than allowed (a delayed feed)."""
+        """The data lags more than allowed (a delayed feed), or an end-of-day plan's newest."""
+        if self.end_of_day is not None:
+            return self.behind_plan
         return (
             self.market_open
-            and self.open_quote_age_seconds is not None
-            and self.open_quote_age_seconds > self.max_quote_age_seconds
+            and self.open_data_age_seconds is not None
+            and self.open_data_age_seconds > self.max_data_age_seconds
+        )
+
+    def describe(self) -> str:
+        """What the plan allows, in a line for the check's metadata."""
+        if self.end_of_day is not None:
+            return self.end_of_day.describe()
+        return (
+            f"live plan: data older than {self.stale_after_seconds / 60:g} minutes of"
+            " open-market time is stale"
         )
 
     def metadata(self) -> dict[str, Any]:
@@ -140,41 +164,53 @@ class Freshness:
 
         return {
             "market_open": self.market_open,
+            "freshness": self.describe(),
             "last_sync": iso_utc(self.last_sync) if self.last_sync else None,
-            "quote_time": iso_utc(self.quote_time) if self.quote_time else None,
+            "data_time": iso_utc(self.data_time) if self.data_time else None,
             "sync_age_seconds": rounded(self.sync_age_seconds),
             "open_market_sync_age_seconds": rounded(self.open_sync_age_seconds),
-            "quote_age_seconds": rounded(self.quote_age_seconds),
-            "open_market_quote_age_seconds": rounded(self.open_quote_age_seconds),
+            "data_age_seconds": rounded(self.data_age_seconds),
+            "open_market_data_age_seconds": rounded(self.open_data_age_seconds),
             "stale_after_seconds": self.stale_after_seconds,
-            "max_quote_age_seconds": self.max_quote_age_seconds,
+            "max_data_age_seconds": self.max_data_age_seconds,
         }
 
 
 def assess_freshness(
     asset_type: AssetType,
     last_sync: dt.datetime | None,
-    quote_time: dt.datetime | None,
+    data_time: dt.datetime | None,
     now: dt.datetime,
     hours: MarketHours,
     stale_after_seconds: float,
-    max_quote_age_seconds: float,
+    max_data_age_seconds: float,
+    publication_delay: dt.timedelta | None = None,
 ) -> Freshness:
+    """Judge one symbol. `publication_delay` set: it is served end-of-day bars, and is behind
+    when it lacks the newest close published `stale_after` ago (time for a cadence to fetch it)."""
+
     def ages(since: dt.datetime | None) -> tuple[float | None, float | None]:
         if since is None:
             return None, None
         return (now - since).total_seconds(), hours.open_seconds(asset_type, since, now)
 
     sync_age, open_sync_age = ages(last_sync)
-    quote_age, open_quote_age = ages(quote_time)
+    data_age, open_data_age = ages(data_time)
+    eod, behind = None, False
+    if publication_delay is not None:
+        eod = newest_bar(hours, asset_type, now, publication_delay)
+        grace = dt.timedelta(seconds=stale_after_seconds)
+        behind = not newest_bar(hours, asset_type, now - grace, publication_delay).holds(data_time)
     return Freshness(
         market_open=hours.is_open(asset_type, now),
         last_sync=last_sync,
-        quote_time=quote_time,
+        data_time=data_time,
         sync_age_seconds=sync_age,
         open_sync_age_seconds=open_sync_age,
-        quote_age_seconds=quote_age,
-        open_quote_age_seconds=open_quote_age,
+        data_age_seconds=data_age,
+        open_data_age_seconds=open_data_age,
         stale_after_seconds=stale_after_seconds,
-        max_quote_age_seconds=max_quote_age_seconds,
+        max_data_age_seconds=max_data_age_seconds,
+        end_of_day=eod,
+        behind_plan=behind,
     )

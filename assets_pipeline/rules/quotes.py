@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import enum
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from assets_pipeline.rules import clock
 
+#: Who served the price (one provider today; the events and rows already say so).
+PROVIDER = "polygon"
 #: How far a quote's own time may run ahead of our clock before we call it bogus.
 DEFAULT_MAX_FUTURE_SKEW = dt.timedelta(seconds=60)
 #: Older than this, a "latest" quote is not live (a 1970 timestamp, a broken clock): rejected.
@@ -25,6 +28,15 @@ MAX_QUOTE_AGE = dt.timedelta(days=30)
 MAX_PLAUSIBLE_PRICE = 1e9
 #: Below this, likewise (a trade at 1e-300): the cheapest traded tokens are far above it.
 MIN_PLAUSIBLE_PRICE = 1e-9
+
+
+class Timeframe(enum.StrEnum):
+    """How current a price is, in the vendor's words: `REAL-TIME` and `DELAYED` are what Polygon's
+    snapshots say of themselves; `END-OF-DAY` is a day bar's close, all an end-of-day plan gives."""
+
+    REAL_TIME = "REAL-TIME"
+    DELAYED = "DELAYED"
+    END_OF_DAY = "END-OF-DAY"
 
 
 class QuoteRejected(ValueError):
@@ -41,14 +53,16 @@ class QuoteRejected(ValueError):
 
 @dataclass(frozen=True)
 class Quote:
-    """A price for one Polygon ticker at one instant, in UTC.
+    """A price for one Polygon ticker, with two times in UTC: `data_time`, when the market set
+    the price (a quote's or trade's own time; a day bar's session close), and `fetched_at`, when
+    we fetched it. Freshness is judged on `data_time`; `fetched_at` only says when we last looked.
 
     Crypto snapshots carry trades, not quotes: `bid` and `ask` are then None (never 0), and so is
     `spread`. `symbol` is the platform's name; it is empty until the quote is bound to a symbol.
     """
 
     ticker: str
-    quote_time: dt.datetime
+    data_time: dt.datetime
     source: str
     bid: float | None = None
     ask: float | None = None
@@ -61,6 +75,11 @@ class Quote:
     symbol: str = ""
     #: The symbol's price precision (decimal places), once bound to a symbol.
     precision: int | None = None
+    #: When we fetched it; set by the client as the answer arrives (None: not fetched yet).
+    fetched_at: dt.datetime | None = None
+    timeframe: Timeframe = Timeframe.REAL_TIME
+    #: The plan it was served under: `free` (end-of-day) or `paid` (snapshots).
+    plan: str = ""
 
     @property
     def spread(self) -> float | None:
@@ -76,7 +95,31 @@ class Quote:
         return dataclasses.replace(self, symbol=symbol, precision=precision)
 
     def age(self, now: dt.datetime) -> dt.timedelta:
-        return now - self.quote_time
+        """How old the price is in the market's time (not since we fetched it)."""
+        return now - self.data_time
+
+    def fetched(self, at: dt.datetime, plan: str) -> Quote:
+        """This quote as fetched at `at` under `plan`."""
+        return dataclasses.replace(self, fetched_at=at, plan=plan)
+
+    def same_price(self, other: Quote | None) -> bool:
+        """The same market data: the same data time and the same prices. A refresh that finds
+        it again has nothing new to store or announce."""
+        return other is not None and (
+            other.data_time == self.data_time
+            and (other.bid, other.ask, other.last_price) == (self.bid, self.ask, self.last_price)
+        )
+
+    def _times(self) -> dict[str, Any]:
+        return {
+            "timestamp": iso_utc(self.data_time),  # the market's time, for schema-2 readers
+            "data_time": iso_utc(self.data_time),
+            "fetched_at": iso_utc(self.fetched_at) if self.fetched_at else None,
+            "source": self.source,
+            "provider": PROVIDER,
+            "plan": self.plan or None,
+            "timeframe": self.timeframe.value,
+        }
 
     def last_update(self) -> dict[str, Any]:
         """The `metadata.last_update` document that `trading.symbols` carries."""
@@ -89,18 +132,17 @@ class Quote:
             "daily_high": self.day_high,
             "daily_low": self.day_low,
             "daily_close": self.day_close,
-            "timestamp": iso_utc(self.quote_time),
-            "source": self.source,
+            **self._times(),
         }
 
     def event_data(self) -> dict[str, Any]:
-        """The `data` part of the Redis `price_update` event."""
+        """The `data` part of the Redis `price_update` event (see docs/events.md)."""
         return {
             "bid": self.bid,
             "ask": self.ask,
             "spread": self.spread,
             "last_price": self.last_price,
-            "timestamp": iso_utc(self.quote_time),
+            **self._times(),
         }
 
 
@@ -178,16 +220,16 @@ def _bad_sides(quote: Quote) -> str | None:
 
 def _bad_time(quote: Quote, now: dt.datetime, max_future_skew: dt.timedelta) -> str | None:
     """A time zone, not in the future, and not so old it cannot be a live quote."""
-    if quote.quote_time.tzinfo is None:
+    if quote.data_time.tzinfo is None:
         return "quote time has no time zone"
-    if quote.quote_time > now + max_future_skew:
+    if quote.data_time > now + max_future_skew:
         return (
-            f"quote time {iso_utc(quote.quote_time)} is in the future"
+            f"quote time {iso_utc(quote.data_time)} is in the future"
             f" (now {iso_utc(now)}, allowed skew {max_future_skew.total_seconds():.0f}s)"
         )
-    if quote.quote_time < now - MAX_QUOTE_AGE:
+    if quote.data_time < now - MAX_QUOTE_AGE:
         return (
-            f"quote time {iso_utc(quote.quote_time)} is more than {MAX_QUOTE_AGE.days} days"
+            f"quote time {iso_utc(quote.data_time)} is more than {MAX_QUOTE_AGE.days} days"
             " old: not a live quote"
         )
     return None

@@ -867,6 +867,7 @@ def _route_aggs_prev(ticker: str, query: dict[str, str]) -> _Route:
         # Saturday that is Friday, not the day before the last tick's day).
         bar = market.previous_day_bar(ticker, call.now, market_hours=call.market_hours)
         result = _agg_result(bar, inst.asset_class, with_ticker=ticker)
+        result["t"] = _day_bar_t(bar, inst.asset_class)
         if "negative_price" in call.kinds_for(ticker):
             result["c"] = -1.0
         return _json_reply(200, _aggs_body(ticker, adjusted, [result], None))
@@ -902,12 +903,23 @@ def _route_aggs_grouped(market_name: str, day_token: str, query: dict[str, str])
                 continue
             bar = market.bar(ticker, start, end, call.now, market_hours=call.market_hours)
             result = _agg_result(bar, asset_class, with_ticker=ticker)
+            result["t"] = _day_bar_t(bar, asset_class)
             if "negative_price" in call.kinds_for(ticker):
                 result["c"] = -1.0
             results.append(result)
         return _json_reply(200, _grouped_body(adjusted, results))
 
     return _Route(render, tickers, kind="aggs", span_ms=(_ms(start), _ms(end) - 1))
+
+
+def _day_bar_t(bar: market.Bar, asset_class: str) -> int:
+    """A grouped-daily or `prev` bar's `t` as the vendor's own examples give it: not the day's
+    start (that is a range bar's) but the day's last millisecond (the forex grouped-daily
+    example, `1602719999999`), or for an index the US close (the official client's mock of a
+    stock's `prev`, `1651003200000`, 20:00Z)."""
+    if asset_class == "indices":
+        return _ms(bar.start) + 20 * 3600 * 1000
+    return _ms(bar.start + market.DAY_SECONDS) - 1
 
 
 def _grouped_body(adjusted: bool, results: list[dict[str, Any]]) -> dict[str, Any]:

@@ -41,7 +41,7 @@ def quote(symbol, ticker, at, price):
     return Quote(
         ticker=ticker,
         symbol=symbol,
-        quote_time=at,
+        data_time=at,
         source="test",
         bid=price,
         ask=price * 1.0001,
@@ -107,25 +107,25 @@ def test_fresh_stale_and_never_refreshed_symbols_and_the_sync_status_that_follow
     store = QuoteStore(get_engine(pg_url))
     # AUDUSD was never refreshed and has no row yet: the check registers it, and marks it
     store.write_quote(registry.get("EURUSD"), quote("EURUSD", "C:EURUSD", now, 1.08), now.date())
-    store.write_quote(registry.get("GBPUSD"), quote("GBPUSD", "C:GBPUSD", now, 1.27), now.date())
     stale_after = registry.tiers[registry.get("GBPUSD").tier].stale_after_seconds
-    # GBPUSD's last successful update: 5 minutes longer ago than its tier allows
-    set_last_sync(store, "GBPUSD", now - ago(stale_after + 300))
+    # GBPUSD fetched just now, but its price's own time is 5 minutes older than its tier allows
+    old = now - ago(stale_after + 300)
+    store.write_quote(registry.get("GBPUSD"), quote("GBPUSD", "C:GBPUSD", old, 1.27), now.date())
 
     results = checked(registry)
 
     eur, gbp, aud = (results[(s, "fresh")] for s in ("EURUSD", "GBPUSD", "AUDUSD"))
     assert eur.passed and not gbp.passed and not aud.passed
-    assert aud.description == "AUDUSD: never refreshed while its market trades"
+    assert aud.description == "AUDUSD: no price yet while its market trades"
     assert gbp.severity == dg.AssetCheckSeverity.ERROR
     meta = gbp.metadata
-    assert meta["sync_age_seconds"].value == stale_after + 300
-    assert meta["open_market_sync_age_seconds"].value == stale_after + 300  # markets never close
+    # judged on the market's time, not on the fetch
+    assert meta["sync_age_seconds"].value == 0
+    assert meta["data_age_seconds"].value == stale_after + 300
+    assert meta["open_market_data_age_seconds"].value == stale_after + 300  # always open here
     assert meta["stale_after_seconds"].value == stale_after and meta["market_open"].value is True
-    # the second clock, recorded beside the first: the quote's own time, fetched as it was quoted
-    assert meta["quote_age_seconds"].value == 0
     assert gbp.description == (
-        f"GBPUSD: last update {(stale_after + 300) / 60:.1f} open-market minutes ago"
+        f"GBPUSD: the price is {(stale_after + 300) / 60:.1f} open-market minutes old"
     )
     assert eur.metadata["sync_age_seconds"].value == 0
     assert len([k for k in results if k[1] == "fresh"]) == 9
@@ -139,7 +139,7 @@ def test_fresh_stale_and_never_refreshed_symbols_and_the_sync_status_that_follow
     store.write_quote(registry.get("GBPUSD"), quote("GBPUSD", "C:GBPUSD", later, 1.27), now.date())
     assert store.sync_status("GBPUSD")["sync_status"] == "success"
     back = checked(registry)[("GBPUSD", "fresh")]
-    assert back.passed and back.metadata["sync_age_seconds"].value == 0
+    assert back.passed and back.metadata["data_age_seconds"].value == 0
 
 
 def test_a_symbol_turns_stale_once_its_last_update_is_older_than_its_tier_allows(
@@ -163,22 +163,23 @@ def test_a_symbol_turns_stale_once_its_last_update_is_older_than_its_tier_allows
     assert store.sync_status("EURUSD")["sync_status"] == "stale"
 
 
-def test_a_lagging_quote_warns_on_its_own_while_the_sync_is_fresh(
+def test_a_lagging_quote_warns_before_its_tier_calls_it_stale(
     pg_url, registry, checked, frozen_clock
 ):
     store = QuoteStore(get_engine(pg_url))
     now = frozen_clock.now
-    max_age = registry.quality.max_quote_age_seconds
-    lag = max_age + 600  # a delayed feed: fetched now, 10 minutes further behind than allowed
-    old = now - ago(lag)
-    store.write_quote(registry.get("XAUUSD"), quote("XAUUSD", "C:XAUUSD", old, 2400.0), now.date())
+    spec = registry.get("GBPUSD")  # a queued tier: stale after more than the 20 minutes' warning
+    max_age, stale_after = registry.quality.max_data_age_seconds, registry.stale_after(spec.tier)
+    lag = max_age + 300  # a delayed feed: fetched now, 5 minutes further behind than allowed
+    assert lag < stale_after
+    store.write_quote(spec, quote("GBPUSD", "C:GBPUSD", now - ago(lag), 1.27), now.date())
     results = checked(registry)
-    fresh = results[("XAUUSD", "fresh")]
+    fresh = results[("GBPUSD", "fresh")]
     assert fresh.passed and fresh.metadata["sync_age_seconds"].value == 0
-    lagging = results[("XAUUSD", "quote_age")]
+    lagging = results[("GBPUSD", "quote_age")]
     assert not lagging.passed and lagging.severity == dg.AssetCheckSeverity.WARN
-    assert lagging.metadata["quote_age_seconds"].value == lag
-    assert lagging.metadata["max_quote_age_seconds"].value == max_age
+    assert lagging.metadata["data_age_seconds"].value == lag
+    assert lagging.metadata["max_data_age_seconds"].value == max_age
 
 
 def test_no_alarm_for_forex_over_the_weekend_but_crypto_goes_stale(pg_url, checked, frozen_clock):

@@ -99,7 +99,7 @@ def test_at_start_up_overdue_secondaries_are_queued_at_once_and_only_once(
     fresh = Quote(
         ticker="C:GBPUSD",
         symbol="GBPUSD",
-        quote_time=now,
+        data_time=now,
         source="t",
         bid=1.27,
         ask=1.2701,

@@ -75,7 +75,12 @@ def test_a_quote_lands_in_one_transaction_with_status_history_and_event(store, r
         "daily_low": 1.06,
         "daily_close": 1.0801,
         "timestamp": "2026-11-24T10:00:00.000000Z",
+        "data_time": "2026-11-24T10:00:00.000000Z",
+        "fetched_at": "2026-11-24T10:00:02.000000Z",
         "source": "test",
+        "provider": "polygon",
+        "plan": "paid",
+        "timeframe": "REAL-TIME",
     }
     assert row.updated_at is not None
     status = store.sync_status("EURUSD")
@@ -101,6 +106,12 @@ def test_a_quote_lands_in_one_transaction_with_status_history_and_event(store, r
             "spread": pytest.approx(0.0002),
             "last_price": pytest.approx(1.0801),
             "timestamp": "2026-11-24T10:00:00.000000Z",
+            "data_time": "2026-11-24T10:00:00.000000Z",
+            "fetched_at": "2026-11-24T10:00:02.000000Z",
+            "source": "test",
+            "provider": "polygon",
+            "plan": "paid",
+            "timeframe": "REAL-TIME",
         },
         "event_id": outcome.event_id,
     }
@@ -138,6 +149,26 @@ def test_an_older_quote_never_overwrites_a_newer_one(store, registry):
     )
     assert newer.written
     assert symbol_row(store, "EURUSD")[1]["last_update"]["bid"] == 1.3
+
+
+def test_the_same_price_again_records_the_sync_but_is_no_news(store, registry, frozen_clock):
+    # an end-of-day plan fetches yesterday's close again: same data time, same price
+    spec = registry.get("EURUSD")
+    first = store.write_quote(spec, quote(at=T0), DAY)
+    synced = store.sync_status("EURUSD")["last_sync_timestamp"]
+    frozen_clock.advance(300)
+    again = quote(at=T0, fetched_at=T0 + dt.timedelta(minutes=5))
+    outcome = store.write_quote(spec, again, DAY)
+
+    assert first.written and not outcome.written and outcome.reason.startswith("unchanged")
+    assert outcome.event_id is None
+    # the sync is recorded: when we last looked, in the status and beside the stored price
+    assert store.sync_status("EURUSD")["last_sync_timestamp"] > synced
+    _, meta = symbol_row(store, "EURUSD")
+    assert meta["last_update"]["fetched_at"] == "2026-11-24T10:05:00.000000Z"
+    assert meta["last_update"]["data_time"] == "2026-11-24T10:00:00.000000Z"
+    # but nothing new is written or announced
+    assert count(store, quote_history) == 1 and count(store, event_outbox) == 1
 
 
 def test_crypto_quote_stores_null_bid_and_ask_not_zero(store, registry):
@@ -186,7 +217,7 @@ def test_load_reads_the_latest_quote_back(store, registry):
     assert store.latest_quote("EURUSD") is None
     store.write_quote(spec, quote(), DAY)
     latest = store.latest_quote("EURUSD")
-    assert (latest.symbol, latest.bid, latest.ask, latest.quote_time) == (
+    assert (latest.symbol, latest.bid, latest.ask, latest.data_time) == (
         "EURUSD",
         1.08,
         1.0802,
@@ -327,7 +358,7 @@ def test_a_symbol_row_deleted_after_a_write_is_registered_again_on_the_next(stor
     later = T0 + dt.timedelta(minutes=1)
     outcome = store.write_quote(spec, quote(at=later), DAY)
     assert outcome.written
-    assert store.latest_quote("EURUSD").quote_time == later
+    assert store.latest_quote("EURUSD").data_time == later
 
 
 def test_a_batch_log_line_names_fifty_symbols_and_counts_the_rest():

@@ -12,6 +12,7 @@ import re
 
 import pytest
 
+from assets_pipeline.polygon.bars import latest_bar_quotes
 from assets_pipeline.polygon.errors import (
     MalformedResponse,
     NotEntitled,
@@ -20,6 +21,8 @@ from assets_pipeline.polygon.errors import (
     TickerNotFound,
 )
 from assets_pipeline.polygon.parsing import (
+    SOURCE_GROUPED,
+    SOURCE_PREV,
     epoch_to_utc,
     error_from_response,
     load_json,
@@ -28,7 +31,10 @@ from assets_pipeline.polygon.parsing import (
     parse_v2_single,
     parse_v3_snapshot,
 )
-from assets_pipeline.rules.quotes import QuoteRejected, validate_quote
+from assets_pipeline.rules import clock
+from assets_pipeline.rules.market_hours import MarketHours
+from assets_pipeline.rules.quotes import QuoteRejected, Timeframe, validate_quote
+from assets_pipeline.rules.taxonomy import AssetType
 from assets_pipeline_tests.conftest import RESPONSES
 from assets_pipeline_tests.polygon_reference import (
     parse_v1_last_crypto,
@@ -58,8 +64,8 @@ def check_forex_eurusd():
     )
     assert quote.day_volume == 83578
     # lastQuote.t is milliseconds
-    assert quote.quote_time == epoch_to_utc(1606163759000) == utc(2020, 11, 23, 20, 35, 59)
-    validate_quote(quote, now=quote.quote_time)  # as when it was recorded
+    assert quote.data_time == epoch_to_utc(1606163759000) == utc(2020, 11, 23, 20, 35, 59)
+    validate_quote(quote, now=quote.data_time)  # as when it was recorded
 
 
 def check_crypto_btcusd():
@@ -67,20 +73,20 @@ def check_crypto_btcusd():
     # a crypto snapshot has trades, not quotes: no bid, no ask, no spread, never 0
     assert (quote.bid, quote.ask, quote.spread) == (None, None, None)
     assert quote.last_price == 16242.31
-    assert quote.quote_time == utc(2020, 11, 13, 19, 3, 50, 780000)
+    assert quote.data_time == utc(2020, 11, 13, 19, 3, 50, 780000)
     assert (quote.day_open, quote.day_close, quote.day_volume) == (
         16418.07,
         16260.85,
         105008.84231068,
     )
-    validate_quote(quote, now=quote.quote_time)  # as when it was recorded
+    validate_quote(quote, now=quote.data_time)  # as when it was recorded
 
 
 def check_forex_tickers():
     quotes = parse_v2_many(recorded("v2_forex_tickers_recorded.json"))
     quote = quotes["C:XAGCAD"]
     assert (quote.bid, quote.ask) == (28.5, 28.51)
-    assert quote.quote_time == utc(2022, 1, 10, 21, 21, 7)
+    assert quote.data_time == utc(2022, 1, 10, 21, 21, 7)
 
 
 def check_v3_mixed():
@@ -89,9 +95,9 @@ def check_v3_mixed():
     fx, btc, missing = results["C:USDCAD"], results["X:BTCUSD"], results["TSLAAPL"]
     assert (fx.bid, fx.ask, fx.day_open, fx.day_close) == (1.35185, 1.35191, 1.34667, 1.35178)
     # last_updated is nanoseconds
-    assert fx.quote_time == utc(2023, 5, 18, 17, 30, 2)
+    assert fx.data_time == utc(2023, 5, 18, 17, 30, 2)
     assert (btc.bid, btc.ask, btc.last_price) == (None, None, 27220)
-    assert btc.quote_time == utc(2023, 5, 18, 15, 7, 29, 502000)
+    assert btc.data_time == utc(2023, 5, 18, 15, 7, 29, 502000)
     # an unknown ticker is an item inside the 200, and fails only itself
     assert isinstance(missing, TickerNotFound) and not missing.retryable
     assert "TSLAAPL" in str(missing)
@@ -100,13 +106,13 @@ def check_v3_mixed():
 def check_v1_last_quote():
     quote = parse_v1_last_quote(recorded("v1_last_quote_currencies_AUD_USD.json"))
     assert (quote.ticker, quote.bid, quote.ask) == ("C:AUDUSD", 0.6952, 0.69527)
-    assert quote.quote_time == utc(2022, 5, 10, 14, 41, 34)
+    assert quote.data_time == utc(2022, 5, 10, 14, 41, 34)
 
 
 def check_v1_last_crypto():
     quote = parse_v1_last_crypto(recorded("v1_last_crypto_BTC_USD.json"))
     assert (quote.ticker, quote.last_price, quote.bid) == ("X:BTCUSD", 39976.89682331, None)
-    assert quote.quote_time == utc(2022, 4, 28, 21, 13, 29, 688000)
+    assert quote.data_time == utc(2022, 4, 28, 21, 13, 29, 688000)
 
 
 def check_aggs_day():
@@ -148,7 +154,59 @@ def check_error(name: str, status: int, cls: type, text: str):
     return check
 
 
+class _Recorded:
+    """Stands in for the client on the day-bar path: each path answered with a recorded body."""
+
+    def __init__(self, bodies: dict[str, object]) -> None:
+        self.bodies = bodies
+        self.asked: list[str] = []
+
+    def get_json(self, path, params=None, ticker=None):
+        self.asked.append(path)
+        return self.bodies[path]
+
+
+def check_grouped_fx_example():
+    # Thursday 2020-10-15 09:00Z: the newest published forex bar is Wednesday 2020-10-14's. Every
+    # bar's `t` is that day's last millisecond; the price is as of the UTC day's close (forex
+    # trades on through midnight), whenever it is fetched, and never t + 1 day.
+    path = "/v2/aggs/grouped/locale/global/market/fx/2020-10-14"
+    client = _Recorded({path: recorded("v2_aggs_grouped_fx_2020-10-14.json")})
+    with clock.frozen_at(utc(2020, 10, 15, 9, 0)):
+        answers = latest_bar_quotes(client, {"C:GBPCAD": AssetType.FOREX}, MarketHours())
+    assert client.asked == [path]  # one call for the market
+    quote = answers["C:GBPCAD"]
+    assert quote.data_time == utc(2020, 10, 15, 0, 0)
+    assert (quote.timeframe, quote.source) == (Timeframe.END_OF_DAY, SOURCE_GROUPED)
+    assert (quote.last_price, quote.day_open, quote.day_high, quote.day_low) == (
+        1.71103,
+        1.69955,
+        1.71642,
+        1.69064,
+    )
+    assert (quote.bid, quote.ask, quote.spread) == (None, None, None)
+    validate_quote(quote, now=utc(2020, 10, 15, 9, 0))
+
+
+def check_prev_stock_example():
+    # The official client's mock of a stock's `prev` puts `t` at the US close (20:00Z in April):
+    # read as an index's previous day, its price is as of the exchange's close on 2022-04-26.
+    path = "/v2/aggs/ticker/AAPL/prev"
+    client = _Recorded({path: recorded("v2_aggs_prev_AAPL.json")})
+    with clock.frozen_at(utc(2022, 4, 27, 10, 0)):
+        answers = latest_bar_quotes(client, {"AAPL": AssetType.INDEX}, MarketHours())
+    quote = answers["AAPL"]
+    assert quote.data_time == utc(2022, 4, 26, 20, 0)  # 16:00 New York, daylight time
+    assert (quote.timeframe, quote.source, quote.last_price) == (
+        Timeframe.END_OF_DAY,
+        SOURCE_PREV,
+        156.8,
+    )
+
+
 CASES = {
+    "v2_aggs_grouped_fx_2020-10-14.json": check_grouped_fx_example,
+    "v2_aggs_prev_AAPL.json": check_prev_stock_example,
     "v2_forex_ticker_C_EURUSD.json": check_forex_eurusd,
     "v2_crypto_ticker_X_BTCUSD.json": check_crypto_btcusd,
     "v2_forex_tickers_recorded.json": check_forex_tickers,
@@ -236,7 +294,7 @@ def test_zero_day_bar_means_unknown_not_a_price():
     body = recorded("v2_forex_ticker_C_EURUSD.json")
     body["ticker"]["day"] = {"o": 0, "h": 0, "l": 0, "c": 0, "v": 0}
     parsed = parse_v2_single(body)
-    quote = validate_quote(parsed, now=parsed.quote_time)
+    quote = validate_quote(parsed, now=parsed.data_time)
     assert (quote.day_open, quote.day_close, quote.day_volume) == (None, None, 0)
 
 

@@ -12,7 +12,7 @@ from assets_pipeline.rules.quotes import Quote, QuoteRejected, iso_utc, validate
 NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
 GOOD = Quote(
     ticker="C:EURUSD",
-    quote_time=NOW - dt.timedelta(seconds=5),
+    data_time=NOW - dt.timedelta(seconds=5),
     source="test",
     bid=1.08,
     ask=1.0801,
@@ -28,7 +28,7 @@ GOOD = Quote(
         ({"bid": 0.0}, "bid must be positive"),
         ({"last_price": -3.0}, "last_price must be positive"),
         ({"bid": 1.1, "ask": 1.0}, "crossed quote: bid 1.1 > ask 1.0"),
-        ({"quote_time": NOW + dt.timedelta(minutes=5)}, "is in the future"),
+        ({"data_time": NOW + dt.timedelta(minutes=5)}, "is in the future"),
         ({"bid": None, "ask": None, "last_price": None}, "no price at all"),
         ({"ask": None, "last_price": None}, "only one side"),
         ({"day_volume": -1.0}, "day_volume must be"),
@@ -36,7 +36,7 @@ GOOD = Quote(
         # a one-sided quote is no price to trade on, even with a last price beside it
         ({"ask": None}, "only one side"),
         # a 1970 timestamp (a broken feed or clock) is not a live quote
-        ({"quote_time": dt.datetime(1970, 1, 1, tzinfo=dt.UTC)}, "more than 30 days old"),
+        ({"data_time": dt.datetime(1970, 1, 1, tzinfo=dt.UTC)}, "more than 30 days old"),
         # an ask of 9e18 is a broken value, not a market (a jump of a few % only warns)
         ({"ask": 9e18}, "ask 9e\\+18 is not a plausible price"),
         # and a trade at 1e-300 is no market either
@@ -50,7 +50,7 @@ def test_bad_values_are_rejected_with_their_reason(change, reason):
 
 
 def test_a_small_clock_skew_is_tolerated():
-    ahead = dataclasses.replace(GOOD, quote_time=NOW + dt.timedelta(seconds=30))
+    ahead = dataclasses.replace(GOOD, data_time=NOW + dt.timedelta(seconds=30))
     assert validate_quote(ahead, now=NOW) is ahead
 
 
@@ -59,8 +59,9 @@ def test_crypto_quote_without_bid_and_ask_is_valid_and_has_no_spread():
     assert validate_quote(trade, now=NOW).spread is None
 
 
-def test_last_update_document_has_the_platform_fields():
-    assert GOOD.last_update() == {
+def test_last_update_document_has_the_platform_fields_and_both_times():
+    fetched = GOOD.fetched(NOW, "paid")
+    assert fetched.last_update() == {
         "bid": 1.08,
         "ask": 1.0801,
         "spread": pytest.approx(0.0001),
@@ -69,10 +70,24 @@ def test_last_update_document_has_the_platform_fields():
         "daily_high": None,
         "daily_low": None,
         "daily_close": None,
+        # the market's time, under the platform's name and its own; when we fetched it beside
         "timestamp": "2026-11-24T11:59:55.000000Z",
+        "data_time": "2026-11-24T11:59:55.000000Z",
+        "fetched_at": "2026-11-24T12:00:00.000000Z",
         "source": "test",
+        "provider": "polygon",
+        "plan": "paid",
+        "timeframe": "REAL-TIME",
     }
     assert iso_utc(NOW) == "2026-11-24T12:00:00.000000Z"
+
+
+def test_the_same_data_time_and_price_is_the_same_price_whenever_it_was_fetched():
+    again = GOOD.fetched(NOW + dt.timedelta(minutes=5), "paid")
+    assert again.same_price(GOOD.fetched(NOW, "paid"))
+    assert not dataclasses.replace(again, last_price=1.081).same_price(GOOD)
+    assert not dataclasses.replace(again, data_time=NOW).same_price(GOOD)
+    assert not GOOD.same_price(None)
 
 
 def test_a_spread_is_rounded_to_the_symbols_precision():

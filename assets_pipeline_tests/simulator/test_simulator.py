@@ -459,7 +459,8 @@ def test_bars_page_through_next_url_in_either_order(sim: PolygonSimulator, sort:
 def test_previous_day_bar_is_yesterday_utc(sim: PolygonSimulator) -> None:
     body = get(sim, "/v2/aggs/ticker/C:XAUUSD/prev").json()
     (bar,) = body["results"]
-    assert bar["t"] == int(WEDNESDAY_NOON - 43_200 - 86_400) * 1000
+    # `t` as the vendor's examples put it on this endpoint: the day's last millisecond
+    assert bar["t"] == int(WEDNESDAY_NOON - 43_200) * 1000 - 1
     assert bar["l"] <= min(bar["o"], bar["c"]) and max(bar["o"], bar["c"]) <= bar["h"]
 
 
@@ -651,7 +652,8 @@ def test_grouped_daily_lists_every_pair_of_its_market_in_the_aggs_shape(
         assert body["resultsCount"] == body["queryCount"] == len(body["results"]) == count
         for result in body["results"]:
             assert result.keys() == bar_keys | {"T"}
-            assert result["t"] == 1_716_854_400_000  # 2024-05-28 00:00 UTC, in ms
+            # the day's last millisecond, as in the vendor's forex grouped-daily example
+            assert result["t"] == 1_716_940_799_999  # 2024-05-28 23:59:59.999 UTC, in ms
     assert {"C:EURUSD", "C:XAUUSD", "C:XAGCAD"} <= {r["T"] for r in fx["results"]}
     assert {r["T"] for r in crypto["results"]} == set(market.default_tickers("crypto"))
 
@@ -702,7 +704,10 @@ def test_grouped_daily_agrees_with_range_and_prev(
         (ranged,) = get(free, f"/v2/aggs/ticker/{ticker}/range/1/day/{day}/{day}").json()["results"]
         (prev,) = get(free, f"/v2/aggs/ticker/{ticker}/prev").json()["results"]
     (from_grouped,) = [r for r in grouped if r["T"] == ticker]
-    assert from_grouped == prev == {"T": ticker, **ranged}
+    # the same bar, but `t` is not the same instant: a range bar's is the window's start, the
+    # grouped and prev bars' the day's last millisecond (the vendor's own examples)
+    last_ms = ranged["t"] + 86_400_000 - 1
+    assert from_grouped == prev == {"T": ticker, **ranged, "t": last_ms}
     # and the day's close is the simulator's live price at the day's end (frozen while shut)
     day_end = epoch(*map(int, day.split("-"))) + 86_400
     assert ranged["c"] == market.price_at(ticker, day_end, market_hours)

@@ -1,0 +1,32 @@
+"""What a Polygon key is known to be served, market by market. Pure.
+
+`auto` learns it from the 403s the key gets (remembered in the budget store, for every process);
+`free` and `paid` say it outright. The critical reserve, the status and each refresh's metadata
+are sized and worded from this one picture, so none of them keeps an older one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from assets_pipeline.rules.taxonomy import AssetType
+
+
+@dataclass(frozen=True)
+class LearntPlan:
+    """The configured plan, the snapshot mode in use and the markets served day bars."""
+
+    plan: str  # auto, free or paid
+    mode: str  # batch or per_ticker: how the markets with snapshots are fetched
+    bars: frozenset[AssetType] = frozenset()
+
+    def describe(self) -> str:
+        """One line per market, for `status` and the run's metadata."""
+        parts = []
+        for kind in AssetType:
+            if kind in self.bars:
+                parts.append(f"{kind.value}: end-of-day bars (no snapshots on this plan)")
+            else:
+                parts.append(f"{kind.value}: snapshots, {self.mode} mode")
+        learnt = " (learnt from the key's 403s)" if self.plan == "auto" and self.bars else ""
+        return f"plan {self.plan}{learnt}: " + "; ".join(parts)

@@ -58,7 +58,10 @@ _PARKED = "parked after "
 _FAILED = re.compile(r"^failed (\d+) of \d+: ")
 #: A Redis outage, not the row's fault: stop and keep the event for the next relay.
 _OUTAGE = (redis.ConnectionError, redis.TimeoutError, OSError)
-#: The version of the event's JSON: 2 added `schema_version` and `sequence`.
+#: The version of the event's JSON: 2 added `schema_version` and `sequence`. Its contract is the
+#: JSON Schema in `assets_pipeline.events` (docs/events.md).
+# TODO(v3): `from assets_pipeline.events import SCHEMA_VERSION` (3) once `price_update_event`
+# emits the v3 fields; until then the events are version 2's shape and say so.
 SCHEMA_VERSION = 2
 #: How many events the stream keeps (approximately: trimming is by whole nodes).
 STREAM_MAX_EVENTS = 100_000

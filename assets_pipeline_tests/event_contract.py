@@ -105,6 +105,8 @@ def violations(event: Any) -> tuple[int | None, list[str]]:
 
 def check_text(text: str | bytes, where: str) -> tuple[int | None, str | None]:
     """(the version checked as, a failure message naming `where`, the event and the errors)."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
     try:
         event = parse_event(text)
     except ValueError as exc:
@@ -113,7 +115,7 @@ def check_text(text: str | bytes, where: str) -> tuple[int | None, str | None]:
     if not problems:
         return version, None
     listed = "\n".join(f"  - {problem}" for problem in problems)
-    return version, f"{where}: an invalid price_update event\n  {text!r}\n{listed}"
+    return version, f"{where}: an invalid price_update event\n  {text}\n{listed}"
 
 
 def check_stream_entry(
@@ -130,7 +132,7 @@ def check_stream_entry(
     if (symbol, sequence) != (event["symbol"], str(event["sequence"])):
         return version, (
             f"{where}: its fields symbol={symbol!r} sequence={sequence!r} differ from its"
-            f" event's\n  {text!r}"
+            f" event's\n  {text.decode('utf-8', errors='replace')}"
         )
     return version, None
 

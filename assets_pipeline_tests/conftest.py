@@ -9,10 +9,11 @@ over real HTTP on loopback.
 from __future__ import annotations
 
 import ast
+import collections
 import datetime as dt
 import os
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -25,6 +26,7 @@ from assets_pipeline.config.registry import Registry, load_registry
 from assets_pipeline.persistence.database import dispose_engine, migrate_database
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.quotes import Quote
+from assets_pipeline_tests import event_contract
 
 REPO = Path(__file__).resolve().parents[1]
 #: Polygon bodies the parser and the simulator are checked against: test data kept in the
@@ -61,19 +63,106 @@ def pg_template() -> Iterator[str]:
     admin.dispose()
 
 
+# --- the event contract: every event a test leaves behind is checked (event_contract.py) ------
+
+#: The `user_properties` entry where a test's teardown counts the events it checked, by version.
+EVENTS_CHECKED = "events_checked"
+_events_checked: collections.Counter[str] = collections.Counter()
+
+
+def _check_events(
+    request: pytest.FixtureRequest, source: str, checked: Iterable[tuple[int | None, str | None]]
+) -> list[str]:
+    """Count the checked events (by where they were and their version) on the test's report and
+    return the failures; nothing is checked in a test marked `allow_invalid_events`."""
+    if request.node.get_closest_marker(event_contract.MARKER):
+        return []
+    counts: collections.Counter[str] = collections.Counter()
+    failures = []
+    for version, failure in checked:
+        counts[f"{source} v{'?' if version is None else version}"] += 1
+        if failure:
+            failures.append(failure)
+    request.node.user_properties.append((EVENTS_CHECKED, dict(counts)))
+    return failures
+
+
+def _fail_on(failures: list[str]) -> None:
+    if failures:
+        shown = "\n".join(failures[:5])
+        more = f"\n... and {len(failures) - 5} more" if len(failures) > 5 else ""
+        pytest.fail(
+            f"{len(failures)} event(s) break the price_update contract"
+            f" (assets_pipeline/events, docs/events.md):\n{shown}{more}",
+            pytrace=False,
+        )
+
+
+def _outbox_events(url: str) -> Iterator[tuple[int | None, str | None]]:
+    """Each outbox row's event as the relay would announce it, checked: those that never
+    reached Redis too. Nothing when the database has no outbox (not migrated, or dropped)."""
+    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).exists():
+        return
+    schema = None if url.startswith("sqlite") else "data_sources"
+    engine = sa.create_engine(url, poolclass=sa.NullPool)
+    try:
+        with engine.connect() as conn:
+            if not sa.inspect(conn).has_table("event_outbox", schema=schema):
+                return
+            table = sa.table("event_outbox", sa.column("event_id"), sa.column("payload"))
+            table.schema = schema
+            rows = conn.execute(sa.select(table.c.event_id, table.c.payload)).all()
+    finally:
+        engine.dispose()
+    for event_id, payload in rows:
+        where = f"outbox row {event_id}"
+        yield event_contract.check_text(event_contract.as_announced(payload), where)
+
+
+def _stream_events(
+    client: redis.Redis, keys: list[bytes]
+) -> Iterator[tuple[int | None, str | None]]:
+    """Every entry of every stream among `keys` (the event stream `{ns}asset:{updates}`), checked."""
+    for key in keys:
+        if client.type(key) != b"stream":
+            continue
+        for entry_id, fields in client.xrange(key):
+            yield event_contract.check_stream_entry(entry_id, fields, key.decode())
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "teardown":
+        for name, counts in report.user_properties:
+            if name == EVENTS_CHECKED:
+                _events_checked.update(counts)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not _events_checked:
+        return
+    counts = ", ".join(f"{n} from the {kind}" for kind, n in sorted(_events_checked.items()))
+    terminalreporter.write_sep("-", "price_update events checked against the contract")
+    terminalreporter.write_line(counts)
+
+
 @pytest.fixture
-def pg_url(pg_template: str) -> Iterator[str]:
-    """A fresh PostgreSQL database with our schema, dropped after the test."""
+def pg_url(pg_template: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh PostgreSQL database with our schema, dropped after the test; every event left in
+    its outbox must keep the event contract."""
     name = f"ap_test_{uuid.uuid4().hex[:12]}"
     admin = _admin_engine()
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
     url = _pg_url(name)
     yield url
-    dispose_engine(url)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+    try:
+        failures = _check_events(request, "outbox", _outbox_events(url))
+    finally:
+        dispose_engine(url)
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+    _fail_on(failures)
 
 
 @pytest.fixture
@@ -92,10 +181,16 @@ def empty_pg_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def sqlite_url(tmp_path: Path) -> Iterator[str]:
+def sqlite_url(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """An embedded database file of the test's own; every event left in its outbox must keep
+    the event contract."""
     url = f"sqlite:///{tmp_path / 'trading.sqlite'}"
     yield url
-    dispose_engine(url)
+    try:
+        failures = _check_events(request, "outbox", _outbox_events(url))
+    finally:
+        dispose_engine(url)
+    _fail_on(failures)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -107,15 +202,21 @@ def database_url(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def redis_namespace() -> Iterator[str]:
-    """A key and channel prefix of the test's own, deleted afterwards."""
+def redis_namespace(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A key and channel prefix of the test's own, deleted afterwards. Before that, every event
+    in the namespace's stream (whoever published it: the test, a Dagster run, a CLI subprocess)
+    must keep the event contract, or the test fails with the event and what is wrong."""
     namespace = f"test:{uuid.uuid4().hex[:10]}:"
     yield namespace
     client = redis.Redis.from_url(REDIS_URL)
     keys = list(client.scan_iter(match=f"{namespace}*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
+    try:
+        failures = _check_events(request, "stream", _stream_events(client, keys))
+    finally:
+        if keys:
+            client.delete(*keys)
+        client.close()
+    _fail_on(failures)
 
 
 @pytest.fixture
@@ -160,7 +261,7 @@ def quote(symbol="EURUSD", ticker="C:EURUSD", at=T0, bid=1.0800, ask=1.0802, **e
         ticker=ticker,
         symbol=symbol,
         data_time=at,
-        source="test",
+        source="polygon:test",
         bid=bid,
         ask=ask,
         last_price=(bid + ask) / 2 if bid and ask else extra.pop("last_price", None),

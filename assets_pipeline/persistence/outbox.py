@@ -20,12 +20,12 @@ Each event goes out two ways, in one atomic step in Redis (a Lua script):
   approximately), for consumers that must not miss one: they read it with XREAD/XREADGROUP from
   the last id they saw, and resume after a restart.
 
-Both carry the same JSON with `schema_version` (2) and a per-symbol `sequence` (1, 2, 3, ...,
-kept in the hash `asset:{updates}:sequence`), so a consumer sees a gap as a jump in a symbol's
-sequence. The script skips an event already announced (the last event id per symbol is kept in
-`asset:{updates}:last_event`), so the relay's at-least-once re-send of the event it was
-publishing when it stopped does not reach consumers twice. The keys share one hash tag, so the
-script runs on Redis Cluster too.
+Both carry the same JSON with `schema_version` 3 (docs/events.md) and a per-symbol `sequence`
+(1, 2, 3, ..., kept in the hash `asset:{updates}:sequence`), so a consumer sees a gap as a jump
+in a symbol's sequence. The script skips an event already announced (the last event id per
+symbol is kept in `asset:{updates}:last_event`), so the relay's at-least-once re-send of the
+event it was publishing when it stopped does not reach consumers twice. The keys share one hash
+tag, so the script runs on Redis Cluster too.
 
 Two kinds of failure are told apart:
 
@@ -49,6 +49,7 @@ from typing import Any
 import redis
 import sqlalchemy as sa
 
+from assets_pipeline.events import SCHEMA_VERSION
 from assets_pipeline.persistence.schema import event_outbox
 from assets_pipeline.rules import clock
 
@@ -58,8 +59,6 @@ _PARKED = "parked after "
 _FAILED = re.compile(r"^failed (\d+) of \d+: ")
 #: A Redis outage, not the row's fault: stop and keep the event for the next relay.
 _OUTAGE = (redis.ConnectionError, redis.TimeoutError, OSError)
-#: The version of the event's JSON: 2 added `schema_version` and `sequence`.
-SCHEMA_VERSION = 2
 #: How many events the stream keeps (approximately: trimming is by whole nodes).
 STREAM_MAX_EVENTS = 100_000
 #: After a Redis outage, how long a writer skips publishing straight after its write (the relay

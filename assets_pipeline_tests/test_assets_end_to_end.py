@@ -574,7 +574,7 @@ def test_a_symbol_that_finds_no_budget_slot_goes_back_to_its_place_unblamed(pipe
             ticker="C:X",
             symbol=symbol,
             data_time=dt.datetime.now(dt.UTC),
-            source="earlier",
+            source="polygon:earlier",
             bid=1.0,
             ask=1.001,
             last_price=1.0005,

@@ -7,6 +7,7 @@ locked first, so two runs writing the same symbol serialize and the older quote 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import uuid
@@ -180,6 +181,8 @@ class QuoteStore:
         if quote.symbol != spec.symbol:
             raise ValueError(f"quote for {quote.symbol!r} handed to the writer for {spec.symbol}")
         now = clock.utcnow()
+        if quote.fetched_at is None:  # handed in without the client's stamp: fetched by now
+            quote = dataclasses.replace(quote, fetched_at=now)
         key = (self._database, spec.symbol)
         with self.engine.begin() as conn:
             provider_id = self._provider(conn)

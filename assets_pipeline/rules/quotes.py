@@ -117,7 +117,7 @@ class Quote:
             "fetched_at": iso_utc(self.fetched_at) if self.fetched_at else None,
             "source": self.source,
             "provider": PROVIDER,
-            "plan": self.plan or None,
+            "plan": self.plan or ("free" if self.timeframe is Timeframe.END_OF_DAY else "paid"),
             "timeframe": self.timeframe.value,
         }
 

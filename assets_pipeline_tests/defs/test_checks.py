@@ -42,7 +42,7 @@ def quote(symbol, ticker, at, price):
         ticker=ticker,
         symbol=symbol,
         data_time=at,
-        source="test",
+        source="polygon:test",
         bid=price,
         ask=price * 1.0001,
         last_price=price * 1.00005,

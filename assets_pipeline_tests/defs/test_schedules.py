@@ -100,7 +100,7 @@ def test_at_start_up_overdue_secondaries_are_queued_at_once_and_only_once(
         ticker="C:GBPUSD",
         symbol="GBPUSD",
         data_time=now,
-        source="t",
+        source="polygon:test",
         bid=1.27,
         ask=1.2701,
         last_price=1.27005,

@@ -236,7 +236,7 @@ def test_a_consumer_that_was_down_reads_every_event_from_the_stream_in_sequence(
     events = [json.loads(fields[b"event"]) for _, fields in entries]
     assert [e["event_id"] for e in events] == ids
     assert [e["sequence"] for e in events] == [1, 2, 3]
-    assert {e["schema_version"] for e in events} == {2} and {e["symbol"] for e in events} == {
+    assert {e["schema_version"] for e in events} == {3} and {e["symbol"] for e in events} == {
         "EURUSD"
     }
     # resuming after the first one it had seen gives the rest, and no gap

@@ -113,7 +113,7 @@ def test_backfilled_price_bars_are_never_pruned(engine):
                 high=1.1,
                 low=0.9,
                 close=1.05,
-                source="test",
+                source="polygon:test",
                 fetched_at=days_ago(400),
             )
         )

@@ -13,7 +13,7 @@ NOW = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
 GOOD = Quote(
     ticker="C:EURUSD",
     data_time=NOW - dt.timedelta(seconds=5),
-    source="test",
+    source="polygon:test",
     bid=1.08,
     ask=1.0801,
     last_price=1.08005,
@@ -74,7 +74,7 @@ def test_last_update_document_has_the_platform_fields_and_both_times():
         "timestamp": "2026-11-24T11:59:55.000000Z",
         "data_time": "2026-11-24T11:59:55.000000Z",
         "fetched_at": "2026-11-24T12:00:00.000000Z",
-        "source": "test",
+        "source": "polygon:test",
         "provider": "polygon",
         "plan": "paid",
         "timeframe": "REAL-TIME",

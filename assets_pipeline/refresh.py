@@ -32,6 +32,7 @@ from assets_pipeline.persistence.quote_store import QuoteStore
 from assets_pipeline.persistence.refresh_queue import RefreshQueue
 from assets_pipeline.polygon.client import FetchResult, PolygonClient
 from assets_pipeline.rules import clock
+from assets_pipeline.rules.plans import LearntPlan
 from assets_pipeline.rules.quotes import Quote
 from assets_pipeline.rules.run_kinds import CRITICAL, QUEUE
 
@@ -98,6 +99,8 @@ class Refresh:
         self.started_at = clock.utcnow()
         #: The sync statuses the symbols had before this refresh marked them `in_progress`.
         self.before: dict[str, str] = {}
+        #: The plan as learnt when the refresh started (what its metadata reports).
+        self.learnt: LearntPlan | None = None
 
     def quotes(self) -> Iterator[tuple[SymbolSpec, Quote, Quote | None]]:
         """Each validated quote as soon as its answer is in, with the quote stored before it

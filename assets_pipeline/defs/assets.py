@@ -37,7 +37,7 @@ from assets_pipeline.polygon.client import PolygonClient
 from assets_pipeline.refresh import Refresh, plan_refresh
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.fairness import CRITICAL_CALLER, Caller
-from assets_pipeline.rules.quotes import Quote, iso_utc
+from assets_pipeline.rules.quotes import Quote, Timeframe, iso_utc
 from assets_pipeline.rules.run_kinds import BATCH_TAG, CRITICAL, QUEUE, run_kind
 
 if TYPE_CHECKING:  # history imports pandas when it runs; a refresh never does
@@ -109,7 +109,7 @@ def _quotes_multi_asset(
             return
         refresh = _start_refresh(context, registry, polygon, database)
         for spec, quote, previous in refresh.quotes():
-            yield _output(spec, quote, refresh)
+            yield _output(spec, quote, refresh, registry)
             if dg.AssetCheckKey(quote_asset_key(spec.symbol), QUALITY_CHECK) in checks:
                 yield quality_result(spec, quote, previous, registry)
         batch = refresh.settle()
@@ -187,10 +187,12 @@ def _start_refresh(
         # read together before any write (one query, not one per symbol)
         stored=database.quote_store().latest_quotes(selected),
     )
+    learnt = polygon.learnt()
+    secondary = registry.secondary_caller(learnt.mode, learnt.bars)
     try:
         client = polygon.client(
             logger=context.log,
-            caller=CRITICAL_CALLER if kind == CRITICAL else _secondary(registry, polygon),
+            caller=CRITICAL_CALLER if kind == CRITICAL else secondary,
             max_retries=0 if kind == QUEUE else None,
             hours=registry.market_hours,
             publication_delay=registry.publication_delay,
@@ -198,7 +200,9 @@ def _start_refresh(
     except ValueError as exc:
         raise dg.Failure(f"cannot refresh {kind} symbols: {exc}", allow_retries=False) from exc
     queue = RefreshQueue(database.engine(), registry.queue)
-    return Refresh(plan, client, database.quote_store(), queue, polygon.mode(), context.log)
+    refresh = Refresh(plan, client, database.quote_store(), queue, polygon.mode(), context.log)
+    refresh.learnt = learnt
+    return refresh
 
 
 def _secondary(registry: Registry, polygon: PolygonResource) -> Caller:
@@ -239,8 +243,9 @@ def _report(context: dg.AssetExecutionContext, batch: BatchResult, refresh: Refr
     )
 
 
-def _output(symbol: SymbolSpec, quote: Quote, refresh: Refresh) -> dg.Output:
-    result, plan = refresh.result, refresh.plan
+def _output(symbol: SymbolSpec, quote: Quote, refresh: Refresh, registry: Registry) -> dg.Output:
+    result, plan, now = refresh.result, refresh.plan, clock.utcnow()
+    learnt = refresh.learnt
     return dg.Output(
         quote,
         output_name=output_name(symbol.symbol),
@@ -251,10 +256,22 @@ def _output(symbol: SymbolSpec, quote: Quote, refresh: Refresh) -> dg.Output:
             "last_price": quote.last_price,
             "data_time": iso_utc(quote.data_time),
             "fetched_at": iso_utc(quote.fetched_at) if quote.fetched_at else None,
-            "data_age_seconds": round(quote.age(clock.utcnow()).total_seconds(), 3),
+            "data_age_seconds": round(quote.age(now).total_seconds(), 3),
             "timeframe": quote.timeframe.value,
             "plan": quote.plan,
             "source": quote.source,
+            "freshness": (
+                registry.newest_bar(symbol, now).describe()
+                if quote.timeframe is Timeframe.END_OF_DAY
+                else registry.allowance(symbol.tier)
+            ),
+            "plan_learnt": learnt.describe() if learnt else None,
+            "budget_need": (
+                f"a critical refresh costs {registry.critical_reserve(learnt.mode, learnt.bars)}"
+                " call(s) on this plan, kept free for it"
+                if learnt
+                else None
+            ),
             "api_calls": result.api_calls,
             "budget_waits": result.budget_waits,
             "snapshot_mode": result.mode,

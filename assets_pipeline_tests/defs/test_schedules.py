@@ -20,11 +20,14 @@ from assets_pipeline.defs.resources import (
 )
 from assets_pipeline.defs.schedules import CATCH_UP_GRACE_SECONDS, enqueue_tick
 from assets_pipeline.persistence.database import get_engine
+from assets_pipeline.persistence.quote_store import QuoteStore
 from assets_pipeline.persistence.refresh_queue import RefreshQueue
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.queue_rules import QUEUED
+from assets_pipeline.rules.quotes import Timeframe
 from assets_pipeline.rules.run_kinds import CRITICAL, run_tags
 from assets_pipeline.rules.taxonomy import Tier
+from assets_pipeline_tests.conftest import quote
 from assets_pipeline_tests.defs.conftest import create_run_for_test
 
 # --- the critical tier ---------------------------------------------------------------------------
@@ -256,3 +259,46 @@ def test_a_market_open_waits_for_a_critical_refresh_in_flight_and_is_not_forgott
         weekend.clock.move_to(SUNDAY_OPEN_WINTER + dt.timedelta(seconds=30))
         request = sensor(context)
     assert [k.path[-1] for k in request.asset_selection] == ["XAUUSD", "EURUSD"]
+
+
+# --- an end-of-day plan --------------------------------------------------------------------------
+
+
+def test_on_an_end_of_day_plan_the_critical_schedule_waits_for_a_new_bar(
+    deployment, registry, pg_url
+):
+    # Wednesday 12:00Z on a free key, each critical symbol holding Tuesday's close (midnight
+    # UTC): nothing newer can exist until Wednesday's bar is published, so no run, and why
+    free = dataclasses.replace(registry, plan="free")
+    store = QuoteStore(get_engine(pg_url))
+    tuesday_close = dt.datetime(2026, 11, 25, tzinfo=dt.UTC)
+    for spec in free.in_tier(Tier.CRITICAL):
+        bar = quote(
+            spec.symbol,
+            spec.polygon_ticker,
+            tuesday_close,
+            bid=None,
+            ask=None,
+            last_price=100.0,
+            timeframe=Timeframe.END_OF_DAY,
+            plan="free",
+        )
+        store.write_quote(spec, bar, tuesday_close.date())
+    schedule = build_definitions(free).resolve_schedule_def("refresh_critical_every_5m")
+
+    def tick():
+        resources = deployment.resources()
+        with dg.build_schedule_context(instance=deployment.instance, resources=resources) as ctx:
+            return schedule(ctx)
+
+    waiting = tick()
+    assert isinstance(waiting, dg.SkipReason)
+    assert waiting.skip_message == (
+        "no critical symbol is due: end-of-day plan, the newest close already stored:"
+        " XAUUSD, EURUSD, BTCUSD (next bar after 2026-11-26T00:30Z)"
+    )
+    # Wednesday's bars close at midnight and are published 30 minutes later
+    deployment.clock.move_to(dt.datetime(2026, 11, 26, 0, 31, tzinfo=dt.UTC))
+    due = tick()
+    assert isinstance(due, dg.RunRequest)
+    assert sorted(k.path[-1] for k in due.asset_selection) == ["BTCUSD", "EURUSD", "XAUUSD"]

@@ -154,6 +154,7 @@ from assets_pipeline.rules.queue_rules import (
     on_failure,
     plan_enqueue,
 )
+from assets_pipeline.rules.quotes import Quote, Timeframe
 from assets_pipeline.rules.taxonomy import Tier
 
 MODES = ("batch", "per_ticker")
@@ -189,6 +190,8 @@ class Call:
 
     caller: Caller = CRITICAL_CALLER
     max_wait: float = math.inf
+    #: The (tier, market) pairs whose symbols the call fetches, for calls per tier and market.
+    serves: tuple[tuple[Tier, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -257,9 +260,11 @@ class Engine:
         self.rng = random.Random(seed)
         self.fifo = fifo
         self.grants: list[float] = []
+        #: Each granted call: when, and the (tier, market) pairs it served.
+        self.spent: list[tuple[float, tuple[tuple[Tier, str], ...]]] = []
         self._events: list[tuple[float, int, int, Callable[[], None]]] = []
         self._seq = itertools.count()
-        self._line: deque[tuple[Process, float]] = deque()
+        self._line: deque[tuple[Process, Call, float]] = deque()
         self._pump_pending = False
 
     def at(self, when: float, priority: int, action: Callable[[], None]) -> None:
@@ -293,7 +298,7 @@ class Engine:
                 self.now + request.seconds, PROCESS, functools.partial(self._step, process, None)
             )
         elif self.fifo:
-            self._line.append((process, self.now))
+            self._line.append((process, request, self.now))
             self._pump()
         else:
             self._poll(process, request, self.now)
@@ -302,7 +307,7 @@ class Engine:
         """PolygonBudget.acquire: try, and sleep until the next slot or give up at the deadline."""
         wait = self.store.try_acquire(self.now, call.caller)
         if wait <= 0:
-            self._grant(process, arrived)
+            self._grant(process, call, arrived)
             return
         if wait > arrived + call.max_wait - self.now:
             result = CallResult(False, self.now - arrived, self.now, "no budget slot in time")
@@ -319,14 +324,15 @@ class Engine:
                 self._pump_pending = True
                 self.at(self.now + wait, PROCESS, self._pump)
                 return
-            process, arrived = self._line.popleft()
-            self._grant(process, arrived)
+            process, call, arrived = self._line.popleft()
+            self._grant(process, call, arrived)
 
     def _step_later(self, process: Process, result: CallResult) -> None:
         self.at(result.done_at, PROCESS, functools.partial(self._step, process, result))
 
-    def _grant(self, process: Process, arrived: float) -> None:
+    def _grant(self, process: Process, call: Call, arrived: float) -> None:
         self.grants.append(self.now)
+        self.spent.append((self.now, call.serves))
         ok = self.failure_rate <= 0 or self.rng.random() >= self.failure_rate
         done = self.now + self.call_seconds
         self._step_later(
@@ -353,11 +359,85 @@ def call_groups(specs: Iterable[SymbolSpec], per_call: int) -> list[list[SymbolS
     ]
 
 
+def serves(group: Iterable[SymbolSpec]) -> tuple[tuple[Tier, str], ...]:
+    """The (tier, market) pairs one call's symbols belong to."""
+    return tuple(sorted({(spec.tier, spec.asset_type.value) for spec in group}))
+
+
+def fetch_groups(
+    specs: Iterable[SymbolSpec], mode: str, bars: frozenset[AssetType], per_call: int
+) -> list[list[SymbolSpec]]:
+    """Symbols per call, as PolygonClient.fetch makes them: snapshots grouped by `call_groups`
+    (`per_call` tickers a call); the `bars` markets' day bars one grouped-daily call per market,
+    and one call per index ticker (`feasibility.bars_cost`)."""
+    specs = list(specs)
+    groups = call_groups([s for s in specs if s.asset_type not in bars], per_call)
+    by_market: dict[str, list[SymbolSpec]] = {}
+    for spec in specs:
+        if spec.asset_type in bars:
+            key = spec.polygon_ticker if spec.asset_type is AssetType.INDEX else spec.asset_type
+            by_market.setdefault(key, []).append(spec)
+    return groups + list(by_market.values())
+
+
+class PlanMarket:
+    """The plan's side of a simulation on the market's calendar: what is due, and what a call
+    brings back. Whether a symbol's market trades comes from `Registry.trading`, whether a call
+    can bring anything new from `Registry.due` (on day bars: `end_of_day.bar_due`, with a real
+    `MarketHours()` and the registry's publication delay), on the stored quote, as
+    `schedules.due_symbols` and `refresh.plan_refresh` ask. What a day-bar call returns is the
+    newest bar published at its completion (`Registry.newest_bar`): its data time is that
+    session's close. A snapshot is live: its data time is the call's completion."""
+
+    def __init__(self, registry: Registry, plan: str, start: dt.datetime) -> None:
+        self.registry = dataclasses.replace(registry, plan=plan)
+        self.plan = plan
+        self.start = start
+        self.bars: frozenset[AssetType] = frozenset(AssetType) if plan == "free" else frozenset()
+        self.timeframe = Timeframe.END_OF_DAY if plan == "free" else Timeframe.REAL_TIME
+        self.stored: dict[str, Quote] = {}
+
+    def at(self, t: float) -> dt.datetime:
+        return self.start + dt.timedelta(seconds=t)
+
+    def due(self, specs: Iterable[SymbolSpec], t: float) -> list[SymbolSpec]:
+        at = self.at(t)
+        trading = self.registry.trading(specs, at)
+        return [s for s in trading if self.registry.due(s, self.stored.get(s.symbol), at)]
+
+    def trading(self, specs: Iterable[SymbolSpec], t: float) -> list[SymbolSpec]:
+        return self.registry.trading(specs, self.at(t))
+
+    def fetched(self, group: Iterable[SymbolSpec], t: float) -> float:
+        """Store what a call completed at `t` brought; its data time, in simulated seconds."""
+        at = self.at(t)
+        group = list(group)
+        data_time = at
+        if group and group[0].asset_type in self.bars:
+            close = self.registry.newest_bar(group[0], at).close
+            assert close is not None, "a bar is published every fortnight"
+            data_time = close
+        for spec in group:
+            self.stored[spec.symbol] = Quote(
+                ticker=spec.polygon_ticker,
+                data_time=data_time,
+                source="bench",
+                symbol=spec.symbol,
+                fetched_at=at,
+                timeframe=self.timeframe,
+            )
+        return (data_time - self.start).total_seconds()
+
+
 @dataclass
 class Outcome:
     """What one simulated design did."""
 
     updates: dict[str, list[float]] = field(default_factory=dict)
+    #: Per symbol, each update's (completion, data time), in simulated seconds.
+    data: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    #: Cadence ticks that found no symbol due (day bars already stored, market closed).
+    idle_ticks: int = 0
     critical_refreshes: int = 0
     critical_waits: int = 0
     critical_wait_max: float = 0.0
@@ -366,10 +446,16 @@ class Outcome:
     critical_failed_calls: int = 0
     queue_failures: int = 0
     calls: list[float] = field(default_factory=list)
+    spent: list[tuple[float, tuple[tuple[Tier, str], ...]]] = field(default_factory=list)
 
-    def updated(self, specs: Iterable[SymbolSpec], when: float) -> None:
+    def updated(
+        self, specs: Iterable[SymbolSpec], when: float, data_time: float | None = None
+    ) -> None:
         for spec in specs:
             self.updates.setdefault(spec.symbol, []).append(when)
+            self.data.setdefault(spec.symbol, []).append(
+                (when, when if data_time is None else data_time)
+            )
 
     def critical_done(self, waited: float, lag: float) -> None:
         self.critical_refreshes += 1
@@ -387,8 +473,8 @@ class Queue:
         self.items: dict[str, QueueItem] = {}
         self.specs = {spec.symbol: spec for spec in registry}
 
-    def enqueue(self, tier: Tier, now: float) -> None:
-        arrivals = [(spec.symbol, spec.tier) for spec in self.registry.in_tier(tier)]
+    def enqueue(self, specs: Iterable[SymbolSpec], now: float) -> None:
+        arrivals = [(spec.symbol, spec.tier) for spec in specs]
         plan = plan_enqueue(
             self.items.values(), arrivals, at_time(now), self.registry.queue.max_size
         )
@@ -425,17 +511,33 @@ class Queue:
 # --- ours -----------------------------------------------------------------------------------
 
 
-def simulate_ours(registry: Registry, mode: str, cfg: argparse.Namespace) -> Outcome:
+def simulate_ours(
+    registry: Registry,
+    mode: str,
+    cfg: argparse.Namespace,
+    market: PlanMarket | None = None,
+) -> Outcome:
+    """Ours. With `market`, on a plan and the market's calendar: a cadence spends calls only on
+    the symbols `market.due` names (schedules.due_symbols), a run fetches only those still due
+    at its start (refresh.plan_refresh), and the reserve is sized from the plan's day-bar
+    markets. Without it, every symbol is due at every tick (the snapshot model of before)."""
     engine = Engine(cfg.calls, cfg.window, cfg.call_seconds, cfg.failure_rate, cfg.seed, False)
-    out = Outcome(calls=engine.grants)
+    out = Outcome(calls=engine.grants, spent=engine.spent)
     queue = Queue(registry)
-    secondary = registry.secondary_caller(mode)
+    bars = market.bars if market is not None else frozenset()
+    secondary = registry.secondary_caller(mode, bars)
     per_call = V3_MAX_TICKERS if mode == "batch" else 1
     # sensors.drain_tick: a window's worth more than is free, when the run may wait that long.
     direct = registry.direct()
-    critical_groups = call_groups(direct, per_call)
-    assert len(critical_groups) == refresh_cost(direct, mode)
+    assert len(fetch_groups(direct, mode, bars, per_call)) == refresh_cost(direct, mode, bars)
     busy = {"critical": False, "queue": False}
+
+    def due(specs: Iterable[SymbolSpec]) -> list[SymbolSpec]:
+        return list(specs) if market is None else market.due(specs, engine.now)
+
+    def fetched(group: list[SymbolSpec], done_at: float) -> None:
+        data_time = market.fetched(group, done_at) if market is not None else None
+        out.updated(group, done_at, data_time)
 
     def settle(done: list[SymbolSpec], failed: list[tuple[SymbolSpec, str]]) -> None:
         """The end of a run in assets.py: failures through RefreshQueue.fail, then complete."""
@@ -443,18 +545,21 @@ def simulate_ours(registry: Registry, mode: str, cfg: argparse.Namespace) -> Out
             queue.fail(spec, error, engine.now)
         queue.complete(done)
 
-    def critical_run(launched: float) -> Process:
+    def critical_run(launched: float, selected: list[SymbolSpec]) -> Process:
         yield Delay(cfg.run_start)
         waited = 0.0
         done: list[SymbolSpec] = []
         failed: list[tuple[SymbolSpec, str]] = []
-        for group in critical_groups:
+        # refresh.plan_refresh: only the selected symbols still due at the run's start.
+        for group in fetch_groups(due(selected), mode, bars, per_call):
             for attempt in range(CRITICAL_MAX_RETRIES + 1):
-                result = yield Call(CRITICAL_CALLER, max_wait=MAX_BUDGET_WAIT_SECONDS)
+                result = yield Call(
+                    CRITICAL_CALLER, max_wait=MAX_BUDGET_WAIT_SECONDS, serves=serves(group)
+                )
                 assert result is not None
                 waited += result.waited
                 if result.ok:
-                    out.updated(group, result.done_at)
+                    fetched(group, result.done_at)
                     done += group
                     break
                 out.critical_failed_calls += 1
@@ -471,18 +576,34 @@ def simulate_ours(registry: Registry, mode: str, cfg: argparse.Namespace) -> Out
         if busy["critical"]:
             out.critical_skipped += 1
             return
+        selected = due(direct)  # schedules.direct_tick: no run when nothing is due
+        if not selected:
+            out.idle_ticks += 1
+            return
         busy["critical"] = True
-        engine.spawn(critical_run(engine.now))
+        engine.spawn(critical_run(engine.now, selected))
 
     def queue_run(claimed: list[QueueItem]) -> Process:
         yield Delay(cfg.run_start)
         done: list[SymbolSpec] = []
         failed: list[tuple[SymbolSpec, str]] = []
-        for group in call_groups([queue.specs[item.symbol] for item in claimed], per_call):
-            result = yield Call(secondary, max_wait=MAX_BUDGET_WAIT_SECONDS)
+        specs = [queue.specs[item.symbol] for item in claimed]
+        if market is not None:
+            # refresh.plan_refresh: closed markets go back to the queue, current bars leave it.
+            trading = market.trading(specs, engine.now)
+            for spec in specs:
+                if spec not in trading:
+                    queue.items[spec.symbol] = dataclasses.replace(
+                        queue.items[spec.symbol], status=QUEUED
+                    )
+            still = due(trading)
+            queue.complete([spec for spec in trading if spec not in still])
+            specs = still
+        for group in fetch_groups(specs, mode, bars, per_call):
+            result = yield Call(secondary, max_wait=MAX_BUDGET_WAIT_SECONDS, serves=serves(group))
             assert result is not None
             if result.ok:
-                out.updated(group, result.done_at)
+                fetched(group, result.done_at)
                 done += group
             else:
                 out.queue_failures += len(group)
@@ -497,11 +618,23 @@ def simulate_ours(registry: Registry, mode: str, cfg: argparse.Namespace) -> Out
         if slots <= 0:
             return
         calls, per_call = claim_size(mode, slots, cfg.calls, cfg.window, MAX_BUDGET_WAIT_SECONDS)
-        claimed = next_batch(queue.items.values(), calls, per_call)
+        items: Iterable[QueueItem] = queue.items.values()
+        if market is not None:  # RefreshQueue.claim(eligible=the symbols whose market trades)
+            open_now = {s.symbol for s in market.trading(registry, engine.now)}
+            items = [item for item in items if item.symbol in open_now]
+        claimed = next_batch(items, calls, per_call)
+        if not claimed:
+            return
         for item in claimed:
             queue.items[item.symbol] = dataclasses.replace(item, status=IN_FLIGHT)
         busy["queue"] = True
         engine.spawn(queue_run(claimed))
+
+    def enqueue_tick(tier: Tier) -> None:
+        specs = due(registry.in_tier(tier))  # schedules.enqueue_tick: the due symbols only
+        if not specs:
+            out.idle_ticks += 1
+        queue.enqueue(specs, engine.now)
 
     for policy in registry.tiers.values():
         if not registry.in_tier(policy.tier):
@@ -509,8 +642,9 @@ def simulate_ours(registry: Registry, mode: str, cfg: argparse.Namespace) -> Out
         if policy.refresh == "direct":
             engine.every(policy.every_seconds, SCHEDULE, critical_tick)
         else:
-            tick = functools.partial(lambda tier: queue.enqueue(tier, engine.now), policy.tier)
-            engine.every(policy.every_seconds, SCHEDULE, tick)
+            engine.every(
+                policy.every_seconds, SCHEDULE, functools.partial(enqueue_tick, policy.tier)
+            )
     engine.every(registry.queue.drain_every_seconds, SENSOR, drain_tick)
     engine.run(cfg.span)
     return out
@@ -520,25 +654,37 @@ def simulate_ours(registry: Registry, mode: str, cfg: argparse.Namespace) -> Out
 
 
 def simulate_reference(
-    registry: Registry, mode: str, cfg: argparse.Namespace, overlap: bool
+    registry: Registry,
+    mode: str,
+    cfg: argparse.Namespace,
+    overlap: bool,
+    market: PlanMarket | None = None,
 ) -> Outcome:
+    """The reference design: fixed cadences. With `market`, its calls fetch what the plan
+    serves (on the free plan, the newest day bar, with today's client: one grouped-daily call
+    per market), but its cadences never ask whether anything new can come."""
     engine = Engine(cfg.calls, cfg.window, cfg.call_seconds, cfg.failure_rate, cfg.seed, True)
-    out = Outcome(calls=engine.grants)
+    out = Outcome(calls=engine.grants, spent=engine.spent)
     queue = Queue(registry)
+    bars = market.bars if market is not None else frozenset()
     per_call = V3_MAX_TICKERS if mode == "batch" else 1
     direct = registry.direct()
-    critical_groups = call_groups(direct, per_call)
-    assert len(critical_groups) == refresh_cost(direct, mode)
+    critical_groups = fetch_groups(direct, mode, bars, per_call)
+    assert len(critical_groups) == refresh_cost(direct, mode, bars)
     busy = {"critical": False, "drains": 0}
+
+    def fetched(group: list[SymbolSpec], done_at: float) -> None:
+        data_time = market.fetched(group, done_at) if market is not None else None
+        out.updated(group, done_at, data_time)
 
     def critical_job(launched: float) -> Process:
         waited = 0.0
         for group in critical_groups:
-            result = yield Call()
+            result = yield Call(serves=serves(group))
             assert result is not None
             waited += result.waited
             if result.ok:
-                out.updated(group, result.done_at)
+                fetched(group, result.done_at)
             else:
                 out.critical_failed_calls += 1
         out.critical_done(waited, engine.now - launched)
@@ -552,11 +698,12 @@ def simulate_reference(
         engine.spawn(critical_job(engine.now))
 
     def drain(popped: list[QueueItem]) -> Process:
-        for group in call_groups([queue.specs[item.symbol] for item in popped], per_call):
-            result = yield Call()
+        specs = [queue.specs[item.symbol] for item in popped]
+        for group in fetch_groups(specs, mode, bars, per_call):
+            result = yield Call(serves=serves(group))
             assert result is not None
             if result.ok:
-                out.updated(group, result.done_at)
+                fetched(group, result.done_at)
                 continue
             out.queue_failures += len(group)
             for spec in group:
@@ -585,7 +732,9 @@ def simulate_reference(
         if policy.refresh == "direct":
             engine.every(policy.every_seconds, SCHEDULE, critical_tick)
         else:
-            tick = functools.partial(lambda tier: queue.enqueue(tier, engine.now), policy.tier)
+            tick = functools.partial(
+                lambda tier: queue.enqueue(registry.in_tier(tier), engine.now), policy.tier
+            )
             engine.every(policy.every_seconds, SCHEDULE, tick)
     engine.every(registry.queue.drain_every_seconds, SENSOR, drain_tick)
     engine.run(cfg.span)

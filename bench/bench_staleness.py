@@ -400,6 +400,15 @@ class PlanMarket:
     def at(self, t: float) -> dt.datetime:
         return self.start + dt.timedelta(seconds=t)
 
+    def hold(self, specs: Iterable[SymbolSpec]) -> dict[str, float]:
+        """Start as a pipeline that already ran: every symbol holds what a call at t=0 would
+        bring (on day bars the newest published bar, on snapshots a quote of t=0). Returns
+        their data times, from which a symbol's age counts until its first update."""
+        held = {}
+        for spec in specs:
+            held[spec.symbol] = self.fetched([spec], 0.0)
+        return held
+
     def due(self, specs: Iterable[SymbolSpec], t: float) -> list[SymbolSpec]:
         at = self.at(t)
         trading = self.registry.trading(specs, at)
@@ -438,6 +447,8 @@ class Outcome:
     data: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
     #: Cadence ticks that found no symbol due (day bars already stored, market closed).
     idle_ticks: int = 0
+    #: Per symbol, the data time it held at t=0 (plan scenarios); else its age counts from 0.
+    held: dict[str, float] = field(default_factory=dict)
     critical_refreshes: int = 0
     critical_waits: int = 0
     critical_wait_max: float = 0.0
@@ -523,6 +534,8 @@ def simulate_ours(
     markets. Without it, every symbol is due at every tick (the snapshot model of before)."""
     engine = Engine(cfg.calls, cfg.window, cfg.call_seconds, cfg.failure_rate, cfg.seed, False)
     out = Outcome(calls=engine.grants, spent=engine.spent)
+    if market is not None:
+        out.held = market.hold(registry)
     queue = Queue(registry)
     bars = market.bars if market is not None else frozenset()
     secondary = registry.secondary_caller(mode, bars)
@@ -665,6 +678,8 @@ def simulate_reference(
     per market), but its cadences never ask whether anything new can come."""
     engine = Engine(cfg.calls, cfg.window, cfg.call_seconds, cfg.failure_rate, cfg.seed, True)
     out = Outcome(calls=engine.grants, spent=engine.spent)
+    if market is not None:
+        out.held = market.hold(registry)
     queue = Queue(registry)
     bars = market.bars if market is not None else frozenset()
     per_call = V3_MAX_TICKERS if mode == "batch" else 1
@@ -860,6 +875,269 @@ def simulate(registry: Registry, mode: str, design: str, cfg: argparse.Namespace
     return Row(len(registry), mode, label, stats, out, per_hour)
 
 
+# --- plans: data age and calls per day on the free and the paid plan ----------------------------
+
+PLANS = ("free", "paid")
+#: The first measured instant of the plan scenarios: a Tuesday 00:00 UTC, no holiday, so forex
+#: and crypto trade all day and each publishes one day bar a day (the UTC day's, at 00:30).
+PLAN_START = dt.datetime(2026, 1, 13, tzinfo=dt.UTC)
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class AgeStats:
+    tier: Tier
+    symbols: int
+    p50: int
+    p95: int
+    worst: int
+    never: int
+    calls_per_day: float
+    #: Calls per day per market (forex, crypto, index) that fetched this tier's symbols.
+    per_market: dict[str, float]
+
+
+def nearest_rank(diff: dict[int, int], total: int, q: float) -> int:
+    """The nearest-rank `q` quantile of the ages a difference histogram holds."""
+    rank = max(1, math.ceil(q * total))
+    keys = sorted(diff)
+    seen = running = 0
+    for i, age in enumerate(keys):
+        running += diff[age]
+        span = (keys[i + 1] if i + 1 < len(keys) else age + 1) - age
+        if running > 0 and seen + running * span >= rank:
+            return age + math.ceil((rank - seen) / running) - 1
+        seen += running * span
+    return keys[-1] if keys else 0
+
+
+def age_stats(
+    tier: Tier, specs: list[SymbolSpec], out: Outcome, cfg: argparse.Namespace
+) -> AgeStats:
+    """Data age, in whole seconds of wall time, sampled at every whole second t of the measured
+    span: t minus the data time of the newest update completed by t (a sample at t sees an
+    update completed at u <= t, of data time d: floor(t - d) = t - ceil(d)). Before the first
+    update it counts from the data time the symbol held at t=0 (`PlanMarket.hold`). Calls: those
+    granted in the measured span whose symbols include this tier's, per day (a call that serves
+    two tiers, or two markets, counts in each)."""
+    start, end = int(cfg.warmup), int(cfg.span) - 1
+    diff: dict[int, int] = {}
+    worst = never = 0
+    for spec in specs:
+        points = sorted(
+            (math.ceil(done), math.ceil(data))
+            for done, data in out.data.get(spec.symbol, [])
+            if done <= end
+        )
+        never += not points
+        points = [(0, math.ceil(out.held.get(spec.symbol, 0.0))), *points]
+        for k, (since, base) in enumerate(points):
+            until = points[k + 1][0] - 1 if k + 1 < len(points) else end
+            first = max(since, start)
+            if first > until:
+                continue
+            diff[first - base] = diff.get(first - base, 0) + 1
+            diff[until - base + 1] = diff.get(until - base + 1, 0) - 1
+            worst = max(worst, until - base)
+    total = len(specs) * (end - start + 1)
+    days = (cfg.span - cfg.warmup) / DAY
+    calls = 0
+    per_market: dict[str, float] = {}
+    for when, pairs in out.spent:
+        if not cfg.warmup <= when < cfg.span:
+            continue
+        markets = {market for t, market in pairs if t is tier}
+        calls += bool(markets)
+        for market in markets:
+            per_market[market] = per_market.get(market, 0) + 1
+    return AgeStats(
+        tier,
+        len(specs),
+        nearest_rank(diff, total, 0.50),
+        nearest_rank(diff, total, 0.95),
+        worst,
+        never,
+        calls / days,
+        {market: n / days for market, n in sorted(per_market.items())},
+    )
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    plan: str
+    symbols: int
+    mode: str
+    design: str
+    stats: list[AgeStats]
+    outcome: Outcome
+    calls_per_day: float
+    unused_per_day: float
+
+
+def simulate_plan(
+    registry: Registry, plan: str, mode: str, design: str, cfg: argparse.Namespace
+) -> PlanRow:
+    """One design for a day (or `--days`) on a plan, from PLAN_START less the warm-up."""
+    market = PlanMarket(registry, plan, PLAN_START - dt.timedelta(seconds=cfg.warmup))
+    if design == "ours":
+        out = simulate_ours(registry, mode, cfg, market)
+    else:
+        out = simulate_reference(registry, mode, cfg, overlap=False, market=market)
+    what = f"{plan} plan {len(registry)} symbols {mode} {design}"
+    check_budget(out.calls, cfg.calls, cfg.window, what)
+    stats = [age_stats(t, registry.in_tier(t), out, cfg) for t in Tier if registry.in_tier(t)]
+    days = (cfg.span - cfg.warmup) / DAY
+    per_day = sum(cfg.warmup <= t < cfg.span for t in out.calls) / days
+    capacity = cfg.calls * DAY / cfg.window
+    label = design if mode == "per_ticker" or design == "ours" else f"{design}+batch"
+    return PlanRow(plan, len(registry), mode, label, stats, out, per_day, capacity - per_day)
+
+
+def age_text(seconds: int) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.1f} min"
+
+
+def number(value: float) -> str:
+    return f"{value:.0f}" if value == int(value) else f"{value:.1f}"
+
+
+def render_plans(rows: list[PlanRow]) -> list[str]:
+    header = [
+        "plan",
+        "symbols",
+        "mode",
+        "design",
+        "tier",
+        "n",
+        "age p50 s",
+        "p50",
+        "age p95 s",
+        "p95",
+        "never",
+        "calls/day",
+        "per market/day",
+        "crit waits",
+        "all calls/day",
+        "unused/day",
+    ]
+    right = {1, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15}
+    table: list[list[str]] = []
+    previous = None
+    for row in rows:
+        group = (row.plan, row.symbols, row.mode)
+        if previous is not None and group != previous:
+            table.append([])
+        previous = group
+        out = row.outcome
+        for i, st in enumerate(row.stats):
+            first = i == 0
+            table.append(
+                [
+                    row.plan if first else "",
+                    str(row.symbols) if first else "",
+                    row.mode if first else "",
+                    row.design if first else "",
+                    st.tier.value,
+                    str(st.symbols),
+                    str(st.p50),
+                    age_text(st.p50),
+                    str(st.p95),
+                    age_text(st.p95),
+                    str(st.never) if st.never else "-",
+                    number(st.calls_per_day),
+                    ", ".join(f"{m} {number(n)}" for m, n in st.per_market.items()) or "-",
+                    f"{out.critical_waits}/{out.critical_refreshes}" if first else "",
+                    number(row.calls_per_day) if first else "",
+                    number(row.unused_per_day) if first else "",
+                ]
+            )
+    widths = [max(len(h), *(len(r[i]) for r in table if r)) for i, h in enumerate(header)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    return [line(header), line(["-" * w for w in widths])] + [line(r) if r else "" for r in table]
+
+
+def verdicts(rows: list[PlanRow], cfg: argparse.Namespace) -> tuple[list[str], int, int]:
+    """One line per requirement, tier and row: OK or FAIL (NOTE: a figure to read, no test)."""
+    lines: list[str] = []
+    counts = {"OK": 0, "FAIL": 0}
+
+    def say(text: str, ok: bool | None) -> None:
+        word = "NOTE" if ok is None else "OK" if ok else "FAIL"
+        counts[word] = counts.get(word, 0) + 1
+        lines.append(f"{text}: {word}")
+
+    def markets(st: AgeStats) -> str:
+        return ", ".join(f"{m} {number(n)}" for m, n in st.per_market.items()) or "none"
+
+    by_key = {(r.plan, r.symbols, r.mode, r.design.split("+")[0]): r for r in rows}
+    limit = cfg.max_bar_calls
+    for row in rows:
+        where = f"{row.symbols} symbols, {row.mode}"
+        seed = row.design.split("+")[0] == "reference"
+        ours = by_key.get((row.plan, row.symbols, row.mode, "ours"))
+        if row.plan == "free" and not seed:
+            for st in row.stats:
+                most = max(st.per_market.values(), default=0.0)
+                say(
+                    f"free plan ({where}): {st.tier.value} calls/day {markets(st)}"
+                    f" <= {number(limit)} per market",
+                    most <= limit,
+                )
+            say(
+                f"free plan ({where}): data age = the session close's, wall time: "
+                + ", ".join(
+                    f"{st.tier.value} p50 {age_text(st.p50)} p95 {age_text(st.p95)}"
+                    for st in row.stats
+                )
+                + " (what an end-of-day plan allows)",
+                None,
+            )
+        if row.plan == "paid" and not seed:
+            for st in row.stats:
+                if st.tier is not Tier.CRITICAL:
+                    say(
+                        f"paid plan ({where}): {st.tier.value} data age p95 {age_text(st.p95)}"
+                        f" <= {age_text(int(cfg.secondary_p95_limit))}",
+                        st.p95 <= cfg.secondary_p95_limit,
+                    )
+            out = row.outcome
+            say(
+                f"paid plan ({where}): critical refreshes that waited for budget"
+                f" {out.critical_waits}/{out.critical_refreshes}, 0 wanted",
+                out.critical_waits == 0,
+            )
+            say(
+                f"paid plan ({where}): {number(row.unused_per_day)} calls/day unused; not spent on"
+                " the stalest secondary symbols first: the model has no such rule (the queue"
+                " takes tier first, then first enqueued; a tier is enqueued once per cadence)",
+                None,
+            )
+        if seed and ours is not None:
+            crit = row.stats[0]
+            say(
+                f"seed on the {row.plan} plan ({where}): {crit.tier.value} calls/day"
+                f" {markets(crit)} (ours {markets(ours.stats[0])})",
+                None,
+            )
+            if row.plan == "free":
+                for mine, theirs in zip(ours.stats, row.stats, strict=True):
+                    say(
+                        f"free plan ({where}): {mine.tier.value} data age p95 ours"
+                        f" {age_text(mine.p95)} <= seed {age_text(theirs.p95)}"
+                        f" (+{cfg.window:g} s): the calls saved cost no freshness",
+                        mine.p95 <= theirs.p95 + cfg.window,
+                    )
+    return lines, counts["OK"], counts["FAIL"]
+
+
 def minutes(seconds: int) -> str:
     return f"{seconds / 60:.1f}"
 
@@ -969,6 +1247,29 @@ def main(argv: list[str] | None = None) -> int:
         help="symbols the reference drain pops per tick (default 2)",
     )
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--days", type=float, default=1.0, help="plan scenarios: measured days (default 1)"
+    )
+    parser.add_argument(
+        "--plan-symbols",
+        type=int,
+        nargs="*",
+        default=None,
+        help="plan scenarios: symbol sets (default: as --symbols; none given: skip them)",
+    )
+    parser.add_argument("--plans", nargs="+", choices=PLANS, default=list(PLANS))
+    parser.add_argument(
+        "--max-bar-calls",
+        type=float,
+        default=2.0,
+        help="free plan: most calls/day per tier and market (default 2)",
+    )
+    parser.add_argument(
+        "--secondary-p95-limit",
+        type=float,
+        default=1800.0,
+        help="paid plan: most p95 data age of a secondary tier, seconds (default 1800)",
+    )
     cfg = parser.parse_args(argv)
     if cfg.quick:
         cfg.hours = 1.0
@@ -1031,13 +1332,83 @@ def main(argv: list[str] | None = None) -> int:
         " symbols not updated once in the span; crit waits: critical refreshes that waited for a"
         " slot / all critical refreshes; calls/h: after the warm-up."
     )
+    total_calls = sum(len(row.outcome.calls) for row in rows)
+    ok = True
+    if cfg.plan_symbols is None:
+        cfg.plan_symbols = cfg.symbols
+    if cfg.plan_symbols:
+        plan_rows, ok = plan_section(base, cfg)
+        total_calls += sum(len(row.outcome.calls) for row in plan_rows)
+        rows_count = len(rows) + len(plan_rows)
+    else:
+        rows_count = len(rows)
+    print()
     print(
         f"budget check passed: no simulated design made more than {cfg.calls} calls in any"
-        f" {cfg.window:g} s ({sum(len(row.outcome.calls) for row in rows)} calls in"
-        f" {len(rows)} simulations)"
+        f" {cfg.window:g} s ({total_calls} calls in {rows_count} simulations)"
     )
     print(f"simulated in {time.perf_counter() - started:.1f} s of wall time")
+    del ok  # the verdicts are figures to read; only the budget check stops the bench
     return 0
+
+
+def plan_section(base: Registry, cfg: argparse.Namespace) -> tuple[list[PlanRow], bool]:
+    """The plan scenarios: ours and the seed's fixed cadences, on the free and the paid plan."""
+    plan_cfg = argparse.Namespace(**vars(cfg))
+    plan_cfg.span = cfg.warmup + cfg.days * DAY
+    first = PLAN_START
+    last = PLAN_START + dt.timedelta(days=cfg.days)
+    print()
+    print("Data age and calls per day on each plan, on the market's calendar")
+    print(
+        f"measured {first:%a %Y-%m-%d %H:%M} to {last:%a %Y-%m-%d %H:%M} UTC"
+        f" ({cfg.days:g} day(s)) after a {cfg.warmup_minutes:g} min warm-up;"
+        f" budget {cfg.calls} calls / {cfg.window:g} s; publication delay"
+        f" {format_duration(base.publication_delay.total_seconds())}; markets from MarketHours()"
+        f" (forex: {base.market_hours.forex.timezone} week, crypto: always)"
+    )
+    print(
+        "  free: every market on day bars; a cadence spends a call only when Registry.due says a"
+        " newer bar is published (ours), or on every tick (seed); a refresh costs one"
+        " grouped-daily call per market, one per index ticker"
+    )
+    print(
+        "  paid: snapshots, live: a quote's data time is its call's completion; ours gates on"
+        " Registry.trading and Registry.due (always due on snapshots)"
+    )
+    for mode in cfg.modes:
+        for plan in cfg.plans:
+            bars = frozenset(AssetType) if plan == "free" else frozenset()
+            caller = base.secondary_caller(mode, bars)
+            print(
+                f"  {plan}, {mode}: critical refresh costs {base.critical_reserve(mode, bars)}"
+                f" call(s); queue runs keep {caller.reserve} free (critical_reserve)"
+            )
+    print()
+    rows = []
+    for count in cfg.plan_symbols:
+        registry = symbol_set(base, count)
+        for plan in cfg.plans:
+            for mode in cfg.modes:
+                for design in ("ours", "reference"):
+                    rows.append(simulate_plan(registry, plan, mode, design, plan_cfg))
+    for text in render_plans(rows):
+        print(text)
+    print()
+    print(
+        "age p50/p95: data age in seconds of wall time (not open-market time; forex and crypto"
+        " trade all day on these days), sampled every simulated second; on the free plan the"
+        " age of the session close, on the paid plan the time since the fetching call."
+        " calls/day: calls that fetched the tier's symbols (a call serving two tiers or markets"
+        " counts in each); per market/day: the same per market; unused/day: budget minus all calls."
+        " Seed: the reference design's fixed cadences (serial drain)."
+    )
+    print()
+    lines, passed, failed = verdicts(rows, cfg)
+    for text in lines:
+        print(text)
+    print(f"verdicts: {passed} OK, {failed} FAIL")
+    return rows, failed == 0
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
 """Benchmark: how stale each tier gets under a 5-calls-per-minute budget, simulated.
 
     .venv/bin/python bench/bench_staleness.py [--hours 6] [--quick] [--symbols 9 100 500]
+        [--days 1] [--plan-symbols 9 100 500] [--plans free paid]
 
 Nothing sleeps, nothing goes over HTTP, nothing touches a database: a discrete-event simulation
 runs on a simulated clock (float seconds) and prints plain-text tables. The one thing it checks:
 no simulated design may make more than `--calls` calls in any `--window` seconds; if one does,
-it raises `BudgetExceeded` instead of printing numbers.
+it raises `BudgetExceeded` instead of printing numbers. It prints two tables: staleness on
+snapshots over `--hours` (below), then data age and calls per day on each plan over `--days`
+on the market's calendar ("Plan scenarios", further below), with a verdict line per requirement.
 
 What is compared
 ----------------
@@ -109,6 +112,44 @@ Measurement
   hour. Ticks that were skipped and calls that failed are listed under the table.
 * Synthetic sets keep the registry's 3 critical symbols. The rest are synthetic forex symbols,
   each with its own ticker, dealt round-robin to high, medium and low.
+
+Plan scenarios
+--------------
+Every quote has a `data_time` (the market's time of the price) and a `fetched_at`; freshness is
+judged on `data_time`. For the `--plan-symbols` sets (default: as `--symbols`), in both modes,
+for `--days` (default 1, also with `--quick`) measured from Tuesday 2026-01-13 00:00 UTC after
+the 30 min warm-up (a weekday without holidays: forex and crypto trade all day and each
+publishes one day bar a day, the UTC day's, closing at midnight and published 30 min later):
+
+1. **free** (end-of-day plan): every market on day bars. `ours` spends a call only on symbols
+   whose market trades (`Registry.trading`) and for which `Registry.due(spec, stored, at)`
+   (`end_of_day.bar_due`, a real `MarketHours()`, the registry's publication delay) says a newer
+   bar is published: at the critical tick and the enqueue ticks (as `schedules.due_symbols`),
+   and again at a run's start (as `refresh.plan_refresh`: closed markets go back to the queue,
+   current bars leave it). A refresh costs one grouped-daily call per market and one per index
+   ticker (`fetch_groups`, checked against `refresh_cost(specs, mode, bars)`), and queue runs
+   keep `Registry.critical_reserve(mode, bars)` free (`secondary_caller(mode, bars)`). What a
+   call brings is the newest bar published at its completion (`Registry.newest_bar`): its data
+   time is that session's close.
+2. **paid** (snapshots): as the model above, plus the same trading and due gates (always due on
+   snapshots); a quote is live, so its data time is its call's completion.
+3. **seed** (`reference`, serial drain): the fixed cadences on both plans; on the free plan each
+   call fetches the newest bar with today's client (one grouped-daily call per market), whether
+   or not anything new was published.
+
+Both designs start holding what a call at t=0 would bring (`PlanMarket.hold`), so a symbol never
+refreshed ages from that. Data age at a whole second t is t minus the data time of the newest
+update completed by t, in plain wall time (not open-market time; on the simulated weekday forex
+and crypto trade throughout, so the two agree). p50/p95 are nearest-rank over every symbol and
+second of the tier. calls/day: granted calls in the measured span, per day, that fetched the
+tier's symbols, also per market (a call serving two tiers or markets counts in each);
+unused/day: the budget's calls per day less all calls. Verdicts: free plan, ours, each tier's
+calls/day per market <= `--max-bar-calls` (2); paid plan, ours, each secondary tier's p95 <=
+`--secondary-p95-limit` (1800 s) and no critical refresh waited; free plan, ours' p95 no more
+than the seed's plus one window. The model has no rule that spends unused budget on the
+stalest secondary symbols first (the queue orders by tier, then first enqueued, and a tier is
+enqueued once per cadence); the verdicts say so and give the unused calls. Verdicts are
+figures to read: the exit status is 0 unless the budget check fails.
 """
 
 from __future__ import annotations

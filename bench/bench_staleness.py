@@ -1,11 +1,14 @@
 """Benchmark: how stale each tier gets under a 5-calls-per-minute budget, simulated.
 
     .venv/bin/python bench/bench_staleness.py [--hours 6] [--quick] [--symbols 9 100 500]
+        [--days 1] [--plan-symbols 9 100 500] [--plans free paid]
 
 Nothing sleeps, nothing goes over HTTP, nothing touches a database: a discrete-event simulation
 runs on a simulated clock (float seconds) and prints plain-text tables. The one thing it checks:
 no simulated design may make more than `--calls` calls in any `--window` seconds; if one does,
-it raises `BudgetExceeded` instead of printing numbers.
+it raises `BudgetExceeded` instead of printing numbers. It prints two tables: staleness on
+snapshots over `--hours` (below), then data age and calls per day on each plan over `--days`
+on the market's calendar ("Plan scenarios", further below), with a verdict line per requirement.
 
 What is compared
 ----------------
@@ -109,6 +112,44 @@ Measurement
   hour. Ticks that were skipped and calls that failed are listed under the table.
 * Synthetic sets keep the registry's 3 critical symbols. The rest are synthetic forex symbols,
   each with its own ticker, dealt round-robin to high, medium and low.
+
+Plan scenarios
+--------------
+Every quote has a `data_time` (the market's time of the price) and a `fetched_at`; freshness is
+judged on `data_time`. For the `--plan-symbols` sets (default: as `--symbols`), in both modes,
+for `--days` (default 1, also with `--quick`) measured from Tuesday 2026-01-13 00:00 UTC after
+the 30 min warm-up (a weekday without holidays: forex and crypto trade all day and each
+publishes one day bar a day, the UTC day's, closing at midnight and published 30 min later):
+
+1. **free** (end-of-day plan): every market on day bars. `ours` spends a call only on symbols
+   whose market trades (`Registry.trading`) and for which `Registry.due(spec, stored, at)`
+   (`end_of_day.bar_due`, a real `MarketHours()`, the registry's publication delay) says a newer
+   bar is published: at the critical tick and the enqueue ticks (as `schedules.due_symbols`),
+   and again at a run's start (as `refresh.plan_refresh`: closed markets go back to the queue,
+   current bars leave it). A refresh costs one grouped-daily call per market and one per index
+   ticker (`fetch_groups`, checked against `refresh_cost(specs, mode, bars)`), and queue runs
+   keep `Registry.critical_reserve(mode, bars)` free (`secondary_caller(mode, bars)`). What a
+   call brings is the newest bar published at its completion (`Registry.newest_bar`): its data
+   time is that session's close.
+2. **paid** (snapshots): as the model above, plus the same trading and due gates (always due on
+   snapshots); a quote is live, so its data time is its call's completion.
+3. **seed** (`reference`, serial drain): the fixed cadences on both plans; on the free plan each
+   call fetches the newest bar with today's client (one grouped-daily call per market), whether
+   or not anything new was published.
+
+Both designs start holding what a call at t=0 would bring (`PlanMarket.hold`), so a symbol never
+refreshed ages from that. Data age at a whole second t is t minus the data time of the newest
+update completed by t, in plain wall time (not open-market time; on the simulated weekday forex
+and crypto trade throughout, so the two agree). p50/p95 are nearest-rank over every symbol and
+second of the tier. calls/day: granted calls in the measured span, per day, that fetched the
+tier's symbols, also per market (a call serving two tiers or markets counts in each);
+unused/day: the budget's calls per day less all calls. Verdicts: free plan, ours, each tier's
+calls/day per market <= `--max-bar-calls` (2); paid plan, ours, each secondary tier's p95 <=
+`--secondary-p95-limit` (1800 s) and no critical refresh waited; free plan, ours' p95 no more
+than the seed's plus one window. The model has no rule that spends unused budget on the
+stalest secondary symbols first (the queue orders by tier, then first enqueued, and a tier is
+enqueued once per cadence); the verdicts say so and give the unused calls. Verdicts are
+figures to read: the exit status is 0 unless the budget check fails.
 """
 
 from __future__ import annotations
@@ -154,6 +195,7 @@ from assets_pipeline.rules.queue_rules import (
     on_failure,
     plan_enqueue,
 )
+from assets_pipeline.rules.quotes import Quote, Timeframe
 from assets_pipeline.rules.taxonomy import Tier
 
 MODES = ("batch", "per_ticker")
@@ -189,6 +231,8 @@ class Call:
 
     caller: Caller = CRITICAL_CALLER
     max_wait: float = math.inf
+    #: The (tier, market) pairs whose symbols the call fetches, for calls per tier and market.
+    serves: tuple[tuple[Tier, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -257,9 +301,11 @@ class Engine:
         self.rng = random.Random(seed)
         self.fifo = fifo
         self.grants: list[float] = []
+        #: Each granted call: when, and the (tier, market) pairs it served.
+        self.spent: list[tuple[float, tuple[tuple[Tier, str], ...]]] = []
         self._events: list[tuple[float, int, int, Callable[[], None]]] = []
         self._seq = itertools.count()
-        self._line: deque[tuple[Process, float]] = deque()
+        self._line: deque[tuple[Process, Call, float]] = deque()
         self._pump_pending = False
 
     def at(self, when: float, priority: int, action: Callable[[], None]) -> None:
@@ -293,7 +339,7 @@ class Engine:
                 self.now + request.seconds, PROCESS, functools.partial(self._step, process, None)
             )
         elif self.fifo:
-            self._line.append((process, self.now))
+            self._line.append((process, request, self.now))
             self._pump()
         else:
             self._poll(process, request, self.now)
@@ -302,7 +348,7 @@ class Engine:
         """PolygonBudget.acquire: try, and sleep until the next slot or give up at the deadline."""
         wait = self.store.try_acquire(self.now, call.caller)
         if wait <= 0:
-            self._grant(process, arrived)
+            self._grant(process, call, arrived)
             return
         if wait > arrived + call.max_wait - self.now:
             result = CallResult(False, self.now - arrived, self.now, "no budget slot in time")
@@ -319,14 +365,15 @@ class Engine:
                 self._pump_pending = True
                 self.at(self.now + wait, PROCESS, self._pump)
                 return
-            process, arrived = self._line.popleft()
-            self._grant(process, arrived)
+            process, call, arrived = self._line.popleft()
+            self._grant(process, call, arrived)
 
     def _step_later(self, process: Process, result: CallResult) -> None:
         self.at(result.done_at, PROCESS, functools.partial(self._step, process, result))
 
-    def _grant(self, process: Process, arrived: float) -> None:
+    def _grant(self, process: Process, call: Call, arrived: float) -> None:
         self.grants.append(self.now)
+        self.spent.append((self.now, call.serves))
         ok = self.failure_rate <= 0 or self.rng.random() >= self.failure_rate
         done = self.now + self.call_seconds
         self._step_later(
@@ -353,11 +400,96 @@ def call_groups(specs: Iterable[SymbolSpec], per_call: int) -> list[list[SymbolS
     ]
 
 
+def serves(group: Iterable[SymbolSpec]) -> tuple[tuple[Tier, str], ...]:
+    """The (tier, market) pairs one call's symbols belong to."""
+    return tuple(sorted({(spec.tier, spec.asset_type.value) for spec in group}))
+
+
+def fetch_groups(
+    specs: Iterable[SymbolSpec], mode: str, bars: frozenset[AssetType], per_call: int
+) -> list[list[SymbolSpec]]:
+    """Symbols per call, as PolygonClient.fetch makes them: snapshots grouped by `call_groups`
+    (`per_call` tickers a call); the `bars` markets' day bars one grouped-daily call per market,
+    and one call per index ticker (`feasibility.bars_cost`)."""
+    specs = list(specs)
+    groups = call_groups([s for s in specs if s.asset_type not in bars], per_call)
+    by_market: dict[str, list[SymbolSpec]] = {}
+    for spec in specs:
+        if spec.asset_type in bars:
+            key = spec.polygon_ticker if spec.asset_type is AssetType.INDEX else spec.asset_type
+            by_market.setdefault(key, []).append(spec)
+    return groups + list(by_market.values())
+
+
+class PlanMarket:
+    """The plan's side of a simulation on the market's calendar: what is due, and what a call
+    brings back. Whether a symbol's market trades comes from `Registry.trading`, whether a call
+    can bring anything new from `Registry.due` (on day bars: `end_of_day.bar_due`, with a real
+    `MarketHours()` and the registry's publication delay), on the stored quote, as
+    `schedules.due_symbols` and `refresh.plan_refresh` ask. What a day-bar call returns is the
+    newest bar published at its completion (`Registry.newest_bar`): its data time is that
+    session's close. A snapshot is live: its data time is the call's completion."""
+
+    def __init__(self, registry: Registry, plan: str, start: dt.datetime) -> None:
+        self.registry = dataclasses.replace(registry, plan=plan)
+        self.plan = plan
+        self.start = start
+        self.bars: frozenset[AssetType] = frozenset(AssetType) if plan == "free" else frozenset()
+        self.timeframe = Timeframe.END_OF_DAY if plan == "free" else Timeframe.REAL_TIME
+        self.stored: dict[str, Quote] = {}
+
+    def at(self, t: float) -> dt.datetime:
+        return self.start + dt.timedelta(seconds=t)
+
+    def hold(self, specs: Iterable[SymbolSpec]) -> dict[str, float]:
+        """Start as a pipeline that already ran: every symbol holds what a call at t=0 would
+        bring (on day bars the newest published bar, on snapshots a quote of t=0). Returns
+        their data times, from which a symbol's age counts until its first update."""
+        held = {}
+        for spec in specs:
+            held[spec.symbol] = self.fetched([spec], 0.0)
+        return held
+
+    def due(self, specs: Iterable[SymbolSpec], t: float) -> list[SymbolSpec]:
+        at = self.at(t)
+        trading = self.registry.trading(specs, at)
+        return [s for s in trading if self.registry.due(s, self.stored.get(s.symbol), at)]
+
+    def trading(self, specs: Iterable[SymbolSpec], t: float) -> list[SymbolSpec]:
+        return self.registry.trading(specs, self.at(t))
+
+    def fetched(self, group: Iterable[SymbolSpec], t: float) -> float:
+        """Store what a call completed at `t` brought; its data time, in simulated seconds."""
+        at = self.at(t)
+        group = list(group)
+        data_time = at
+        if group and group[0].asset_type in self.bars:
+            close = self.registry.newest_bar(group[0], at).close
+            assert close is not None, "a bar is published every fortnight"
+            data_time = close
+        for spec in group:
+            self.stored[spec.symbol] = Quote(
+                ticker=spec.polygon_ticker,
+                data_time=data_time,
+                source="bench",
+                symbol=spec.symbol,
+                fetched_at=at,
+                timeframe=self.timeframe,
+            )
+        return (data_time - self.start).total_seconds()
+
+
 @dataclass
 class Outcome:
     """What one simulated design did."""
 
     updates: dict[str, list[float]] = field(default_factory=dict)
+    #: Per symbol, each update's (completion, data time), in simulated seconds.
+    data: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+    #: Cadence ticks that found no symbol due (day bars already stored, market closed).
+    idle_ticks: int = 0
+    #: Per symbol, the data time it held at t=0 (plan scenarios); else its age counts from 0.
+    held: dict[str, float] = field(default_factory=dict)
     critical_refreshes: int = 0
     critical_waits: int = 0
     critical_wait_max: float = 0.0
@@ -366,10 +498,16 @@ class Outcome:
     critical_failed_calls: int = 0
     queue_failures: int = 0
     calls: list[float] = field(default_factory=list)
+    spent: list[tuple[float, tuple[tuple[Tier, str], ...]]] = field(default_factory=list)
 
-    def updated(self, specs: Iterable[SymbolSpec], when: float) -> None:
+    def updated(
+        self, specs: Iterable[SymbolSpec], when: float, data_time: float | None = None
+    ) -> None:
         for spec in specs:
             self.updates.setdefault(spec.symbol, []).append(when)
+            self.data.setdefault(spec.symbol, []).append(
+                (when, when if data_time is None else data_time)
+            )
 
     def critical_done(self, waited: float, lag: float) -> None:
         self.critical_refreshes += 1
@@ -387,8 +525,8 @@ class Queue:
         self.items: dict[str, QueueItem] = {}
         self.specs = {spec.symbol: spec for spec in registry}
 
-    def enqueue(self, tier: Tier, now: float) -> None:
-        arrivals = [(spec.symbol, spec.tier) for spec in self.registry.in_tier(tier)]
+    def enqueue(self, specs: Iterable[SymbolSpec], now: float) -> None:
+        arrivals = [(spec.symbol, spec.tier) for spec in specs]
         plan = plan_enqueue(
             self.items.values(), arrivals, at_time(now), self.registry.queue.max_size
         )
@@ -425,17 +563,35 @@ class Queue:
 # --- ours -----------------------------------------------------------------------------------
 
 
-def simulate_ours(registry: Registry, mode: str, cfg: argparse.Namespace) -> Outcome:
+def simulate_ours(
+    registry: Registry,
+    mode: str,
+    cfg: argparse.Namespace,
+    market: PlanMarket | None = None,
+) -> Outcome:
+    """Ours. With `market`, on a plan and the market's calendar: a cadence spends calls only on
+    the symbols `market.due` names (schedules.due_symbols), a run fetches only those still due
+    at its start (refresh.plan_refresh), and the reserve is sized from the plan's day-bar
+    markets. Without it, every symbol is due at every tick (the snapshot model of before)."""
     engine = Engine(cfg.calls, cfg.window, cfg.call_seconds, cfg.failure_rate, cfg.seed, False)
-    out = Outcome(calls=engine.grants)
+    out = Outcome(calls=engine.grants, spent=engine.spent)
+    if market is not None:
+        out.held = market.hold(registry)
     queue = Queue(registry)
-    secondary = registry.secondary_caller(mode)
+    bars = market.bars if market is not None else frozenset()
+    secondary = registry.secondary_caller(mode, bars)
     per_call = V3_MAX_TICKERS if mode == "batch" else 1
     # sensors.drain_tick: a window's worth more than is free, when the run may wait that long.
     direct = registry.direct()
-    critical_groups = call_groups(direct, per_call)
-    assert len(critical_groups) == refresh_cost(direct, mode)
+    assert len(fetch_groups(direct, mode, bars, per_call)) == refresh_cost(direct, mode, bars)
     busy = {"critical": False, "queue": False}
+
+    def due(specs: Iterable[SymbolSpec]) -> list[SymbolSpec]:
+        return list(specs) if market is None else market.due(specs, engine.now)
+
+    def fetched(group: list[SymbolSpec], done_at: float) -> None:
+        data_time = market.fetched(group, done_at) if market is not None else None
+        out.updated(group, done_at, data_time)
 
     def settle(done: list[SymbolSpec], failed: list[tuple[SymbolSpec, str]]) -> None:
         """The end of a run in assets.py: failures through RefreshQueue.fail, then complete."""
@@ -443,18 +599,21 @@ def simulate_ours(registry: Registry, mode: str, cfg: argparse.Namespace) -> Out
             queue.fail(spec, error, engine.now)
         queue.complete(done)
 
-    def critical_run(launched: float) -> Process:
+    def critical_run(launched: float, selected: list[SymbolSpec]) -> Process:
         yield Delay(cfg.run_start)
         waited = 0.0
         done: list[SymbolSpec] = []
         failed: list[tuple[SymbolSpec, str]] = []
-        for group in critical_groups:
+        # refresh.plan_refresh: only the selected symbols still due at the run's start.
+        for group in fetch_groups(due(selected), mode, bars, per_call):
             for attempt in range(CRITICAL_MAX_RETRIES + 1):
-                result = yield Call(CRITICAL_CALLER, max_wait=MAX_BUDGET_WAIT_SECONDS)
+                result = yield Call(
+                    CRITICAL_CALLER, max_wait=MAX_BUDGET_WAIT_SECONDS, serves=serves(group)
+                )
                 assert result is not None
                 waited += result.waited
                 if result.ok:
-                    out.updated(group, result.done_at)
+                    fetched(group, result.done_at)
                     done += group
                     break
                 out.critical_failed_calls += 1
@@ -471,18 +630,34 @@ def simulate_ours(registry: Registry, mode: str, cfg: argparse.Namespace) -> Out
         if busy["critical"]:
             out.critical_skipped += 1
             return
+        selected = due(direct)  # schedules.direct_tick: no run when nothing is due
+        if not selected:
+            out.idle_ticks += 1
+            return
         busy["critical"] = True
-        engine.spawn(critical_run(engine.now))
+        engine.spawn(critical_run(engine.now, selected))
 
     def queue_run(claimed: list[QueueItem]) -> Process:
         yield Delay(cfg.run_start)
         done: list[SymbolSpec] = []
         failed: list[tuple[SymbolSpec, str]] = []
-        for group in call_groups([queue.specs[item.symbol] for item in claimed], per_call):
-            result = yield Call(secondary, max_wait=MAX_BUDGET_WAIT_SECONDS)
+        specs = [queue.specs[item.symbol] for item in claimed]
+        if market is not None:
+            # refresh.plan_refresh: closed markets go back to the queue, current bars leave it.
+            trading = market.trading(specs, engine.now)
+            for spec in specs:
+                if spec not in trading:
+                    queue.items[spec.symbol] = dataclasses.replace(
+                        queue.items[spec.symbol], status=QUEUED
+                    )
+            still = due(trading)
+            queue.complete([spec for spec in trading if spec not in still])
+            specs = still
+        for group in fetch_groups(specs, mode, bars, per_call):
+            result = yield Call(secondary, max_wait=MAX_BUDGET_WAIT_SECONDS, serves=serves(group))
             assert result is not None
             if result.ok:
-                out.updated(group, result.done_at)
+                fetched(group, result.done_at)
                 done += group
             else:
                 out.queue_failures += len(group)
@@ -497,11 +672,23 @@ def simulate_ours(registry: Registry, mode: str, cfg: argparse.Namespace) -> Out
         if slots <= 0:
             return
         calls, per_call = claim_size(mode, slots, cfg.calls, cfg.window, MAX_BUDGET_WAIT_SECONDS)
-        claimed = next_batch(queue.items.values(), calls, per_call)
+        items: Iterable[QueueItem] = queue.items.values()
+        if market is not None:  # RefreshQueue.claim(eligible=the symbols whose market trades)
+            open_now = {s.symbol for s in market.trading(registry, engine.now)}
+            items = [item for item in items if item.symbol in open_now]
+        claimed = next_batch(items, calls, per_call)
+        if not claimed:
+            return
         for item in claimed:
             queue.items[item.symbol] = dataclasses.replace(item, status=IN_FLIGHT)
         busy["queue"] = True
         engine.spawn(queue_run(claimed))
+
+    def enqueue_tick(tier: Tier) -> None:
+        specs = due(registry.in_tier(tier))  # schedules.enqueue_tick: the due symbols only
+        if not specs:
+            out.idle_ticks += 1
+        queue.enqueue(specs, engine.now)
 
     for policy in registry.tiers.values():
         if not registry.in_tier(policy.tier):
@@ -509,8 +696,9 @@ def simulate_ours(registry: Registry, mode: str, cfg: argparse.Namespace) -> Out
         if policy.refresh == "direct":
             engine.every(policy.every_seconds, SCHEDULE, critical_tick)
         else:
-            tick = functools.partial(lambda tier: queue.enqueue(tier, engine.now), policy.tier)
-            engine.every(policy.every_seconds, SCHEDULE, tick)
+            engine.every(
+                policy.every_seconds, SCHEDULE, functools.partial(enqueue_tick, policy.tier)
+            )
     engine.every(registry.queue.drain_every_seconds, SENSOR, drain_tick)
     engine.run(cfg.span)
     return out
@@ -520,25 +708,39 @@ def simulate_ours(registry: Registry, mode: str, cfg: argparse.Namespace) -> Out
 
 
 def simulate_reference(
-    registry: Registry, mode: str, cfg: argparse.Namespace, overlap: bool
+    registry: Registry,
+    mode: str,
+    cfg: argparse.Namespace,
+    overlap: bool,
+    market: PlanMarket | None = None,
 ) -> Outcome:
+    """The reference design: fixed cadences. With `market`, its calls fetch what the plan
+    serves (on the free plan, the newest day bar, with today's client: one grouped-daily call
+    per market), but its cadences never ask whether anything new can come."""
     engine = Engine(cfg.calls, cfg.window, cfg.call_seconds, cfg.failure_rate, cfg.seed, True)
-    out = Outcome(calls=engine.grants)
+    out = Outcome(calls=engine.grants, spent=engine.spent)
+    if market is not None:
+        out.held = market.hold(registry)
     queue = Queue(registry)
+    bars = market.bars if market is not None else frozenset()
     per_call = V3_MAX_TICKERS if mode == "batch" else 1
     direct = registry.direct()
-    critical_groups = call_groups(direct, per_call)
-    assert len(critical_groups) == refresh_cost(direct, mode)
+    critical_groups = fetch_groups(direct, mode, bars, per_call)
+    assert len(critical_groups) == refresh_cost(direct, mode, bars)
     busy = {"critical": False, "drains": 0}
+
+    def fetched(group: list[SymbolSpec], done_at: float) -> None:
+        data_time = market.fetched(group, done_at) if market is not None else None
+        out.updated(group, done_at, data_time)
 
     def critical_job(launched: float) -> Process:
         waited = 0.0
         for group in critical_groups:
-            result = yield Call()
+            result = yield Call(serves=serves(group))
             assert result is not None
             waited += result.waited
             if result.ok:
-                out.updated(group, result.done_at)
+                fetched(group, result.done_at)
             else:
                 out.critical_failed_calls += 1
         out.critical_done(waited, engine.now - launched)
@@ -552,11 +754,12 @@ def simulate_reference(
         engine.spawn(critical_job(engine.now))
 
     def drain(popped: list[QueueItem]) -> Process:
-        for group in call_groups([queue.specs[item.symbol] for item in popped], per_call):
-            result = yield Call()
+        specs = [queue.specs[item.symbol] for item in popped]
+        for group in fetch_groups(specs, mode, bars, per_call):
+            result = yield Call(serves=serves(group))
             assert result is not None
             if result.ok:
-                out.updated(group, result.done_at)
+                fetched(group, result.done_at)
                 continue
             out.queue_failures += len(group)
             for spec in group:
@@ -585,7 +788,9 @@ def simulate_reference(
         if policy.refresh == "direct":
             engine.every(policy.every_seconds, SCHEDULE, critical_tick)
         else:
-            tick = functools.partial(lambda tier: queue.enqueue(tier, engine.now), policy.tier)
+            tick = functools.partial(
+                lambda tier: queue.enqueue(registry.in_tier(tier), engine.now), policy.tier
+            )
             engine.every(policy.every_seconds, SCHEDULE, tick)
     engine.every(registry.queue.drain_every_seconds, SENSOR, drain_tick)
     engine.run(cfg.span)
@@ -711,6 +916,269 @@ def simulate(registry: Registry, mode: str, design: str, cfg: argparse.Namespace
     return Row(len(registry), mode, label, stats, out, per_hour)
 
 
+# --- plans: data age and calls per day on the free and the paid plan ----------------------------
+
+PLANS = ("free", "paid")
+#: The first measured instant of the plan scenarios: a Tuesday 00:00 UTC, no holiday, so forex
+#: and crypto trade all day and each publishes one day bar a day (the UTC day's, at 00:30).
+PLAN_START = dt.datetime(2026, 1, 13, tzinfo=dt.UTC)
+DAY = 86400.0
+
+
+@dataclass(frozen=True)
+class AgeStats:
+    tier: Tier
+    symbols: int
+    p50: int
+    p95: int
+    worst: int
+    never: int
+    calls_per_day: float
+    #: Calls per day per market (forex, crypto, index) that fetched this tier's symbols.
+    per_market: dict[str, float]
+
+
+def nearest_rank(diff: dict[int, int], total: int, q: float) -> int:
+    """The nearest-rank `q` quantile of the ages a difference histogram holds."""
+    rank = max(1, math.ceil(q * total))
+    keys = sorted(diff)
+    seen = running = 0
+    for i, age in enumerate(keys):
+        running += diff[age]
+        span = (keys[i + 1] if i + 1 < len(keys) else age + 1) - age
+        if running > 0 and seen + running * span >= rank:
+            return age + math.ceil((rank - seen) / running) - 1
+        seen += running * span
+    return keys[-1] if keys else 0
+
+
+def age_stats(
+    tier: Tier, specs: list[SymbolSpec], out: Outcome, cfg: argparse.Namespace
+) -> AgeStats:
+    """Data age, in whole seconds of wall time, sampled at every whole second t of the measured
+    span: t minus the data time of the newest update completed by t (a sample at t sees an
+    update completed at u <= t, of data time d: floor(t - d) = t - ceil(d)). Before the first
+    update it counts from the data time the symbol held at t=0 (`PlanMarket.hold`). Calls: those
+    granted in the measured span whose symbols include this tier's, per day (a call that serves
+    two tiers, or two markets, counts in each)."""
+    start, end = int(cfg.warmup), int(cfg.span) - 1
+    diff: dict[int, int] = {}
+    worst = never = 0
+    for spec in specs:
+        points = sorted(
+            (math.ceil(done), math.ceil(data))
+            for done, data in out.data.get(spec.symbol, [])
+            if done <= end
+        )
+        never += not points
+        points = [(0, math.ceil(out.held.get(spec.symbol, 0.0))), *points]
+        for k, (since, base) in enumerate(points):
+            until = points[k + 1][0] - 1 if k + 1 < len(points) else end
+            first = max(since, start)
+            if first > until:
+                continue
+            diff[first - base] = diff.get(first - base, 0) + 1
+            diff[until - base + 1] = diff.get(until - base + 1, 0) - 1
+            worst = max(worst, until - base)
+    total = len(specs) * (end - start + 1)
+    days = (cfg.span - cfg.warmup) / DAY
+    calls = 0
+    per_market: dict[str, float] = {}
+    for when, pairs in out.spent:
+        if not cfg.warmup <= when < cfg.span:
+            continue
+        markets = {market for t, market in pairs if t is tier}
+        calls += bool(markets)
+        for market in markets:
+            per_market[market] = per_market.get(market, 0) + 1
+    return AgeStats(
+        tier,
+        len(specs),
+        nearest_rank(diff, total, 0.50),
+        nearest_rank(diff, total, 0.95),
+        worst,
+        never,
+        calls / days,
+        {market: n / days for market, n in sorted(per_market.items())},
+    )
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    plan: str
+    symbols: int
+    mode: str
+    design: str
+    stats: list[AgeStats]
+    outcome: Outcome
+    calls_per_day: float
+    unused_per_day: float
+
+
+def simulate_plan(
+    registry: Registry, plan: str, mode: str, design: str, cfg: argparse.Namespace
+) -> PlanRow:
+    """One design for a day (or `--days`) on a plan, from PLAN_START less the warm-up."""
+    market = PlanMarket(registry, plan, PLAN_START - dt.timedelta(seconds=cfg.warmup))
+    if design == "ours":
+        out = simulate_ours(registry, mode, cfg, market)
+    else:
+        out = simulate_reference(registry, mode, cfg, overlap=False, market=market)
+    what = f"{plan} plan {len(registry)} symbols {mode} {design}"
+    check_budget(out.calls, cfg.calls, cfg.window, what)
+    stats = [age_stats(t, registry.in_tier(t), out, cfg) for t in Tier if registry.in_tier(t)]
+    days = (cfg.span - cfg.warmup) / DAY
+    per_day = sum(cfg.warmup <= t < cfg.span for t in out.calls) / days
+    capacity = cfg.calls * DAY / cfg.window
+    label = design if mode == "per_ticker" or design == "ours" else f"{design}+batch"
+    return PlanRow(plan, len(registry), mode, label, stats, out, per_day, capacity - per_day)
+
+
+def age_text(seconds: int) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 60:.1f} min"
+
+
+def number(value: float) -> str:
+    return f"{value:.0f}" if value == int(value) else f"{value:.1f}"
+
+
+def render_plans(rows: list[PlanRow]) -> list[str]:
+    header = [
+        "plan",
+        "symbols",
+        "mode",
+        "design",
+        "tier",
+        "n",
+        "age p50 s",
+        "p50",
+        "age p95 s",
+        "p95",
+        "never",
+        "calls/day",
+        "per market/day",
+        "crit waits",
+        "all calls/day",
+        "unused/day",
+    ]
+    right = {1, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15}
+    table: list[list[str]] = []
+    previous = None
+    for row in rows:
+        group = (row.plan, row.symbols, row.mode)
+        if previous is not None and group != previous:
+            table.append([])
+        previous = group
+        out = row.outcome
+        for i, st in enumerate(row.stats):
+            first = i == 0
+            table.append(
+                [
+                    row.plan if first else "",
+                    str(row.symbols) if first else "",
+                    row.mode if first else "",
+                    row.design if first else "",
+                    st.tier.value,
+                    str(st.symbols),
+                    str(st.p50),
+                    age_text(st.p50),
+                    str(st.p95),
+                    age_text(st.p95),
+                    str(st.never) if st.never else "-",
+                    number(st.calls_per_day),
+                    ", ".join(f"{m} {number(n)}" for m, n in st.per_market.items()) or "-",
+                    f"{out.critical_waits}/{out.critical_refreshes}" if first else "",
+                    number(row.calls_per_day) if first else "",
+                    number(row.unused_per_day) if first else "",
+                ]
+            )
+    widths = [max(len(h), *(len(r[i]) for r in table if r)) for i, h in enumerate(header)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    return [line(header), line(["-" * w for w in widths])] + [line(r) if r else "" for r in table]
+
+
+def verdicts(rows: list[PlanRow], cfg: argparse.Namespace) -> tuple[list[str], int, int]:
+    """One line per requirement, tier and row: OK or FAIL (NOTE: a figure to read, no test)."""
+    lines: list[str] = []
+    counts = {"OK": 0, "FAIL": 0}
+
+    def say(text: str, ok: bool | None) -> None:
+        word = "NOTE" if ok is None else "OK" if ok else "FAIL"
+        counts[word] = counts.get(word, 0) + 1
+        lines.append(f"{text}: {word}")
+
+    def markets(st: AgeStats) -> str:
+        return ", ".join(f"{m} {number(n)}" for m, n in st.per_market.items()) or "none"
+
+    by_key = {(r.plan, r.symbols, r.mode, r.design.split("+")[0]): r for r in rows}
+    limit = cfg.max_bar_calls
+    for row in rows:
+        where = f"{row.symbols} symbols, {row.mode}"
+        seed = row.design.split("+")[0] == "reference"
+        ours = by_key.get((row.plan, row.symbols, row.mode, "ours"))
+        if row.plan == "free" and not seed:
+            for st in row.stats:
+                most = max(st.per_market.values(), default=0.0)
+                say(
+                    f"free plan ({where}): {st.tier.value} calls/day {markets(st)}"
+                    f" <= {number(limit)} per market",
+                    most <= limit,
+                )
+            say(
+                f"free plan ({where}): data age = the session close's, wall time: "
+                + ", ".join(
+                    f"{st.tier.value} p50 {age_text(st.p50)} p95 {age_text(st.p95)}"
+                    for st in row.stats
+                )
+                + " (what an end-of-day plan allows)",
+                None,
+            )
+        if row.plan == "paid" and not seed:
+            for st in row.stats:
+                if st.tier is not Tier.CRITICAL:
+                    say(
+                        f"paid plan ({where}): {st.tier.value} data age p95 {age_text(st.p95)}"
+                        f" <= {age_text(int(cfg.secondary_p95_limit))}",
+                        st.p95 <= cfg.secondary_p95_limit,
+                    )
+            out = row.outcome
+            say(
+                f"paid plan ({where}): critical refreshes that waited for budget"
+                f" {out.critical_waits}/{out.critical_refreshes}, 0 wanted",
+                out.critical_waits == 0,
+            )
+            say(
+                f"paid plan ({where}): {number(row.unused_per_day)} calls/day unused; not spent on"
+                " the stalest secondary symbols first: the model has no such rule (the queue"
+                " takes tier first, then first enqueued; a tier is enqueued once per cadence)",
+                None,
+            )
+        if seed and ours is not None:
+            crit = row.stats[0]
+            say(
+                f"seed on the {row.plan} plan ({where}): {crit.tier.value} calls/day"
+                f" {markets(crit)} (ours {markets(ours.stats[0])})",
+                None,
+            )
+            if row.plan == "free":
+                for mine, theirs in zip(ours.stats, row.stats, strict=True):
+                    say(
+                        f"free plan ({where}): {mine.tier.value} data age p95 ours"
+                        f" {age_text(mine.p95)} <= seed {age_text(theirs.p95)}"
+                        f" (+{cfg.window:g} s): the calls saved cost no freshness",
+                        mine.p95 <= theirs.p95 + cfg.window,
+                    )
+    return lines, counts["OK"], counts["FAIL"]
+
+
 def minutes(seconds: int) -> str:
     return f"{seconds / 60:.1f}"
 
@@ -820,6 +1288,29 @@ def main(argv: list[str] | None = None) -> int:
         help="symbols the reference drain pops per tick (default 2)",
     )
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--days", type=float, default=1.0, help="plan scenarios: measured days (default 1)"
+    )
+    parser.add_argument(
+        "--plan-symbols",
+        type=int,
+        nargs="*",
+        default=None,
+        help="plan scenarios: symbol sets (default: as --symbols; none given: skip them)",
+    )
+    parser.add_argument("--plans", nargs="+", choices=PLANS, default=list(PLANS))
+    parser.add_argument(
+        "--max-bar-calls",
+        type=float,
+        default=2.0,
+        help="free plan: most calls/day per tier and market (default 2)",
+    )
+    parser.add_argument(
+        "--secondary-p95-limit",
+        type=float,
+        default=1800.0,
+        help="paid plan: most p95 data age of a secondary tier, seconds (default 1800)",
+    )
     cfg = parser.parse_args(argv)
     if cfg.quick:
         cfg.hours = 1.0
@@ -882,13 +1373,83 @@ def main(argv: list[str] | None = None) -> int:
         " symbols not updated once in the span; crit waits: critical refreshes that waited for a"
         " slot / all critical refreshes; calls/h: after the warm-up."
     )
+    total_calls = sum(len(row.outcome.calls) for row in rows)
+    ok = True
+    if cfg.plan_symbols is None:
+        cfg.plan_symbols = cfg.symbols
+    if cfg.plan_symbols:
+        plan_rows, ok = plan_section(base, cfg)
+        total_calls += sum(len(row.outcome.calls) for row in plan_rows)
+        rows_count = len(rows) + len(plan_rows)
+    else:
+        rows_count = len(rows)
+    print()
     print(
         f"budget check passed: no simulated design made more than {cfg.calls} calls in any"
-        f" {cfg.window:g} s ({sum(len(row.outcome.calls) for row in rows)} calls in"
-        f" {len(rows)} simulations)"
+        f" {cfg.window:g} s ({total_calls} calls in {rows_count} simulations)"
     )
     print(f"simulated in {time.perf_counter() - started:.1f} s of wall time")
+    del ok  # the verdicts are figures to read; only the budget check stops the bench
     return 0
+
+
+def plan_section(base: Registry, cfg: argparse.Namespace) -> tuple[list[PlanRow], bool]:
+    """The plan scenarios: ours and the seed's fixed cadences, on the free and the paid plan."""
+    plan_cfg = argparse.Namespace(**vars(cfg))
+    plan_cfg.span = cfg.warmup + cfg.days * DAY
+    first = PLAN_START
+    last = PLAN_START + dt.timedelta(days=cfg.days)
+    print()
+    print("Data age and calls per day on each plan, on the market's calendar")
+    print(
+        f"measured {first:%a %Y-%m-%d %H:%M} to {last:%a %Y-%m-%d %H:%M} UTC"
+        f" ({cfg.days:g} day(s)) after a {cfg.warmup_minutes:g} min warm-up;"
+        f" budget {cfg.calls} calls / {cfg.window:g} s; publication delay"
+        f" {format_duration(base.publication_delay.total_seconds())}; markets from MarketHours()"
+        f" (forex: {base.market_hours.forex.timezone} week, crypto: always)"
+    )
+    print(
+        "  free: every market on day bars; a cadence spends a call only when Registry.due says a"
+        " newer bar is published (ours), or on every tick (seed); a refresh costs one"
+        " grouped-daily call per market, one per index ticker"
+    )
+    print(
+        "  paid: snapshots, live: a quote's data time is its call's completion; ours gates on"
+        " Registry.trading and Registry.due (always due on snapshots)"
+    )
+    for mode in cfg.modes:
+        for plan in cfg.plans:
+            bars = frozenset(AssetType) if plan == "free" else frozenset()
+            caller = base.secondary_caller(mode, bars)
+            print(
+                f"  {plan}, {mode}: critical refresh costs {base.critical_reserve(mode, bars)}"
+                f" call(s); queue runs keep {caller.reserve} free (critical_reserve)"
+            )
+    print()
+    rows = []
+    for count in cfg.plan_symbols:
+        registry = symbol_set(base, count)
+        for plan in cfg.plans:
+            for mode in cfg.modes:
+                for design in ("ours", "reference"):
+                    rows.append(simulate_plan(registry, plan, mode, design, plan_cfg))
+    for text in render_plans(rows):
+        print(text)
+    print()
+    print(
+        "age p50/p95: data age in seconds of wall time (not open-market time; forex and crypto"
+        " trade all day on these days), sampled every simulated second; on the free plan the"
+        " age of the session close, on the paid plan the time since the fetching call."
+        " calls/day: calls that fetched the tier's symbols (a call serving two tiers or markets"
+        " counts in each); per market/day: the same per market; unused/day: budget minus all calls."
+        " Seed: the reference design's fixed cadences (serial drain)."
+    )
+    print()
+    lines, passed, failed = verdicts(rows, cfg)
+    for text in lines:
+        print(text)
+    print(f"verdicts: {passed} OK, {failed} FAIL")
+    return rows, failed == 0
 
 
 if __name__ == "__main__":

@@ -10,10 +10,12 @@ from assets_pipeline.config.registry import Registry
 from assets_pipeline.defs.keys import quote_asset_key
 from assets_pipeline.defs.resources import PolygonResource, RedisResource, TradingDatabase
 from assets_pipeline.defs.runs import IN_FLIGHT_STATUSES, QUEUE_JOB, runs_in_flight, today
+from assets_pipeline.persistence.budget import PolygonBudget
 from assets_pipeline.persistence.outbox import relay_pending
 from assets_pipeline.persistence.refresh_queue import RefreshQueue
+from assets_pipeline.polygon.bars import GROUPED_MARKETS
 from assets_pipeline.rules import clock
-from assets_pipeline.rules.queue_rules import claim_size
+from assets_pipeline.rules.queue_rules import claim_size, stalest_first
 from assets_pipeline.rules.run_kinds import BATCH_TAG, QUEUE, run_tags
 
 #: A claimed batch with no run after this long (its request was never launched) goes back.
@@ -97,13 +99,15 @@ def drain_tick(
     if busy:
         return dg.SkipReason(f"a queue batch is still {busy[0].status.value.lower()}{note}")
     waiting = queue.stats().waiting
-    if not waiting:
-        return dg.SkipReason(f"the queue is empty{note}")
-
     learnt = polygon.learnt()
-    mode = learnt.mode
-    caller = registry.secondary_caller(mode, learnt.bars)
+    caller = registry.secondary_caller(learnt.mode, learnt.bars)
+    # on day bars, one grouped call serves a whole market: claim as a batch does, not per ticker
+    mode = "batch" if GROUPED_MARKETS.keys() <= learnt.bars else learnt.mode
     budget = polygon.budget.budget(caller)
+    if not waiting:
+        return _top_up(registry, database, budget, polygon, mode, now) or dg.SkipReason(
+            f"the queue is empty{note}"
+        )
     slots = budget.free_slots()
     if slots <= 0:
         stats = budget.stats()
@@ -127,6 +131,43 @@ def drain_tick(
     )
 
 
+def _top_up(
+    registry: Registry,
+    database: TradingDatabase,
+    budget: PolygonBudget,
+    polygon: PolygonResource,
+    mode: str,
+    now: dt.datetime,
+) -> dg.RunRequest | None:
+    """With the queue empty, the budget left after the critical reserve refreshes the stalest
+    secondary symbols first: those whose price is older than half their tier's cadence, whose
+    market trades and for which a newer price can exist. Only what is free now is spent, so a
+    critical refresh is never delayed. None when nothing is worth a call or no slot is free."""
+    trading = registry.trading(registry.queued(), now)
+    if not trading:
+        return None
+    stored = database.quote_store().latest_quotes(s.symbol for s in trading)
+    due = [s for s in trading if registry.due(s, stored.get(s.symbol), now)]
+    stalest = stalest_first(
+        {s.symbol: stored[s.symbol].data_time if s.symbol in stored else None for s in due},
+        {s.symbol: registry.tiers[s.tier].every_seconds / 2 for s in due},
+        now,
+    )
+    slots = budget.free_slots() if stalest else 0
+    if slots <= 0:
+        return None
+    calls, per_call = claim_size(mode, slots, budget.limit, budget.window_seconds, 0.0)
+    step = registry.step_of(stalest[0])
+    chosen = [s for s in stalest if registry.step_of(s) == step][: calls * per_call]
+    batch_id = f"t-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    return dg.RunRequest(
+        run_key=batch_id,
+        partition_key=today(),
+        asset_selection=[quote_asset_key(symbol) for symbol in chosen],
+        tags=run_tags(QUEUE, batch_id, **{"assets_pipeline/top_up": "stalest first"}),
+    )
+
+
 def build_drain_sensor(registry: Registry) -> dg.SensorDefinition:
     @dg.sensor(
         name="refresh_queue_drain",
@@ -135,7 +176,8 @@ def build_drain_sensor(registry: Registry) -> dg.SensorDefinition:
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             "Refresh the next symbols on the queue (tier first, then oldest), as many as the"
-            " budget allows after keeping the next critical refresh's calls free."
+            " budget allows after keeping the next critical refresh's calls free; with the"
+            " queue empty, spend what is free on the stalest secondary symbols first."
         ),
     )
     def refresh_queue_drain(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from assets_pipeline.rules.cadence import BATCH_TICKERS
@@ -165,6 +165,22 @@ def leaves_on_refresh(item: QueueItem) -> bool:
     """A refreshed symbol leaves the queue, claimed or waiting, unless it failed for good
     (it stays `failed` until the next scheduled enqueue, so it is not retried in a loop)."""
     return item.status != FAILED
+
+
+def stalest_first(
+    data_times: Mapping[str, dt.datetime | None],
+    min_age_seconds: Mapping[str, float],
+    now: dt.datetime,
+) -> list[str]:
+    """The symbols worth a refresh with the budget the queue leaves over: those whose price is
+    older than their `min_age_seconds` (or have none), the stalest first (none before any)."""
+    floor = dt.datetime.min.replace(tzinfo=dt.UTC)
+    worth = [
+        symbol
+        for symbol, at in data_times.items()
+        if at is None or (now - at).total_seconds() > min_age_seconds[symbol]
+    ]
+    return sorted(worth, key=lambda symbol: data_times[symbol] or floor)
 
 
 def claim_size(

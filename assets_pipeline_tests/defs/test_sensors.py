@@ -24,9 +24,10 @@ from assets_pipeline.persistence.outbox import pending_count
 from assets_pipeline.persistence.quote_store import QuoteStore
 from assets_pipeline.persistence.refresh_queue import RefreshQueue
 from assets_pipeline.persistence.schema import api_budget_calls, api_budget_state
-from assets_pipeline.polygon.client import MULTI_TICKER_SNAPSHOT
+from assets_pipeline.polygon.client import MULTI_TICKER_SNAPSHOT, snapshot_feature
+from assets_pipeline.rules import clock
 from assets_pipeline.rules.queue_rules import FAILED, IN_FLIGHT, QUEUED
-from assets_pipeline.rules.taxonomy import Tier
+from assets_pipeline.rules.taxonomy import AssetType, Tier
 from assets_pipeline_tests.conftest import DAY, REDIS_URL, quote
 from assets_pipeline_tests.defs.conftest import create_run_for_test
 
@@ -114,7 +115,35 @@ def test_right_after_a_critical_call_its_refresh_may_still_need_the_reserve(depl
     assert [k.path[-1] for k in request.asset_selection] == ["ETHUSDT"]
 
 
-def test_the_drain_waits_while_a_batch_is_in_flight_and_when_the_queue_is_empty(deployment):
+def store_secondaries(pg_url, registry, ages_minutes):
+    """Each secondary symbol's stored price, this many minutes old (default: just now)."""
+    store, now = QuoteStore(get_engine(pg_url)), clock.utcnow()
+    for spec in registry.queued():
+        at = now - dt.timedelta(minutes=ages_minutes.get(spec.symbol, 0))
+        store.write_quote(spec, quote(spec.symbol, spec.polygon_ticker, at), at.date())
+
+
+def test_with_the_queue_empty_the_budget_left_refreshes_the_stalest_secondaries_first(
+    deployment, registry, pg_url
+):
+    # every secondary fetched a moment ago, but USDJPY's price is 20 minutes old and XAGUSD's
+    # 40 (half a 30-minute cadence is the bar); the queue is empty, 5 of 5 calls are free
+    store_secondaries(pg_url, registry, {"USDJPY": 20, "XAGUSD": 40})
+    request = deployment.sensor("refresh_queue_drain")
+    assert [k.path[-1] for k in request.asset_selection] == ["XAGUSD", "USDJPY"]
+    assert request.tags["assets_pipeline/kind"] == "queue"
+    assert request.tags["assets_pipeline/top_up"] == "stalest first"
+    # nothing is written: the tick only decides (the queue stays empty)
+    assert deployment.queue.items() == []
+    # with no slot left beyond the critical reserve, nothing is spent
+    deployment.spend(3)  # 2 left, and the critical tier's 3 calls are kept free
+    assert deployment.sensor("refresh_queue_drain").skip_message == "the queue is empty"
+
+
+def test_the_drain_waits_while_a_batch_is_in_flight_and_when_the_queue_is_empty(
+    deployment, registry, pg_url
+):
+    store_secondaries(pg_url, registry, {})  # nothing older than half its cadence
     assert deployment.sensor("refresh_queue_drain").skip_message == "the queue is empty"
     deployment.schedule("enqueue_high_every_30m")
     create_run_for_test(
@@ -263,3 +292,15 @@ def test_the_relay_sensor_waits_politely_without_redis(sqlite_url, monkeypatch):
     )
     result = event_outbox_relay(context)
     assert "REDIS_URL is not set" in result.skip_message
+
+
+def test_on_day_bars_the_drain_claims_a_whole_market_for_one_grouped_call(deployment):
+    # a key whose forex and crypto snapshots were refused: one grouped-daily call serves every
+    # pair of a market, so the drain claims the queue as a batch, not one symbol per free slot
+    deployment.schedule("enqueue_high_every_30m")
+    budget = deployment.resources()["polygon"].budget.budget()
+    for kind in (AssetType.FOREX, AssetType.CRYPTO):
+        budget.refuse(snapshot_feature(kind), "403 NOT_AUTHORIZED")
+    deployment.spend(2)  # 3 left, 2 kept for the critical tier's two grouped calls
+    request = deployment.sensor("refresh_queue_drain")
+    assert sorted(k.path[-1] for k in request.asset_selection) == ["ETHUSDT", "GBPUSD", "USDJPY"]

@@ -39,7 +39,7 @@ from assets_pipeline.rules.quotes import iso_utc, parse_iso_utc
 from assets_pipeline.rules.retention import RetentionError, format_age, parse_age
 from assets_pipeline.rules.run_kinds import CRITICAL, run_tags
 
-TABLE_HEADER = ("SYMBOL", "BID", "ASK", "LAST", "QUOTE TIME (UTC)", "API CALLS", "RESULT")
+TABLE_HEADER = ("SYMBOL", "BID", "ASK", "LAST", "DATA TIME (UTC)", "API CALLS", "RESULT")
 
 
 def _resources(settings: Settings) -> dict[str, Any]:

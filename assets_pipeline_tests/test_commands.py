@@ -206,3 +206,38 @@ def test_status_shows_a_running_backfill_and_its_partitions(tmp_path, monkeypatc
     (running,) = doc["running_backfills"]
     assert running["backfill"] == "abcdefgh" and running["partitions"] == "2025-11-01 to 2026-10-31"
     assert any(line.startswith("backfill       abcdefgh started") for line in _status_lines(doc))
+
+
+def test_status_shows_the_plan_learnt_per_market_and_each_tiers_cadence(
+    pg_url, monkeypatch, registry
+):
+    # a free key on `auto`, once its forex and crypto snapshots were refused (remembered in the
+    # budget store): status says so per market, and a critical refresh costs 2 grouped calls
+    from assets_pipeline.cli import _status_lines, status_document
+    from assets_pipeline.config.settings import Settings
+    from assets_pipeline.persistence.budget import PolygonBudget, SqlBudgetStore
+    from assets_pipeline.polygon.client import snapshot_feature
+    from assets_pipeline.rules.taxonomy import AssetType
+
+    for name in SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("TRADING_DATABASE_URL", pg_url)
+    monkeypatch.setenv("POLYGON_BASE_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("POLYGON_API_KEY", "unused")
+    budget = PolygonBudget(SqlBudgetStore(get_engine(pg_url)), 5, 60)
+    for kind in (AssetType.FOREX, AssetType.CRYPTO):
+        budget.refuse(snapshot_feature(kind), "403 NOT_AUTHORIZED")
+
+    doc = status_document(registry, Settings.from_env())
+    plan = doc["plan"]
+    assert (plan["plan"], plan["day_bar_markets"], plan["critical_refresh_calls"]) == (
+        "auto",
+        ["crypto", "forex"],
+        2,
+    )
+    lines = "\n".join(_status_lines(doc))
+    assert "plan auto (learnt from the key's 403s): forex: end-of-day bars" in lines
+    assert "a critical refresh costs 2 call(s); that many are kept free for it" in lines
+    assert "cadence        critical: one call per market once a session's bar is published" in (
+        lines
+    )

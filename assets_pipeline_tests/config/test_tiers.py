@@ -5,6 +5,7 @@ a symbol stale, and a file that sets a threshold no refresh could meet is refuse
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ from assets_pipeline.config.registry import (
 )
 from assets_pipeline.rules.cadence import BudgetShape, parse_queue, parse_tiers
 from assets_pipeline.rules.fairness import Caller, critical_gap
+from assets_pipeline.rules.taxonomy import AssetType
 from assets_pipeline_tests.conftest import REPO, symbol_entry
 
 
@@ -170,3 +172,25 @@ def test_the_critical_reserve_is_one_refresh_of_the_direct_tiers(registry):
     assert registry.critical_reserve("per_ticker") == 3
     assert critical_gap([300.0]) == 240  # every 5 minutes, less a minute of slack
     assert registry.secondary_caller("per_ticker") == Caller(False, 3, 240)
+
+
+def test_on_day_bars_the_critical_reserve_is_one_grouped_call_per_market(registry):
+    # XAUUSD and EURUSD are forex, BTCUSD crypto: two grouped-daily calls, whatever the mode
+    bars = {AssetType.FOREX, AssetType.CRYPTO}
+    assert registry.critical_reserve("per_ticker", bars) == 2
+    assert registry.critical_reserve("batch", bars) == 2
+    # forex on bars, crypto on snapshots: one grouped call and one snapshot call
+    assert registry.critical_reserve("per_ticker", {AssetType.FOREX}) == 2
+    assert registry.secondary_caller("per_ticker", bars) == Caller(False, 2, 240)
+
+
+@pytest.mark.parametrize(
+    ("plan", "allowance"),
+    [
+        ("free", "end-of-day plan: the newest session close, fetched once published (30m after"),
+        ("paid", "live plan: data at most 10m old in open-market time"),
+        ("auto", "with snapshots, data at most 10m old in open-market time; on end-of-day bars"),
+    ],
+)
+def test_each_tier_says_what_freshness_its_plan_allows(registry, plan, allowance):
+    assert dataclasses.replace(registry, plan=plan).allowance(Tier.CRITICAL).startswith(allowance)

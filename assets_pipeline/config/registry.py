@@ -218,6 +218,18 @@ class Registry:
             return f"live plan: {live}"
         return f"with snapshots, {live}; on end-of-day bars, {eod}"
 
+    def cadence(self, tier: Tier) -> str:
+        """When the tier spends calls, and why, on the plan configured (both ways on `auto`)."""
+        policy = self.tiers[tier]
+        how = "its own schedule" if policy.refresh == "direct" else "the queue"
+        live = f"every {format_duration(policy.every_seconds)} through {how}"
+        eod = "one call per market once a session's bar is published, none in between"
+        if self.plan == "free":
+            return f"end-of-day plan: {eod}"
+        if self.plan == "paid":
+            return f"live plan: {live}"
+        return f"with snapshots, {live}; on end-of-day bars, {eod}"
+
     def stale_after(self, tier: Tier) -> float:
         """Seconds of open-market time after which the tier's symbols are stale."""
         seconds = self.tiers[tier].stale_after_seconds

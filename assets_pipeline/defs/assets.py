@@ -64,6 +64,7 @@ def _spec(symbol: SymbolSpec, registry: Registry) -> dg.AssetSpec:
             **symbol.as_metadata(),
             "history_bar_seconds": registry.history_bar_seconds,
             "freshness_allowance": registry.allowance(symbol.tier),
+            "cadence": registry.cadence(symbol.tier),
             "budget_need": registry.feasibility.explain() if registry.feasibility else "",
         },
         tags={"tier": symbol.tier.value, "asset_type": symbol.asset_type.value},

@@ -194,3 +194,12 @@ def test_on_day_bars_the_critical_reserve_is_one_grouped_call_per_market(registr
 )
 def test_each_tier_says_what_freshness_its_plan_allows(registry, plan, allowance):
     assert dataclasses.replace(registry, plan=plan).allowance(Tier.CRITICAL).startswith(allowance)
+
+
+def test_each_tier_says_when_it_spends_calls_on_its_plan(registry):
+    free, paid = (dataclasses.replace(registry, plan=p) for p in ("free", "paid"))
+    assert free.cadence(Tier.HIGH) == (
+        "end-of-day plan: one call per market once a session's bar is published, none in between"
+    )
+    assert paid.cadence(Tier.CRITICAL) == "live plan: every 5m through its own schedule"
+    assert paid.cadence(Tier.HIGH) == "live plan: every 30m through the queue"

@@ -63,7 +63,7 @@ def test_the_demo_refreshes_every_symbol_on_the_embedded_defaults(tmp_path):
         "BID",
         "ASK",
         "LAST",
-        "QUOTE",
+        "DATA",
         "TIME",
         "(UTC)",
         "API",

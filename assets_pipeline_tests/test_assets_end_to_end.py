@@ -778,6 +778,7 @@ def test_on_a_free_key_a_cadence_run_spends_no_call_until_a_new_bar_is_published
 
 def test_on_auto_a_free_key_is_learnt_from_its_first_403s_and_then_costs_none(free_pipeline):
     free_pipeline.monkeypatch.setenv("POLYGON_PLAN", "auto")
+    started = dt.datetime.now(dt.UTC)
     first = free_pipeline.run("refresh_quotes")
     assert first.success
     refused = [r for r in free_pipeline.api_requests() if r.status == 403]
@@ -789,6 +790,17 @@ def test_on_auto_a_free_key_is_learnt_from_its_first_403s_and_then_costs_none(fr
     assert second.success
     again = free_pipeline.api_requests()
     assert [r.status for r in again] == [200, 200]  # two grouped calls, no 403 any more
+    # the same closes the second time: stored and announced once, each as end of day
+    with free_pipeline.store.engine.connect() as conn:
+        events = conn.execute(sa.select(event_outbox.c.symbol)).scalars().all()
+    assert sorted(events) == sorted(s.symbol for s in load_registry())
+    registry, now = load_registry(), dt.datetime.now(dt.UTC)
+    for spec in registry:
+        stored = free_pipeline.store.latest_quote(spec.symbol)
+        assert (stored.timeframe.value, stored.plan) == ("END-OF-DAY", "free"), spec.symbol
+        # the newest published session's close, not a fetch time (either side of a publication)
+        newest = {registry.newest_bar(spec, at).close for at in (started, now)}
+        assert stored.data_time in newest and stored.data_time < stored.fetched_at, spec.symbol
 
 
 def test_a_backfill_running_never_delays_a_critical_refresh(pipeline):

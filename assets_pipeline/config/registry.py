@@ -212,11 +212,7 @@ class Registry:
         live = f"data at most {format_duration(self.stale_after(tier))} old in open-market time"
         delay = format_duration(self.publication_delay.total_seconds() or 1)
         eod = f"the newest session close, fetched once published ({delay} after the close)"
-        if self.plan == "free":
-            return f"end-of-day plan: {eod}"
-        if self.plan == "paid":
-            return f"live plan: {live}"
-        return f"with snapshots, {live}; on end-of-day bars, {eod}"
+        return self._on_plan(live, eod)
 
     def cadence(self, tier: Tier) -> str:
         """When the tier spends calls, and why, on the plan configured (both ways on `auto`)."""
@@ -224,6 +220,10 @@ class Registry:
         how = "its own schedule" if policy.refresh == "direct" else "the queue"
         live = f"every {format_duration(policy.every_seconds)} through {how}"
         eod = "one call per market once a session's bar is published, none in between"
+        return self._on_plan(live, eod)
+
+    def _on_plan(self, live: str, eod: str) -> str:
+        """What holds on the plan configured: both, on `auto`, which learns it per market."""
         if self.plan == "free":
             return f"end-of-day plan: {eod}"
         if self.plan == "paid":

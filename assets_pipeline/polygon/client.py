@@ -42,7 +42,7 @@ from assets_pipeline.rules import clock
 from assets_pipeline.rules.cadence import BATCH_TICKERS
 from assets_pipeline.rules.end_of_day import DEFAULT_PUBLICATION_DELAY
 from assets_pipeline.rules.market_hours import MarketHours
-from assets_pipeline.rules.quotes import Quote, QuoteRejected, Timeframe, iso_utc, validate_quote
+from assets_pipeline.rules.quotes import Quote, QuoteRejected, iso_utc, validate_quote
 
 SnapshotMode = Literal["batch", "per_ticker"]
 #: `/v3/snapshot` takes at most 250 tickers in `ticker.any_of`, and `limit` at most 250.
@@ -459,8 +459,7 @@ def _for_symbol(
         return answer
     try:
         quote = validate_quote(answer, now_fn() if now_fn else None)
-        plan = "free" if quote.timeframe is Timeframe.END_OF_DAY else "paid"
-        return quote.for_symbol(spec.symbol, spec.price_precision).fetched(clock.utcnow(), plan)
+        return quote.for_symbol(spec.symbol, spec.price_precision).fetched(clock.utcnow())
     except QuoteRejected as exc:
         return exc
 

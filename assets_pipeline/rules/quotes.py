@@ -98,9 +98,16 @@ class Quote:
         """How old the price is in the market's time (not since we fetched it)."""
         return now - self.data_time
 
-    def fetched(self, at: dt.datetime, plan: str) -> Quote:
-        """This quote as fetched at `at` under `plan`."""
-        return dataclasses.replace(self, fetched_at=at, plan=plan)
+    def fetched(self, at: dt.datetime, plan: str = "") -> Quote:
+        """This quote as fetched at `at` under `plan` (by default, the plan its timeframe
+        implies)."""
+        return dataclasses.replace(self, fetched_at=at, plan=plan or self.served_plan)
+
+    @property
+    def served_plan(self) -> str:
+        """The plan it was served under: its own word, else `free` for an end-of-day price
+        (a plan without snapshots) and `paid` for a snapshot."""
+        return self.plan or ("free" if self.timeframe is Timeframe.END_OF_DAY else "paid")
 
     def same_price(self, other: Quote | None) -> bool:
         """The same market data: the same data time and the same prices. A refresh that finds
@@ -117,7 +124,7 @@ class Quote:
             "fetched_at": iso_utc(self.fetched_at) if self.fetched_at else None,
             "source": self.source,
             "provider": PROVIDER,
-            "plan": self.plan or ("free" if self.timeframe is Timeframe.END_OF_DAY else "paid"),
+            "plan": self.served_plan,
             "timeframe": self.timeframe.value,
         }
 

@@ -32,7 +32,7 @@ from assets_pipeline.polygon.parsing import (
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.end_of_day import DEFAULT_PUBLICATION_DELAY
 from assets_pipeline.rules.market_hours import MarketHours
-from assets_pipeline.rules.quotes import Quote
+from assets_pipeline.rules.quotes import Quote, QuoteRejected
 
 if TYPE_CHECKING:
     from assets_pipeline.polygon.client import PolygonClient
@@ -88,7 +88,7 @@ def _previous_day(
 ) -> Answer:
     try:
         bars, _ = parse_aggs(client.get_json(f"/v2/aggs/ticker/{ticker}/prev", None, ticker))
-    except (PolygonError, BudgetError) as exc:
+    except (PolygonError, BudgetError, QuoteRejected) as exc:  # a bad bar is this ticker's error
         return exc
     if not bars:
         return TickerNotFound(f"Polygon has no recent day bar for {ticker}", ticker=ticker)

@@ -361,3 +361,32 @@ def test_json_nested_far_deeper_than_polygon_is_refused_before_the_parser_recurs
     ast.parse("x = [[[1]]]\n" * 50)
     # brackets inside strings do not count
     assert load_json('{"a": "[[[[{{{{"}') == {"a": "[[[[{{{{"}
+
+
+def test_a_day_bar_that_does_not_parse_is_that_tickers_error_not_the_runs():
+    # a hostile `prev` answer whose close is a string: the ticker fails with the reason, and
+    # the other ticker of the same refresh is still priced
+    bad = recorded("v2_aggs_prev_AAPL.json")
+    bad["results"][0]["c"] = "156.8 dollars"
+    client = _Recorded(
+        {
+            "/v2/aggs/ticker/I:BAD/prev": bad,
+            "/v2/aggs/ticker/AAPL/prev": recorded("v2_aggs_prev_AAPL.json"),
+        }
+    )
+    with clock.frozen_at(utc(2022, 4, 27, 10, 0)):
+        answers = latest_bar_quotes(
+            client, {"I:BAD": AssetType.INDEX, "AAPL": AssetType.INDEX}, MarketHours()
+        )
+    assert isinstance(answers["I:BAD"], QuoteRejected) and "not a number" in str(answers["I:BAD"])
+    assert answers["AAPL"].last_price == 156.8
+
+
+def test_a_previous_day_bar_dated_in_the_future_is_refused():
+    # a `prev` bar whose day has not closed yet (or lies about its date) is not stored
+    body = recorded("v2_aggs_prev_AAPL.json")
+    client = _Recorded({"/v2/aggs/ticker/AAPL/prev": body})
+    with clock.frozen_at(utc(2022, 4, 26, 15, 0)):  # 11:00 New York: the 26th is still open
+        answers = latest_bar_quotes(client, {"AAPL": AssetType.INDEX}, MarketHours())
+    assert isinstance(answers["AAPL"], MalformedResponse)
+    assert "not a closed session" in str(answers["AAPL"])

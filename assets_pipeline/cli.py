@@ -104,9 +104,14 @@ def _row(spec: SymbolSpec, meta: dict[str, Any] | None) -> tuple[str, ...]:
         return "-" if value is None else f"{float(value):.{precision}f}"
 
     data_time = parse_iso_utc(str(meta["data_time"])).strftime("%Y-%m-%d %H:%M:%S")
-    result = "stored" if meta.get("written", True) else "unchanged"
+    result = "stored" if meta.get("written", True) else _kept(str(meta.get("write_result", "")))
     calls = str(meta.get("api_calls", "-"))
     return (spec.symbol, price("bid"), price("ask"), price("last_price"), data_time, calls, result)
+
+
+def _kept(reason: str) -> str:
+    """Why a fetched quote was not stored, in a word for the table."""
+    return "unchanged" if reason.startswith("unchanged") else "older, kept"
 
 
 def _print_table(rows: list[tuple[str, ...]]) -> None:

@@ -175,9 +175,11 @@ class QuoteStore:
         partition_date: dt.date,
         run_id: str | None = None,
     ) -> WriteOutcome:
-        """Store a validated quote, unless the stored one is as new or newer. The same data time
-        and price again is no news: the sync is recorded (its time, and `fetched_at` in the
-        stored quote), but no history row is written and no event announced."""
+        """Store a validated quote, unless the stored one is newer. The same data time and price
+        again is no news: the sync is recorded (its time, and `fetched_at` in the stored quote),
+        but no history row is written and no event announced. The same data time with another
+        price is the vendor's correction: stored over the old one (its history row too), and
+        announced."""
         if quote.symbol != spec.symbol:
             raise ValueError(f"quote for {quote.symbol!r} handed to the writer for {spec.symbol}")
         now = clock.utcnow()
@@ -197,12 +199,12 @@ class QuoteStore:
             if quote.same_price(stored):
                 _set_fetched_at(conn, symbol_id, meta, quote.fetched_at or now)
                 return WriteOutcome(False, None, stored_time, UNCHANGED)
-            if stored_time is not None and stored_time >= quote.data_time:
+            if stored_time is not None and stored_time > quote.data_time:
                 return WriteOutcome(
                     written=False,
                     event_id=None,
                     stored_data_time=stored_time,
-                    reason=f"stored quote ({stored_time.isoformat()}) is as new or newer",
+                    reason=f"stored quote ({stored_time.isoformat()}) is newer",
                 )
             _set_last_update(conn, symbol_id, meta, quote, now)
             _insert_history(conn, symbol_id, spec, quote, partition_date, run_id, now)
@@ -503,28 +505,30 @@ def _insert_history(
     run_id: str | None,
     now: dt.datetime,
 ) -> None:
-    """The quote's row in the history (a quote already there is not stored twice)."""
+    """The quote's row in the history: one per data time, a correction replacing it."""
+    values = {
+        "symbol_id": symbol_id,
+        "symbol": spec.symbol,
+        "partition_date": partition_date,
+        "quote_time": quote.data_time,
+        "bid": quote.bid,
+        "ask": quote.ask,
+        "spread": quote.spread,
+        "last_price": quote.last_price,
+        "day_open": quote.day_open,
+        "day_high": quote.day_high,
+        "day_low": quote.day_low,
+        "day_close": quote.day_close,
+        "day_volume": quote.day_volume,
+        "source": quote.source,
+        "run_id": run_id,
+        "fetched_at": now,
+    }
+    keys = {"symbol_id", "quote_time"}
+    insert = dialect_insert(conn, quote_history).values(**values)
     conn.execute(
-        insert_ignore(
-            conn,
-            quote_history,
-            {
-                "symbol_id": symbol_id,
-                "symbol": spec.symbol,
-                "partition_date": partition_date,
-                "quote_time": quote.data_time,
-                "bid": quote.bid,
-                "ask": quote.ask,
-                "spread": quote.spread,
-                "last_price": quote.last_price,
-                "day_open": quote.day_open,
-                "day_high": quote.day_high,
-                "day_low": quote.day_low,
-                "day_close": quote.day_close,
-                "day_volume": quote.day_volume,
-                "source": quote.source,
-                "run_id": run_id,
-                "fetched_at": now,
-            },
+        insert.on_conflict_do_update(
+            index_elements=sorted(keys),
+            set_={k: v for k, v in values.items() if k not in keys},
         )
     )

@@ -92,6 +92,12 @@ def _previous_day(
         return exc
     if not bars:
         return TickerNotFound(f"Polygon has no recent day bar for {ticker}", ticker=ticker)
+    others = sorted({b.ticker for b in bars} - {ticker, ""})
+    if others:
+        return MalformedResponse(
+            f"asked for {ticker}'s previous day, Polygon answered {', '.join(others)}",
+            ticker=ticker,
+        )
     bar = max(bars, key=lambda bar: bar.start)
     day = bar_day(bar, kind, hours)
     close = hours.bar_close(kind, day)

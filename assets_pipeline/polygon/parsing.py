@@ -388,8 +388,14 @@ def _aggs(body: Any) -> tuple[list[Bar], str | None]:
     items = body.get("results") or []
     if not isinstance(items, list):
         raise MalformedResponse("'results' is not a list")
-    bars = [_bar(ticker, item) for item in items]
+    bars = [_bar(_named(item, ticker), item) for item in items]
     return bars, next_url_path(body.get("next_url"))
+
+
+def _named(item: Any, ticker: str) -> str:
+    """A bar's own ticker (`T`, as `prev` answers carry it), else its envelope's."""
+    named = item.get("T") if isinstance(item, Mapping) else None
+    return named if isinstance(named, str) and named else ticker
 
 
 def _bar(ticker: str, item: Any) -> Bar:
@@ -428,15 +434,18 @@ def _grouped(body: Any) -> dict[str, Bar]:
     if not isinstance(items, list):
         raise MalformedResponse("'results' is not a list")
     bars: dict[str, Bar] = {}
+    twice: set[str] = set()
     for item in items:
         ticker = item.get("T") if isinstance(item, Mapping) else None
         if not isinstance(ticker, str):
             continue
+        if ticker in bars:
+            twice.add(ticker)  # two bars for one ticker: neither can be trusted
         try:
             bars[ticker] = _bar(ticker, item)
         except (MalformedResponse, QuoteRejected):
             continue
-    return bars
+    return {ticker: bar for ticker, bar in bars.items() if ticker not in twice}
 
 
 def bar_quote(bar: Bar, source: str, data_time: dt.datetime) -> Quote:

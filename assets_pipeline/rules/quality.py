@@ -97,10 +97,15 @@ def assess_quality(quote: Quote, previous: Quote | None, policy: QualityPolicy) 
                 )
         if quote.same_price(previous):
             meta["unchanged"] = True  # the same data again: no news, nothing wrong
-        elif quote.data_time <= previous.data_time:
+        elif quote.data_time < previous.data_time:
             problems.append(
-                f"quote time {iso_utc(quote.data_time)} is not newer than the stored"
+                f"data time {iso_utc(quote.data_time)} is older than the stored"
                 f" {iso_utc(previous.data_time)}: not stored"
+            )
+        elif quote.data_time == previous.data_time:
+            problems.append(
+                f"the same data time as the stored quote ({iso_utc(quote.data_time)}) with"
+                " another price: stored as the vendor's correction"
             )
     return QualityVerdict(passed=not problems, problems=problems, metadata=meta)
 

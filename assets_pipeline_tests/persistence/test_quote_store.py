@@ -138,9 +138,7 @@ def test_an_older_quote_never_overwrites_a_newer_one(store, registry):
     older = store.write_quote(
         spec, quote(at=T0 - dt.timedelta(minutes=1), bid=1.0, ask=1.0002), DAY
     )
-    same = store.write_quote(spec, quote(at=T0, bid=1.2, ask=1.2002), DAY)
     assert not older.written and "newer" in older.reason
-    assert not same.written
     _, meta = symbol_row(store, "EURUSD")
     assert meta["last_update"]["bid"] == 1.1
     assert count(store, quote_history) == 1 and count(store, event_outbox) == 1
@@ -169,6 +167,22 @@ def test_the_same_price_again_records_the_sync_but_is_no_news(store, registry, f
     assert meta["last_update"]["data_time"] == "2026-11-24T10:00:00.000000Z"
     # but nothing new is written or announced
     assert count(store, quote_history) == 1 and count(store, event_outbox) == 1
+
+
+def test_the_same_data_time_with_another_price_is_a_correction_stored_and_announced(
+    store, registry
+):
+    # the vendor corrects a day bar: same close time, another price
+    spec = registry.get("EURUSD")
+    store.write_quote(spec, quote(at=T0, bid=1.1, ask=1.1002), DAY)
+    corrected = store.write_quote(spec, quote(at=T0, bid=1.2, ask=1.2002), DAY)
+    assert corrected.written and corrected.event_id
+    _, meta = symbol_row(store, "EURUSD")
+    assert meta["last_update"]["bid"] == 1.2
+    # one history row for that data time, now holding the corrected price; both announced
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.select(quote_history.c.bid)).scalars().all() == [1.2]
+    assert count(store, event_outbox) == 2
 
 
 def test_crypto_quote_stores_null_bid_and_ask_not_zero(store, registry):

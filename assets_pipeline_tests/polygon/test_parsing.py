@@ -390,3 +390,34 @@ def test_a_previous_day_bar_dated_in_the_future_is_refused():
         answers = latest_bar_quotes(client, {"AAPL": AssetType.INDEX}, MarketHours())
     assert isinstance(answers["AAPL"], MalformedResponse)
     assert "not a closed session" in str(answers["AAPL"])
+
+
+def test_a_previous_day_bar_of_another_ticker_is_refused():
+    # asked for C:USDJPY, answered with EURUSD's bar: not USDJPY's price
+    body = recorded("v2_aggs_prev_AAPL.json")
+    client = _Recorded({"/v2/aggs/ticker/MSFT/prev": body})
+    with clock.frozen_at(utc(2022, 4, 27, 10, 0)):
+        answers = latest_bar_quotes(client, {"MSFT": AssetType.INDEX}, MarketHours())
+    assert isinstance(answers["MSFT"], MalformedResponse)
+    assert "asked for MSFT's previous day, Polygon answered AAPL" in str(answers["MSFT"])
+
+
+def test_a_ticker_listed_twice_in_a_grouped_day_is_asked_for_on_its_own():
+    # two bars for C:GBPCAD in one grouped answer: neither is trusted; its own `prev` decides
+    grouped = recorded("v2_aggs_grouped_fx_2020-10-14.json")
+    grouped["results"].append({**grouped["results"][1], "c": 9999.0})
+    prev = {
+        "ticker": "C:GBPCAD",
+        "results": [{**grouped["results"][1], "T": "C:GBPCAD", "t": 1602633600000}],
+        "status": "OK",
+    }
+    client = _Recorded(
+        {
+            "/v2/aggs/grouped/locale/global/market/fx/2020-10-14": grouped,
+            "/v2/aggs/ticker/C:GBPCAD/prev": prev,
+        }
+    )
+    with clock.frozen_at(utc(2020, 10, 15, 9, 0)):
+        answers = latest_bar_quotes(client, {"C:GBPCAD": AssetType.FOREX}, MarketHours())
+    assert client.asked[-1] == "/v2/aggs/ticker/C:GBPCAD/prev"
+    assert answers["C:GBPCAD"].last_price == 1.71103

@@ -161,7 +161,9 @@ def test_a_normal_quote_passes_with_its_numbers():
             -60,
             "jump 11.11% from the previous quote > 5%",
         ),
-        (Q, 1.08, +60, "is not newer than the stored"),
+        (Q, 1.08, +60, "is older than the stored"),
+        # the same data time, another price: the vendor's correction, stored with a warning
+        (Q, 1.08, 0, "with another price: stored as the vendor's correction"),
     ],
 )
 def test_soft_violations_warn_with_their_numbers(quote, previous_price, previous_delta, problem):

@@ -9,6 +9,7 @@ from the environment the same way the code location does (`Settings.from_env()`)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import sys
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from assets_pipeline.config.registry import (
+    AssetType,
     Registry,
     RegistryError,
     SymbolSpec,
@@ -33,6 +35,7 @@ from assets_pipeline.persistence.retention import prune as prune_tables
 from assets_pipeline.persistence.schema import SchemaError
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.cadence import format_duration, next_tick, period_of_cron
+from assets_pipeline.rules.feasibility import feasibility
 from assets_pipeline.rules.plans import LearntPlan
 from assets_pipeline.rules.queue_rules import QUEUED, QueueItem, drain_order
 from assets_pipeline.rules.quotes import iso_utc, parse_iso_utc
@@ -199,6 +202,7 @@ def status_document(registry: Registry, settings: Settings | None = None) -> dic
     resources = _resources(settings)
     engine = resources["database"].engine()
     now = clock.utcnow()
+    learnt = resources["polygon"].learnt()
     last = recent_batches(engine, 1)
     last_critical = recent_batches(engine, 1, kind=CRITICAL)
     return {
@@ -207,8 +211,8 @@ def status_document(registry: Registry, settings: Settings | None = None) -> dic
         "last_critical_batch": last_critical[0].as_dict() if last_critical else None,
         "next_scheduled_runs": _next_runs(registry, settings),
         "priority_symbols": [s.symbol for s in registry.direct()],
-        "plan": _plan_document(registry, resources["polygon"].learnt(), now),
-        "budget_need": _budget_need(registry),
+        "plan": _plan_document(registry, learnt, now),
+        "budget_need": _budget_need(registry, settings, learnt),
         "queue": _queue_document(RefreshQueue(engine, registry.queue), now),
         "totals": batch_totals(engine),
         "budget": resources["polygon"].budget.budget().stats().as_dict(),
@@ -275,9 +279,14 @@ def _plan_document(registry: Registry, learnt: LearntPlan, now: Any) -> dict[str
     }
 
 
-def _budget_need(registry: Registry) -> dict[str, Any] | None:
-    found = registry.feasibility
-    return {**found.as_dict(), "arithmetic": found.explain()} if found else None
+def _budget_need(registry: Registry, settings: Settings, learnt: LearntPlan) -> dict[str, Any]:
+    """What the tiers need of the budget on the plan as learnt (day-bar markets once a day)."""
+    kinds: dict[Tier, dict[str, AssetType]] = {}
+    for spec in registry:
+        kinds.setdefault(spec.tier, {})[spec.polygon_ticker] = spec.asset_type
+    shape = dataclasses.replace(settings.budget_shape, mode=learnt.mode)
+    found = feasibility(registry.tiers, kinds, shape, learnt.bars)
+    return {**found.as_dict(), "arithmetic": found.explain()}
 
 
 def _next_runs(registry: Registry, settings: Settings) -> list[dict[str, Any]]:
@@ -346,7 +355,7 @@ def _status_lines(doc: dict[str, Any]) -> list[str]:
     for tier, cadence in plan["cadence"].items():
         lines.append(f"cadence        {tier}: {cadence}")
     if doc.get("budget_need"):
-        lines.append(f"budget need    {doc['budget_need']['arithmetic']} (as configured)")
+        lines.append(f"budget need    {doc['budget_need']['arithmetic']}")
     for entry in doc["next_scheduled_runs"]:
         if "schedule" in entry:
             lines.append(f"next run       {entry['next']}  {entry['schedule']} ({entry['cron']})")

@@ -241,3 +241,6 @@ def test_status_shows_the_plan_learnt_per_market_and_each_tiers_cadence(
     assert "cadence        critical: one call per market once a session's bar is published" in (
         lines
     )
+    # the budget's arithmetic on the plan as learnt: no tier left counting snapshot calls
+    assert "critical 2 call(s) once a day on end-of-day bars" in doc["budget_need"]["arithmetic"]
+    assert doc["budget_need"]["mode"] == "end-of-day bars"

@@ -384,7 +384,9 @@ def parse_registry(
         queue=queue,
         market_hours=market_hours,
         quality=quality,
-        feasibility=feasibility(tiers, kinds, budget, plan == "free"),
+        feasibility=feasibility(
+            tiers, kinds, budget, frozenset(AssetType) if plan == "free" else frozenset()
+        ),
         plan=plan,
         publication_delay=delay,
     )

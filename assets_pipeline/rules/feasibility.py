@@ -1,8 +1,9 @@
 """Can the budget serve the configuration? Pure arithmetic, checked when the symbols file loads.
 
 Each tier needs one refresh of its symbols every cadence; a refresh costs what its snapshot mode
-(or, on a plan without snapshots, its bars) costs: one batch call per 250 tickers, one call per
-ticker, or one grouped-daily call per market plus one per index. Averaged over the budget's
+costs: one batch call per 250 tickers, or one call per ticker. Markets on end-of-day bars cost one
+grouped-daily call per market plus one per index, once a day (a new bar exists once a session
+closes; the cadences spend nothing in between). Averaged over the budget's
 window, the tiers together must need no more calls than the window allows. A configuration that
 needs more can only fall behind, however the queue orders it, so it is refused (or, by choice,
 warned about) with the arithmetic.
@@ -10,11 +11,14 @@ warned about) with the arithmetic.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass
 
 from assets_pipeline.rules.cadence import BudgetShape, TierPolicy, calls_for
 from assets_pipeline.rules.taxonomy import AssetType, Tier
+
+#: How often a market on end-of-day bars has a new bar: once a day.
+BAR_SECONDS = 86400.0
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,8 @@ class TierNeed:
     calls_per_refresh: int
     every_seconds: float
     calls_per_window: float
+    #: Of `calls_per_refresh`, those for markets on end-of-day bars (spent once a day).
+    bar_calls: int = 0
 
 
 @dataclass(frozen=True)
@@ -45,11 +51,7 @@ class Feasibility:
 
     def explain(self) -> str:
         """The arithmetic, in one line a person can check."""
-        terms = " + ".join(
-            f"{n.tier.value} {n.calls_per_refresh} call(s) every {n.every_seconds:g}s"
-            f" = {n.calls_per_window:.2f}"
-            for n in self.needs
-        )
+        terms = " + ".join(_term(n) for n in self.needs)
         verdict = "fits within" if self.feasible else "is more than"
         return (
             f"the tiers need {self.needed:.2f} calls per {self.window_seconds:g}s window"
@@ -66,22 +68,42 @@ class Feasibility:
         }
 
 
+def _term(need: TierNeed) -> str:
+    """One tier's share of the arithmetic."""
+    snapshots = need.calls_per_refresh - need.bar_calls
+    parts = []
+    if snapshots:
+        parts.append(f"{snapshots} call(s) every {need.every_seconds:g}s")
+    if need.bar_calls:
+        parts.append(f"{need.bar_calls} call(s) once a day on end-of-day bars")
+    return f"{need.tier.value} {' and '.join(parts)} = {need.calls_per_window:.2f}"
+
+
 def feasibility(
     tiers: Mapping[Tier, TierPolicy],
     tickers: Mapping[Tier, Mapping[str, AssetType]],
     budget: BudgetShape,
-    bars_only: bool = False,
+    bars: Set[AssetType] = frozenset(),
 ) -> Feasibility:
-    """What the configuration needs of the budget. `bars_only`: a plan without snapshots."""
+    """What the configuration needs of the budget, its `bars` markets on end-of-day bars."""
     needs = []
+    window = budget.window_seconds
     for tier in Tier:
         own = tickers.get(tier, {})
         if not own:
             continue
-        cost = bars_cost(own) if bars_only else calls_for(len(own), budget.mode)
+        on_bars = {t: kind for t, kind in own.items() if kind in bars}
+        snapshots = calls_for(len(own) - len(on_bars), budget.mode)
+        bar_calls = bars_cost(on_bars)
         every = tiers[tier].every_seconds
-        needs.append(TierNeed(tier, len(own), cost, every, cost * budget.window_seconds / every))
-    return Feasibility(tuple(needs), budget.calls, budget.window_seconds, budget.mode)
+        per_window = snapshots * window / every + bar_calls * window / BAR_SECONDS
+        needs.append(TierNeed(tier, len(own), snapshots + bar_calls, every, per_window, bar_calls))
+    mode = (
+        "end-of-day bars"
+        if bars and not any(n.bar_calls < n.calls_per_refresh for n in needs)
+        else budget.mode
+    )
+    return Feasibility(tuple(needs), budget.calls, budget.window_seconds, mode)
 
 
 def bars_cost(tickers: Mapping[str, AssetType]) -> int:

@@ -35,7 +35,14 @@ def test_500_symbols_one_call_each_every_30_minutes_cannot_fit_5_a_minute():
 def test_batch_mode_or_a_plan_of_bars_serves_the_same_500_symbols():
     batch = feasibility(DEFAULT_TIERS, tickers(Tier.HIGH, 500), BudgetShape(5, 60, "batch"))
     bars = feasibility(
-        DEFAULT_TIERS, tickers(Tier.HIGH, 500), BudgetShape(5, 60, "per_ticker"), bars_only=True
+        DEFAULT_TIERS,
+        tickers(Tier.HIGH, 500),
+        BudgetShape(5, 60, "per_ticker"),
+        bars={AssetType.FOREX, AssetType.CRYPTO},
     )
     assert batch.feasible and round(batch.needed, 3) == 0.067  # 2 calls every 30 minutes
     assert bars.feasible and bars.needs[0].calls_per_refresh == 1  # one grouped call for forex
+    # ... once a day, when a new bar exists: 1 call per 1,440 windows
+    assert round(bars.needed, 5) == round(60 / 86400, 5)
+    assert "high 1 call(s) once a day on end-of-day bars" in bars.explain()
+    assert "end-of-day bars" in bars.mode

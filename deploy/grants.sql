@@ -5,7 +5,7 @@ GRANT USAGE ON SCHEMA trading, data_sources TO "assets_pipeline_writer";
 GRANT SELECT, INSERT, UPDATE ON trading.symbols TO "assets_pipeline_writer";
 GRANT SELECT, INSERT ON data_sources.api_providers TO "assets_pipeline_writer";
 GRANT SELECT, INSERT, UPDATE ON data_sources.data_sync_status TO "assets_pipeline_writer";
-GRANT SELECT, INSERT ON trading.quote_history TO "assets_pipeline_writer";
+GRANT SELECT, INSERT, UPDATE ON trading.quote_history TO "assets_pipeline_writer";
 GRANT SELECT, INSERT, UPDATE ON trading.price_bars TO "assets_pipeline_writer";
 GRANT SELECT, INSERT, UPDATE ON data_sources.event_outbox TO "assets_pipeline_writer";
 GRANT SELECT, INSERT, UPDATE ON data_sources.api_budget_state TO "assets_pipeline_writer";

@@ -27,7 +27,7 @@ TABLE_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "data_sources.api_providers": ("SELECT", "INSERT"),
     "data_sources.data_sync_status": _READ_WRITE,
     # this project's
-    "trading.quote_history": ("SELECT", "INSERT"),
+    "trading.quote_history": ("SELECT", "INSERT", "UPDATE"),  # a correction replaces its row
     "trading.price_bars": _READ_WRITE,  # bars are upserted: a day refetched replaces its bars
     "data_sources.event_outbox": _READ_WRITE,
     "data_sources.api_budget_state": _READ_WRITE,

@@ -190,9 +190,9 @@ def _name_failures(engine: sa.Engine, connect_seconds: int, statement_seconds: f
             return None
         text = _scrubbed(str(orig), url.password)
         if "statement timeout" in text or "lock timeout" in text:
-            kind = "lock" if "lock timeout" in text else "statement"
             return DatabaseUnavailable(
-                f"{where}: a {kind} wait ran past {statement_seconds:g} s and was cancelled"
+                f"{where}: a statement (or its wait for a lock) ran past"
+                f" {statement_seconds:g} s and was cancelled"
                 " (TRADING_DATABASE_STATEMENT_TIMEOUT_SECONDS)",
                 orig,
             )

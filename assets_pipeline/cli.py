@@ -10,11 +10,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import fcntl
 import gc
 import json
 import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+
+import redis
 
 from assets_pipeline.config.registry import (
     AssetType,
@@ -26,8 +31,15 @@ from assets_pipeline.config.registry import (
 )
 from assets_pipeline.config.settings import Settings, SettingsError
 from assets_pipeline.persistence import migrate as migrations
+from assets_pipeline.persistence import redis_client
 from assets_pipeline.persistence.batches import batch_totals, recent_batches
-from assets_pipeline.persistence.database import dispose_engine, get_engine, migrate_database
+from assets_pipeline.persistence.budget import BudgetError
+from assets_pipeline.persistence.database import (
+    DatabaseUnavailable,
+    dispose_engine,
+    get_engine,
+    migrate_database,
+)
 from assets_pipeline.persistence.grants import grants_sql
 from assets_pipeline.persistence.outbox import relay_pending
 from assets_pipeline.persistence.refresh_queue import QueueOperationError, RefreshQueue
@@ -42,6 +54,11 @@ from assets_pipeline.rules.quotes import iso_utc, parse_iso_utc
 from assets_pipeline.rules.retention import RetentionError, format_age, parse_age
 from assets_pipeline.rules.run_kinds import CRITICAL, run_tags
 
+#: How long a command waits for another one to finish opening Dagster's instance.
+INSTANCE_LOCK_SECONDS = 120.0
+#: Beside Dagster's own files in `DAGSTER_HOME`: held while an instance is opened.
+INSTANCE_LOCK_FILE = ".assets_pipeline_instance.lock"
+
 TABLE_HEADER = ("SYMBOL", "BID", "ASK", "LAST", "DATA TIME (UTC)", "API CALLS", "RESULT")
 
 
@@ -50,6 +67,41 @@ def _resources(settings: Settings) -> dict[str, Any]:
     from assets_pipeline.location import build_resources
 
     return build_resources(settings, secrets_as_env_vars=False)
+
+
+class InstanceLockTimeout(RuntimeError):
+    """Another command held the instance lock too long; the message names the lock file."""
+
+
+def dagster_instance(settings: Settings) -> Any:
+    """Dagster's instance at `DAGSTER_HOME`, opened under an exclusive lock on a file there:
+    opening it the first time creates its SQLite databases, and commands doing that at once
+    on a fresh `DAGSTER_HOME` fail on each other's half-made schema. Waits at most
+    `INSTANCE_LOCK_SECONDS`, then `InstanceLockTimeout` names the file."""
+    import dagster as dg
+
+    home = Path(settings.dagster_home).expanduser()
+    if not home.is_dir():
+        return dg.DagsterInstance.get()  # Dagster's own error says what is wrong with it
+    lock = home / INSTANCE_LOCK_FILE
+    with lock.open("a") as handle:
+        deadline = time.monotonic() + INSTANCE_LOCK_SECONDS
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise InstanceLockTimeout(
+                        f"another command has been opening Dagster's instance at {home} for"
+                        f" over {INSTANCE_LOCK_SECONDS:g} s (it holds {lock}); try again once"
+                        " it is done"
+                    ) from None
+                time.sleep(0.05)
+        try:
+            return dg.DagsterInstance.get()
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # --- refresh ---------------------------------------------------------------------------------
@@ -64,8 +116,6 @@ def refresh(
 ) -> int:
     """Materialize today's partition of every symbol (or one tier) and print a table. Without
     `tags` the run is a manual one (see `rules/run_kinds.py`)."""
-    import dagster as dg
-
     from assets_pipeline.location import build_definitions
 
     job = build_definitions(registry, settings).resolve_job_def(
@@ -74,7 +124,7 @@ def refresh(
     level = "DEBUG" if verbose else "INFO"
     result = job.execute_in_process(
         partition_key=clock.today().isoformat(),
-        instance=dg.DagsterInstance.get() if settings.dagster_home else None,
+        instance=dagster_instance(settings) if settings.dagster_home else None,
         raise_on_error=False,
         tags=tags,
         run_config={"loggers": {"console": {"config": {"log_level": level}}}},
@@ -228,7 +278,7 @@ def _running_backfills(settings: Settings) -> list[dict[str, Any]]:
 
     from assets_pipeline.defs.runs import IN_FLIGHT_STATUSES
 
-    with dg.DagsterInstance.get() as instance:
+    with dagster_instance(settings) as instance:
         in_flight = instance.get_runs(filters=dg.RunsFilter(statuses=IN_FLIGHT_STATUSES))
         runs = [run for run in in_flight if "dagster/backfill" in run.tags]
         return [
@@ -542,8 +592,15 @@ def _operations_parsers(sub: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _run(argv)
-    except SchemaError as exc:  # not migrated, or a platform table lacks a column: say which
+    except (SchemaError, DatabaseUnavailable, InstanceLockTimeout) as exc:
+        # not migrated, a table lacks a column, the database did not answer: say which
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (BudgetError, redis.RedisError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        outage = redis_client.describe_outage(exc, Settings.from_env().redis_url)
+        if outage:
+            print(f"error: {outage}", file=sys.stderr)
         return 1
     finally:
         dispose_engine()  # close pooled database connections before the process exits

@@ -5,14 +5,17 @@ The commands run as subprocesses, on the wall clock: a frozen clock does not rea
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import sqlalchemy as sa
 
+from assets_pipeline.cli import INSTANCE_LOCK_FILE
 from assets_pipeline.config.settings import VARIABLES
 from assets_pipeline.persistence.database import get_engine
 from assets_pipeline.persistence.quote_store import QuoteStore
@@ -244,3 +247,63 @@ def test_status_shows_the_plan_learnt_per_market_and_each_tiers_cadence(
     # the budget's arithmetic on the plan as learnt: no tier left counting snapshot calls
     assert "critical 2 call(s) once a day on end-of-day bars" in doc["budget_need"]["arithmetic"]
     assert doc["budget_need"]["mode"] == "end-of-day bars"
+
+
+#: Refreshes started at once on one fresh DAGSTER_HOME (nine failed 1 to 7 of 9 before the lock;
+#: each takes seconds of CPU: on a shared 2-core machine six took 80 s, so four run here).
+CONCURRENT_REFRESHES = 4
+
+
+def test_refreshes_started_at_once_on_a_fresh_dagster_home_all_succeed(tmp_path):
+    """Dagster creates its SQLite databases when its instance is first opened; commands doing
+    that at once failed on each other's half-made schema. They open it under a file lock."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    env = fresh_env(tmp_path / "ap", DAGSTER_HOME=str(home))
+    command = [str(BIN / "assets-pipeline"), "refresh"]
+    started = [
+        subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(CONCURRENT_REFRESHES)
+    ]
+    done = [(p.wait(timeout=300), *p.communicate()) for p in started]
+    failed = [err[-2000:] for code, out, err in done if code != 0 and PAST_DAY not in out + err]
+    assert failed == []
+    assert (home / INSTANCE_LOCK_FILE).exists()
+
+
+def holds_open(pid: int, path: Path) -> bool:
+    """Whether process `pid` has `path` open (Linux: its /proc/PID/fd links)."""
+    fds = Path(f"/proc/{pid}/fd")
+    try:
+        return any(os.readlink(fd) == str(path) for fd in fds.iterdir())
+    except OSError:  # a descriptor closed while looked at
+        return False
+
+
+def test_a_command_opens_dagsters_instance_only_under_its_lock(tmp_path):
+    """Deterministic where the race above is not: while the lock is held elsewhere, a refresh
+    waits for it and creates none of Dagster's databases; once released, it runs to the end."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    lock = home / INSTANCE_LOCK_FILE
+    with lock.open("a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        waiting = subprocess.Popen(
+            [str(BIN / "assets-pipeline"), "refresh"],
+            env=fresh_env(tmp_path / "ap", DAGSTER_HOME=str(home)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 120
+        while not holds_open(waiting.pid, lock) and waiting.poll() is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        time.sleep(1)
+        assert waiting.poll() is None
+        assert list(home.rglob("*.db")) == []
+    out, err = waiting.communicate(timeout=300)
+    assert waiting.returncode == 0 or PAST_DAY in out + err, err[-2000:]
+    assert list(home.rglob("*.db"))

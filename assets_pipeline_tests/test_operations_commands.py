@@ -112,3 +112,31 @@ def test_prune_refuses_an_age_without_a_unit(env):
     done = command(env, "prune", "--older-than", "30")
     assert done.returncode == 2
     assert "error: --older-than: '30' is not an age such as 30d or 36h" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "retention_days, args, message",
+    [
+        # issue 17: a retention of centuries overflowed the cutoff and crashed with a traceback
+        (
+            "1e10",
+            ["--dry-run"],
+            "ASSETS_RETENTION_DAYS='1e10': must be above 0 and at most 36500",
+        ),
+        (
+            "",
+            ["--older-than", "99999999999d", "--dry-run"],
+            "error: --older-than: '99999999999d' must be longer than zero and at most 36,500d",
+        ),
+        ("", ["--older-than", "876001h"], "at most 36,500d"),
+    ],
+)
+def test_prune_refuses_a_retention_of_centuries_naming_where_it_came_from(
+    tmp_path, retention_days, args, message
+):
+    environ = {k: v for k, v in os.environ.items() if k not in VARIABLES}
+    environ.update(ASSETS_PIPELINE_HOME=str(tmp_path), ASSETS_RETENTION_DAYS=retention_days)
+    done = command(environ, "prune", *args)
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr

@@ -71,6 +71,31 @@ class RegistryError(ValueError):
     """The symbols file is unusable; the message names the file, the entry and the field."""
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: Any, line: int, first_line: int) -> None:
+        super().__init__(f"duplicate key {key!r}")
+        self.key, self.line, self.first_line = key, line, first_line
+
+
+class _StrictLoader(_LOADER):  # type: ignore[misc, valid-type]
+    """The fast loader, refusing a key written twice in one mapping (where YAML loaders keep
+    the last one silently: a second `tier:` would demote a symbol unseen). The common case
+    costs one length comparison per mapping; only a mapping with fewer keys than entries is
+    looked at again, to name the key."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        mapping = super().construct_mapping(node, deep=deep)
+        if len(mapping) != len(node.value):
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                line = key_node.start_mark.line + 1
+                if key in seen:
+                    raise _DuplicateKey(key, line, seen[key])
+                seen[key] = line
+        return mapping
+
+
 @dataclass(frozen=True)
 class SymbolSpec:
     """One configured symbol: the platform's name for it and the Polygon ticker that prices it."""
@@ -298,10 +323,7 @@ def load_registry(
     if path is None:
         path = Path(settings.assets_config).expanduser() if settings.assets_config else None
     file = Path(path) if path is not None else DEFAULT_SYMBOLS_FILE
-    try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise RegistryError(f"{file}: cannot read the symbols file ({exc.strerror})") from exc
+    text = _read_text(file)
     registry = parse_registry(
         _yaml(text, file),
         source=str(file),
@@ -327,6 +349,23 @@ def _checked(registry: Registry, check: str) -> Registry:
     return registry
 
 
+def _read_text(file: Path) -> str:
+    """The file as UTF-8 text; unreadable or not UTF-8 is a `RegistryError` saying where."""
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        raise RegistryError(f"{file}: cannot read the symbols file ({exc.strerror})") from exc
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise RegistryError(
+            f"{file}: line {line}, column {column} (byte offset {exc.start}): not UTF-8"
+            f" ({exc.reason}: {data[exc.start : exc.end]!r}); save the file as UTF-8"
+        ) from None
+
+
 def _yaml(text: str, file: Path) -> Any:
     """The file's document, parsed by libyaml (C) where installed. Bounded: a symbols file has
     no use for aliases, and one that uses them could expand a few lines into gigabytes (an
@@ -341,7 +380,13 @@ def _yaml(text: str, file: Path) -> Any:
                     f"{file}: line {event.start_mark.line + 1}: an alias (*{event.anchor}):"
                     " aliases are not allowed in a symbols file; write the value out"
                 )
-        return yaml.load(text, Loader=_LOADER)
+        return yaml.load(text, Loader=_StrictLoader)
+    except _DuplicateKey as exc:
+        raise RegistryError(
+            f"{file}: line {exc.line}: the key {excerpt(exc.key)} is written twice in one"
+            f" mapping (first on line {exc.first_line}); YAML would keep the last silently,"
+            " so write it once"
+        ) from None
     except yaml.YAMLError as exc:
         raise RegistryError(f"{file}: not valid YAML: {excerpt(str(exc))}") from exc
 

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from assets_pipeline.rules.cadence import BudgetShape
-from assets_pipeline.rules.retention import DEFAULT_RETENTION_DAYS
+from assets_pipeline.rules.excerpts import excerpt
+from assets_pipeline.rules.retention import DEFAULT_RETENTION_DAYS, MAX_RETENTION_DAYS
 
 DEFAULT_RATE_LIMIT_CALLS = 5
 DEFAULT_RATE_LIMIT_WINDOW_SECONDS = 60.0
@@ -23,6 +24,12 @@ SNAPSHOT_MODES = ("batch", "per_ticker")
 PLANS = ("auto", "free", "paid")
 BUDGET_CHECKS = ("fail", "warn")
 BUDGET_STORES = ("auto", "redis", "database")
+#: How long a connection to the trading database may take to be answered, and a statement (or
+#: a wait for a lock) to run, before the command fails naming the database.
+DEFAULT_DATABASE_CONNECT_TIMEOUT_SECONDS = 5.0
+DEFAULT_DATABASE_STATEMENT_TIMEOUT_SECONDS = 30.0
+#: The longest either may be set to: an hour.
+MAX_TIMEOUT_SECONDS = 3600.0
 #: Variables whose values may hold a password or a key: passed to Dagster as `dg.EnvVar`, so
 #: the UI shows their names and never their values.
 SECRETS = ("POLYGON_API_KEY", "TRADING_DATABASE_URL", "REDIS_URL", "ALERT_WEBHOOK_URL")
@@ -39,6 +46,8 @@ VARIABLES = (
     "POLYGON_RATE_LIMIT_WINDOW_SECONDS",
     "POLYGON_BUDGET_STORE",
     "TRADING_DATABASE_URL",
+    "TRADING_DATABASE_CONNECT_TIMEOUT_SECONDS",
+    "TRADING_DATABASE_STATEMENT_TIMEOUT_SECONDS",
     "REDIS_URL",
     "REDIS_NAMESPACE",
     "ASSETS_CONFIG",
@@ -72,6 +81,8 @@ class Settings:
     rate_limit_window_seconds: float = DEFAULT_RATE_LIMIT_WINDOW_SECONDS
     budget_store: str = "auto"
     trading_database_url: str = ""
+    database_connect_timeout_seconds: float = DEFAULT_DATABASE_CONNECT_TIMEOUT_SECONDS
+    database_statement_timeout_seconds: float = DEFAULT_DATABASE_STATEMENT_TIMEOUT_SECONDS
     redis_url: str = ""
     redis_namespace: str = ""
     assets_config: str = ""
@@ -111,12 +122,26 @@ class Settings:
             ),
             budget_store=env.choice("POLYGON_BUDGET_STORE", BUDGET_STORES),
             trading_database_url=env.text("TRADING_DATABASE_URL"),
+            database_connect_timeout_seconds=env.number(
+                "TRADING_DATABASE_CONNECT_TIMEOUT_SECONDS",
+                float,
+                DEFAULT_DATABASE_CONNECT_TIMEOUT_SECONDS,
+                MAX_TIMEOUT_SECONDS,
+            ),
+            database_statement_timeout_seconds=env.number(
+                "TRADING_DATABASE_STATEMENT_TIMEOUT_SECONDS",
+                float,
+                DEFAULT_DATABASE_STATEMENT_TIMEOUT_SECONDS,
+                MAX_TIMEOUT_SECONDS,
+            ),
             redis_url=env.text("REDIS_URL"),
             redis_namespace=env.text("REDIS_NAMESPACE"),
             assets_config=env.text("ASSETS_CONFIG"),
             home=_home(env.text("ASSETS_PIPELINE_HOME"), env.text("DAGSTER_HOME")),
             dagster_home=env.text("DAGSTER_HOME"),
-            retention_days=env.number("ASSETS_RETENTION_DAYS", float, DEFAULT_RETENTION_DAYS),
+            retention_days=env.number(
+                "ASSETS_RETENTION_DAYS", float, DEFAULT_RETENTION_DAYS, MAX_RETENTION_DAYS
+            ),
             alert_webhook_url=_webhook_url(env.text("ALERT_WEBHOOK_URL")),
         )
 
@@ -155,17 +180,25 @@ class _Reader:
             raise SettingsError(f"{name}={value!r}: expected one of {', '.join(allowed)}")
         return value
 
-    def number(self, name: str, kind: type[int] | type[float], default: float) -> int | float:
+    def number(
+        self,
+        name: str,
+        kind: type[int] | type[float],
+        default: float,
+        most: float | None = None,
+    ) -> int | float:
+        """A number above 0 (and at most `most`): NaN, infinity and the like are refused."""
         raw = self.text(name)
         if not raw:
             return kind(default)
+        expected = "a whole number" if kind is int else "a number"
+        bounds = f"above 0 and at most {most:g}" if most is not None else "above 0"
         try:
             value = kind(raw)
         except ValueError:
-            expected = "a whole number" if kind is int else "a number"
-            raise SettingsError(f"{name}={raw!r}: expected {expected} above 0") from None
-        if not value > 0:
-            raise SettingsError(f"{name}={raw!r}: must be above 0")
+            raise SettingsError(f"{name}={excerpt(raw)}: expected {expected} {bounds}") from None
+        if not value > 0 or (most is not None and not value <= most):
+            raise SettingsError(f"{name}={excerpt(raw)}: must be {bounds}")
         return value
 
 

@@ -28,6 +28,7 @@ from pydantic import Field
 
 from assets_pipeline.config.registry import AssetType
 from assets_pipeline.config.settings import BUDGET_STORES, PLANS, SNAPSHOT_MODES, Settings
+from assets_pipeline.persistence import redis_client
 from assets_pipeline.persistence.budget import (
     CRITICAL_CALLER,
     BudgetError,
@@ -98,12 +99,7 @@ class RedisResource(dg.ConfigurableResource):
             return None
         client = _redis_clients.get(url)
         if client is None:
-            client = redis.Redis.from_url(
-                url,
-                socket_connect_timeout=2,
-                socket_timeout=5,
-                health_check_interval=30,
-            )
+            client = redis_client.connect(url)  # every wait bounded
             _redis_clients[url] = client
         return client
 

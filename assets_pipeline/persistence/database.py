@@ -7,10 +7,18 @@ embedded SQLite file, which belongs to this project alone, is migrated to it.
 Every SQLite transaction starts with `BEGIN IMMEDIATE`: it takes the write lock up front, which
 makes read-then-write sequences (the budget, the stale-quote check) atomic across processes and
 avoids the lock-upgrade deadlock that SQLite's default deferred transactions run into.
+
+Nothing waits for the database without end (`TRADING_DATABASE_CONNECT_TIMEOUT_SECONDS`, default
+5; `TRADING_DATABASE_STATEMENT_TIMEOUT_SECONDS`, default 30): a PostgreSQL connection that is not
+answered within the connect timeout fails, a statement (or its wait for a lock) past the statement
+timeout is cancelled by the server, and TCP keepalives notice a peer gone silent (after about a
+minute). SQLite waits for its write lock at most the statement timeout. Such a failure is a
+`DatabaseUnavailable` naming the database and its host:port, never the password.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from pathlib import Path
 from typing import Any
@@ -18,12 +26,36 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from assets_pipeline.config.settings import Settings
 from assets_pipeline.persistence import migrate
 from assets_pipeline.persistence.schema import DATA_SOURCES, TRADING
 
 _engines: dict[str, sa.Engine] = {}
 _ready: set[str] = set()
 _lock = threading.Lock()
+#: TCP keepalives on every PostgreSQL connection: after 30 s of silence the peer is probed every
+#: 10 s, and the connection fails after 3 probes unanswered (a peer gone in about a minute).
+KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+}
+
+
+class DatabaseUnavailable(sa.exc.OperationalError):
+    """The database did not answer in time, or refused the connection: the message names it
+    (driver, user, host:port, database: never the password) and the timeout that ran out."""
+
+    def __init__(self, message: str, orig: BaseException | None) -> None:
+        super().__init__(None, None, orig if orig is not None else Exception(message))
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> Any:
+        return self.__class__, (self.message, None)
 
 
 def normalize_url(url: str) -> str:
@@ -89,13 +121,25 @@ def dispose_engine(url: str | None = None) -> None:
 
 def _create_engine(url: str) -> sa.Engine:
     parsed = make_url(url)
+    settings = Settings.from_env()
     if parsed.get_backend_name() != "sqlite":
-        return sa.create_engine(url, pool_pre_ping=True, pool_size=2, max_overflow=4)
+        args = postgres_connect_args(
+            parsed,
+            settings.database_connect_timeout_seconds,
+            settings.database_statement_timeout_seconds,
+        )
+        engine = sa.create_engine(
+            url, pool_pre_ping=True, pool_size=2, max_overflow=4, connect_args=args
+        )
+        connect = int(parsed.query.get("connect_timeout", args.get("connect_timeout", 0)))
+        _name_failures(engine, connect, settings.database_statement_timeout_seconds)
+        return engine
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    lock_wait = settings.database_statement_timeout_seconds
     engine = sa.create_engine(
         url,
-        connect_args={"timeout": 30, "check_same_thread": False},
+        connect_args={"timeout": lock_wait, "check_same_thread": False},
         execution_options={"schema_translate_map": {TRADING: None, DATA_SOURCES: None}},
     )
 
@@ -105,7 +149,7 @@ def _create_engine(url: str) -> sa.Engine:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(lock_wait * 1000)}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
@@ -114,6 +158,62 @@ def _create_engine(url: str) -> sa.Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def postgres_connect_args(
+    url: sa.URL, connect_seconds: float, statement_seconds: float
+) -> dict[str, Any]:
+    """libpq's parameters for the timeouts and keepalives (psycopg 3 and psycopg2 alike). The
+    connect timeout is whole seconds (libpq's unit; it takes 2 for 1). The URL's own value of a
+    parameter wins; its `options` keep theirs after ours, so they override ours."""
+    statement_ms = int(statement_seconds * 1000)
+    ours = f"-c statement_timeout={statement_ms} -c lock_timeout={statement_ms}"
+    args: dict[str, Any] = {"connect_timeout": max(2, math.ceil(connect_seconds)), **KEEPALIVES}
+    args = {k: v for k, v in args.items() if k not in url.query}
+    given = url.query.get("options") or ""
+    args["options"] = f"{ours} {given if isinstance(given, str) else ' '.join(given)}".strip()
+    return args
+
+
+def _name_failures(engine: sa.Engine, connect_seconds: int, statement_seconds: float) -> None:
+    """Turn a connection not answered (or refused) and a statement cancelled by a timeout into a
+    `DatabaseUnavailable` that says which database, where, and which timeout ran out."""
+    url = engine.url
+    where = f"database {migrate.where(url)} ({url.host}:{url.port or 5432})"
+
+    @sa.event.listens_for(engine, "handle_error")
+    def _on_error(context: sa.engine.ExceptionContext) -> BaseException | None:
+        orig = context.original_exception
+        if context.is_pre_ping or not isinstance(
+            orig, engine.dialect.loaded_dbapi.OperationalError
+        ):
+            return None
+        text = _scrubbed(str(orig), url.password)
+        if "statement timeout" in text or "lock timeout" in text:
+            return DatabaseUnavailable(
+                f"{where}: a statement (or its wait for a lock) ran past"
+                f" {statement_seconds:g} s and was cancelled"
+                " (TRADING_DATABASE_STATEMENT_TIMEOUT_SECONDS)",
+                orig,
+            )
+        if context.connection is not None:
+            return None  # a live connection's failure: SQLAlchemy's own message says it
+        if "timeout expired" in text or "timed out" in text:
+            return DatabaseUnavailable(
+                f"{where} did not answer within {connect_seconds} s"
+                " (TRADING_DATABASE_CONNECT_TIMEOUT_SECONDS)",
+                orig,
+            )
+        return DatabaseUnavailable(f"{where}: cannot connect: {_first_line(text)}", orig)
+
+
+def _scrubbed(text: str, password: str | None) -> str:
+    return text.replace(password, "***") if password else text
+
+
+def _first_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0][:300] if lines else "no reason given"
 
 
 def db_epoch_seconds(conn: sa.Connection) -> float:

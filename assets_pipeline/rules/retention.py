@@ -13,6 +13,9 @@ from assets_pipeline.rules.excerpts import excerpt
 
 #: The retention when nothing says otherwise (`ASSETS_RETENTION_DAYS`).
 DEFAULT_RETENTION_DAYS = 30.0
+#: The longest retention: a hundred years (a timedelta holds no more than 999,999,999 days, and
+#: the cutoff must stay a date after year 1).
+MAX_RETENTION_DAYS = 36_500
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(d|h)\s*$")
 _UNIT = {"d": dt.timedelta(days=1), "h": dt.timedelta(hours=1)}
 
@@ -29,10 +32,13 @@ def parse_age(value: str, where: str) -> dt.timedelta:
         raise RetentionError(
             f"{where}: {excerpt(value)} is not an age such as 30d or 36h (days or hours)"
         )
-    age = float(match.group(1)) * _UNIT[match.group(2)]
-    if age <= dt.timedelta(0):
-        raise RetentionError(f"{where}: {excerpt(value)} must be longer than zero")
-    return age
+    days = float(match.group(1)) * (_UNIT[match.group(2)] / _UNIT["d"])
+    if not 0 < days <= MAX_RETENTION_DAYS:
+        raise RetentionError(
+            f"{where}: {excerpt(value)} must be longer than zero and at most"
+            f" {MAX_RETENTION_DAYS:,}d"
+        )
+    return dt.timedelta(days=days)
 
 
 def format_age(age: dt.timedelta) -> str:

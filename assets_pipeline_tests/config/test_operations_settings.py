@@ -22,6 +22,7 @@ def test_unset_the_retention_is_30_days_and_no_alert_is_sent():
 
 def test_the_retention_is_read_in_days():
     assert Settings.from_env({"ASSETS_RETENTION_DAYS": "7.5"}).retention == dt.timedelta(hours=180)
+    assert Settings.from_env({"ASSETS_RETENTION_DAYS": "36500"}).retention.days == 36_500
 
 
 @pytest.mark.parametrize(
@@ -30,6 +31,11 @@ def test_the_retention_is_read_in_days():
         ("30d", "ASSETS_RETENTION_DAYS='30d': expected a number above 0"),
         # a retention of nothing would prune every old row at once
         ("0", "ASSETS_RETENTION_DAYS='0': must be above 0"),
+        # a hundred years at most: more overflows the cutoff (a crash in `prune`, issue 17)
+        ("1e10", "ASSETS_RETENTION_DAYS='1e10': must be above 0 and at most 36500"),
+        ("36501", "ASSETS_RETENTION_DAYS='36501': must be above 0 and at most 36500"),
+        ("inf", "ASSETS_RETENTION_DAYS='inf': must be above 0 and at most 36500"),
+        ("nan", "ASSETS_RETENTION_DAYS='nan': must be above 0 and at most 36500"),
     ],
 )
 def test_a_bad_retention_is_refused_naming_the_variable(value, message):

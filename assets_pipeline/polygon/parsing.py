@@ -335,6 +335,7 @@ def _v3_item_error(ticker: str, item: Mapping[str, Any]) -> PolygonError:
     """The error a v3 result carries in place of a snapshot (an unknown ticker is one)."""
     code = _said(item["error"], 40)
     message = _said(item.get("message")) or code
+    ticker = clip(ticker, 40)
     if code == "NOT_FOUND":
         return TickerNotFound(f"Polygon has no ticker {ticker}: {message}", ticker=ticker)
     if code == "NOT_AUTHORIZED":
@@ -423,8 +424,8 @@ def _item_answer(parse: Any, item: Mapping[str, Any], ticker: str) -> Quote | Po
     """One item's quote, or the error it is for its ticker (whatever the parser raised)."""
     try:
         return parse(item)
-    except QuoteRejected as exc:
-        return MalformedResponse(str(exc), ticker=ticker)
+    except QuoteRejected as exc:  # its text names the ticker as the body spelt it
+        return MalformedResponse(clip(str(exc), 600), ticker=ticker)
     except PolygonError as exc:
         exc.ticker = ticker
         return exc

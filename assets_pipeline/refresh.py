@@ -13,7 +13,9 @@ What happens to a symbol that is not stored depends on why:
 - the budget store was unreachable (no call is made, failing closed): back in its place in the
   queue without an attempt, and its sync status `failed` says the store is down;
 - anything else (a Polygon error, a rejected quote): sync status `failed` with the reason, and the
-  queue's failure rules (demotion, retries, permanent errors) apply.
+  queue's failure rules (demotion, retries, permanent errors) apply;
+- no answer at all (the fetch broke off with an exception of its own): the same, as a retryable
+  failure saying so, so no symbol is ever left `in_progress` by a refresh that settled.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from assets_pipeline.persistence.budget import BudgetCongested, BudgetError
 from assets_pipeline.persistence.quote_store import QuoteStore
 from assets_pipeline.persistence.refresh_queue import RefreshQueue
 from assets_pipeline.polygon.client import FetchResult, PolygonClient
+from assets_pipeline.polygon.errors import RetryableError
 from assets_pipeline.rules import clock
+from assets_pipeline.rules.excerpts import clip
 from assets_pipeline.rules.plans import LearntPlan
 from assets_pipeline.rules.quotes import Quote
 from assets_pipeline.rules.run_kinds import CRITICAL, QUEUE
@@ -101,6 +105,8 @@ class Refresh:
         self.before: dict[str, str] = {}
         #: The plan as learnt when the refresh started (what its metadata reports).
         self.learnt: LearntPlan | None = None
+        #: Why the fetch broke off before every symbol was answered, if it did.
+        self.broken: str | None = None
 
     def quotes(self) -> Iterator[tuple[SymbolSpec, Quote, Quote | None]]:
         """Each validated quote as soon as its answer is in, with the quote stored before it
@@ -115,16 +121,33 @@ class Refresh:
             names = ", ".join(spec.symbol for spec in self.plan.current)
             self.log.info(f"end-of-day plan, newest day bar already stored, not fetched: {names}")
             self.queue.complete(spec.symbol for spec in self.plan.current)
+        answers = self.client.iter_fetch(self.plan.symbols, self.mode, self.result)  # type: ignore[arg-type]
         try:
-            for spec, answer in self.client.iter_fetch(self.plan.symbols, self.mode, self.result):  # type: ignore[arg-type]
+            while (answered := self._next(answers)) is not None:
+                spec, answer = answered
                 if isinstance(answer, Quote):
                     yield spec, answer, stored.get(spec.symbol)
         finally:
             self.client.close()
 
+    def _next(self, answers: Iterator[tuple[SymbolSpec, Any]]) -> tuple[SymbolSpec, Any] | None:
+        """The next symbol's answer, or None when there are no more: the fetch ended, or broke
+        off with an exception (logged; `settle` fails the symbols it had not answered)."""
+        try:
+            return next(answers)
+        except StopIteration:
+            return None
+        except Exception as exc:  # noqa: BLE001 - whatever an upstream made it raise
+            self.broken = f"{exc.__class__.__name__}: {clip(self.client.redact(str(exc)))}"
+            self.log.error(f"the fetch broke off ({self.broken}); its unanswered symbols fail")
+            return None
+
     def settle(self) -> BatchResult:
-        """Record each failure by its cause, settle the queue and record the batch."""
-        errors = {s: self.client.redact(str(e)) for s, e in self.result.errors.items()}
+        """Record each failure by its cause, settle the queue and record the batch. A symbol
+        planned that has neither a quote nor an error (the fetch broke off) fails, retryably,
+        saying so: none is left `in_progress`. Error texts are redacted and made safe once."""
+        self._fail_unanswered()
+        errors = {s: clip(self.client.redact(str(e)), 2000) for s, e in self.result.errors.items()}
         deferred = [s for s, e in self.result.errors.items() if isinstance(e, BudgetCongested)]
         # Not the symbols' fault: back in their place in the queue, without an attempt.
         self.queue.release_symbols(
@@ -167,6 +190,15 @@ class Refresh:
         )
         record_batch(self.store.engine, batch)
         return batch
+
+    def _fail_unanswered(self) -> None:
+        why = self.broken or "no answer was recorded"
+        for spec in self.plan.symbols:
+            if spec.symbol not in self.result.quotes and spec.symbol not in self.result.errors:
+                self.result.errors[spec.symbol] = RetryableError(
+                    f"the fetch broke off before {spec.symbol} was answered ({why})",
+                    ticker=spec.polygon_ticker,
+                )
 
     def _fail(self, spec: SymbolSpec, error: str, retryable: bool) -> None:
         self.store.record_failure(spec, error)

@@ -52,6 +52,7 @@ import sqlalchemy as sa
 from assets_pipeline.events import SCHEMA_VERSION
 from assets_pipeline.persistence.schema import event_outbox
 from assets_pipeline.rules import clock
+from assets_pipeline.rules.excerpts import clip
 
 #: A row whose publishing failed this many times in a row (Redis up) is parked.
 MAX_FAILURES = 5
@@ -131,7 +132,7 @@ def parked_count(engine: sa.Engine) -> int:
 
 
 def _describe(exc: BaseException) -> str:
-    return f"{exc.__class__.__name__}: {str(exc)[:200]}"
+    return f"{exc.__class__.__name__}: {clip(str(exc), 200)}"
 
 
 def _failure_text(previous: str | None, exc: BaseException) -> str:

@@ -28,6 +28,7 @@ from assets_pipeline.persistence.schema import (
     symbols,
 )
 from assets_pipeline.rules import clock
+from assets_pipeline.rules.excerpts import clip
 from assets_pipeline.rules.quotes import Quote, Timeframe, iso_utc, parse_iso_utc
 
 #: Redis channel for a symbol's updates; the namespace is empty in production.
@@ -231,13 +232,13 @@ class QuoteStore:
         return event_id
 
     def record_failure(self, spec: SymbolSpec, error: str) -> None:
-        """Sync status `failed` with the error; the stored quote is left as it was."""
+        """Sync status `failed` with the error, cut to `MAX_ERROR_LENGTH` and made safe to store
+        (no NUL, no lone surrogate); the stored quote is left as it was."""
+        error = clip(error, MAX_ERROR_LENGTH)
         with self.engine.begin() as conn:
             provider_id = self._provider(conn)
             symbol_id, _ = self._ensure_symbol(conn, spec, provider_id)
-            self._upsert_status(
-                conn, symbol_id, provider_id, "failed", error[:MAX_ERROR_LENGTH], clock.utcnow()
-            )
+            self._upsert_status(conn, symbol_id, provider_id, "failed", error, clock.utcnow())
 
     def start_refresh(self, specs: Iterable[SymbolSpec]) -> dict[str, str]:
         """Sync status `in_progress` for the symbols a run is about to refresh, in one

@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from assets_pipeline.persistence.quote_store import as_utc
+from assets_pipeline.persistence.quote_store import MAX_ERROR_LENGTH, as_utc
 from assets_pipeline.persistence.schema import refresh_queue
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.cadence import QueuePolicy
+from assets_pipeline.rules.excerpts import clip
 from assets_pipeline.rules.queue_rules import (
     FAILED,
     IN_FLIGHT,
@@ -177,8 +178,10 @@ class RefreshQueue:
         retryable: bool,
         now: dt.datetime | None = None,
     ) -> QueueItem | None:
-        """Apply the failure rules (`queue_rules.on_failure`)."""
+        """Apply the failure rules (`queue_rules.on_failure`); the error is stored cut short and
+        safe (no NUL, no lone surrogate)."""
         now = now or clock.utcnow()
+        error = clip(error, MAX_ERROR_LENGTH)
         with self.engine.begin() as conn:
             current = {item.symbol: item for item in self._locked(conn)}
             item = current.get(symbol)
@@ -194,6 +197,7 @@ class RefreshQueue:
         (`after_failure`: one tier lower at the back of the queue, `failed` after `max_retries`),
         so a symbol that crashes its run cannot be retried forever."""
         now = now or clock.utcnow()
+        error = clip(error, MAX_ERROR_LENGTH)
         with self.engine.begin() as conn:
             held = [
                 item

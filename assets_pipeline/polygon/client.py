@@ -32,8 +32,10 @@ from assets_pipeline.polygon.errors import (
     TickerNotFound,
 )
 from assets_pipeline.polygon.parsing import (
+    answers_for,
     error_from_response,
     load_json,
+    merge_page,
     parse_v2_single,
     parse_v3_snapshot,
 )
@@ -41,6 +43,7 @@ from assets_pipeline.polygon.transport import bounded_get
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.cadence import BATCH_TICKERS
 from assets_pipeline.rules.end_of_day import DEFAULT_PUBLICATION_DELAY
+from assets_pipeline.rules.excerpts import excerpt, without_secret
 from assets_pipeline.rules.market_hours import MarketHours
 from assets_pipeline.rules.quotes import Quote, QuoteRejected, iso_utc, validate_quote
 
@@ -128,8 +131,9 @@ class PolygonClient:
         self.session.close()
 
     def redact(self, text: str) -> str:
-        """Remove the key from any text before it leaves this module."""
-        return text.replace(self._key, "***") if self._key else text
+        """Remove the key from any text before it leaves this module, however a server echoed
+        it: in any case, URL-encoded, or cut down to 8 of its characters."""
+        return without_secret(text, self._key)
 
     # --- one request -------------------------------------------------------------------------
 
@@ -183,9 +187,8 @@ class PolygonClient:
                 self.redact(f"cannot reach Polygon at {self.base_url}: {exc.__class__.__name__}"),
                 ticker=ticker,
             ) from None
-        if status != 200:
-            text = content.decode("utf-8", errors="replace")
-            raise _redacted(error_from_response(status, text, ticker), self)
+        if status != 200:  # only the body's start is read, under the same guards as a 200's
+            raise _redacted(error_from_response(status, content, ticker), self)
         try:
             return load_json(content)
         except MalformedResponse as exc:
@@ -204,7 +207,7 @@ class PolygonClient:
         path = f"/v2/snapshot/locale/global/markets/{market}/tickers/{ticker}"
         quote = parse_v2_single(self.get_json(path, None, ticker))
         if quote.ticker != ticker:
-            raise MalformedResponse(f"asked for {ticker}, Polygon answered {quote.ticker}")
+            raise MalformedResponse(f"asked for {ticker}, Polygon answered {excerpt(quote.ticker)}")
         return quote
 
     def snapshots(self, tickers: Sequence[str]) -> dict[str, Quote | PolygonError]:
@@ -219,7 +222,7 @@ class PolygonClient:
             }
             while path:
                 results, next_path = parse_v3_snapshot(self.get_json(path, params))
-                out.update(results)
+                merge_page(out, results)  # a ticker on two pages is listed twice
                 path, params = next_path, None
         return out
 
@@ -338,7 +341,7 @@ class PolygonClient:
         it failed), or None if the plan is not entitled to it: remembered, and noted."""
         answers: dict[str, Quote | Exception] = {}
         try:
-            answers.update(self.snapshots(tickers))
+            answers.update(answers_for(self.snapshots(tickers), tickers))
         except NotEntitled as exc:
             self.budget.refuse(MULTI_TICKER_SNAPSHOT, self.redact(str(exc)))
             self._note(
@@ -465,9 +468,7 @@ def _for_symbol(
 
 
 def _pick(results: dict[str, Quote | PolygonError], ticker: str) -> Quote:
-    answer = results.get(ticker)
-    if answer is None:
-        raise TickerNotFound(f"Polygon returned nothing for {ticker}", ticker=ticker)
+    answer = answers_for(results, [ticker])[ticker]
     if isinstance(answer, Exception):
         raise answer
     return answer

@@ -13,7 +13,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Callable, Mapping
+import string
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -26,14 +27,25 @@ from assets_pipeline.polygon.errors import (
     TickerNotFound,
     classify_status,
 )
-from assets_pipeline.rules.excerpts import excerpt
+from assets_pipeline.rules.excerpts import clip, excerpt
 from assets_pipeline.rules.quotes import Quote, QuoteRejected, Timeframe
 
-_HTML_TITLE = re.compile(r"<title>(.*?)</title>", re.IGNORECASE | re.DOTALL)
 T = TypeVar("T")
 #: Polygon's answers nest 5 deep; anything far deeper is not one of them.
 MAX_JSON_DEPTH = 64
-_STRUCTURE = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]')
+#: At most this many JSON values in a body, counted generously before anything is built (each
+#: `,` `:` `[` `{` and each pair of `"`): a 50,000-bar aggregates page has about 1.3 million,
+#: and 18 MB of tiny values would otherwise take some 600 MB to build.
+MAX_JSON_TOKENS = 2_000_000
+#: No string in a Polygon answer (a ticker, a name, a `next_url`, a message) comes near this.
+MAX_JSON_STRING = 64 * 1024
+#: Only this much of a non-200 body is read: what an error has to say is at its start.
+MAX_ERROR_BODY = 64 * 1024
+#: The scanner's tokens: a string (its closing quote optional, so an unterminated one ends the
+#: scan in one match instead of being tried again from each later quote), an opening bracket,
+#: a closing one. Possessive: nothing is ever backtracked into, so each character is read once.
+_TOKEN = re.compile(r'(")[^"\\]*+(?:\\.[^"\\]*+)*+"?|([\[{])|[\]}]', re.DOTALL)
+_ASCII_LOWER = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 SOURCE_V2 = "polygon:v2-snapshot"
 SOURCE_V3 = "polygon:v3-snapshot"
 SOURCE_GROUPED = "polygon:v2-aggs-grouped-daily"
@@ -75,54 +87,94 @@ def epoch_to_utc(value: Any, field: str = "timestamp") -> dt.datetime:
 
 
 def load_json(text: str | bytes) -> Any:
-    """Parse a body; anything that is not JSON, or nests deeper than any Polygon answer does, is
-    a retryable `MalformedResponse`. The depth is checked before parsing: letting the parser hit
-    Python's recursion limit is not merely an error (CPython 3.11 can be left unable to parse
-    source afterwards, in the same thread)."""
+    """Parse a body; anything that is not JSON, or is far larger or deeper than any Polygon
+    answer (see `check_structure`), is a retryable `MalformedResponse`. The checks come before
+    parsing: letting the parser hit Python's recursion limit is not merely an error (CPython
+    3.11 can be left unable to parse source afterwards, in the same thread)."""
     try:
         if isinstance(text, bytes):
             text = text.decode("utf-8")
-        depth = _nesting(text)
-        if depth > MAX_JSON_DEPTH:
-            raise MalformedResponse(f"the body nests {depth} deep (at most {MAX_JSON_DEPTH})")
+        check_structure(text)
         return json.loads(text)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise MalformedResponse(f"the body is not valid JSON ({exc.__class__.__name__})") from exc
 
 
-def _nesting(text: str) -> int:
-    """The deepest nesting of arrays and objects, strings skipped (a linear scan in C)."""
+def check_structure(text: str) -> None:
+    """Refuse (`MalformedResponse`) a body with more than `MAX_JSON_TOKENS` values, a string
+    longer than `MAX_JSON_STRING` or nesting deeper than `MAX_JSON_DEPTH`, in time linear in
+    its length and before anything is built from it."""
+    tokens = sum(map(text.count, ",:[{")) + text.count('"') // 2
+    if tokens > MAX_JSON_TOKENS:
+        raise MalformedResponse(
+            f"the body holds about {tokens:,} JSON values (at most {MAX_JSON_TOKENS:,})"
+        )
     depth = deepest = 0
-    for token in _STRUCTURE.findall(text):
-        if token in "[{":
+    for token in _TOKEN.finditer(text):
+        kind = token.lastindex
+        if kind == 1:
+            if token.end() - token.start() > MAX_JSON_STRING:
+                raise MalformedResponse(
+                    f"the body holds a string of over {MAX_JSON_STRING:,} characters"
+                )
+        elif kind == 2:
             depth += 1
-            deepest = max(deepest, depth)
-        elif token in "]}":
-            depth -= 1
-    return deepest
-
-
-def error_from_response(status: int, text: str, ticker: str | None = None) -> PolygonError:
-    """A classified error for a non-2xx answer, with Polygon's own words when it gave any."""
-    detail = ""
-    code = ""
-    try:
-        body = json.loads(text)
-    except ValueError:
-        body = None
-    if isinstance(body, Mapping):
-        code = str(body.get("status") or "")
-        detail = str(body.get("error") or body.get("message") or "")
-    if not detail:
-        title = _HTML_TITLE.search(text)
-        if title:  # a proxy's or load balancer's HTML page: its title says it all
-            detail = " ".join(title.group(1).split()) + " (HTML page)"
+            if depth > deepest:
+                deepest = depth
         else:
-            detail = " ".join(text.split())[:200] or "(empty body)"
+            depth -= 1
+    if deepest > MAX_JSON_DEPTH:
+        raise MalformedResponse(f"the body nests {deepest} deep (at most {MAX_JSON_DEPTH})")
+
+
+def error_from_response(status: int, text: str | bytes, ticker: str | None = None) -> PolygonError:
+    """A classified error for a non-2xx answer, with Polygon's own words when it gave any. Only
+    the body's first `MAX_ERROR_BODY` characters are read, under the same guards as a 200's;
+    the words kept are short and safe to store and print (no NUL, no lone surrogate)."""
+    head = text[:MAX_ERROR_BODY]
+    if isinstance(head, bytes):
+        head = head.decode("utf-8", errors="replace")
+    try:
+        body = load_json(head)
+    except MalformedResponse:
+        body = None
+    return _classified(status, body, head, ticker)
+
+
+def _classified(status: int, body: Any, head: str, ticker: str | None) -> PolygonError:
+    """The error for `status`, in the body's words (`error`, `message`), else the HTML page's
+    title, else the start of the text."""
+    code = detail = ""
+    if isinstance(body, Mapping):
+        code = _said(body.get("status"), 40)
+        detail = _said(body.get("error") or body.get("message"))
+    if not detail:
+        detail = _html_title(head) or _said(head, 200) or "(empty body)"
     cls = classify_status(status)
     where = f" for {ticker}" if ticker else ""
     label = f"{status} {code}".strip()
     return cls(f"Polygon answered {label}{where}: {detail}", status=status, ticker=ticker)
+
+
+def _said(value: Any, limit: int = 300) -> str:
+    """What an answer said, on one line, at most `limit` characters, safe to store and print."""
+    if not value:
+        return ""
+    if not isinstance(value, str):
+        return clip(excerpt(value), limit)
+    return clip(" ".join(value[: 4 * limit].split()), limit)
+
+
+def _html_title(text: str) -> str:
+    """A proxy's or load balancer's HTML page says it all in its title (found with `find`: no
+    regex backtracks over an untrusted page)."""
+    lowered = text.translate(_ASCII_LOWER)  # the same length as `text`, unlike `str.lower`
+    start = lowered.find("<title>")
+    end = lowered.find("</title>", start + 7) if start >= 0 else -1
+    if end < 0:
+        return ""
+    title = _said(text[start + 7 : end])
+    return f"{title} (HTML page)" if title else ""
 
 
 def next_url_path(next_url: Any) -> str | None:
@@ -175,7 +227,7 @@ def _require_ok(body: Any) -> Mapping[str, Any]:
         raise MalformedResponse("the body is not a JSON object")
     status = str(body.get("status", "OK")).upper()
     if status not in ("OK", "SUCCESS", "DELAYED"):
-        raise error_from_response(200, json.dumps(body))
+        raise _classified(200, body, excerpt(body), None)
     return body
 
 
@@ -281,8 +333,9 @@ def parse_v3_item(item: Any) -> Quote:
 
 def _v3_item_error(ticker: str, item: Mapping[str, Any]) -> PolygonError:
     """The error a v3 result carries in place of a snapshot (an unknown ticker is one)."""
-    code = str(item["error"])
-    message = str(item.get("message") or code)
+    code = _said(item["error"], 40)
+    message = _said(item.get("message")) or code
+    ticker = clip(ticker, 40)
     if code == "NOT_FOUND":
         return TickerNotFound(f"Polygon has no ticker {ticker}: {message}", ticker=ticker)
     if code == "NOT_AUTHORIZED":
@@ -350,30 +403,72 @@ def _v3_page(body: Any) -> tuple[dict[str, Quote | PolygonError], str | None]:
 
 
 def _collect(items: list[Any], parse: Any) -> dict[str, Quote | PolygonError]:
-    """Parse each item on its own, so one bad ticker fails only itself."""
+    """Parse each item on its own, so one bad ticker fails only itself. An item without a
+    ticker is skipped (a ticker asked for and left out: see `answers_for`); a ticker listed
+    twice is that ticker's error, whichever item comes last."""
     out: dict[str, Quote | PolygonError] = {}
+    twice: set[str] = set()
     for item in items:
         ticker = item.get("ticker") if isinstance(item, Mapping) else None
-        try:
-            quote = parse(item)
-        except QuoteRejected as exc:
-            out[exc.ticker] = MalformedResponse(str(exc), ticker=exc.ticker)
-        except PolygonError as exc:
-            if not isinstance(ticker, str):
-                raise
-            exc.ticker = ticker
-            out[ticker] = exc
-        except Exception as exc:  # noqa: BLE001 - whatever breaks, it breaks this ticker only
-            if not isinstance(ticker, str):
-                raise MalformedResponse(
-                    f"an unreadable result ({exc.__class__.__name__})"
-                ) from None
-            out[ticker] = MalformedResponse(
-                f"the result for {excerpt(ticker)} is unreadable ({exc.__class__.__name__})",
-                ticker=ticker,
-            )
+        if not isinstance(ticker, str):
+            continue
+        if ticker in out:
+            twice.add(ticker)
+        out[ticker] = _item_answer(parse, item, ticker)
+    for ticker in twice:
+        out[ticker] = _listed_twice(ticker)
+    return out
+
+
+def _item_answer(parse: Any, item: Mapping[str, Any], ticker: str) -> Quote | PolygonError:
+    """One item's quote, or the error it is for its ticker (whatever the parser raised)."""
+    try:
+        return parse(item)
+    except QuoteRejected as exc:  # its text names the ticker as the body spelt it
+        return MalformedResponse(clip(str(exc), 600), ticker=ticker)
+    except PolygonError as exc:
+        exc.ticker = ticker
+        return exc
+    except Exception as exc:  # noqa: BLE001 - whatever breaks, it breaks this ticker only
+        return MalformedResponse(
+            f"the result for {excerpt(ticker)} is unreadable ({exc.__class__.__name__})",
+            ticker=ticker,
+        )
+
+
+def _listed_twice(ticker: str) -> MalformedResponse:
+    return MalformedResponse(f"Polygon listed {excerpt(ticker)} twice in one answer", ticker=ticker)
+
+
+def merge_page(
+    answers: dict[str, Quote | PolygonError], page: Mapping[str, Quote | PolygonError]
+) -> None:
+    """Add one page's answers to the earlier pages'; a ticker on two pages is listed twice."""
+    for ticker, answer in page.items():
+        answers[ticker] = _listed_twice(ticker) if ticker in answers else answer
+
+
+def answers_for(
+    results: Mapping[str, Quote | PolygonError], tickers: Iterable[str]
+) -> dict[str, Quote | PolygonError]:
+    """Each asked ticker's answer, matched exactly (tickers are case-sensitive, as the vendor
+    documents). A v3 answer names an unknown ticker with a NOT_FOUND item, so a ticker left out
+    (an empty `results`, an item without its ticker) or answered only in another case is a
+    retryable `MalformedResponse`, never a permanent not-found."""
+    out: dict[str, Quote | PolygonError] = {}
+    folded: dict[str, str] | None = None
+    for ticker in tickers:
+        if ticker in results:
+            out[ticker] = results[ticker]
+            continue
+        if folded is None:
+            folded = {key.upper(): key for key in results}
+        other = folded.get(ticker.upper())
+        if other is not None:
+            text = f"asked for {ticker}, Polygon answered {excerpt(other)}: the case differs"
         else:
-            out[quote.ticker] = quote
+            text = f"Polygon's answer left {ticker} out"
+        out[ticker] = MalformedResponse(text, ticker=ticker)
     return out
 
 

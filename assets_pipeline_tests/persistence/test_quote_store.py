@@ -209,6 +209,15 @@ def test_a_failure_records_its_error_and_keeps_the_stored_quote(store, registry)
     assert store.sync_status("EURUSD")["error_message"] is None
 
 
+def test_a_failure_with_a_nul_a_lone_surrogate_or_a_huge_text_is_recorded_safely(store, registry):
+    spec = registry.get("EURUSD")
+    store.record_failure(spec, "Polygon said \x00 and \ud800 and \x1b[31m" + "x" * 100_000)
+    status = store.sync_status("EURUSD")
+    assert status["sync_status"] == "failed"
+    assert status["error_message"].startswith("Polygon said ? and ? and ?[31mxxx")
+    assert len(status["error_message"]) == quote_store.MAX_ERROR_LENGTH
+
+
 def test_a_failed_write_leaves_the_old_row_intact(store, registry, monkeypatch):
     spec = registry.get("EURUSD")
     store.write_quote(spec, quote(), DAY)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from urllib.parse import quote
 
 import pytest
 import sqlalchemy as sa
@@ -268,6 +270,47 @@ def test_a_key_echoed_back_by_a_server_is_redacted(budget):
     finally:
         server.shutdown()
     assert SECRET not in str(info.value) and "***" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "echo",
+    [
+        str.upper,
+        str.lower,
+        lambda key: key[:10],  # cut short
+        lambda key: quote(key, safe=""),  # URL-encoded
+        lambda key: quote(key.upper(), safe="").lower(),
+    ],
+)
+def test_a_key_echoed_back_changed_or_cut_is_redacted(budget, echo):
+    import http.server
+    import threading
+
+    key = "pk/Live+7f3a9c2e41b8d6=="  # characters that URL-encoding changes
+
+    class Echo(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            said = echo(self.headers["Authorization"].removeprefix("Bearer "))
+            body = json.dumps({"status": "ERROR", "error": f"Unknown API Key {said}"}).encode()
+            self.send_response(401)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = PolygonClient(f"http://127.0.0.1:{server.server_port}", key, budget)
+        with pytest.raises(PermanentError) as info:
+            client.snapshot("C:EURUSD", AssetType.FOREX)
+    finally:
+        server.shutdown()
+    text = str(info.value)
+    assert text.endswith("Unknown API Key ***"), text
+    assert client.redact(f"x {echo(key)} y") == "x *** y"
 
 
 # --- answers that never end, or never stop growing ------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import time
 
 import pytest
 
@@ -17,15 +18,18 @@ from assets_pipeline.polygon.errors import (
     MalformedResponse,
     NotEntitled,
     PermanentError,
+    PolygonError,
     RateLimited,
     TickerNotFound,
 )
 from assets_pipeline.polygon.parsing import (
     SOURCE_GROUPED,
     SOURCE_PREV,
+    answers_for,
     epoch_to_utc,
     error_from_response,
     load_json,
+    merge_page,
     next_url_path,
     parse_aggs,
     parse_v2_single,
@@ -421,3 +425,138 @@ def test_a_ticker_listed_twice_in_a_grouped_day_is_asked_for_on_its_own():
         answers = latest_bar_quotes(client, {"C:GBPCAD": AssetType.FOREX}, MarketHours())
     assert client.asked[-1] == "/v2/aggs/ticker/C:GBPCAD/prev"
     assert answers["C:GBPCAD"].last_price == 1.71103
+
+
+# --- hostile bodies: bounded time, bounded memory, nothing that escapes --------------------------
+
+
+def _seconds(operation, text) -> float:
+    """The best of three timings of `operation(text)`, whatever it raises (ours or not)."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        try:
+            operation(text)
+        except PolygonError:
+            pass
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+PATHOLOGICAL = {
+    # an unterminated string of escaped quotes: the old nesting regex tried it from every quote
+    "escaped quotes": (load_json, lambda n: '{"a": "' + '\\"' * (n // 2)),
+    "quotes": (load_json, lambda n: '"' * n),
+    "brackets": (load_json, lambda n: "[" * (n // 2) + "]" * (n // 2)),
+    # an error page of unclosed titles: the old title regex scanned to the end from each one
+    "titles": (lambda text: error_from_response(502, text), lambda n: "<title>" * (n // 7)),
+    "escaped quotes in a 500": (
+        lambda text: error_from_response(500, text),
+        lambda n: '{"error": "' + '\\"' * (n // 2),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PATHOLOGICAL))
+def test_a_pathological_body_is_scanned_in_linear_time(name):
+    operation, make = PATHOLOGICAL[name]
+    small, large = make(100_000), make(1_000_000)
+    ratio = _seconds(operation, large) / max(_seconds(operation, small), 1e-4)
+    assert ratio < 20, f"{name}: 1 MB took {ratio:.1f} times as long as 100 KB"
+
+
+def test_a_body_of_too_many_values_or_too_long_a_string_is_refused_before_it_is_built():
+    with pytest.raises(MalformedResponse, match="JSON values"):
+        load_json('{"results": [' + "1," * 9_000_000 + "1]}")
+    with pytest.raises(MalformedResponse, match="a string of over"):
+        load_json('{"message": "' + "x" * 15_000_000 + '"}')
+    # a 50,000-bar aggregates page, the largest Polygon sends, is well within both
+    bar = '{"v":1,"vw":1.1,"o":1.1,"c":1.1,"h":1.2,"l":1.0,"t":1606163759000,"n":7}'
+    assert len(load_json('{"results": [' + ",".join([bar] * 50_000) + "]}")["results"]) == 50_000
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"status": "ERROR", "error": "' + "x" * 15_000_000 + '"}',  # cut before parsing
+        '{"status": "ERROR", "error": "' + "x" * 60_000 + '"}',  # parsed, then quoted short
+        '{"status": "' + "S" * 60_000 + '", "error": "boom"}',
+        "<html><title>" + "busy " * 100_000 + "</title></html>",
+        "x" * 15_000_000,
+    ],
+)
+def test_an_error_body_of_any_size_gives_a_short_error(body):
+    error = error_from_response(500, body, "C:EURUSD")
+    assert error.retryable and len(str(error)) < 400
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"status": "ERROR", "error": "nul \\u0000 and a lone \\ud800 surrogate\\u001b[31m"}',
+        '{"status": "NOT_FOUND", "message": "nul \\u0000 and a lone \\udfff surrogate"}',
+        "nul \x00 and a lone \udfff surrogate in plain text",
+        "[" * 100_000 + "]" * 100_000,  # deep nesting in a non-200: no RecursionError
+        '{"error": ' * 10_000 + "1" + "}" * 10_000,
+        '{"error": ["a", {"b": null}], "message": 12}',
+    ],
+)
+def test_an_error_text_is_safe_to_store_and_print(body):
+    for status in (400, 404, 500):
+        text = str(error_from_response(status, body))
+        text.encode("utf-8")  # no lone surrogate
+        assert not any(ord(c) < 32 and c not in "\t\n" for c in text), text
+        assert len(text) < 400
+
+
+def test_a_non_200_body_is_read_only_in_its_first_64_kb():
+    json_body = '{"status": "ERROR", "pad": [' + "0," * 40_000 + '0], "error": "late"}'
+    error = str(error_from_response(500, json_body))
+    assert "late" not in error and error.startswith('Polygon answered 500: {"status": "ERROR"')
+    html = "<html>" + " " * 70_000 + "<title>late</title></html>"
+    assert "late" not in str(error_from_response(502, html))
+
+
+def _v3(*items):
+    return {"status": "OK", "request_id": "x", "results": list(items)}
+
+
+def _fx(ticker):
+    item = next(i for i in recorded("v3_snapshot_mixed.json")["results"] if i.get("type") == "fx")
+    return {**item, "ticker": ticker}
+
+
+def test_a_v3_item_without_a_ticker_fails_only_itself():
+    results, _ = parse_v3_snapshot(_v3({"type": "fx", "last_quote": {}}, _fx("C:EURUSD"), {}))
+    assert set(results) == {"C:EURUSD"} and results["C:EURUSD"].bid == 1.35185
+    answers = answers_for(results, ["C:EURUSD", "C:GBPUSD"])
+    assert answers["C:EURUSD"] is results["C:EURUSD"]
+    assert isinstance(answers["C:GBPUSD"], MalformedResponse)  # left out: retryable
+    assert answers["C:GBPUSD"].retryable and "left C:GBPUSD out" in str(answers["C:GBPUSD"])
+
+
+def test_a_ticker_listed_twice_is_that_tickers_error_and_only_its():
+    results, _ = parse_v3_snapshot(_v3(_fx("C:EURUSD"), _fx("C:GBPUSD"), _fx("C:EURUSD")))
+    assert "listed 'C:EURUSD' twice" in str(results["C:EURUSD"])
+    assert results["C:EURUSD"].retryable and results["C:GBPUSD"].bid == 1.35185
+    pages: dict = {}
+    merge_page(pages, parse_v3_snapshot(_v3(_fx("C:EURUSD")))[0])
+    merge_page(pages, parse_v3_snapshot(_v3(_fx("C:EURUSD"), _fx("C:USDJPY")))[0])
+    assert "twice" in str(pages["C:EURUSD"]) and pages["C:USDJPY"].bid == 1.35185
+
+
+def test_an_empty_page_or_another_case_is_retryable_not_a_permanent_not_found():
+    empty, _ = parse_v3_snapshot(_v3())
+    assert all(e.retryable for e in answers_for(empty, ["C:EURUSD", "X:BTCUSD"]).values())
+    lower, _ = parse_v3_snapshot(_v3(_fx("c:eurusd")))
+    answer = answers_for(lower, ["C:EURUSD"])["C:EURUSD"]
+    assert type(answer) is MalformedResponse and "the case differs" in str(answer)
+    # the vendor's own NOT_FOUND item stays permanent
+    mixed, _ = parse_v3_snapshot(recorded("v3_snapshot_mixed.json"))
+    assert not answers_for(mixed, ["TSLAAPL"])["TSLAAPL"].retryable
+
+
+def test_a_v3_items_huge_message_is_quoted_short():
+    item = {"ticker": "C:EURUSD", "error": "NOT_FOUND", "message": "m\x00" * 30_000}
+    (error,) = parse_v3_snapshot(_v3(item))[0].values()
+    assert isinstance(error, TickerNotFound) and len(str(error)) < 400 and "\x00" not in str(error)

@@ -4,6 +4,10 @@ Retries live here, next to the call they protect, and each retry takes its own s
 shared budget, because Polygon counts every request. A 429 pauses every caller for a window
 (Polygon sends no Retry-After). A permanent error (400/401/403/404) is never retried.
 
+Every request, page and retry goes to the configured base URL's origin (scheme, host, port),
+never elsewhere: a `next_url` gives only a checked path and query (`transport.api_target`), a
+redirect is refused, and every paginated walk is bounded (`pages`).
+
 The key travels only in the `Authorization` header. It is never put in a URL, and every message
 this module produces is passed through `redact`, so it cannot reach a log, an exception, run
 metadata or the UI even if a server echoes it back.
@@ -13,12 +17,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
-
-import requests
 
 from assets_pipeline.config.registry import AssetType, SymbolSpec
 from assets_pipeline.persistence.budget import BudgetError, PolygonBudget, Refusal
@@ -28,6 +31,7 @@ from assets_pipeline.polygon.errors import (
     NotEntitled,
     PolygonError,
     RateLimited,
+    RedirectRefused,
     RetryableError,
     TickerNotFound,
 )
@@ -37,7 +41,7 @@ from assets_pipeline.polygon.parsing import (
     parse_v2_single,
     parse_v3_snapshot,
 )
-from assets_pipeline.polygon.transport import bounded_get
+from assets_pipeline.polygon.transport import Origin, api_target, bounded_get, origin_of
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.cadence import BATCH_TICKERS
 from assets_pipeline.rules.end_of_day import DEFAULT_PUBLICATION_DELAY
@@ -55,6 +59,11 @@ MULTI_TICKER_SNAPSHOT = "multi_ticker_snapshot"
 #: Every request's whole answer must arrive within this, and be at most this large (decoded).
 DEFAULT_TOTAL_TIMEOUT_SECONDS = 30.0
 DEFAULT_MAX_BODY_BYTES = 20_000_000
+#: A paginated walk ends with an error after this many pages (range bars; see `pages`).
+DEFAULT_MAX_PAGES = 20
+#: `/v3/snapshot` for N tickers needs ceil(N / 250) pages: this many more are allowed (a server
+#: may page below the `limit` asked for), no more.
+V3_PAGE_MARGIN = 2
 #: How long a learnt refusal is trusted before a refresh asks again (the plan may be upgraded).
 DEFAULT_RECHECK_SECONDS = 6 * 3600.0
 
@@ -91,18 +100,22 @@ class PolygonClient:
         recheck_seconds: float = DEFAULT_RECHECK_SECONDS,
         total_timeout: float = DEFAULT_TOTAL_TIMEOUT_SECONDS,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_pages: int = DEFAULT_MAX_PAGES,
         plan: str = "auto",
         hours: MarketHours | None = None,
         publication_delay: dt.timedelta = DEFAULT_PUBLICATION_DELAY,
         sleep: Callable[[float], None] = time.sleep,
         logger: logging.Logger | Any | None = None,
     ) -> None:
+        #: Where every request goes: the base URL's scheme, host and port (and path, if any).
+        self.origin = Origin.parse(base_url)
         self.base_url = base_url.rstrip("/")
         self._key = api_key
         self.budget = budget
         self.timeout = (connect_timeout, read_timeout)
         self.total_timeout = total_timeout
         self.max_body_bytes = max_body_bytes
+        self.max_pages = max_pages
         if plan not in PLANS:
             raise ValueError(f"plan must be one of {', '.join(PLANS)}, got {plan!r}")
         self.plan = plan
@@ -116,16 +129,14 @@ class PolygonClient:
         self.recheck_seconds = recheck_seconds
         self._sleep = sleep
         self.log = logger or log
-        self.session = requests.Session()
-        self.session.headers["Accept"] = "application/json"
-        self.session.headers["User-Agent"] = "assets-pipeline"
-        if api_key:
-            self.session.headers["Authorization"] = f"Bearer {api_key}"
+        self._headers = _request_headers(api_key)
         #: HTTP attempts made by this client (each page and each retry counts).
         self.calls = 0
+        #: The origin the last answer came from (always `origin`: nothing else is asked).
+        self.answered_by: str | None = None
 
     def close(self) -> None:
-        self.session.close()
+        """Nothing to release: every request has its own connection, closed after it."""
 
     def redact(self, text: str) -> str:
         """Remove the key from any text before it leaves this module."""
@@ -134,11 +145,17 @@ class PolygonClient:
     # --- one request -------------------------------------------------------------------------
 
     def get_json(self, path: str, params: dict[str, Any] | None = None, ticker: str | None = None):  # noqa: ANN201
-        """GET a path under the base URL and return its JSON, retrying what is retryable."""
+        """GET an API path at the base URL's origin and return its JSON, retrying what is
+        retryable. A path outside the API is a `MalformedResponse`, before any call."""
+        try:
+            target = api_target(path, params)
+        except MalformedResponse as exc:
+            exc.ticker = ticker
+            raise _redacted(exc, self) from None
         attempt = 0
         while True:
             try:
-                return self._attempt(path, params, ticker)
+                return self._attempt(target, ticker)
             except RetryableError as exc:
                 if isinstance(exc, RateLimited):
                     self.budget.penalize()
@@ -164,30 +181,40 @@ class PolygonClient:
     def _backoff(self, attempt: int) -> float:
         return min(self.backoff_seconds * 2 ** (attempt - 1), 30.0)
 
-    def _attempt(self, path: str, params: dict[str, Any] | None, ticker: str | None) -> Any:
+    def _attempt(self, target: str, ticker: str | None) -> Any:
+        """One paid request of `target` at the origin: its JSON, or the error it ended in."""
         self.budget.acquire(self.max_budget_wait_seconds, on_wait=self._log_wait)
         self.calls += 1
-        url = self.base_url + path
+        path = target.partition("?")[0]
         try:
-            status, content = bounded_get(
-                self.session, url, params, self.timeout, self.total_timeout, self.max_body_bytes
+            answer = bounded_get(
+                self.origin,
+                target,
+                self._headers,
+                self.timeout,
+                self.total_timeout,
+                self.max_body_bytes,
             )
-        except RetryableError as exc:  # too slow, too large, broken off: this request only
-            raise type(exc)(f"Polygon {path}: {exc}", ticker=ticker) from None
-        except requests.Timeout as exc:
-            raise RetryableError(
-                f"Polygon did not answer {path} in time ({exc.__class__.__name__})", ticker=ticker
-            ) from None
-        except requests.RequestException as exc:
-            raise RetryableError(
-                self.redact(f"cannot reach Polygon at {self.base_url}: {exc.__class__.__name__}"),
-                ticker=ticker,
-            ) from None
-        if status != 200:
-            text = content.decode("utf-8", errors="replace")
-            raise _redacted(error_from_response(status, text, ticker), self)
+        except RetryableError as exc:  # too slow, too large, no answer, broken off: this one only
+            text = f"Polygon did not answer {path} in time" if "in time" in str(exc) else ""
+            message = f"{text} ({exc})" if text else f"Polygon {path} at {self.origin}: {exc}"
+            raise type(exc)(self.redact(message), ticker=ticker) from None
+        self.answered_by = answer.origin
+        if 300 <= answer.status < 400:
+            where = origin_of(answer.location, self.origin)
+            raise _redacted(
+                RedirectRefused(
+                    f"Polygon answered a redirect to {where}: refused ({answer.status} for {path})",
+                    status=answer.status,
+                    ticker=ticker,
+                ),
+                self,
+            )
+        if answer.status != 200:
+            text = answer.body.decode("utf-8", errors="replace")
+            raise _redacted(error_from_response(answer.status, text, ticker), self)
         try:
-            return load_json(content)
+            return load_json(answer.body)
         except MalformedResponse as exc:
             exc.ticker = ticker
             raise
@@ -208,20 +235,60 @@ class PolygonClient:
         return quote
 
     def snapshots(self, tickers: Sequence[str]) -> dict[str, Quote | PolygonError]:
-        """Many tickers of any market: one `/v3/snapshot` call per 250, following `next_url`."""
+        """Many tickers of any market: one `/v3/snapshot` call per 250, following `next_url` for
+        at most ceil(N / 250) + `V3_PAGE_MARGIN` pages. A failure of the first page raises; a
+        later one (a broken page, a loop, too many pages) is the error of each ticker of that
+        chunk without an answer yet."""
         out: dict[str, Quote | PolygonError] = {}
         for start in range(0, len(tickers), V3_MAX_TICKERS):
             chunk = list(tickers[start : start + V3_MAX_TICKERS])
-            path: str | None = "/v3/snapshot"
-            params: dict[str, Any] | None = {
-                "ticker.any_of": ",".join(chunk),
-                "limit": V3_MAX_TICKERS,
-            }
-            while path:
-                results, next_path = parse_v3_snapshot(self.get_json(path, params))
-                out.update(results)
-                path, params = next_path, None
+            params = {"ticker.any_of": ",".join(chunk), "limit": V3_MAX_TICKERS}
+            pages = self.pages(
+                "/v3/snapshot",
+                params,
+                parse_v3_snapshot,
+                max_pages=math.ceil(len(chunk) / V3_MAX_TICKERS) + V3_PAGE_MARGIN,
+                same_endpoint=lambda path: path == "/v3/snapshot",
+            )
+            read = 0
+            try:
+                for results in pages:
+                    read += 1
+                    out.update(results)
+            except (PolygonError, BudgetError) as exc:
+                if not read:
+                    raise
+                out.update({ticker: exc for ticker in chunk if ticker not in out})
         return out
+
+    def pages(
+        self,
+        path: str,
+        params: dict[str, Any] | None,
+        parse: Callable[[Any], tuple[Any, str | None]],
+        *,
+        max_pages: int,
+        same_endpoint: Callable[[str], bool],
+        ticker: str | None = None,
+    ) -> Iterator[Any]:
+        """Each page of a paginated answer, parsed, following `next_url` (every page paid from
+        the budget). The walk ends with a `MalformedResponse` when a next page is one already
+        read (a loop), is another endpoint's, or would be page `max_pages + 1`."""
+        seen: set[str] = set()
+        count = 0
+        while path:
+            target = api_target(path, params)
+            if target in seen:
+                raise MalformedResponse(f"next_url points back at a page already read ({path})")
+            if count >= max_pages:
+                raise MalformedResponse(f"more than {max_pages} pages for one request ({path})")
+            seen.add(target)
+            count += 1
+            page, next_path = parse(self.get_json(path, params, ticker))
+            yield page
+            if next_path and not same_endpoint(next_path.partition("?")[0]):
+                raise MalformedResponse(f"next_url leaves the endpoint: {next_path[:120]!r}")
+            path, params = next_path or "", None
 
     # --- a refresh ---------------------------------------------------------------------------
 
@@ -472,6 +539,18 @@ def _pick(results: dict[str, Quote | PolygonError], ticker: str) -> Quote:
     if isinstance(answer, Exception):
         raise answer
     return answer
+
+
+def _request_headers(api_key: str) -> dict[str, str]:
+    """Every request's headers: the key in `Authorization` only."""
+    headers = {
+        "Accept": "application/json",
+        "Accept-Encoding": "gzip, deflate",
+        "User-Agent": "assets-pipeline",
+    }
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    return headers
 
 
 def _redacted(exc: PolygonError, client: PolygonClient) -> PolygonError:

@@ -306,7 +306,9 @@ class PolygonClient:
         date as it goes.
 
         In `batch` mode a 403 on the multi-ticker endpoint (free plans are not entitled to it)
-        falls back to one call per ticker for this refresh, with a note saying so.
+        falls back to one call per ticker for this refresh, with a note saying so. A 403 on one
+        ticker's own snapshot is that ticker's error, unless another ticker of its market is
+        refused in the same refresh: then the plan lacks the market (`_learn_no_snapshots`).
         """
         since = self._spent()
         by_ticker = _group_by_ticker(specs)
@@ -318,12 +320,21 @@ class PolygonClient:
             self._count_cost(result, since)
             yield from _settle(by_ticker[ticker], ticker, answer, result, now_fn)
 
-        for ticker, answer in self._snapshot_answers(snapshots, mode, result):
-            if isinstance(answer, NotEntitled) and self._learn_no_snapshots(answer, result):
-                bars_markets.add(by_ticker[ticker][0].asset_type)
-            if by_ticker[ticker][0].asset_type in bars_markets and not isinstance(answer, Quote):
-                bars[ticker] = by_ticker[ticker]  # refused, or skipped: its newest bar instead
-                continue
+        held: dict[AssetType, dict[str, Exception]] = {}  # a market's first refused ticker
+        for ticker, answer in self._snapshot_answers(snapshots, mode, result, bars_markets):
+            kind = by_ticker[ticker][0].asset_type
+            if self._plan_refusal(ticker, answer):
+                refused = held.setdefault(kind, {})
+                refused[ticker] = answer  # type: ignore[assignment]
+                if len(refused) < 2:
+                    continue  # this ticker's own refusal, so far: settled after the loop
+                self._learn_no_snapshots(kind, refused, result)
+                bars_markets.add(kind)
+            if kind in bars_markets and not isinstance(answer, Quote):
+                bars.update({t: by_ticker[t] for t in held.get(kind, {}) | {ticker: answer}})
+                continue  # refused, or skipped: its newest bar instead
+            yield from settle(ticker, answer)
+        for ticker, answer in _own_refusals(held, bars_markets):
             yield from settle(ticker, answer)
         if bars:
             kinds = {ticker: group[0].asset_type for ticker, group in bars.items()}
@@ -332,11 +343,16 @@ class PolygonClient:
                 yield from settle(ticker, answer)
 
     def _snapshot_answers(
-        self, by_ticker: dict[str, list[SymbolSpec]], mode: str, result: FetchResult
+        self,
+        by_ticker: dict[str, list[SymbolSpec]],
+        mode: str,
+        result: FetchResult,
+        refused: set[AssetType],
     ) -> Iterator[tuple[str, Quote | Exception]]:
         """Each ticker's snapshot answer: one multi-ticker call per 250 in `batch` mode, else
         (or when the plan refuses that) one call per ticker. In `batch` mode a 403 on the
-        multi-ticker endpoint falls back to one call per ticker, with a note saying so."""
+        multi-ticker endpoint falls back to one call per ticker, with a note saying so. A
+        ticker of a market in `refused` (the caller adds to it as it learns) is not asked."""
         per_ticker = mode == "per_ticker" or self._batch_refused(result)
         if not per_ticker and by_ticker:
             answers = self._batch_answers(list(by_ticker), result)
@@ -344,16 +360,12 @@ class PolygonClient:
                 for ticker in by_ticker:
                     yield ticker, answers.get(ticker)  # type: ignore[misc]
                 return
-        refused: set[AssetType] = set()
         for ticker, group in by_ticker.items():
             kind = group[0].asset_type
             if kind in refused:  # the plan refused this market's snapshots a moment ago
                 yield ticker, NotEntitled(f"no snapshots of {kind.value} on this plan")
                 continue
-            answer = self._single_answer(ticker, kind)
-            if isinstance(answer, NotEntitled) and self.plan == "auto":
-                refused.add(kind)
-            yield ticker, answer
+            yield ticker, self._single_answer(ticker, kind)
 
     def _bars_markets(self, kinds: set[AssetType], result: FetchResult) -> set[AssetType]:
         """The markets whose quotes come from bars: every one on the free plan; on `auto`, those
@@ -375,22 +387,33 @@ class PolygonClient:
             )
         return markets
 
-    def _learn_no_snapshots(self, exc: NotEntitled, result: FetchResult) -> bool:
-        """On `auto`, a 403 on a market's own snapshot means the plan has none of that market:
-        remember it for every process, and take its newest bars instead."""
-        if self.plan != "auto" or exc.ticker is None:
-            return False
-        kind = _asset_type_of(exc.ticker)
-        if kind is None:
-            return False
-        self.budget.refuse(snapshot_feature(kind), self.redact(str(exc)))
+    def _plan_refusal(self, ticker: str, answer: Quote | Exception) -> bool:
+        """On `auto`, whether `answer` is a 403 on `ticker`'s own snapshot (a market's refusal,
+        or only this ticker's: `iter_fetch` tells them apart)."""
+        return (
+            self.plan == "auto"
+            and isinstance(answer, NotEntitled)
+            and answer.ticker == ticker
+            and _asset_type_of(ticker) is not None
+        )
+
+    def _learn_no_snapshots(
+        self, kind: AssetType, refused: dict[str, Exception], result: FetchResult
+    ) -> None:
+        """Two different tickers of a market refused with a 403: the vendor's 403 is a plan's
+        refusal ("not entitled to this data"), and a plan covers a market's snapshots whole,
+        so the plan has none of that market. Remember it for every process (asked again after
+        `recheck_seconds`); its tickers take their newest bars instead. One ticker's 403
+        alone is only its own error: its market's other snapshots may work."""
+        names = " and ".join(sorted(refused)[:2])
+        first = next(iter(refused.values()))
+        self.budget.refuse(snapshot_feature(kind), self.redact(f"{names}: {first}"))
         self._note(
             result,
-            f"{kind.value} snapshots not available on this plan ({exc}); newest day bars"
-            " instead, and remembering it for every process",
+            f"{kind.value} snapshots not available on this plan ({names} refused: {first});"
+            " newest day bars instead, and remembering it for every process",
             mode=None,
         )
-        return True
 
     def _refused(self, feature: str) -> bool:
         try:
@@ -487,6 +510,18 @@ def _asset_type_of(ticker: str) -> AssetType | None:
         if ticker.startswith(kind.ticker_prefix):
             return kind
     return None
+
+
+def _own_refusals(
+    held: dict[AssetType, dict[str, Exception]], bars_markets: set[AssetType]
+) -> list[tuple[str, Exception]]:
+    """The 403s that stayed one ticker's own: no other ticker of its market was refused."""
+    return [
+        (t, e)
+        for kind, refused in held.items()
+        if kind not in bars_markets
+        for t, e in refused.items()
+    ]
 
 
 def _group_by_ticker(specs: Iterable[SymbolSpec]) -> dict[str, list[SymbolSpec]]:

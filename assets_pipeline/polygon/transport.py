@@ -260,19 +260,19 @@ class _Connection(http.client.HTTPConnection):
         self.response_class = self._response  # type: ignore[assignment]
 
     def connect(self) -> None:
-        sock = socket.create_connection(
-            (self.host, self.port), self._deadline.wait(self.timeout or 30.0)
-        )
+        """Connect (and shake hands) within the time left; `close` closes the socket from the
+        moment it exists, whatever fails after."""
+        timeout = self._deadline.wait(self.timeout or 30.0)
+        self.sock = sock = socket.create_connection((self.host, self.port), timeout)
         self._deadline.watch(sock)
         if self._ssl is not None:
             sock.settimeout(self._deadline.read_wait())
-            sock = self._ssl.wrap_socket(
+            self.sock = sock = self._ssl.wrap_socket(
                 sock, server_hostname=self.host, do_handshake_on_connect=False
             )
             self._deadline.watch(sock)
             sock.do_handshake()
         sock.settimeout(self._deadline.read_wait())
-        self.sock = sock
 
     def _response(self, sock: socket.socket, **kwargs: Any) -> http.client.HTTPResponse:
         return http.client.HTTPResponse(_DeadlineSocket(sock, self._deadline), **kwargs)  # type: ignore[arg-type]

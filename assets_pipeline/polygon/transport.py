@@ -112,7 +112,7 @@ def _clean_path(path: str) -> bool:
     decoded = unquote(path)
     if _CONTROL.search(decoded) or "\\" in decoded or "@" in decoded:
         return False
-    return not any(segment in (".", "..") for segment in decoded.split("/"))
+    return not any(segment and not segment.strip(".") for segment in decoded.split("/"))
 
 
 @dataclass(frozen=True)

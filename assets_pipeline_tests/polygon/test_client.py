@@ -21,6 +21,7 @@ from assets_pipeline.polygon.errors import (
     RetryableError,
     TickerNotFound,
 )
+from assets_pipeline.rules.quotes import Timeframe
 from assets_pipeline.simulator import Fault, PolygonSimulator
 
 SECRET = "sk-test-0123456789abcdef-SECRET"
@@ -377,3 +378,45 @@ def test_every_request_is_bounded_in_time_and_size_and_fails_as_retryable(
         server.close()
     assert type(info.value).__name__ == error and info.value.retryable
     assert message in str(info.value) and info.value.ticker == "C:EURUSD"
+
+
+# --- one ticker's 403 is its own (issue 17, 6b) ---------------------------------------------
+
+
+FOREX_TRIO = [spec("EURUSD", "C:EURUSD"), spec("GBPUSD", "C:GBPUSD"), spec("USDJPY", "C:USDJPY")]
+
+
+def test_one_tickers_403_is_that_tickers_error_and_not_its_markets(client, simulator, budget):
+    # The report: one 403 on C:EURUSD's own snapshot made the whole forex market take
+    # yesterday's close for 6 hours, while its other snapshots worked.
+    from assets_pipeline.polygon.client import snapshot_feature
+
+    simulator.add_fault(Fault("forbidden", ticker="C:EURUSD"))
+    first = fetch_all(client, FOREX_TRIO, "per_ticker")
+    assert isinstance(first.errors["EURUSD"], NotEntitled)
+    assert sorted(first.quotes) == ["GBPUSD", "USDJPY"] and first.api_calls == 3
+    assert budget.refusal(snapshot_feature(AssetType.FOREX), 3600) is None  # nothing learnt
+    assert not any("not available on this plan" in note for note in first.notes)
+    # the next refresh asks every snapshot again: the market was not taken for refused
+    again = fetch_all(client, FOREX_TRIO, "per_ticker")
+    assert sorted(again.quotes) == ["GBPUSD", "USDJPY"] and again.api_calls == 3
+
+
+def test_two_tickers_of_a_market_refused_is_the_plans_refusal_of_the_market(
+    client, simulator, budget
+):
+    # The vendor's 403 is a plan's refusal, and a plan covers a market's snapshots whole: a
+    # second ticker of the market refused confirms it. Learnt for every process; the two
+    # refused tickers and the market's rest take their newest day bars instead.
+    from assets_pipeline.polygon.client import snapshot_feature
+
+    for ticker in ("C:EURUSD", "C:GBPUSD"):  # their snapshots refused, not their bars
+        simulator.add_fault(Fault("forbidden", ticker=ticker, path_prefix="/v2/snapshot"))
+    result = fetch_all(client, FOREX_TRIO, "per_ticker")
+    refusal = budget.refusal(snapshot_feature(AssetType.FOREX), 3600)
+    assert refusal is not None and "C:EURUSD and C:GBPUSD" in refusal.message
+    assert sorted(result.quotes) == ["EURUSD", "GBPUSD", "USDJPY"], result.errors
+    assert all(q.timeframe is Timeframe.END_OF_DAY for q in result.quotes.values())
+    snapshot_calls = [r for r in api_requests(simulator) if "/snapshot/" in r.path]
+    assert len(snapshot_calls) == 2  # USDJPY's snapshot was never asked once the market was
+    assert any("remembering it for every process" in note for note in result.notes)

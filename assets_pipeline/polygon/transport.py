@@ -262,8 +262,7 @@ class _Connection(http.client.HTTPConnection):
     def connect(self) -> None:
         """Connect (and shake hands) within the time left; `close` closes the socket from the
         moment it exists, whatever fails after."""
-        timeout = self._deadline.wait(self.timeout or 30.0)
-        self.sock = sock = socket.create_connection((self.host, self.port), timeout)
+        self.sock = sock = self._connect_any(_resolve(self.host, self.port, self._deadline))
         self._deadline.watch(sock)
         if self._ssl is not None:
             sock.settimeout(self._deadline.read_wait())
@@ -274,8 +273,40 @@ class _Connection(http.client.HTTPConnection):
             sock.do_handshake()
         sock.settimeout(self._deadline.read_wait())
 
+    def _connect_any(self, addresses: list[tuple[str, int]]) -> socket.socket:
+        """A connection to the first of `addresses` that takes one, each within the time left."""
+        error: OSError = OSError(f"no address for {self.host}")
+        for address in addresses:
+            try:
+                return socket.create_connection(address, self._deadline.wait(self.timeout or 30))
+            except OSError as exc:
+                error = exc
+        raise error
+
     def _response(self, sock: socket.socket, **kwargs: Any) -> http.client.HTTPResponse:
         return http.client.HTTPResponse(_DeadlineSocket(sock, self._deadline), **kwargs)  # type: ignore[arg-type]
+
+
+def _resolve(host: str, port: int, deadline: Deadline) -> list[tuple[str, int]]:
+    """The addresses of `host`, looked up within the time left (a lookup cannot be
+    interrupted: a slow one is left to finish in its own daemon thread)."""
+    found: list[Any] = []
+
+    def lookup() -> None:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            found.append([(info[4][0], info[4][1]) for info in infos])
+        except OSError as exc:
+            found.append(exc)
+
+    thread = threading.Thread(target=lookup, daemon=True)
+    thread.start()
+    thread.join(deadline.wait(deadline.left()))
+    if not found:
+        raise TimeoutError(f"looking up {host} took too long")
+    if isinstance(found[0], OSError):
+        raise found[0]
+    return found[0]
 
 
 class _DeadlineSocket:

@@ -41,7 +41,13 @@ from assets_pipeline.polygon.parsing import (
     parse_v2_single,
     parse_v3_snapshot,
 )
-from assets_pipeline.polygon.transport import Origin, api_target, bounded_get, origin_of
+from assets_pipeline.polygon.transport import (
+    NoAnswer,
+    Origin,
+    api_target,
+    bounded_get,
+    origin_of,
+)
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.cadence import BATCH_TICKERS
 from assets_pipeline.rules.end_of_day import DEFAULT_PUBLICATION_DELAY
@@ -196,8 +202,11 @@ class PolygonClient:
                 self.max_body_bytes,
             )
         except RetryableError as exc:  # too slow, too large, no answer, broken off: this one only
-            text = f"Polygon did not answer {path} in time" if "in time" in str(exc) else ""
-            message = f"{text} ({exc})" if text else f"Polygon {path} at {self.origin}: {exc}"
+            message = (
+                f"Polygon did not answer {path} in time (one wait outlasted its timeout)"
+                if isinstance(exc, NoAnswer)
+                else f"Polygon {path} at {self.origin}: {exc}"
+            )
             raise type(exc)(self.redact(message), ticker=ticker) from None
         self.answered_by = answer.origin
         if 300 <= answer.status < 400:

@@ -782,8 +782,9 @@ def test_on_auto_a_free_key_is_learnt_from_its_first_403s_and_then_costs_none(fr
     first = free_pipeline.run("refresh_quotes")
     assert first.success
     refused = [r for r in free_pipeline.api_requests() if r.status == 403]
-    # the batch call, then one single snapshot per market: forex and crypto
-    assert len(refused) == 3
+    # the batch call, then two single snapshots per market, forex and crypto: one ticker's 403
+    # alone is only its own, a second ticker of the market refused is the plan's refusal
+    assert len(refused) == 5
     free_pipeline.sim.reset_log()
     time.sleep(0.01)
     second = free_pipeline.run("refresh_quotes")

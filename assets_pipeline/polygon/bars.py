@@ -126,21 +126,29 @@ def history_bars(
     client: PolygonClient, ticker: str, first: dt.date, last: dt.date, bar_seconds: int
 ) -> list[Bar]:
     """Every `bar_seconds` bar of `ticker` from `first` to `last` (UTC days, both included), in
-    as few calls as the API allows: `RANGE_LIMIT` bars a call, following `next_url`."""
+    as few calls as the API allows: `RANGE_LIMIT` bars a call, following `next_url` for at most
+    `client.max_pages` pages, each on this ticker's range of this bar size. A loop, a page too
+    many or a `next_url` elsewhere is a `MalformedResponse` for this ticker."""
     multiplier, timespan = _timespan(bar_seconds)
-    path: str | None = f"/v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/{first}/{last}"
-    params: dict[str, str] | None = {
-        "adjusted": "true",
-        "sort": "asc",
-        "limit": str(RANGE_LIMIT),
-    }
+    endpoint = f"/v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/"
+    params = {"adjusted": "true", "sort": "asc", "limit": str(RANGE_LIMIT)}
     end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), dt.UTC)
     start = dt.datetime.combine(first, dt.time(), dt.UTC)
     bars: list[Bar] = []
-    while path:
-        page, path = parse_aggs(client.get_json(path, params, ticker))
-        params = None
-        bars += [bar for bar in page if start <= bar.start < end]
+    pages = client.pages(
+        f"{endpoint}{first}/{last}",
+        params,
+        parse_aggs,
+        max_pages=client.max_pages,
+        same_endpoint=lambda path: path.startswith(endpoint),
+        ticker=ticker,
+    )
+    try:
+        for page in pages:
+            bars += [bar for bar in page if start <= bar.start < end]
+    except MalformedResponse as exc:
+        exc.ticker = ticker
+        raise
     return bars
 
 

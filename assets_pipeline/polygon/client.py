@@ -4,6 +4,10 @@ Retries live here, next to the call they protect, and each retry takes its own s
 shared budget, because Polygon counts every request. A 429 pauses every caller for a window
 (Polygon sends no Retry-After). A permanent error (400/401/403/404) is never retried.
 
+Every request, page and retry goes to the configured base URL's origin (scheme, host, port),
+never elsewhere: a `next_url` gives only a checked path and query (`transport.api_target`), a
+redirect is refused, and every paginated walk is bounded (`pages`).
+
 The key travels only in the `Authorization` header. It is never put in a URL, and every message
 this module produces is passed through `redact`, so it cannot reach a log, an exception, run
 metadata or the UI even if a server echoes it back.
@@ -13,12 +17,11 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
-
-import requests
 
 from assets_pipeline.config.registry import AssetType, SymbolSpec
 from assets_pipeline.persistence.budget import BudgetError, PolygonBudget, Refusal
@@ -28,6 +31,7 @@ from assets_pipeline.polygon.errors import (
     NotEntitled,
     PolygonError,
     RateLimited,
+    RedirectRefused,
     RetryableError,
     TickerNotFound,
 )
@@ -39,7 +43,13 @@ from assets_pipeline.polygon.parsing import (
     parse_v2_single,
     parse_v3_snapshot,
 )
-from assets_pipeline.polygon.transport import bounded_get
+from assets_pipeline.polygon.transport import (
+    NoAnswer,
+    Origin,
+    api_target,
+    bounded_get,
+    origin_of,
+)
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.cadence import BATCH_TICKERS
 from assets_pipeline.rules.end_of_day import DEFAULT_PUBLICATION_DELAY
@@ -58,6 +68,11 @@ MULTI_TICKER_SNAPSHOT = "multi_ticker_snapshot"
 #: Every request's whole answer must arrive within this, and be at most this large (decoded).
 DEFAULT_TOTAL_TIMEOUT_SECONDS = 30.0
 DEFAULT_MAX_BODY_BYTES = 20_000_000
+#: A paginated walk ends with an error after this many pages (range bars; see `pages`).
+DEFAULT_MAX_PAGES = 20
+#: `/v3/snapshot` for N tickers needs ceil(N / 250) pages: this many more are allowed (a server
+#: may page below the `limit` asked for), no more.
+V3_PAGE_MARGIN = 2
 #: How long a learnt refusal is trusted before a refresh asks again (the plan may be upgraded).
 DEFAULT_RECHECK_SECONDS = 6 * 3600.0
 
@@ -94,18 +109,22 @@ class PolygonClient:
         recheck_seconds: float = DEFAULT_RECHECK_SECONDS,
         total_timeout: float = DEFAULT_TOTAL_TIMEOUT_SECONDS,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_pages: int = DEFAULT_MAX_PAGES,
         plan: str = "auto",
         hours: MarketHours | None = None,
         publication_delay: dt.timedelta = DEFAULT_PUBLICATION_DELAY,
         sleep: Callable[[float], None] = time.sleep,
         logger: logging.Logger | Any | None = None,
     ) -> None:
+        #: Where every request goes: the base URL's scheme, host and port (and path, if any).
+        self.origin = Origin.parse(base_url)
         self.base_url = base_url.rstrip("/")
         self._key = api_key
         self.budget = budget
         self.timeout = (connect_timeout, read_timeout)
         self.total_timeout = total_timeout
         self.max_body_bytes = max_body_bytes
+        self.max_pages = max_pages
         if plan not in PLANS:
             raise ValueError(f"plan must be one of {', '.join(PLANS)}, got {plan!r}")
         self.plan = plan
@@ -119,16 +138,14 @@ class PolygonClient:
         self.recheck_seconds = recheck_seconds
         self._sleep = sleep
         self.log = logger or log
-        self.session = requests.Session()
-        self.session.headers["Accept"] = "application/json"
-        self.session.headers["User-Agent"] = "assets-pipeline"
-        if api_key:
-            self.session.headers["Authorization"] = f"Bearer {api_key}"
+        self._headers = _request_headers(api_key)
         #: HTTP attempts made by this client (each page and each retry counts).
         self.calls = 0
+        #: The origin the last answer came from (always `origin`: nothing else is asked).
+        self.answered_by: str | None = None
 
     def close(self) -> None:
-        self.session.close()
+        """Nothing to release: every request has its own connection, closed after it."""
 
     def redact(self, text: str) -> str:
         """Remove the key from any text before it leaves this module, however a server echoed
@@ -138,11 +155,17 @@ class PolygonClient:
     # --- one request -------------------------------------------------------------------------
 
     def get_json(self, path: str, params: dict[str, Any] | None = None, ticker: str | None = None):  # noqa: ANN201
-        """GET a path under the base URL and return its JSON, retrying what is retryable."""
+        """GET an API path at the base URL's origin and return its JSON, retrying what is
+        retryable. A path outside the API is a `MalformedResponse`, before any call."""
+        try:
+            target = api_target(path, params)
+        except MalformedResponse as exc:
+            exc.ticker = ticker
+            raise _redacted(exc, self) from None
         attempt = 0
         while True:
             try:
-                return self._attempt(path, params, ticker)
+                return self._attempt(target, ticker)
             except RetryableError as exc:
                 if isinstance(exc, RateLimited):
                     self.budget.penalize()
@@ -168,29 +191,42 @@ class PolygonClient:
     def _backoff(self, attempt: int) -> float:
         return min(self.backoff_seconds * 2 ** (attempt - 1), 30.0)
 
-    def _attempt(self, path: str, params: dict[str, Any] | None, ticker: str | None) -> Any:
+    def _attempt(self, target: str, ticker: str | None) -> Any:
+        """One paid request of `target` at the origin: its JSON, or the error it ended in."""
         self.budget.acquire(self.max_budget_wait_seconds, on_wait=self._log_wait)
         self.calls += 1
-        url = self.base_url + path
+        path = target.partition("?")[0]
         try:
-            status, content = bounded_get(
-                self.session, url, params, self.timeout, self.total_timeout, self.max_body_bytes
+            answer = bounded_get(
+                self.origin,
+                target,
+                self._headers,
+                self.timeout,
+                self.total_timeout,
+                self.max_body_bytes,
             )
-        except RetryableError as exc:  # too slow, too large, broken off: this request only
-            raise type(exc)(f"Polygon {path}: {exc}", ticker=ticker) from None
-        except requests.Timeout as exc:
-            raise RetryableError(
-                f"Polygon did not answer {path} in time ({exc.__class__.__name__})", ticker=ticker
-            ) from None
-        except requests.RequestException as exc:
-            raise RetryableError(
-                self.redact(f"cannot reach Polygon at {self.base_url}: {exc.__class__.__name__}"),
-                ticker=ticker,
-            ) from None
-        if status != 200:  # only the body's start is read, under the same guards as a 200's
-            raise _redacted(error_from_response(status, content, ticker), self)
+        except RetryableError as exc:  # too slow, too large, no answer, broken off: this one only
+            message = (
+                f"Polygon did not answer {path} in time (one wait outlasted its timeout)"
+                if isinstance(exc, NoAnswer)
+                else f"Polygon {path} at {self.origin}: {exc}"
+            )
+            raise type(exc)(self.redact(message), ticker=ticker) from None
+        self.answered_by = answer.origin
+        if 300 <= answer.status < 400:
+            where = origin_of(answer.location, self.origin)
+            raise _redacted(
+                RedirectRefused(
+                    f"Polygon answered a redirect to {where}: refused ({answer.status} for {path})",
+                    status=answer.status,
+                    ticker=ticker,
+                ),
+                self,
+            )
+        if answer.status != 200:  # only the body's start is read, under the same guards as a 200's
+            raise _redacted(error_from_response(answer.status, answer.body, ticker), self)
         try:
-            return load_json(content)
+            return load_json(answer.body)
         except MalformedResponse as exc:
             exc.ticker = ticker
             raise
@@ -211,20 +247,60 @@ class PolygonClient:
         return quote
 
     def snapshots(self, tickers: Sequence[str]) -> dict[str, Quote | PolygonError]:
-        """Many tickers of any market: one `/v3/snapshot` call per 250, following `next_url`."""
+        """Many tickers of any market: one `/v3/snapshot` call per 250, following `next_url` for
+        at most ceil(N / 250) + `V3_PAGE_MARGIN` pages. A failure of the first page raises; a
+        later one (a broken page, a loop, too many pages) is the error of each ticker of that
+        chunk without an answer yet."""
         out: dict[str, Quote | PolygonError] = {}
         for start in range(0, len(tickers), V3_MAX_TICKERS):
             chunk = list(tickers[start : start + V3_MAX_TICKERS])
-            path: str | None = "/v3/snapshot"
-            params: dict[str, Any] | None = {
-                "ticker.any_of": ",".join(chunk),
-                "limit": V3_MAX_TICKERS,
-            }
-            while path:
-                results, next_path = parse_v3_snapshot(self.get_json(path, params))
-                merge_page(out, results)  # a ticker on two pages is listed twice
-                path, params = next_path, None
+            params = {"ticker.any_of": ",".join(chunk), "limit": V3_MAX_TICKERS}
+            pages = self.pages(
+                "/v3/snapshot",
+                params,
+                parse_v3_snapshot,
+                max_pages=math.ceil(len(chunk) / V3_MAX_TICKERS) + V3_PAGE_MARGIN,
+                same_endpoint=lambda path: path == "/v3/snapshot",
+            )
+            read = 0
+            try:
+                for results in pages:
+                    read += 1
+                    merge_page(out, results)  # a ticker on two pages is listed twice
+            except (PolygonError, BudgetError) as exc:
+                if not read:
+                    raise
+                out.update({ticker: exc for ticker in chunk if ticker not in out})
         return out
+
+    def pages(
+        self,
+        path: str,
+        params: dict[str, Any] | None,
+        parse: Callable[[Any], tuple[Any, str | None]],
+        *,
+        max_pages: int,
+        same_endpoint: Callable[[str], bool],
+        ticker: str | None = None,
+    ) -> Iterator[Any]:
+        """Each page of a paginated answer, parsed, following `next_url` (every page paid from
+        the budget). The walk ends with a `MalformedResponse` when a next page is one already
+        read (a loop), is another endpoint's, or would be page `max_pages + 1`."""
+        seen: set[str] = set()
+        count = 0
+        while path:
+            target = api_target(path, params)
+            if target in seen:
+                raise MalformedResponse(f"next_url points back at a page already read ({path})")
+            if count >= max_pages:
+                raise MalformedResponse(f"more than {max_pages} pages for one request ({path})")
+            seen.add(target)
+            count += 1
+            page, next_path = parse(self.get_json(path, params, ticker))
+            yield page
+            if next_path and not same_endpoint(next_path.partition("?")[0]):
+                raise MalformedResponse(f"next_url leaves the endpoint: {next_path[:120]!r}")
+            path, params = next_path or "", None
 
     # --- a refresh ---------------------------------------------------------------------------
 
@@ -242,7 +318,11 @@ class PolygonClient:
         date as it goes.
 
         In `batch` mode a 403 on the multi-ticker endpoint (free plans are not entitled to it)
-        falls back to one call per ticker for this refresh, with a note saying so.
+        falls back to one call per ticker for this refresh, with a note saying so. On `auto`,
+        an HTTP 403 on a ticker's own snapshot endpoint teaches that the plan lacks the market
+        (`_learn_no_snapshots`: one refused call per market), unless a snapshot of that market
+        was answered earlier in this refresh: then the market is served, and the 403 is that
+        ticker's own error. A refusal inside a 200 (a v3 item) is always the ticker's own.
         """
         since = self._spent()
         by_ticker = _group_by_ticker(specs)
@@ -254,12 +334,17 @@ class PolygonClient:
             self._count_cost(result, since)
             yield from _settle(by_ticker[ticker], ticker, answer, result, now_fn)
 
-        for ticker, answer in self._snapshot_answers(snapshots, mode, result):
-            if isinstance(answer, NotEntitled) and self._learn_no_snapshots(answer, result):
-                bars_markets.add(by_ticker[ticker][0].asset_type)
-            if by_ticker[ticker][0].asset_type in bars_markets and not isinstance(answer, Quote):
-                bars[ticker] = by_ticker[ticker]  # refused, or skipped: its newest bar instead
-                continue
+        served: set[AssetType] = set()  # markets with a snapshot answered in this refresh
+        for ticker, answer in self._snapshot_answers(snapshots, mode, result, bars_markets):
+            kind = by_ticker[ticker][0].asset_type
+            if isinstance(answer, Quote):
+                served.add(kind)
+            elif kind not in served and self._plan_refusal(ticker, answer):
+                self._learn_no_snapshots(kind, ticker, answer, result)
+                bars_markets.add(kind)
+            if kind in bars_markets and not isinstance(answer, Quote):
+                bars[ticker] = by_ticker[ticker]
+                continue  # refused, or skipped: its newest bar instead
             yield from settle(ticker, answer)
         if bars:
             kinds = {ticker: group[0].asset_type for ticker, group in bars.items()}
@@ -268,11 +353,16 @@ class PolygonClient:
                 yield from settle(ticker, answer)
 
     def _snapshot_answers(
-        self, by_ticker: dict[str, list[SymbolSpec]], mode: str, result: FetchResult
+        self,
+        by_ticker: dict[str, list[SymbolSpec]],
+        mode: str,
+        result: FetchResult,
+        refused: set[AssetType],
     ) -> Iterator[tuple[str, Quote | Exception]]:
         """Each ticker's snapshot answer: one multi-ticker call per 250 in `batch` mode, else
         (or when the plan refuses that) one call per ticker. In `batch` mode a 403 on the
-        multi-ticker endpoint falls back to one call per ticker, with a note saying so."""
+        multi-ticker endpoint falls back to one call per ticker, with a note saying so. A
+        ticker of a market in `refused` (the caller adds to it as it learns) is not asked."""
         per_ticker = mode == "per_ticker" or self._batch_refused(result)
         if not per_ticker and by_ticker:
             answers = self._batch_answers(list(by_ticker), result)
@@ -280,16 +370,12 @@ class PolygonClient:
                 for ticker in by_ticker:
                     yield ticker, answers.get(ticker)  # type: ignore[misc]
                 return
-        refused: set[AssetType] = set()
         for ticker, group in by_ticker.items():
             kind = group[0].asset_type
             if kind in refused:  # the plan refused this market's snapshots a moment ago
                 yield ticker, NotEntitled(f"no snapshots of {kind.value} on this plan")
                 continue
-            answer = self._single_answer(ticker, kind)
-            if isinstance(answer, NotEntitled) and self.plan == "auto":
-                refused.add(kind)
-            yield ticker, answer
+            yield ticker, self._single_answer(ticker, kind)
 
     def _bars_markets(self, kinds: set[AssetType], result: FetchResult) -> set[AssetType]:
         """The markets whose quotes come from bars: every one on the free plan; on `auto`, those
@@ -311,22 +397,31 @@ class PolygonClient:
             )
         return markets
 
-    def _learn_no_snapshots(self, exc: NotEntitled, result: FetchResult) -> bool:
-        """On `auto`, a 403 on a market's own snapshot means the plan has none of that market:
-        remember it for every process, and take its newest bars instead."""
-        if self.plan != "auto" or exc.ticker is None:
-            return False
-        kind = _asset_type_of(exc.ticker)
-        if kind is None:
-            return False
-        self.budget.refuse(snapshot_feature(kind), self.redact(str(exc)))
+    def _plan_refusal(self, ticker: str, answer: Quote | Exception) -> bool:
+        """On `auto`, whether `answer` is a 403 on `ticker`'s own snapshot (a market's refusal,
+        or only this ticker's: `iter_fetch` tells them apart)."""
+        return (
+            self.plan == "auto"
+            and isinstance(answer, NotEntitled)
+            and answer.status == 403  # the endpoint's own refusal, not an item inside a 200
+            and answer.ticker == ticker
+            and _asset_type_of(ticker) is not None
+        )
+
+    def _learn_no_snapshots(
+        self, kind: AssetType, ticker: str, refusal: Exception, result: FetchResult
+    ) -> None:
+        """A market's snapshot endpoint refused with a 403, and no snapshot of that market was
+        answered before it: the vendor's 403 is a plan's refusal ("not entitled to this data"),
+        and a plan covers a market's snapshots whole. Remember it for every process (asked
+        again after `recheck_seconds`); its tickers take their newest bars instead."""
+        self.budget.refuse(snapshot_feature(kind), self.redact(f"{ticker}: {refusal}"))
         self._note(
             result,
-            f"{kind.value} snapshots not available on this plan ({exc}); newest day bars"
-            " instead, and remembering it for every process",
+            f"{kind.value} snapshots not available on this plan ({ticker} refused: {refusal});"
+            " newest day bars instead, and remembering it for every process",
             mode=None,
         )
-        return True
 
     def _refused(self, feature: str) -> bool:
         try:
@@ -472,6 +567,18 @@ def _pick(results: dict[str, Quote | PolygonError], ticker: str) -> Quote:
     if isinstance(answer, Exception):
         raise answer
     return answer
+
+
+def _request_headers(api_key: str) -> dict[str, str]:
+    """Every request's headers: the key in `Authorization` only."""
+    headers = {
+        "Accept": "application/json",
+        "Accept-Encoding": "gzip, deflate",
+        "User-Agent": "assets-pipeline",
+    }
+    if api_key:
+        headers["Authorization"] = f"Bearer {api_key}"
+    return headers
 
 
 def _redacted(exc: PolygonError, client: PolygonClient) -> PolygonError:

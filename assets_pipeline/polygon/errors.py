@@ -45,6 +45,10 @@ class NotEntitled(PermanentError):
     """HTTP 403 NOT_AUTHORIZED: the plan does not include this data."""
 
 
+class RedirectRefused(PermanentError):
+    """HTTP 3xx: Polygon's answers are never redirected; the redirect is not followed."""
+
+
 class TickerNotFound(PermanentError):
     """HTTP 404 or a NOT_FOUND item: Polygon does not know this ticker."""
 

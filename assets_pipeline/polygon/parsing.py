@@ -27,6 +27,7 @@ from assets_pipeline.polygon.errors import (
     TickerNotFound,
     classify_status,
 )
+from assets_pipeline.polygon.transport import api_target
 from assets_pipeline.rules.excerpts import clip, excerpt
 from assets_pipeline.rules.quotes import Quote, QuoteRejected, Timeframe
 
@@ -178,17 +179,23 @@ def _html_title(text: str) -> str:
 
 
 def next_url_path(next_url: Any) -> str | None:
-    """Keep only the path and query of a `next_url`: the host is Polygon's, we use our base URL.
+    """The path and query of a `next_url`, checked as one of the API's (`api_target`); its
+    scheme and host are dropped: the next page is asked of the configured base URL.
 
     Any `apiKey` parameter is dropped, so a key never rides along in a URL we log or request.
+    Anything that is not such a URL (`5/v3/x`, `.evil.example/v3/x`, `@host/x`, `/v3/../x`) is a
+    `MalformedResponse`.
     """
     if not next_url:
         return None
     if not isinstance(next_url, str):
-        raise MalformedResponse(f"next_url is not a string: {next_url!r}")
-    parts = urlsplit(next_url)
+        raise MalformedResponse(f"next_url is not a string: {excerpt(next_url)}")
+    try:
+        parts = urlsplit(next_url)
+    except ValueError:
+        raise MalformedResponse(f"next_url is not a URL: {excerpt(next_url)}") from None
     query = "&".join(p for p in parts.query.split("&") if p and not p.lower().startswith("apikey="))
-    return parts.path + (f"?{query}" if query else "")
+    return api_target(parts.path + (f"?{query}" if query else ""))
 
 
 def _object(container: Mapping[str, Any], key: str) -> Mapping[str, Any]:

@@ -23,6 +23,7 @@ from assets_pipeline.polygon.errors import (
     RetryableError,
     TickerNotFound,
 )
+from assets_pipeline.rules.quotes import Timeframe
 from assets_pipeline.simulator import Fault, PolygonSimulator
 
 SECRET = "sk-test-0123456789abcdef-SECRET"
@@ -420,3 +421,54 @@ def test_every_request_is_bounded_in_time_and_size_and_fails_as_retryable(
         server.close()
     assert type(info.value).__name__ == error and info.value.retryable
     assert message in str(info.value) and info.value.ticker == "C:EURUSD"
+
+
+# --- one ticker's 403 is its own (issue 17, 6b) ---------------------------------------------
+
+
+FOREX_TRIO = [spec("GBPUSD", "C:GBPUSD"), spec("EURUSD", "C:EURUSD"), spec("USDJPY", "C:USDJPY")]
+
+
+def test_one_tickers_403_after_its_market_answered_is_that_tickers_error(client, simulator, budget):
+    # The report: one 403 on C:EURUSD's own snapshot made the whole forex market take
+    # yesterday's close for 6 hours, while its other snapshots worked. GBPUSD, asked before it,
+    # was answered: the market is served, so the 403 is EURUSD's own.
+    from assets_pipeline.polygon.client import snapshot_feature
+
+    simulator.add_fault(Fault("forbidden", ticker="C:EURUSD"))
+    first = fetch_all(client, FOREX_TRIO, "per_ticker")
+    assert isinstance(first.errors["EURUSD"], NotEntitled)
+    assert sorted(first.quotes) == ["GBPUSD", "USDJPY"] and first.api_calls == 3
+    assert budget.refusal(snapshot_feature(AssetType.FOREX), 3600) is None  # nothing learnt
+    assert not any("not available on this plan" in note for note in first.notes)
+    # the next refresh asks every snapshot again: the market was not taken for refused
+    again = fetch_all(client, FOREX_TRIO, "per_ticker")
+    assert sorted(again.quotes) == ["GBPUSD", "USDJPY"] and again.api_calls == 3
+
+
+def test_a_refused_item_inside_a_batch_answer_is_that_tickers_own(client, simulator, budget):
+    # The batch endpoint answered; one item says NOT_AUTHORIZED: the ticker's, not the market's
+    from assets_pipeline.polygon.client import snapshot_feature
+
+    simulator.add_fault(Fault("forbidden", ticker="C:EURUSD"))
+    result = fetch_all(client, FOREX_TRIO, "batch")
+    assert budget.refusal(snapshot_feature(AssetType.FOREX), 3600) is None
+    assert sorted(result.quotes) == ["GBPUSD", "USDJPY"]
+
+
+def test_a_markets_first_snapshot_refused_teaches_the_plan_in_one_call(client, simulator, budget):
+    # The vendor's 403 is a plan's refusal, and a plan covers a market's snapshots whole: the
+    # market's snapshot endpoint refusing before any of its snapshots was answered is learnt at
+    # once (one refused call per market), for every process; its tickers take day bars.
+    from assets_pipeline.polygon.client import snapshot_feature
+
+    for ticker in ("C:EURUSD", "C:GBPUSD", "C:USDJPY"):  # their snapshots refused, not bars
+        simulator.add_fault(Fault("forbidden", ticker=ticker, path_prefix="/v2/snapshot"))
+    result = fetch_all(client, FOREX_TRIO, "per_ticker")
+    refusal = budget.refusal(snapshot_feature(AssetType.FOREX), 3600)
+    assert refusal is not None and "C:GBPUSD" in refusal.message
+    assert sorted(result.quotes) == ["EURUSD", "GBPUSD", "USDJPY"], result.errors
+    assert all(q.timeframe is Timeframe.END_OF_DAY for q in result.quotes.values())
+    snapshot_calls = [r for r in api_requests(simulator) if "/snapshot/" in r.path]
+    assert len(snapshot_calls) == 1  # the rest of the market was never asked
+    assert any("remembering it for every process" in note for note in result.notes)

@@ -38,6 +38,7 @@ from assets_pipeline.polygon.parsing import (
     parse_v2_single,
     parse_v3_snapshot,
 )
+from assets_pipeline.polygon.transport import Answer
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.quotes import Quote, QuoteRejected, validate_quote
 from assets_pipeline_tests.conftest import RESPONSES
@@ -334,7 +335,8 @@ def test_any_answer_through_the_client_ends_in_a_quote_or_one_of_our_errors(
     status, body, mode, plan
 ):
     client, lines = fuzz_client("http://polygon.invalid", plan=plan, backoff_seconds=0)
-    with mock.patch.object(client_module, "bounded_get", lambda *_: (status, body)):
+    answer = Answer(status, body, "https://elsewhere.invalid/x" if 300 <= status < 400 else "", "")
+    with mock.patch.object(client_module, "bounded_get", lambda *_: answer):
         settles(client, lines, mode)
 
 

@@ -1428,7 +1428,7 @@ def redirects(svc):
     finally:
         origin.close()
         other.close()
-    return redirects_row(seen, stored, len(other.requests))
+    return redirects_row(seen, stored, len(other.requests), other.server.server_port)
 
 
 def redirected_run(svc, origin):
@@ -1450,10 +1450,10 @@ def redirected_run(svc, origin):
     return len(origin.requests) - before, history, statuses
 
 
-def redirects_row(seen, stored, at_other):
+def redirects_row(seen, stored, at_other, other_port):
     calls, history, statuses = stored
     said = "; ".join(f"{mode}: {type(e).__name__} after {n} request" for mode, e, n in seen)
-    example = clip(seen[0][1], 120) if seen[0][1] else "none"
+    example = clip(str(seen[0][1]).replace(str(other_port), "P2"), 120) if seen[0][1] else "none"
     return row(
         "A 301 and a 302 to another host, and a redirect loop (302 to the same path)",
         f'each refused at once, not followed, not retried: "{example}"; a refresh run on such '

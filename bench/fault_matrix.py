@@ -57,7 +57,12 @@ from assets_pipeline.persistence.quote_store import QuoteStore, as_utc
 from assets_pipeline.persistence.schema import event_outbox, quote_history, symbols
 from assets_pipeline.polygon.client import FetchResult, PolygonClient
 from assets_pipeline.polygon.errors import PermanentError, PolygonError, RetryableError
-from assets_pipeline.polygon.parsing import load_json, parse_v2_single, parse_v3_snapshot
+from assets_pipeline.polygon.parsing import (
+    error_from_response,
+    load_json,
+    parse_v2_single,
+    parse_v3_snapshot,
+)
 from assets_pipeline.polygon.transport import AnswerTooLarge, AnswerTooSlow
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.quality import assess_quality
@@ -240,14 +245,17 @@ class QuietServer(ThreadingHTTPServer):
 class HostileServer:
     """A local HTTP server answering every GET with `respond(handler)`; counts bytes sent."""
 
-    def __init__(self, respond):
+    def __init__(self, respond, port=0):
         outer = self
         self.sent = 0
+        #: Every request received: (path, headers).
+        self.requests = []
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def do_GET(self):
+                outer.requests.append((self.path, dict(self.headers)))
                 try:
                     respond(self, outer)
                 except OSError:
@@ -256,7 +264,7 @@ class HostileServer:
             def log_message(self, *args):
                 pass
 
-        self.server = QuietServer(("127.0.0.1", 0), Handler)
+        self.server = QuietServer(("127.0.0.1", port), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -1287,6 +1295,589 @@ def cli_status(svc):
     )
 
 
+# --- the hardened transport: one origin, no redirects, bounded pages, one deadline -----------
+
+
+def send_json(handler, server, status, payload, extra=()):
+    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    for name, value in extra:
+        handler.send_header(name, value)
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    server.write(handler, data)
+
+
+def v3_fx_item(ticker, mid=1.1):
+    """A v3 snapshot item with a quote of now."""
+    return {
+        "ticker": ticker,
+        "type": "fx",
+        "last_quote": {"last_updated": time.time_ns(), "bid": mid - 1e-4, "ask": mid + 1e-4},
+    }
+
+
+def test_client(server, namespace, svc, **options):
+    options = {"max_retries": 0, "total_timeout": 2.0, "read_timeout": 2.0, **options}
+    return PolygonClient(server.url, KEY, svc.budget(namespace), logger=QUIET, **options)
+
+
+def port_pair():
+    """Two servers on ports P and P*10+5: a naive client appending `5/v3/...` to the base URL
+    `http://127.0.0.1:P` would ask the second."""
+    rng = random.Random()
+    for _ in range(200):
+        port = rng.randrange(2000, 6553)
+        try:
+            first = HostileServer(origin_page, port)
+        except OSError:
+            continue
+        try:
+            return first, HostileServer(count_only, port * 10 + 5)
+        except OSError:
+            first.close()
+    raise RuntimeError("no free pair of ports P and P*10+5")
+
+
+def origin_page(handler, server):
+    """Page 1 answers EURUSD with `server.next_url`; a `cursor` page answers GBPUSD."""
+    if "cursor" in handler.path:
+        send_json(handler, server, 200, {"status": "OK", "results": [v3_fx_item("C:GBPUSD")]})
+    else:
+        page = {"status": "OK", "results": [v3_fx_item("C:EURUSD")], "next_url": server.next_url}
+        send_json(handler, server, 200, page)
+
+
+def count_only(handler, server):
+    send_json(handler, server, 200, {"status": "OK", "results": []})
+
+
+def next_url_elsewhere(svc):
+    origin, other = port_pair()
+    port2 = other.server.server_port
+    cases = {
+        "`5/v3/snapshot?cursor=2` (port P → P5)": "5/v3/snapshot?cursor=2",
+        "`.attacker.example/v3/snapshot`": ".attacker.example/v3/snapshot?cursor=2",
+        "`@127.0.0.1:P5/x`": f"@127.0.0.1:{port2}/x",
+        "`http://127.0.0.1:P5/v3/snapshot?cursor=2`": f"http://127.0.0.1:{port2}/v3/snapshot?cursor=2",
+    }
+    outcomes = []
+    try:
+        with svc.namespace() as namespace:
+            for label, next_url in cases.items():
+                origin.next_url, before = next_url, len(origin.requests)
+                try:
+                    answers = test_client(origin, namespace, svc).snapshots(
+                        ["C:EURUSD", "C:GBPUSD"]
+                    )
+                    said = f"{sum(isinstance(a, Quote) for a in answers.values())} of 2 quotes"
+                except PolygonError as exc:
+                    said = type(exc).__name__
+                outcomes.append((label, said, len(origin.requests) - before))
+    finally:
+        origin.close()
+        other.close()
+    return next_url_row(outcomes, origin.requests, other.requests)
+
+
+def next_url_row(outcomes, at_origin, at_other):
+    keyed = [h.get("Authorization") == f"Bearer {KEY}" for _, h in at_origin]
+    listed = "; ".join(f"{label}: {said}, {n} request(s)" for label, said, n in outcomes)
+    return row(
+        "A `next_url` that leaves the origin: a relative `5/v3/snapshot?cursor=2` (base port P, "
+        "a second server on P5), `.attacker.example/...`, `@127.0.0.1:P5/x`, an absolute URL to "
+        "the second server",
+        "the first three refused as the first page's error (nothing asked); the absolute one "
+        "lost its scheme and host: its path and query were asked of the configured origin",
+        f"{listed}; second server: **{len(at_other)} requests**; the key (Authorization) sent "
+        f"{sum(keyed)} times, all to the origin ({len(at_origin)} requests)",
+        second_server_never_asked=not at_other,
+        key_only_at_the_origin=all(keyed) and not at_other,
+        leaving_urls_refused=[o[1] for o in outcomes[:3]] == ["MalformedResponse"] * 3,
+    )
+
+
+def redirecting(handler, server):
+    if server.mode == "loop":
+        location = handler.path
+    else:
+        location = f"{server.elsewhere}/v2/snapshot/locale/global/markets/forex/tickers/C:EURUSD"
+    handler.send_response(301 if server.mode == "301" else 302)
+    handler.send_header("Location", location)
+    handler.send_header("Content-Length", "0")
+    handler.end_headers()
+
+
+def redirects(svc):
+    origin, other = HostileServer(redirecting), HostileServer(count_only)
+    origin.elsewhere = other.url
+    seen = []
+    try:
+        with svc.namespace() as namespace:
+            for mode in ("301", "302", "loop"):
+                origin.mode, before = mode, len(origin.requests)
+                try:
+                    test_client(origin, namespace, svc).snapshot("C:EURUSD", AssetType.FOREX)
+                    error = None
+                except PolygonError as exc:
+                    error = exc
+                seen.append((mode, error, len(origin.requests) - before))
+        origin.mode = "302"
+        stored = redirected_run(svc, origin)
+    finally:
+        origin.close()
+        other.close()
+    return redirects_row(seen, stored, len(other.requests), other.server.server_port)
+
+
+def redirected_run(svc, origin):
+    """A per_ticker refresh against a server answering every request with a 302 elsewhere:
+    (requests, history rows, statuses)."""
+    before = len(origin.requests)
+    with (
+        svc.database() as url,
+        svc.namespace() as namespace,
+        deployment(
+            origin, url, namespace, svc.redis_url, POLYGON_SNAPSHOT_MODE="per_ticker"
+        ) as run,
+    ):
+        run()
+        store = QuoteStore(get_engine(url), namespace)
+        statuses = {s: (store.sync_status(s) or {}).get("sync_status") for s in CRITICAL}
+        with store.engine.connect() as conn:
+            history = conn.execute(sa.select(sa.func.count()).select_from(quote_history)).scalar()
+    return len(origin.requests) - before, history, statuses
+
+
+def redirects_row(seen, stored, at_other, other_port):
+    calls, history, statuses = stored
+    said = "; ".join(f"{mode}: {type(e).__name__} after {n} request" for mode, e, n in seen)
+    example = clip(str(seen[0][1]).replace(str(other_port), "P2"), 120) if seen[0][1] else "none"
+    return row(
+        "A 301 and a 302 to another host, and a redirect loop (302 to the same path)",
+        f'each refused at once, not followed, not retried: "{example}"; a refresh run on such '
+        "a server stored nothing",
+        f"{said}; the other host: {at_other} requests; the refresh (per_ticker, 3 symbols): "
+        f"{calls} requests, {history} history rows, statuses "
+        f"{', '.join(f'{s} {v}' for s, v in statuses.items())}",
+        none_followed=at_other == 0,
+        one_request_each=[n for _, _, n in seen] == [1, 1, 1],
+        refused=all(getattr(e, "status", None) in (301, 302) for _, e, _ in seen),
+        nothing_stored=history == 0 and calls == 3,
+        every_symbol_failed=set(statuses.values()) == {"failed"},
+    )
+
+
+def self_pointing(handler, server):
+    """Page 1 answers EURUSD; page `cursor=1` answers GBPUSD and points at itself."""
+    item = v3_fx_item("C:GBPUSD" if "cursor" in handler.path else "C:EURUSD")
+    page = {"status": "OK", "results": [item], "next_url": f"{server.url}/v3/snapshot?cursor=1"}
+    send_json(handler, server, 200, page)
+
+
+def next_url_loop(svc):
+    server = HostileServer(self_pointing)
+    tickers = ["C:EURUSD", "C:GBPUSD", "C:USDJPY"]
+    try:
+        with svc.namespace() as namespace:
+            client = test_client(server, namespace, svc)
+            answers = client.snapshots(tickers)
+            paid = client.budget.stats().total_calls
+    finally:
+        server.close()
+    quotes = [t for t, a in answers.items() if isinstance(a, Quote)]
+    error = answers.get("C:USDJPY")
+    return row(
+        "A `next_url` pointing back at itself (page 2 names page 2 as its next)",
+        f"the walk ended with an error for the tickers not answered yet (USDJPY: "
+        f"{type(error).__name__}: {clip(error, 100)}); the two answered kept their quotes",
+        f"{len(server.requests)} requests, {client.calls} paid from the budget ({paid} slots); "
+        f"{len(quotes)} of 3 quotes",
+        two_requests=len(server.requests) == 2 == client.calls,
+        every_request_paid=paid == client.calls,
+        loop_is_an_error=isinstance(error, PolygonError) and "already read" in str(error),
+        answered_kept=sorted(quotes) == ["C:EURUSD", "C:GBPUSD"],
+    )
+
+
+def drip(handler, server, data, seconds=0.2, limit=10):
+    """`data` a byte at a time, one every `seconds`, for at most `limit` seconds."""
+    deadline = time.monotonic() + limit
+    for byte in data:
+        if time.monotonic() > deadline:
+            return
+        server.write(handler, bytes([byte]))
+        handler.wfile.flush()
+        time.sleep(seconds)
+
+
+def close_delimited(handler, server):
+    server.write(handler, b"HTTP/1.0 200 OK\r\nContent-Type: application/json\r\n\r\n")
+    drip(handler, server, b'{"status": "OK", "ticker": ' + b" " * 100)
+
+
+def slow_status_line(handler, server):
+    drip(handler, server, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+
+
+def slow_headers(handler, server):
+    server.write(handler, b"HTTP/1.1 200 OK\r\n")
+    drip(handler, server, b"Content-Type: application/json\r\nX-Pad: " + b"a" * 60 + b"\r\n\r\n")
+
+
+DEADLINE_MARGIN = 0.25
+
+
+def one_deadline(svc):
+    cases = {
+        "close-delimited body (HTTP/1.0, no Content-Length) trickled": close_delimited,
+        "status line trickled": slow_status_line,
+        "headers trickled": slow_headers,
+    }
+    seen = {label: hostile_call(svc, respond) for label, respond in cases.items()}
+    said = "; ".join(
+        f"{label}: {type(e).__name__} after {ms(took)}, {sent} bytes sent"
+        for label, (e, took, sent, _) in seen.items()
+    )
+    return row(
+        "One deadline over the whole exchange: a close-delimited body (HTTP/1.0, no "
+        "Content-Length) trickled, a slow status line, slow headers (a byte every 0.2 s, read "
+        "timeout 5 s)",
+        "each request ended at the 1 s deadline (`total_timeout`) as AnswerTooSlow, retryable, "
+        "whatever part of the answer it was reading",
+        f"{said}; bound 1 s + {DEADLINE_MARGIN:g} s",
+        all_too_slow=all(isinstance(e, AnswerTooSlow) for e, *_ in seen.values()),
+        within_the_deadline=all(t < 1 + DEADLINE_MARGIN for _, t, *_ in seen.values()),
+        one_call_each=all(c == 1 for *_, c in seen.values()),
+    )
+
+
+# --- bodies that cost time and memory --------------------------------------------------------
+
+
+def _escaped_quotes():
+    return 200, b'{"status": "OK", "ticker": "' + b'\\"' * 32768
+
+
+def _titles():
+    return 502, b"<title>" * 32768
+
+
+def _tiny_values():
+    return 200, b"[" + b"0," * 9_000_000 + b"0]"
+
+
+def _huge_error():
+    return 500, b'{"status": "ERROR", "error": "' + b"x" * 15_000_000 + b'"}'
+
+
+def _huge_item_message():
+    item = b'{"ticker": "C:EURUSD", "error": "NOT_FOUND", "message": "' + b"y" * 15_000_000
+    return 200, b'{"status": "OK", "results": [' + item + b'"}]}'
+
+
+HEAVY_BODIES = {
+    "64 KB of escaped quotes in an unterminated string (200)": _escaped_quotes,
+    "224 KB of `<title>` in an error body (502)": _titles,
+    "18 MB of tiny JSON values (200)": _tiny_values,
+    "a 15 MB `error` string (500)": _huge_error,
+    "a 15 MB `message` on one v3 item (200)": _huge_item_message,
+}
+
+
+def vm_kb(name):
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(name + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def parse_child(label):
+    """Run in a subprocess: parse one heavy body as the client does, print what it cost."""
+    status, body = HEAVY_BODIES[label]()
+    with contextlib.suppress(OSError):  # reset VmHWM: the peak is the parsing's, not the build's
+        Path("/proc/self/clear_refs").write_text("5")
+    before = vm_kb("VmRSS")
+    started = time.perf_counter()
+    try:
+        if status == 200:
+            parse_v3_snapshot(load_json(body))
+            error = None
+        else:
+            error = error_from_response(status, body)
+    except Exception as exc:  # noqa: BLE001 - the parent judges it
+        error = exc
+    took = time.perf_counter() - started
+    print(
+        json.dumps(
+            {
+                "bytes": len(body),
+                "took": took,
+                "before_kb": before,
+                "peak_kb": vm_kb("VmHWM"),
+                "error": type(error).__name__,
+                "ours": isinstance(error, PolygonError),
+                "length": len(str(error)) if error else 0,
+            }
+        )
+    )
+
+
+def heavy_bodies(svc):
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import fault_matrix as f; "
+        "f.parse_child(sys.argv[2])"
+    )
+    seen = {}
+    for label in HEAVY_BODIES:
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(Path(__file__).parent), label],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        seen[label] = json.loads(done.stdout.strip().splitlines()[-1])
+    return heavy_row(seen)
+
+
+def heavy_row(seen):
+    def grown(s):
+        return max(s["peak_kb"] - s["before_kb"], 0) / 1024
+
+    said = "; ".join(
+        f"{label}: {s['error']} in {ms(s['took'])}, peak RSS {s['peak_kb'] / 1024:.0f} MB "
+        f"(+{grown(s):.0f} MB while parsing), {s['length']} characters kept"
+        for label, s in seen.items()
+    )
+    return row(
+        "Bodies that cost time or memory to parse: 64 KB of escaped quotes in an unterminated "
+        "string, 224 KB of `<title>`, 18 MB of tiny JSON values, a 15 MB `error` in a 500, a "
+        "15 MB `message` on one v3 item (each in a subprocess of its own)",
+        "each ended in one of the package's errors with a short text, in linear time, without "
+        "building the body's values",
+        f"{said} (the child's RSS before parsing includes the body itself)",
+        every_body_ours=all(s["ours"] for s in seen.values()),
+        each_within_a_second=all(s["took"] < 1 for s in seen.values()),
+        under_100_MB_while_parsing=all(grown(s) < 100 for s in seen.values()),
+        short_error_texts=all(s["length"] < 1000 for s in seen.values()),
+    )
+
+
+# --- bodies that crashed runs before, through a real refresh ---------------------------------
+
+
+CRASHERS = {
+    "C:XAUUSD": (
+        400,
+        b'{"status": "ERROR", "error": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+        "a 400 nested 100,000 deep",
+    ),
+    "C:EURUSD": (400, rb'{"status": "ERROR", "error": "bad\u0000request"}', "a NUL in `error`"),
+    "X:BTCUSD": (
+        404,
+        rb'{"status": "NOT_FOUND", "message": "lone \ud800 surrogate"}',
+        "a lone surrogate in `message`",
+    ),
+}
+
+
+def crashing(handler, server):
+    ticker = handler.path.split("?")[0].rsplit("/", 1)[-1]
+    status, body, _ = CRASHERS.get(ticker, (404, b'{"status": "NOT_FOUND"}', ""))
+    send_json(handler, server, status, body)
+
+
+def crashing_bodies(svc):
+    server = HostileServer(crashing)
+    try:
+        with (
+            svc.database() as url,
+            svc.namespace() as namespace,
+            deployment(
+                server, url, namespace, svc.redis_url, POLYGON_SNAPSHOT_MODE="per_ticker"
+            ) as run,
+        ):
+            result = run()
+            store = QuoteStore(get_engine(url), namespace)
+            statuses = {s: store.sync_status(s) or {} for s in CRITICAL}
+    finally:
+        server.close()
+    texts = {s: v.get("error_message") or "" for s, v in statuses.items()}
+    said = "; ".join(
+        f'{what}: {statuses[s].get("sync_status")}, "{clip(texts[s], 110)}"'
+        for s, (_, _, what) in zip(CRITICAL, CRASHERS.values(), strict=True)
+    )
+    return row(
+        "Bodies that crashed runs before, in a refresh run against PostgreSQL (per_ticker): "
+        "XAUUSD's answer a 400 nested 100,000 deep, EURUSD's a NUL in its error, BTCUSD's a "
+        "lone surrogate",
+        f"the run ended ({'succeeded' if result.success else 'failed'}); every symbol "
+        f"`failed` with its reason, none left `in_progress`: {said}",
+        f"{len(server.requests)} requests; texts stored {[len(t) for t in texts.values()]} "
+        f"characters, NULs in them: {sum(t.count(chr(0)) for t in texts.values())}",
+        every_symbol_failed=all(v.get("sync_status") == "failed" for v in statuses.values()),
+        every_reason_stored=all(texts.values()),
+        no_nul_stored=not any("\x00" in t for t in texts.values()),
+    )
+
+
+# --- a day bar from the future ---------------------------------------------------------------
+
+
+STATUS = "sync_status"
+
+
+def day_ms(day):
+    return int(dt.datetime.combine(day, dt.time(), dt.UTC).timestamp() * 1000)
+
+
+def future_bars(handler, server):
+    """Grouped daily: XAUUSD's and BTCUSD's bars for tomorrow, EURUSD's for 2027-06-01; `prev`:
+    a bar of today."""
+    today = clock.utcnow().date()
+    tomorrow, later = today + dt.timedelta(days=1), dt.date(2027, 6, 1)
+
+    def bar(ticker, day):
+        return {"T": ticker, "t": day_ms(day), "o": 1.1, "h": 1.2, "l": 1.0, "c": 1.15, "v": 10}
+
+    path = handler.path.split("?")[0]
+    if "/grouped/" in path:
+        days = {"C:XAUUSD": tomorrow, "C:EURUSD": later, "X:BTCUSD": tomorrow}
+        results = [bar(t, d) for t, d in days.items()]
+    elif path.endswith("/prev"):
+        results = [bar(path.split("/")[-2], today)]
+    else:
+        results = []
+    send_json(handler, server, 200, {"status": "OK", "results": results, "resultsCount": 3})
+
+
+def future_day_bar(svc):
+    server = HostileServer(future_bars)
+    try:
+        with (
+            svc.database() as url,
+            svc.namespace() as namespace,
+            deployment(server, url, namespace, svc.redis_url, POLYGON_PLAN="free") as run,
+        ):
+            run()
+            store = QuoteStore(get_engine(url), namespace)
+            statuses = {s: store.sync_status(s) or {} for s in CRITICAL}
+            with store.engine.connect() as conn:
+                history = conn.execute(
+                    sa.select(sa.func.count()).select_from(quote_history)
+                ).scalar()
+    finally:
+        server.close()
+    paths = [p.split("?")[0] for p, _ in server.requests]
+    grouped = sum("/grouped/" in p for p in paths)
+    prev = sum(p.endswith("/prev") for p in paths)
+    reason = statuses["EURUSD"].get("error_message") or ""
+    return row(
+        "A future-dated day bar on the free plan: grouped daily answers bars for tomorrow (and "
+        "2027-06-01), then each ticker's `prev` answers a bar of today (its session not closed)",
+        f'refused, nothing stored; every symbol `failed`, e.g. EURUSD: "{clip(reason, 160)}"',
+        f"{grouped} grouped and {prev} `prev` requests; {history} history rows; statuses "
+        f"{', '.join(f'{s} {v.get(STATUS)}' for s, v in statuses.items())}",
+        nothing_stored=history == 0,
+        every_symbol_failed=all(v.get("sync_status") == "failed" for v in statuses.values()),
+        bars_asked=grouped >= 1 and prev == 3,
+    )
+
+
+# --- one ticker's 403 is its own -------------------------------------------------------------
+
+
+def single_403(svc):
+    with (
+        svc.database() as url,
+        svc.namespace() as namespace,
+        PolygonSimulator(host="127.0.0.1", port=0) as sim,
+        deployment(sim, url, namespace, svc.redis_url, POLYGON_SNAPSHOT_MODE="per_ticker") as run,
+    ):
+        sim.add_fault(Fault("forbidden", ticker="C:EURUSD"))
+        first = run()
+        after_first = len(api_requests(sim))
+        refused = [k.decode() for k in svc.redis().scan_iter(match=f"{namespace}*refused*")]
+        second = run()
+        log = api_requests(sim)
+        store = QuoteStore(get_engine(url), namespace)
+        xau = store.latest_quote("XAUUSD")
+        statuses = {s: (store.sync_status(s) or {}).get("sync_status") for s in CRITICAL}
+    return single_403_row(first, second, log, after_first, refused, xau, statuses)
+
+
+def single_403_row(first, second, log, after_first, refused, xau, statuses):
+    paths = [r.path.split("?")[0] for r in log]
+    asked = [p.rsplit("/", 1)[-1] for p in paths]
+    bars = sum("/aggs/" in p for p in paths)
+    return row(
+        "One ticker's 403: C:EURUSD's own snapshot refused, after C:XAUUSD's answered first "
+        "(per_ticker, `auto` plan), then a second refresh",
+        "the 403 was EURUSD's own error; the forex market was not learnt as refused; on the "
+        "next refresh XAUUSD was asked for its snapshot again and kept it",
+        f"first refresh: {asked[:after_first]} ({[r.status for r in log[:after_first]]}); "
+        f"refusals remembered: {len(refused)}; second: {asked[after_first:]}; day-bar requests: "
+        f"{bars}; XAUUSD's stored source `{xau.source if xau else None}`; statuses "
+        f"{', '.join(f'{s} {v}' for s, v in statuses.items())}",
+        market_not_learnt=not refused,
+        xauusd_kept_its_snapshot=xau is not None and xau.source.endswith("snapshot") and bars == 0,
+        eurusd_alone_failed=statuses
+        == {"XAUUSD": "success", "EURUSD": "failed", "BTCUSD": "success"},
+    )
+
+
+# --- a database that never answers -----------------------------------------------------------
+
+
+STATUS_BOUND = 2 + 5  # the connect timeout, plus the "few seconds" of start-up README states
+
+
+def silent_database(svc):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    port = listener.getsockname()[1]
+    password = "pw-" + uuid.uuid4().hex[:12]
+    try:
+        with (
+            svc.namespace() as namespace,
+            tempfile.TemporaryDirectory(prefix="fault_matrix_home_") as home,
+        ):
+            env = {k: v for k, v in os.environ.items() if k not in ENV_NAMES}
+            env |= {
+                "TRADING_DATABASE_URL": f"postgresql://trader:{password}@127.0.0.1:{port}/trading",
+                "TRADING_DATABASE_CONNECT_TIMEOUT_SECONDS": "2",
+                "REDIS_URL": svc.redis_url,
+                "REDIS_NAMESPACE": namespace,
+                "ASSETS_PIPELINE_HOME": home,
+            }
+            started = time.perf_counter()
+            done = subprocess.run(
+                [str(CLI), "status"], env=env, capture_output=True, text=True, timeout=120
+            )
+            took = time.perf_counter() - started
+    finally:
+        listener.close()
+    output = done.stdout + done.stderr
+    said = next((ln for ln in output.splitlines() if f":{port}" in ln), output[-200:])
+    said = said.replace(str(port), "PORT")
+    return row(
+        "A trading database that accepts connections and never answers (`TRADING_DATABASE_URL` "
+        "on a silent socket, `TRADING_DATABASE_CONNECT_TIMEOUT_SECONDS=2`): `assets-pipeline "
+        "status`",
+        f'exit code {done.returncode}; it said: "{clip(said, 220)}"',
+        f"{took:.1f} s for the whole process (bound {STATUS_BOUND} s: 2 s + start-up); "
+        f"host:port named: {f'127.0.0.1:{port}' in output}; the password in the output: "
+        f"{password in output}",
+        exit_non_zero=done.returncode != 0,
+        within_the_bound=took < STATUS_BOUND,
+        names_host_and_port=f"127.0.0.1:{port}" in output,
+        no_password=password not in output,
+    )
+
+
 # --- the matrix ------------------------------------------------------------------------------
 
 SCENARIOS = {
@@ -1310,6 +1901,15 @@ SCENARIOS = {
     "alias-bomb": alias_bomb,
     "huge-config-value": huge_value,
     "cli-status": cli_status,
+    "next-url-elsewhere": next_url_elsewhere,
+    "redirects": redirects,
+    "next-url-loop": next_url_loop,
+    "one-deadline": one_deadline,
+    "heavy-bodies": heavy_bodies,
+    "crashing-bodies": crashing_bodies,
+    "future-day-bar": future_day_bar,
+    "single-403": single_403,
+    "silent-database": silent_database,
 }
 
 

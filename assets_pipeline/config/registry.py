@@ -43,7 +43,7 @@ from assets_pipeline.rules.end_of_day import (
     bar_due,
     newest_bar,
 )
-from assets_pipeline.rules.excerpts import excerpt
+from assets_pipeline.rules.excerpts import clip, excerpt
 from assets_pipeline.rules.fairness import Caller, secondary_caller
 from assets_pipeline.rules.feasibility import Feasibility, bars_cost, feasibility
 from assets_pipeline.rules.market_hours import MarketHours, MarketHoursError, parse_market_hours
@@ -388,7 +388,21 @@ def _yaml(text: str, file: Path) -> Any:
             " so write it once"
         ) from None
     except yaml.YAMLError as exc:
-        raise RegistryError(f"{file}: not valid YAML: {excerpt(str(exc))}") from exc
+        raise RegistryError(f"{file}: not valid YAML: {_yaml_problem(exc)}") from exc
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """The parser's problem and its line, e.g. `line 3: expected ',' or ']', but got '<stream
+    end>' (in the flow sequence started on line 2)`; the whole message for any other error."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if mark is None or not problem:
+        return clip(" ".join(str(exc).split()), 200)
+    found = f"line {mark.line + 1}: {clip(problem, 200)}"
+    context, start = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and start is not None:
+        found += f" ({clip(context, 100)}, line {start.line + 1})"
+    return found
 
 
 def parse_registry(

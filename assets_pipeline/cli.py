@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from sqlalchemy.exc import OperationalError
 
+from assets_pipeline import failures as failures_module
 from assets_pipeline.config.registry import (
     AssetType,
     Registry,
@@ -31,7 +33,6 @@ from assets_pipeline.config.registry import (
 )
 from assets_pipeline.config.settings import Settings, SettingsError
 from assets_pipeline.persistence import migrate as migrations
-from assets_pipeline.persistence import redis_client
 from assets_pipeline.persistence.batches import batch_totals, recent_batches
 from assets_pipeline.persistence.budget import BudgetError
 from assets_pipeline.persistence.database import (
@@ -59,7 +60,9 @@ INSTANCE_LOCK_SECONDS = 120.0
 #: Beside Dagster's own files in `DAGSTER_HOME`: held while an instance is opened.
 INSTANCE_LOCK_FILE = ".assets_pipeline_instance.lock"
 
-TABLE_HEADER = ("SYMBOL", "BID", "ASK", "LAST", "DATA TIME (UTC)", "API CALLS", "RESULT")
+#: No API CALLS column: one call may serve every symbol of a batch (a multi-ticker snapshot), so
+#: a per-symbol count would be a fraction or the batch's total repeated; the summary has it.
+TABLE_HEADER = ("SYMBOL", "BID", "ASK", "LAST", "DATA TIME (UTC)", "RESULT")
 
 
 def _resources(settings: Settings) -> dict[str, Any]:
@@ -121,7 +124,8 @@ def refresh(
     job = build_definitions(registry, settings).resolve_job_def(
         f"refresh_{tier}" if tier else "refresh_quotes"
     )
-    level = "DEBUG" if verbose else "INFO"
+    # the console log only with --verbose: without it a failure ends in one paragraph (below)
+    level = "DEBUG" if verbose else "CRITICAL"
     result = job.execute_in_process(
         partition_key=clock.today().isoformat(),
         instance=dagster_instance(settings) if settings.dagster_home else None,
@@ -137,19 +141,46 @@ def refresh(
             if e.is_step_materialization
         )
     }
+    failures = [e.step_failure_data for e in result.all_events if e.is_step_failure]
     specs = [s for s in registry if not tier or s.tier.value == tier]
     _print_table([TABLE_HEADER, *(_row(spec, materialized.get(spec.symbol)) for spec in specs)])
-    calls = max((int(m.get("api_calls", 0)) for m in materialized.values()), default=0)
+    calls = _api_calls(materialized.values(), failures)
     print(f"\n{len(materialized)} of {len(specs)} symbol(s) refreshed, {calls} API call(s).")
-    for event in result.all_events:
-        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
-            print(f"error: {event.step_failure_data.error.message.strip()}", file=sys.stderr)
+    if not settings.polygon_base_url:
+        print("The prices are simulated (the embedded simulator: POLYGON_BASE_URL is unset).")
+    if not result.success:
+        _report_run_failure(
+            failures, settings, verbose, f"refresh{f' --tier {tier}' if tier else ''}"
+        )
     return 0 if result.success else 1
+
+
+def _api_calls(materialized: Any, failures: list[Any]) -> int:
+    """The calls the run made: each batch's total once (every symbol's output repeats it), and
+    a failed batch's from its failure (a 401 costs the call it made)."""
+    per_batch = {str(m.get("batch_id")): int(m.get("api_calls", 0)) for m in materialized}
+    for failure in failures:
+        meta = getattr(failure.user_failure_data, "metadata", None) or {}
+        batch = getattr(meta.get("batch"), "data", None)
+        if hasattr(batch, "get"):
+            per_batch[str(batch.get("batch_id"))] = int(batch.get("api_calls") or 0)
+    return sum(per_batch.values())
+
+
+def _report_run_failure(failures: list[Any], settings: Settings, verbose: bool, what: str) -> None:
+    """One paragraph for the run's failure (its first failed step); its trace with --verbose."""
+    errors = [f.error for f in failures if f is not None and f.error is not None]
+    links = failures_module.info_chain(errors[0]) if errors else []
+    if verbose:
+        for error in errors:
+            print(failures_module.redact(error.to_string(), settings), file=sys.stderr)
+    diagnosis = failures_module.diagnose(links, settings)
+    print(failures_module.paragraph(what, diagnosis, links, settings), file=sys.stderr)
 
 
 def _row(spec: SymbolSpec, meta: dict[str, Any] | None) -> tuple[str, ...]:
     if meta is None:
-        return (spec.symbol, "-", "-", "-", "-", "-", "failed")
+        return (spec.symbol, "-", "-", "-", "-", "failed")
     precision = spec.price_precision
 
     def price(key: str) -> str:
@@ -158,8 +189,7 @@ def _row(spec: SymbolSpec, meta: dict[str, Any] | None) -> tuple[str, ...]:
 
     data_time = parse_iso_utc(str(meta["data_time"])).strftime("%Y-%m-%d %H:%M:%S")
     result = "stored" if meta.get("written", True) else _kept(str(meta.get("write_result", "")))
-    calls = str(meta.get("api_calls", "-"))
-    return (spec.symbol, price("bid"), price("ask"), price("last_price"), data_time, calls, result)
+    return (spec.symbol, price("bid"), price("ask"), price("last_price"), data_time, result)
 
 
 def _kept(reason: str) -> str:
@@ -246,27 +276,59 @@ def migrate_check(url: str) -> int:
 # --- status ----------------------------------------------------------------------------------
 
 
+#: What a read-only command treats as a part it cannot reach (it shows the rest).
+UNREACHABLE = (DatabaseUnavailable, SchemaError, BudgetError, redis.RedisError, OperationalError)
+
+
 def status_document(registry: Registry, settings: Settings | None = None) -> dict[str, Any]:
-    """Everything `status` shows, as plain data (also what `--json` prints)."""
+    """Everything `status` shows, as plain data (also what `--json` prints). A part whose
+    database or Redis cannot be reached is None, and `unreachable` says which and why."""
     settings = settings or Settings.from_env()
     resources = _resources(settings)
-    engine = resources["database"].engine()
     now = clock.utcnow()
-    learnt = resources["polygon"].learnt()
+    missing: dict[tuple[str, str], list[str]] = {}  # (cause, fix): the parts not shown
+
+    def reach(what: str, read: Any) -> Any:
+        try:
+            return read()
+        except UNREACHABLE as exc:
+            links = failures_module.exception_chain(exc)
+            found = failures_module.diagnose(links, settings) or failures_module.Diagnosis(
+                failures_module.paragraph("", None, links, settings).split("cause: ")[1], ""
+            )
+            missing.setdefault((found.cause.split("\n")[0], found.fix), []).append(what)
+            return None
+
+    database = reach(
+        "the last batch, queue and totals",
+        lambda: _database_part(resources["database"].engine(), registry, now),
+    )
+    learnt = reach("the plan", resources["polygon"].learnt)
+    budget = reach("the budget", lambda: resources["polygon"].budget.budget().stats().as_dict())
+    unreachable = [
+        {"cause": cause, "not_shown": parts, "fix": fix} for (cause, fix), parts in missing.items()
+    ]
+    return {
+        "now": iso_utc(now),
+        **(database or dict.fromkeys(("last_batch", "last_critical_batch", "queue", "totals"))),
+        "next_scheduled_runs": _next_runs(registry, settings),
+        "priority_symbols": [s.symbol for s in registry.direct()],
+        "plan": _plan_document(registry, learnt, now) if learnt else None,
+        "budget_need": _budget_need(registry, settings, learnt) if learnt else None,
+        "budget": budget,
+        "running_backfills": _running_backfills(settings),
+        "unreachable": unreachable,
+    }
+
+
+def _database_part(engine: Any, registry: Registry, now: Any) -> dict[str, Any]:
     last = recent_batches(engine, 1)
     last_critical = recent_batches(engine, 1, kind=CRITICAL)
     return {
-        "now": iso_utc(now),
         "last_batch": last[0].as_dict() if last else None,
         "last_critical_batch": last_critical[0].as_dict() if last_critical else None,
-        "next_scheduled_runs": _next_runs(registry, settings),
-        "priority_symbols": [s.symbol for s in registry.direct()],
-        "plan": _plan_document(registry, learnt, now),
-        "budget_need": _budget_need(registry, settings, learnt),
         "queue": _queue_document(RefreshQueue(engine, registry.queue), now),
         "totals": batch_totals(engine),
-        "budget": resources["polygon"].budget.budget().stats().as_dict(),
-        "running_backfills": _running_backfills(settings),
     }
 
 
@@ -373,17 +435,44 @@ def _queue_document(queue: RefreshQueue, now: Any) -> dict[str, Any]:
 
 
 def status(registry: Registry, settings: Settings, as_json: bool) -> int:
+    """The status; exit 1 when a part was unreachable (the lines say which, last)."""
     doc = status_document(registry, settings)
     if as_json:
         print(json.dumps(doc, indent=2))
-        return 0
-    print(f"status at {doc['now']}\n")
-    for line in _status_lines(doc):
-        print(line)
-    return 0
+    else:
+        print(f"status at {doc['now']}\n")
+        for line in _status_lines(doc):
+            print(line)
+    for problem in doc["unreachable"]:
+        parts = problem["not_shown"]
+        shown = ", ".join(parts[:-1]) + (" and " if len(parts) > 1 else "") + parts[-1]
+        verb = "are" if len(parts) > 1 else "is"
+        print(f"error: {problem['cause']}: {shown} {verb} not shown", file=sys.stderr)
+        if problem["fix"]:
+            print(f"  fix: {problem['fix']}", file=sys.stderr)
+    return 1 if doc["unreachable"] else 0
 
 
 def _status_lines(doc: dict[str, Any]) -> list[str]:
+    lines = _batch_lines(doc) + _plan_lines(doc)
+    for entry in doc["next_scheduled_runs"]:
+        if "schedule" in entry:
+            lines.append(f"next run       {entry['next']}  {entry['schedule']} ({entry['cron']})")
+        else:
+            lines.append(f"sensor         {entry['tier']} {entry['sensor']}")
+    for run in doc.get("running_backfills", []):
+        lines.append(
+            f"backfill       {run['backfill']} {run['status'].lower()}: {run['partitions']}"
+            f" (run {run['run_id'][:8]})"
+        )
+    if doc["queue"] is not None:
+        lines += [_queue_line(doc["queue"]), _totals_line(doc["totals"])]
+    return [*lines, _budget_line(doc)] if doc["budget"] is not None else lines
+
+
+def _batch_lines(doc: dict[str, Any]) -> list[str]:
+    if doc["totals"] is None:  # the database was unreachable
+        return [f"priority       {', '.join(doc['priority_symbols'])}"]
     last, critical = doc["last_batch"], doc["last_critical_batch"]
     lines = ["last batch     none yet"]
     if last:
@@ -396,8 +485,14 @@ def _status_lines(doc: dict[str, Any]) -> list[str]:
         ]
     lines.append(f"last critical  {critical['end'] if critical else 'none yet'}")
     lines.append(f"priority       {', '.join(doc['priority_symbols'])}")
+    return lines
+
+
+def _plan_lines(doc: dict[str, Any]) -> list[str]:
     plan = doc["plan"]
-    lines.append(f"plan           {plan['described']}")
+    if plan is None:
+        return []
+    lines = [f"plan           {plan['described']}"]
     lines.append(
         f"               a critical refresh costs {plan['critical_refresh_calls']} call(s);"
         " that many are kept free for it"
@@ -406,17 +501,7 @@ def _status_lines(doc: dict[str, Any]) -> list[str]:
         lines.append(f"cadence        {tier}: {cadence}")
     if doc.get("budget_need"):
         lines.append(f"budget need    {doc['budget_need']['arithmetic']}")
-    for entry in doc["next_scheduled_runs"]:
-        if "schedule" in entry:
-            lines.append(f"next run       {entry['next']}  {entry['schedule']} ({entry['cron']})")
-        else:
-            lines.append(f"sensor         {entry['tier']} {entry['sensor']}")
-    for run in doc.get("running_backfills", []):
-        lines.append(
-            f"backfill       {run['backfill']} {run['status'].lower()}: {run['partitions']}"
-            f" (run {run['run_id'][:8]})"
-        )
-    return [*lines, _queue_line(doc["queue"]), _totals_line(doc["totals"]), _budget_line(doc)]
+    return lines
 
 
 def _queue_line(queue: dict[str, Any]) -> str:
@@ -532,15 +617,34 @@ def prune(settings: Settings, older_than: str | None, dry_run: bool) -> int:
 
 # --- the command line ------------------------------------------------------------------------
 
+#: `-v` after a subcommand too; SUPPRESS keeps the global flag's value when it is not given there.
+VERBOSE: dict[str, Any] = {
+    "action": "store_true",
+    "default": argparse.SUPPRESS,
+    "help": "show the run's log and every traceback",
+}
+EXIT_CODES = """exit codes:
+  0  done
+  1  the operation failed, or status could not reach a part
+  2  bad usage or configuration (an argument, a variable, the symbols file)"""
+
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="assets-pipeline", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="assets-pipeline",
+        description=__doc__,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="show Dagster's log and every traceback"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p_refresh = sub.add_parser("refresh", help="refresh quotes now (today's partition)")
     p_refresh.add_argument("--tier", choices=[t.value for t in Tier], help="only this tier")
-    p_refresh.add_argument("-v", "--verbose", action="store_true", help="show the run's log")
+    p_refresh.add_argument("-v", "--verbose", **VERBOSE)
     p_batch = sub.add_parser("run-batch", help="refresh the critical tier now, inside the budget")
-    p_batch.add_argument("-v", "--verbose", action="store_true", help="show the run's log")
+    p_batch.add_argument("-v", "--verbose", **VERBOSE)
     p_status = sub.add_parser("status", help="last batch, next runs, queue, budget")
     p_status.add_argument("--json", action="store_true", help="machine-readable")
     sub.add_parser("relay", help="publish events waiting in the outbox")
@@ -590,20 +694,32 @@ def _operations_parsers(sub: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command; a failure ends in one paragraph (operation, cause, fix), its traceback
+    only with `--verbose`."""
+    args = None
     try:
-        return _run(argv)
-    except (SchemaError, DatabaseUnavailable, InstanceLockTimeout) as exc:
-        # not migrated, a table lacks a column, the database did not answer: say which
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except (BudgetError, redis.RedisError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        outage = redis_client.describe_outage(exc, Settings.from_env().redis_url)
-        if outage:
-            print(f"error: {outage}", file=sys.stderr)
-        return 1
+        args, rest = _parser().parse_known_args(argv)
+        return _run(args, rest)
+    except Exception as exc:  # noqa: BLE001 (every failure ends in the paragraph, no more)
+        verbose = bool(getattr(args, "verbose", False))
+        settings = _settings_or_defaults()
+        print(failures_module.report(_operation(args), exc, settings, verbose), file=sys.stderr)
+        return 2 if isinstance(exc, SettingsError | RegistryError) else 1
     finally:
         dispose_engine()  # close pooled database connections before the process exits
+
+
+def _settings_or_defaults() -> Settings:
+    try:
+        return Settings.from_env()
+    except SettingsError:
+        return Settings()
+
+
+def _operation(args: argparse.Namespace | None) -> str:
+    if args is None:
+        return "assets-pipeline"
+    return " ".join(filter(None, [args.command, getattr(args, "action", None)]))
 
 
 def entry() -> int:
@@ -615,20 +731,15 @@ def entry() -> int:
     return code
 
 
-def _run(argv: Sequence[str] | None) -> int:
-    parser = _parser()
-    args, rest = parser.parse_known_args(argv)
+def _run(args: argparse.Namespace, rest: list[str]) -> int:
     if args.command == "simulator":
         from assets_pipeline.simulator.__main__ import main as simulator_main
 
         return simulator_main(rest)
     if rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    try:
-        settings = Settings.from_env()
-        registry = load_registry(settings=settings)
-    except (SettingsError, RegistryError) as exc:
-        parser.error(str(exc))
+        _parser().error(f"unrecognized arguments: {' '.join(rest)}")
+    settings = Settings.from_env()  # SettingsError, RegistryError: exit 2 (see `main`)
+    registry = load_registry(settings=settings)
     if args.command == "migrate":
         return migrate(settings, args)
     if args.command in ("relay", "budget"):

@@ -69,10 +69,8 @@ def test_the_demo_refreshes_every_symbol_on_the_embedded_defaults(tmp_path):
         "DATA",
         "TIME",
         "(UTC)",
-        "API",
-        "CALLS",
         "RESULT",
-    ]
+    ]  # no API CALLS column: one call serves the batch; the summary line counts the calls
     rows = [line.split() for line in lines[header + 1 : header + 10]]
     assert [r[0] for r in rows] == [
         "XAUUSD",
@@ -88,6 +86,9 @@ def test_the_demo_refreshes_every_symbol_on_the_embedded_defaults(tmp_path):
     assert all(r[-1] == "stored" for r in rows)
     assert rows[2][1:3] == ["-", "-"]  # BTCUSD: no bid or ask
     assert "9 of 9 symbol(s) refreshed, 1 API call(s)." in done.stdout
+    assert lines[-1] == (
+        "The prices are simulated (the embedded simulator: POLYGON_BASE_URL is unset)."
+    )
     assert (tmp_path / "trading.sqlite").exists()
     store = QuoteStore(get_engine(f"sqlite:///{tmp_path / 'trading.sqlite'}"))
     assert store.sync_status("USDCAD")["sync_status"] == "success"

@@ -113,7 +113,9 @@ def _known(link: Link, settings: Settings) -> Diagnosis | None:
 
 def _database_down(message: str, settings: Settings) -> Diagnosis:
     where = _database_where(settings)
-    if "refused" in message.lower():
+    if "did not answer within" in message:  # ours: names host:port, the bound and its variable
+        cause = _short(message, settings, 300)
+    elif "refused" in message.lower():
         cause = f"{where} refused the connection"
     elif "timeout" in message.lower() or "did not answer" in message:
         cause = f"{where} did not answer in time"

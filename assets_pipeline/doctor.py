@@ -363,7 +363,11 @@ def _registry_error(exc: RegistryError) -> str:
     mark = getattr(cause, "problem_mark", None)
     if isinstance(cause, yaml.MarkedYAMLError) and mark is not None:
         source = str(exc).split(": not valid YAML", 1)[0]
-        context = f" ({cause.context})" if cause.context else ""
+        began = cause.context_mark
+        context = f" ({cause.context}" if cause.context else ""
+        if context and began is not None:
+            context += f" begun on line {began.line + 1}, column {began.column + 1}"
+        context += ")" if context else ""
         return (
             f"{source}: line {mark.line + 1}, column {mark.column + 1}: not valid YAML:"
             f" {cause.problem}{context}"

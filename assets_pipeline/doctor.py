@@ -31,7 +31,6 @@ from assets_pipeline.config.registry import Registry, RegistryError, load_regist
 from assets_pipeline.config.settings import VARIABLES, Settings, SettingsError
 from assets_pipeline.persistence import migrate as migrations
 from assets_pipeline.persistence import redis_client
-from assets_pipeline.rules.plans import LearntPlan
 
 OK, FAIL, WARN = "ok", "FAIL", "warn"
 #: The longest wait of the `--probe` call: for a budget slot, to connect, for the answer.
@@ -64,7 +63,6 @@ class _Context:
     settings: Settings
     resources: dict[str, Any]
     registry: Registry | None = None
-    learnt: LearntPlan | None = None
     budget_error: str = ""
     secrets: list[str] = field(default_factory=list)
 
@@ -419,7 +417,6 @@ def plan_check(ctx: _Context) -> Check:
     if learnt is None or ctx.budget_error:
         found = f"plan {s.polygon_plan}, {s.snapshot_mode} mode: what the key was refused"
         return Check("plan", WARN, f"{found} cannot be read (the budget store did not answer)")
-    ctx.learnt = learnt
     found = learnt.describe()
     return Check("plan", OK, f"{found}; `doctor --probe` checks the key with one call")
 

@@ -423,6 +423,7 @@ def plan_check(ctx: _Context) -> Check:
 
 def probe_check(ctx: _Context) -> Check:
     """One call to a cheap endpoint (a ticker's previous day bar): is the key accepted?"""
+    from assets_pipeline.persistence.budget import BudgetError
     from assets_pipeline.polygon.errors import NotEntitled, PolygonError
 
     client = ctx.polygon().client(max_retries=0)
@@ -431,9 +432,11 @@ def probe_check(ctx: _Context) -> Check:
     client.total_timeout = PROBE_ANSWER_SECONDS
     ticker = ctx.registry.symbols[0].polygon_ticker if ctx.registry else PROBE_TICKER
     path = f"/v2/aggs/ticker/{ticker}/prev"
-    where = str(client.origin)
+    where = str(client.origin) if ctx.settings.polygon_base_url else "the embedded simulator"
     try:
         client.get_json(path, ticker=ticker)
+    except BudgetError as exc:  # no slot: the budget's own line says why; no call was made
+        return Check("key", WARN, f"not probed: {exc}", "see the budget line above")
     except NotEntitled as exc:
         return Check("key", WARN, f"the key is accepted at {where}; the plan refused {path}: {exc}")
     except PolygonError as exc:

@@ -651,6 +651,9 @@ def _parser() -> argparse.ArgumentParser:
     p_budget = sub.add_parser("budget", help="show the Polygon budget")
     p_budget.add_argument("--json", action="store_true")
     sub.add_parser("simulator", help="run the Polygon simulator (see --help)", add_help=False)
+    p_doctor = sub.add_parser("doctor", help="check the settings, services and files; say the fix")
+    p_doctor.add_argument("--json", action="store_true", help="machine-readable")
+    p_doctor.add_argument("--probe", action="store_true", help="spend one call to check the key")
     _migrate_parser(sub)
     _operations_parsers(sub)
     return parser
@@ -738,6 +741,10 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
         return simulator_main(rest)
     if rest:
         _parser().error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "doctor":  # before the settings are read: it reports their errors
+        from assets_pipeline.doctor import doctor
+
+        return doctor(args.json, args.probe)
     settings = Settings.from_env()  # SettingsError, RegistryError: exit 2 (see `main`)
     registry = load_registry(settings=settings)
     if args.command == "migrate":

@@ -6,6 +6,7 @@ YAML alias bomb); an error message quotes at most an excerpt of it, built with b
 
 from __future__ import annotations
 
+import base64
 import reprlib
 import string
 from typing import Any
@@ -57,7 +58,7 @@ def without_secret(text: str, secret: str, mark: str = "***") -> str:
     lowered = text.translate(_ASCII_LOWER)  # the same length as `text`, unlike `str.lower`
     size = min(SECRET_PIECE, len(secret))
     pieces: set[str] = set()
-    for form in {secret, quote(secret, safe="")}:
+    for form in _echoes(secret):
         form = form.translate(_ASCII_LOWER)
         pieces.update(form[i : i + size] for i in range(len(form) - size + 1))
     spans = []
@@ -67,6 +68,21 @@ def without_secret(text: str, secret: str, mark: str = "***") -> str:
             spans.append((start, start + size))
             start = lowered.find(piece, start + 1)
     return _masked(text, sorted(spans), mark) if spans else text
+
+
+def _echoes(secret: str) -> set[str]:
+    """The forms a server may echo a secret in: as it is, URL-encoded (the unsafe characters or
+    every one), in hex, and in base64 (standard and URL-safe, at each of the three alignments it
+    can have inside a longer encoded text: the characters that depend on its neighbours are
+    left out)."""
+    raw = secret.encode("utf-8", "replace")
+    forms = {secret, quote(secret, safe=""), "".join(f"%{b:02x}" for b in raw), raw.hex()}
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        for shift in range(3):
+            encoded = encode(b"\0" * shift + raw).decode("ascii")
+            start = 4 if shift else 0
+            forms.add(encoded[start : len(encoded) - 4])
+    return {form for form in forms if form}
 
 
 def _masked(text: str, spans: list[tuple[int, int]], mark: str) -> str:

@@ -298,6 +298,8 @@ class PolygonClient:
             count += 1
             page, next_path = parse(self.get_json(path, params, ticker))
             yield page
+            if isinstance(next_path, MalformedResponse):  # this page counts; the walk ends
+                raise next_path
             if next_path and not same_endpoint(next_path.partition("?")[0]):
                 raise MalformedResponse(f"next_url leaves the endpoint: {next_path[:120]!r}")
             path, params = next_path or "", None

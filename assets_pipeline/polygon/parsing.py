@@ -406,7 +406,7 @@ def _v3_page(body: Any) -> tuple[dict[str, Quote | PolygonError], str | None]:
     items = body.get("results") or []
     if not isinstance(items, list):
         raise MalformedResponse("'results' is not a list")
-    return _collect(items, parse_v3_item), next_url_path(body.get("next_url"))
+    return _collect(items, parse_v3_item), _next_page(body)  # type: ignore[return-value]
 
 
 def _collect(items: list[Any], parse: Any) -> dict[str, Quote | PolygonError]:
@@ -491,7 +491,16 @@ def _aggs(body: Any) -> tuple[list[Bar], str | None]:
     if not isinstance(items, list):
         raise MalformedResponse("'results' is not a list")
     bars = [_bar(_named(item, ticker), item) for item in items]
-    return bars, next_url_path(body.get("next_url"))
+    return bars, _next_page(body)  # type: ignore[return-value]
+
+
+def _next_page(body: Mapping[str, Any]) -> str | MalformedResponse | None:
+    """The page's `next_url` as a path, or the reason it was refused: the page's own answers
+    still count; only the walk ends (`PolygonClient.pages` raises it after the page)."""
+    try:
+        return next_url_path(body.get("next_url"))
+    except MalformedResponse as exc:
+        return exc
 
 
 def _named(item: Any, ticker: str) -> str:

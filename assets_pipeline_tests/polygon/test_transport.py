@@ -169,6 +169,8 @@ def test_a_next_url_that_would_leave_the_api_is_refused_and_nothing_else_is_aske
     assert len(server.requests) == 1  # page 1 only; the bad next_url was never requested
     assert {"GBPUSD", "USDJPY"} <= set(result.errors)
     assert all(isinstance(e, MalformedResponse) for e in result.errors.values())
+    # page 1's own answer still counts: only the walk ends
+    assert set(result.quotes) == {PAIRS[0][2:]}
 
 
 def test_the_report_case_a_port_glued_from_next_url_receives_nothing(items, budget):

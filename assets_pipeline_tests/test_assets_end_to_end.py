@@ -776,6 +776,26 @@ def test_on_a_free_key_a_cadence_run_spends_no_call_until_a_new_bar_is_published
     assert free_pipeline.store.latest_quote("XAUUSD").data_time == wednesday_close
 
 
+def test_on_a_free_key_a_refresh_soon_after_another_waits_for_no_slot_it_does_not_need(
+    free_pipeline, frozen_clock
+):
+    # 5 calls a minute; a full refresh costs 2 grouped calls. The critical symbols hold the
+    # newest published close and the next is hours away: no reserve is kept for a critical
+    # refresh that will spend nothing, so the second refresh takes 2 of the 3 free slots at
+    # once (it waited about 55 s, the reserve sized for 3 per-ticker snapshots).
+    free_pipeline.monkeypatch.setenv("POLYGON_PLAN", "free")
+    free_pipeline.monkeypatch.setenv("POLYGON_RATE_LIMIT_CALLS", "5")
+    assert free_pipeline.run("refresh_quotes").success
+    frozen_clock.advance(30)
+    second = free_pipeline.run("refresh_quotes")
+    assert second.success
+    waits = {
+        m.metadata["budget_waits"].value for m in second.asset_materializations_for_node("quotes")
+    }
+    assert waits == {0}
+    assert len(free_pipeline.api_requests()) == 4
+
+
 def test_on_auto_a_free_key_is_learnt_from_its_first_403s_and_then_costs_none(free_pipeline):
     free_pipeline.monkeypatch.setenv("POLYGON_PLAN", "auto")
     started = dt.datetime.now(dt.UTC)

@@ -265,15 +265,38 @@ class Registry:
         """The symbols of tiers refreshed by their own schedule (the critical tier)."""
         return [s for s in self.symbols if self.tiers[s.tier].refresh == "direct"]
 
-    def critical_reserve(self, mode: str, bars: Set[AssetType] = frozenset()) -> int:
+    def critical_reserve(
+        self, mode: str, bars: Set[AssetType] = frozenset(), idle: Set[str] = frozenset()
+    ) -> int:
         """Calls every non-critical caller leaves free for the next critical refresh: what one
-        refresh of the direct tiers costs in `mode`, its `bars` markets on day bars."""
-        return refresh_cost(self.direct(), mode, bars)
+        refresh of the direct tiers costs in `mode`, its `bars` markets on day bars, less the
+        `idle` symbols (on day bars, no call due within the budget's window: `idle_direct`)."""
+        return refresh_cost([s for s in self.direct() if s.symbol not in idle], mode, bars)
 
-    def secondary_caller(self, mode: str, bars: Set[AssetType] = frozenset()) -> Caller:
+    def secondary_caller(
+        self, mode: str, bars: Set[AssetType] = frozenset(), idle: Set[str] = frozenset()
+    ) -> Caller:
         """How non-critical runs ask the budget (see `rules/fairness.py`)."""
         cadences = [p.every_seconds for p in self.tiers.values() if p.refresh == "direct"]
-        return secondary_caller(self.critical_reserve(mode, bars), cadences)
+        return secondary_caller(self.critical_reserve(mode, bars, idle), cadences)
+
+    def idle_direct(
+        self,
+        bars: Set[AssetType],
+        stored: Mapping[str, Quote],
+        at: dt.datetime,
+        window: dt.timedelta,
+    ) -> set[str]:
+        """The direct tiers' symbols on day bars that will spend no call within `window`: they
+        hold the newest published close and the next is published later. A calls reserve for
+        them would only make other runs wait for slots nobody needs."""
+        return {
+            s.symbol
+            for s in self.direct()
+            if s.asset_type in bars
+            and not self.due(s, stored.get(s.symbol), at)
+            and self.newest_bar(s, at).next_due > at + window
+        }
 
     def queued(self) -> list[SymbolSpec]:
         """The symbols of tiers refreshed through the queue."""

@@ -36,7 +36,7 @@ from assets_pipeline.persistence.refresh_queue import RefreshQueue
 from assets_pipeline.polygon.client import PolygonClient
 from assets_pipeline.refresh import Refresh, plan_refresh
 from assets_pipeline.rules import clock
-from assets_pipeline.rules.fairness import CRITICAL_CALLER, Caller
+from assets_pipeline.rules.fairness import CRITICAL_CALLER
 from assets_pipeline.rules.quotes import Quote, Timeframe, iso_utc
 from assets_pipeline.rules.run_kinds import BATCH_TAG, CRITICAL, QUEUE, run_kind
 
@@ -105,7 +105,7 @@ def _quotes_multi_asset(
             return
         days = history_days(context)
         if days:
-            yield from _history(context, registry, polygon, days)
+            yield from _history(context, registry, polygon, database, days)
             yield from freshness_results(context.log, registry, database, checks)
             return
         refresh = _start_refresh(context, registry, polygon, database)
@@ -138,13 +138,14 @@ def _history(
     context: dg.AssetExecutionContext,
     registry: Registry,
     polygon: PolygonResource,
+    database: TradingDatabase,
     days: list[dt.date],
 ) -> Iterator[dg.Output]:
     """Each selected symbol's bars over the run's days, as a DataFrame the IO manager stores."""
     specs = registry.by_priority(registry.get(k.path[-1]) for k in context.selected_asset_keys)
     client = polygon.client(
         logger=context.log,
-        caller=_secondary(registry, polygon),
+        caller=polygon.secondary_caller(registry, database),
         hours=registry.market_hours,
     )
     failed: dict[str, str] = {}
@@ -189,11 +190,11 @@ def _start_refresh(
         stored=database.quote_store().latest_quotes(selected),
     )
     learnt = polygon.learnt()
-    secondary = registry.secondary_caller(learnt.mode, learnt.bars)
+    secondary = polygon.secondary_caller(registry, database) if kind != CRITICAL else None
     try:
         client = polygon.client(
             logger=context.log,
-            caller=CRITICAL_CALLER if kind == CRITICAL else secondary,
+            caller=secondary or CRITICAL_CALLER,
             max_retries=0 if kind == QUEUE else None,
             hours=registry.market_hours,
             publication_delay=registry.publication_delay,
@@ -204,13 +205,6 @@ def _start_refresh(
     refresh = Refresh(plan, client, database.quote_store(), queue, polygon.mode(), context.log)
     refresh.learnt = learnt
     return refresh
-
-
-def _secondary(registry: Registry, polygon: PolygonResource) -> Caller:
-    """A non-critical caller, keeping a reserve the size of a critical refresh on the plan as
-    learnt (day bars cost one call per market, not one per ticker)."""
-    learnt = polygon.learnt()
-    return registry.secondary_caller(learnt.mode, learnt.bars)
 
 
 def _step_batch_id(context: dg.AssetExecutionContext) -> str:

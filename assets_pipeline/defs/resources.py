@@ -26,7 +26,7 @@ import redis
 import sqlalchemy as sa
 from pydantic import Field
 
-from assets_pipeline.config.registry import AssetType
+from assets_pipeline.config.registry import AssetType, Registry
 from assets_pipeline.config.settings import BUDGET_STORES, PLANS, SNAPSHOT_MODES, Settings
 from assets_pipeline.persistence import redis_client
 from assets_pipeline.persistence.budget import (
@@ -47,6 +47,7 @@ from assets_pipeline.polygon.client import (
     PolygonClient,
     snapshot_feature,
 )
+from assets_pipeline.rules import clock
 from assets_pipeline.rules.end_of_day import DEFAULT_PUBLICATION_DELAY
 from assets_pipeline.rules.market_hours import MarketHours
 from assets_pipeline.rules.plans import LearntPlan
@@ -221,6 +222,18 @@ class PolygonResource(dg.ConfigurableResource):
         except BudgetError:
             return LearntPlan(plan, mode)  # the store is down: no call is made (failing closed)
         return LearntPlan(plan, mode, bars)
+
+    def secondary_caller(self, registry: Registry, database: TradingDatabase) -> Caller:
+        """How a non-critical run asks the budget: it keeps a reserve the size of the next
+        critical refresh on the plan as learnt (day bars: one call per market), less the
+        critical symbols on day bars that will spend no call within the budget's window."""
+        learnt = self.learnt()
+        idle: set[str] = set()
+        if learnt.bars:
+            stored = database.quote_store().latest_quotes(s.symbol for s in registry.direct())
+            window = dt.timedelta(seconds=self.budget.limit()[1])
+            idle = registry.idle_direct(learnt.bars, stored, clock.utcnow(), window)
+        return registry.secondary_caller(learnt.mode, learnt.bars, idle)
 
     def client(
         self,

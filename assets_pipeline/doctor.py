@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import socket
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -28,7 +27,7 @@ import sqlalchemy as sa
 import yaml
 
 from assets_pipeline.config.registry import Registry, RegistryError, load_registry
-from assets_pipeline.config.settings import VARIABLES, Settings, SettingsError
+from assets_pipeline.config.settings import VARIABLES, Settings, SettingsError, environment
 from assets_pipeline.persistence import migrate as migrations
 from assets_pipeline.persistence import redis_client
 
@@ -104,7 +103,7 @@ def render(checks: list[Check]) -> str:
 
 def run_checks(probe: bool, environ: Mapping[str, str] | None = None) -> list[Check]:
     """Every check, in order; each under its own guard."""
-    environ = os.environ if environ is None else environ
+    environ = environment() if environ is None else environ
     settings, problems = read_settings(environ)
     checks = [settings_check(settings, problems)]
     ctx = _Context(settings, {}, secrets=_secrets(settings))

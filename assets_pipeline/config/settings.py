@@ -202,6 +202,12 @@ class _Reader:
         return value
 
 
+def environment() -> Mapping[str, str]:
+    """The process's environment: the one place the package reads it (the doctor reports on
+    the raw variables, the settings read them)."""
+    return os.environ
+
+
 def _webhook_url(value: str) -> str:
     """`ALERT_WEBHOOK_URL`, an http(s) URL. It is a secret (a chat webhook's URL is its
     password), so a bad one is refused without being quoted."""

@@ -36,7 +36,6 @@ from assets_pipeline.polygon.client import FetchResult, PolygonClient
 from assets_pipeline.polygon.errors import RetryableError
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.excerpts import clip
-from assets_pipeline.rules.plans import LearntPlan
 from assets_pipeline.rules.quotes import Quote
 from assets_pipeline.rules.run_kinds import CRITICAL, QUEUE
 
@@ -92,6 +91,7 @@ class Refresh:
         queue: RefreshQueue,
         mode: str,
         log: logging.Logger | Any | None = None,
+        plan_metadata: Mapping[str, Any] | None = None,
     ) -> None:
         self.plan = plan
         self.client = client
@@ -103,8 +103,8 @@ class Refresh:
         self.started_at = clock.utcnow()
         #: The sync statuses the symbols had before this refresh marked them `in_progress`.
         self.before: dict[str, str] = {}
-        #: The plan as learnt when the refresh started (what its metadata reports).
-        self.learnt: LearntPlan | None = None
+        #: What each stored quote's metadata says of the plan, worked out once per refresh.
+        self.plan_metadata: Mapping[str, Any] = plan_metadata or {}
         #: Why the fetch broke off before every symbol was answered, if it did.
         self.broken: str | None = None
 

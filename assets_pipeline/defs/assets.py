@@ -190,7 +190,7 @@ def _start_refresh(
         stored=database.quote_store().latest_quotes(selected),
     )
     learnt = polygon.learnt()
-    secondary = polygon.secondary_caller(registry, database) if kind != CRITICAL else None
+    secondary = polygon.secondary_caller(registry, database, learnt) if kind != CRITICAL else None
     try:
         client = polygon.client(
             logger=context.log,
@@ -202,9 +202,13 @@ def _start_refresh(
     except ValueError as exc:
         raise dg.Failure(f"cannot refresh {kind} symbols: {exc}", allow_retries=False) from exc
     queue = RefreshQueue(database.engine(), registry.queue)
-    refresh = Refresh(plan, client, database.quote_store(), queue, polygon.mode(), context.log)
-    refresh.learnt = learnt
-    return refresh
+    reserve = registry.critical_reserve(learnt.mode, learnt.bars)
+    plan_metadata = {
+        "plan_learnt": learnt.describe(),
+        "budget_need": f"a critical refresh costs {reserve} call(s) on this plan, kept free for it",
+    }
+    store = database.quote_store()
+    return Refresh(plan, client, store, queue, polygon.mode(), context.log, plan_metadata)
 
 
 def _step_batch_id(context: dg.AssetExecutionContext) -> str:
@@ -240,7 +244,6 @@ def _report(context: dg.AssetExecutionContext, batch: BatchResult, refresh: Refr
 
 def _output(symbol: SymbolSpec, quote: Quote, refresh: Refresh, registry: Registry) -> dg.Output:
     result, plan, now = refresh.result, refresh.plan, clock.utcnow()
-    learnt = refresh.learnt
     return dg.Output(
         quote,
         output_name=output_name(symbol.symbol),
@@ -260,13 +263,7 @@ def _output(symbol: SymbolSpec, quote: Quote, refresh: Refresh, registry: Regist
                 if quote.timeframe is Timeframe.END_OF_DAY
                 else registry.allowance(symbol.tier)
             ),
-            "plan_learnt": learnt.describe() if learnt else None,
-            "budget_need": (
-                f"a critical refresh costs {registry.critical_reserve(learnt.mode, learnt.bars)}"
-                " call(s) on this plan, kept free for it"
-                if learnt
-                else None
-            ),
+            **refresh.plan_metadata,
             "api_calls": result.api_calls,
             "budget_waits": result.budget_waits,
             "snapshot_mode": result.mode,

@@ -50,7 +50,7 @@ from assets_pipeline.polygon.client import (
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.end_of_day import DEFAULT_PUBLICATION_DELAY
 from assets_pipeline.rules.market_hours import MarketHours
-from assets_pipeline.rules.plans import LearntPlan
+from assets_pipeline.rules.plans import LearntPlan, configured_bars
 
 #: The key the embedded simulator accepts when no POLYGON_API_KEY is set.
 SIMULATOR_KEY = "simulator-key"
@@ -209,8 +209,7 @@ class PolygonResource(dg.ConfigurableResource):
         for every process). The critical reserve is sized from it."""
         plan, mode = self.resolved_plan(), self.mode()
         if plan != "auto":
-            bars = frozenset(AssetType) if plan == "free" else frozenset()
-            return LearntPlan(plan, mode, bars)
+            return LearntPlan(plan, mode, configured_bars(plan))
         try:
             budget = self.budget.budget()
             recheck = self.entitlement_recheck_seconds
@@ -223,11 +222,14 @@ class PolygonResource(dg.ConfigurableResource):
             return LearntPlan(plan, mode)  # the store is down: no call is made (failing closed)
         return LearntPlan(plan, mode, bars)
 
-    def secondary_caller(self, registry: Registry, database: TradingDatabase) -> Caller:
+    def secondary_caller(
+        self, registry: Registry, database: TradingDatabase, learnt: LearntPlan | None = None
+    ) -> Caller:
         """How a non-critical run asks the budget: it keeps a reserve the size of the next
         critical refresh on the plan as learnt (day bars: one call per market), less the
-        critical symbols on day bars that will spend no call within the budget's window."""
-        learnt = self.learnt()
+        critical symbols on day bars that will spend no call within the budget's window. Pass
+        `learnt` when it was just read, not to read the budget store twice."""
+        learnt = learnt or self.learnt()
         idle: set[str] = set()
         if learnt.bars:
             stored = database.quote_store().latest_quotes(s.symbol for s in registry.direct())

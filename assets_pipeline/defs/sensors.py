@@ -100,7 +100,7 @@ def drain_tick(
         return dg.SkipReason(f"a queue batch is still {busy[0].status.value.lower()}{note}")
     waiting = queue.stats().waiting
     learnt = polygon.learnt()
-    caller = polygon.secondary_caller(registry, database)
+    caller = polygon.secondary_caller(registry, database, learnt)
     # on day bars, one grouped call serves a whole market: claim as a batch does, not per ticker
     mode = "batch" if GROUPED_MARKETS.keys() <= learnt.bars else learnt.mode
     budget = polygon.budget.budget(caller)

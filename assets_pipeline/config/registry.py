@@ -47,6 +47,7 @@ from assets_pipeline.rules.excerpts import clip, excerpt
 from assets_pipeline.rules.fairness import Caller, secondary_caller
 from assets_pipeline.rules.feasibility import Feasibility, bars_cost, feasibility
 from assets_pipeline.rules.market_hours import MarketHours, MarketHoursError, parse_market_hours
+from assets_pipeline.rules.plans import configured_bars
 from assets_pipeline.rules.quality import QualityPolicy, parse_quality
 from assets_pipeline.rules.quotes import Quote, Timeframe
 from assets_pipeline.rules.taxonomy import AssetType, Tier
@@ -466,9 +467,7 @@ def parse_registry(
         queue=queue,
         market_hours=market_hours,
         quality=quality,
-        feasibility=feasibility(
-            tiers, kinds, budget, frozenset(AssetType) if plan == "free" else frozenset()
-        ),
+        feasibility=feasibility(tiers, kinds, budget, configured_bars(plan)),
         plan=plan,
         publication_delay=delay,
     )

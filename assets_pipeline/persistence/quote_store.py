@@ -198,7 +198,7 @@ class QuoteStore:
             stored_time = stored.data_time if stored else None
             self._upsert_status(conn, symbol_id, provider_id, "success", None, now)
             if quote.same_price(stored):
-                _set_fetched_at(conn, symbol_id, meta, quote.fetched_at or now)
+                _set_fetched_at(conn, symbol_id, meta, quote.fetched_at)
                 return WriteOutcome(False, None, stored_time, UNCHANGED)
             if stored_time is not None and stored_time > quote.data_time:
                 return WriteOutcome(

@@ -118,7 +118,6 @@ class PolygonClient:
     ) -> None:
         #: Where every request goes: the base URL's scheme, host and port (and path, if any).
         self.origin = Origin.parse(base_url)
-        self.base_url = base_url.rstrip("/")
         self._key = api_key
         self.budget = budget
         self.timeout = (connect_timeout, read_timeout)

@@ -12,6 +12,12 @@ from dataclasses import dataclass
 from assets_pipeline.rules.taxonomy import AssetType
 
 
+def configured_bars(plan: str) -> frozenset[AssetType]:
+    """The markets on end-of-day bars by configuration alone: every one on `free` (no
+    snapshots at all), none otherwise (`auto` learns them, `paid` has snapshots)."""
+    return frozenset(AssetType) if plan == "free" else frozenset()
+
+
 @dataclass(frozen=True)
 class LearntPlan:
     """The configured plan, the snapshot mode in use and the markets served day bars."""

@@ -293,8 +293,8 @@ def status_document(registry: Registry, settings: Settings | None = None) -> dic
             return read()
         except UNREACHABLE as exc:
             links = failures_module.exception_chain(exc)
-            found = failures_module.diagnose(links, settings) or failures_module.Diagnosis(
-                failures_module.paragraph("", None, links, settings).split("cause: ")[1], ""
+            found = failures_module.diagnose(links, settings) or dataclasses.replace(
+                failures_module.unknown(links, settings), fix=""
             )
             missing.setdefault((found.cause.split("\n")[0], found.fix), []).append(what)
             return None

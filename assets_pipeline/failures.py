@@ -170,13 +170,17 @@ def paragraph(
     operation: str, diagnosis: Diagnosis | None, links: list[Link], settings: Settings
 ) -> str:
     """The lines a failed command ends with: the operation, the cause, the fix."""
-    if diagnosis is None:
-        root = links[-1] if links else Link("", frozenset(), "no error was recorded")
-        diagnosis = Diagnosis(
-            _short(f"{root.name}: {root.message}" if root.name else root.message, settings),
-            "run it again with --verbose for the full trace",
-        )
+    diagnosis = diagnosis or unknown(links, settings)
     return f"error: {operation} failed\n  cause: {diagnosis.cause}\n  fix:   {diagnosis.fix}"
+
+
+def unknown(links: list[Link], settings: Settings) -> Diagnosis:
+    """A cause no rule names: the innermost error, short and redacted; the fix is the trace."""
+    root = links[-1] if links else Link("", frozenset(), "no error was recorded")
+    return Diagnosis(
+        _short(f"{root.name}: {root.message}" if root.name else root.message, settings),
+        "run it again with --verbose for the full trace",
+    )
 
 
 def report(operation: str, exc: BaseException, settings: Settings, verbose: bool) -> str:

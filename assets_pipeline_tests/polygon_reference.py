@@ -1,5 +1,4 @@
-"""Parsers for the Polygon endpoints the client does not call: v2 multi-ticker snapshots and the
-v1 last quote and trade.
+"""Parsers for the Polygon endpoints the client does not call: the v1 last quote and trade.
 
 They live in the tests, not the package, because only the tests need them: they read the
 recorded responses and the simulator's answers, to show that the simulator speaks the same
@@ -10,27 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from assets_pipeline.polygon.errors import MalformedResponse, PolygonError
 from assets_pipeline.polygon.parsing import (
-    _collect,
     _mid,
     _number,
     _object,
     _require_ok,
     epoch_to_utc,
-    parse_v2_ticker,
 )
 from assets_pipeline.rules.quotes import Quote
 
 SOURCE_V1 = "polygon:v1-last"
-
-
-def parse_v2_many(body: Any) -> dict[str, Quote | PolygonError]:
-    """`/v2/snapshot/locale/global/markets/{market}/tickers?tickers=A,B`: a `tickers` list."""
-    items = _require_ok(body).get("tickers") or []
-    if not isinstance(items, list):
-        raise MalformedResponse("'tickers' is not a list")
-    return _collect(items, parse_v2_ticker)
 
 
 def parse_v1_last_quote(body: Any) -> Quote:

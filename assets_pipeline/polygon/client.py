@@ -40,6 +40,7 @@ from assets_pipeline.polygon.parsing import (
     error_from_response,
     load_json,
     merge_page,
+    parse_v2_market,
     parse_v2_single,
     parse_v3_snapshot,
 )
@@ -245,6 +246,19 @@ class PolygonClient:
             raise MalformedResponse(f"asked for {ticker}, Polygon answered {excerpt(quote.ticker)}")
         return quote
 
+    def market_snapshots(
+        self, asset_type: AssetType, tickers: Sequence[str]
+    ) -> dict[str, Quote | PolygonError]:
+        """Up to 250 tickers of one market in one call, through the market's own endpoint."""
+        joined = ",".join(tickers)
+        if asset_type is AssetType.INDEX:
+            params = {"ticker.any_of": joined, "limit": V3_MAX_TICKERS}
+            results, _ = parse_v3_snapshot(self.get_json("/v3/snapshot/indices", params))
+            return results
+        market = "forex" if asset_type is AssetType.FOREX else "crypto"
+        path = f"/v2/snapshot/locale/global/markets/{market}/tickers"
+        return parse_v2_market(self.get_json(path, {"tickers": joined}))
+
     def snapshots(self, tickers: Sequence[str]) -> dict[str, Quote | PolygonError]:
         """Many tickers of any market: one `/v3/snapshot` call per 250, following `next_url` for
         at most ceil(N / 250) + `V3_PAGE_MARGIN` pages. A failure of the first page raises; a
@@ -320,10 +334,10 @@ class PolygonClient:
 
         In `batch` mode a 403 on the multi-ticker endpoint (free plans are not entitled to it)
         falls back to one call per ticker for this refresh, with a note saying so. On `auto`,
-        an HTTP 403 on a ticker's own snapshot endpoint teaches that the plan lacks the market
-        (`_learn_no_snapshots`: one refused call per market), unless a snapshot of that market
-        was answered earlier in this refresh: then the market is served, and the 403 is that
-        ticker's own error. A refusal inside a 200 (a v3 item) is always the ticker's own.
+        an HTTP 403 on a ticker's own snapshot is that ticker's error; the market is learnt
+        refused only when its endpoint refuses too (`_market_refuses`: one more call, once a
+        recheck period, that answers the market's other tickers when it is served). A refusal
+        inside a 200 (a v3 item) is always the ticker's own.
         """
         since = self._spent()
         by_ticker = _group_by_ticker(specs)
@@ -336,13 +350,21 @@ class PolygonClient:
             yield from _settle(by_ticker[ticker], ticker, answer, result, now_fn)
 
         served: set[AssetType] = set()  # markets with a snapshot answered in this refresh
-        for ticker, answer in self._snapshot_answers(snapshots, mode, result, bars_markets):
+        early: dict[str, Quote | Exception] = {}  # answers a market's endpoint brought early
+        asked: set[str] = set()
+        for ticker, answer in self._snapshot_answers(snapshots, mode, result, bars_markets, early):
+            asked.add(ticker)
             kind = by_ticker[ticker][0].asset_type
+            if kind not in served and self._plan_refusal(ticker, answer):
+                others = [t for t in snapshots if t not in asked and _asset_type_of(t) is kind]
+                served.add(kind)  # put to the test once a refresh
+                if self._market_refuses(kind, ticker, others, early):
+                    self._learn_no_snapshots(kind, ticker, answer, result)
+                    served.discard(kind)
+                    bars_markets.add(kind)
+                answer = early.pop(ticker, answer)
             if isinstance(answer, Quote):
                 served.add(kind)
-            elif kind not in served and self._plan_refusal(ticker, answer):
-                self._learn_no_snapshots(kind, ticker, answer, result)
-                bars_markets.add(kind)
             if kind in bars_markets and not isinstance(answer, Quote):
                 bars[ticker] = by_ticker[ticker]
                 continue  # refused, or skipped: its newest bar instead
@@ -353,17 +375,45 @@ class PolygonClient:
             for ticker, answer in answers.items():
                 yield from settle(ticker, answer)
 
+    def _market_refuses(
+        self,
+        kind: AssetType,
+        ticker: str,
+        others: list[str],
+        early: dict[str, Quote | Exception],
+    ) -> bool:
+        """Whether `ticker`'s 403 is its market's: asked of the market's own endpoint, for the
+        market's tickers not asked yet (or `ticker` alone), whose answers go to `early`. Where
+        the plan refuses every multi-ticker endpoint (learnt), that endpoint's 403 says nothing
+        of the market: one other ticker's own snapshot is asked instead (a lone ticker's 403 is
+        then the market's as far as it was asked)."""
+        probe = (others or [ticker])[:V3_MAX_TICKERS]
+        if self._refused(MULTI_TICKER_SNAPSHOT):
+            if not others:
+                return True
+            early[others[0]] = self._single_answer(others[0], kind)
+            return self._plan_refusal(others[0], early[others[0]])
+        try:
+            early.update(answers_for(self.market_snapshots(kind, probe), probe))
+        except NotEntitled as exc:
+            return exc.status == 403
+        except (PolygonError, BudgetError):
+            pass  # not a refusal: the other tickers are asked one by one as usual
+        return False
+
     def _snapshot_answers(
         self,
         by_ticker: dict[str, list[SymbolSpec]],
         mode: str,
         result: FetchResult,
         refused: set[AssetType],
+        early: dict[str, Quote | Exception],
     ) -> Iterator[tuple[str, Quote | Exception]]:
         """Each ticker's snapshot answer: one multi-ticker call per 250 in `batch` mode, else
         (or when the plan refuses that) one call per ticker. In `batch` mode a 403 on the
         multi-ticker endpoint falls back to one call per ticker, with a note saying so. A
-        ticker of a market in `refused` (the caller adds to it as it learns) is not asked."""
+        ticker of a market in `refused` (the caller adds to it as it learns), or answered in
+        `early` (by its market's endpoint), is not asked again."""
         per_ticker = mode == "per_ticker" or self._batch_refused(result)
         if not per_ticker and by_ticker:
             answers = self._batch_answers(list(by_ticker), result)
@@ -375,6 +425,9 @@ class PolygonClient:
             kind = group[0].asset_type
             if kind in refused:  # the plan refused this market's snapshots a moment ago
                 yield ticker, NotEntitled(f"no snapshots of {kind.value} on this plan")
+                continue
+            if ticker in early:
+                yield ticker, early.pop(ticker)
                 continue
             yield ticker, self._single_answer(ticker, kind)
 
@@ -412,10 +465,11 @@ class PolygonClient:
     def _learn_no_snapshots(
         self, kind: AssetType, ticker: str, refusal: Exception, result: FetchResult
     ) -> None:
-        """A market's snapshot endpoint refused with a 403, and no snapshot of that market was
-        answered before it: the vendor's 403 is a plan's refusal ("not entitled to this data"),
-        and a plan covers a market's snapshots whole. Remember it for every process (asked
-        again after `recheck_seconds`); its tickers take their newest bars instead."""
+        """A ticker's snapshot and its market's endpoint both refused with a 403, and no
+        snapshot of that market was answered before: the vendor's 403 is a plan's refusal ("not
+        entitled to this data"), and a plan covers a market's snapshots whole. Remember it for
+        every process (asked again after `recheck_seconds`); its tickers take their newest bars
+        instead."""
         self.budget.refuse(snapshot_feature(kind), self.redact(f"{ticker}: {refusal}"))
         self._note(
             result,

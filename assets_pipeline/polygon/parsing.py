@@ -279,6 +279,21 @@ def parse_v2_single(body: Any) -> Quote:
     return _guarded(lambda: parse_v2_ticker(_require_ok(body).get("ticker"), _envelope(body)))
 
 
+def parse_v2_market(body: Any) -> dict[str, Quote | PolygonError]:
+    """`/v2/snapshot/locale/global/markets/{forex,crypto}/tickers?tickers=A,B`: each listed
+    ticker's quote or its own error (unknown tickers are left out, see `answers_for`)."""
+
+    def page() -> dict[str, Quote | PolygonError]:
+        ok = _require_ok(body)
+        items = ok.get("tickers") or []
+        if not isinstance(items, list):
+            raise MalformedResponse("'tickers' is not a list")
+        timeframe = _envelope(ok)
+        return _collect(items, lambda item: parse_v2_ticker(item, timeframe))
+
+    return _guarded(page)
+
+
 def _envelope(body: Mapping[str, Any]) -> Timeframe:
     delayed = str(body.get("status", "")).upper() == "DELAYED"
     return Timeframe.DELAYED if delayed else Timeframe.REAL_TIME

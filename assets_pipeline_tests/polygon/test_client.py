@@ -490,10 +490,13 @@ def test_a_refused_item_inside_a_batch_answer_is_that_tickers_own(client, simula
     assert sorted(result.quotes) == ["GBPUSD", "USDJPY"]
 
 
-def test_a_markets_first_snapshot_refused_teaches_the_plan_in_one_call(client, simulator, budget):
-    # The vendor's 403 is a plan's refusal, and a plan covers a market's snapshots whole: the
-    # market's snapshot endpoint refusing before any of its snapshots was answered is learnt at
-    # once (one refused call per market), for every process; its tickers take day bars.
+def test_a_market_is_learnt_refused_only_when_its_own_endpoint_refuses_too(
+    client, simulator, budget
+):
+    # The vendor's 403 is a plan's refusal, and a plan covers a market's snapshots whole; but
+    # one ticker's 403 is only that ticker's. The market's own endpoint, asked for the tickers
+    # not asked yet, settles it: refused too, so learnt for every process (two calls, once a
+    # recheck period), and every ticker of it takes its day bar.
     from assets_pipeline.polygon.client import snapshot_feature
 
     for ticker in ("C:EURUSD", "C:GBPUSD", "C:USDJPY"):  # their snapshots refused, not bars
@@ -504,5 +507,39 @@ def test_a_markets_first_snapshot_refused_teaches_the_plan_in_one_call(client, s
     assert sorted(result.quotes) == ["EURUSD", "GBPUSD", "USDJPY"], result.errors
     assert all(q.timeframe is Timeframe.END_OF_DAY for q in result.quotes.values())
     snapshot_calls = [r for r in api_requests(simulator) if "/snapshot/" in r.path]
-    assert len(snapshot_calls) == 1  # the rest of the market was never asked
+    assert [r.path.rsplit("/", 1)[-1] for r in snapshot_calls] == ["C:GBPUSD", "tickers"]
+    assert snapshot_calls[1].query == {"tickers": "C:EURUSD,C:USDJPY"}
     assert any("remembering it for every process" in note for note in result.notes)
+
+
+def test_a_markets_first_ticker_refused_alone_is_that_tickers_error(client, simulator, budget):
+    # The report: a single 403 on C:EURUSD, the market's first ticker asked, made XAUUSD and
+    # EURUSD take yesterday's close for 6 hours. The market's endpoint answers the others:
+    # nothing is learnt, they are live, and they cost one call between them.
+    from assets_pipeline.polygon.client import snapshot_feature
+
+    simulator.add_fault(Fault("forbidden", ticker="C:EURUSD", path_prefix="/v2/snapshot"))
+    trio = [FOREX_TRIO[1], FOREX_TRIO[0], FOREX_TRIO[2]]  # EURUSD asked first
+    result = fetch_all(client, trio, "per_ticker")
+    assert budget.refusal(snapshot_feature(AssetType.FOREX), 3600) is None
+    assert isinstance(result.errors["EURUSD"], NotEntitled)
+    assert sorted(result.quotes) == ["GBPUSD", "USDJPY"]
+    assert all(q.timeframe is Timeframe.REAL_TIME for q in result.quotes.values())
+    assert result.api_calls == 2  # EURUSD's own, then the market's for the other two
+    assert not any("not available on this plan" in note for note in result.notes)
+
+
+def test_where_multi_ticker_calls_are_refused_another_tickers_own_snapshot_decides(
+    client, simulator, budget
+):
+    # A plan without multi-ticker snapshots (learnt): the market endpoint's 403 would say
+    # nothing of the market, so the next ticker's own snapshot is asked instead.
+    from assets_pipeline.polygon.client import MULTI_TICKER_SNAPSHOT, snapshot_feature
+
+    budget.refuse(MULTI_TICKER_SNAPSHOT, "403 NOT_AUTHORIZED")
+    simulator.add_fault(Fault("forbidden", ticker="C:EURUSD", path_prefix="/v2/snapshot"))
+    trio = [FOREX_TRIO[1], FOREX_TRIO[0], FOREX_TRIO[2]]
+    result = fetch_all(client, trio, "per_ticker")
+    assert budget.refusal(snapshot_feature(AssetType.FOREX), 3600) is None
+    assert sorted(result.quotes) == ["GBPUSD", "USDJPY"] and result.api_calls == 3
+    assert not any("?" in r.path or "tickers=" in str(r.query) for r in api_requests(simulator))

@@ -32,6 +32,7 @@ from assets_pipeline.polygon.parsing import (
     merge_page,
     next_url_path,
     parse_aggs,
+    parse_v2_market,
     parse_v2_single,
     parse_v3_snapshot,
 )
@@ -43,7 +44,6 @@ from assets_pipeline_tests.conftest import RESPONSES
 from assets_pipeline_tests.polygon_reference import (
     parse_v1_last_crypto,
     parse_v1_last_quote,
-    parse_v2_many,
 )
 
 
@@ -87,7 +87,7 @@ def check_crypto_btcusd():
 
 
 def check_forex_tickers():
-    quotes = parse_v2_many(recorded("v2_forex_tickers_recorded.json"))
+    quotes = parse_v2_market(recorded("v2_forex_tickers_recorded.json"))
     quote = quotes["C:XAGCAD"]
     assert (quote.bid, quote.ask) == (28.5, 28.51)
     assert quote.data_time == utc(2022, 1, 10, 21, 21, 7)

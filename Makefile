@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test dev services chromium lint format bench constraints clean
+## Set up .venv (the project, its pinned dependencies and the dev tools) and nothing else.
+setup: $(STAMP)
+
+.PHONY: setup demo test dev services chromium lint format bench constraints clean
 
 # The install step is deploy/install.sh, which the container image runs too (deploy/Dockerfile).
 $(STAMP): pyproject.toml deploy/install.sh deploy/constraints.txt

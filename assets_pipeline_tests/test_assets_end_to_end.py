@@ -159,6 +159,12 @@ def test_materializing_the_critical_tier_stores_rows_status_history_and_announce
     for key in ("bid", "ask", "spread", "last_price", "data_time", "data_age_seconds"):
         assert key in meta
     assert meta["api_calls"].value == 1 and meta["budget_waits"].value == 0
+    # shown at each symbol's precision (EURUSD 5, BTCUSD 2), never as float noise
+    for symbol, precision in (("EURUSD", 5), ("BTCUSD", 2), ("XAUUSD", 2)):
+        shown = materialized[symbol].metadata
+        for key in ("last_price", "daily_high", "daily_low"):
+            decimals = repr(float(shown[key].value)).partition(".")[2]
+            assert len(decimals) <= precision, (symbol, key, shown[key].value)
     assert meta["written"].value is True
     assert materialized["EURUSD"].partition == pipeline.partition
 
@@ -454,8 +460,11 @@ def test_a_queue_batch_settles_its_items_and_reports_its_result(pipeline, caplog
     assert (batch.queue_processed, batch.queue_remaining, batch.api_calls) == (2, 2, 2)
     assert batch.duration_ms >= 0 and batch.ended_at >= batch.started_at
     tags = pipeline.instance.get_run_by_id(result.run_id).tags
-    assert tags["batch/updated"] == "1" and tags["batch/failed"] == "1"
-    assert tags["batch/queue_remaining"] == "2" and tags["dagster/priority"] == "0"
+    # a few tags, short enough for a row of the Runs list; the details are in the log line
+    assert tags["assets_pipeline/result"] == "1 updated, 1 failed, 2 calls"
+    assert tags["dagster/priority"] == "0"
+    ours = [k for k in tags if not k.startswith("dagster/")]
+    assert ours == ["assets_pipeline/batch", "assets_pipeline/kind", "assets_pipeline/result"]
     (materialization,) = result.asset_materializations_for_node("quotes")
     assert materialization.metadata["batch_id"].value == "q-test-1"
     logs = [r.user_message for r in pipeline.instance.all_logs(result.run_id) if r.user_message]
@@ -706,6 +715,12 @@ def test_a_free_key_refreshes_all_nine_symbols_from_day_bars_without_a_403(free_
         assert quote.source == "polygon:v2-aggs-grouped-daily", spec.symbol
         assert quote.bid is None and quote.ask is None and quote.last_price > 0
         assert quote.data_time <= dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)  # not live
+    # the UI shows each price at its symbol's precision, never binary float noise
+    for materialization in result.asset_materializations_for_node("quotes"):
+        precision = load_registry().get(materialization.asset_key.path[-1]).price_precision
+        for key in ("last_price", "daily_high", "daily_low"):
+            value = materialization.metadata[key].value
+            assert value == round(value, precision), (materialization.asset_key, key, value)
 
 
 #: What the critical tier's schedule puts on its runs.

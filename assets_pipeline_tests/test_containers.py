@@ -1,6 +1,6 @@
 """The container image, compose file and Helm values in `deploy/` say what the rest of the project
 says: the image installs the package the way CI does, runs as a non-root user from a pinned base,
-bakes in no secret; compose runs the five services with the same code-server command as the README
+bakes in no secret; compose runs the five services with the same code-server command as docs/deployment.md
 and the image; compose and the chart queue runs as `deploy/dagster.yaml` does; and no committed file
 holds a secret value. No image is built and no cluster is reached here: these read the files.
 """
@@ -27,10 +27,10 @@ HELM_VALUES = DEPLOY / "helm" / "values.yaml"
 INSTANCE = DEPLOY / "dagster.yaml"
 WORKSPACE = DEPLOY / "workspace.yaml"
 ENV_EXAMPLE = DEPLOY / "env.example"
-README = REPO / "README.md"
+DEPLOYMENT_DOC = REPO / "docs" / "deployment.md"
 
 #: The code server, as `dagster api grpc` options: what the image, compose, the chart and the
-#: README must all serve.
+#: deployment page must all serve.
 CODE_SERVER = {"-m": "assets_pipeline.definitions", "-h": "0.0.0.0", "-p": "4000"}
 SECRET_NAME = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|CREDENTIAL", re.IGNORECASE)
 PLACEHOLDER = "change-me"
@@ -278,12 +278,14 @@ def test_the_code_server_command_is_the_same_in_the_image_compose_the_chart_and_
     deployment = helm()["dagster-user-deployments"]["deployments"][0]
     chart = ["dagster", "api", "grpc", "-h", "0.0.0.0", "-p", str(deployment["port"])]
     assert grpc_options(chart + deployment["dagsterApiGrpcArgs"]) == CODE_SERVER
-    # every code-server command the README shows, in a code block or in running text
+    # every code-server command the deployment page shows, in a code block or in running text
     readme = [
         ["dagster", "api", "grpc", *found.split()]
-        for found in re.findall(r"dagster api grpc((?:\s+-[a-z]\s+[^\s`]+)+)", README.read_text())
+        for found in re.findall(
+            r"dagster api grpc((?:\s+-[a-z]\s+[^\s`]+)+)", DEPLOYMENT_DOC.read_text()
+        )
     ]
-    assert readme, "the README shows no code-server command"
+    assert readme, "docs/deployment.md shows no code-server command"
     for line in readme:
         assert grpc_options(line) == CODE_SERVER, line
 

@@ -1,11 +1,12 @@
-"""The README's production deployment, rehearsed: three services on dagster-postgres.
+"""The documented production deployment (docs/deployment.md), rehearsed: three services on
+dagster-postgres.
 
-The commands of the README's "Three services" block are read from the README and run as they
+The commands of its "Three services" block are read from the page and run as they
 are (free ports instead of 4000 and 3000, so the test can run beside a deployment): the code
 server, the webserver and the daemon, each a process of its own, against a PostgreSQL database
 of the test's own for Dagster's storage, a trading database and a Redis namespace of its own,
 and the simulator at 5 calls per 10 s. The webserver and the daemon get only Dagster's
-variables: the project's settings reach the code server alone, as the README says.
+variables: the project's settings reach the code server alone, as the page says.
 
 It watches until a schedule has launched a run that succeeded, a sensor too, and three runs
 launched at once through the webserver's GraphQL API have succeeded (one or two minutes: the
@@ -50,12 +51,12 @@ DONE = (dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunS
 
 
 def readme_commands() -> list[str]:
-    """The command lines of the README's "Three services" block, in order."""
-    readme = (REPO / "README.md").read_text()
+    """The command lines of the deployment page's "Three services" block, in order."""
+    readme = (REPO / "docs" / "deployment.md").read_text()
     section = readme.split("### Three services", 1)
-    assert len(section) == 2, "README.md has no '### Three services' section"
+    assert len(section) == 2, "docs/deployment.md has no '### Three services' section"
     block = re.search(r"```bash\n(.*?)```", section[1], re.S)
-    assert block, "the README's 'Three services' section has no ```bash block"
+    assert block, "docs/deployment.md's 'Three services' section has no ```bash block"
     return [line.strip() for line in block.group(1).splitlines() if line.strip()]
 
 
@@ -66,7 +67,7 @@ def free_port() -> int:
 
 
 def as_run_here(line: str, ports: dict[str, int]) -> str:
-    """A README line as this test runs it: this venv's executables, free ports."""
+    """A documented line as this test runs it: this venv's executables, free ports."""
     line = line.replace(".venv/bin/", f"{Path(sys.executable).parent}/")
     for readme_port, port in ports.items():
         line = line.replace(f"-p {readme_port}", f"-p {port}")
@@ -211,7 +212,7 @@ def launched_runs_done(instance: dg.DagsterInstance, run_ids: list[str]) -> bool
 def start_the_services(
     services: Services, lines: list[str], code_env: dict[str, str], ui_env: dict[str, str]
 ) -> None:
-    """The README's block, line by line: set-up commands to completion, then the code server,
+    """The page's block, line by line: set-up commands to completion, then the code server,
     and the webserver and the daemon once it answers its health check."""
     setup = [line for line in lines if not any(service in line for service in SERVICES)]
     for line in setup:

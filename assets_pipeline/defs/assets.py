@@ -219,7 +219,7 @@ def _step_batch_id(context: dg.AssetExecutionContext) -> str:
 
 
 def _report(context: dg.AssetExecutionContext, batch: BatchResult, refresh: Refresh) -> None:
-    """The batch result in run tags and one log line; a failure names each failed symbol."""
+    """The batch result in one run tag and one log line; a failure names each failed symbol."""
     context.instance.add_run_tags(context.run.run_id, batch.tags())
     context.log.info(batch.log_line() + refresh.notes())
     missing = dict(batch.failed)
@@ -248,10 +248,12 @@ def _output(symbol: SymbolSpec, quote: Quote, refresh: Refresh, registry: Regist
         quote,
         output_name=output_name(symbol.symbol),
         metadata={
-            "bid": quote.bid,
-            "ask": quote.ask,
-            "spread": quote.spread,
-            "last_price": quote.last_price,
+            "bid": quote.shown(quote.bid),
+            "ask": quote.shown(quote.ask),
+            "spread": quote.shown(quote.spread),
+            "last_price": quote.shown(quote.last_price),
+            "daily_high": quote.shown(quote.day_high),
+            "daily_low": quote.shown(quote.day_low),
             "data_time": iso_utc(quote.data_time),
             "fetched_at": iso_utc(quote.fetched_at) if quote.fetched_at else None,
             "data_age_seconds": round(quote.age(now).total_seconds(), 3),

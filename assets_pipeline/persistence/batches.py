@@ -17,6 +17,9 @@ from assets_pipeline.persistence.quote_store import as_utc
 from assets_pipeline.persistence.schema import refresh_batches
 from assets_pipeline.rules.quotes import iso_utc
 
+#: The one run tag a batch adds: how it ended, at a glance in the Runs list.
+RESULT_TAG = "assets_pipeline/result"
+
 
 @dataclass
 class BatchResult:
@@ -71,16 +74,10 @@ class BatchResult:
         )
 
     def tags(self) -> dict[str, str]:
-        """Run tags (the run's own metadata in the UI); short values only."""
-        return {
-            "batch/updated": str(len(self.updated)),
-            "batch/failed": str(len(self.failed)),
-            "batch/api_calls": str(self.api_calls),
-            "batch/budget_waits": str(self.budget_waits),
-            "batch/duration_ms": str(self.duration_ms),
-            "batch/queue_processed": str(self.queue_processed),
-            "batch/queue_remaining": str(self.queue_remaining),
-        }
+        """One run tag, short enough for a row of the Runs list: how the batch ended. The rest
+        (duration, waits, the queue) is in the log line and the materializations' metadata."""
+        calls = f"{self.api_calls} call{'' if self.api_calls == 1 else 's'}"
+        return {RESULT_TAG: f"{len(self.updated)} updated, {len(self.failed)} failed, {calls}"}
 
 
 def record_batch(engine: sa.Engine, result: BatchResult) -> None:

@@ -94,6 +94,14 @@ class Quote:
         """This quote as the platform's `symbol`, with that symbol's price precision."""
         return dataclasses.replace(self, symbol=symbol, precision=precision)
 
+    def shown(self, value: float | None) -> float | None:
+        """A price as the symbol shows it, at its precision: the UI's metadata is read by
+        people, and `1.0895117589999999` or a BTCUSD price with 6 decimals at precision 2 is
+        noise to them. What is stored and announced keeps the vendor's digits."""
+        if value is None or self.precision is None:
+            return value
+        return round(value, self.precision)
+
     def age(self, now: dt.datetime) -> dt.timedelta:
         """How old the price is in the market's time (not since we fetched it)."""
         return now - self.data_time

@@ -346,13 +346,13 @@ def test_a_refresh_runs_as_a_role_with_only_the_writers_grants(
 # --- the command ---------------------------------------------------------------------------------
 
 
-def test_the_grants_in_deploy_and_the_readme_are_the_ones_the_command_prints():
+def test_the_grants_in_deploy_and_the_docs_are_the_ones_the_command_prints():
     from assets_pipeline.persistence.grants import DEFAULT_ROLE
     from assets_pipeline_tests.conftest import REPO
 
     script = grants_sql(DEFAULT_ROLE)
     assert (REPO / "deploy" / "grants.sql").read_text() == script
-    assert f"```sql\n{script}```" in (REPO / "README.md").read_text()
+    assert f"```sql\n{script}```" in (REPO / "docs" / "deployment.md").read_text()
 
 
 def test_migrate_check_says_behind_then_migrate_brings_it_to_the_head(empty_pg_url, tmp_path):

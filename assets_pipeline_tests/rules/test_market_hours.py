@@ -185,12 +185,12 @@ def test_market_hours_are_configurable_and_checked():
         parse_market_hours({"forex": {"opens": "Sunday night"}}, "f")
 
 
-def test_the_readme_example_is_valid_and_states_the_defaults():
-    readme = (REPO / "README.md").read_text()
+def test_the_documented_example_is_valid_and_states_the_defaults():
+    readme = (REPO / "docs" / "plans.md").read_text()
     block = re.search(r"```yaml\n(market_hours:\n.*?)```", readme, re.DOTALL)
-    assert block, "README.md has no market_hours example"
+    assert block, "docs/plans.md has no market_hours example"
     example = yaml.safe_load(block.group(1))["market_hours"]
-    assert parse_market_hours(example, "README.md") == MarketHours()
+    assert parse_market_hours(example, "docs/plans.md") == MarketHours()
 
 
 # Polygon's forex and crypto day bars cover UTC days: a bar closes at the last instant its UTC day

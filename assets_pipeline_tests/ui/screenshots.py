@@ -1,4 +1,4 @@
-"""The README's screenshots of the UI, taken by the browser test's own steps.
+"""The docs' screenshots of the UI, taken by the browser test's own steps.
 
     .venv/bin/python -m assets_pipeline_tests.ui.screenshots [--out docs/screenshots]
 

@@ -174,3 +174,28 @@ def test_a_broken_symbols_file_quotes_the_parser_and_the_line(env, tmp_path):
         "  fix:   correct the symbols file (ASSETS_CONFIG names it)",
     ]
     clean(done)
+
+
+def test_a_plan_that_refuses_the_data_says_which_setting_to_change(env):
+    # POLYGON_PLAN=paid on a free key: every snapshot is refused, and nothing is learnt
+    with PolygonSimulator(host="127.0.0.1", port=0, plan="free") as sim:
+        done = run(
+            {
+                **env,
+                "POLYGON_BASE_URL": sim.url,
+                "POLYGON_API_KEY": WRONG_KEY,
+                "POLYGON_PLAN": "paid",
+            },
+            "refresh",
+            "--tier",
+            "critical",
+        )
+    assert done.returncode == 1
+    assert "0 of 3 symbol(s) refreshed" in done.stdout
+    assert last_lines(done) == [
+        "error: refresh --tier critical failed",
+        "  cause: Polygon refused the request: the plan does not include this data (HTTP 403)",
+        "  fix:   take the markets your plan lacks out of the symbols file, set POLYGON_PLAN to"
+        " the plan you have, or upgrade the plan",
+    ]
+    clean(done, WRONG_KEY)

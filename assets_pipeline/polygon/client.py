@@ -332,12 +332,10 @@ class PolygonClient:
         `result.errors`; one symbol's failure never stops another's. `result` is kept up to
         date as it goes.
 
-        In `batch` mode a 403 on the multi-ticker endpoint (free plans are not entitled to it)
-        falls back to one call per ticker for this refresh, with a note saying so. On `auto`,
-        an HTTP 403 on a ticker's own snapshot is that ticker's error; the market is learnt
-        refused only when its endpoint refuses too (`_market_refuses`: one more call, once a
-        recheck period, that answers the market's other tickers when it is served). A refusal
-        inside a 200 (a v3 item) is always the ticker's own.
+        In `batch` mode a 403 on the multi-ticker endpoint falls back to one call per ticker,
+        with a note. On `auto`, an HTTP 403 on a ticker's own snapshot is that ticker's error;
+        its market is learnt refused only when the market's endpoint refuses too
+        (`_market_refuses`). A refusal inside a 200 (a v3 item) is always the ticker's own.
         """
         since = self._spent()
         by_ticker = _group_by_ticker(specs)
@@ -351,18 +349,14 @@ class PolygonClient:
 
         served: set[AssetType] = set()  # markets with a snapshot answered in this refresh
         early: dict[str, Quote | Exception] = {}  # answers a market's endpoint brought early
-        asked: set[str] = set()
+        asked: list[str] = []
         for ticker, answer in self._snapshot_answers(snapshots, mode, result, bars_markets, early):
-            asked.add(ticker)
+            asked.append(ticker)
             kind = by_ticker[ticker][0].asset_type
             if kind not in served and self._plan_refusal(ticker, answer):
                 others = [t for t in snapshots if t not in asked and _asset_type_of(t) is kind]
-                served.add(kind)  # put to the test once a refresh
-                if self._market_refuses(kind, ticker, others, early):
-                    self._learn_no_snapshots(kind, ticker, answer, result)
-                    served.discard(kind)
-                    bars_markets.add(kind)
-                answer = early.pop(ticker, answer)
+                answer, refused = self._judge_refusal(kind, ticker, answer, others, early, result)
+                (bars_markets if refused else served).add(kind)  # judged once a refresh
             if isinstance(answer, Quote):
                 served.add(kind)
             if kind in bars_markets and not isinstance(answer, Quote):
@@ -374,6 +368,23 @@ class PolygonClient:
             answers = latest_bar_quotes(self, kinds, self.hours, self.publication_delay)
             for ticker, answer in answers.items():
                 yield from settle(ticker, answer)
+
+    def _judge_refusal(
+        self,
+        kind: AssetType,
+        ticker: str,
+        refusal: Quote | Exception,
+        others: list[str],
+        early: dict[str, Quote | Exception],
+        result: FetchResult,
+    ) -> tuple[Quote | Exception, bool]:
+        """`ticker`'s answer once its 403 is judged, and whether it was the market's refusal
+        (then learnt); else the 403 is the ticker's own error (or its quote, when the market's
+        endpoint answered it after all)."""
+        if self._market_refuses(kind, ticker, others, early):
+            self._learn_no_snapshots(kind, ticker, refusal, result)
+            return refusal, True
+        return early.pop(ticker, refusal), False
 
     def _market_refuses(
         self,

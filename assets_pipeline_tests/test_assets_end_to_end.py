@@ -818,8 +818,7 @@ def test_on_auto_a_free_key_is_learnt_from_its_first_403s_and_then_costs_none(fr
     assert first.success
     refused = [r for r in free_pipeline.api_requests() if r.status == 403]
     # the batch call, then per market a ticker's own snapshot and, since one ticker's 403 is
-    # only its own, the next ticker's to confirm the market (the batch is refused, so its
-    # multi-ticker endpoint would say nothing): forex and crypto
+    # only its own, the market's endpoint to confirm it: forex and crypto
     assert len(refused) == 5
     assert len({r.path for r in refused}) == 5  # no request asked twice
     free_pipeline.sim.reset_log()

@@ -74,6 +74,13 @@ DEFAULT_MAX_PAGES = 20
 #: `/v3/snapshot` for N tickers needs ceil(N / 250) pages: this many more are allowed (a server
 #: may page below the `limit` asked for), no more.
 V3_PAGE_MARGIN = 2
+#: Tickers the vendor's documentation shows for each market: a market's endpoint is asked for
+#: one of them when a ticker's own 403 must be told from the market's and no other is at hand.
+REFERENCE_TICKERS = {
+    AssetType.FOREX: ("C:EURUSD", "C:USDJPY"),
+    AssetType.CRYPTO: ("X:BTCUSD", "X:ETHUSD"),
+    AssetType.INDEX: ("I:SPX", "I:NDX"),
+}
 #: How long a learnt refusal is trusted before a refresh asks again (the plan may be upgraded).
 DEFAULT_RECHECK_SECONDS = 6 * 3600.0
 
@@ -393,23 +400,19 @@ class PolygonClient:
         others: list[str],
         early: dict[str, Quote | Exception],
     ) -> bool:
-        """Whether `ticker`'s 403 is its market's: asked of the market's own endpoint, for the
-        market's tickers not asked yet (or `ticker` alone), whose answers go to `early`. Where
-        the plan refuses every multi-ticker endpoint (learnt), that endpoint's 403 says nothing
-        of the market: one other ticker's own snapshot is asked instead (a lone ticker's 403 is
-        then the market's as far as it was asked)."""
-        probe = (others or [ticker])[:V3_MAX_TICKERS]
-        if self._refused(MULTI_TICKER_SNAPSHOT):
-            if not others:
-                return True
-            early[others[0]] = self._single_answer(others[0], kind)
-            return self._plan_refusal(others[0], early[others[0]])
+        """Whether `ticker`'s 403 is its market's: asked of the market's own multi-ticker
+        endpoint, for the market's tickers not asked yet (their answers go to `early`), or, with
+        none left, for a reference ticker of the market. The vendor's plans include every
+        snapshot endpoint or none, so that endpoint's 403 is the market's refusal, and its
+        answer shows the market served."""
+        probe = others[:V3_MAX_TICKERS] or [t for t in REFERENCE_TICKERS[kind] if t != ticker][:1]
         try:
-            early.update(answers_for(self.market_snapshots(kind, probe), probe))
+            answers = answers_for(self.market_snapshots(kind, probe), probe)
         except NotEntitled as exc:
             return exc.status == 403
         except (PolygonError, BudgetError):
-            pass  # not a refusal: the other tickers are asked one by one as usual
+            return False  # not a refusal: the other tickers are asked one by one as usual
+        early.update({t: answer for t, answer in answers.items() if t in others})
         return False
 
     def _snapshot_answers(

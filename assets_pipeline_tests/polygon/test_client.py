@@ -529,17 +529,36 @@ def test_a_markets_first_ticker_refused_alone_is_that_tickers_error(client, simu
     assert not any("not available on this plan" in note for note in result.notes)
 
 
-def test_where_multi_ticker_calls_are_refused_another_tickers_own_snapshot_decides(
+def test_a_lone_tickers_403_is_put_to_its_market_through_a_reference_ticker(
     client, simulator, budget
 ):
-    # A plan without multi-ticker snapshots (learnt): the market endpoint's 403 would say
-    # nothing of the market, so the next ticker's own snapshot is asked instead.
-    from assets_pipeline.polygon.client import MULTI_TICKER_SNAPSHOT, snapshot_feature
+    # The attack: a tier refresh with one forex symbol, its own snapshot refused. No other
+    # ticker of the market is at hand, so the market's endpoint is asked for one the vendor
+    # documents (C:EURUSD): it answers, so nothing is learnt and the 403 is XAUUSD's own.
+    from assets_pipeline.polygon.client import snapshot_feature
 
-    budget.refuse(MULTI_TICKER_SNAPSHOT, "403 NOT_AUTHORIZED")
-    simulator.add_fault(Fault("forbidden", ticker="C:EURUSD", path_prefix="/v2/snapshot"))
-    trio = [FOREX_TRIO[1], FOREX_TRIO[0], FOREX_TRIO[2]]
-    result = fetch_all(client, trio, "per_ticker")
+    single = "/v2/snapshot/locale/global/markets/forex/tickers/C:XAUUSD"
+    simulator.add_fault(Fault("forbidden", ticker="C:XAUUSD", path_prefix=single))
+    result = fetch_all(client, [spec("XAUUSD", "C:XAUUSD")], "per_ticker")
     assert budget.refusal(snapshot_feature(AssetType.FOREX), 3600) is None
-    assert sorted(result.quotes) == ["GBPUSD", "USDJPY"] and result.api_calls == 3
-    assert not any("?" in r.path or "tickers=" in str(r.query) for r in api_requests(simulator))
+    assert isinstance(result.errors["XAUUSD"], NotEntitled) and result.api_calls == 2
+    market = api_requests(simulator)[-1]
+    assert market.path.endswith("/forex/tickers") and market.query == {"tickers": "C:EURUSD"}
+
+
+def test_two_tickers_refused_one_by_one_do_not_make_a_market_refused(client, simulator, budget):
+    # The attack: the batch endpoint and XAUUSD's and EURUSD's own snapshots refused, the
+    # market's endpoint serving. The market stays live: EURUSD and GBPUSD come from its
+    # endpoint, one call between them; only XAUUSD fails.
+    from assets_pipeline.polygon.client import snapshot_feature
+
+    simulator.add_fault(Fault("forbidden", path_prefix="/v3/snapshot"))
+    for ticker in ("C:XAUUSD", "C:EURUSD"):
+        own = f"/v2/snapshot/locale/global/markets/forex/tickers/{ticker}"
+        simulator.add_fault(Fault("forbidden", ticker=ticker, path_prefix=own))
+    three = [spec("XAUUSD", "C:XAUUSD"), spec("EURUSD", "C:EURUSD"), spec("GBPUSD", "C:GBPUSD")]
+    result = fetch_all(client, three, "batch")
+    assert budget.refusal(snapshot_feature(AssetType.FOREX), 3600) is None
+    assert sorted(result.quotes) == ["EURUSD", "GBPUSD"] and list(result.errors) == ["XAUUSD"]
+    assert all(q.timeframe is Timeframe.REAL_TIME for q in result.quotes.values())
+    assert result.api_calls == 3  # the batch, XAUUSD's own, the market's for the other two

@@ -946,3 +946,17 @@ def test_over_250_symbols_a_run_is_one_step_and_one_batch_call_per_250(pipeline,
         )
     run_id = result.run_id
     assert ids == {run_id, f"{run_id}/quotes_2", f"{run_id}/quotes_3"}
+
+
+def test_a_refresh_that_outlives_its_deadline_settles_every_status(pipeline):
+    # The attack: a server that never answers in time made a refresh outlive any bound with
+    # every status `in_progress`. A run's refresh stops asking at 80% of its maximum runtime
+    # (here 2 s), cuts the request in flight, and records each symbol's failure.
+    pipeline.sim.add_fault(Fault("timeout", delay=30.0))
+    tags = {**run_tags("critical"), "dagster/max_runtime": "2"}
+    result = pipeline.run("refresh_critical", mode="per_ticker", tags=tags)
+    assert not result.success
+    statuses = pipeline.store.sync_statuses(CRITICAL)
+    assert sorted(statuses) == sorted(CRITICAL)
+    assert {row["sync_status"] for row in statuses.values()} == {"failed"}, statuses
+    assert len(pipeline.api_requests()) <= 1  # the tickers after the deadline were not asked

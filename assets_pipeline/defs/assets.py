@@ -38,7 +38,7 @@ from assets_pipeline.refresh import Refresh, plan_refresh
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.fairness import CRITICAL_CALLER
 from assets_pipeline.rules.quotes import Quote, Timeframe, iso_utc
-from assets_pipeline.rules.run_kinds import BATCH_TAG, CRITICAL, QUEUE, run_kind
+from assets_pipeline.rules.run_kinds import BATCH_TAG, CRITICAL, QUEUE, refresh_seconds, run_kind
 
 if TYPE_CHECKING:  # history imports pandas when it runs; a refresh never does
     import pandas as pd
@@ -201,6 +201,7 @@ def _start_refresh(
         )
     except ValueError as exc:
         raise dg.Failure(f"cannot refresh {kind} symbols: {exc}", allow_retries=False) from exc
+    client.stop_by(refresh_seconds(tags))
     queue = RefreshQueue(database.engine(), registry.queue)
     reserve = registry.critical_reserve(learnt.mode, learnt.bars)
     plan_metadata = {

@@ -29,6 +29,7 @@ from assets_pipeline.polygon.bars import latest_bar_quotes
 from assets_pipeline.polygon.errors import (
     MalformedResponse,
     NotEntitled,
+    OutOfTime,
     PolygonError,
     RateLimited,
     RedirectRefused,
@@ -148,6 +149,8 @@ class PolygonClient:
         self._headers = _request_headers(api_key)
         #: HTTP attempts made by this client (each page and each retry counts).
         self.calls = 0
+        #: When the refresh must stop asking (`time.monotonic()`), if it has a deadline.
+        self.deadline: float | None = None
         #: The origin the last answer came from (always `origin`: nothing else is asked).
         self.answered_by: str | None = None
 
@@ -171,12 +174,13 @@ class PolygonClient:
             raise _redacted(exc, self) from None
         attempt = 0
         while True:
+            self._in_time(path, ticker)
             try:
                 return self._attempt(target, ticker)
             except RetryableError as exc:
                 if isinstance(exc, RateLimited):
                     self.budget.penalize()
-                if attempt >= self.max_retries:
+                if attempt >= self.max_retries or isinstance(exc, OutOfTime):
                     raise
                 attempt += 1
                 delay = 0.0 if isinstance(exc, RateLimited) else self._backoff(attempt)
@@ -189,6 +193,23 @@ class PolygonClient:
                 if delay:
                     self._sleep(delay)
 
+    def stop_by(self, seconds: float) -> None:
+        """Ask nothing after `seconds` from now: a request still waiting for a slot or an
+        answer then is cut off, so the refresh settles every symbol before its run's limit."""
+        self.deadline = time.monotonic() + seconds
+
+    def _left(self, wanted: float) -> float:
+        """`wanted` seconds, or what is left before the deadline if that is less."""
+        if self.deadline is None:
+            return wanted
+        return max(0.0, min(wanted, self.deadline - time.monotonic()))
+
+    def _in_time(self, path: str, ticker: str | None) -> None:
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise OutOfTime(
+                f"the refresh's deadline passed before Polygon {path} was asked", ticker=ticker
+            )
+
     def _log_wait(self, seconds: float) -> None:
         self.log.info(
             f"waiting {seconds:.1f}s for a Polygon call slot (budget: {self.budget.limit} calls"
@@ -200,16 +221,17 @@ class PolygonClient:
 
     def _attempt(self, target: str, ticker: str | None) -> Any:
         """One paid request of `target` at the origin: its JSON, or the error it ended in."""
-        self.budget.acquire(self.max_budget_wait_seconds, on_wait=self._log_wait)
-        self.calls += 1
+        self.budget.acquire(self._left(self.max_budget_wait_seconds), on_wait=self._log_wait)
         path = target.partition("?")[0]
+        self._in_time(path, ticker)  # the wait for a slot may have used up the time
+        self.calls += 1
         try:
             answer = bounded_get(
                 self.origin,
                 target,
                 self._headers,
                 self.timeout,
-                self.total_timeout,
+                self._left(self.total_timeout),
                 self.max_body_bytes,
             )
         except RetryableError as exc:  # too slow, too large, no answer, broken off: this one only

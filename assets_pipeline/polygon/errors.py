@@ -41,6 +41,10 @@ class MalformedResponse(RetryableError):
     """The body was not the JSON we expected (a proxy page, a truncated answer)."""
 
 
+class OutOfTime(RetryableError):
+    """The refresh's own deadline passed: this request was not sent (or was cut off)."""
+
+
 class NotEntitled(PermanentError):
     """HTTP 403 NOT_AUTHORIZED: the plan does not include this data."""
 

@@ -56,6 +56,16 @@ def run_tags(kind: str, batch_id: str | None = None, **extra: str) -> dict[str, 
     return tags
 
 
+#: A refresh stops asking Polygon at this share of its run's maximum runtime: the rest is for
+#: settling every symbol's status (none left `in_progress`) before run monitoring ends the run.
+REFRESH_SHARE_OF_RUNTIME = 0.8
+
+
+def refresh_seconds(tags: Mapping[str, str]) -> float:
+    """How long a run's refresh may ask Polygon: critical 240 s, queue and manual 720 s."""
+    return max_runtime_seconds(tags) * REFRESH_SHARE_OF_RUNTIME
+
+
 def max_runtime_seconds(tags: Mapping[str, str]) -> float:
     """A run's maximum runtime: its own tag when it has a valid one, else its kind's."""
     try:

@@ -562,3 +562,35 @@ def test_two_tickers_refused_one_by_one_do_not_make_a_market_refused(client, sim
     assert sorted(result.quotes) == ["EURUSD", "GBPUSD"] and list(result.errors) == ["XAUUSD"]
     assert all(q.timeframe is Timeframe.REAL_TIME for q in result.quotes.values())
     assert result.api_calls == 3  # the batch, XAUUSD's own, the market's for the other two
+
+
+# --- a refresh has a deadline of its own (the attack: 9 tickers x 93 s each) -------------------
+
+
+def test_past_its_deadline_a_refresh_asks_nothing_and_every_symbol_says_why(client, simulator):
+    from assets_pipeline.polygon.errors import OutOfTime
+
+    client.deadline = time.monotonic() - 1  # `stop_by` ran out
+    result = fetch_all(client, FOREX_TRIO, "per_ticker")
+    assert result.api_calls == 0 and api_requests(simulator) == []
+    assert sorted(result.errors) == ["EURUSD", "GBPUSD", "USDJPY"]
+    assert all(isinstance(e, OutOfTime) and e.retryable for e in result.errors.values())
+    assert "deadline passed" in str(result.errors["EURUSD"])
+
+
+def test_a_server_that_never_answers_is_cut_off_at_the_refresh_deadline(budget):
+    # per request the client would wait 30 s, with retries; the refresh's deadline cuts that
+    # short, and the tickers after it are not asked at all
+    def silent(handler):
+        time.sleep(Hostile.BOUND)
+
+    server = Hostile(silent)
+    try:
+        client = PolygonClient(server.url, SECRET, budget, read_timeout=30, max_retries=2)
+        client.stop_by(0.5)
+        result = fetch_all(client, FOREX_TRIO, "per_ticker")
+    finally:
+        server.close()
+    assert result.api_calls <= 1 and not result.quotes
+    assert sorted(result.errors) == ["EURUSD", "GBPUSD", "USDJPY"]
+    assert all(e.retryable for e in result.errors.values())

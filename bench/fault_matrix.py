@@ -200,7 +200,7 @@ def deployment(sim, database_url, namespace, redis_url, **extra):
     }
     with environment(values), dg.DagsterInstance.ephemeral() as instance:
 
-        def run(job="refresh_critical"):
+        def run(job="refresh_critical", tags=None):
             return (
                 build_definitions()
                 .resolve_job_def(job)
@@ -209,6 +209,7 @@ def deployment(sim, database_url, namespace, redis_url, **extra):
                     instance=instance,
                     raise_on_error=False,
                     run_config=QUIET_RUN,
+                    tags=tags,
                 )
             )
 
@@ -1828,6 +1829,73 @@ def single_403_row(first, second, log, after_first, refused, xau, statuses):
     )
 
 
+def critical_pair_403(svc):
+    """The second attack: the batch endpoint and XAUUSD's and EURUSD's own snapshots refused,
+    the forex market's endpoint serving."""
+    own = "/v2/snapshot/locale/global/markets/forex/tickers/"
+    with (
+        svc.database() as url,
+        svc.namespace() as namespace,
+        PolygonSimulator(host="127.0.0.1", port=0) as sim,
+        deployment(sim, url, namespace, svc.redis_url) as run,
+    ):
+        sim.add_fault(Fault("forbidden", path_prefix="/v3/snapshot"))
+        for ticker in ("C:XAUUSD", "C:EURUSD"):
+            sim.add_fault(Fault("forbidden", ticker=ticker, path_prefix=own + ticker))
+        run()
+        refused = [k.decode() for k in svc.redis().scan_iter(match=f"{namespace}*refused*")]
+        store = QuoteStore(get_engine(url), namespace)
+        eur = store.latest_quote("EURUSD")
+        statuses = {s: (store.sync_status(s) or {}).get("sync_status") for s in CRITICAL}
+        asked = [f"{r.path.rsplit('/', 1)[-1]} {r.status}" for r in api_requests(sim)]
+    learnt = [k.rsplit(":", 1)[-1] for k in refused]
+    return row(
+        "Two critical tickers refused one by one: the batch endpoint, C:XAUUSD's and C:EURUSD's "
+        "own snapshots answer 403, the forex market's endpoint serves",
+        "each 403 was put to the market's endpoint, which answered: forex stayed live, EURUSD "
+        "took its quote from that answer, only XAUUSD failed",
+        f"requests: {', '.join(asked)}; learnt refused: {learnt}; EURUSD's source "
+        f"`{eur.source if eur else None}`; statuses "
+        f"{', '.join(f'{s} {v}' for s, v in statuses.items())}",
+        forex_not_learnt=not any(k.endswith("forex") for k in refused),
+        eurusd_live=eur is not None and eur.source.endswith("snapshot"),
+        xauusd_alone_failed=statuses
+        == {"XAUUSD": "failed", "EURUSD": "success", "BTCUSD": "success"},
+    )
+
+
+# --- a refresh outliving its deadline ---------------------------------------------------------
+
+
+def refresh_deadline(svc):
+    """The attack: a server slower than every timeout, one call per ticker; a run whose
+    maximum runtime is 5 s (the refresh asks for 4 s)."""
+    with (
+        svc.database() as url,
+        svc.namespace() as namespace,
+        PolygonSimulator(host="127.0.0.1", port=0) as sim,
+        deployment(sim, url, namespace, svc.redis_url, POLYGON_SNAPSHOT_MODE="per_ticker") as run,
+    ):
+        sim.add_fault(Fault("timeout", delay=60.0))
+        started = time.perf_counter()
+        run(tags={"assets_pipeline/kind": "critical", "dagster/max_runtime": "5"})
+        took = time.perf_counter() - started
+        store = QuoteStore(get_engine(url), namespace)
+        statuses = {s: (store.sync_status(s) or {}).get("sync_status") for s in CRITICAL}
+        asked = len(api_requests(sim))
+    return row(
+        "A refresh that would outlive its run: every answer slower than every timeout, "
+        "per_ticker, `dagster/max_runtime` 5 s",
+        "the refresh stopped asking at its deadline (80% of the runtime), cut the request in "
+        "flight, and settled every status as failed, none `in_progress`",
+        f"{took:.1f} s for the run (deadline 4 s, plus start-up and settling); requests {asked}; "
+        f"statuses {', '.join(f'{s} {v}' for s, v in statuses.items())}",
+        ended_near_the_deadline=took < 4 + 15,
+        every_status_settled=set(statuses.values()) == {"failed"},
+        later_tickers_not_asked=asked <= 1,
+    )
+
+
 # --- a database that never answers -----------------------------------------------------------
 
 
@@ -1909,6 +1977,8 @@ SCENARIOS = {
     "crashing-bodies": crashing_bodies,
     "future-day-bar": future_day_bar,
     "single-403": single_403,
+    "critical-pair-403": critical_pair_403,
+    "refresh-deadline": refresh_deadline,
     "silent-database": silent_database,
 }
 

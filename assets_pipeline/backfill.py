@@ -14,8 +14,8 @@ import datetime as dt
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
+from assets_pipeline.budget.interface import BudgetError
 from assets_pipeline.config.registry import SymbolSpec
-from assets_pipeline.persistence.budget import BudgetError
 from assets_pipeline.persistence.history import COLUMNS, empty_bars
 from assets_pipeline.polygon.bars import history_bars
 from assets_pipeline.polygon.client import PolygonClient

@@ -23,6 +23,7 @@ import redis
 from sqlalchemy.exc import OperationalError
 
 from assets_pipeline import failures as failures_module
+from assets_pipeline.budget.interface import BudgetError
 from assets_pipeline.config.registry import (
     AssetType,
     Registry,
@@ -34,7 +35,6 @@ from assets_pipeline.config.registry import (
 from assets_pipeline.config.settings import Settings, SettingsError
 from assets_pipeline.persistence import migrate as migrations
 from assets_pipeline.persistence.batches import batch_totals, recent_batches
-from assets_pipeline.persistence.budget import BudgetError
 from assets_pipeline.persistence.database import (
     DatabaseUnavailable,
     dispose_engine,

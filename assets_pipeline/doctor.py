@@ -422,7 +422,7 @@ def plan_check(ctx: _Context) -> Check:
 
 def probe_check(ctx: _Context) -> Check:
     """One call to a cheap endpoint (a ticker's previous day bar): is the key accepted?"""
-    from assets_pipeline.persistence.budget import BudgetError
+    from assets_pipeline.budget.interface import BudgetError
     from assets_pipeline.polygon.errors import NotEntitled, PolygonError
 
     client = ctx.polygon().client(max_retries=0)

@@ -27,9 +27,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from assets_pipeline.budget.interface import BudgetCongested, BudgetError
 from assets_pipeline.config.registry import Registry, SymbolSpec
 from assets_pipeline.persistence.batches import BatchResult, record_batch
-from assets_pipeline.persistence.budget import BudgetCongested, BudgetError
 from assets_pipeline.persistence.quote_store import QuoteStore
 from assets_pipeline.persistence.refresh_queue import RefreshQueue
 from assets_pipeline.polygon.client import FetchResult, PolygonClient

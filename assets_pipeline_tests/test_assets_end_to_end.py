@@ -566,7 +566,8 @@ def test_a_run_launched_from_the_ui_is_manual_even_when_it_selects_only_critical
 
 def test_a_symbol_that_finds_no_budget_slot_goes_back_to_its_place_unblamed(pipeline):
     # Every slot is taken until after the run's deadline: the queued symbols did nothing wrong.
-    from assets_pipeline.persistence.budget import PolygonBudget, RedisBudgetStore
+    from assets_pipeline.budget.limiter import PolygonBudget
+    from assets_pipeline.budget.redis_store import RedisBudgetStore
     from assets_pipeline.persistence.refresh_queue import RefreshQueue
     from assets_pipeline.rules.queue_rules import QUEUED
     from assets_pipeline.rules.run_kinds import run_tags

@@ -217,9 +217,10 @@ def test_status_shows_the_plan_learnt_per_market_and_each_tiers_cadence(
 ):
     # a free key on `auto`, once its forex and crypto snapshots were refused (remembered in the
     # budget store): status says so per market, and a critical refresh costs 2 grouped calls
+    from assets_pipeline.budget.limiter import PolygonBudget
+    from assets_pipeline.budget.sql_store import SqlBudgetStore
     from assets_pipeline.cli import _status_lines, status_document
     from assets_pipeline.config.settings import Settings
-    from assets_pipeline.persistence.budget import PolygonBudget, SqlBudgetStore
     from assets_pipeline.polygon.client import snapshot_feature
     from assets_pipeline.rules.taxonomy import AssetType
 

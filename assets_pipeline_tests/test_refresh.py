@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from assets_pipeline.persistence.budget import PolygonBudget, SqlBudgetStore
+from assets_pipeline.budget.limiter import PolygonBudget
+from assets_pipeline.budget.sql_store import SqlBudgetStore
 from assets_pipeline.persistence.database import get_engine
 from assets_pipeline.persistence.quote_store import QuoteStore
 from assets_pipeline.persistence.refresh_queue import RefreshQueue

@@ -23,8 +23,8 @@ import time
 from bench_refresh import MemoryBudgetStore, fmt_duration, section, table
 
 from assets_pipeline.backfill import fill_history
+from assets_pipeline.budget.limiter import PolygonBudget
 from assets_pipeline.config.registry import DEFAULT_SYMBOLS_FILE, load_registry
-from assets_pipeline.persistence.budget import PolygonBudget
 from assets_pipeline.polygon.client import FetchResult, PolygonClient
 from assets_pipeline.rules import clock
 from assets_pipeline.simulator.server import PolygonSimulator

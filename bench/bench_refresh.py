@@ -31,6 +31,11 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from assets_pipeline.budget.fairness import decide, free_slots
+from assets_pipeline.budget.interface import Refusal
+from assets_pipeline.budget.limiter import WINDOW_MARGIN_SECONDS, BudgetStats, PolygonBudget
+from assets_pipeline.budget.redis_store import RedisBudgetStore
+from assets_pipeline.budget.sql_store import SqlBudgetStore
 from assets_pipeline.config.registry import (
     DEFAULT_SYMBOLS_FILE,
     AssetType,
@@ -39,16 +44,6 @@ from assets_pipeline.config.registry import (
     load_registry,
 )
 from assets_pipeline.config.settings import VARIABLES
-from assets_pipeline.persistence.budget import (
-    WINDOW_MARGIN_SECONDS,
-    BudgetStats,
-    PolygonBudget,
-    RedisBudgetStore,
-    Refusal,
-    SqlBudgetStore,
-    decide,
-    free_slots,
-)
 from assets_pipeline.persistence.database import (
     dispose_engine,
     get_engine,
@@ -138,7 +133,7 @@ def section(title):
 
 class MemoryBudgetStore:
     """The BudgetStore protocol in process memory: the same sliding window (and margin) and the
-    same fairness rule (`budget.decide`, `budget.free_slots`) as the real stores, without their
+    same fairness rule (`fairness.decide`, `fairness.free_slots`) as the real stores, without their
     I/O, so section 1 times the client, HTTP and parsing only."""
 
     backend = "memory"

@@ -15,7 +15,7 @@ What is compared
 For 9, 100 and 500 symbols, in `batch` and `per_ticker` snapshot modes, with a budget of
 `--calls` (5) per `--window` (60 s):
 
-* **ours**: this project's scheduling (schedules.py, sensors.py, assets.py, budget.py).
+* **ours**: this project's scheduling (schedules.py, sensors.py, assets.py, budget/fairness.py).
 * **reference**: the design it replaces (critical every 5 min, an in-memory queue drained two
   symbols at a time, one shared rate limiter with no reserve). The reference client has no batch
   mode; `reference+batch` is a what-if in which its client sends one call per 250 tickers.
@@ -23,7 +23,7 @@ For 9, 100 and 500 symbols, in `batch` and `per_ticker` snapshot modes, with a b
   previous drain to finish (see the assumptions below). Also shown with `+batch`.
 
 The decision code is not re-implemented: whether a call may go now and how long it waits comes
-from `budget.decide`, the drain's free slots from `budget.free_slots`, who asks from
+from `fairness.decide`, the drain's free slots from `fairness.free_slots`, who asks from
 `Registry.secondary_caller` (its reserve is `critical_reserve`, its gap `critical_gap`) and
 `fairness.CRITICAL_CALLER`, the costs from `registry.refresh_cost`, queue ordering, de-duplication
 and retries from `queue_rules` (plan_enqueue, next_batch, after_failure, demote), the cadences
@@ -35,7 +35,7 @@ Model of ours
 -------------
 * Budget store: the call times in the last `window + WINDOW_MARGIN_SECONDS` and the time of the
   last critical call (`last_critical_at`), as SqlBudgetStore keeps them. Every request asks
-  `budget.decide`: it is granted at once if `decide` says 0, and a critical grant sets
+  `fairness.decide`: it is granted at once if `decide` says 0, and a critical grant sets
   `last_critical_at`; otherwise the caller sleeps the seconds `decide` returned and asks again,
   the same as `PolygonBudget.acquire`. So a critical caller takes any free slot, and a queue run
   (`registry.secondary_caller(mode)`: reserve = one critical refresh's calls, 3 per_ticker or 1
@@ -57,7 +57,7 @@ Model of ours
   refreshed ones leave the queue (`RefreshQueue.complete`).
 * Queued tiers: `plan_enqueue(max_size=1000)` at t=0 and then every 1800 s.
 * Drain sensor (sensors.drain_tick): runs every 15 s. It does nothing while a queue run is in
-  flight or while no item is waiting. Otherwise it asks `slots = budget.free_slots(...)` for the
+  flight or while no item is waiting. Otherwise it asks `slots = fairness.free_slots(...)` for the
   secondary caller and does nothing if that is 0. It then claims, through `next_batch`, 1 call of
   up to 250 symbols in batch mode, or `slots + lookahead` calls of 1 symbol in per_ticker mode,
   where `lookahead` = `--calls` (one window more than is free now) because
@@ -168,19 +168,14 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 
+from assets_pipeline.budget.fairness import CRITICAL_CALLER, Caller, decide, free_slots
+from assets_pipeline.budget.limiter import WINDOW_MARGIN_SECONDS
 from assets_pipeline.config.registry import (
     AssetType,
     Registry,
     SymbolSpec,
     load_registry,
     refresh_cost,
-)
-from assets_pipeline.persistence.budget import (
-    CRITICAL_CALLER,
-    WINDOW_MARGIN_SECONDS,
-    Caller,
-    decide,
-    free_slots,
 )
 from assets_pipeline.polygon.client import V3_MAX_TICKERS
 from assets_pipeline.rules.cadence import DEFAULT_TIERS, QueuePolicy, format_duration
@@ -226,7 +221,7 @@ class Delay:
 
 @dataclass(frozen=True)
 class Call:
-    """One API call: wait for a slot as `caller` (budget.decide says when), then take
+    """One API call: wait for a slot as `caller` (fairness.decide says when), then take
     `call_seconds`."""
 
     caller: Caller = CRITICAL_CALLER
@@ -248,7 +243,7 @@ Process = Generator[Delay | Call, CallResult | None, None]
 
 class SimStore:
     """A BudgetStore on the simulated clock: the call times in the window and the time of the
-    last critical call, with budget.py's own rule (`decide`, `free_slots`) deciding, as
+    last critical call, with budget/fairness.py's own rule (`decide`, `free_slots`) deciding, as
     SqlBudgetStore does (window + WINDOW_MARGIN_SECONDS). The store's clock reads epoch seconds
     (EPOCH + simulated time), as the real stores' clocks do, so a critical call at t=0 is still
     remembered (`decide` treats a last critical time of 0 as "none yet")."""

@@ -48,9 +48,11 @@ import yaml
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from assets_pipeline.budget.limiter import PolygonBudget
+from assets_pipeline.budget.redis_store import RedisBudgetStore
+from assets_pipeline.budget.sql_store import SqlBudgetStore
 from assets_pipeline.config.registry import AssetType, RegistryError, load_registry
 from assets_pipeline.config.settings import VARIABLES
-from assets_pipeline.persistence.budget import PolygonBudget, RedisBudgetStore, SqlBudgetStore
 from assets_pipeline.persistence.database import dispose_engine, get_engine, migrate_database
 from assets_pipeline.persistence.outbox import pending_count, publishing_paused, relay_pending
 from assets_pipeline.persistence.quote_store import QuoteStore, as_utc

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from assets_pipeline.budget.fairness import Caller, secondary_caller
 from assets_pipeline.config.settings import Settings
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.cadence import (
@@ -44,7 +45,6 @@ from assets_pipeline.rules.end_of_day import (
     newest_bar,
 )
 from assets_pipeline.rules.excerpts import clip, excerpt
-from assets_pipeline.rules.fairness import Caller, secondary_caller
 from assets_pipeline.rules.feasibility import Feasibility, bars_cost, feasibility
 from assets_pipeline.rules.market_hours import MarketHours, MarketHoursError, parse_market_hours
 from assets_pipeline.rules.plans import configured_bars
@@ -277,7 +277,7 @@ class Registry:
     def secondary_caller(
         self, mode: str, bars: Set[AssetType] = frozenset(), idle: Set[str] = frozenset()
     ) -> Caller:
-        """How non-critical runs ask the budget (see `rules/fairness.py`)."""
+        """How non-critical runs ask the budget (see `budget/fairness.py`)."""
         cadences = [p.every_seconds for p in self.tiers.values() if p.refresh == "direct"]
         return secondary_caller(self.critical_reserve(mode, bars, idle), cadences)
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from assets_pipeline.backfill import fill_history
+from assets_pipeline.budget.fairness import CRITICAL_CALLER
 from assets_pipeline.config.registry import Registry, SymbolSpec
 from assets_pipeline.defs.checks import check_specs, freshness_results, quality_result
 from assets_pipeline.defs.keys import (
@@ -36,7 +37,6 @@ from assets_pipeline.persistence.refresh_queue import RefreshQueue
 from assets_pipeline.polygon.client import PolygonClient
 from assets_pipeline.refresh import Refresh, plan_refresh
 from assets_pipeline.rules import clock
-from assets_pipeline.rules.fairness import CRITICAL_CALLER
 from assets_pipeline.rules.quotes import Quote, Timeframe, iso_utc
 from assets_pipeline.rules.run_kinds import BATCH_TAG, CRITICAL, QUEUE, refresh_seconds, run_kind
 

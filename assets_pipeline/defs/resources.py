@@ -26,17 +26,14 @@ import redis
 import sqlalchemy as sa
 from pydantic import Field
 
+from assets_pipeline.budget.fairness import CRITICAL_CALLER, Caller
+from assets_pipeline.budget.interface import BudgetError
+from assets_pipeline.budget.limiter import PolygonBudget
+from assets_pipeline.budget.redis_store import RedisBudgetStore
+from assets_pipeline.budget.sql_store import SqlBudgetStore
 from assets_pipeline.config.registry import AssetType, Registry
 from assets_pipeline.config.settings import BUDGET_STORES, PLANS, SNAPSHOT_MODES, Settings
 from assets_pipeline.persistence import redis_client
-from assets_pipeline.persistence.budget import (
-    CRITICAL_CALLER,
-    BudgetError,
-    Caller,
-    PolygonBudget,
-    RedisBudgetStore,
-    SqlBudgetStore,
-)
 from assets_pipeline.persistence.database import get_engine
 from assets_pipeline.persistence.quote_store import QuoteStore
 from assets_pipeline.polygon.client import (

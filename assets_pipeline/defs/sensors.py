@@ -6,11 +6,11 @@ from dataclasses import dataclass
 
 import dagster as dg
 
+from assets_pipeline.budget.limiter import PolygonBudget
 from assets_pipeline.config.registry import Registry
 from assets_pipeline.defs.keys import quote_asset_key
 from assets_pipeline.defs.resources import PolygonResource, RedisResource, TradingDatabase
 from assets_pipeline.defs.runs import IN_FLIGHT_STATUSES, QUEUE_JOB, runs_in_flight, today
-from assets_pipeline.persistence.budget import PolygonBudget
 from assets_pipeline.persistence.outbox import relay_pending
 from assets_pipeline.persistence.refresh_queue import RefreshQueue
 from assets_pipeline.polygon.bars import GROUPED_MARKETS

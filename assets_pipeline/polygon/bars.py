@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from assets_pipeline.budget.interface import BudgetError
 from assets_pipeline.config.registry import AssetType
-from assets_pipeline.persistence.budget import BudgetError
 from assets_pipeline.polygon.errors import MalformedResponse, PolygonError, TickerNotFound
 from assets_pipeline.polygon.parsing import (
     SOURCE_GROUPED,

@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from assets_pipeline.budget.interface import BudgetError, CallBudget, Refusal
 from assets_pipeline.config.registry import AssetType, SymbolSpec
-from assets_pipeline.persistence.budget import BudgetError, PolygonBudget, Refusal
 from assets_pipeline.polygon.bars import latest_bar_quotes
 from assets_pipeline.polygon.errors import (
     MalformedResponse,
@@ -108,7 +108,7 @@ class PolygonClient:
         self,
         base_url: str,
         api_key: str,
-        budget: PolygonBudget,
+        budget: CallBudget,
         *,
         connect_timeout: float = 5.0,
         read_timeout: float = 15.0,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from assets_pipeline.budget.fairness import Caller, critical_gap
 from assets_pipeline.config.registry import (
     RegistryError,
     Tier,
@@ -20,7 +21,6 @@ from assets_pipeline.config.registry import (
     refresh_cost,
 )
 from assets_pipeline.rules.cadence import BudgetShape, parse_queue, parse_tiers
-from assets_pipeline.rules.fairness import Caller, critical_gap
 from assets_pipeline.rules.taxonomy import AssetType
 from assets_pipeline_tests.conftest import REPO, symbol_entry
 
@@ -83,7 +83,7 @@ def _bench_staleness():
 @pytest.mark.parametrize("mode", ["batch", "per_ticker"])
 def test_a_healthy_cycle_never_calls_a_symbol_stale(mode):
     # Six simulated hours of this project's own scheduling at 5 calls a minute (the decision
-    # code is the real one: budget.decide, the queue rules, the reserve; see
+    # code is the real one: fairness.decide, the queue rules, the reserve; see
     # bench/bench_staleness.py), then the `fresh` rule applied at every minute to every symbol
     # with the derived defaults: no symbol is ever stale.
     bench = _bench_staleness()

@@ -10,6 +10,9 @@ from dagster._core.storage.dagster_run import DagsterRun
 from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._core.utils import make_new_run_id
 
+from assets_pipeline.budget.fairness import Caller
+from assets_pipeline.budget.limiter import PolygonBudget
+from assets_pipeline.budget.sql_store import SqlBudgetStore
 from assets_pipeline.definitions import build_definitions
 from assets_pipeline.defs.resources import (
     PolygonBudgetResource,
@@ -17,7 +20,6 @@ from assets_pipeline.defs.resources import (
     RedisResource,
     TradingDatabase,
 )
-from assets_pipeline.persistence.budget import Caller, PolygonBudget, SqlBudgetStore
 from assets_pipeline.persistence.database import get_engine
 from assets_pipeline.persistence.refresh_queue import RefreshQueue
 

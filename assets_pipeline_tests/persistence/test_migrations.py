@@ -273,7 +273,8 @@ def test_the_writers_role_cannot_change_the_tables(writer_url, ddl):
 
 
 def test_the_writers_role_keeps_the_queue_bars_budget_and_statuses(writer_url, registry):
-    from assets_pipeline.persistence.budget import CRITICAL_CALLER, SqlBudgetStore
+    from assets_pipeline.budget.fairness import CRITICAL_CALLER
+    from assets_pipeline.budget.sql_store import SqlBudgetStore
     from assets_pipeline.persistence.quote_store import QuoteStore
     from assets_pipeline.persistence.refresh_queue import RefreshQueue
     from assets_pipeline.rules.taxonomy import Tier

@@ -11,8 +11,10 @@ from urllib.parse import quote
 import pytest
 import sqlalchemy as sa
 
+from assets_pipeline.budget.limiter import PolygonBudget
+from assets_pipeline.budget.redis_store import RedisBudgetStore
+from assets_pipeline.budget.sql_store import SqlBudgetStore
 from assets_pipeline.config.registry import AssetType, SymbolSpec, Tier
-from assets_pipeline.persistence.budget import PolygonBudget, RedisBudgetStore, SqlBudgetStore
 from assets_pipeline.persistence.database import get_engine
 from assets_pipeline.persistence.schema import api_refusals
 from assets_pipeline.polygon.client import MULTI_TICKER_SNAPSHOT, FetchResult, PolygonClient

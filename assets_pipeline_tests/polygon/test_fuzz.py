@@ -25,8 +25,8 @@ from urllib.parse import quote as url_quote
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from assets_pipeline.budget.limiter import PolygonBudget
 from assets_pipeline.config.registry import AssetType, SymbolSpec, Tier
-from assets_pipeline.persistence.budget import PolygonBudget
 from assets_pipeline.polygon import client as client_module
 from assets_pipeline.polygon.client import PLANS, FetchResult, PolygonClient
 from assets_pipeline.polygon.errors import PolygonError

@@ -26,8 +26,9 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from assets_pipeline.budget.limiter import PolygonBudget
+from assets_pipeline.budget.sql_store import SqlBudgetStore
 from assets_pipeline.config.registry import AssetType
-from assets_pipeline.persistence.budget import PolygonBudget, SqlBudgetStore
 from assets_pipeline.persistence.database import get_engine
 from assets_pipeline.polygon.bars import history_bars
 from assets_pipeline.polygon.client import PolygonClient

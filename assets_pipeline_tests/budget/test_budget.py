@@ -14,14 +14,11 @@ import time
 import pytest
 import redis
 
-from assets_pipeline.persistence.budget import (
-    WINDOW_MARGIN_SECONDS,
-    BudgetError,
-    Caller,
-    PolygonBudget,
-    RedisBudgetStore,
-    SqlBudgetStore,
-)
+from assets_pipeline.budget.fairness import Caller
+from assets_pipeline.budget.interface import BudgetError
+from assets_pipeline.budget.limiter import WINDOW_MARGIN_SECONDS, PolygonBudget
+from assets_pipeline.budget.redis_store import RedisBudgetStore
+from assets_pipeline.budget.sql_store import SqlBudgetStore
 from assets_pipeline.persistence.database import get_engine
 from assets_pipeline_tests.conftest import REDIS_URL, max_in_any_window
 
@@ -187,7 +184,7 @@ def test_every_key_a_budget_script_touches_is_in_one_redis_cluster_slot(redis_cl
     # Redis Cluster runs a Lua script only on keys of one hash slot: one hash tag for all of them
     from redis.crc import key_slot
 
-    from assets_pipeline.persistence.budget import RedisBudgetStore
+    from assets_pipeline.budget.redis_store import RedisBudgetStore
 
     store = RedisBudgetStore(redis_client, "polygon", namespace="prod:")
     assert len({key_slot(key.encode()) for key in store._keys}) == 1

@@ -6,9 +6,9 @@ critical refresh, but only when it would still be in the window at the time that
 The store knows when the last critical call was made and expects the next no sooner than
 `critical_gap` later: the shortest direct cadence less a slack for run start-up jitter. Calls that
 will have expired by then use the budget freely, so secondary symbols get everything the
-critical tier does not need instead of losing the reserve in every window. The budget store
-applies the rule atomically (`decide`; the Redis store runs the same rule in Lua), and the drain
-sensor asks the same rule how many slots it has (`free_slots`).
+critical tier does not need instead of losing the reserve in every window. The stores apply
+the rule atomically (`decide`: `sql_store.py` calls it, `redis_store.py` runs it in Lua), and the
+drain sensor asks the same rule how many slots it has (`free_slots`).
 """
 
 from __future__ import annotations

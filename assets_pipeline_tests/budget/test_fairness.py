@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from assets_pipeline.rules.fairness import Caller, decide, free_slots
+from assets_pipeline.budget.fairness import Caller, decide, free_slots
 
 SECONDARY = Caller(critical=False, reserve=3, critical_gap=240)
 WINDOW = 60.0

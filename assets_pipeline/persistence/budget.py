@@ -238,7 +238,8 @@ def _as_datetime(epoch: float | None) -> dt.datetime | None:
 
 # --- Redis -----------------------------------------------------------------------------------
 
-# `decide` and `free_slots`, in Lua (1-based lists). ARGV: limit, window, nonce, critical (0/1),
+# `decide` and `free_slots`, in Lua (1-based lists); a peek, like the stats, writes nothing.
+# ARGV: limit, window, nonce, critical (0/1),
 # reserve, critical_gap, mode ("take" or "peek"), CRITICAL_BURST_SECONDS.
 _ACQUIRE_LUA = """
 local t = redis.call('TIME')
@@ -254,8 +255,8 @@ if paused > now then
   if peek then return '0' end
   return tostring(paused - now)
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local raw = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+if not peek then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window) end
+local raw = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. (now - window), '+inf', 'WITHSCORES')
 local times = {}
 for i = 2, #raw, 2 do times[#times + 1] = tonumber(raw[i]) end
 local used = #times
@@ -310,11 +311,11 @@ _STATS_LUA = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local window = tonumber(ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local since = '(' .. (now - window)
+local oldest = redis.call('ZRANGEBYSCORE', KEYS[1], since, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
 local oldest_at = '0'
 if #oldest > 0 then oldest_at = oldest[2] end
-return {tostring(now), tostring(redis.call('ZCARD', KEYS[1])), oldest_at,
+return {tostring(now), tostring(redis.call('ZCOUNT', KEYS[1], since, '+inf')), oldest_at,
         redis.call('GET', KEYS[2]) or '0',
         redis.call('HGET', KEYS[3], 'total_calls') or '0',
         redis.call('HGET', KEYS[3], 'total_waits') or '0'}
@@ -464,15 +465,30 @@ class SqlBudgetStore:
                 )
             return 0.0
 
+    def _read(self, conn: sa.Connection) -> tuple[float, float, int, int]:
+        """(paused_until, last_critical_at, total_calls, total_waits), read without a write:
+        a missing state row reads as the row `_locked` would insert."""
+        query = sa.select(
+            api_budget_state.c.paused_until,
+            api_budget_state.c.last_critical_at,
+            api_budget_state.c.total_calls,
+            api_budget_state.c.total_waits,
+        ).where(api_budget_state.c.name == self._name)
+        row = conn.execute(query).one_or_none()
+        return tuple(row) if row is not None else (0.0, 0.0, 0, 0)  # type: ignore[return-value]
+
     def free_slots(self, limit: int, window: float, caller: Caller) -> int:
+        """A peek: reads the window's calls without pruning the expired ones."""
         window += WINDOW_MARGIN_SECONDS
-        with self._engine.begin() as conn:
-            state = self._locked(conn)
+        calls = api_budget_calls.c
+        with self._engine.connect() as conn:
+            paused_until, last_critical, _, _ = self._read(conn)
             now = db_epoch_seconds(conn)
-            if state.paused_until > now:
+            if paused_until > now:
                 return 0
-            times = self._window(conn, now, window)
-            return free_slots(now, times, limit, window, caller, state.last_critical_at)
+            query = sa.select(calls.at).where(calls.name == self._name, calls.at > now - window)
+            times = list(conn.execute(query.order_by(calls.at)).scalars())
+        return free_slots(now, times, limit, window, caller, last_critical)
 
     def pause(self, seconds: float) -> None:
         with self._engine.begin() as conn:
@@ -491,8 +507,8 @@ class SqlBudgetStore:
             conn.execute(self._bump("total_waits"))
 
     def stats(self, limit: int, window: float) -> BudgetStats:
-        with self._engine.begin() as conn:
-            state = self._locked(conn)
+        with self._engine.connect() as conn:
+            paused_until, _, total_calls, total_waits = self._read(conn)
             now = db_epoch_seconds(conn)
             calls = api_budget_calls.c
             used, oldest = conn.execute(
@@ -507,9 +523,9 @@ class SqlBudgetStore:
             now,
             used,
             oldest or 0.0,
-            state.paused_until,
-            state.total_calls,
-            state.total_waits,
+            paused_until,
+            total_calls,
+            total_waits,
             self.backend,
         )
 

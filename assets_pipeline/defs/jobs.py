@@ -59,6 +59,7 @@ def refresh_tier_jobs(registry: Registry) -> "list[dg.UnresolvedAssetJobDefiniti
 class EnqueueConfig(dg.Config):
     symbols: list[str] = Field(default=[], description="The symbols to put on the queue.")
     reason: str = Field(default="", description="Why (a tier's cadence, a market open, ...).")
+    note: str = Field(default="", description="What the tick saw of the others.")
 
 
 def enqueue_message(plan: EnqueuePlan, arrivals: int, label: str, max_size: int) -> str:
@@ -93,6 +94,7 @@ def enqueue_job(registry: Registry) -> dg.JobDefinition:
             context.log.warning(f"no longer configured, not enqueued: {', '.join(gone)}")
         plan = queue.enqueue([(s, registry.get(s).tier) for s in known])
         message = enqueue_message(plan, len(known), config.reason, registry.queue.max_size)
+        message += f"; {config.note}" if config.note else ""
         context.log.info(message + settled.note().replace("to settle first", "settled"))
         return dg.Output(len(plan.insert), metadata={"enqueued": message})
 

@@ -67,9 +67,11 @@ def runs_in_flight(instance: dg.DagsterInstance, job_name: str) -> list[dg.Dagst
     return alive
 
 
-def enqueue_run_config(symbols: Iterable[str], reason: str) -> dict[str, object]:
-    """The run config of an `ENQUEUE_JOB` run: the symbols to put on the queue, and why."""
-    return {"ops": {ENQUEUE_OP: {"config": {"symbols": list(symbols), "reason": reason}}}}
+def enqueue_run_config(symbols: Iterable[str], reason: str, note: str = "") -> dict[str, object]:
+    """The run config of an `ENQUEUE_JOB` run: the symbols to put on the queue, why, and what
+    the tick saw of the others (`note`, e.g. markets closed)."""
+    config = {"symbols": list(symbols), "reason": reason, "note": note}
+    return {"ops": {ENQUEUE_OP: {"config": config}}}
 
 
 @dataclass(frozen=True)

@@ -118,6 +118,7 @@ def enqueue_request(
     arrivals: list[tuple[str, Tier]],
     purpose: str,
     settle: bool = False,
+    note: str = "",
 ) -> dg.RunRequest | str:
     """An `enqueue_refreshes` run for `arrivals` (and, with `settle`, for claims to settle), or
     why none is needed: the queue, read without a write, already holds them as they would be
@@ -139,7 +140,7 @@ def enqueue_request(
     symbols = [symbol for symbol, _ in arrivals]
     return dg.RunRequest(
         job_name=ENQUEUE_JOB,
-        run_config=enqueue_run_config(symbols, purpose),
+        run_config=enqueue_run_config(symbols, purpose, note),
         tags=run_tags(UPKEEP, **{ENQUEUE_TAG: purpose}),
     )
 
@@ -152,7 +153,7 @@ def enqueue_tick(
     if not due:
         return dg.SkipReason(f"no {policy.tier.value} symbol is due: {why}")
     arrivals = [(s.symbol, s.tier) for s in due]
-    request = enqueue_request(instance, registry, database, arrivals, policy.tier.value)
+    request = enqueue_request(instance, registry, database, arrivals, policy.tier.value, note=why)
     if isinstance(request, dg.RunRequest):
         return request
     return dg.SkipReason(request + (f"; {why}" if why else ""))

@@ -10,6 +10,8 @@ setting falls back to the embedded default described in `settings.py`.
 
 from __future__ import annotations
 
+import warnings
+
 import dagster as dg
 
 from assets_pipeline.config.registry import Registry, load_registry
@@ -39,6 +41,10 @@ from assets_pipeline.defs.schedules import (
     build_queue_catch_up_sensor,
 )
 from assets_pipeline.defs.sensors import build_drain_sensor, event_outbox_relay, relay_outbox
+
+# Dagster warns that `owners` is in beta when it binds resources to the jobs of a sensor that
+# targets job definitions (the market-open sensor's two jobs), though none is given.
+warnings.filterwarnings("ignore", "Parameter `owners`", dg.BetaWarning)
 
 
 def build_resources(

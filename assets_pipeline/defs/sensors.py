@@ -54,7 +54,7 @@ def relay_outbox() -> None:
 
 @dg.sensor(
     name="event_outbox_relay",
-    job=relay_outbox,
+    job_name=RELAY_JOB,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Publish quote events still waiting in the outbox (Redis was down or unset):"

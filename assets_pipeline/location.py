@@ -10,6 +10,8 @@ setting falls back to the embedded default described in `settings.py`.
 
 from __future__ import annotations
 
+import warnings
+
 import dagster as dg
 
 from assets_pipeline.config.registry import Registry, load_registry
@@ -18,7 +20,12 @@ from assets_pipeline.defs.alerts import build_check_failure_alert, build_run_fai
 from assets_pipeline.defs.assets import build_quote_assets
 from assets_pipeline.defs.checks import freshness_job, freshness_schedule
 from assets_pipeline.defs.io_manager import QuoteIOManager
-from assets_pipeline.defs.jobs import refresh_all_job, refresh_queue_job, refresh_tier_jobs
+from assets_pipeline.defs.jobs import (
+    enqueue_job,
+    refresh_all_job,
+    refresh_queue_job,
+    refresh_tier_jobs,
+)
 from assets_pipeline.defs.keys import QUOTE_IO_MANAGER_KEY
 from assets_pipeline.defs.resources import (
     AlertWebhook,
@@ -33,7 +40,11 @@ from assets_pipeline.defs.schedules import (
     build_market_open_sensor,
     build_queue_catch_up_sensor,
 )
-from assets_pipeline.defs.sensors import build_drain_sensor, event_outbox_relay
+from assets_pipeline.defs.sensors import build_drain_sensor, event_outbox_relay, relay_outbox
+
+# Dagster warns that `owners` is in beta when it binds resources to the jobs of a sensor that
+# targets job definitions (the market-open sensor's two jobs), though none is given.
+warnings.filterwarnings("ignore", "Parameter `owners`", dg.BetaWarning)
 
 
 def build_resources(
@@ -105,23 +116,26 @@ def _assemble(registry: Registry, settings: Settings) -> dg.Definitions:
         schedules.append(check_cadence)
     else:
         sensors.append(check_cadence)
+    tier_jobs = refresh_tier_jobs(registry)
+    enqueue = enqueue_job(registry)
     jobs = [
         refresh_all_job(registry),
         refresh_queue_job(registry),
-        *refresh_tier_jobs(registry),
+        *tier_jobs,
         freshness_job(registry),
     ]
+    upkeep = [enqueue, relay_outbox, prune_old_rows]
     return dg.Definitions(
         assets=assets,
-        jobs=[*jobs, prune_old_rows],
+        jobs=[*jobs, *upkeep],
         schedules=[*schedules, prune_daily],
         sensors=[
             *sensors,
             build_drain_sensor(registry),
-            build_market_open_sensor(registry),
+            build_market_open_sensor(registry, [*tier_jobs, enqueue]),
             build_queue_catch_up_sensor(registry),
             event_outbox_relay,
-            build_run_failure_alert([*jobs, prune_old_rows]),
+            build_run_failure_alert([*jobs, *upkeep]),
             build_check_failure_alert([key for a in assets for key in a.check_keys]),
         ],
         resources=build_resources(settings),

@@ -39,8 +39,8 @@ if paused > now then
   if peek then return '0' end
   return tostring(paused - now)
 end
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local raw = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+if not peek then redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window) end
+local raw = redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. (now - window), '+inf', 'WITHSCORES')
 local times = {}
 for i = 2, #raw, 2 do times[#times + 1] = tonumber(raw[i]) end
 local used = #times
@@ -91,11 +91,11 @@ return tostring(untl)
 
 _STATS_LUA = """
 local window = tonumber(ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+local since = '(' .. (now - window)
+local oldest = redis.call('ZRANGEBYSCORE', KEYS[1], since, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
 local oldest_at = '0'
 if #oldest > 0 then oldest_at = oldest[2] end
-return {tostring(now), tostring(redis.call('ZCARD', KEYS[1])), oldest_at,
+return {tostring(now), tostring(redis.call('ZCOUNT', KEYS[1], since, '+inf')), oldest_at,
         redis.call('GET', KEYS[2]) or '0',
         redis.call('HGET', KEYS[3], 'total_calls') or '0',
         redis.call('HGET', KEYS[3], 'total_waits') or '0'}

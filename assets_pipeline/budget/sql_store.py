@@ -72,15 +72,30 @@ class SqlBudgetStore:
                 )
             return 0.0
 
+    def _read(self, conn: sa.Connection) -> tuple[float, float, int, int]:
+        """(paused_until, last_critical_at, total_calls, total_waits), read without a write:
+        a missing state row reads as the row `_locked` would insert."""
+        query = sa.select(
+            api_budget_state.c.paused_until,
+            api_budget_state.c.last_critical_at,
+            api_budget_state.c.total_calls,
+            api_budget_state.c.total_waits,
+        ).where(api_budget_state.c.name == self._name)
+        row = conn.execute(query).one_or_none()
+        return tuple(row) if row is not None else (0.0, 0.0, 0, 0)  # type: ignore[return-value]
+
     def free_slots(self, limit: int, window: float, caller: Caller) -> int:
+        """A peek: reads the window's calls without pruning the expired ones."""
         window += WINDOW_MARGIN_SECONDS
-        with self._engine.begin() as conn:
-            state = self._locked(conn)
+        calls = api_budget_calls.c
+        with self._engine.connect() as conn:
+            paused_until, last_critical, _, _ = self._read(conn)
             now = self._now(conn)
-            if state.paused_until > now:
+            if paused_until > now:
                 return 0
-            times = self._window(conn, now, window)
-            return free_slots(now, times, limit, window, caller, state.last_critical_at)
+            query = sa.select(calls.at).where(calls.name == self._name, calls.at > now - window)
+            times = list(conn.execute(query.order_by(calls.at)).scalars())
+        return free_slots(now, times, limit, window, caller, last_critical)
 
     def pause(self, seconds: float) -> None:
         with self._engine.begin() as conn:
@@ -99,8 +114,8 @@ class SqlBudgetStore:
             conn.execute(self._bump("total_waits"))
 
     def stats(self, limit: int, window: float) -> BudgetStats:
-        with self._engine.begin() as conn:
-            state = self._locked(conn)
+        with self._engine.connect() as conn:
+            paused_until, _, total_calls, total_waits = self._read(conn)
             now = self._now(conn)
             calls = api_budget_calls.c
             used, oldest = conn.execute(
@@ -115,9 +130,9 @@ class SqlBudgetStore:
             now,
             used,
             oldest or 0.0,
-            state.paused_until,
-            state.total_calls,
-            state.total_waits,
+            paused_until,
+            total_calls,
+            total_waits,
             self.backend,
         )
 

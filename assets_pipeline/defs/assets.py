@@ -32,6 +32,7 @@ from assets_pipeline.defs.keys import (
     quote_asset_key,
 )
 from assets_pipeline.defs.resources import PolygonResource, TradingDatabase
+from assets_pipeline.defs.runs import CLAIM_TAG, reconcile_claims
 from assets_pipeline.persistence.batches import BatchResult
 from assets_pipeline.persistence.refresh_queue import RefreshQueue
 from assets_pipeline.polygon.client import PolygonClient
@@ -180,6 +181,9 @@ def _start_refresh(
     tags = context.run.tags
     kind = run_kind(tags)
     selected = [key.path[-1] for key in context.selected_asset_keys]
+    queue = RefreshQueue(database.engine(), registry.queue)
+    if kind == QUEUE and CLAIM_TAG in tags:
+        selected = _claim(context, registry, queue, selected)
     plan = plan_refresh(
         registry,
         selected,
@@ -202,7 +206,6 @@ def _start_refresh(
     except ValueError as exc:
         raise dg.Failure(f"cannot refresh {kind} symbols: {exc}", allow_retries=False) from exc
     client.stop_by(refresh_seconds(tags))
-    queue = RefreshQueue(database.engine(), registry.queue)
     reserve = registry.critical_reserve(learnt.mode, learnt.bars)
     plan_metadata = {
         "plan_learnt": learnt.describe(),
@@ -210,6 +213,37 @@ def _start_refresh(
     }
     store = database.quote_store()
     return Refresh(plan, client, store, queue, polygon.mode(), context.log, plan_metadata)
+
+
+def _claim(
+    context: dg.AssetExecutionContext, registry: Registry, queue: RefreshQueue, selected: list[str]
+) -> list[str]:
+    """A queue run's batch, claimed as the run starts: first the claims of runs that ended
+    without settling them are settled, then the selected symbols still waiting (and whose market
+    trades) are taken for this run's batch. Fewer than selected when another process took some:
+    only those claimed are refreshed."""
+    now = clock.utcnow()
+    settled = reconcile_claims(context.instance, queue, now)
+    trading = {s.symbol for s in registry.trading((registry.get(s) for s in selected), now)}
+    claimed = queue.claim(
+        len(selected),
+        1,
+        context.run.tags[BATCH_TAG],
+        eligible=trading,
+        step_of=registry.step_of,
+    )
+    names = [item.symbol for item in claimed]
+    left = [s for s in selected if s not in names]
+    context.log.info(
+        f"claimed {len(names)} of {len(selected)} selected symbol(s)"
+        + (
+            f"; not waiting any more (or market closed), not refreshed: {', '.join(left)}"
+            if left
+            else ""
+        )
+        + settled.note().replace("to settle first", "settled")
+    )
+    return names
 
 
 def _step_batch_id(context: dg.AssetExecutionContext) -> str:

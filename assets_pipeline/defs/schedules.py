@@ -1,9 +1,10 @@
 """The tier cadences: direct tiers refreshed on their own clock, queued tiers put on the queue.
 
-None of these call Polygon. A direct tier's tick asks for one run of its job and skips, with the
-reason, while one is still queued or running; a queued tier's tick only writes the queue (its
-refresh is the drain sensor's business). A cadence cron can express becomes a schedule, others
-(sub-minute, for compressed tests) a sensor with that interval, both driven by the functions here.
+Ticks decide, runs act: a tick reads the database and writes nothing. A direct tier's tick asks for
+one run of its job (skipping, with the reason, while one is queued or running); a queued tier's
+tick asks for an `enqueue_refreshes` run with its due symbols (their refresh is the drain
+sensor's business). A cadence cron can express becomes a schedule, others (sub-minute, for
+compressed tests) a sensor with that interval, both driven by the functions here.
 """
 
 import datetime as dt
@@ -15,18 +16,23 @@ from assets_pipeline.config.registry import Registry, SymbolSpec
 from assets_pipeline.defs.keys import quote_asset_key
 from assets_pipeline.defs.resources import TradingDatabase
 from assets_pipeline.defs.runs import (
-    QUEUE_JOB,
+    ENQUEUE_JOB,
+    ENQUEUE_TAG,
     cadence_definition,
+    enqueue_run_config,
     runs_in_flight,
+    settled_view,
+    settlements,
     tier_job_name,
     today,
 )
 from assets_pipeline.persistence.refresh_queue import RefreshQueue
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.cadence import TierPolicy, format_duration
-from assets_pipeline.rules.queue_rules import EnqueuePlan, overdue
+from assets_pipeline.rules.queue_rules import overdue, plan_enqueue
 from assets_pipeline.rules.quotes import iso_utc
-from assets_pipeline.rules.run_kinds import CRITICAL, run_tags
+from assets_pipeline.rules.run_kinds import CRITICAL, UPKEEP, run_tags
+from assets_pipeline.rules.taxonomy import Tier
 
 #: A direct tier whose last run started longer ago than its cadence plus this is refreshed at
 #: once: at start-up, and after the daemon was down or a tick was missed.
@@ -105,31 +111,52 @@ def catch_up_tick(
     return direct_tick(instance, registry, policy, database)
 
 
-def enqueue_tick(registry: Registry, policy: TierPolicy, database: TradingDatabase) -> str:
-    """Put a queued tier's due symbols on the queue; return what happened, for the tick's
-    reason."""
-    due, why = due_symbols(registry, registry.in_tier(policy.tier), database)
-    symbols = [(s.symbol, s.tier) for s in due]
-    plan = RefreshQueue(database.engine(), registry.queue).enqueue(symbols)
-    added = len(plan.insert) + sum(1 for item in plan.update if item.attempts == 0)
-    message = (
-        f"enqueued {added} {policy.tier.value} symbol(s);"
-        f" {len(symbols) - added - len(plan.refused)} already waiting"
+def enqueue_request(
+    instance: dg.DagsterInstance,
+    registry: Registry,
+    database: TradingDatabase,
+    arrivals: list[tuple[str, Tier]],
+    purpose: str,
+    settle: bool = False,
+    note: str = "",
+) -> dg.RunRequest | str:
+    """An `enqueue_refreshes` run for `arrivals` (and, with `settle`, for claims to settle), or
+    why none is needed: the queue, read without a write, already holds them as they would be
+    put; or a run for the same purpose is still queued or running."""
+    items = RefreshQueue(database.engine(), registry.queue).items()
+    plan = plan_enqueue(items, arrivals, clock.utcnow(), registry.queue.max_size)
+    if not (plan.insert or plan.update or settle):
+        if not arrivals:
+            return "nothing to enqueue"
+        return f"{len(arrivals)} {purpose} symbol(s) due, all already waiting"
+    busy = [
+        run for run in runs_in_flight(instance, ENQUEUE_JOB) if run.tags.get(ENQUEUE_TAG) == purpose
+    ]
+    if busy:
+        return (
+            f"an enqueue run for {purpose} is still {busy[0].status.value.lower()}"
+            f" ({busy[0].run_id[:8]})"
+        )
+    symbols = [symbol for symbol, _ in arrivals]
+    return dg.RunRequest(
+        job_name=ENQUEUE_JOB,
+        run_config=enqueue_run_config(symbols, purpose, note),
+        tags=run_tags(UPKEEP, **{ENQUEUE_TAG: purpose}),
     )
-    if why:
-        message += f"; {why}"
-    return message + queue_full_note(plan, registry.queue.max_size)
 
 
-def queue_full_note(plan: EnqueuePlan, max_size: int) -> str:
-    """What the size limit left out, for a tick's reason: arrivals dropped and waiting items
-    evicted for better ones (empty when the queue had room)."""
-    if not plan.dropped:
-        return ""
-    note = f"; QUEUE FULL ({max_size}): dropped {', '.join(plan.dropped)}"
-    if plan.evicted:
-        note += f" (evicted from the queue for a better tier: {', '.join(plan.evicted)})"
-    return note
+def enqueue_tick(
+    instance: dg.DagsterInstance, registry: Registry, policy: TierPolicy, database: TradingDatabase
+) -> dg.RunRequest | dg.SkipReason:
+    """An `enqueue_refreshes` run with a queued tier's due symbols, or why none is needed."""
+    due, why = due_symbols(registry, registry.in_tier(policy.tier), database)
+    if not due:
+        return dg.SkipReason(f"no {policy.tier.value} symbol is due: {why}")
+    arrivals = [(s.symbol, s.tier) for s in due]
+    request = enqueue_request(instance, registry, database, arrivals, policy.tier.value, note=why)
+    if isinstance(request, dg.RunRequest):
+        return request
+    return dg.SkipReason(request + (f"; {why}" if why else ""))
 
 
 def build_cadences(
@@ -188,58 +215,58 @@ def _enqueue(registry: Registry, policy: TierPolicy) -> dg.ScheduleDefinition | 
     return cadence_definition(
         f"enqueue_{policy.tier.value}_every_{every}",
         policy.every_seconds,
-        QUEUE_JOB,
-        f"Put the {policy.tier.value} tier on the refresh queue every {every}; the queue drain"
-        " sensor refreshes it as the budget allows. Launches no run itself.",
-        lambda _context, database: dg.SkipReason(enqueue_tick(registry, policy, database)),
+        ENQUEUE_JOB,
+        f"Put the {policy.tier.value} tier's due symbols on the refresh queue every {every}"
+        " (an enqueue_refreshes run); the queue drain sensor refreshes them as the budget"
+        " allows.",
+        lambda context, database: enqueue_tick(context.instance, registry, policy, database),
     )
 
 
-def queue_catch_up_tick(registry: Registry, database: TradingDatabase) -> dg.SkipReason:
-    """Enqueue queued-tier symbols whose market is open and that are overdue (start-up)."""
+def queue_catch_up_tick(
+    instance: dg.DagsterInstance, registry: Registry, database: TradingDatabase
+) -> dg.RunRequest | dg.SkipReason:
+    """An enqueue run for the queued-tier symbols whose market is open and that are overdue
+    (start-up), or for the claims of ended queue runs still to settle (the run settles them)."""
     now = clock.utcnow()
-    queue = RefreshQueue(database.engine(), registry.queue)
+    items = RefreshQueue(database.engine(), registry.queue).items()
     due, _ = due_symbols(registry, registry.queued(), database, now)
     candidates = [(s.symbol, s.tier, registry.tiers[s.tier].every_seconds) for s in due]
     owed = overdue(
-        candidates,
-        database.quote_store().last_syncs(),
-        {item.symbol for item in queue.items()},
-        now,
+        candidates, database.quote_store().last_syncs(), {item.symbol for item in items}, now
     )
-    if not owed:
+    settle = settlements(instance, items, now)
+    note = settled_view(items, settle, registry.queue.max_retries, now)[1].note()
+    if not owed and not settle:
         return dg.SkipReason("no queued-tier symbol is overdue")
-    plan = queue.enqueue(owed)
-    message = (
-        f"enqueued {len(plan.insert)} overdue symbol(s):"
-        f" {', '.join(item.symbol for item in plan.insert)}"
-    )
-    return dg.SkipReason(message + queue_full_note(plan, registry.queue.max_size))
+    request = enqueue_request(instance, registry, database, owed, "overdue", bool(settle))
+    return request if isinstance(request, dg.RunRequest) else dg.SkipReason(request + note)
 
 
 def build_queue_catch_up_sensor(registry: Registry) -> dg.SensorDefinition:
     @dg.sensor(
         name="enqueue_overdue_at_start_up",
-        job_name=QUEUE_JOB,
+        job_name=ENQUEUE_JOB,
         minimum_interval_seconds=60,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             "Put queued-tier symbols on the queue when they are overdue (not refreshed within"
             " their cadence, not on the queue): at start-up and after the daemon was down,"
-            " instead of waiting for the next enqueue tick. Launches no run itself."
+            " instead of waiting for the next enqueue tick. Its enqueue_refreshes run also"
+            " settles the claims of queue runs that ended without settling them."
         ),
     )
     def enqueue_overdue_at_start_up(
         context: dg.SensorEvaluationContext, database: TradingDatabase
-    ) -> dg.SkipReason:
-        return queue_catch_up_tick(registry, database)
+    ) -> dg.RunRequest | dg.SkipReason:
+        return queue_catch_up_tick(context.instance, registry, database)
 
     return enqueue_overdue_at_start_up
 
 
 def market_open_tick(
     context: dg.SensorEvaluationContext, registry: Registry, database: TradingDatabase
-) -> dg.RunRequest | dg.SkipReason:
+) -> list[dg.RunRequest] | dg.SkipReason:
     """When a market opens, refresh its direct-tier symbols at once and queue the others, so
     the first refresh after the open does not wait for the next cadence tick."""
     now = clock.utcnow()
@@ -261,18 +288,24 @@ def market_open_tick(
     context.update_cursor(str(now.timestamp()))
     if not opened:
         return dg.SkipReason("no market opened")
+    requests, why = [], ""
     queued = [(s.symbol, s.tier) for s in opened if s not in now_direct]
-    note = ""
     if queued:
-        plan = RefreshQueue(database.engine(), registry.queue).enqueue(queued)
-        note = queue_full_note(plan, registry.queue.max_size)
-    if not now_direct:
-        return dg.SkipReason(f"market opened: queued {', '.join(s for s, _ in queued)}{note}")
-    return dg.RunRequest(
-        partition_key=today(),
-        asset_selection=[quote_asset_key(s.symbol) for s in now_direct],
-        tags=run_tags(CRITICAL, tier="critical"),
-    )
+        enqueue = enqueue_request(context.instance, registry, database, queued, "market open")
+        if isinstance(enqueue, dg.RunRequest):
+            requests.append(enqueue)
+        else:
+            why = f": {enqueue}"
+    if now_direct:
+        requests.append(
+            dg.RunRequest(
+                job_name=_direct_jobs(registry)[0],
+                partition_key=today(),
+                asset_selection=[quote_asset_key(s.symbol) for s in now_direct],
+                tags=run_tags(CRITICAL, tier="critical"),
+            )
+        )
+    return requests or dg.SkipReason(f"market opened for {', '.join(s for s, _ in queued)}{why}")
 
 
 def _direct_jobs(registry: Registry) -> list[str]:
@@ -284,22 +317,26 @@ def _direct_jobs(registry: Registry) -> list[str]:
     ]
 
 
-def build_market_open_sensor(registry: Registry) -> dg.SensorDefinition:
-    direct_jobs = _direct_jobs(registry)
+def build_market_open_sensor(
+    registry: Registry, jobs: "list[dg.UnresolvedAssetJobDefinition | dg.JobDefinition]"
+) -> dg.SensorDefinition:
+    """`jobs`: the direct tiers' jobs and the enqueue job, which its runs target."""
+    targets = {*_direct_jobs(registry), ENQUEUE_JOB}
 
     @dg.sensor(
         name="refresh_at_market_open",
-        job_name=direct_jobs[0] if direct_jobs else QUEUE_JOB,
+        jobs=[job for job in jobs if job.name in targets],
         minimum_interval_seconds=30,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             "When a market opens (forex on Sunday 17:00 New York, an index at its exchange's"
-            " open), refresh its critical symbols at once and queue the others."
+            " open), refresh its critical symbols at once and queue the others (an"
+            " enqueue_refreshes run)."
         ),
     )
     def refresh_at_market_open(
         context: dg.SensorEvaluationContext, database: TradingDatabase
-    ) -> dg.RunRequest | dg.SkipReason:
+    ) -> list[dg.RunRequest] | dg.SkipReason:
         return market_open_tick(context, registry, database)
 
     return refresh_at_market_open

@@ -1,89 +1,86 @@
-"""Sensors. They never call Polygon: only the database, Redis and the budget's bookkeeping."""
+"""Sensors. Ticks decide, runs act: they read the database, Redis and the budget, never write
+them, and never call Polygon. The queue run claims its batch, the relay run publishes."""
 
 import datetime as dt
 import uuid
-from dataclasses import dataclass
 
 import dagster as dg
+from redis import exceptions as redis_errors
 
 from assets_pipeline.budget.limiter import PolygonBudget
 from assets_pipeline.config.registry import Registry
 from assets_pipeline.defs.keys import quote_asset_key
 from assets_pipeline.defs.resources import PolygonResource, RedisResource, TradingDatabase
-from assets_pipeline.defs.runs import IN_FLIGHT_STATUSES, QUEUE_JOB, runs_in_flight, today
-from assets_pipeline.persistence.outbox import relay_pending
+from assets_pipeline.defs.runs import (
+    CLAIM_TAG,
+    IN_FLIGHT_STATUSES,
+    QUEUE_JOB,
+    runs_in_flight,
+    settled_view,
+    settlements,
+    today,
+)
+from assets_pipeline.persistence.outbox import pending_count, relay_pending
 from assets_pipeline.persistence.refresh_queue import RefreshQueue
 from assets_pipeline.polygon.bars import GROUPED_MARKETS
 from assets_pipeline.rules import clock
-from assets_pipeline.rules.queue_rules import claim_size, stalest_first
-from assets_pipeline.rules.run_kinds import BATCH_TAG, QUEUE, run_tags
+from assets_pipeline.rules.queue_rules import QUEUED, claim_size, next_batch, stalest_first
+from assets_pipeline.rules.run_kinds import QUEUE, UPKEEP, run_tags
 
-#: A claimed batch with no run after this long (its request was never launched) goes back.
-ORPHAN_CLAIM_SECONDS = 120.0
-#: A run that ended without settling its batch: a crash counts an attempt, the others do not.
-GIVE_BACK = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.CANCELED}
+RELAY_JOB = "relay_outbox"
 
 
-@dg.sensor(
-    name="event_outbox_relay",
-    minimum_interval_seconds=30,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Publish quote events still waiting in the outbox (Redis was down or unset).",
-)
-def event_outbox_relay(
-    context: dg.SensorEvaluationContext, database: TradingDatabase, redis: RedisResource
-) -> dg.SkipReason:
-    client = redis.client()
-    if client is None:
-        return dg.SkipReason("REDIS_URL is not set: events wait in the outbox")
-    result = relay_pending(database.engine(), client)
+@dg.op(name="relay_pending_events")
+def relay_pending_events(
+    context: dg.OpExecutionContext, database: TradingDatabase, redis: RedisResource
+) -> dg.Output[int]:
+    """Publish the events waiting in the outbox, oldest first, until Redis fails."""
+    result = relay_pending(database.engine(), redis.client())
     if result.error:
         context.log.warning(f"relay stopped: {result.error}")
     if result.parked:
         context.log.warning(f"outbox: {result.parked} event(s) parked, see their last_error")
-    return dg.SkipReason(
-        result.summary() + (f"; Redis error: {result.error}" if result.error else "")
-    )
+    context.log.info(result.summary())
+    return dg.Output(result.sent, metadata={"relay": result.summary()})
 
 
-@dataclass(frozen=True)
-class Reconciled:
-    """What `reconcile_claims` did with the items of batches no run is working on."""
-
-    released: int = 0  # back in their place, no attempt counted
-    failed: int = 0  # their run crashed: one failed attempt each
-
-    def note(self) -> str:
-        parts = []
-        if self.released:
-            parts.append(f"released {self.released} item(s) of a finished batch")
-        if self.failed:
-            parts.append(f"counted a failed attempt for {self.failed} item(s) of a crashed run")
-        return f" ({'; '.join(parts)})" if parts else ""
+@dg.job(
+    name=RELAY_JOB,
+    description="Publish quote events still waiting in the outbox (Redis was down or unset).",
+)
+def relay_outbox() -> None:
+    relay_pending_events()
 
 
-def reconcile_claims(
-    instance: dg.DagsterInstance, queue: RefreshQueue, now: dt.datetime
-) -> Reconciled:
-    """Settle items claimed by batches whose run ended without settling them, or whose run never
-    appeared: the queue never loses an item, and never retries a crashing one forever.
-
-    A run that FAILED died after claiming (a crash in the run, or in a symbol): each item it still
-    held counts one failed attempt (one tier lower, back of the queue, `failed` after the retries).
-    A run that was canceled (or, harmlessly, succeeded) gives its items back as they were, and so
-    does a batch whose run never appeared within `ORPHAN_CLAIM_SECONDS`.
-    """
-    released = failed = 0
-    for batch_id, claimed_at in queue.in_flight_batches().items():
-        runs = instance.get_runs(filters=dg.RunsFilter(tags={BATCH_TAG: batch_id}), limit=1)
-        if runs and runs[0].status == dg.DagsterRunStatus.FAILURE:
-            error = f"run {runs[0].run_id[:8]} died before settling it"
-            failed += len(queue.fail_batch(batch_id, error, now))
-        elif runs and runs[0].status in GIVE_BACK:
-            released += queue.release(batch_id)
-        elif not runs and (now - claimed_at).total_seconds() > ORPHAN_CLAIM_SECONDS:
-            released += queue.release(batch_id)
-    return Reconciled(released, failed)
+@dg.sensor(
+    name="event_outbox_relay",
+    job_name=RELAY_JOB,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Publish quote events still waiting in the outbox (Redis was down or unset):"
+    " a relay_outbox run when some wait and Redis is set.",
+)
+def event_outbox_relay(
+    context: dg.SensorEvaluationContext, database: TradingDatabase, redis: RedisResource
+) -> dg.RunRequest | dg.SkipReason:
+    client = redis.client()
+    if client is None:
+        return dg.SkipReason("REDIS_URL is not set: events wait in the outbox")
+    waiting = pending_count(database.engine())
+    if not waiting:
+        return dg.SkipReason("no event waits in the outbox")
+    try:
+        client.ping()
+    except redis_errors.RedisError as exc:  # the run would only fail the same way
+        return dg.SkipReason(
+            f"{waiting} event(s) wait; Redis does not answer: {type(exc).__name__}"
+        )
+    busy = runs_in_flight(context.instance, RELAY_JOB)
+    if busy:
+        return dg.SkipReason(
+            f"{waiting} event(s) wait; a relay run is still {busy[0].status.value.lower()}"
+        )
+    return dg.RunRequest(tags=run_tags(UPKEEP))
 
 
 def drain_tick(
@@ -92,13 +89,19 @@ def drain_tick(
     polygon: PolygonResource,
     database: TradingDatabase,
 ) -> dg.RunRequest | dg.SkipReason:
+    """The next batch to refresh, from a read-only view of the queue as the run will find it
+    (claims of ended runs settled) and of the budget's free slots. The run claims the batch when
+    it starts: those still waiting then, so fewer if another process took some."""
     now = clock.utcnow()
-    queue = RefreshQueue(database.engine(), registry.queue)
-    note = reconcile_claims(context.instance, queue, now).note()
+    items = RefreshQueue(database.engine(), registry.queue).items()
+    items, settled = settled_view(
+        items, settlements(context.instance, items, now), registry.queue.max_retries, now
+    )
+    note = settled.note()
     busy = runs_in_flight(context.instance, QUEUE_JOB)
     if busy:
         return dg.SkipReason(f"a queue batch is still {busy[0].status.value.lower()}{note}")
-    waiting = queue.stats().waiting
+    waiting = sum(1 for item in items if item.status == QUEUED)
     learnt = polygon.learnt()
     caller = polygon.secondary_caller(registry, database, learnt)
     # on day bars, one grouped call serves a whole market: claim as a batch does, not per ticker
@@ -118,16 +121,17 @@ def drain_tick(
     calls, per_call = claim_size(
         mode, slots, budget.limit, budget.window_seconds, polygon.max_budget_wait_seconds
     )
-    batch_id = f"q-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     trading = {s.symbol for s in registry.trading(registry, now)}
-    claimed = queue.claim(calls, per_call, batch_id, eligible=trading, step_of=registry.step_of)
-    if not claimed:
+    eligible = [item for item in items if item.symbol in trading]
+    chosen = next_batch(eligible, calls, per_call, registry.step_of)
+    if not chosen:
         return dg.SkipReason(f"{waiting} waiting, none whose market is open{note}")
+    batch_id = f"q-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     return dg.RunRequest(
         run_key=batch_id,
         partition_key=today(),
-        asset_selection=[quote_asset_key(item.symbol) for item in claimed],
-        tags=run_tags(QUEUE, batch_id),
+        asset_selection=[quote_asset_key(item.symbol) for item in chosen],
+        tags=run_tags(QUEUE, batch_id, **{CLAIM_TAG: str(len(chosen))}),
     )
 
 
@@ -176,8 +180,9 @@ def build_drain_sensor(registry: Registry) -> dg.SensorDefinition:
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(
             "Refresh the next symbols on the queue (tier first, then oldest), as many as the"
-            " budget allows after keeping the next critical refresh's calls free; with the"
-            " queue empty, spend what is free on the stalest secondary symbols first."
+            " budget allows after keeping the next critical refresh's calls free (the"
+            " refresh_queue run claims them as it starts); with the queue empty, spend what is"
+            " free on the stalest secondary symbols first."
         ),
     )
     def refresh_queue_drain(
@@ -188,4 +193,4 @@ def build_drain_sensor(registry: Registry) -> dg.SensorDefinition:
     return refresh_queue_drain
 
 
-__all__ = ["IN_FLIGHT_STATUSES", "build_drain_sensor", "event_outbox_relay"]
+__all__ = ["IN_FLIGHT_STATUSES", "build_drain_sensor", "event_outbox_relay", "relay_outbox"]

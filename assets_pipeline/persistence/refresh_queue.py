@@ -1,9 +1,10 @@
 """The durable secondary queue: `queue_rules` applied to `data_sources.refresh_queue`.
 
 Every change happens in one transaction holding the queue's lock (a transaction-scoped advisory
-lock on PostgreSQL; SQLite's `BEGIN IMMEDIATE` is already exclusive), so the enqueue schedule, the
-drain sensor and the refresh runs can touch it at once without losing or doubling an item. The
-table lives in the trading database, so it survives restarts of the daemon and the webserver.
+lock on PostgreSQL; SQLite's `BEGIN IMMEDIATE` is already exclusive), so the enqueue runs, the
+queue runs claiming their batch and the refresh runs can touch it at once without losing or
+doubling an item (the schedules and sensors only read it). The table lives in the trading
+database, so it survives restarts of the daemon and the webserver.
 """
 
 from __future__ import annotations

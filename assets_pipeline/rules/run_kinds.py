@@ -16,7 +16,9 @@ CRITICAL = "critical"
 QUEUE = "queue"
 MANUAL = "manual"
 BACKFILL = "backfill"
-RUN_PRIORITY = {CRITICAL: 10, MANUAL: 5, QUEUE: 0, BACKFILL: -10}
+#: The small runs the ticks launch to act on the queue and the outbox (no Polygon call).
+UPKEEP = "upkeep"
+RUN_PRIORITY = {CRITICAL: 10, MANUAL: 5, UPKEEP: 5, QUEUE: 0, BACKFILL: -10}
 
 KIND_TAG = "assets_pipeline/kind"
 BATCH_TAG = "assets_pipeline/batch"
@@ -30,7 +32,7 @@ DAGSTER_BACKFILL_TAG = "dagster/backfill"
 #: killed, or it hangs. Run monitoring (dagster.yaml) fails it after this, and the cadences stop
 #: waiting for it. A critical refresh makes a few calls that never wait long for the budget; a
 #: queue batch may wait a window or two for its slots (see `max_budget_wait_seconds`, 180 s).
-MAX_RUNTIME_SECONDS = {CRITICAL: 300, QUEUE: 900, MANUAL: 900, BACKFILL: 3600}
+MAX_RUNTIME_SECONDS = {CRITICAL: 300, QUEUE: 900, MANUAL: 900, UPKEEP: 300, BACKFILL: 3600}
 
 
 def run_kind(tags: Mapping[str, str]) -> str:

@@ -24,6 +24,17 @@ from assets_pipeline.persistence.database import get_engine
 from assets_pipeline.persistence.refresh_queue import RefreshQueue
 
 
+def default_job(defs, request):
+    """The job of a queue drain's request (it names none: the sensor's own)."""
+    return "refresh_queue" if request.tags.get("assets_pipeline/kind") == "queue" else None
+
+
+def enqueued(result) -> str:
+    """What an enqueue run did, as its one output's metadata says."""
+    (output,) = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
+    return output.event_specific_data.metadata["enqueued"].value
+
+
 def create_run_for_test(instance, job_name, status, tags=None):
     """A run record as the daemon would find it (queued ones included)."""
     origin = RemoteRepositoryOrigin(
@@ -83,6 +94,28 @@ def deployment(pg_url, monkeypatch, registry, dagster_instance, frozen_clock):
                 instance=instance or self.instance, resources=self.resources(mode)
             ) as context:
                 return self.defs.resolve_sensor_def(name)(context)
+
+        def execute(self, request, **env):
+            """Run what a tick requested, in process, as the daemon would launch it, on the
+            test's database (and, for a refresh, `env`'s Polygon)."""
+            job = self.defs.resolve_job_def(request.job_name or default_job(self.defs, request))
+            with monkeypatch.context() as patched:
+                for name, value in {"TRADING_DATABASE_URL": pg_url, **env}.items():
+                    patched.setenv(name, value)
+                return job.execute_in_process(
+                    run_config=request.run_config or None,
+                    instance=self.instance,
+                    tags=request.tags,
+                    partition_key=request.partition_key,
+                    asset_selection=request.asset_selection,
+                )
+
+        def enqueue(self, name):
+            """An enqueue schedule's tick, and the enqueue run it requests."""
+            request = self.schedule(name)
+            if isinstance(request, dg.RunRequest):
+                assert self.execute(request).success
+            return request
 
         def spend(self, calls, critical=False):
             caller = Caller(critical=critical)

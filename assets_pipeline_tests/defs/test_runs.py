@@ -26,7 +26,7 @@ from assets_pipeline_tests.defs.conftest import create_run_for_test
 def test_a_run_in_flight_past_its_maximum_runtime_no_longer_holds_its_cadence(
     deployment, job, cadence, kind
 ):
-    deployment.schedule("enqueue_high_every_30m")
+    deployment.enqueue("enqueue_high_every_30m")
     run = create_run_for_test(deployment.instance, job, dg.DagsterRunStatus.STARTED, run_tags(kind))
     created = deployment.instance.get_run_record_by_id(run.run_id).create_timestamp
     limit = float(run.tags[MAX_RUNTIME_TAG])

@@ -1,8 +1,9 @@
 """The cadences, evaluated as the daemon would, against the real PostgreSQL: the critical schedule
 and its catch-up at start-up, the enqueue schedules and their catch-up, and the market-open sensor.
 
-They decide when runs happen and what the queue holds; none of them calls Polygon (one test runs
-the job they launch, on a Saturday, against the simulator). The clock is frozen (`frozen_clock`):
+They decide when runs happen and what the queue will hold, and write nothing: the enqueue runs
+they request fill the queue. None of them calls Polygon (one test runs the job they launch, on a
+Saturday, against the simulator). The clock is frozen (`frozen_clock`):
 today's partition and market hours are read from it.
 """
 
@@ -15,10 +16,8 @@ import dagster as dg
 import pytest
 
 from assets_pipeline.definitions import build_definitions
-from assets_pipeline.defs.resources import (
-    TradingDatabase,
-)
-from assets_pipeline.defs.schedules import CATCH_UP_GRACE_SECONDS, enqueue_tick
+from assets_pipeline.defs.jobs import enqueue_message
+from assets_pipeline.defs.schedules import CATCH_UP_GRACE_SECONDS
 from assets_pipeline.persistence.database import get_engine
 from assets_pipeline.persistence.quote_store import QuoteStore
 from assets_pipeline.persistence.refresh_queue import RefreshQueue
@@ -28,7 +27,7 @@ from assets_pipeline.rules.quotes import Timeframe
 from assets_pipeline.rules.run_kinds import CRITICAL, run_tags
 from assets_pipeline.rules.taxonomy import Tier
 from assets_pipeline_tests.conftest import quote
-from assets_pipeline_tests.defs.conftest import create_run_for_test
+from assets_pipeline_tests.defs.conftest import create_run_for_test, enqueued
 
 # --- the critical tier ---------------------------------------------------------------------------
 
@@ -83,13 +82,19 @@ def test_the_critical_tier_is_refreshed_at_start_up_and_after_the_daemon_was_dow
 # --- enqueueing ----------------------------------------------------------------------------------
 
 
-def test_enqueueing_a_tier_fills_the_queue_once_and_launches_nothing(deployment):
+def test_an_enqueue_tick_launches_an_enqueue_run_which_fills_the_queue_once(deployment):
+    schedule = deployment.defs.resolve_schedule_def("enqueue_high_every_30m")
+    assert schedule.job_name == "enqueue_refreshes"
     first = deployment.schedule("enqueue_high_every_30m")
-    again = deployment.schedule("enqueue_high_every_30m")
-    assert isinstance(first, dg.SkipReason) and isinstance(again, dg.SkipReason)
-    assert first.skip_message == "enqueued 3 high symbol(s); 0 already waiting"
-    assert again.skip_message == "enqueued 0 high symbol(s); 3 already waiting"
+    assert isinstance(first, dg.RunRequest) and first.job_name == "enqueue_refreshes"
+    assert first.tags["assets_pipeline/enqueue"] == "high"
+    assert deployment.queue.items() == []  # the tick decided; the run acts
+    result = deployment.execute(first)
+    assert enqueued(result) == "enqueued 3 high symbol(s); 0 already waiting"
     assert sorted(i.symbol for i in deployment.queue.items()) == ["ETHUSDT", "GBPUSD", "USDJPY"]
+    again = deployment.schedule("enqueue_high_every_30m")
+    assert isinstance(again, dg.SkipReason)
+    assert again.skip_message == "3 high symbol(s) due, all already waiting"
 
 
 def test_at_start_up_overdue_secondaries_are_queued_at_once_and_only_once(
@@ -111,7 +116,8 @@ def test_at_start_up_overdue_secondaries_are_queued_at_once_and_only_once(
     QuoteStore(get_engine(pg_url)).write_quote(registry.get("GBPUSD"), fresh, now.date())
     first = deployment.sensor("enqueue_overdue_at_start_up")
     # GBPUSD was refreshed just now; the other five secondaries have never been
-    assert first.skip_message.startswith("enqueued 5 overdue symbol(s)")
+    assert deployment.queue.items() == []
+    assert enqueued(deployment.execute(first)) == "enqueued 5 overdue symbol(s); 0 already waiting"
     assert sorted(i.symbol for i in deployment.queue.items()) == [
         "AUDUSD",
         "ETHUSDT",
@@ -123,21 +129,23 @@ def test_at_start_up_overdue_secondaries_are_queued_at_once_and_only_once(
     assert again.skip_message == "no queued-tier symbol is overdue"
 
 
-def test_the_enqueue_tick_names_what_a_full_queue_dropped_and_evicted(registry, pg_url):
+def test_the_enqueue_run_names_what_a_full_queue_dropped_and_evicted(registry, pg_url):
     small = dataclasses.replace(registry, queue=dataclasses.replace(registry.queue, max_size=2))
-    database = TradingDatabase(url=pg_url)
-    assert enqueue_tick(small, small.tiers[Tier.MEDIUM], database) == (
+    queue = RefreshQueue(get_engine(pg_url), small.queue)
+
+    def enqueue(tier):
+        arrivals = [(s.symbol, s.tier) for s in small.in_tier(tier)]
+        return enqueue_message(queue.enqueue(arrivals), len(arrivals), tier.value, 2)
+
+    assert enqueue(Tier.MEDIUM) == (
         "enqueued 2 medium symbol(s); 0 already waiting; QUEUE FULL (2): dropped XAGUSD"
     )
     # each high symbol is better than the medium ones waiting, until only high ones wait
-    assert enqueue_tick(small, small.tiers[Tier.HIGH], database) == (
+    assert enqueue(Tier.HIGH) == (
         "enqueued 2 high symbol(s); 0 already waiting; QUEUE FULL (2): dropped USDCAD, AUDUSD,"
         " USDJPY (evicted from the queue for a better tier: USDCAD, AUDUSD)"
     )
-    assert sorted(i.symbol for i in RefreshQueue(get_engine(pg_url)).items()) == [
-        "ETHUSDT",
-        "GBPUSD",
-    ]
+    assert sorted(i.symbol for i in queue.items()) == ["ETHUSDT", "GBPUSD"]
 
 
 # --- market hours --------------------------------------------------------------------------------
@@ -175,8 +183,9 @@ def test_on_saturday_the_critical_refresh_spends_calls_on_crypto_only(weekend):
 
 
 def test_on_saturday_closed_forex_is_not_enqueued_nor_drained(weekend):
-    result = weekend.schedule("enqueue_high_every_30m")
-    assert result.skip_message == (
+    request = weekend.schedule("enqueue_high_every_30m")
+    assert request.run_config["ops"]["enqueue_symbols"]["config"]["symbols"] == ["ETHUSDT"]
+    assert enqueued(weekend.execute(request)) == (
         "enqueued 1 high symbol(s); 0 already waiting; market closed: GBPUSD, USDJPY"
     )
     weekend.queue.enqueue([("AUDUSD", Tier.MEDIUM)])  # queued on Friday, before the close
@@ -199,9 +208,12 @@ def test_when_forex_opens_its_critical_symbols_are_refreshed_at_once_and_the_res
         assert "watching" in sensor(context).skip_message
         assert "no market opened" in sensor(context).skip_message
         weekend.clock.move_to(sunday_open)
-        request = sensor(context)
+        enqueue, request = sensor(context)
     assert [k.path[-1] for k in request.asset_selection] == ["XAUUSD", "EURUSD"]
-    assert request.tags["dagster/priority"] == "10"
+    assert (request.job_name, request.tags["dagster/priority"]) == ("refresh_critical", "10")
+    assert weekend.queue.items() == []  # the enqueue run queues the others
+    assert enqueue.job_name == "enqueue_refreshes"
+    assert weekend.execute(enqueue).success
     assert sorted(i.symbol for i in weekend.queue.items()) == [
         "AUDUSD",
         "GBPUSD",
@@ -257,7 +269,7 @@ def test_a_market_open_waits_for_a_critical_refresh_in_flight_and_is_not_forgott
         assert f"still started ({run.run_id[:8]})" in waiting.skip_message
         weekend.instance.report_run_canceled(run)  # the run is over
         weekend.clock.move_to(SUNDAY_OPEN_WINTER + dt.timedelta(seconds=30))
-        request = sensor(context)
+        _enqueue, request = sensor(context)
     assert [k.path[-1] for k in request.asset_selection] == ["XAUUSD", "EURUSD"]
 
 

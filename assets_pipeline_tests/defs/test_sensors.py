@@ -1,5 +1,6 @@
-"""The sensors, evaluated as the daemon would, against the real PostgreSQL: the queue drain (what it
-claims, with what the critical reserve leaves), claims whose run is gone, and the outbox relay.
+"""The sensors, evaluated as the daemon would, against the real PostgreSQL: the queue drain (what its
+run will claim, with what the critical reserve leaves), claims whose run is gone, and the outbox
+relay. The ticks write nothing: the runs they request claim and publish.
 
 None of them calls Polygon. The clock is frozen (`frozen_clock`): today's partition and claim ages
 are read from it; the budget still counts on its store's clock.
@@ -18,7 +19,8 @@ from assets_pipeline.defs.resources import (
     RedisResource,
     TradingDatabase,
 )
-from assets_pipeline.defs.sensors import ORPHAN_CLAIM_SECONDS, event_outbox_relay, reconcile_claims
+from assets_pipeline.defs.runs import ORPHAN_CLAIM_SECONDS, reconcile_claims
+from assets_pipeline.defs.sensors import event_outbox_relay, relay_outbox
 from assets_pipeline.persistence.database import db_epoch_seconds, get_engine
 from assets_pipeline.persistence.outbox import pending_count
 from assets_pipeline.persistence.quote_store import QuoteStore
@@ -35,8 +37,8 @@ from assets_pipeline_tests.defs.conftest import create_run_for_test
 
 
 def test_the_drain_refreshes_in_priority_order_with_what_the_critical_reserve_leaves(deployment):
-    deployment.schedule("enqueue_medium_every_30m")
-    deployment.schedule("enqueue_high_every_30m")
+    deployment.enqueue("enqueue_medium_every_30m")
+    deployment.enqueue("enqueue_high_every_30m")
     # per_ticker: 5 calls a minute, 3 kept for the next critical refresh -> 2 symbols now
     request = deployment.sensor("refresh_queue_drain")
     assert isinstance(request, dg.RunRequest)
@@ -45,14 +47,33 @@ def test_the_drain_refreshes_in_priority_order_with_what_the_critical_reserve_le
     assert request.tags["dagster/priority"] == "0"
     batch = request.tags["assets_pipeline/batch"]
     assert request.run_key == batch
-    claimed = [i for i in deployment.queue.items() if i.status == IN_FLIGHT]
-    assert sorted(i.symbol for i in claimed) == ["ETHUSDT", "GBPUSD"]
-    assert {i.batch_id for i in claimed} == {batch}
+    assert request.tags["assets_pipeline/claim"] == "2"
+    # the tick claims nothing: its run does, as it starts
+    assert all(i.status == QUEUED for i in deployment.queue.items())
+
+
+def test_the_queue_run_claims_its_batch_as_it_starts_and_refreshes_what_it_claimed(deployment):
+    from assets_pipeline.simulator import PolygonSimulator
+
+    deployment.enqueue("enqueue_high_every_30m")
+    request = deployment.sensor("refresh_queue_drain")
+    assert [k.path[-1] for k in request.asset_selection] == ["ETHUSDT", "GBPUSD"]
+    # between the tick and the run, another batch took GBPUSD: the run claims what is left
+    deployment.queue.claim(1, 1, "q-other", eligible={"GBPUSD"})
+    # the simulator reads the same (frozen) clock
+    with PolygonSimulator(port=0, clock=lambda: clock.utcnow().timestamp()) as simulator:
+        env = {"POLYGON_BASE_URL": simulator.url, "POLYGON_API_KEY": "k"}
+        result = deployment.execute(request, **env)
+    assert result.success
+    done = {m.asset_key.path[-1] for m in result.asset_materializations_for_node("quotes")}
+    assert done == {"ETHUSDT"}
+    left = {i.symbol: (i.status, i.batch_id) for i in deployment.queue.items()}
+    assert left == {"GBPUSD": (IN_FLIGHT, "q-other"), "USDJPY": (QUEUED, None)}
 
 
 def test_a_run_that_may_wait_a_window_claims_a_window_more(deployment):
-    deployment.schedule("enqueue_medium_every_30m")
-    deployment.schedule("enqueue_high_every_30m")
+    deployment.enqueue("enqueue_medium_every_30m")
+    deployment.enqueue("enqueue_high_every_30m")
     deployment.max_wait = 180  # the default: three windows
     request = deployment.sensor("refresh_queue_drain")
     # 2 free now + 5 more the run waits for inside the budget (which keeps the reserve)
@@ -67,8 +88,8 @@ def test_a_run_that_may_wait_a_window_claims_a_window_more(deployment):
 
 
 def test_in_batch_mode_one_call_takes_the_whole_queue(deployment):
-    deployment.schedule("enqueue_medium_every_30m")
-    deployment.schedule("enqueue_high_every_30m")
+    deployment.enqueue("enqueue_medium_every_30m")
+    deployment.enqueue("enqueue_high_every_30m")
     request = deployment.sensor("refresh_queue_drain", mode="batch")
     assert [k.path[-1] for k in request.asset_selection] == [
         "ETHUSDT",
@@ -81,7 +102,7 @@ def test_in_batch_mode_one_call_takes_the_whole_queue(deployment):
 
 
 def test_the_drain_never_touches_the_critical_reserve(deployment):
-    deployment.schedule("enqueue_high_every_30m")
+    deployment.enqueue("enqueue_high_every_30m")
     deployment.spend(2)  # 3 left, and per_ticker critical needs 3
     result = deployment.sensor("refresh_queue_drain")
     assert isinstance(result, dg.SkipReason)
@@ -92,7 +113,7 @@ def test_the_drain_never_touches_the_critical_reserve(deployment):
 
 
 def test_after_a_critical_refresh_the_drain_uses_what_it_left(deployment, pg_url):
-    deployment.schedule("enqueue_high_every_30m")
+    deployment.enqueue("enqueue_high_every_30m")
     deployment.spend(1, critical=True)  # creates the budget's state row
     # the critical tier refreshed (3 calls) 20 seconds ago, by the store's own clock
     engine = get_engine(pg_url)
@@ -108,7 +129,7 @@ def test_after_a_critical_refresh_the_drain_uses_what_it_left(deployment, pg_url
 
 
 def test_right_after_a_critical_call_its_refresh_may_still_need_the_reserve(deployment):
-    deployment.schedule("enqueue_high_every_30m")
+    deployment.enqueue("enqueue_high_every_30m")
     deployment.spend(1, critical=True)  # the first call of a critical refresh, just now
     # 4 slots are free, and 3 stay kept while that refresh may still be making calls
     request = deployment.sensor("refresh_queue_drain")
@@ -145,7 +166,7 @@ def test_the_drain_waits_while_a_batch_is_in_flight_and_when_the_queue_is_empty(
 ):
     store_secondaries(pg_url, registry, {})  # nothing older than half its cadence
     assert deployment.sensor("refresh_queue_drain").skip_message == "the queue is empty"
-    deployment.schedule("enqueue_high_every_30m")
+    deployment.enqueue("enqueue_high_every_30m")
     create_run_for_test(
         deployment.instance, job_name="refresh_queue", status=dg.DagsterRunStatus.STARTED
     )
@@ -157,9 +178,9 @@ def test_the_drain_waits_while_a_batch_is_in_flight_and_when_the_queue_is_empty(
 
 
 def test_a_batch_whose_run_was_canceled_gives_its_items_back_in_their_place(deployment):
-    deployment.schedule("enqueue_high_every_30m")
-    request = deployment.sensor("refresh_queue_drain")
-    batch = request.tags["assets_pipeline/batch"]
+    deployment.enqueue("enqueue_high_every_30m")
+    batch = "q-canceled"
+    deployment.queue.claim(2, 1, batch)  # as its run did when it started
     create_run_for_test(
         deployment.instance,
         job_name="refresh_queue",
@@ -168,8 +189,10 @@ def test_a_batch_whose_run_was_canceled_gives_its_items_back_in_their_place(depl
     )
     again = deployment.sensor("refresh_queue_drain")
     assert isinstance(again, dg.RunRequest)
-    # the two released items are taken again, first, by the next batch
+    # the two items the next run gives back are taken again, first, by its batch
     assert [k.path[-1] for k in again.asset_selection] == ["ETHUSDT", "GBPUSD"]
+    assert reconcile_claims(deployment.instance, deployment.queue, deployment.clock.now).released
+    assert all(i.status == QUEUED for i in deployment.queue.items())
 
 
 def test_a_symbol_whose_run_keeps_crashing_is_demoted_then_failed_not_retried_forever(
@@ -223,8 +246,8 @@ def test_a_batch_whose_run_did_not_crash_goes_back_without_an_attempt(deployment
 
 
 def test_the_queue_survives_a_new_instance_and_orphaned_claims_come_back(deployment):
-    deployment.schedule("enqueue_high_every_30m")
-    deployment.sensor("refresh_queue_drain")  # claims 2; then the daemon "restarts"
+    deployment.enqueue("enqueue_high_every_30m")
+    deployment.queue.claim(2, 1, "q-lost")  # a run claimed 2; then the daemon "restarts"
     fresh_instance = dg.DagsterInstance.ephemeral()  # a new daemon: nothing in common but the DB
     queue = RefreshQueue(deployment.queue.engine)
     assert sorted(i.symbol for i in queue.items()) == ["ETHUSDT", "GBPUSD", "USDJPY"]
@@ -245,11 +268,10 @@ def test_the_queue_survives_a_new_instance_and_orphaned_claims_come_back(deploym
 def test_once_batch_snapshots_are_refused_the_reserve_and_the_drain_count_per_ticker(deployment):
     # In batch mode one call refreshes the critical tier, so the reserve is 1 call; a plan
     # that refuses batch snapshots makes it 3 (one per ticker), and the drain plans with that.
-    deployment.schedule("enqueue_high_every_30m")
+    deployment.enqueue("enqueue_high_every_30m")
     deployment.spend(1)  # 4 left
     before = deployment.sensor("refresh_queue_drain", mode="batch")
     assert len(before.asset_selection) == 3  # one batch call takes the whole tier
-    deployment.queue.release(before.tags["assets_pipeline/batch"])
     polygon = deployment.resources("batch")["polygon"]
     polygon.budget.budget().refuse(MULTI_TICKER_SNAPSHOT, "403 NOT_AUTHORIZED")
     assert polygon.effective_mode() == "per_ticker"
@@ -269,16 +291,20 @@ def test_the_relay_sensor_publishes_what_waits_in_the_outbox(pg_url, redis_names
     listener.subscribe(f"{redis_namespace}asset:update:EURUSD")
     listener.get_message(timeout=1)
 
-    context = dg.build_sensor_context(
-        resources={
-            "database": TradingDatabase(url=pg_url),
-            "redis": RedisResource(url=REDIS_URL, namespace=redis_namespace),
-        }
-    )
-    result = event_outbox_relay(context)
+    resources = {
+        "database": TradingDatabase(url=pg_url),
+        "redis": RedisResource(url=REDIS_URL, namespace=redis_namespace),
+    }
+    with dg.build_sensor_context(
+        instance=dg.DagsterInstance.ephemeral(), resources=resources
+    ) as context:
+        request = event_outbox_relay(context)
+    assert isinstance(request, dg.RunRequest)
+    assert pending_count(store.engine) == 1  # the tick publishes nothing: its run does
 
-    assert isinstance(result, dg.SkipReason)
-    assert "published 1 event(s); 0 pending" in result.skip_message
+    result = relay_outbox.execute_in_process(resources=resources, tags=request.tags)
+    assert result.success
+    assert result.output_for_node("relay_pending_events") == 1
     message = listener.get_message(timeout=2)
     assert message and b'"type": "price_update"' in message["data"]
     assert pending_count(store.engine) == 0
@@ -297,7 +323,7 @@ def test_the_relay_sensor_waits_politely_without_redis(sqlite_url, monkeypatch):
 def test_on_day_bars_the_drain_claims_a_whole_market_for_one_grouped_call(deployment):
     # a key whose forex and crypto snapshots were refused: one grouped-daily call serves every
     # pair of a market, so the drain claims the queue as a batch, not one symbol per free slot
-    deployment.schedule("enqueue_high_every_30m")
+    deployment.enqueue("enqueue_high_every_30m")
     budget = deployment.resources()["polygon"].budget.budget()
     for kind in (AssetType.FOREX, AssetType.CRYPTO):
         budget.refuse(snapshot_feature(kind), "403 NOT_AUTHORIZED")

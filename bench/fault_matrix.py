@@ -317,6 +317,8 @@ def gzip_bomb(handler, server):
         packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # gzip framing
         chunks = [packer.compress(b" " * 1_000_000) for _ in range(100)]
         GZIP_BOMB = b"".join(chunks) + packer.flush()
+    if handler is None:
+        return
     headers(handler, len(GZIP_BOMB), gzip=True)
     server.write(handler, GZIP_BOMB)
 
@@ -387,6 +389,7 @@ def endless_answer(svc):
 
 
 def gzip_answer(svc):
+    gzip_bomb(None, None)  # made before the client's clock starts: it takes seconds under load
     error, took, sent, calls = hostile_call(svc, gzip_bomb)
     return bounded(
         "A gzip bomb: 100 MB of JSON compressed to about 100 KB",
@@ -1391,13 +1394,14 @@ def next_url_row(outcomes, at_origin, at_other):
         "A `next_url` that leaves the origin: a relative `5/v3/snapshot?cursor=2` (base port P, "
         "a second server on P5), `.attacker.example/...`, `@127.0.0.1:P5/x`, an absolute URL to "
         "the second server",
-        "the first three refused as the first page's error (nothing asked); the absolute one "
-        "lost its scheme and host: its path and query were asked of the configured origin",
+        "the first three refused: nothing asked for them, page 1's quote kept and the ticker of "
+        "the page not read failed; the absolute one lost its scheme and host: its path and query "
+        "were asked of the configured origin",
         f"{listed}; second server: **{len(at_other)} requests**; the key (Authorization) sent "
         f"{sum(keyed)} times, all to the origin ({len(at_origin)} requests)",
         second_server_never_asked=not at_other,
         key_only_at_the_origin=all(keyed) and not at_other,
-        leaving_urls_refused=[o[1] for o in outcomes[:3]] == ["MalformedResponse"] * 3,
+        leaving_urls_refused=[o[1:] for o in outcomes[:3]] == [("1 of 2 quotes", 1)] * 3,
     )
 
 
@@ -1901,7 +1905,16 @@ def refresh_deadline(svc):
 # --- a database that never answers -----------------------------------------------------------
 
 
-STATUS_BOUND = 2 + 5  # the connect timeout, plus the "few seconds" of start-up README states
+#: The connect timeout plus slack, on top of the CLI's own start-up measured on this machine now
+#: (`budget` against Redis): a loaded machine starts Python and Dagster slower, not the database.
+STATUS_BOUND = 2 + 3
+
+
+def cli_seconds(args, env):
+    """How long the CLI takes for `args`: its start-up on this machine, as loaded as it is."""
+    started = time.perf_counter()
+    subprocess.run([str(CLI), *args], env=env, capture_output=True, text=True, timeout=120)
+    return time.perf_counter() - started
 
 
 def silent_database(svc):
@@ -1923,6 +1936,7 @@ def silent_database(svc):
                 "REDIS_NAMESPACE": namespace,
                 "ASSETS_PIPELINE_HOME": home,
             }
+            startup = cli_seconds(["budget"], {**env, "TRADING_DATABASE_URL": ""})
             started = time.perf_counter()
             done = subprocess.run(
                 [str(CLI), "status"], env=env, capture_output=True, text=True, timeout=120
@@ -1938,11 +1952,12 @@ def silent_database(svc):
         "on a silent socket, `TRADING_DATABASE_CONNECT_TIMEOUT_SECONDS=2`): `assets-pipeline "
         "status`",
         f'exit code {done.returncode}; it said: "{clip(said, 220)}"',
-        f"{took:.1f} s for the whole process (bound {STATUS_BOUND} s: 2 s + start-up); "
+        f"{took:.1f} s for the whole process (bound {startup + STATUS_BOUND:.1f} s: 2 s + the "
+        f"CLI's start-up here, {startup:.1f} s, + 3 s); "
         f"host:port named: {f'127.0.0.1:{port}' in output}; the password in the output: "
         f"{password in output}",
         exit_non_zero=done.returncode != 0,
-        within_the_bound=took < STATUS_BOUND,
+        within_the_bound=took < startup + STATUS_BOUND,
         names_host_and_port=f"127.0.0.1:{port}" in output,
         no_password=password not in output,
     )

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from assets_pipeline.persistence import migrate
 from assets_pipeline.simulator import PolygonSimulator
 from assets_pipeline_tests.conftest import REPO, always_open_symbols_file
 
@@ -113,7 +114,7 @@ def test_a_database_not_migrated_says_to_run_migrate(env, empty_pg_url):
     assert done.returncode == 1
     cause, fix = last_lines(done, 2)
     assert cause.startswith("  cause: database postgresql+psycopg://")
-    assert cause.endswith("has no assets_pipeline tables yet (needs 0001)")
+    assert cause.endswith(f"has no assets_pipeline tables yet (needs {migrate.head()})")
     assert fix == (
         "  fix:   run `assets-pipeline migrate` with TRADING_DATABASE_URL set to it, as the"
         " tables' owner"

@@ -93,7 +93,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read and check every variable (see the README's configuration table).
+        """Read and check every variable (see docs/configuration.md).
 
         From the process's environment, the settings are made once per set of values (and
         working directory, which a relative home resolves against): the resources ask for them

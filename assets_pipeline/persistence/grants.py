@@ -5,8 +5,9 @@ statements the code runs on it (the budget deletes expired calls, the queue dele
 it, nothing deletes a quote), SELECT on the migration version table (the start-up check), and
 USAGE on the sequences behind the generated ids. No CREATE, ALTER or DROP: the tables are the
 migrations' (`assets-pipeline migrate`, run by their owner). `assets-pipeline migrate --grants
-ROLE` prints this script; `deploy/grants.sql` and the README hold it for `assets_pipeline_writer`
-(a test keeps the three the same), and a test runs a refresh as a role that has only this.
+ROLE` prints this script; `deploy/grants.sql` and docs/deployment.md hold it for
+`assets_pipeline_writer` (a test keeps the three the same), and a test runs a refresh as a role
+that has only this.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import re
 
 from assets_pipeline.persistence.schema import DATA_SOURCES, TRADING, VERSION_TABLE, metadata
 
-#: The role the README and `deploy/grants.sql` grant to.
+#: The role docs/deployment.md and `deploy/grants.sql` grant to.
 DEFAULT_ROLE = "assets_pipeline_writer"
 
 _READ_WRITE = ("SELECT", "INSERT", "UPDATE")

@@ -113,7 +113,7 @@ def behind(found: str | None, url: sa.URL) -> str | None:
         return None
     run = (
         "run `assets-pipeline migrate` with TRADING_DATABASE_URL set to it, as a role allowed"
-        " to create tables (README: Migrations and privileges)"
+        " to create tables (docs/deployment.md: Migrations and privileges)"
     )
     if found is None:
         return f"database {where(url)} has no assets_pipeline tables yet (needs {wanted}): {run}"

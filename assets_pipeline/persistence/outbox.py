@@ -33,16 +33,15 @@ Two kinds of failure are told apart:
   attempt and error recorded, and the next relay starts from it. An outage never counts against
   the row, however long it lasts;
 - a bad row (its payload does not decode, or Redis refuses that one publish): the row records the
-  failure (`attempts`, `last_error` "failed N of 5: ...") and the relay goes on with the rows behind
-  it; later relays retry it. After `MAX_FAILURES` failures in a row it is parked (`last_error`
-  "parked after 5 failures: ..."): skipped by every relay from then on, so it never blocks, and
-  counted in `RelayResult.parked` until someone looks at it.
+  failure (`attempts`, `failures` in a row, `last_error` "failed N of 5: ...") and the relay goes
+  on with the rows behind it; later relays retry it. After `MAX_FAILURES` failures in a row it is
+  parked (`parked_at`; `last_error` "parked after 5 failures: ..."): skipped by every relay from
+  then on, so it never blocks, and counted in `RelayResult.parked` until someone looks at it.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +56,6 @@ from assets_pipeline.rules.excerpts import clip
 #: A row whose publishing failed this many times in a row (Redis up) is parked.
 MAX_FAILURES = 5
 _PARKED = "parked after "
-_FAILED = re.compile(r"^failed (\d+) of \d+: ")
 #: A Redis outage, not the row's fault: stop and keep the event for the next relay.
 _OUTAGE = (redis.ConnectionError, redis.TimeoutError, OSError)
 #: How many events the stream keeps (approximately: trimming is by whole nodes).
@@ -107,17 +105,11 @@ class RelayResult:
 
 
 def _parked() -> sa.ColumnElement[bool]:
-    return sa.and_(
-        event_outbox.c.sent_at.is_(None),
-        sa.func.coalesce(event_outbox.c.last_error, "").like(f"{_PARKED}%"),
-    )
+    return sa.and_(event_outbox.c.sent_at.is_(None), event_outbox.c.parked_at.is_not(None))
 
 
 def _waiting() -> sa.ColumnElement[bool]:
-    return sa.and_(
-        event_outbox.c.sent_at.is_(None),
-        sa.not_(sa.func.coalesce(event_outbox.c.last_error, "").like(f"{_PARKED}%")),
-    )
+    return sa.and_(event_outbox.c.sent_at.is_(None), event_outbox.c.parked_at.is_(None))
 
 
 def pending_count(engine: sa.Engine) -> int:
@@ -135,13 +127,17 @@ def _describe(exc: BaseException) -> str:
     return f"{exc.__class__.__name__}: {clip(str(exc), 200)}"
 
 
-def _failure_text(previous: str | None, exc: BaseException) -> str:
-    """The row's `last_error` after one more failure of its own: counts the failures in a row."""
-    match = _FAILED.match(previous or "")
-    failures = (int(match.group(1)) if match else 0) + 1
+def _failure(failures: int, exc: BaseException) -> dict[str, Any]:
+    """The row's columns after one more failure of its own (`failures` is the count before):
+    parked at `MAX_FAILURES`; `last_error` says what happened, for people only."""
+    failures += 1
     if failures >= MAX_FAILURES:
-        return f"{_PARKED}{failures} failures: {_describe(exc)}"
-    return f"failed {failures} of {MAX_FAILURES}: {_describe(exc)}"
+        text = f"{_PARKED}{failures} failures: {_describe(exc)}"
+        return {"failures": failures, "parked_at": clock.utcnow(), "last_error": text}
+    return {
+        "failures": failures,
+        "last_error": f"failed {failures} of {MAX_FAILURES}: {_describe(exc)}",
+    }
 
 
 def _event(row: sa.Row) -> dict[str, Any]:
@@ -229,7 +225,7 @@ def _oldest_waiting(conn: sa.Connection, after: int) -> sa.Row | None:
             event_outbox.c.id,
             event_outbox.c.channel,
             event_outbox.c.payload,
-            event_outbox.c.last_error,
+            event_outbox.c.failures,
         )
         .where(_waiting(), event_outbox.c.id > after)
         .order_by(event_outbox.c.id)
@@ -263,10 +259,7 @@ def _publish_one(conn: sa.Connection, row: sa.Row, redis_client: Any) -> _Attemp
         return _Attempt(outage=error)
     except Exception as exc:  # noqa: BLE001 - this row alone: record it and go on
         conn.execute(
-            done.values(
-                attempts=event_outbox.c.attempts + 1,
-                last_error=_failure_text(row.last_error, exc),
-            )
+            done.values(attempts=event_outbox.c.attempts + 1, **_failure(row.failures, exc))
         )
         return _Attempt()
     conn.execute(done.values(sent_at=clock.utcnow(), attempts=event_outbox.c.attempts + 1))

@@ -132,6 +132,10 @@ event_outbox = sa.Table(
     sa.Column("sent_at", _TS),
     sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
     sa.Column("last_error", sa.Text),
+    #: Its own publishing failures in a row (a Redis outage is not one); parked at MAX_FAILURES.
+    sa.Column("failures", sa.Integer, nullable=False, server_default="0"),
+    #: When it was parked: no relay tries it any more.
+    sa.Column("parked_at", _TS),
     sa.Index("ix_event_outbox_pending", "sent_at", "id"),
     schema=DATA_SOURCES,
 )

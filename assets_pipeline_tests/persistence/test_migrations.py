@@ -367,7 +367,7 @@ def test_migrate_check_says_behind_then_migrate_brings_it_to_the_head(empty_pg_u
     assert "run `assets-pipeline migrate`" in refused.stderr
     behind = command(env, "migrate", "--check")
     assert behind.returncode == 1
-    assert "has no assets_pipeline tables yet (needs 0001)" in behind.stderr
+    assert f"has no assets_pipeline tables yet (needs {migrate.head()})" in behind.stderr
     assert tables_in(empty_pg_url) == []  # a check changes nothing
     done = command(env, "migrate")
     assert done.returncode == 0, done.stderr
@@ -406,3 +406,41 @@ def test_an_embedded_file_from_before_the_migrations_is_adopted_with_its_rows(sq
     with engine.connect() as conn:
         assert migrate.current(conn) == migrate.head()
         assert conn.exec_driver_sql("SELECT symbol FROM symbols").scalars().all() == ["EURUSD"]
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "sqlite"])
+def test_the_outbox_state_moves_from_its_error_text_to_columns(kind, empty_pg_url, tmp_path):
+    # 0001 kept a row's failures and its parking in the text of `last_error`; 0002 keeps them in
+    # `failures` and `parked_at`, and carries over what the text said
+    url = empty_pg_url if kind == "postgresql" else f"sqlite:///{tmp_path / 'old.sqlite'}"
+    engine = get_engine(url, check_schema=False)
+    migrate.upgrade(engine, "0001")
+    table = "data_sources.event_outbox" if kind == "postgresql" else "event_outbox"
+    rows = {
+        "a": "failed 2 of 5: JSONDecodeError: ...",
+        "b": "parked after 5 failures: JSONDecodeError: ...",
+        "c": "ConnectionError: Connection refused",  # an outage: not the row's failure
+    }
+    with engine.begin() as conn:
+        for event_id, error in rows.items():
+            conn.execute(
+                sa.text(
+                    f"INSERT INTO {table} (event_id, channel, symbol, payload, created_at,"
+                    " attempts, last_error) VALUES (:e, 'c', 'EURUSD', '{}', :t, 3, :err)"
+                ),
+                {"e": event_id, "t": dt.datetime(2026, 12, 1, tzinfo=dt.UTC), "err": error},
+            )
+    assert migrate.upgrade(engine, "head") == ("0001", migrate.head())
+    with engine.connect() as conn:
+        found = conn.execute(
+            sa.text(f"SELECT event_id, failures, parked_at FROM {table} ORDER BY event_id")
+        ).all()
+    assert [(e, f, p is not None) for e, f, p in found] == [
+        ("a", 2, False),
+        ("b", 5, True),
+        ("c", 0, False),
+    ]
+    migrate.downgrade(engine, "0001")  # and back: the columns go, the rows stay
+    with engine.connect() as conn:
+        assert conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one() == 3
+    dispose_engine(url)

@@ -132,6 +132,7 @@ def test_a_poisoned_row_in_the_middle_does_not_stop_the_rows_behind_it(
     row = outbox_row(store, bad)
     assert row.sent_at is None and row.attempts == 1
     assert row.last_error.startswith(f"failed 1 of {MAX_FAILURES}: ")
+    assert (row.failures, row.parked_at) == (1, None)  # the state is in columns
     assert ("JSONDecodeError" if kind == "undecodable payload" else "WRONGTYPE") in row.last_error
 
 
@@ -147,6 +148,7 @@ def test_a_row_that_keeps_failing_is_parked_and_skipped_and_reported(
     row = outbox_row(store, bad)
     assert row.attempts == MAX_FAILURES and row.sent_at is None
     assert row.last_error.startswith(f"parked after {MAX_FAILURES} failures: ")
+    assert row.failures == MAX_FAILURES and row.parked_at is not None
 
     # later relays leave it alone, and say so; events behind it flow
     (good,) = write_events(store, registry, 1, start=60)

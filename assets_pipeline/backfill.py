@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from assets_pipeline.budget.interface import BudgetError
 from assets_pipeline.config.registry import SymbolSpec
-from assets_pipeline.persistence.history import COLUMNS, empty_bars
+from assets_pipeline.persistence.history import COLUMNS, empty_bars, write_bars
 from assets_pipeline.polygon.bars import history_bars
 from assets_pipeline.polygon.client import PolygonClient
 from assets_pipeline.polygon.errors import PolygonError
@@ -24,8 +25,21 @@ from assets_pipeline.polygon.parsing import Bar
 
 if TYPE_CHECKING:  # pandas is imported where history is made: a refresh never needs it
     import pandas as pd
+    import sqlalchemy as sa
 
 SOURCE_RANGE = "polygon:v2-aggs-range"
+
+
+@dataclass(frozen=True)
+class DayBars:
+    """A symbol's bars over a backfill's days: the value its output carries. The IO manager hands
+    it back here (`store`), which writes them to `trading.price_bars`."""
+
+    bars: pd.DataFrame
+    engine: sa.Engine
+
+    def store(self, run_id: str | None) -> dict[str, Any]:
+        return {"bars_written": write_bars(self.engine, self.bars, run_id=run_id)}
 
 
 def fill_history(

@@ -80,7 +80,7 @@ def build_resources(
         "polygon": polygon,
         "database": database,
         "redis": redis,
-        QUOTE_IO_MANAGER_KEY: QuoteIOManager(database=database, redis=redis),
+        QUOTE_IO_MANAGER_KEY: QuoteIOManager(database=database),
         "alert_webhook": AlertWebhook(url=secret("ALERT_WEBHOOK_URL", settings.alert_webhook_url)),
     }
 

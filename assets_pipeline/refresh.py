@@ -1,21 +1,9 @@
-"""The one refresh: select -> fetch -> validate -> (the IO manager writes) -> settle -> report.
+"""The live refresh: the one owner of a symbol's state, from start to settle.
 
-The asset, the CLI (through the asset's job) and the benchmarks share this code, so "a refresh"
-means one thing everywhere. It knows nothing of Dagster: the asset turns what it yields into
-outputs and checks, and what `settle` returns into run tags, metadata and a failure.
-
-What happens to a symbol that is not stored depends on why:
-- its market is closed (a cadence run only): not fetched, put back in its place in the queue;
-- it is served end-of-day bars and holds the newest one published (a cadence run only): nothing
-  new can exist until its next session closes, so no call is spent; it leaves the queue;
-- no budget slot before the deadline: not the symbol's fault, so it goes back where it was in
-  the queue and its sync status is left as it was;
-- the budget store was unreachable (no call is made, failing closed): back in its place in the
-  queue without an attempt, and its sync status `failed` says the store is down;
-- anything else (a Polygon error, a rejected quote): sync status `failed` with the reason, and the
-  queue's failure rules (demotion, retries, permanent errors) apply;
-- no answer at all (the fetch broke off with an exception of its own): the same, as a retryable
-  failure saying so, so no symbol is ever left `in_progress` by a refresh that settled.
+`Refresh` marks the symbols `in_progress`, fetches and validates, writes each quote with its
+history row, sync status and event in one transaction (`store`), then settles: failures by their
+cause, one relay of the outbox for the whole step, the queue and the batch. `mark_stale` records
+the freshness checks' verdicts. Nothing else writes a symbol's sync status. It knows no Dagster.
 """
 
 from __future__ import annotations
@@ -30,13 +18,14 @@ from typing import Any
 from assets_pipeline.budget.interface import BudgetCongested, BudgetError
 from assets_pipeline.config.registry import Registry, SymbolSpec
 from assets_pipeline.persistence.batches import BatchResult, record_batch
-from assets_pipeline.persistence.quote_store import QuoteStore
+from assets_pipeline.persistence.outbox import RelayResult, publishing_paused, relay_pending
+from assets_pipeline.persistence.quote_store import QuoteStore, WriteOutcome
 from assets_pipeline.persistence.refresh_queue import RefreshQueue
 from assets_pipeline.polygon.client import FetchResult, PolygonClient
 from assets_pipeline.polygon.errors import RetryableError
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.excerpts import clip
-from assets_pipeline.rules.quotes import Quote
+from assets_pipeline.rules.quotes import Quote, iso_utc
 from assets_pipeline.rules.run_kinds import CRITICAL, QUEUE
 
 
@@ -81,7 +70,19 @@ def plan_refresh(
 
 
 class Refresh:
-    """One run's refresh. Iterate `quotes()`, store each quote, then call `settle()`."""
+    """One step's refresh. Iterate `quotes()`, `store` each quote, then call `settle()`.
+
+    A symbol that is not stored ends by why:
+    - market closed (a cadence run only): not fetched, put back in its place in the queue;
+    - on end-of-day bars and holding the newest one (a cadence run only): no call, out of the queue;
+    - no budget slot before the deadline: back in its place, its sync status as it was;
+    - the budget store unreachable (no call, failing closed): back in its place, sync status
+      `failed` saying the store is down;
+    - anything else (a Polygon error, a rejected quote): `failed` with the reason, and the queue's
+      failure rules (demotion, retries, permanent errors) apply;
+    - no answer at all (the fetch broke off): the same, retryably, saying so; none is left
+      `in_progress` by a refresh that settled.
+    """
 
     def __init__(
         self,
@@ -92,10 +93,11 @@ class Refresh:
         mode: str,
         log: logging.Logger | Any | None = None,
         plan_metadata: Mapping[str, Any] | None = None,
+        redis: Any | None = None,
     ) -> None:
         self.plan = plan
         self.client = client
-        self.store = store
+        self.quote_store = store
         self.queue = queue
         self.mode = mode
         self.log = log or logging.getLogger(__name__)
@@ -107,11 +109,17 @@ class Refresh:
         self.plan_metadata: Mapping[str, Any] = plan_metadata or {}
         #: Why the fetch broke off before every symbol was answered, if it did.
         self.broken: str | None = None
+        #: Where the step's events are announced (None: no Redis, they wait for the relay).
+        self.redis = redis
+        #: What each `store` did, by symbol.
+        self.outcomes: dict[str, WriteOutcome] = {}
+        #: The step's one relay, once `settle` has run it (None: nothing to announce, or no Redis).
+        self.relayed: RelayResult | None = None
 
     def quotes(self) -> Iterator[tuple[SymbolSpec, Quote, Quote | None]]:
         """Each validated quote as soon as its answer is in, with the quote stored before it
         (read before the write, for the quality check)."""
-        self.before = self.store.start_refresh(self.plan.symbols)
+        self.before = self.quote_store.start_refresh(self.plan.symbols)
         stored = self.plan.stored
         if self.plan.closed:
             names = ", ".join(spec.symbol for spec in self.plan.closed)
@@ -142,10 +150,27 @@ class Refresh:
             self.log.error(f"the fetch broke off ({self.broken}); its unanswered symbols fail")
             return None
 
+    def store(
+        self, spec: SymbolSpec, quote: Quote, partition_date: dt.date, run_id: str | None = None
+    ) -> dict[str, Any]:
+        """Write a validated quote: `metadata.last_update`, the history row, sync status `success`
+        and the outbox event, in one transaction (`QuoteStore.write_quote`). What it did, as the
+        output's metadata. Its event is announced by `settle`, once for the whole step."""
+        outcome = self.quote_store.write_quote(spec, quote, partition_date, run_id=run_id)
+        self.outcomes[spec.symbol] = outcome
+        metadata: dict[str, Any] = {"written": outcome.written, "write_result": outcome.reason}
+        if outcome.stored_data_time is not None:
+            metadata["previous_data_time"] = iso_utc(outcome.stored_data_time)
+        if outcome.event_id is not None:
+            metadata["event_id"] = outcome.event_id
+        return metadata
+
     def settle(self) -> BatchResult:
         """Record each failure by its cause, settle the queue and record the batch. A symbol
         planned that has neither a quote nor an error (the fetch broke off) fails, retryably,
-        saying so: none is left `in_progress`. Error texts are redacted and made safe once."""
+        saying so: none is left `in_progress`. Error texts are redacted and made safe once. The
+        step's events are announced here, in one relay after every write."""
+        self._announce()
         self._fail_unanswered()
         errors = {s: clip(self.client.redact(str(e)), 2000) for s, e in self.result.errors.items()}
         deferred = [s for s, e in self.result.errors.items() if isinstance(e, BudgetCongested)]
@@ -155,7 +180,7 @@ class Refresh:
         )
         for spec in self.plan.symbols:
             if spec.symbol in deferred:
-                self.store.restore_status(spec, self.before.get(spec.symbol, "pending"))
+                self.quote_store.restore_status(spec, self.before.get(spec.symbol, "pending"))
         if deferred:
             self.log.warning(
                 f"no budget slot for {', '.join(deferred)}: back in their place in the queue,"
@@ -166,7 +191,7 @@ class Refresh:
             if error is None or spec.symbol in deferred:
                 continue
             if isinstance(error, BudgetError):  # the budget store is down: say so, blame no one
-                self.store.record_failure(spec, errors[spec.symbol])
+                self.quote_store.record_failure(spec, errors[spec.symbol])
                 continue
             self._fail(spec, errors[spec.symbol], getattr(error, "retryable", True))
         self.queue.complete(self.result.quotes)
@@ -188,8 +213,24 @@ class Refresh:
             api_calls=self.result.api_calls,
             budget_waits=self.result.budget_waits,
         )
-        record_batch(self.store.engine, batch)
+        record_batch(self.quote_store.engine, batch)
         return batch
+
+    def _announce(self) -> None:
+        """The step's one relay of the outbox, oldest first, when it wrote an event. Redis unset,
+        down a moment ago, or down now: the events wait for the relay sensor; the writes stand."""
+        written = sum(outcome.written for outcome in self.outcomes.values())
+        if not written or self.redis is None:
+            return
+        if publishing_paused(self.redis):
+            self.log.info(f"{written} stored; Redis was down a moment ago: the relay sends")
+            return
+        self.relayed = relay_pending(self.quote_store.engine, self.redis)
+        if self.relayed.error:
+            self.log.warning(
+                f"{written} quote(s) stored; events wait in the outbox: Redis said"
+                f" {self.relayed.error}"
+            )
 
     def _fail_unanswered(self) -> None:
         why = self.broken or "no answer was recorded"
@@ -201,7 +242,7 @@ class Refresh:
                 )
 
     def _fail(self, spec: SymbolSpec, error: str, retryable: bool) -> None:
-        self.store.record_failure(spec, error)
+        self.quote_store.record_failure(spec, error)
         item = self.queue.fail(spec.symbol, spec.tier, error, retryable=retryable)
         if item is not None:
             self.log.warning(
@@ -210,4 +251,39 @@ class Refresh:
             )
 
     def notes(self) -> str:
-        return f" ({'; '.join(self.result.notes)})" if self.result.notes else ""
+        notes = list(self.result.notes)
+        if self.relayed is not None:
+            notes.append(f"events: {self.relayed.summary()}")
+        return f" ({'; '.join(notes)})" if notes else ""
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A symbol's validated quote on its way to the store: the value its output carries. The IO
+    manager hands it back to the refresh that fetched it (`store`), which writes it."""
+
+    refresh: Refresh
+    spec: SymbolSpec
+    quote: Quote
+
+    def store(self, partition_date: dt.date, run_id: str | None) -> dict[str, Any]:
+        return self.refresh.store(self.spec, self.quote, partition_date, run_id)
+
+
+def mark_stale(
+    store: QuoteStore,
+    judged: Iterable[SymbolSpec],
+    stale: Mapping[SymbolSpec, dt.datetime | None],
+    log: logging.Logger | Any,
+) -> int:
+    """The freshness checks' verdicts, recorded (the checks only read): every judged symbol gets
+    its sync status row, so one never refreshed can show `stale`; each judged stale turns `stale`
+    where its last sync is still the one judged (a quote committed meanwhile stays `success`)."""
+    store.register_symbols(judged)
+    marked = store.mark_stale(stale)
+    if stale:
+        log.warning(
+            f"stale: {', '.join(s.symbol for s in stale)};"
+            f" sync status set to 'stale' for {marked} of them"
+        )
+    return marked

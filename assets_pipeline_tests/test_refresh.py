@@ -46,7 +46,7 @@ def test_a_fetch_that_breaks_off_leaves_no_symbol_in_progress(
     plan = plan_refresh(registry, SYMBOLS, MANUAL, "b-crash")
     refresh = Refresh(plan, client, store, queue, "per_ticker")
     for spec, quote, _ in refresh.quotes():
-        store.write_quote(spec, quote, DAY)
+        refresh.store(spec, quote, DAY)
     batch = refresh.settle()
 
     statuses = store.sync_statuses(SYMBOLS)
@@ -64,3 +64,39 @@ def test_a_fetch_that_breaks_off_leaves_no_symbol_in_progress(
         assert "\x00" not in reason and "\x1b" not in reason
     assert sorted(batch.failed) == sorted(broken) and sorted(batch.updated) == sorted(stored)
     assert {i.symbol for i in queue.items()} >= set(broken)  # retryable: queued to try again
+
+
+def test_only_the_refresh_service_writes_a_symbols_state():
+    """One owner: outside persistence (which holds the statements), only `refresh.py` calls the
+    writers of a symbol's quote, sync status and events; checks and the IO manager call none."""
+    import ast
+    from pathlib import Path
+
+    import assets_pipeline
+
+    writers = {
+        "write_quote",
+        "record_failure",
+        "start_refresh",
+        "restore_status",
+        "mark_stale",
+        "register_symbols",
+        "relay_pending",
+    }
+    root = Path(assets_pipeline.__file__).parent
+    callers: dict[str, set[str]] = {}
+    for path in root.rglob("*.py"):
+        if "persistence" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            # the store's methods (`store.write_quote(...)`), and the relay, a function
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name in writers and (isinstance(func, ast.Attribute) or name == "relay_pending"):
+                callers.setdefault(name, set()).add(path.relative_to(root).as_posix())
+    # the relay also runs on its own (the sensor's op and the CLI's `relay` command)
+    assert callers.pop("relay_pending") == {"refresh.py", "defs/sensors.py", "cli.py"}
+    assert set().union(*callers.values()) == {"refresh.py"}
+    assert set(callers) == writers - {"relay_pending"}

@@ -16,33 +16,29 @@ the same registry as the assets, so there is nothing to find, and that check is 
 
 import contextlib
 import datetime as dt
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Set
 
 import dagster as dg
 
-from assets_pipeline.backfill import fill_history
+from assets_pipeline.backfill import DayBars, fill_history
 from assets_pipeline.budget.fairness import CRITICAL_CALLER
 from assets_pipeline.config.registry import Registry, SymbolSpec
-from assets_pipeline.defs.checks import check_specs, freshness_results, quality_result
+from assets_pipeline.defs.checks import check_specs, judge_freshness, quality_result
 from assets_pipeline.defs.keys import (
     QUALITY_CHECK,
     QUOTE_IO_MANAGER_KEY,
     output_name,
     quote_asset_key,
 )
-from assets_pipeline.defs.resources import PolygonResource, TradingDatabase
+from assets_pipeline.defs.resources import PolygonResource, RedisResource, TradingDatabase
 from assets_pipeline.defs.runs import CLAIM_TAG, reconcile_claims
 from assets_pipeline.persistence.batches import BatchResult
 from assets_pipeline.persistence.refresh_queue import RefreshQueue
 from assets_pipeline.polygon.client import PolygonClient
-from assets_pipeline.refresh import Refresh, plan_refresh
+from assets_pipeline.refresh import Fetched, Refresh, mark_stale, plan_refresh
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.quotes import Quote, Timeframe, iso_utc
 from assets_pipeline.rules.run_kinds import BATCH_TAG, CRITICAL, QUEUE, refresh_seconds, run_kind
-
-if TYPE_CHECKING:  # history imports pandas when it runs; a refresh never does
-    import pandas as pd
 
 
 def quotes_partitions(registry: Registry) -> dg.DailyPartitionsDefinition:
@@ -98,28 +94,46 @@ def _quotes_multi_asset(
         " freshness from the database.",
     )
     def quotes(
-        context: dg.AssetExecutionContext, polygon: PolygonResource, database: TradingDatabase
+        context: dg.AssetExecutionContext,
+        polygon: PolygonResource,
+        database: TradingDatabase,
+        redis: RedisResource,
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
         checks = context.selected_asset_check_keys
         if not context.selected_asset_keys:  # the freshness checks alone
-            yield from freshness_results(context.log, registry, database, checks)
+            yield from _freshness(context, registry, database, checks)
             return
         days = history_days(context)
         if days:
             yield from _history(context, registry, polygon, database, days)
-            yield from freshness_results(context.log, registry, database, checks)
+            yield from _freshness(context, registry, database, checks)
             return
-        refresh = _start_refresh(context, registry, polygon, database)
+        refresh = _start_refresh(context, registry, polygon, database, redis)
         for spec, quote, previous in refresh.quotes():
+            # stored as Dagster hands the output to the IO manager, by this refresh
             yield _output(spec, quote, refresh, registry)
             if dg.AssetCheckKey(quote_asset_key(spec.symbol), QUALITY_CHECK) in checks:
                 yield quality_result(spec, quote, previous, registry)
-        batch = refresh.settle()
+        batch = refresh.settle()  # the step's events announced here, once
         # after the writes: a symbol just stored is judged on its new sync
-        yield from freshness_results(context.log, registry, database, checks)
+        yield from _freshness(context, registry, database, checks)
         _report(context, batch, refresh)
 
     return quotes
+
+
+def _freshness(
+    context: dg.AssetExecutionContext,
+    registry: Registry,
+    database: TradingDatabase,
+    selected: Set[dg.AssetCheckKey],
+) -> Iterator[dg.AssetCheckResult]:
+    """The selected freshness checks, judged from one read of the database; their verdicts are
+    then recorded by the refresh service (`mark_stale`), the one writer of a symbol's state."""
+    verdicts = judge_freshness(registry, database, selected)
+    if verdicts.judged:
+        mark_stale(database.quote_store(), verdicts.judged, verdicts.stale, context.log)
+    yield from verdicts.results
 
 
 def history_days(context: dg.AssetExecutionContext) -> list[dt.date]:
@@ -155,7 +169,7 @@ def _history(
             if isinstance(answer, Exception):
                 failed[spec.symbol] = client.redact(str(answer))
                 continue
-            yield _history_output(spec, answer, days, registry, client)
+            yield _history_output(spec, DayBars(answer, database.engine()), days, registry, client)
     context.log.info(
         f"history {min(days)} to {max(days)}: {len(specs) - len(failed)} of {len(specs)}"
         f" symbol(s), {client.calls} API call(s), {client.budget.waits} budget wait(s)"
@@ -177,6 +191,7 @@ def _start_refresh(
     registry: Registry,
     polygon: PolygonResource,
     database: TradingDatabase,
+    redis: RedisResource,
 ) -> Refresh:
     tags = context.run.tags
     kind = run_kind(tags)
@@ -211,8 +226,9 @@ def _start_refresh(
         "plan_learnt": learnt.describe(),
         "budget_need": f"a critical refresh costs {reserve} call(s) on this plan, kept free for it",
     }
-    store = database.quote_store()
-    return Refresh(plan, client, store, queue, polygon.mode(), context.log, plan_metadata)
+    store = database.quote_store(redis.key_prefix())  # its events go to this deployment's channels
+    mode = polygon.mode()
+    return Refresh(plan, client, store, queue, mode, context.log, plan_metadata, redis.client())
 
 
 def _claim(
@@ -280,7 +296,7 @@ def _report(context: dg.AssetExecutionContext, batch: BatchResult, refresh: Refr
 def _output(symbol: SymbolSpec, quote: Quote, refresh: Refresh, registry: Registry) -> dg.Output:
     result, plan, now = refresh.result, refresh.plan, clock.utcnow()
     return dg.Output(
-        quote,
+        Fetched(refresh, symbol, quote),
         output_name=output_name(symbol.symbol),
         metadata={
             "bid": quote.shown(quote.bid),
@@ -314,7 +330,7 @@ def _output(symbol: SymbolSpec, quote: Quote, refresh: Refresh, registry: Regist
 
 def _history_output(
     spec: SymbolSpec,
-    bars: "pd.DataFrame",
+    bars: DayBars,
     days: list[dt.date],
     registry: Registry,
     client: PolygonClient,
@@ -324,7 +340,7 @@ def _history_output(
         bars,
         output_name=output_name(spec.symbol),
         metadata={
-            "bars": len(bars),
+            "bars": len(bars.bars),
             "days": len(days),
             "first_day": min(days).isoformat(),
             "last_day": max(days).isoformat(),

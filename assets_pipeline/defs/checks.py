@@ -1,20 +1,14 @@
-"""Asset checks: what each symbol's checks say, and how they are judged.
+"""Asset checks: what each symbol's checks say, and how they are judged. Checks only read.
 
-Every check is declared on the quotes multi-asset (`assets.py`) and evaluated in its step, so
-selecting a tier or group in the UI is one step in one process, checks included:
-
-- `quote_quality` is judged as each quote is stored, from the quote itself;
-- `fresh` and `quote_age` read only the trading database (never Polygon). They are judged after
-  the step's writes when they are selected with the assets, and on their own cadence by the
-  `check_freshness` job, which selects the checks alone (a step with no asset to materialize).
-
-A stale symbol's `data_sync_status` becomes `stale`, so the platform sees it without Dagster; the
-next successful update sets it back to `success`. Only a sync the check judged is marked: a quote
-committed after the check read the status stays `success`.
+Every check is declared on the quotes multi-asset (`assets.py`) and evaluated in its step, so a
+tier selected in the UI is one step, checks included. `quote_quality` is judged from each quote
+as it is stored; `fresh` and `quote_age` from one read of the trading database (never Polygon),
+after the step's writes or alone in the `check_freshness` job. Their verdicts are returned, and
+the step hands the stale ones to the refresh service (`refresh.mark_stale`), which marks them.
 """
 
 import datetime as dt
-from collections.abc import Container, Iterator, Mapping, Set
+from collections.abc import Container, Iterator, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +18,6 @@ from assets_pipeline.config.registry import Registry, SymbolSpec
 from assets_pipeline.defs.keys import QUALITY_CHECK, quote_asset_key
 from assets_pipeline.defs.resources import TradingDatabase
 from assets_pipeline.defs.runs import cadence_definition
-from assets_pipeline.persistence.quote_store import QuoteStore
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.cadence import format_duration
 from assets_pipeline.rules.quality import Freshness, assess_freshness, assess_quality
@@ -71,30 +64,35 @@ def quality_result(
     )
 
 
-def freshness_results(
-    log: dg.DagsterLogManager,
-    registry: Registry,
-    database: TradingDatabase,
-    selected: Set[dg.AssetCheckKey],
-) -> Iterator[dg.AssetCheckResult]:
-    """The selected `fresh` and `quote_age` checks, from one read of the database."""
-    symbols = {key.asset_key.path[-1] for key in selected if key.name in FRESHNESS_CHECKS}
+@dataclass(frozen=True)
+class FreshnessVerdicts:
+    """The selected freshness checks' results, the symbols judged, and those judged stale (each
+    with the last sync judged, so a quote committed meanwhile is not marked)."""
+
+    results: list[dg.AssetCheckResult]
+    judged: list[SymbolSpec]
+    stale: dict[SymbolSpec, dt.datetime | None]
+
+
+def judge_freshness(
+    registry: Registry, database: TradingDatabase, selected: Set[dg.AssetCheckKey]
+) -> FreshnessVerdicts:
+    """The selected `fresh` and `quote_age` checks, from one read of the database; writes nothing
+    (a symbol with no sync status row is judged as never synced)."""
+    symbols = sorted({key.asset_key.path[-1] for key in selected if key.name in FRESHNESS_CHECKS})
     if not symbols:
-        return
+        return FreshnessVerdicts([], [], {})
     store = database.quote_store()
     now = clock.utcnow()
-    # every configured symbol has a sync status row, so one never refreshed can show `stale`
-    store.register_symbols(registry.get(s) for s in symbols)
     statuses, latest = store.sync_statuses(symbols), store.latest_quotes(symbols)
-    stale: dict[SymbolSpec, dt.datetime | None] = {}  # -> the last sync judged stale
-    for symbol in sorted(symbols):
-        spec = registry.get(symbol)
-        state = _State(statuses.get(symbol) or {}, latest.get(symbol))
+    verdicts = FreshnessVerdicts([], [registry.get(s) for s in symbols], {})
+    for spec in verdicts.judged:
+        state = _State(statuses.get(spec.symbol) or {}, latest.get(spec.symbol))
         freshness = _judge(spec, state, now, registry)
         if freshness.stale:
-            stale[spec] = state.last_sync
-        yield from _results(symbol, state, freshness, selected)
-    _mark_stale(log, store, stale)
+            verdicts.stale[spec] = state.last_sync
+        verdicts.results.extend(_results(spec.symbol, state, freshness, selected))
+    return verdicts
 
 
 def _freshness_specs(registry: Registry, symbols: list[SymbolSpec]) -> list[dg.AssetCheckSpec]:
@@ -177,21 +175,6 @@ def _results(
             severity=dg.AssetCheckSeverity.WARN,
             metadata=metadata,
             description=_age_text(symbol, freshness),
-        )
-
-
-def _mark_stale(
-    log: dg.DagsterLogManager,
-    store: QuoteStore,
-    stale: Mapping[SymbolSpec, dt.datetime | None],
-) -> None:
-    """Sync status -> `stale` for the symbols judged stale (each with the last sync judged)."""
-    # only where the sync is still the one judged: a quote stored meanwhile stays `success`
-    marked = store.mark_stale(stale)
-    if stale:
-        log.warning(
-            f"stale: {', '.join(s.symbol for s in stale)};"
-            f" sync status set to 'stale' for {marked} of them"
         )
 
 

@@ -268,3 +268,46 @@ def test_selecting_a_tier_with_its_checks_is_one_step_that_judges_freshness_afte
         assert (symbol, "quote_quality") in evaluations and (symbol, "quote_age") in evaluations
     assert {s for s, _ in evaluations} == {"XAUUSD", "EURUSD", "BTCUSD"}
     assert store.sync_status("XAUUSD")["sync_status"] == "success"
+
+
+def snapshot(engine):
+    """Every row of every table the package owns, in a stable order."""
+    from assets_pipeline.persistence.schema import metadata
+
+    with engine.connect() as conn:
+        return {
+            table.fullname: sorted(repr(tuple(row)) for row in conn.execute(sa.select(table)))
+            for table in metadata.sorted_tables
+            if sa.inspect(conn).has_table(table.name, schema=table.schema)
+        }
+
+
+def test_evaluating_the_freshness_checks_writes_nothing_to_the_trading_database(
+    pg_url, registry, frozen_clock
+):
+    """Checks only read: the verdicts are returned, and the stale marking is left to its one
+    writer (the refresh service's `mark_stale`, which the step calls afterwards)."""
+    from assets_pipeline.defs.checks import FRESHNESS_CHECKS, judge_freshness
+    from assets_pipeline.defs.keys import quote_asset_key
+    from assets_pipeline.defs.resources import TradingDatabase
+
+    now = frozen_clock.now
+    store = QuoteStore(get_engine(pg_url))
+    store.write_quote(registry.get("EURUSD"), quote("EURUSD", "C:EURUSD", now, 1.08), now.date())
+    old = now - ago(registry.stale_after(registry.get("GBPUSD").tier) + 300)
+    store.write_quote(registry.get("GBPUSD"), quote("GBPUSD", "C:GBPUSD", old, 1.27), now.date())
+    selected = {
+        dg.AssetCheckKey(quote_asset_key(spec.symbol), name)
+        for spec in registry
+        for name in FRESHNESS_CHECKS
+    }
+    before = snapshot(store.engine)
+
+    verdicts = judge_freshness(registry, TradingDatabase(url=pg_url), selected)
+
+    assert snapshot(store.engine) == before  # not a row added, changed or marked
+    assert len(verdicts.results) == 18 and len(verdicts.judged) == 9
+    stale = {spec.symbol for spec in verdicts.stale}
+    assert {"GBPUSD", "AUDUSD"} <= stale and "EURUSD" not in stale  # AUDUSD: never refreshed
+    assert store.sync_status("GBPUSD")["sync_status"] == "success"  # judged, not yet marked
+    assert store.sync_status("AUDUSD") is None

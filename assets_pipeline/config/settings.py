@@ -9,21 +9,42 @@ A bad value fails at once with the variable's name; a secret's value is never qu
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from assets_pipeline.rules.cadence import BudgetShape
 from assets_pipeline.rules.excerpts import excerpt
+from assets_pipeline.rules.plans import Plan, SnapshotMode
 from assets_pipeline.rules.retention import DEFAULT_RETENTION_DAYS, MAX_RETENTION_DAYS
 
 DEFAULT_RATE_LIMIT_CALLS = 5
 DEFAULT_RATE_LIMIT_WINDOW_SECONDS = 60.0
-SNAPSHOT_MODES = ("batch", "per_ticker")
-PLANS = ("auto", "free", "paid")
-BUDGET_CHECKS = ("fail", "warn")
-BUDGET_STORES = ("auto", "redis", "database")
+
+
+class BudgetStore(enum.StrEnum):
+    """Where the shared budget is kept: Redis when `REDIS_URL` is set (`auto`), or as said."""
+
+    AUTO = "auto"
+    REDIS = "redis"
+    DATABASE = "database"
+
+
+class BudgetCheck(enum.StrEnum):
+    """What a symbols file the budget cannot serve does at load: fail, or warn."""
+
+    FAIL = "fail"
+    WARN = "warn"
+
+
+Choice = TypeVar("Choice", bound=enum.StrEnum)
+SNAPSHOT_MODES = tuple(SnapshotMode)
+PLANS = tuple(Plan)
+BUDGET_CHECKS = tuple(BudgetCheck)
+BUDGET_STORES = tuple(BudgetStore)
 #: How long a connection to the trading database may take to be answered, and a statement (or
 #: a wait for a lock) to run, before the command fails naming the database.
 DEFAULT_DATABASE_CONNECT_TIMEOUT_SECONDS = 5.0
@@ -74,12 +95,12 @@ class Settings:
 
     polygon_api_key: str = ""
     polygon_base_url: str = ""
-    snapshot_mode: str = "batch"
-    polygon_plan: str = "auto"
-    budget_check: str = "fail"
+    snapshot_mode: SnapshotMode = SnapshotMode.BATCH
+    polygon_plan: Plan = Plan.AUTO
+    budget_check: BudgetCheck = BudgetCheck.FAIL
     rate_limit_calls: int = DEFAULT_RATE_LIMIT_CALLS
     rate_limit_window_seconds: float = DEFAULT_RATE_LIMIT_WINDOW_SECONDS
-    budget_store: str = "auto"
+    budget_store: BudgetStore = BudgetStore.AUTO
     trading_database_url: str = ""
     database_connect_timeout_seconds: float = DEFAULT_DATABASE_CONNECT_TIMEOUT_SECONDS
     database_statement_timeout_seconds: float = DEFAULT_DATABASE_STATEMENT_TIMEOUT_SECONDS
@@ -113,14 +134,14 @@ class Settings:
         return cls(
             polygon_api_key=env.text("POLYGON_API_KEY"),
             polygon_base_url=env.text("POLYGON_BASE_URL"),
-            snapshot_mode=env.choice("POLYGON_SNAPSHOT_MODE", SNAPSHOT_MODES),
-            polygon_plan=env.choice("POLYGON_PLAN", PLANS),
-            budget_check=env.choice("POLYGON_BUDGET_CHECK", BUDGET_CHECKS),
+            snapshot_mode=env.choice("POLYGON_SNAPSHOT_MODE", SnapshotMode),
+            polygon_plan=env.choice("POLYGON_PLAN", Plan),
+            budget_check=env.choice("POLYGON_BUDGET_CHECK", BudgetCheck),
             rate_limit_calls=env.number("POLYGON_RATE_LIMIT_CALLS", int, DEFAULT_RATE_LIMIT_CALLS),
             rate_limit_window_seconds=env.number(
                 "POLYGON_RATE_LIMIT_WINDOW_SECONDS", float, DEFAULT_RATE_LIMIT_WINDOW_SECONDS
             ),
-            budget_store=env.choice("POLYGON_BUDGET_STORE", BUDGET_STORES),
+            budget_store=env.choice("POLYGON_BUDGET_STORE", BudgetStore),
             trading_database_url=env.text("TRADING_DATABASE_URL"),
             database_connect_timeout_seconds=env.number(
                 "TRADING_DATABASE_CONNECT_TIMEOUT_SECONDS",
@@ -174,11 +195,12 @@ class _Reader:
     def text(self, name: str) -> str:
         return self.environ.get(name, "").strip()
 
-    def choice(self, name: str, allowed: tuple[str, ...]) -> str:
-        value = self.text(name) or allowed[0]
-        if value not in allowed:
+    def choice(self, name: str, allowed: type[Choice]) -> Choice:
+        """One of `allowed`'s values; unset, its first."""
+        value = self.text(name) or next(iter(allowed)).value
+        if value not in {member.value for member in allowed}:
             raise SettingsError(f"{name}={value!r}: expected one of {', '.join(allowed)}")
-        return value
+        return allowed(value)
 
     def number(
         self,

@@ -336,7 +336,7 @@ def test_the_key_never_reaches_logs_run_events_or_the_ui(pipeline, tmp_path, cap
     # what the UI shows of the resource config is the variable's name, not its value
     defs = pipeline.defs()
     polygon = defs.resources["polygon"]
-    assert "POLYGON_API_KEY" in repr(polygon.api_key) and SECRET not in repr(polygon)
+    assert "POLYGON_API_KEY" in repr(polygon.api.api_key) and SECRET not in repr(polygon)
     store_errors = " ".join(
         str(pipeline.store.sync_status(s)["error_message"]) for s in ("EURUSD", "ZARUSD")
     )

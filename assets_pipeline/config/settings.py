@@ -1,8 +1,8 @@
 """Every setting, read from the environment in one place: `Settings.from_env()`.
 
 Each works unset on a fresh machine: the embedded SQLite database, no Redis, the project's own
-Polygon simulator and the free plan's budget of 5 calls a minute. The code location, the CLI and
-the run-time fallbacks of the resources all read the environment through here, and nowhere else.
+Polygon simulator and the free plan's budget of 5 calls a minute. The code location (when it
+loads) and the CLI read the environment through here, and nowhere else.
 A bad value fails at once with the variable's name; a secret's value is never quoted.
 """
 
@@ -38,6 +38,15 @@ class BudgetCheck(enum.StrEnum):
 
     FAIL = "fail"
     WARN = "warn"
+
+
+class Deployment(enum.StrEnum):
+    """Which set of resources the code location is built with (`location.py`): `production`
+    when POLYGON_BASE_URL or TRADING_DATABASE_URL is set, else `local` (the embedded SQLite
+    file and the project's Polygon simulator)."""
+
+    LOCAL = "local"
+    PRODUCTION = "production"
 
 
 Choice = TypeVar("Choice", bound=enum.StrEnum)
@@ -79,12 +88,6 @@ VARIABLES = (
 )
 
 
-#: What `Settings.from_env()` of the process's environment depends on, besides the directory.
-_KEYED = (*VARIABLES, "HOME")
-#: `Settings.from_env()` of the process's environment, by the values it read.
-_from_process: dict[tuple[str | None, ...], Settings] = {}
-
-
 class SettingsError(ValueError):
     """A variable holds a value that cannot be used; the message names the variable."""
 
@@ -114,19 +117,9 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read and check every variable (see the README's configuration table).
-
-        From the process's environment, the settings are made once per set of values (and
-        working directory, which a relative home resolves against): the resources ask for them
-        on every write, thousands of times in a run over thousands of symbols.
-        """
-        if environ is not None:
-            return cls._read(environ)
-        key = (os.getcwd(), *map(os.environ.get, _KEYED))
-        found = _from_process.get(key)
-        if found is None:  # an invalid value raises every time, and is never kept
-            found = _from_process[key] = cls._read(os.environ)
-        return found
+        """Read and check every variable (see the README's configuration table): when the
+        definitions load, and once per command; nothing reads them at run time."""
+        return cls._read(os.environ if environ is None else environ)
 
     @classmethod
     def _read(cls, environ: Mapping[str, str]) -> Settings:
@@ -181,6 +174,13 @@ class Settings:
     @property
     def embedded_database_url(self) -> str:
         return f"sqlite:///{self.home / 'trading.sqlite'}"
+
+    @property
+    def deployment(self) -> Deployment:
+        """Local (nothing external set) or production (see `Deployment`)."""
+        if self.polygon_base_url or self.trading_database_url:
+            return Deployment.PRODUCTION
+        return Deployment.LOCAL
 
     @property
     def database_url(self) -> str:

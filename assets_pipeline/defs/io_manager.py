@@ -35,7 +35,7 @@ class QuoteIOManager(dg.ConfigurableIOManager):
             return
         # the symbol's configuration travels on its asset definition (see SymbolSpec.as_metadata)
         spec = SymbolSpec.from_metadata(context.asset_key.path[-1], context.definition_metadata)
-        store = self.database.quote_store(self.redis.key_prefix())
+        store = self.database.quote_store(self.redis.namespace)
         partition_date = dt.date.fromisoformat(context.partition_key)
         outcome = store.write_quote(spec, obj, partition_date, run_id=context.run_id)
         metadata: dict[str, object] = {"written": outcome.written, "write_result": outcome.reason}
@@ -53,7 +53,7 @@ class QuoteIOManager(dg.ConfigurableIOManager):
             relay = relay_pending(store.engine, client)
             metadata["events_published"] = relay.sent
             metadata["events_pending"] = relay.pending
-            if relay.error and self.redis.resolved_url():
+            if relay.error and self.redis.url:
                 context.log.warning(
                     f"{spec.symbol} stored; its event waits in the outbox: Redis said {relay.error}"
                 )
@@ -79,7 +79,7 @@ class QuoteIOManager(dg.ConfigurableIOManager):
             size = metadata.get("history_bar_seconds", DEFAULT_HISTORY_BAR_SECONDS)
             seconds = int(getattr(size, "value", size))
             return read_bars(self.database.engine(), symbol, days, seconds)
-        return self.database.quote_store(self.redis.key_prefix()).latest_quote(symbol)
+        return self.database.quote_store(self.redis.namespace).latest_quote(symbol)
 
 
 def _past_days(context: dg.InputContext) -> list[dt.date]:

@@ -36,6 +36,7 @@ from assets_pipeline.config.settings import Settings, SettingsError
 from assets_pipeline.persistence import migrate as migrations
 from assets_pipeline.persistence.batches import batch_totals, recent_batches
 from assets_pipeline.persistence.database import (
+    DatabaseTimeouts,
     DatabaseUnavailable,
     dispose_engine,
     get_engine,
@@ -257,8 +258,8 @@ def migrate(settings: Settings, args: argparse.Namespace) -> int:
         migrations.upgrade_sql(sys.stdout)
         return 0
     if args.check:
-        return migrate_check(settings.database_url)
-    before, after = migrate_database(settings.database_url)
+        return migrate_check(settings.database_url, database_timeouts(settings))
+    before, after = migrate_database(settings.database_url, database_timeouts(settings))
     where = migrations.where(get_engine(settings.database_url, check_schema=False).url)
     if before == after:
         print(f"{where} is at revision {after} (the newest): nothing to do")
@@ -267,9 +268,16 @@ def migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def migrate_check(url: str) -> int:
+def database_timeouts(settings: Settings) -> DatabaseTimeouts:
+    """The trading database's timeouts, as the settings say."""
+    return DatabaseTimeouts(
+        settings.database_connect_timeout_seconds, settings.database_statement_timeout_seconds
+    )
+
+
+def migrate_check(url: str, timeouts: DatabaseTimeouts | None = None) -> int:
     """0 when the database is at the newest revision, else 1 with what to run (nothing run)."""
-    engine = get_engine(url, check_schema=False)
+    engine = get_engine(url, check_schema=False, timeouts=timeouts)
     with engine.connect() as conn:
         found = migrations.current(conn)
     problem = migrations.behind(found, engine.url)

@@ -62,6 +62,8 @@ def build_resources(
     database = TradingDatabase(
         url=secret("TRADING_DATABASE_URL", settings.trading_database_url)
         or settings.embedded_database_url,
+        connect_timeout_seconds=settings.database_connect_timeout_seconds,
+        statement_timeout_seconds=settings.database_statement_timeout_seconds,
         retention_days=settings.retention_days,
     )
     redis = RedisResource(

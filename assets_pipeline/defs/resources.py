@@ -30,12 +30,15 @@ from assets_pipeline.budget.redis_store import RedisBudgetStore
 from assets_pipeline.budget.sql_store import SqlBudgetStore
 from assets_pipeline.config.registry import AssetType, Registry
 from assets_pipeline.config.settings import (
+    DEFAULT_DATABASE_CONNECT_TIMEOUT_SECONDS,
+    DEFAULT_DATABASE_STATEMENT_TIMEOUT_SECONDS,
     DEFAULT_RATE_LIMIT_CALLS,
     DEFAULT_RATE_LIMIT_WINDOW_SECONDS,
+    MAX_TIMEOUT_SECONDS,
     BudgetStore,
 )
 from assets_pipeline.persistence import redis_client
-from assets_pipeline.persistence.database import get_engine, is_embedded
+from assets_pipeline.persistence.database import DatabaseTimeouts, create_engine, is_embedded
 from assets_pipeline.persistence.quote_store import QuoteStore
 from assets_pipeline.polygon.client import (
     DEFAULT_MAX_BODY_BYTES,
@@ -64,20 +67,47 @@ def _choice(kind: type[Any], value: str, what: str) -> Any:
 
 
 class TradingDatabase(dg.ConfigurableResource):
-    """The platform's PostgreSQL (`TRADING_DATABASE_URL`), or the embedded SQLite file."""
+    """The platform's PostgreSQL (`TRADING_DATABASE_URL`), or the embedded SQLite file. Its
+    engine is made on first use (its tables checked) and disposed of when the run ends."""
 
     url: str = Field(description="SQLAlchemy URL: TRADING_DATABASE_URL, else the embedded file.")
+    connect_timeout_seconds: float = Field(
+        default=DEFAULT_DATABASE_CONNECT_TIMEOUT_SECONDS,
+        gt=0,
+        le=MAX_TIMEOUT_SECONDS,
+        description="TRADING_DATABASE_CONNECT_TIMEOUT_SECONDS.",
+    )
+    statement_timeout_seconds: float = Field(
+        default=DEFAULT_DATABASE_STATEMENT_TIMEOUT_SECONDS,
+        gt=0,
+        le=MAX_TIMEOUT_SECONDS,
+        description="TRADING_DATABASE_STATEMENT_TIMEOUT_SECONDS.",
+    )
     retention_days: float = Field(
         default=DEFAULT_RETENTION_DAYS,
         gt=0,
         description="How long the growing tables keep their rows (ASSETS_RETENTION_DAYS).",
     )
+    _engine: sa.Engine | None = PrivateAttr(default=None)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def is_embedded(self) -> bool:
         return is_embedded(self.url)
 
     def engine(self) -> sa.Engine:
-        return get_engine(self.url)
+        with self._lock:
+            if self._engine is None:
+                timeouts = DatabaseTimeouts(
+                    self.connect_timeout_seconds, self.statement_timeout_seconds
+                )
+                self._engine = create_engine(self.url, timeouts)
+            return self._engine
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        with self._lock:
+            if self._engine is not None:
+                self._engine.dispose()
+                self._engine = None
 
     def quote_store(self, namespace: str = "") -> QuoteStore:
         """The writer; `namespace` prefixes the Redis channels its events go to."""

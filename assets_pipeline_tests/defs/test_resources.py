@@ -101,3 +101,22 @@ def test_the_production_set_never_starts_a_simulator(tmp_path):
     polygon = build_resources(settings, secrets_as_env_vars=False)["polygon"]
     with pytest.raises(dg.Failure, match="embedded Polygon simulator only serves"):
         polygon.endpoint()
+
+
+def test_a_run_makes_its_own_engine_and_disposes_of_it(sqlite_url):
+    polygon = loaded(sqlite_url)
+    engines = []
+
+    @dg.op
+    def write(polygon: PolygonResource) -> None:
+        engines.append(polygon.budget.database.engine())
+        polygon.budget.budget().stats()
+
+    @dg.job(resource_defs={"polygon": polygon})
+    def job() -> None:
+        write()
+
+    assert job.execute_in_process().success
+    (engine,) = engines
+    assert engine.pool.checkedin() == 0  # disposed of when the run ended
+    assert polygon.budget.database._engine is None  # the loaded resource holds none

@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from sqlalchemy.exc import OperationalError
@@ -36,6 +36,7 @@ from assets_pipeline.config.settings import Settings, SettingsError
 from assets_pipeline.persistence import migrate as migrations
 from assets_pipeline.persistence.batches import batch_totals, recent_batches
 from assets_pipeline.persistence.database import (
+    DatabaseTimeouts,
     DatabaseUnavailable,
     dispose_engine,
     get_engine,
@@ -54,6 +55,9 @@ from assets_pipeline.rules.queue_rules import QUEUED, QueueItem, drain_order
 from assets_pipeline.rules.quotes import iso_utc, parse_iso_utc
 from assets_pipeline.rules.retention import RetentionError, format_age, parse_age
 from assets_pipeline.rules.run_kinds import CRITICAL, run_tags
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 #: How long a command waits for another one to finish opening Dagster's instance.
 INSTANCE_LOCK_SECONDS = 120.0
@@ -116,14 +120,15 @@ def refresh(
     tier: str | None,
     verbose: bool = False,
     tags: dict[str, str] | None = None,
+    defs: dg.Definitions | None = None,
 ) -> int:
     """Materialize today's partition of every symbol (or one tier) and print a table. Without
-    `tags` the run is a manual one (see `rules/run_kinds.py`)."""
+    `tags` the run is a manual one (see `rules/run_kinds.py`); `defs`: the definitions already
+    built from `registry` and `settings`."""
     from assets_pipeline.location import build_definitions
 
-    job = build_definitions(registry, settings).resolve_job_def(
-        f"refresh_{tier}" if tier else "refresh_quotes"
-    )
+    defs = defs or build_definitions(registry, settings)
+    job = defs.resolve_job_def(f"refresh_{tier}" if tier else "refresh_quotes")
     # the console log only with --verbose: without it a failure ends in one paragraph (below)
     level = "DEBUG" if verbose else "CRITICAL"
     result = job.execute_in_process(
@@ -205,9 +210,12 @@ def _print_table(rows: list[tuple[str, ...]]) -> None:
 
 def run_batch(registry: Registry, settings: Settings, verbose: bool) -> int:
     """Refresh the direct tiers now, as their schedule would: critical runs, inside the budget."""
+    from assets_pipeline.location import build_definitions
+
     tiers = [p.tier.value for p in registry.tiers.values() if p.refresh == "direct"]
+    defs = build_definitions(registry, settings)  # once, for every tier's run
     codes = [
-        refresh(registry, settings, tier, verbose, run_tags(CRITICAL, tier=tier))
+        refresh(registry, settings, tier, verbose, run_tags(CRITICAL, tier=tier), defs)
         for tier in tiers
         if registry.in_tier(Tier(tier))
     ]
@@ -250,8 +258,8 @@ def migrate(settings: Settings, args: argparse.Namespace) -> int:
         migrations.upgrade_sql(sys.stdout)
         return 0
     if args.check:
-        return migrate_check(settings.database_url)
-    before, after = migrate_database(settings.database_url)
+        return migrate_check(settings.database_url, database_timeouts(settings))
+    before, after = migrate_database(settings.database_url, database_timeouts(settings))
     where = migrations.where(get_engine(settings.database_url, check_schema=False).url)
     if before == after:
         print(f"{where} is at revision {after} (the newest): nothing to do")
@@ -260,9 +268,16 @@ def migrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def migrate_check(url: str) -> int:
+def database_timeouts(settings: Settings) -> DatabaseTimeouts:
+    """The trading database's timeouts, as the settings say."""
+    return DatabaseTimeouts(
+        settings.database_connect_timeout_seconds, settings.database_statement_timeout_seconds
+    )
+
+
+def migrate_check(url: str, timeouts: DatabaseTimeouts | None = None) -> int:
     """0 when the database is at the newest revision, else 1 with what to run (nothing run)."""
-    engine = get_engine(url, check_schema=False)
+    engine = get_engine(url, check_schema=False, timeouts=timeouts)
     with engine.connect() as conn:
         found = migrations.current(conn)
     problem = migrations.behind(found, engine.url)

@@ -249,16 +249,21 @@ def _settings_conflict(s: Settings) -> tuple[str, str]:
 def database_check(ctx: _Context) -> Check:
     """Reachable (host:port) and at the newest revision."""
     from assets_pipeline.persistence.database import (
+        DatabaseTimeouts,
         DatabaseUnavailable,
         get_engine,
         is_embedded,
     )
 
-    url = ctx.settings.database_url
+    s = ctx.settings
+    url = s.database_url
     embedded = is_embedded(url)
     # the embedded file is migrated on first use, as every command does; an external database
     # is only read (its revision), never changed
-    engine = get_engine(url, check_schema=embedded)
+    timeouts = DatabaseTimeouts(
+        s.database_connect_timeout_seconds, s.database_statement_timeout_seconds
+    )
+    engine = get_engine(url, check_schema=embedded, timeouts=timeouts)
     where = migrations.where(engine.url)
     if not embedded:
         where = f"{where} ({engine.url.host}:{engine.url.port or 5432})"

@@ -1,11 +1,8 @@
 """How the code location is assembled: assets, checks, jobs, schedules, sensors and resources.
 
-`definitions.py` calls `build_definitions()` once for Dagster; the CLI calls it for its own run,
-without building the definitions twice.
-
-Secrets (`POLYGON_API_KEY`, and the database and Redis URLs, which may hold passwords) are passed
-as `dg.EnvVar` when set, so the UI shows the variable's name and never its value. Unset, each
-setting falls back to the embedded default described in `settings.py`.
+`definitions.py` calls `build_definitions()` once for Dagster; the CLI calls it for its own runs.
+The resources are built here, once, from the settings: the local set or the production set
+(docs/configuration.md); secrets are passed as `dg.EnvVar`.
 """
 
 from __future__ import annotations
@@ -15,7 +12,7 @@ import warnings
 import dagster as dg
 
 from assets_pipeline.config.registry import Registry, load_registry
-from assets_pipeline.config.settings import Settings
+from assets_pipeline.config.settings import Deployment, Settings
 from assets_pipeline.defs.alerts import build_check_failure_alert, build_run_failure_alert
 from assets_pipeline.defs.assets import build_quote_assets
 from assets_pipeline.defs.checks import freshness_job, freshness_schedule
@@ -29,7 +26,10 @@ from assets_pipeline.defs.jobs import (
 from assets_pipeline.defs.keys import QUOTE_IO_MANAGER_KEY
 from assets_pipeline.defs.resources import (
     AlertWebhook,
+    EmbeddedSimulator,
+    PolygonApi,
     PolygonBudgetResource,
+    PolygonEndpoint,
     PolygonResource,
     RedisResource,
     TradingDatabase,
@@ -50,34 +50,43 @@ warnings.filterwarnings("ignore", "Parameter `owners`", dg.BetaWarning)
 def build_resources(
     settings: Settings | None = None, *, secrets_as_env_vars: bool = True
 ) -> dict[str, object]:
-    """The resources, from the one `Settings`. For the code location secrets are passed as
-    `dg.EnvVar`, so the UI shows the variable's name and never its value; the CLI, which uses
-    the resources outside Dagster, asks for the values themselves."""
+    """The resources, built once from the one `Settings`: the local set or the production set
+    (`Settings.deployment`, see docs/configuration.md). For the code location every secret that
+    is set is passed as `dg.EnvVar`, so the UI shows the variable's name and never its value;
+    the CLI, which uses the resources outside Dagster, asks for the values themselves."""
     settings = settings or Settings.from_env()
 
     def secret(name: str, value: str) -> str | dg.EnvVar:
         return dg.EnvVar(name) if value and secrets_as_env_vars else value
 
-    database = TradingDatabase(url=secret("TRADING_DATABASE_URL", settings.trading_database_url))
+    database = TradingDatabase(
+        url=secret("TRADING_DATABASE_URL", settings.trading_database_url)
+        or settings.embedded_database_url,
+        connect_timeout_seconds=settings.database_connect_timeout_seconds,
+        statement_timeout_seconds=settings.database_statement_timeout_seconds,
+        retention_days=settings.retention_days,
+    )
     redis = RedisResource(
         url=secret("REDIS_URL", settings.redis_url), namespace=settings.redis_namespace
     )
     budget = PolygonBudgetResource(
         calls=settings.rate_limit_calls,
         window_seconds=settings.rate_limit_window_seconds,
-        store=settings.budget_store,
+        store=settings.budget_store.value,
         redis=redis,
         database=database,
     )
-    polygon = PolygonResource(
-        api_key=secret("POLYGON_API_KEY", settings.polygon_api_key),
-        base_url=settings.polygon_base_url,
-        snapshot_mode=settings.snapshot_mode,
-        plan=settings.polygon_plan,
-        budget=budget,
-    )
+    if settings.deployment is Deployment.LOCAL:
+        api: PolygonEndpoint = local_polygon(settings)
+    else:
+        api = PolygonApi(
+            base_url=settings.polygon_base_url,
+            api_key=secret("POLYGON_API_KEY", settings.polygon_api_key),
+            plan=settings.polygon_plan.value,
+            snapshot_mode=settings.snapshot_mode.value,
+        )
     return {
-        "polygon": polygon,
+        "polygon": PolygonResource(api=api, budget=budget),
         "database": database,
         "redis": redis,
         QUOTE_IO_MANAGER_KEY: QuoteIOManager(database=database),
@@ -85,27 +94,23 @@ def build_resources(
     }
 
 
-#: What `build_definitions` made in this process: (registry, settings) -> definitions.
-_built: list[tuple[Registry, Settings, dg.Definitions]] = []
+def local_polygon(settings: Settings) -> EmbeddedSimulator:
+    """The local set's Polygon: the project's simulator, with the budget's limits."""
+    return EmbeddedSimulator(
+        calls=settings.rate_limit_calls,
+        window_seconds=settings.rate_limit_window_seconds,
+        plan=settings.polygon_plan.value,
+        snapshot_mode=settings.snapshot_mode.value,
+    )
 
 
 def build_definitions(
     registry: Registry | None = None, settings: Settings | None = None
 ) -> dg.Definitions:
-    """The code location: every definition, from the symbols file and the settings.
-
-    Built once per process for one registry and one set of settings (the CLI's `run-batch`
-    refreshes each direct tier through the same definitions): with thousands of symbols,
-    building them is most of a code location's load time.
-    """
+    """The code location: every definition, from the symbols file and the settings (read from
+    the environment when not given), and the resources built from them."""
     settings = settings or Settings.from_env()
-    registry = registry or load_registry(settings=settings)
-    for built_registry, built_settings, defs in _built:
-        if built_registry is registry and built_settings == settings:
-            return defs
-    defs = _assemble(registry, settings)
-    _built[:] = [(registry, settings, defs)]
-    return defs
+    return _assemble(registry or load_registry(settings=settings), settings)
 
 
 def _assemble(registry: Registry, settings: Settings) -> dg.Definitions:

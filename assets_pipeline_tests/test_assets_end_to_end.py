@@ -336,7 +336,7 @@ def test_the_key_never_reaches_logs_run_events_or_the_ui(pipeline, tmp_path, cap
     # what the UI shows of the resource config is the variable's name, not its value
     defs = pipeline.defs()
     polygon = defs.resources["polygon"]
-    assert "POLYGON_API_KEY" in repr(polygon.api_key) and SECRET not in repr(polygon)
+    assert "POLYGON_API_KEY" in repr(polygon.api.api_key) and SECRET not in repr(polygon)
     store_errors = " ".join(
         str(pipeline.store.sync_status(s)["error_message"]) for s in ("EURUSD", "ZARUSD")
     )
@@ -401,8 +401,9 @@ def test_with_the_budget_in_redis_and_redis_down_no_call_is_made(
 
 
 def test_overriding_one_setting_in_the_launchpad_keeps_the_others(pipeline):
-    # Dagster resets a resource's other fields when run config sets one of them; the
-    # environment must still decide the endpoint, the key and the database.
+    # Dagster resets a resource's other fields when run config sets one of them
+    # (defs/test_resources.py); the endpoint, the key and the database, loaded from the
+    # environment with the definitions, must still be the deployment's.
     result = pipeline.run(
         "refresh_critical",
         run_config={"resources": {"polygon": {"config": {"snapshot_mode": "per_ticker"}}}},

@@ -25,8 +25,6 @@ import sqlalchemy as sa
 from assets_pipeline.config.settings import VARIABLES
 from assets_pipeline.persistence.database import (
     DatabaseUnavailable,
-    dispose_engine,
-    get_engine,
     postgres_connect_args,
 )
 
@@ -150,12 +148,16 @@ def test_libpq_takes_no_connect_timeout_under_two_seconds():
 
 
 @pytest.fixture
-def short_statements(pg_url, monkeypatch) -> Iterator[sa.Engine]:
-    """The test's PostgreSQL database, its statements and lock waits cut at 1 s."""
-    dispose_engine(pg_url)
-    monkeypatch.setenv("TRADING_DATABASE_STATEMENT_TIMEOUT_SECONDS", "1")
-    yield get_engine(pg_url)
-    dispose_engine(pg_url)
+def short_statements(pg_url) -> Iterator[sa.Engine]:
+    """The test's PostgreSQL database, its statements and lock waits cut at 1 s by the
+    variable, as the code location's database resource makes its engine."""
+    from assets_pipeline.config.settings import Settings
+    from assets_pipeline.location import build_resources
+
+    environ = {"TRADING_DATABASE_URL": pg_url, "TRADING_DATABASE_STATEMENT_TIMEOUT_SECONDS": "1"}
+    database = build_resources(Settings.from_env(environ), secrets_as_env_vars=False)["database"]
+    yield database.engine()
+    database.engine().dispose()
 
 
 def test_a_statement_past_the_statement_timeout_is_cancelled_naming_the_database(

@@ -1,29 +1,59 @@
 """Every setting, read from the environment in one place: `Settings.from_env()`.
 
 Each works unset on a fresh machine: the embedded SQLite database, no Redis, the project's own
-Polygon simulator and the free plan's budget of 5 calls a minute. The code location, the CLI and
-the run-time fallbacks of the resources all read the environment through here, and nowhere else.
+Polygon simulator and the free plan's budget of 5 calls a minute. The code location (when it
+loads) and the CLI read the environment through here, and nowhere else.
 A bad value fails at once with the variable's name; a secret's value is never quoted.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from assets_pipeline.rules.cadence import BudgetShape
 from assets_pipeline.rules.excerpts import excerpt
+from assets_pipeline.rules.plans import Plan, SnapshotMode
 from assets_pipeline.rules.retention import DEFAULT_RETENTION_DAYS, MAX_RETENTION_DAYS
 
 DEFAULT_RATE_LIMIT_CALLS = 5
 DEFAULT_RATE_LIMIT_WINDOW_SECONDS = 60.0
-SNAPSHOT_MODES = ("batch", "per_ticker")
-PLANS = ("auto", "free", "paid")
-BUDGET_CHECKS = ("fail", "warn")
-BUDGET_STORES = ("auto", "redis", "database")
+
+
+class BudgetStore(enum.StrEnum):
+    """Where the shared budget is kept: Redis when `REDIS_URL` is set (`auto`), or as said."""
+
+    AUTO = "auto"
+    REDIS = "redis"
+    DATABASE = "database"
+
+
+class BudgetCheck(enum.StrEnum):
+    """What a symbols file the budget cannot serve does at load: fail, or warn."""
+
+    FAIL = "fail"
+    WARN = "warn"
+
+
+class Deployment(enum.StrEnum):
+    """Which set of resources the code location is built with (`location.py`): `production`
+    when POLYGON_BASE_URL or TRADING_DATABASE_URL is set, else `local` (the embedded SQLite
+    file and the project's Polygon simulator)."""
+
+    LOCAL = "local"
+    PRODUCTION = "production"
+
+
+Choice = TypeVar("Choice", bound=enum.StrEnum)
+SNAPSHOT_MODES = tuple(SnapshotMode)
+PLANS = tuple(Plan)
+BUDGET_CHECKS = tuple(BudgetCheck)
+BUDGET_STORES = tuple(BudgetStore)
 #: How long a connection to the trading database may take to be answered, and a statement (or
 #: a wait for a lock) to run, before the command fails naming the database.
 DEFAULT_DATABASE_CONNECT_TIMEOUT_SECONDS = 5.0
@@ -58,12 +88,6 @@ VARIABLES = (
 )
 
 
-#: What `Settings.from_env()` of the process's environment depends on, besides the directory.
-_KEYED = (*VARIABLES, "HOME")
-#: `Settings.from_env()` of the process's environment, by the values it read.
-_from_process: dict[tuple[str | None, ...], Settings] = {}
-
-
 class SettingsError(ValueError):
     """A variable holds a value that cannot be used; the message names the variable."""
 
@@ -74,12 +98,12 @@ class Settings:
 
     polygon_api_key: str = ""
     polygon_base_url: str = ""
-    snapshot_mode: str = "batch"
-    polygon_plan: str = "auto"
-    budget_check: str = "fail"
+    snapshot_mode: SnapshotMode = SnapshotMode.BATCH
+    polygon_plan: Plan = Plan.AUTO
+    budget_check: BudgetCheck = BudgetCheck.FAIL
     rate_limit_calls: int = DEFAULT_RATE_LIMIT_CALLS
     rate_limit_window_seconds: float = DEFAULT_RATE_LIMIT_WINDOW_SECONDS
-    budget_store: str = "auto"
+    budget_store: BudgetStore = BudgetStore.AUTO
     trading_database_url: str = ""
     database_connect_timeout_seconds: float = DEFAULT_DATABASE_CONNECT_TIMEOUT_SECONDS
     database_statement_timeout_seconds: float = DEFAULT_DATABASE_STATEMENT_TIMEOUT_SECONDS
@@ -93,19 +117,9 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read and check every variable (see docs/configuration.md).
-
-        From the process's environment, the settings are made once per set of values (and
-        working directory, which a relative home resolves against): the resources ask for them
-        on every write, thousands of times in a run over thousands of symbols.
-        """
-        if environ is not None:
-            return cls._read(environ)
-        key = (os.getcwd(), *map(os.environ.get, _KEYED))
-        found = _from_process.get(key)
-        if found is None:  # an invalid value raises every time, and is never kept
-            found = _from_process[key] = cls._read(os.environ)
-        return found
+        """Read and check every variable (see docs/configuration.md): when the
+        definitions load, and once per command; nothing reads them at run time."""
+        return cls._read(os.environ if environ is None else environ)
 
     @classmethod
     def _read(cls, environ: Mapping[str, str]) -> Settings:
@@ -113,14 +127,14 @@ class Settings:
         return cls(
             polygon_api_key=env.text("POLYGON_API_KEY"),
             polygon_base_url=env.text("POLYGON_BASE_URL"),
-            snapshot_mode=env.choice("POLYGON_SNAPSHOT_MODE", SNAPSHOT_MODES),
-            polygon_plan=env.choice("POLYGON_PLAN", PLANS),
-            budget_check=env.choice("POLYGON_BUDGET_CHECK", BUDGET_CHECKS),
+            snapshot_mode=env.choice("POLYGON_SNAPSHOT_MODE", SnapshotMode),
+            polygon_plan=env.choice("POLYGON_PLAN", Plan),
+            budget_check=env.choice("POLYGON_BUDGET_CHECK", BudgetCheck),
             rate_limit_calls=env.number("POLYGON_RATE_LIMIT_CALLS", int, DEFAULT_RATE_LIMIT_CALLS),
             rate_limit_window_seconds=env.number(
                 "POLYGON_RATE_LIMIT_WINDOW_SECONDS", float, DEFAULT_RATE_LIMIT_WINDOW_SECONDS
             ),
-            budget_store=env.choice("POLYGON_BUDGET_STORE", BUDGET_STORES),
+            budget_store=env.choice("POLYGON_BUDGET_STORE", BudgetStore),
             trading_database_url=env.text("TRADING_DATABASE_URL"),
             database_connect_timeout_seconds=env.number(
                 "TRADING_DATABASE_CONNECT_TIMEOUT_SECONDS",
@@ -162,6 +176,13 @@ class Settings:
         return f"sqlite:///{self.home / 'trading.sqlite'}"
 
     @property
+    def deployment(self) -> Deployment:
+        """Local (nothing external set) or production (see `Deployment`)."""
+        if self.polygon_base_url or self.trading_database_url:
+            return Deployment.PRODUCTION
+        return Deployment.LOCAL
+
+    @property
     def database_url(self) -> str:
         """The trading database: `TRADING_DATABASE_URL`, else the embedded file."""
         return self.trading_database_url or self.embedded_database_url
@@ -174,11 +195,12 @@ class _Reader:
     def text(self, name: str) -> str:
         return self.environ.get(name, "").strip()
 
-    def choice(self, name: str, allowed: tuple[str, ...]) -> str:
-        value = self.text(name) or allowed[0]
-        if value not in allowed:
+    def choice(self, name: str, allowed: type[Choice]) -> Choice:
+        """One of `allowed`'s values; unset, its first."""
+        value = self.text(name) or next(iter(allowed)).value
+        if value not in {member.value for member in allowed}:
             raise SettingsError(f"{name}={value!r}: expected one of {', '.join(allowed)}")
-        return value
+        return allowed(value)
 
     def number(
         self,

@@ -226,7 +226,7 @@ def _start_refresh(
         "plan_learnt": learnt.describe(),
         "budget_need": f"a critical refresh costs {reserve} call(s) on this plan, kept free for it",
     }
-    store = database.quote_store(redis.key_prefix())  # its events go to this deployment's channels
+    store = database.quote_store(redis.namespace)  # its events go to this deployment's channels
     mode = polygon.mode()
     return Refresh(plan, client, store, queue, mode, context.log, plan_metadata, redis.client())
 
@@ -309,7 +309,7 @@ def _output(symbol: SymbolSpec, quote: Quote, refresh: Refresh, registry: Regist
             "fetched_at": iso_utc(quote.fetched_at) if quote.fetched_at else None,
             "data_age_seconds": round(quote.age(now).total_seconds(), 3),
             "timeframe": quote.timeframe.value,
-            "plan": quote.plan,
+            "plan": str(quote.plan) if quote.plan else quote.plan,
             "source": quote.source,
             "freshness": (
                 registry.newest_bar(symbol, now).describe()
@@ -319,9 +319,9 @@ def _output(symbol: SymbolSpec, quote: Quote, refresh: Refresh, registry: Regist
             **refresh.plan_metadata,
             "api_calls": result.api_calls,
             "budget_waits": result.budget_waits,
-            "snapshot_mode": result.mode,
+            "snapshot_mode": str(result.mode),
             "batch_id": plan.batch_id,
-            "batch_kind": plan.kind,
+            "batch_kind": str(plan.kind),
             "batch_start": iso_utc(refresh.started_at),
             "batch_symbols": len(plan.symbols),
         },

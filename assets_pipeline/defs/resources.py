@@ -1,14 +1,11 @@
 """Dagster resources: the trading database, Redis, the shared Polygon budget and the client.
 
-Each is a typed `ConfigurableResource` whose secrets come through `dg.EnvVar` (see
-`definitions.py`), so the UI shows the variable's name, never its value. State that must outlive a
-run (the budget) lives in Redis or the database, never in resource memory: every run is its own
-process.
-
-A field left empty (or 0) means "as the environment says" (`Settings.from_env()`), read when
-the run uses it: Dagster resets a resource's other fields to their defaults when run config (the
-launchpad) overrides one of them, and this keeps the endpoint, key, database and budget the
-deployment's.
+Built once, from the settings, when the definitions load (`location.py`): each field holds its
+value then, and nothing here reads the environment again. Secrets come as `dg.EnvVar`, so the UI
+shows the variable's name, never its value. Where Polygon is (`PolygonEndpoint`) is a resource of
+its own: the production `PolygonApi`, or the local set's `EmbeddedSimulator`. State that must
+outlive a run (the budget) lives in Redis or the database; what a run opens (a Redis client, the
+simulator) is the resource's, closed when the run ends.
 """
 
 from __future__ import annotations
@@ -24,7 +21,7 @@ from typing import Any
 import dagster as dg
 import redis
 import sqlalchemy as sa
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from assets_pipeline.budget.fairness import CRITICAL_CALLER, Caller
 from assets_pipeline.budget.interface import BudgetError
@@ -32,9 +29,16 @@ from assets_pipeline.budget.limiter import PolygonBudget
 from assets_pipeline.budget.redis_store import RedisBudgetStore
 from assets_pipeline.budget.sql_store import SqlBudgetStore
 from assets_pipeline.config.registry import AssetType, Registry
-from assets_pipeline.config.settings import BUDGET_STORES, PLANS, SNAPSHOT_MODES, Settings
+from assets_pipeline.config.settings import (
+    DEFAULT_DATABASE_CONNECT_TIMEOUT_SECONDS,
+    DEFAULT_DATABASE_STATEMENT_TIMEOUT_SECONDS,
+    DEFAULT_RATE_LIMIT_CALLS,
+    DEFAULT_RATE_LIMIT_WINDOW_SECONDS,
+    MAX_TIMEOUT_SECONDS,
+    BudgetStore,
+)
 from assets_pipeline.persistence import redis_client
-from assets_pipeline.persistence.database import get_engine
+from assets_pipeline.persistence.database import DatabaseTimeouts, create_engine, is_embedded
 from assets_pipeline.persistence.quote_store import QuoteStore
 from assets_pipeline.polygon.client import (
     DEFAULT_MAX_BODY_BYTES,
@@ -47,30 +51,63 @@ from assets_pipeline.polygon.client import (
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.end_of_day import DEFAULT_PUBLICATION_DELAY
 from assets_pipeline.rules.market_hours import MarketHours
-from assets_pipeline.rules.plans import LearntPlan, configured_bars
+from assets_pipeline.rules.plans import LearntPlan, Plan, SnapshotMode, configured_bars
+from assets_pipeline.rules.retention import DEFAULT_RETENTION_DAYS
 
-#: The key the embedded simulator accepts when no POLYGON_API_KEY is set.
+#: The key the embedded simulator is sent (it accepts any).
 SIMULATOR_KEY = "simulator-key"
 
-_redis_clients: dict[str, redis.Redis] = {}
-_simulator: Any = None
-_simulator_lock = threading.Lock()
+
+def _choice(kind: type[Any], value: str, what: str) -> Any:
+    """`value` as the enum `kind`, or a `dg.Failure` naming what was given (run config)."""
+    if value not in {member.value for member in kind}:
+        allowed = ", ".join(member.value for member in kind)
+        raise dg.Failure(f"{what} must be one of {allowed}, got {value!r}")
+    return kind(value)
 
 
 class TradingDatabase(dg.ConfigurableResource):
-    """The platform's PostgreSQL (`TRADING_DATABASE_URL`), or an embedded SQLite file."""
+    """The platform's PostgreSQL (`TRADING_DATABASE_URL`), or the embedded SQLite file. Its
+    engine is made on first use (its tables checked) and disposed of when the run ends."""
 
-    url: str = Field(default="", description="SQLAlchemy URL; empty = embedded SQLite file.")
-
-    def resolved_url(self) -> str:
-        """The configured URL, else `TRADING_DATABASE_URL`, else the embedded file."""
-        return self.url or Settings.from_env().database_url
+    url: str = Field(description="SQLAlchemy URL: TRADING_DATABASE_URL, else the embedded file.")
+    connect_timeout_seconds: float = Field(
+        default=DEFAULT_DATABASE_CONNECT_TIMEOUT_SECONDS,
+        gt=0,
+        le=MAX_TIMEOUT_SECONDS,
+        description="TRADING_DATABASE_CONNECT_TIMEOUT_SECONDS.",
+    )
+    statement_timeout_seconds: float = Field(
+        default=DEFAULT_DATABASE_STATEMENT_TIMEOUT_SECONDS,
+        gt=0,
+        le=MAX_TIMEOUT_SECONDS,
+        description="TRADING_DATABASE_STATEMENT_TIMEOUT_SECONDS.",
+    )
+    retention_days: float = Field(
+        default=DEFAULT_RETENTION_DAYS,
+        gt=0,
+        description="How long the growing tables keep their rows (ASSETS_RETENTION_DAYS).",
+    )
+    _engine: sa.Engine | None = PrivateAttr(default=None)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def is_embedded(self) -> bool:
-        return not (self.url or Settings.from_env().trading_database_url)
+        return is_embedded(self.url)
 
     def engine(self) -> sa.Engine:
-        return get_engine(self.resolved_url())
+        with self._lock:
+            if self._engine is None:
+                timeouts = DatabaseTimeouts(
+                    self.connect_timeout_seconds, self.statement_timeout_seconds
+                )
+                self._engine = create_engine(self.url, timeouts)
+            return self._engine
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        with self._lock:
+            if self._engine is not None:
+                self._engine.dispose()
+                self._engine = None
 
     def quote_store(self, namespace: str = "") -> QuoteStore:
         """The writer; `namespace` prefixes the Redis channels its events go to."""
@@ -78,80 +115,144 @@ class TradingDatabase(dg.ConfigurableResource):
 
 
 class RedisResource(dg.ConfigurableResource):
-    """Where updates are announced and the budget is kept; unset means no Redis."""
+    """Where updates are announced and the budget is kept; no URL means no Redis. Its client
+    is made on first use and closed when the run ends."""
 
-    url: str = Field(default="", description="redis:// URL; empty = no Redis.")
+    url: str = Field(default="", description="redis:// URL (REDIS_URL); empty = no Redis.")
     namespace: str = Field(
         default="", description="Prefix for keys and channels (empty in production)."
     )
-
-    def resolved_url(self) -> str:
-        return self.url or Settings.from_env().redis_url
-
-    def key_prefix(self) -> str:
-        return self.namespace or Settings.from_env().redis_namespace
+    _client: redis.Redis | None = PrivateAttr(default=None)
 
     def client(self) -> redis.Redis | None:
-        url = self.resolved_url()
-        if not url:
+        if not self.url:
             return None
-        client = _redis_clients.get(url)
-        if client is None:
-            client = redis_client.connect(url)  # every wait bounded
-            _redis_clients[url] = client
-        return client
+        if self._client is None:
+            self._client = redis_client.connect(self.url)  # every wait bounded
+        return self._client
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
 
 class PolygonBudgetResource(dg.ConfigurableResource):
     """The one budget every process shares: at most `calls` requests per `window_seconds`."""
 
-    calls: int = Field(default=0, ge=0, description="0 = POLYGON_RATE_LIMIT_CALLS (default 5).")
+    calls: int = Field(
+        default=DEFAULT_RATE_LIMIT_CALLS, gt=0, description="POLYGON_RATE_LIMIT_CALLS."
+    )
     window_seconds: float = Field(
-        default=0.0, ge=0, description="0 = POLYGON_RATE_LIMIT_WINDOW_SECONDS (default 60)."
+        default=DEFAULT_RATE_LIMIT_WINDOW_SECONDS,
+        gt=0,
+        description="POLYGON_RATE_LIMIT_WINDOW_SECONDS.",
     )
     name: str = "polygon"
     store: str = Field(
-        default="",
+        default=BudgetStore.AUTO.value,
         description="'auto': Redis when REDIS_URL is set, else the trading database;"
-        " 'redis' or 'database' to choose. Empty = POLYGON_BUDGET_STORE, else 'auto'.",
+        " 'redis' or 'database' to choose (POLYGON_BUDGET_STORE).",
     )
     redis: RedisResource
     database: TradingDatabase
 
     def limit(self) -> tuple[int, float]:
-        """(calls, window in seconds): the configured ones, else the environment's."""
-        settings = Settings.from_env()
-        calls = self.calls or settings.rate_limit_calls
-        return calls, self.window_seconds or settings.rate_limit_window_seconds
+        """(calls, window in seconds)."""
+        return self.calls, self.window_seconds
 
     def budget(self, caller: Caller = CRITICAL_CALLER) -> PolygonBudget:
         """The shared budget, as `caller` sees it (non-critical callers keep a reserve)."""
-        kind = self.store or Settings.from_env().budget_store
-        if kind not in BUDGET_STORES:
-            raise dg.Failure(f"budget store must be auto, redis or database, got {kind!r}")
+        kind = _choice(BudgetStore, self.store, "the budget store")
         client = self.redis.client()
-        if kind == "redis" and client is None:
+        if kind is BudgetStore.REDIS and client is None:
             raise dg.Failure("the Polygon budget store is 'redis' but REDIS_URL is not set")
-        if client is not None and kind != "database":
-            store: Any = RedisBudgetStore(client, self.name, self.redis.key_prefix())
+        if client is not None and kind is not BudgetStore.DATABASE:
+            store: Any = RedisBudgetStore(client, self.name, self.redis.namespace)
         else:
             store = SqlBudgetStore(self.database.engine(), self.name)
-        calls, window = self.limit()
-        return PolygonBudget(store, calls, window, caller=caller)
+        return PolygonBudget(store, self.calls, self.window_seconds, caller=caller)
+
+
+class PolygonEndpoint(dg.ConfigurableResource):
+    """Where Polygon is, and the deployment's plan and snapshot mode (what `polygon` uses
+    unless a run's config says otherwise)."""
+
+    plan: str = Field(default=Plan.AUTO.value, description="POLYGON_PLAN: auto, free or paid.")
+    snapshot_mode: str = Field(
+        default=SnapshotMode.BATCH.value, description="POLYGON_SNAPSHOT_MODE: batch or per_ticker."
+    )
+
+    def endpoint(self) -> tuple[str, str]:
+        """(base URL, key)."""
+        raise NotImplementedError
+
+
+class PolygonApi(PolygonEndpoint):
+    """The production set's Polygon: `POLYGON_BASE_URL` with `POLYGON_API_KEY`. It never
+    starts a simulator: without a base URL a run fails, so simulated prices can never reach a
+    real trading database because POLYGON_BASE_URL was forgotten."""
+
+    base_url: str = Field(default="", description="e.g. https://api.polygon.io.")
+    api_key: str = Field(default="", description="From POLYGON_API_KEY; never logged.")
+
+    def endpoint(self) -> tuple[str, str]:
+        if not self.base_url:
+            raise dg.Failure(
+                "POLYGON_BASE_URL is not set while TRADING_DATABASE_URL is: the embedded Polygon"
+                " simulator only serves the embedded database. Set POLYGON_BASE_URL to"
+                " https://api.polygon.io (or to a simulator's URL on purpose)."
+            )
+        if not self.api_key:
+            raise dg.Failure(f"POLYGON_API_KEY is not set (POLYGON_BASE_URL is {self.base_url})")
+        return self.base_url, self.api_key
+
+
+class EmbeddedSimulator(PolygonEndpoint):
+    """The local set's Polygon: the project's simulator on a free loopback port, started when
+    a run first asks for it and stopped when the run ends. Its prices are a pure function of
+    ticker and time, so simulators in different processes agree with each other."""
+
+    calls: int = Field(default=DEFAULT_RATE_LIMIT_CALLS, gt=0)
+    window_seconds: float = Field(default=DEFAULT_RATE_LIMIT_WINDOW_SECONDS, gt=0)
+    _simulator: Any = PrivateAttr(default=None)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def endpoint(self) -> tuple[str, str]:
+        with self._lock:
+            if self._simulator is None:
+                from assets_pipeline.simulator import PolygonSimulator
+
+                simulator = PolygonSimulator(
+                    host="127.0.0.1",
+                    port=0,
+                    rate_limit_calls=self.calls,
+                    rate_limit_window=self.window_seconds,
+                )
+                simulator.start()
+                self._simulator = simulator
+            return self._simulator.url, SIMULATOR_KEY
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        with self._lock:
+            if self._simulator is not None:
+                self._simulator.stop()
+                self._simulator = None
 
 
 class PolygonResource(dg.ConfigurableResource):
-    """Polygon's REST API (or the project's simulator when no base URL is set)."""
+    """Polygon's REST API through `api` (see `PolygonEndpoint`), within the shared budget.
 
-    api_key: str = Field(default="", description="From POLYGON_API_KEY; never logged.")
-    base_url: str = Field(
-        default="", description="e.g. https://api.polygon.io; empty = embedded simulator."
-    )
+    Run config (the launchpad) that sets any of these fields resets the others to their
+    defaults (Dagster's way): so the plan and snapshot mode are empty here by default, meaning
+    `api`'s, and the endpoint, key, database and budget are nested resources, which run config
+    of `polygon` leaves as loaded."""
+
     snapshot_mode: str = Field(
         default="",
         description="'batch': one /v3/snapshot call per 250 tickers (falls back to per_ticker"
-        " on a 403); 'per_ticker': one call per symbol, the free-plan way. Empty ="
-        " POLYGON_SNAPSHOT_MODE, else 'batch'.",
+        " on a 403); 'per_ticker': one call per symbol, the free-plan way. Empty = the"
+        " deployment's (POLYGON_SNAPSHOT_MODE).",
     )
     connect_timeout_seconds: float = 5.0
     read_timeout_seconds: float = Field(default=15.0, description="Longest wait for any byte.")
@@ -173,7 +274,7 @@ class PolygonResource(dg.ConfigurableResource):
     plan: str = Field(
         default="",
         description="'auto': learn what the key may call from its 403s; 'free': no snapshots,"
-        " the newest day bars; 'paid': snapshots. Empty = POLYGON_PLAN, else 'auto'.",
+        " the newest day bars; 'paid': snapshots. Empty = the deployment's (POLYGON_PLAN).",
     )
     entitlement_recheck_seconds: float = Field(
         default=DEFAULT_RECHECK_SECONDS,
@@ -181,19 +282,14 @@ class PolygonResource(dg.ConfigurableResource):
         description="How long a plan's refusal of batch snapshots (a 403) is remembered before"
         " a refresh asks again.",
     )
+    api: PolygonEndpoint
     budget: PolygonBudgetResource
 
-    def mode(self) -> str:
-        mode = self.snapshot_mode or Settings.from_env().snapshot_mode
-        if mode not in SNAPSHOT_MODES:
-            raise dg.Failure(f"snapshot_mode must be 'batch' or 'per_ticker', got {mode!r}")
-        return mode
+    def mode(self) -> SnapshotMode:
+        return _choice(SnapshotMode, self.snapshot_mode or self.api.snapshot_mode, "snapshot_mode")
 
-    def resolved_plan(self) -> str:
-        plan = self.plan or Settings.from_env().polygon_plan
-        if plan not in PLANS:
-            raise dg.Failure(f"plan must be one of {', '.join(PLANS)}, got {plan!r}")
-        return plan
+    def resolved_plan(self) -> Plan:
+        return _choice(Plan, self.plan or self.api.plan, "plan")
 
     def effective_mode(self) -> str:
         """The snapshot mode refreshes will really use: `per_ticker` in `batch` mode while the
@@ -205,7 +301,7 @@ class PolygonResource(dg.ConfigurableResource):
         none on `paid`, and on `auto` for those whose snapshots the plan refused (remembered
         for every process). The critical reserve is sized from it."""
         plan, mode = self.resolved_plan(), self.mode()
-        if plan != "auto":
+        if plan is not Plan.AUTO:
             return LearntPlan(plan, mode, configured_bars(plan))
         try:
             budget = self.budget.budget()
@@ -213,8 +309,9 @@ class PolygonResource(dg.ConfigurableResource):
             bars = frozenset(
                 k for k in AssetType if budget.refusal(snapshot_feature(k), recheck) is not None
             )
-            if mode == "batch" and budget.refusal(MULTI_TICKER_SNAPSHOT, recheck) is not None:
-                mode = "per_ticker"
+            refused = budget.refusal(MULTI_TICKER_SNAPSHOT, recheck) is not None
+            if mode is SnapshotMode.BATCH and refused:
+                mode = SnapshotMode.PER_TICKER
         except BudgetError:
             return LearntPlan(plan, mode)  # the store is down: no call is made (failing closed)
         return LearntPlan(plan, mode, bars)
@@ -259,32 +356,15 @@ class PolygonResource(dg.ConfigurableResource):
             recheck_seconds=self.entitlement_recheck_seconds,
             total_timeout=self.total_timeout_seconds,
             max_body_bytes=self.max_body_bytes,
-            plan=self.resolved_plan(),
+            plan=self.resolved_plan().value,
             hours=hours,
             publication_delay=publication_delay,
             logger=logger,
         )
 
     def endpoint(self) -> tuple[str, str]:
-        """(base URL, key): the configured ones, or an embedded simulator on loopback.
-
-        The simulator is used only with the embedded database, so simulated prices can never
-        reach a real trading database because POLYGON_BASE_URL was forgotten.
-        """
-        settings = Settings.from_env()
-        base_url = self.base_url or settings.polygon_base_url
-        key = self.api_key or settings.polygon_api_key
-        if base_url:
-            if not key:
-                raise dg.Failure(f"POLYGON_API_KEY is not set (POLYGON_BASE_URL is {base_url})")
-            return base_url, key
-        if not self.budget.database.is_embedded():
-            raise dg.Failure(
-                "POLYGON_BASE_URL is not set while TRADING_DATABASE_URL is: the embedded Polygon"
-                " simulator only serves the embedded database. Set POLYGON_BASE_URL to"
-                " https://api.polygon.io (or to a simulator's URL on purpose)."
-            )
-        return embedded_simulator_url(*self.budget.limit()), key or SIMULATOR_KEY
+        """(base URL, key): `api`'s."""
+        return self.api.endpoint()
 
 
 class AlertWebhook(dg.ConfigurableResource):
@@ -300,15 +380,12 @@ class AlertWebhook(dg.ConfigurableResource):
     url: str = Field(default="", description="From ALERT_WEBHOOK_URL; a secret, never logged.")
     timeout_seconds: float = Field(default=5.0, gt=0, description="Longest wait for the answer.")
 
-    def resolved_url(self) -> str:
-        return self.url or Settings.from_env().alert_webhook_url
-
     def configured(self) -> bool:
-        return bool(self.resolved_url())
+        return bool(self.url)
 
     def post(self, body: dict[str, Any], log: logging.Logger | Any) -> bool:
         """POST `body`; True when the receiver answered 2xx. Failures are logged without the URL."""
-        url = self.resolved_url()
+        url = self.url
         if not url:
             return False
         request = urllib.request.Request(
@@ -332,25 +409,3 @@ class AlertWebhook(dg.ConfigurableResource):
         alert = body.get("alert")
         log.warning(f"alert webhook (ALERT_WEBHOOK_URL) {problem}: {alert} not delivered")
         return False
-
-
-def embedded_simulator_url(calls: int, window_seconds: float) -> str:
-    """Start (once per process) the project's Polygon simulator on a free loopback port.
-
-    Its prices are a pure function of ticker and time, so simulators in different run processes
-    agree with each other.
-    """
-    global _simulator
-    with _simulator_lock:
-        if _simulator is None:
-            from assets_pipeline.simulator import PolygonSimulator
-
-            simulator = PolygonSimulator(
-                host="127.0.0.1",
-                port=0,
-                rate_limit_calls=calls,
-                rate_limit_window=window_seconds,
-            )
-            simulator.start()
-            _simulator = simulator
-        return _simulator.url

@@ -7,10 +7,11 @@ a symbol or of a kind of batch. The schedule starts switched off: deleting rows 
 operator's decision (a platform may keep quote history for audit), taken by switching it on.
 """
 
+import datetime as dt
+
 import dagster as dg
 from pydantic import Field
 
-from assets_pipeline.config.settings import Settings
 from assets_pipeline.defs.resources import TradingDatabase
 from assets_pipeline.persistence.retention import prune
 from assets_pipeline.rules import clock
@@ -37,7 +38,7 @@ def prune_tables(
         except ValueError as exc:
             raise dg.Failure(str(exc)) from None
     else:
-        age = Settings.from_env().retention
+        age = dt.timedelta(days=database.retention_days)
     report = prune(database.engine(), clock.utcnow() - age, dry_run=config.dry_run)
     context.log.info(f"{report.summary()} (retention {format_age(age)})")
     return dg.Output(

@@ -20,13 +20,17 @@ from __future__ import annotations
 
 import math
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from assets_pipeline.config.settings import Settings
+from assets_pipeline.config.settings import (
+    DEFAULT_DATABASE_CONNECT_TIMEOUT_SECONDS,
+    DEFAULT_DATABASE_STATEMENT_TIMEOUT_SECONDS,
+)
 from assets_pipeline.persistence import migrate
 from assets_pipeline.persistence.schema import DATA_SOURCES, TRADING
 
@@ -41,6 +45,15 @@ KEEPALIVES = {
     "keepalives_interval": 10,
     "keepalives_count": 3,
 }
+
+
+@dataclass(frozen=True)
+class DatabaseTimeouts:
+    """How long a connection may take to be answered, and a statement (or a wait for a lock)
+    to run (`TRADING_DATABASE_*_TIMEOUT_SECONDS`, given by the caller: nothing here reads them)."""
+
+    connect_seconds: float = DEFAULT_DATABASE_CONNECT_TIMEOUT_SECONDS
+    statement_seconds: float = DEFAULT_DATABASE_STATEMENT_TIMEOUT_SECONDS
 
 
 class DatabaseUnavailable(sa.exc.OperationalError):
@@ -66,14 +79,25 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def get_engine(url: str, *, check_schema: bool = True) -> sa.Engine:
-    """The process-wide engine for `url`, its tables checked on first use (`prepare_tables`).
+def create_engine(url: str, timeouts: DatabaseTimeouts) -> sa.Engine:
+    """A new engine for `url`, its tables checked (`prepare_tables`): the caller owns it, and
+    disposes of it (the Dagster resource, when its run ends)."""
+    engine = _create_engine(normalize_url(url), timeouts)
+    prepare_tables(engine)
+    return engine
+
+
+def get_engine(
+    url: str, *, check_schema: bool = True, timeouts: DatabaseTimeouts | None = None
+) -> sa.Engine:
+    """The process-wide engine for `url` (the CLI's and the tests'), its tables checked on
+    first use (`prepare_tables`); made with `timeouts` (else the defaults) the first time.
     `check_schema=False` only for the migration itself, and for helpers whose parent checked."""
     url = normalize_url(url)
     with _lock:
         engine = _engines.get(url)
         if engine is None:
-            engine = _create_engine(url)
+            engine = _create_engine(url, timeouts or DatabaseTimeouts())
             _engines[url] = engine
         if check_schema and url not in _ready:
             prepare_tables(engine)
@@ -99,10 +123,12 @@ def is_embedded(url: sa.URL | str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def migrate_database(url: str) -> tuple[str | None, str | None]:
+def migrate_database(
+    url: str, timeouts: DatabaseTimeouts | None = None
+) -> tuple[str | None, str | None]:
     """`assets-pipeline migrate`: bring the database at `url` to the newest revision, as the
     owner of its tables; (revision before, after)."""
-    before, after = migrate.upgrade(get_engine(url, check_schema=False))
+    before, after = migrate.upgrade(get_engine(url, check_schema=False, timeouts=timeouts))
     with _lock:
         _ready.add(normalize_url(url))
     return before, after
@@ -119,24 +145,19 @@ def dispose_engine(url: str | None = None) -> None:
             engine.dispose()
 
 
-def _create_engine(url: str) -> sa.Engine:
+def _create_engine(url: str, timeouts: DatabaseTimeouts) -> sa.Engine:
     parsed = make_url(url)
-    settings = Settings.from_env()
     if parsed.get_backend_name() != "sqlite":
-        args = postgres_connect_args(
-            parsed,
-            settings.database_connect_timeout_seconds,
-            settings.database_statement_timeout_seconds,
-        )
+        args = postgres_connect_args(parsed, timeouts.connect_seconds, timeouts.statement_seconds)
         engine = sa.create_engine(
             url, pool_pre_ping=True, pool_size=2, max_overflow=4, connect_args=args
         )
         connect = int(parsed.query.get("connect_timeout", args.get("connect_timeout", 0)))
-        _name_failures(engine, connect, settings.database_statement_timeout_seconds)
+        _name_failures(engine, connect, timeouts.statement_seconds)
         return engine
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-    lock_wait = settings.database_statement_timeout_seconds
+    lock_wait = timeouts.statement_seconds
     engine = sa.create_engine(
         url,
         connect_args={"timeout": lock_wait, "check_same_thread": False},

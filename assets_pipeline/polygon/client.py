@@ -57,6 +57,7 @@ from assets_pipeline.rules.cadence import BATCH_TICKERS
 from assets_pipeline.rules.end_of_day import DEFAULT_PUBLICATION_DELAY
 from assets_pipeline.rules.excerpts import excerpt, without_secret
 from assets_pipeline.rules.market_hours import MarketHours
+from assets_pipeline.rules.plans import Plan
 from assets_pipeline.rules.quotes import Quote, QuoteRejected, iso_utc, validate_quote
 
 SnapshotMode = Literal["batch", "per_ticker"]
@@ -64,7 +65,7 @@ SnapshotMode = Literal["batch", "per_ticker"]
 V3_MAX_TICKERS = BATCH_TICKERS
 #: What the key is entitled to: `auto` learns it from the 403s it gets; `free` asks for no
 #: snapshot at all (bars only); `paid` never takes a 403 for a plan's refusal.
-PLANS = ("auto", "free", "paid")
+PLANS = tuple(Plan)
 #: The feature a 403 on `/v3/snapshot` refuses; remembered in the budget store (see `refusal`).
 MULTI_TICKER_SNAPSHOT = "multi_ticker_snapshot"
 #: Every request's whole answer must arrive within this, and be at most this large (decoded).

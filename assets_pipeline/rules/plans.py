@@ -7,9 +7,25 @@ are sized and worded from this one picture, so none of them keeps an older one.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from assets_pipeline.rules.taxonomy import AssetType
+
+
+class Plan(enum.StrEnum):
+    """What the key is entitled to (`POLYGON_PLAN`): learnt from its 403s, or said outright."""
+
+    AUTO = "auto"
+    FREE = "free"
+    PAID = "paid"
+
+
+class SnapshotMode(enum.StrEnum):
+    """How snapshots are asked for (`POLYGON_SNAPSHOT_MODE`): 250 tickers a call, or one."""
+
+    BATCH = "batch"
+    PER_TICKER = "per_ticker"
 
 
 def configured_bars(plan: str) -> frozenset[AssetType]:

@@ -10,14 +10,26 @@ the critical reserve and queues behind critical runs, whatever symbols it select
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 
-CRITICAL = "critical"
-QUEUE = "queue"
-MANUAL = "manual"
-BACKFILL = "backfill"
-#: The small runs the ticks launch to act on the queue and the outbox (no Polygon call).
-UPKEEP = "upkeep"
+
+class RunKind(enum.StrEnum):
+    """A run's kind, as its `assets_pipeline/kind` tag says it."""
+
+    CRITICAL = "critical"
+    QUEUE = "queue"
+    MANUAL = "manual"
+    BACKFILL = "backfill"
+    #: The small runs the ticks launch to act on the queue and the outbox (no Polygon call).
+    UPKEEP = "upkeep"
+
+
+CRITICAL = RunKind.CRITICAL
+QUEUE = RunKind.QUEUE
+MANUAL = RunKind.MANUAL
+BACKFILL = RunKind.BACKFILL
+UPKEEP = RunKind.UPKEEP
 RUN_PRIORITY = {CRITICAL: 10, MANUAL: 5, UPKEEP: 5, QUEUE: 0, BACKFILL: -10}
 
 KIND_TAG = "assets_pipeline/kind"
@@ -35,11 +47,11 @@ DAGSTER_BACKFILL_TAG = "dagster/backfill"
 MAX_RUNTIME_SECONDS = {CRITICAL: 300, QUEUE: 900, MANUAL: 900, UPKEEP: 300, BACKFILL: 3600}
 
 
-def run_kind(tags: Mapping[str, str]) -> str:
+def run_kind(tags: Mapping[str, str]) -> RunKind:
     """The kind a run's tags say it is; anything this project did not mark is manual."""
     kind = tags.get(KIND_TAG, "")
     if kind in RUN_PRIORITY:
-        return kind
+        return RunKind(kind)
     if DAGSTER_BACKFILL_TAG in tags:
         return BACKFILL
     return MANUAL
@@ -48,7 +60,7 @@ def run_kind(tags: Mapping[str, str]) -> str:
 def run_tags(kind: str, batch_id: str | None = None, **extra: str) -> dict[str, str]:
     """The tags this project puts on a run it launches: kind, priority and maximum runtime."""
     tags = {
-        KIND_TAG: kind,
+        KIND_TAG: str(RunKind(kind)),
         PRIORITY_TAG: str(RUN_PRIORITY[kind]),
         MAX_RUNTIME_TAG: str(MAX_RUNTIME_SECONDS[kind]),
         **extra,

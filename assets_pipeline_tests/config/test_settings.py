@@ -51,13 +51,13 @@ def test_secrets_reach_dagster_by_name_and_the_cli_by_value():
         }
     )
     ui = build_resources(settings)
-    assert isinstance(ui["polygon"].api_key, dg.EnvVar)
-    assert ui["polygon"].api_key.env_var_name == "POLYGON_API_KEY"
+    assert isinstance(ui["polygon"].api.api_key, dg.EnvVar)
+    assert ui["polygon"].api.api_key.env_var_name == "POLYGON_API_KEY"
     assert isinstance(ui["database"].url, dg.EnvVar) and isinstance(ui["redis"].url, dg.EnvVar)
     assert ui["polygon"].budget.calls == 100  # not a secret: the value itself
     cli = build_resources(settings, secrets_as_env_vars=False)
     assert cli["database"].url == "postgresql://u:pw@db/trading"
-    assert cli["redis"].resolved_url() == "redis://:pw@cache:6379/0"
+    assert cli["redis"].url == "redis://:pw@cache:6379/0"
 
 
 def test_no_module_but_settings_reads_the_environment():
@@ -88,14 +88,11 @@ def test_the_list_of_variables_is_exactly_what_settings_read():
     assert environ.read == set(VARIABLES)
 
 
-def test_the_process_settings_follow_the_environment_and_are_read_once_per_set_of_values(
-    monkeypatch, tmp_path
-):
-    """Resources ask for the settings on every write; the environment is parsed again only
-    when a value (or the working directory a relative home resolves against) changed."""
+def test_the_process_settings_follow_the_environment(monkeypatch, tmp_path):
+    """Read when the definitions load (or a command starts): each read sees the environment
+    and working directory (a relative home resolves against it) of that moment."""
     monkeypatch.setenv("POLYGON_RATE_LIMIT_CALLS", "7")
-    first = Settings.from_env()
-    assert Settings.from_env() is first and first.rate_limit_calls == 7
+    assert Settings.from_env().rate_limit_calls == 7
     monkeypatch.setenv("POLYGON_RATE_LIMIT_CALLS", "8")
     assert Settings.from_env().rate_limit_calls == 8
     monkeypatch.setenv("ASSETS_PIPELINE_HOME", "relative-home")

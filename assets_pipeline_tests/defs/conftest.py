@@ -15,6 +15,7 @@ from assets_pipeline.budget.limiter import PolygonBudget
 from assets_pipeline.budget.sql_store import SqlBudgetStore
 from assets_pipeline.definitions import build_definitions
 from assets_pipeline.defs.resources import (
+    PolygonApi,
     PolygonBudgetResource,
     PolygonResource,
     RedisResource,
@@ -63,6 +64,7 @@ def deployment(pg_url, monkeypatch, registry, dagster_instance, frozen_clock):
     class Deployment:
         max_wait = 60.0  # one window: the drain claims only what is free now
         defs = build_definitions(registry)
+        symbols = registry
         queue = RefreshQueue(get_engine(pg_url), registry.queue)
 
         def resources(self, mode="per_ticker"):
@@ -75,8 +77,7 @@ def deployment(pg_url, monkeypatch, registry, dagster_instance, frozen_clock):
                 database=database,
             )
             polygon = PolygonResource(
-                base_url="http://127.0.0.1:9",
-                api_key="unused",
+                api=PolygonApi(base_url="http://127.0.0.1:9", api_key="unused"),
                 snapshot_mode=mode,
                 budget=budget,
                 max_budget_wait_seconds=self.max_wait,
@@ -97,11 +98,13 @@ def deployment(pg_url, monkeypatch, registry, dagster_instance, frozen_clock):
 
         def execute(self, request, **env):
             """Run what a tick requested, in process, as the daemon would launch it, on the
-            test's database (and, for a refresh, `env`'s Polygon)."""
-            job = self.defs.resolve_job_def(request.job_name or default_job(self.defs, request))
+            test's database (and, for a refresh, `env`'s Polygon): the code location loaded
+            with those settings."""
             with monkeypatch.context() as patched:
                 for name, value in {"TRADING_DATABASE_URL": pg_url, **env}.items():
                     patched.setenv(name, value)
+                defs = build_definitions(self.symbols)
+                job = defs.resolve_job_def(request.job_name or default_job(defs, request))
                 return job.execute_in_process(
                     run_config=request.run_config or None,
                     instance=self.instance,

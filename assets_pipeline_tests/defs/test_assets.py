@@ -45,14 +45,13 @@ def test_every_job_runs_its_one_step_in_the_run_process_with_no_second_python():
         assert [node.name for node in job.graph.node_defs] == ["quotes"], job.name
 
 
-def test_the_definitions_are_built_once_per_process_for_one_registry_and_settings():
+def test_the_definitions_hold_the_resources_built_from_the_settings_they_were_given():
     from assets_pipeline.config.settings import Settings
     from assets_pipeline.definitions import build_definitions
 
-    registry, settings = load_registry(), Settings.from_env()
-    assert build_definitions(registry, settings) is build_definitions(registry, settings)
+    registry = load_registry()
     changed = Settings.from_env({**os.environ, "POLYGON_RATE_LIMIT_CALLS": "7"})
-    assert build_definitions(registry, changed) is not build_definitions(registry, settings)
+    assert build_definitions(registry, changed).resources["polygon"].budget.calls == 7
 
 
 def test_loading_the_code_location_and_the_cli_leaves_pandas_to_the_history_runs():

@@ -173,6 +173,7 @@ def weekend(deployment):
     }
     registry = parse_registry(document, "symbols.yaml")
     deployment.defs = build_definitions(registry)
+    deployment.symbols = registry
     deployment.clock.move_to(SATURDAY)
     return deployment
 
@@ -236,9 +237,10 @@ def test_a_cadence_run_on_saturday_does_not_fetch_closed_markets(weekend, pg_url
             "TRADING_DATABASE_URL": pg_url,
         }.items():
             monkeypatch.setenv(name, value)
-        # the job as the schedule launches it, but selecting all three (a stale request), on
-        # the frozen Saturday's partition
-        result = weekend.defs.resolve_job_def("refresh_critical").execute_in_process(
+        # the job as the schedule launches it (the location loaded with these settings), but
+        # selecting all three (a stale request), on the frozen Saturday's partition
+        defs = build_definitions(weekend.symbols)
+        result = defs.resolve_job_def("refresh_critical").execute_in_process(
             partition_key=clock.today().isoformat(),
             instance=weekend.instance,
             tags=run_tags(CRITICAL, tier="critical"),

@@ -313,10 +313,11 @@ def test_the_relay_sensor_publishes_what_waits_in_the_outbox(pg_url, redis_names
 
 def test_the_relay_sensor_waits_politely_without_redis(sqlite_url, monkeypatch):
     monkeypatch.delenv("REDIS_URL", raising=False)
-    context = dg.build_sensor_context(
+    # the Redis resource closes its client when the tick ends: its context is a `with`
+    with dg.build_sensor_context(
         resources={"database": TradingDatabase(url=sqlite_url), "redis": RedisResource()}
-    )
-    result = event_outbox_relay(context)
+    ) as context:
+        result = event_outbox_relay(context)
     assert "REDIS_URL is not set" in result.skip_message
 
 

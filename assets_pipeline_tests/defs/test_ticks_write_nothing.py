@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from assets_pipeline.defs.resources import (
     AlertWebhook,
+    PolygonApi,
     PolygonBudgetResource,
     PolygonResource,
     RedisResource,
@@ -54,7 +55,9 @@ def resources(pg_url: str, namespace: str, store: str) -> dict[str, object]:
         calls=5, window_seconds=60, store=store, redis=redis_resource, database=database
     )
     polygon = PolygonResource(
-        base_url="http://127.0.0.1:9", api_key="unused", snapshot_mode="per_ticker", budget=budget
+        api=PolygonApi(base_url="http://127.0.0.1:9", api_key="unused"),
+        snapshot_mode="per_ticker",
+        budget=budget,
     )
     return {
         "database": database,

@@ -1,42 +1,7 @@
-"""Announcing stored quotes on Redis through the transactional outbox.
-
-The event row is written in the quote's own transaction, so a quote is never stored without its
-event, and published only after the commit, so no event announces a quote that was rolled back.
-Publishing then happens at least once: straight after the write, and again by the relay (the
-`assets-pipeline relay` command and the `event_outbox_relay` sensor) for whatever is still pending
-because Redis was down or unset.
-
-The relay publishes one event per transaction: it locks the oldest pending row, publishes it,
-marks it sent and commits, then takes the next. So a relay that stops mid-way (a failed commit, a
-killed process) re-sends at most the event it was publishing, and two relays never send the same
-event twice: on PostgreSQL the second waits on the row lock (plain FOR UPDATE, not SKIP LOCKED)
-and then finds the row sent; SQLite's `BEGIN IMMEDIATE` is exclusive. Events leave oldest first.
-
-Each event goes out two ways, in one atomic step in Redis (a Lua script):
-
-- Pub/Sub on `asset:update:{SYMBOL}`, for the live services listening now (the original
-  contract; a service that was down misses what was published meanwhile);
-- a bounded Redis Stream, `asset:{updates}` (the newest `STREAM_MAX_EVENTS`, trimmed
-  approximately), for consumers that must not miss one: they read it with XREAD/XREADGROUP from
-  the last id they saw, and resume after a restart.
-
-Both carry the same JSON with `schema_version` 3 (docs/events.md) and a per-symbol `sequence`
-(1, 2, 3, ..., kept in the hash `asset:{updates}:sequence`), so a consumer sees a gap as a jump
-in a symbol's sequence. The script skips an event already announced (the last event id per
-symbol is kept in `asset:{updates}:last_event`), so the relay's at-least-once re-send of the
-event it was publishing when it stopped does not reach consumers twice. The keys share one hash
-tag, so the script runs on Redis Cluster too.
-
-Two kinds of failure are told apart:
-
-- a Redis outage (connection refused, timeout): the relay stops; the event stays pending with its
-  attempt and error recorded, and the next relay starts from it. An outage never counts against
-  the row, however long it lasts;
-- a bad row (its payload does not decode, or Redis refuses that one publish): the row records the
-  failure (`attempts`, `failures` in a row, `last_error` "failed N of 5: ...") and the relay goes
-  on with the rows behind it; later relays retry it. After `MAX_FAILURES` failures in a row it is
-  parked (`parked_at`; `last_error` "parked after 5 failures: ..."): skipped by every relay from
-  then on, so it never blocks, and counted in `RelayResult.parked` until someone looks at it.
+"""The transactional outbox: each stored quote's event is written in the quote's transaction and
+published to Redis after the commit (Pub/Sub and a bounded stream, in one Lua step), at least
+once, oldest first, never twice to consumers; a Redis outage stops the relay, a bad row is parked
+after `MAX_FAILURES` failures of its own. Why, and the details: docs/design/outbox.md.
 """
 
 from __future__ import annotations

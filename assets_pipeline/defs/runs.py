@@ -15,7 +15,13 @@ from assets_pipeline.defs.resources import TradingDatabase
 from assets_pipeline.persistence.refresh_queue import RefreshQueue
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.cadence import TierPolicy, cron_for
-from assets_pipeline.rules.queue_rules import IN_FLIGHT, QUEUED, QueueItem, after_failure
+from assets_pipeline.rules.queue_rules import (
+    IN_FLIGHT,
+    QUEUED,
+    QueueItem,
+    after_failure,
+    claimed_batches,
+)
 from assets_pipeline.rules.run_kinds import BATCH_TAG, max_runtime_seconds
 
 QUEUE_JOB = "refresh_queue"
@@ -96,14 +102,8 @@ def settlements(
     """Batch id -> the error to count (its run FAILED: it died after claiming), or None (give
     the items back: the run was canceled or succeeded, or never appeared within
     `ORPHAN_CLAIM_SECONDS`), for the claimed batches no run works on. Reads only."""
-    claimed: dict[str, dt.datetime] = {}
-    for item in items:
-        if item.status == IN_FLIGHT and item.batch_id and item.claimed_at:
-            claimed[item.batch_id] = min(
-                claimed.get(item.batch_id, item.claimed_at), item.claimed_at
-            )
     out: dict[str, str | None] = {}
-    for batch_id, claimed_at in claimed.items():
+    for batch_id, claimed_at in claimed_batches(items).items():
         runs = instance.get_runs(filters=dg.RunsFilter(tags={BATCH_TAG: batch_id}), limit=1)
         if runs and runs[0].status == dg.DagsterRunStatus.FAILURE:
             out[batch_id] = f"run {runs[0].run_id[:8]} died before settling it"

@@ -231,14 +231,6 @@ class RefreshQueue:
         symbols = list(symbols)
         return self._unclaim(refresh_queue.c.symbol.in_(symbols)) if symbols else 0
 
-    def in_flight_batches(self) -> dict[str, dt.datetime]:
-        """Batch id -> when it was claimed, for the batches still marked in flight."""
-        out: dict[str, dt.datetime] = {}
-        for item in self.items():
-            if item.status == IN_FLIGHT and item.batch_id and item.claimed_at:
-                out[item.batch_id] = min(out.get(item.batch_id, item.claimed_at), item.claimed_at)
-        return out
-
     def stats(self) -> QueueStats:
         items = self.items()
         waiting = [i for i in items if i.status == QUEUED]

@@ -161,6 +161,15 @@ def on_failure(
     )
 
 
+def claimed_batches(items: Iterable[QueueItem]) -> dict[str, dt.datetime]:
+    """Batch id -> when it was first claimed, for the batches still marked in flight."""
+    out: dict[str, dt.datetime] = {}
+    for item in items:
+        if item.status == IN_FLIGHT and item.batch_id and item.claimed_at:
+            out[item.batch_id] = min(out.get(item.batch_id, item.claimed_at), item.claimed_at)
+    return out
+
+
 def leaves_on_refresh(item: QueueItem) -> bool:
     """A refreshed symbol leaves the queue, claimed or waiting, unless it failed for good
     (it stays `failed` until the next scheduled enqueue, so it is not retried in a loop)."""

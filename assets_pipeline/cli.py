@@ -1,10 +1,9 @@
-"""`assets-pipeline`: refresh quotes now, relay pending events, run the simulator, show the budget,
-inspect and repair the queue, prune old rows, migrate the trading database's tables.
+"""`assets-pipeline`: the operator's commands (refresh, run-batch, status, budget, doctor, relay,
+queue, prune, migrate, simulator), each failing in one paragraph with its exit code.
 
 `refresh` runs the same Dagster job the UI launches, in this process, so the embedded defaults
-(SQLite, the in-process simulator) need nothing else running. Every command reads its settings
-from the environment the same way the code location does (`Settings.from_env()`).
-"""
+(SQLite, the in-process simulator) need nothing else running. Settings are read from the
+environment as the code location reads them (`Settings.from_env()`)."""
 
 from __future__ import annotations
 

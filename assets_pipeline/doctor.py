@@ -1,13 +1,9 @@
-"""`assets-pipeline doctor`: what a newcomer runs when something is wrong.
+"""`assets-pipeline doctor`: each check of the settings, services and files, with its mark (ok,
+FAIL, warn), what it found and, when something is wrong, the fix.
 
-One line per check, each with a mark (ok, FAIL, warn), what it found and, when something is
-wrong, the fix (the command to run or the variable to set). The checks are independent: each
-runs under its own guard, so one failing (a database on a closed port) never stops the others,
-and every network wait is short (the database's connect timeout, the Redis client's bounded
-waits, a probe of a few seconds). Nothing is spent from the Polygon budget unless `--probe` asks
-for one call. Secrets are never printed: the key shows its last 4 characters, a URL's password
-is `***`, and every line is scrubbed of the secrets' values before it is printed.
-"""
+The checks are independent (one failing never stops the others) and every network wait is short.
+Nothing is spent from the Polygon budget unless `--probe` asks for one call. No secret is printed:
+the key shows its last 4 characters, a URL's password is `***`, every line is scrubbed."""
 
 from __future__ import annotations
 

@@ -1,11 +1,9 @@
 """Why a command failed, in one short paragraph: the operation, the root cause, the fix.
 
 The root cause is found by walking an exception's `__cause__`/`__context__` (and Dagster's
-`user_exception`), or the serialized error a Dagster run's failure event holds (`cause`,
-`context`): the same walk over class names and messages, since a step's exception reaches the
-CLI only as that record. Nothing here prints a password or the API key: causes name host:port,
-and any other message is redacted of the settings' secrets before it is shown.
-"""
+`user_exception`), or the serialized error a failed run's event holds, the only form in which a
+step's exception reaches the CLI. No message shows a password or the API key: causes name
+host:port, and any other message is redacted of the settings' secrets."""
 
 from __future__ import annotations
 

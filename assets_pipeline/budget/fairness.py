@@ -1,15 +1,9 @@
-"""How the budget is shared between the critical tier and everything else. Pure, no I/O.
+"""How the budget is shared between the critical tier and the rest: one rule, pure, no I/O.
 
-Critical refreshes must never wait on secondary or backfill traffic. A non-critical call must
-therefore leave `reserve` slots (what one refresh of the direct tiers costs) free for the next
-critical refresh, but only when it would still be in the window at the time that refresh is due.
-The store knows when the last critical call was made and expects the next no sooner than
-`critical_gap` later: the shortest direct cadence less a slack for run start-up jitter. Calls that
-will have expired by then use the budget freely, so secondary symbols get everything the
-critical tier does not need instead of losing the reserve in every window. The stores apply
-the rule atomically (`decide`: `sql_store.py` calls it, `redis_store.py` runs it in Lua), and the
-drain sensor asks the same rule how many slots it has (`free_slots`).
-"""
+`decide` grants a slot or says how long to wait; `free_slots` is what the drain sensor plans with.
+A non-critical call leaves `reserve` slots for the next critical refresh, but only if it would
+still count when that refresh is due. `sql_store.py` calls it and `redis_store.py` runs it in Lua,
+to the same answers. Why it is so: docs/design/budget-fairness.md."""
 
 from __future__ import annotations
 

@@ -1,10 +1,9 @@
 """Waiting for a slot of the Polygon call budget, shared by every process and run of a deployment.
 
 At most `limit` HTTP requests in any `window` seconds, counted in a store every process shares
-(`redis_store`, `sql_store`; `BudgetStore` is what they provide). `PolygonBudget` waits for a
-slot up to a deadline, pauses everyone after a 429, and fails closed: if the store cannot be
-reached, no slot is granted. Why no library, and why the store's clock: see `docs/architecture.md`.
-"""
+(`redis_store`, `sql_store`, providing `BudgetStore`). `PolygonBudget` waits for a slot up to a
+deadline, pauses everyone after a 429, and fails closed: no store, no slot. Why no library and
+why the store's clock: docs/architecture.md, "Budget"."""
 
 from __future__ import annotations
 

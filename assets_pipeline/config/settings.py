@@ -2,9 +2,8 @@
 
 Each works unset on a fresh machine: the embedded SQLite database, no Redis, the project's own
 Polygon simulator and the free plan's budget of 5 calls a minute. The code location (when it
-loads) and the CLI read the environment through here, and nowhere else.
-A bad value fails at once with the variable's name; a secret's value is never quoted.
-"""
+loads) and the CLI read the environment through here, and nowhere else. A bad value fails at
+once with the variable's name; a secret's value is never quoted."""
 
 from __future__ import annotations
 

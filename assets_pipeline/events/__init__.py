@@ -1,14 +1,9 @@
-"""The contract of the events announced on Redis: the `price_update` event's JSON Schema.
+"""The `price_update` event's contract: `SCHEMA_VERSION` and its JSON Schema, read from the file
+beside this module (`price_update.v3.schema.json`, package data; docs/events.md).
 
-The schema (`price_update.v3.schema.json`, beside this module, shipped as package data) is the
-consumers' documentation and the tests' check of every event the package emits; docs/events.md
-says where events go and how the version moves. This module only reads the file: validating
-takes `jsonschema`, a development tool, so the package never validates at run time (the tests
-validate every event they make, `assets_pipeline_tests/event_contract.py`).
-
-It imports nothing else of the package: the lowest layer, so the outbox (persistence) can take
-`SCHEMA_VERSION` from here.
-"""
+The package never validates at run time (`jsonschema` is a development tool): the tests validate
+every event they make. It imports nothing else of the package, the lowest layer, so the outbox
+can take `SCHEMA_VERSION` from here."""
 
 from __future__ import annotations
 

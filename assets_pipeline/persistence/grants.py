@@ -1,14 +1,9 @@
 """The least privileges the writer's role needs on an external database: its GRANT script.
 
-The writer reads and writes rows, nothing else: USAGE on the two schemas, on each table only the
-statements the code runs on it (the budget deletes expired calls, the queue deletes what leaves
-it, nothing deletes a quote), SELECT on the migration version table (the start-up check), and
-USAGE on the sequences behind the generated ids. No CREATE, ALTER or DROP: the tables are the
-migrations' (`assets-pipeline migrate`, run by their owner). `assets-pipeline migrate --grants
-ROLE` prints this script; `deploy/grants.sql` and docs/deployment.md hold it for
-`assets_pipeline_writer` (a test keeps the three the same), and a test runs a refresh as a role
-that has only this.
-"""
+Rows only: USAGE on the two schemas, on each table just the statements the code runs on it,
+SELECT on the migration version table, USAGE on the id sequences; no CREATE, ALTER or DROP.
+`assets-pipeline migrate --grants ROLE` prints it (`grants_sql`); `deploy/grants.sql` and
+docs/deployment.md hold it for `assets_pipeline_writer`, and a test keeps the three the same."""
 
 from __future__ import annotations
 

@@ -1,15 +1,9 @@
 """Versioned migrations of the trading database's tables: Alembic, configured from code.
 
-The database's owner runs them (`assets-pipeline migrate`, or hands `--sql` to a DBA). The writer
-never runs DDL on an external database: at run time it only reads the revision (`require_head`)
-and, if the database is behind, stops with the command to run. The embedded SQLite file is
-migrated on first use by the same revisions (`database.get_engine`), so a file an older version
-made gets the later revisions too, and the demo needs no extra step.
-
-Migrating processes take turns: each runs the whole upgrade in one transaction that first takes
-an advisory lock (PostgreSQL; SQLite's `BEGIN IMMEDIATE` is already exclusive), so the second
-finds the first one's revision and has nothing to do.
-"""
+The owner runs them (`assets-pipeline migrate`, or `--sql` for a DBA); at run time the writer
+only reads the revision (`require_head`) and, if the database is behind, stops with the command to
+run. The embedded SQLite file is migrated on first use. An upgrade is one transaction under a lock
+(advisory on PostgreSQL, `BEGIN IMMEDIATE` on SQLite), so migrating processes take turns."""
 
 from __future__ import annotations
 

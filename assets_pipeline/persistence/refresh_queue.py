@@ -1,11 +1,9 @@
 """The durable secondary queue: `queue_rules` applied to `data_sources.refresh_queue`.
 
-Every change happens in one transaction holding the queue's lock (a transaction-scoped advisory
-lock on PostgreSQL; SQLite's `BEGIN IMMEDIATE` is already exclusive), so the enqueue runs, the
-queue runs claiming their batch and the refresh runs can touch it at once without losing or
-doubling an item (the schedules and sensors only read it). The table lives in the trading
-database, so it survives restarts of the daemon and the webserver.
-"""
+Every change is one transaction holding the queue's lock (a transaction-scoped advisory lock on
+PostgreSQL; SQLite's `BEGIN IMMEDIATE`), so enqueue, queue and refresh runs touching it at once
+never lose or double an item; the schedules and sensors only read it. The table is in the trading
+database, so it outlives restarts of the daemon and the webserver."""
 
 from __future__ import annotations
 

@@ -1,21 +1,9 @@
-"""Pruning the tables that grow with every refresh, by age, keeping what is still needed.
+"""Pruning the tables that grow with every refresh, by age, keeping what is still needed: every
+undelivered event, the newest batch of each kind, each symbol's newest quote.
 
-- `data_sources.event_outbox`: an event delivered (`sent_at`) before the cutoff. Every
-  undelivered event stays, parked ones too: the relay still owes it, or someone must look at it.
-- `data_sources.refresh_batches`: a batch that ended before the cutoff, except the newest of
-  each kind (`status` reports the last batch and the last critical one).
-- `trading.quote_history`: a quote whose time is before the cutoff, except each symbol's newest
-  (`trading.symbols` itself is never pruned).
-
-Not pruned: `trading.price_bars` (history a user backfilled on purpose; Dagster shows those days
-as materialized, so deleting the rows would leave the UI claiming data that is gone),
-`data_sources.api_refusals` and `api_budget_state` (a row per feature or budget, not growing),
-`api_budget_calls` (the budget deletes calls older than its window itself), the queue and the
-sync status (a row per symbol).
-
-Everything happens in one transaction, so a prune stopped half-way deletes nothing, and a dry
-run counts exactly what a prune at the same moment would delete.
-"""
+`prune` deletes (or, on a dry run, counts) in one transaction: stopped half-way it deletes nothing,
+and a dry run counts what a prune at that moment would delete. Which tables, what each keeps and
+what is never pruned: docs/operations.md, "Pruning"."""
 
 from __future__ import annotations
 

@@ -1,12 +1,9 @@
 """The tables this project reads and writes, as SQLAlchemy Core: what the code queries.
 
-`trading.symbols`, `data_sources.api_providers` and `data_sources.data_sync_status` belong to the
-trading platform: on its database they already exist, often with more columns than ours. The
-tables are created by the versioned migrations in `migrations/` (`assets-pipeline migrate`, run by
-the database's owner), never by the writer at run time; see `migrate.py`. A change here comes with
-a new revision there (a test compares the migrated database with this module). On SQLite (the
-embedded default) schemas do not exist and the tables live flat in one file (see `database.py`).
-"""
+Three of them (`trading.symbols`, `data_sources.api_providers`, `data_sources.data_sync_status`)
+are the platform's and may have more columns than ours. The migrations in `migrations/` create
+the tables, never the writer; a change here needs a new revision there (a test compares the two).
+On SQLite (the embedded default) there are no schemas: the tables live flat in one file."""
 
 from __future__ import annotations
 

@@ -1,17 +1,9 @@
-"""The Polygon (Massive) REST client: one HTTP session, every attempt paid for from the budget.
+"""The Polygon (Massive) REST client: quotes and bars, every attempt paid from the budget.
 
-Retries live here, next to the call they protect, and each retry takes its own slot from the
-shared budget, because Polygon counts every request. A 429 pauses every caller for a window
-(Polygon sends no Retry-After). A permanent error (400/401/403/404) is never retried.
-
-Every request, page and retry goes to the configured base URL's origin (scheme, host, port),
-never elsewhere: a `next_url` gives only a checked path and query (`transport.api_target`), a
-redirect is refused, and every paginated walk is bounded (`pages`).
-
-The key travels only in the `Authorization` header. It is never put in a URL, and every message
-this module produces is passed through `redact`, so it cannot reach a log, an exception, run
-metadata or the UI even if a server echoes it back.
-"""
+Retries (429, 5xx, timeouts, broken bodies; never 400/401/403/404) each take their own slot; a 429
+pauses every caller for a window. Each request is one `transport.bounded_get` to the base URL's
+origin, and every paginated walk is bounded. A plan's missing snapshots are learnt from its 403s.
+The key goes only in the `Authorization` header; every message passes through `redact`."""
 
 from __future__ import annotations
 

@@ -1,12 +1,8 @@
 """Polygon JSON bodies -> `Quote`s, `Bar`s and classified errors. Pure: no HTTP, no clock.
 
-The shapes and quirks are those of the recorded responses it is tested against, in
-`assets_pipeline_tests/data/polygon/responses/` (PROVENANCE.md there says where each came from):
-v2 uses single letters and camelCase, v3 snake_case; `updated` is nanoseconds in real answers
-though the spec shows milliseconds, so every epoch is read by magnitude; a crypto snapshot has
-trades but no quotes; a `null` list means empty; an unknown ticker in a v3 batch is an item inside
-a 200.
-"""
+Bounded and linear: at most `MAX_JSON_TOKENS` values, strings of `MAX_JSON_STRING` characters,
+`MAX_JSON_DEPTH` levels, and no backtracking regex on a body. It reads the shapes and quirks of the
+recorded answers it is tested against, not the spec's: docs/design/polygon-wire-format.md."""
 
 from __future__ import annotations
 

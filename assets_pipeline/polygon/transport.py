@@ -1,14 +1,9 @@
 """One HTTP GET to the configured origin only, with one deadline on all of it and a size cap.
 
-Every request goes to the base URL's scheme, host and port, to a path checked by `api_target`:
-a path or a `next_url` cannot name another host, and a redirect is answered back to the caller,
-never followed. The connection is made here (`http.client`, not `requests`), so its socket is
-known from the moment it exists: before every read the socket's timeout is set to the time left,
-and a timer shuts the socket down at the deadline, whatever the read is doing. So connect, the
-TLS handshake, the status line, the headers and the body (sized, chunked or read to the close)
-all end by `total_seconds`. The body is read in chunks and counted as decoded (gzip expanded).
-Too slow, too large or broken off is a retryable error of that one request.
-"""
+`api_target` checks the path (no other host; a `next_url` gives only its path and query), and a
+3xx is handed back, never followed. `bounded_get` owns the connection from host lookup to close,
+so the whole exchange ends by `total_seconds`, its body capped as decoded; too slow, too large or
+broken off is a retryable error of that request. Why: docs/design/polygon-transport.md."""
 
 from __future__ import annotations
 

@@ -1,16 +1,9 @@
 """What an alert says, and when a failing check deserves one. Pure: no Dagster, no HTTP.
 
-Two alerts go to the webhook (`ALERT_WEBHOOK_URL`), each a JSON object whose `alert` names it:
-
-- `run_failed`: a refresh run (or the freshness or pruning job) failed: its job, run, kind,
-  partition, symbols and first error, and `link`, the run's path in the Dagster UI;
-- `checks_failed`: ERROR-severity checks (`fresh`) that started failing: each check's asset,
-  symbol, description and the path of the run that evaluated it.
-
-A failing check is alerted once per failure, not on every evaluation that finds it still
-failing: the sensor remembers which failing checks it has alerted (`newly_failing`), and forgets
-one when it passes again, or fails only at WARN, so its next failure is a new alert.
-"""
+Two JSON alerts, named by `alert`: `run_failed` (a refresh, freshness or pruning run failed) and
+`checks_failed` (ERROR-severity checks that started failing). A failing check is alerted once per
+failure: `newly_failing` remembers what was alerted and forgets a check that passes again or
+fails only at WARN. The bodies and the sensors: docs/operations.md, "Alerts"."""
 
 from __future__ import annotations
 

@@ -1,19 +1,9 @@
 """How often each tier is refreshed, and how the secondary queue behaves. Pure: no I/O.
 
-The reference design refreshes the critical tier every 5 minutes, enqueues the secondary tiers
-every 30 minutes and drains the queue every 15 seconds. Those are the defaults; the symbols file
-can change them per tier:
-
-    tiers:
-      critical: {refresh: direct, every: 5m}
-      high:     {refresh: queued, every: 30m}
-    queue: {drain_every: 15s, max_size: 1000, max_retries: 3}
-
-`direct` tiers are refreshed by their own schedule; `queued` tiers are put on the durable queue,
-which a sensor drains as the budget allows. A cadence that is a whole number of minutes dividing
-an hour (or of hours dividing a day) becomes a cron schedule; anything else (20s, say, to compress
-time in tests) becomes a sensor with that interval, driven by the same decision code.
-"""
+The symbols file's `tiers:` and `queue:` parsed, with their defaults (docs/plans.md); durations;
+the cron a cadence becomes, or None for a sensor (docs/design/refresh-cadence.md); and each tier's
+`stale_after` where the file leaves it out: two cadences for a direct tier, its cadence plus the
+queue's drain time for a queued one."""
 
 from __future__ import annotations
 

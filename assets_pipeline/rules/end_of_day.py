@@ -1,10 +1,9 @@
 """What an end-of-day plan can give, and when. Pure: every function takes the time it asks about.
 
 On a plan without snapshots the newest price is the close of the last session whose day bar is
-published: the bar of day D exists once D's session has closed (the market's calendar) and the
-vendor has had `delay` to publish it. A stored close that new is as fresh as the plan allows; an
-older one is stale; and until the next session closes there is nothing new to fetch.
-"""
+published: once D's session has closed (the market's calendar) and the vendor has had `delay` to
+publish it. A stored close that new is as fresh as the plan allows; an older one is stale; and
+until the next session closes there is nothing new to fetch."""
 
 from __future__ import annotations
 

@@ -1,13 +1,9 @@
 """Can the budget serve the configuration? Pure arithmetic, checked when the symbols file loads.
 
-Each tier needs one refresh of its symbols every cadence; a refresh costs what its snapshot mode
-costs: one batch call per 250 tickers, or one call per ticker. Markets on end-of-day bars cost one
-grouped-daily call per market plus one per index, once a day (a new bar exists once a session
-closes; the cadences spend nothing in between). Averaged over the budget's
-window, the tiers together must need no more calls than the window allows. A configuration that
-needs more can only fall behind, however the queue orders it, so it is refused (or, by choice,
-warned about) with the arithmetic.
-"""
+Each tier needs one refresh of its symbols every cadence, at its snapshot mode's cost (one call
+per 250 tickers, or one per ticker), or on end-of-day bars one call per market plus one per index.
+Averaged over the budget's window, the tiers together must need no more calls than it allows; a
+configuration that needs more is refused (or, by choice, warned about) with the arithmetic."""
 
 from __future__ import annotations
 

@@ -1,20 +1,9 @@
 """When each market trades, and when its day bar closes. Pure: every function takes the time it
 asks about.
 
-Forex and metals trade a weekly window (Sunday 17:00 to Friday 17:00 New York by default) less
-their holidays (Christmas Day and New Year's Day); indices trade their exchange's sessions from
-the `exchange_calendars` library (XNYS by default: holidays and early closes included), or fixed
-daily hours; crypto always trades. The library is imported on first use, never at import, and each
-market's sessions of a year are computed once per process as plain UTC datetimes.
-docs/design/market-calendars.md says why this library and where the holiday table comes from.
-
-    market_hours:
-      forex: {timezone: America/New_York, opens: "Sun 17:00", closes: "Fri 17:00",
-              holidays: ["12-25", "01-01"]}   # weekly, less each holiday's trading day
-      index: {calendar: XNYS, closed: []}     # or fixed hours: {timezone, opens, closes, days}
-
-`forex: always` (or `index: always`) treats that market as never closing.
-"""
+Forex and metals trade a weekly window less their holidays; indices their exchange's sessions
+from `exchange_calendars` (imported on first use) or fixed hours; crypto always. A market's
+sessions of a year are computed once per process (docs/design/market-calendars.md)."""
 
 from __future__ import annotations
 

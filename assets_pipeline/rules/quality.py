@@ -1,14 +1,9 @@
 """Soft quality rules for a stored quote, and the staleness rule. Pure: no I/O, no clock.
 
-Hard violations (a crossed or non-positive quote, a time in the future) are rejected before
-anything is written (`quotes.validate_quote`). These rules only warn: a wide spread, a big jump
-from the previous quote, a quote no newer than the stored one, a quote whose own time lags.
-
-Two clocks: *sync age* is how long ago we last fetched the symbol successfully; *data age* is how
-old the price itself is in the market's time (delayed plans run 15 minutes behind; a day bar is as
-of its session's close). Both are counted in open-market time, so a weekend never makes forex
-stale. Staleness is judged on the data, against what the plan can give.
-"""
+These only warn (a wide spread, a big jump, a quote no newer than the stored one, a lagging
+quote); hard violations are rejected before any write (`quotes.validate_quote`). Staleness is
+judged on the data's own age, not the sync's, in open-market time, against what the plan can give
+(docs/plans.md, "Staleness, market hours and quality")."""
 
 from __future__ import annotations
 

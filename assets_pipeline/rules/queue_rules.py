@@ -1,12 +1,9 @@
 """The secondary queue's rules, with no storage: ordering, de-duplication, size, retries.
 
-These are the reference design's semantics (ordered by tier then enqueue time, a symbol at most
-once, a maximum size, a retryable failure requeued one tier lower up to three times, a permanent
-failure never requeued), kept pure so they are tested directly. When the queue is full, an arrival
-of a better tier evicts the item that would be served last (worst tier, newest arrival, never one
-in flight); an arrival no better than that is dropped. `refresh_queue.py` applies them to the
-durable table.
-"""
+By tier then enqueue time, a symbol at most once; when full, a better arrival evicts the item that
+would be served last (never one in flight), else it is dropped; a retryable failure is requeued a
+tier lower up to `max_retries` times, a permanent one never. `refresh_queue.py` applies them to the
+durable table (docs/plans.md, "The queue")."""
 
 from __future__ import annotations
 

@@ -1,12 +1,9 @@
 """What kind of traffic a run is, read from its tags alone. Pure: no Dagster, no I/O.
 
-The kind decides a run's place in Dagster's run queue (`dagster/priority`), whether its calls must
-leave the critical tier's reserve of the budget untouched, whether it skips closed markets, and how
-long it may run before it is taken for dead. Only this project's cadences (schedules and sensors)
-and `assets-pipeline run-batch` mark a run `critical` or `queue`. A run launched any other way (the
-UI's Materialize button, the launchpad, a partition backfill) is `manual` or `backfill`: it keeps
-the critical reserve and queues behind critical runs, whatever symbols it selects.
-"""
+The kind sets a run's `dagster/priority` and maximum runtime, whether its calls must leave the
+critical reserve untouched, and whether it skips closed markets. Only this project's cadences and
+`assets-pipeline run-batch` mark a run `critical` or `queue`; one launched from the UI, the
+launchpad or a partition backfill is `manual` or `backfill` (docs/operations.md)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,9 @@
 """Run the simulator in the foreground, for tests and demos that need it in another process.
 
 `python -m assets_pipeline.simulator --port 8765 --rate-limit-calls 5 --log-file /tmp/sim.jsonl`
-prints one line "polygon simulator listening on http://HOST:PORT" once the socket is listening
-(a parent process waits for that line instead of polling the port), then serves until SIGTERM
-or SIGINT.
-"""
+prints one line "polygon simulator listening on http://HOST:PORT" once the socket is listening (a
+parent process waits for that line instead of polling the port), then serves until SIGTERM or
+SIGINT."""
 
 from __future__ import annotations
 

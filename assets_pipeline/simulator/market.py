@@ -1,11 +1,8 @@
 """The simulated market: which tickers exist and what they are worth at any second.
 
-Everything here is a pure function of (ticker, epoch seconds), with no state and no I/O, so two
-simulator processes started apart answer the same price for the same second, and a test that
-freezes the clock gets the same numbers on every run. Levels are plausible (gold near 2400, EURUSD
-near 1.08) because the project's validation rules reject implausible quotes, and the wobble is
-small and smooth so that consecutive quotes look like a real market rather than noise.
-"""
+Prices are a pure function of (ticker, epoch seconds), with no state and no I/O: simulators in
+different processes agree, and a frozen clock gives the same numbers on every run. Levels are
+plausible and moves small and smooth (docs/design/polygon-simulator.md)."""
 
 from __future__ import annotations
 

@@ -1,16 +1,9 @@
 """A Polygon (Massive) REST look-alike on loopback, for testing clients over real HTTP.
 
-It speaks the wire format recorded in `assets_pipeline_tests/data/polygon/responses/`: the same
-paths, envelopes, single-letter v2 and snake_case v3 field names, millisecond and nanosecond
-timestamps, error bodies, per-key budget and 429 text. The project's client and the official
-`massive` client can both be pointed at it, which is the point: a parser tested only against
-fixtures never meets the quirks (a key in the header, a `next_url` on the real host, a 429 with no
-Retry-After) that break it in production. Faults (5xx, timeouts, truncated bodies, crossed or
-negative or future quotes, 403s, 429s) can be switched on per ticker, per path and for a number of
-requests.
-
-Standard library only, so it runs anywhere the project does, in-process or as a subprocess.
-"""
+It speaks the recorded wire format (`assets_pipeline_tests/data/polygon/responses/`): paths,
+envelopes, field names, timestamp units, error bodies, a per-key budget and its 429, and a plan's
+403s. Faults are switched on per ticker, per path or for a number of requests (docs/testing.md).
+Standard library only. Why a simulator: docs/design/polygon-simulator.md."""
 
 from __future__ import annotations
 

@@ -1,11 +1,8 @@
 """Alembic's environment for assets_pipeline, configured from code (no alembic.ini).
 
-`assets_pipeline.persistence.migrate` runs it: online with a connection already inside the
-caller's transaction (which holds the migration lock, so processes migrating together take
-turns), offline (`--sql`) writing PostgreSQL for a DBA. The version table lives in
-`data_sources`, named for this project, so it never meets the platform's own Alembic
-(`public.alembic_version`).
-"""
+`migrate.py` runs it: online on a connection already inside the caller's transaction (which holds
+the migration lock), or offline (`--sql`), writing PostgreSQL for a DBA. Its version table is
+`data_sources.assets_pipeline_alembic_version`, never the platform's `public.alembic_version`."""
 
 from __future__ import annotations
 

@@ -1,13 +1,9 @@
 """${message}
 
-Revision ID: ${up_revision}
-Revises: ${down_revision | comma,n}
-Create Date: ${create_date}
-
-Write what the revision changes, and why, here. Define the tables it touches as they are at this
-revision (not by importing `schema.py`, which moves on), and keep `downgrade()` to what this
-revision created. See the README, "Migrations and privileges".
-"""
+Revision ${up_revision}, revises ${down_revision | comma,n}, created ${create_date}.
+Replace this with what the revision changes, in two lines at most (test_docstrings.py). Define the
+tables it touches as of this revision, not by importing `schema.py`, and keep `downgrade()` to
+what this revision created (docs/deployment.md, "Migrations and privileges")."""
 
 from __future__ import annotations
 

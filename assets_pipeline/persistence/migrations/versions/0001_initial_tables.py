@@ -1,24 +1,8 @@
 """The tables of assets_pipeline 0.1: create what is missing, adopt what the platform has.
 
-Revision ID: 0001
-Revises:
-Create Date: 2026-11-26
-
-`trading.symbols`, `data_sources.api_providers` and `data_sources.data_sync_status` are the
-trading platform's: on its database they already exist, often with more columns than ours. So
-every table is created only if it is missing (`CREATE TABLE IF NOT EXISTS`), nothing is altered,
-and then each table must have the columns we write, else the migration fails naming the table and
-the columns (and the transaction leaves nothing behind). A database whose tables an earlier
-version of assets_pipeline created at run time is adopted the same way.
-
-The tables are defined here as they are at this revision, not imported from `schema.py`, so a
-later change there comes with a revision of its own (`test_migrations.py` checks that the head
-matches `schema.py`).
-
-Downgrade drops only the tables that hold nothing but this project's data (history, bars,
-outbox, budget, queue, batches). The platform's three tables and the two schemas stay: they may
-hold the platform's rows, and other programs use them.
-"""
+Revision 0001 (the first), created 2026-11-26. A table is created only if missing, never altered;
+one that lacks a column we write fails the migration, naming both. The tables are defined as of
+this revision, not imported from `schema.py`. Downgrade drops only this project's own tables."""
 
 from __future__ import annotations
 

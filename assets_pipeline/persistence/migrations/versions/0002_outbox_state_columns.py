@@ -1,13 +1,8 @@
 """The outbox's state in columns: `failures` (in a row) and `parked_at`, no longer in the text of
 `last_error`.
 
-Revision ID: 0002
-Revises: 0001
-Create Date: 2026-12-01
-
-Rows failing or parked by 0001's text ("failed N of 5: ...", "parked after N failures: ...")
-carry their state over.
-"""
+Revision 0002, revises 0001, created 2026-12-01. Rows failing or parked by 0001's text ("failed N
+of 5: ...", "parked after N failures: ...") carry their state over."""
 
 from __future__ import annotations
 

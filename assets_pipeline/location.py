@@ -13,16 +13,11 @@ import dagster as dg
 
 from assets_pipeline.config.registry import Registry, load_registry
 from assets_pipeline.config.settings import Deployment, Settings
-from assets_pipeline.defs.alerts import build_check_failure_alert, build_run_failure_alert
+from assets_pipeline.defs.alerts import alert_definitions
 from assets_pipeline.defs.assets import build_quote_assets
-from assets_pipeline.defs.checks import freshness_job, freshness_schedule
+from assets_pipeline.defs.checks import check_definitions
 from assets_pipeline.defs.io_manager import QuoteIOManager
-from assets_pipeline.defs.jobs import (
-    enqueue_job,
-    refresh_all_job,
-    refresh_queue_job,
-    refresh_tier_jobs,
-)
+from assets_pipeline.defs.jobs import refresh_definitions
 from assets_pipeline.defs.keys import QUOTE_IO_MANAGER_KEY
 from assets_pipeline.defs.resources import (
     AlertWebhook,
@@ -34,13 +29,9 @@ from assets_pipeline.defs.resources import (
     RedisResource,
     TradingDatabase,
 )
-from assets_pipeline.defs.retention import prune_daily, prune_old_rows
-from assets_pipeline.defs.schedules import (
-    build_cadences,
-    build_market_open_sensor,
-    build_queue_catch_up_sensor,
-)
-from assets_pipeline.defs.sensors import build_drain_sensor, event_outbox_relay, relay_outbox
+from assets_pipeline.defs.retention import retention_definitions
+from assets_pipeline.defs.schedules import cadence_definitions
+from assets_pipeline.defs.sensors import sensor_definitions
 
 # Dagster warns that `owners` is in beta when it binds resources to the jobs of a sensor that
 # targets job definitions (the market-open sensor's two jobs), though none is given.
@@ -114,37 +105,24 @@ def build_definitions(
 
 
 def _assemble(registry: Registry, settings: Settings) -> dg.Definitions:
-    schedules, sensors = build_cadences(registry)
-    assets = build_quote_assets(registry)
-    check_cadence = freshness_schedule(registry)
-    if isinstance(check_cadence, dg.ScheduleDefinition):
-        schedules.append(check_cadence)
-    else:
-        sensors.append(check_cadence)
-    tier_jobs = refresh_tier_jobs(registry)
-    enqueue = enqueue_job(registry)
-    jobs = [
-        refresh_all_job(registry),
-        refresh_queue_job(registry),
-        *tier_jobs,
-        freshness_job(registry),
-    ]
-    upkeep = [enqueue, relay_outbox, prune_old_rows]
-    return dg.Definitions(
-        assets=assets,
-        jobs=[*jobs, *upkeep],
-        schedules=[*schedules, prune_daily],
-        sensors=[
-            *sensors,
-            build_drain_sensor(registry),
-            build_market_open_sensor(registry, [*tier_jobs, enqueue]),
-            build_queue_catch_up_sensor(registry),
-            event_outbox_relay,
-            build_run_failure_alert([*jobs, *upkeep]),
-            build_check_failure_alert([key for a in assets for key in a.check_keys]),
-        ],
-        resources=build_resources(settings),
-        # Every job here is one step (one per 250 symbols, see assets.py): running the steps in
-        # the run's own process saves starting a Python per step, most of a refresh's cost.
-        executor=dg.in_process_executor,
+    """Each area's small definitions, merged: what the alerts watch, then the alerts and the
+    resources."""
+    refresh = refresh_definitions(registry)
+    watched = dg.Definitions.merge(
+        dg.Definitions(assets=build_quote_assets(registry)),
+        refresh,
+        check_definitions(registry),
+        cadence_definitions(registry, list(refresh.jobs or [])),
+        sensor_definitions(registry),
+        retention_definitions(),
+    )
+    return dg.Definitions.merge(
+        watched,
+        alert_definitions(watched),
+        dg.Definitions(
+            resources=build_resources(settings),
+            # Every job here is one step (one per 250 symbols, see assets.py): running the steps
+            # in the run's own process saves starting a Python per step, most of a refresh's cost.
+            executor=dg.in_process_executor,
+        ),
     )

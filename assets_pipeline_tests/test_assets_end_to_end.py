@@ -326,12 +326,10 @@ def test_the_key_never_reaches_logs_run_events_or_the_ui(pipeline, tmp_path, cap
     pipeline.sim.add_fault(Fault("http_500", count=1))
     result = pipeline.run("refresh_critical", symbols_file=symbols_file_with_unknown(tmp_path))
     assert not result.success
-    from dagster._serdes import serialize_value
-
     records = pipeline.instance.all_logs(result.run_id)
-    assert records and all(SECRET not in serialize_value(r) for r in records)
+    assert records and all(SECRET not in repr(r) for r in records)
     run = pipeline.instance.get_run_by_id(result.run_id)
-    assert SECRET not in serialize_value(run)
+    assert SECRET not in repr(run)
     assert SECRET not in caplog.text
     # what the UI shows of the resource config is the variable's name, not its value
     defs = pipeline.defs()

@@ -27,6 +27,8 @@ CODE_BLOCK = re.compile(r"```[a-z]*\n(.*?)```", re.S)
 INLINE = re.compile(r"`([^`\n]+)`")
 #: The CLI as the command of a line: first (after variables), after `bin/`, or after `&&`.
 COMMAND = re.compile(r"(?:^\s*(?:[A-Z_]+=\S+\s+)*|bin/|&&\s+)assets-pipeline(?=\s|$)(.*)")
+#: dagster-dg-cli's `dg`, after `bin/`: its command and subcommand.
+DG = re.compile(r"bin/dg ([a-z]+ [a-z]+)")
 MAKE = re.compile(r"(?:^|[\s(`])make ([a-z][a-z-]*)")
 OUR_VARIABLE = re.compile(r"^(?:POLYGON|TRADING_DATABASE|REDIS|ASSETS|ALERT)_[A-Z_]+$")
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
@@ -87,6 +89,23 @@ def test_every_documented_command_and_flag_exists():
         except SystemExit:
             wrong.append(f"{page}: `{snippet}`")
     assert not wrong, "commands the CLI does not take:\n" + "\n".join(wrong)
+
+
+def test_every_dg_command_the_docs_name_exists():
+    named = {
+        (page.relative_to(REPO).as_posix(), command)
+        for page in DOCS
+        for snippet in snippets(page.read_text())
+        for command in DG.findall(snippet)
+    }
+    assert {command for _, command in named} >= {"list defs", "check defs"}
+    dg = Path(sys.executable).parent / "dg"
+    wrong = {
+        (page, command)
+        for page, command in named
+        if subprocess.run([dg, *command.split(), "--help"], capture_output=True).returncode
+    }
+    assert not wrong
 
 
 def test_every_make_target_the_docs_name_exists():

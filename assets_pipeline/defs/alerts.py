@@ -139,3 +139,15 @@ def build_check_failure_alert(check_keys: Sequence[dg.AssetCheckKey]) -> dg.Sens
         return check_alert_tick(context, check_keys, alert_webhook)
 
     return alert_on_failed_check
+
+
+def alert_definitions(watched: dg.Definitions) -> dg.Definitions:
+    """This area's definitions: the two alert sensors, over `watched`'s jobs and its assets'
+    checks."""
+    checks = [key for assets in watched.assets or [] for key in assets.check_keys]
+    return dg.Definitions(
+        sensors=[
+            build_run_failure_alert(list(watched.jobs or [])),
+            build_check_failure_alert(checks),
+        ]
+    )

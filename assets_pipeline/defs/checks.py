@@ -225,3 +225,12 @@ def freshness_schedule(registry: Registry) -> dg.ScheduleDefinition | dg.SensorD
         "Evaluate the freshness checks: reads the database only, never Polygon.",
         lambda _context, _database: dg.RunRequest(),
     )
+
+
+def check_definitions(registry: Registry) -> dg.Definitions:
+    """This area's definitions: the freshness checks' job and its cadence (the checks themselves
+    are declared on the quotes multi-asset)."""
+    cadence = freshness_schedule(registry)
+    if isinstance(cadence, dg.ScheduleDefinition):
+        return dg.Definitions(jobs=[freshness_job(registry)], schedules=[cadence])
+    return dg.Definitions(jobs=[freshness_job(registry)], sensors=[cadence])

@@ -107,3 +107,16 @@ def enqueue_job(registry: Registry) -> dg.JobDefinition:
         enqueue_symbols()
 
     return enqueue_refreshes
+
+
+def refresh_definitions(registry: Registry) -> dg.Definitions:
+    """This area's definitions: the refresh jobs (everything, the queue, each tier) and the
+    enqueue job."""
+    return dg.Definitions(
+        jobs=[
+            refresh_all_job(registry),
+            refresh_queue_job(registry),
+            *refresh_tier_jobs(registry),
+            enqueue_job(registry),
+        ]
+    )

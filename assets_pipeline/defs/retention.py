@@ -70,3 +70,8 @@ prune_daily = dg.ScheduleDefinition(
     description="Prune old rows once a day (03:17 UTC). Off until switched on: deleting rows is"
     " the operator's decision.",
 )
+
+
+def retention_definitions() -> dg.Definitions:
+    """This area's definitions: the pruning job and its daily schedule."""
+    return dg.Definitions(jobs=[prune_old_rows], schedules=[prune_daily])

@@ -340,3 +340,14 @@ def build_market_open_sensor(
         return market_open_tick(context, registry, database)
 
     return refresh_at_market_open
+
+
+def cadence_definitions(
+    registry: Registry, jobs: "list[dg.UnresolvedAssetJobDefinition | dg.JobDefinition]"
+) -> dg.Definitions:
+    """This area's definitions: each tier's cadence and catch-up, the market-open sensor (over
+    `jobs`, the refresh area's) and the queue's catch-up."""
+    schedules, sensors = build_cadences(registry)
+    sensors.append(build_market_open_sensor(registry, jobs))
+    sensors.append(build_queue_catch_up_sensor(registry))
+    return dg.Definitions(schedules=schedules, sensors=sensors)

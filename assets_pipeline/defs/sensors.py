@@ -193,4 +193,17 @@ def build_drain_sensor(registry: Registry) -> dg.SensorDefinition:
     return refresh_queue_drain
 
 
-__all__ = ["IN_FLIGHT_STATUSES", "build_drain_sensor", "event_outbox_relay", "relay_outbox"]
+def sensor_definitions(registry: Registry) -> dg.Definitions:
+    """This area's definitions: the queue's drain, and the outbox's relay (its sensor and job)."""
+    return dg.Definitions(
+        jobs=[relay_outbox], sensors=[build_drain_sensor(registry), event_outbox_relay]
+    )
+
+
+__all__ = [
+    "IN_FLIGHT_STATUSES",
+    "build_drain_sensor",
+    "event_outbox_relay",
+    "relay_outbox",
+    "sensor_definitions",
+]

@@ -598,10 +598,7 @@ def snapshot_feature(asset_type: AssetType) -> str:
 
 
 def _asset_type_of(ticker: str) -> AssetType | None:
-    for kind in AssetType:
-        if ticker.startswith(kind.ticker_prefix):
-            return kind
-    return None
+    return AssetType.of_ticker(ticker)
 
 
 def _group_by_ticker(specs: Iterable[SymbolSpec]) -> dict[str, list[SymbolSpec]]:

@@ -26,6 +26,7 @@ from assets_pipeline.polygon.errors import (
 from assets_pipeline.polygon.transport import api_target
 from assets_pipeline.rules.excerpts import clip, excerpt
 from assets_pipeline.rules.quotes import Quote, QuoteRejected, Timeframe
+from assets_pipeline.rules.taxonomy import AssetType
 
 T = TypeVar("T")
 #: Polygon's answers nest 5 deep; anything far deeper is not one of them.
@@ -246,7 +247,7 @@ def parse_v2_ticker(item: Any, timeframe: Timeframe = Timeframe.REAL_TIME) -> Qu
     ask = _number(ticker, last_quote, "a", "ask (lastQuote.a)")
     trade_price = _number(ticker, last_trade, "p", "last price (lastTrade.p)")
     day_close = _day_value(ticker, day, "c", "day close (day.c)")
-    if ticker.startswith("X:"):  # crypto: a trade, with its own time
+    if AssetType.of_ticker(ticker) is AssetType.CRYPTO:  # a trade, with its own time
         _require_own_price(ticker, trade_price, "lastTrade.p", last_trade.get("t"), "lastTrade.t")
         data_time = epoch_to_utc(last_trade["t"], "lastTrade.t")
     else:  # forex and metals: both sides of a quote, with its own time
@@ -372,12 +373,12 @@ def _v3_data_time(
 ) -> dt.datetime:
     """The time of the item's own price: its last quote's (fx), its last trade's (crypto), the
     value's (indices). An item without a price of its own is rejected, not priced by its day."""
-    if ticker.startswith("I:"):
+    if AssetType.of_ticker(ticker) is AssetType.INDEX:
         if item.get("value") is None:
             raise QuoteRejected(ticker, "the index snapshot has no value")
         _require_own_price(ticker, 1.0, "value", item.get("last_updated"), "last_updated")
         return epoch_to_utc(item["last_updated"], "last_updated")
-    if ticker.startswith("X:"):
+    if AssetType.of_ticker(ticker) is AssetType.CRYPTO:
         stamp = last_trade.get("participant_timestamp") or last_trade.get("sip_timestamp")
         _require_own_price(ticker, trade_price, "last_trade.price", stamp, "last_trade timestamp")
         return epoch_to_utc(stamp, "last_trade timestamp")

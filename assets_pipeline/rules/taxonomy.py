@@ -28,3 +28,8 @@ class AssetType(enum.StrEnum):
     def ticker_prefix(self) -> str:
         """Polygon's market prefix: `C:` forex (metals included), `X:` crypto, `I:` indices."""
         return {"forex": "C:", "crypto": "X:", "index": "I:"}[self.value]
+
+    @classmethod
+    def of_ticker(cls, ticker: str) -> AssetType | None:
+        """The market a Polygon ticker's prefix names (None: no known prefix)."""
+        return next((kind for kind in cls if ticker.startswith(kind.ticker_prefix)), None)

@@ -3,12 +3,10 @@ as the daemon finds them."""
 
 from __future__ import annotations
 
+import uuid
+
 import dagster as dg
 import pytest
-from dagster._core.remote_origin import InProcessCodeLocationOrigin, RemoteRepositoryOrigin
-from dagster._core.storage.dagster_run import DagsterRun
-from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
-from dagster._core.utils import make_new_run_id
 
 from assets_pipeline.budget.fairness import Caller
 from assets_pipeline.budget.limiter import PolygonBudget
@@ -21,6 +19,7 @@ from assets_pipeline.defs.resources import (
     RedisResource,
     TradingDatabase,
 )
+from assets_pipeline.defs.runs import ENQUEUE_OP
 from assets_pipeline.persistence.database import get_engine
 from assets_pipeline.persistence.refresh_queue import RefreshQueue
 
@@ -30,28 +29,15 @@ def default_job(defs, request):
     return "refresh_queue" if request.tags.get("assets_pipeline/kind") == "queue" else None
 
 
-def enqueued(result) -> str:
-    """What an enqueue run did, as its one output's metadata says."""
-    (output,) = [e for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
-    return output.event_specific_data.metadata["enqueued"].value
+def enqueued(result) -> int:
+    """How many symbols an enqueue run put on the queue: its one output."""
+    return result.output_for_node(ENQUEUE_OP)
 
 
 def create_run_for_test(instance, job_name, status, tags=None):
     """A run record as the daemon would find it (queued ones included)."""
-    origin = RemoteRepositoryOrigin(
-        InProcessCodeLocationOrigin(
-            LoadableTargetOrigin(module_name="assets_pipeline.definitions")
-        ),
-        "__repository__",
-    ).get_job_origin(job_name)
-    run = DagsterRun(
-        job_name=job_name,
-        run_id=make_new_run_id(),
-        status=status,
-        tags=tags or {},
-        remote_job_origin=origin,
-    )
-    return instance.run_storage.add_run(run)
+    run = dg.DagsterRun(job_name=job_name, run_id=str(uuid.uuid4()), status=status, tags=tags or {})
+    return instance.add_run(run)
 
 
 @pytest.fixture

@@ -3,8 +3,8 @@
 The database's owner runs them (`assets-pipeline migrate`, or hands `--sql` to a DBA). The writer
 never runs DDL on an external database: at run time it only reads the revision (`require_head`)
 and, if the database is behind, stops with the command to run. The embedded SQLite file is
-migrated on first use by the same revisions (`database.get_engine`), so a file an older version
-made gets the later revisions too, and the demo needs no extra step.
+migrated when an engine is made for it by the same revisions (`database.create_engine`), so a
+file an older version made gets the later revisions too, and the demo needs no extra step.
 
 Migrating processes take turns: each runs the whole upgrade in one transaction that first takes
 an advisory lock (PostgreSQL; SQLite's `BEGIN IMMEDIATE` is already exclusive), so the second
@@ -13,7 +13,6 @@ finds the first one's revision and has nothing to do.
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -40,8 +39,9 @@ def _config(**attributes: object) -> Config:
     return config
 
 
-@functools.cache
 def _script() -> ScriptDirectory:
+    """The revisions as Alembic reads them (about 10 ms: read when a database is checked or
+    migrated, a few times per process, so not kept)."""
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(_config())

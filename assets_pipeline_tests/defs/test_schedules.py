@@ -18,7 +18,6 @@ import pytest
 from assets_pipeline.definitions import build_definitions
 from assets_pipeline.defs.jobs import enqueue_message
 from assets_pipeline.defs.schedules import CATCH_UP_GRACE_SECONDS
-from assets_pipeline.persistence.database import get_engine
 from assets_pipeline.persistence.quote_store import QuoteStore
 from assets_pipeline.persistence.refresh_queue import RefreshQueue
 from assets_pipeline.rules import clock
@@ -26,7 +25,7 @@ from assets_pipeline.rules.queue_rules import QUEUED
 from assets_pipeline.rules.quotes import Timeframe
 from assets_pipeline.rules.run_kinds import CRITICAL, run_tags
 from assets_pipeline.rules.taxonomy import Tier
-from assets_pipeline_tests.conftest import quote
+from assets_pipeline_tests.conftest import get_engine, quote
 from assets_pipeline_tests.defs.conftest import create_run_for_test, enqueued
 
 # --- the critical tier ---------------------------------------------------------------------------

@@ -7,7 +7,7 @@ every process shares.
 
 The time a test set is a context variable, not a cache: it holds no value worked out and kept,
 only which source of time the current context reads (none: the wall clock), set and put back by
-`frozen_at` alone. A thread started meanwhile reads the wall clock.
+`frozen_at` alone. A thread started meanwhile reads the wall clock, unless it is handed `reader()`.
 """
 
 from __future__ import annotations
@@ -25,6 +25,12 @@ def utcnow() -> dt.datetime:
     """Now, in UTC (or the time a test has set)."""
     source = _SOURCE.get()
     return source() if source is not None else dt.datetime.now(dt.UTC)
+
+
+def reader() -> Callable[[], dt.datetime]:
+    """This context's clock as a function any thread may call (a test's server thread reads the
+    test's frozen time, as it moves)."""
+    return _SOURCE.get() or (lambda: dt.datetime.now(dt.UTC))
 
 
 def today() -> dt.date:

@@ -226,10 +226,10 @@ def test_when_forex_opens_its_critical_symbols_are_refreshed_at_once_and_the_res
 def test_a_cadence_run_on_saturday_does_not_fetch_closed_markets(weekend, pg_url, monkeypatch):
     from assets_pipeline.simulator import PolygonSimulator
 
-    # the simulator reads the same (frozen) clock, so its quotes are Saturday's
-    with PolygonSimulator(
-        host="127.0.0.1", port=0, clock=lambda: clock.utcnow().timestamp()
-    ) as sim:
+    # the simulator reads the same (frozen) clock from its server's threads, so its quotes are
+    # Saturday's
+    now = clock.reader()
+    with PolygonSimulator(host="127.0.0.1", port=0, clock=lambda: now().timestamp()) as sim:
         for name, value in {
             "POLYGON_API_KEY": "k",
             "POLYGON_BASE_URL": sim.url,

@@ -60,8 +60,9 @@ def test_the_queue_run_claims_its_batch_as_it_starts_and_refreshes_what_it_claim
     assert [k.path[-1] for k in request.asset_selection] == ["ETHUSDT", "GBPUSD"]
     # between the tick and the run, another batch took GBPUSD: the run claims what is left
     deployment.queue.claim(1, 1, "q-other", eligible={"GBPUSD"})
-    # the simulator reads the same (frozen) clock
-    with PolygonSimulator(port=0, clock=lambda: clock.utcnow().timestamp()) as simulator:
+    # the simulator reads the same (frozen) clock, from its server's threads
+    now = clock.reader()
+    with PolygonSimulator(port=0, clock=lambda: now().timestamp()) as simulator:
         env = {"POLYGON_BASE_URL": simulator.url, "POLYGON_API_KEY": "k"}
         result = deployment.execute(request, **env)
     assert result.success

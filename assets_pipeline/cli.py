@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import redis
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from assets_pipeline import failures as failures_module
@@ -37,9 +38,9 @@ from assets_pipeline.persistence.batches import batch_totals, recent_batches
 from assets_pipeline.persistence.database import (
     DatabaseTimeouts,
     DatabaseUnavailable,
-    dispose_engine,
-    get_engine,
+    create_engine,
     migrate_database,
+    normalize_url,
 )
 from assets_pipeline.persistence.grants import grants_sql
 from assets_pipeline.persistence.outbox import relay_pending
@@ -259,7 +260,7 @@ def migrate(settings: Settings, args: argparse.Namespace) -> int:
     if args.check:
         return migrate_check(settings.database_url, database_timeouts(settings))
     before, after = migrate_database(settings.database_url, database_timeouts(settings))
-    where = migrations.where(get_engine(settings.database_url, check_schema=False).url)
+    where = migrations.where(make_url(normalize_url(settings.database_url)))
     if before == after:
         print(f"{where} is at revision {after} (the newest): nothing to do")
     else:
@@ -276,9 +277,12 @@ def database_timeouts(settings: Settings) -> DatabaseTimeouts:
 
 def migrate_check(url: str, timeouts: DatabaseTimeouts | None = None) -> int:
     """0 when the database is at the newest revision, else 1 with what to run (nothing run)."""
-    engine = get_engine(url, check_schema=False, timeouts=timeouts)
-    with engine.connect() as conn:
-        found = migrations.current(conn)
+    engine = create_engine(url, timeouts, check_schema=False)
+    try:
+        with engine.connect() as conn:
+            found = migrations.current(conn)
+    finally:
+        engine.dispose()
     problem = migrations.behind(found, engine.url)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
@@ -722,8 +726,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = _settings_or_defaults()
         print(failures_module.report(_operation(args), exc, settings, verbose), file=sys.stderr)
         return 2 if isinstance(exc, SettingsError | RegistryError) else 1
-    finally:
-        dispose_engine()  # close pooled database connections before the process exits
 
 
 def _settings_or_defaults() -> Settings:

@@ -244,12 +244,7 @@ def _settings_conflict(s: Settings) -> tuple[str, str]:
 
 def database_check(ctx: _Context) -> Check:
     """Reachable (host:port) and at the newest revision."""
-    from assets_pipeline.persistence.database import (
-        DatabaseTimeouts,
-        DatabaseUnavailable,
-        get_engine,
-        is_embedded,
-    )
+    from assets_pipeline.persistence.database import DatabaseTimeouts, create_engine, is_embedded
 
     s = ctx.settings
     url = s.database_url
@@ -259,7 +254,17 @@ def database_check(ctx: _Context) -> Check:
     timeouts = DatabaseTimeouts(
         s.database_connect_timeout_seconds, s.database_statement_timeout_seconds
     )
-    engine = get_engine(url, check_schema=embedded, timeouts=timeouts)
+    engine = create_engine(url, timeouts, check_schema=embedded)
+    try:
+        return _database_revision(engine, embedded)
+    finally:
+        engine.dispose()
+
+
+def _database_revision(engine: sa.Engine, embedded: bool) -> Check:
+    """The database's check, on the engine made for it: reachable, at the newest revision."""
+    from assets_pipeline.persistence.database import DatabaseUnavailable
+
     where = migrations.where(engine.url)
     if not embedded:
         where = f"{where} ({engine.url.host}:{engine.url.port or 5432})"

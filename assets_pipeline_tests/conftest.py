@@ -23,7 +23,7 @@ import redis
 import sqlalchemy as sa
 
 from assets_pipeline.config.registry import Registry, load_registry
-from assets_pipeline.persistence.database import dispose_engine, migrate_database
+from assets_pipeline.persistence.database import Engines, migrate_database
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.quotes import Quote
 from assets_pipeline_tests import event_contract
@@ -36,6 +36,11 @@ PG_ADMIN_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+#: The tests' engines, one per database URL (its tables checked on first use), each disposed of
+#: with its test's database by the fixtures below: the test session owns them.
+ENGINES = Engines()
+get_engine = ENGINES.get
+dispose_engine = ENGINES.dispose
 
 
 def _admin_engine() -> sa.Engine:
@@ -449,17 +454,6 @@ def refused_as_past(result: object) -> bool:
         for event in result.all_events  # type: ignore[attr-defined]
         if event.is_step_failure and event.step_failure_data.error
     )
-
-
-@pytest.fixture(autouse=True)
-def publishing_breaker_closed() -> Iterator[None]:
-    """A test that takes Redis down trips the process's publishing breaker for that server; the
-    next test starts with it closed, as a new process would."""
-    from assets_pipeline.persistence import outbox
-
-    outbox._breaker_open_until.clear()
-    yield
-    outbox._breaker_open_until.clear()
 
 
 def parse_source(source: str, filename: str = "<source>") -> ast.Module:

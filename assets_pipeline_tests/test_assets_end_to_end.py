@@ -20,7 +20,6 @@ import sqlalchemy as sa
 import yaml
 
 from assets_pipeline.config.registry import load_registry
-from assets_pipeline.persistence.database import get_engine
 from assets_pipeline.persistence.outbox import pending_count, relay_pending
 from assets_pipeline.persistence.quote_store import QuoteStore
 from assets_pipeline.persistence.schema import event_outbox, quote_history, symbols
@@ -29,6 +28,7 @@ from assets_pipeline.rules.run_kinds import run_tags
 from assets_pipeline.simulator import Fault, PolygonSimulator
 from assets_pipeline_tests.conftest import (
     REDIS_URL,
+    get_engine,
     live_day,
     on_the_live_day,
     refused_as_past,

@@ -17,12 +17,12 @@ import sqlalchemy as sa
 
 from assets_pipeline.cli import INSTANCE_LOCK_FILE
 from assets_pipeline.config.settings import VARIABLES
-from assets_pipeline.persistence.database import get_engine
 from assets_pipeline.persistence.quote_store import QuoteStore
 from assets_pipeline.persistence.schema import quote_history
 from assets_pipeline_tests.conftest import (
     PAST_DAY,
     always_open_symbols_file,
+    get_engine,
     on_the_live_day,
 )
 

@@ -27,10 +27,9 @@ import sqlalchemy as sa
 import yaml
 
 from assets_pipeline.config.registry import load_registry
-from assets_pipeline.persistence.database import get_engine
 from assets_pipeline.persistence.schema import quote_history, refresh_batches
 from assets_pipeline.simulator import PolygonSimulator
-from assets_pipeline_tests.conftest import REDIS_URL, max_in_any_window
+from assets_pipeline_tests.conftest import REDIS_URL, get_engine, max_in_any_window
 
 LIMIT, WINDOW = 5, 10.0
 CRITICAL_EVERY = 20.0

@@ -15,9 +15,9 @@ import pytest
 
 from assets_pipeline.config.settings import VARIABLES
 from assets_pipeline.persistence.batches import BatchResult, recent_batches, record_batch
-from assets_pipeline.persistence.database import get_engine
 from assets_pipeline.persistence.refresh_queue import RefreshQueue
 from assets_pipeline.rules.taxonomy import Tier
+from assets_pipeline_tests.conftest import get_engine
 
 BIN = Path(sys.executable).parent
 

@@ -6,13 +6,12 @@ import pytest
 
 from assets_pipeline.budget.limiter import PolygonBudget
 from assets_pipeline.budget.sql_store import SqlBudgetStore
-from assets_pipeline.persistence.database import get_engine
 from assets_pipeline.persistence.quote_store import QuoteStore
 from assets_pipeline.persistence.refresh_queue import RefreshQueue
 from assets_pipeline.polygon.client import PolygonClient
 from assets_pipeline.refresh import Refresh, plan_refresh
 from assets_pipeline.rules.run_kinds import MANUAL
-from assets_pipeline_tests.conftest import DAY
+from assets_pipeline_tests.conftest import DAY, get_engine
 
 SYMBOLS = ["XAUUSD", "EURUSD", "BTCUSD", "GBPUSD", "USDJPY"]
 

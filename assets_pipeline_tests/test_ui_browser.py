@@ -25,11 +25,10 @@ import pytest
 import sqlalchemy as sa
 
 from assets_pipeline.config.settings import VARIABLES
-from assets_pipeline.persistence.database import get_engine
 from assets_pipeline.persistence.schema import price_bars, quote_history
 from assets_pipeline.rules import clock
 from assets_pipeline.simulator import PolygonSimulator
-from assets_pipeline_tests.conftest import REDIS_URL, always_open_symbols_file
+from assets_pipeline_tests.conftest import REDIS_URL, always_open_symbols_file, get_engine
 from assets_pipeline_tests.ui.pages import (
     backfill_succeeds,
     browser_page,

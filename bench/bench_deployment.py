@@ -33,7 +33,7 @@ import yaml
 
 from assets_pipeline.config.registry import DEFAULT_SYMBOLS_FILE
 from assets_pipeline.config.settings import VARIABLES
-from assets_pipeline.persistence.database import dispose_engine, migrate_database
+from assets_pipeline.persistence.database import migrate_database
 from assets_pipeline.simulator.server import PolygonSimulator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -273,7 +273,6 @@ def main(argv: list[str] | None = None) -> int:
         root = Path(tmp)
         trading_url = url.set(database=trading).render_as_string(hide_password=False)
         migrate_database(trading_url)  # as a deployment does before its services start
-        dispose_engine(trading_url)
         env = clean_env(**project_settings(root, sim.url, trading_url))
         bench_load(env, args.runs)
         pg = {

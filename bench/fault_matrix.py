@@ -53,7 +53,8 @@ from assets_pipeline.budget.redis_store import RedisBudgetStore
 from assets_pipeline.budget.sql_store import SqlBudgetStore
 from assets_pipeline.config.registry import AssetType, RegistryError, load_registry
 from assets_pipeline.config.settings import VARIABLES
-from assets_pipeline.persistence.database import dispose_engine, get_engine, migrate_database
+from assets_pipeline.persistence import redis_client as redis_clients
+from assets_pipeline.persistence.database import Engines, migrate_database
 from assets_pipeline.persistence.outbox import pending_count, publishing_paused, relay_pending
 from assets_pipeline.persistence.quote_store import QuoteStore, as_utc
 from assets_pipeline.persistence.schema import event_outbox, quote_history, symbols
@@ -82,6 +83,10 @@ RESPONSES = ROOT / "assets_pipeline_tests" / "data" / "polygon" / "responses"
 CLI = Path(sys.executable).parent / "assets-pipeline"
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+#: This benchmark's engines, one per database URL, each disposed of when it is done with it.
+ENGINES = Engines()
+get_engine = ENGINES.get
+dispose_engine = ENGINES.dispose
 KEY = "sk-fault-matrix-0123456789"
 CRITICAL = ("XAUUSD", "EURUSD", "BTCUSD")
 #: What the package's own code raises for a bad answer: anything else is an escape.
@@ -868,12 +873,12 @@ def quality_warnings(svc):
 @contextlib.contextmanager
 def hung_redis():
     """A Redis address that accepts connections and never answers, and a client with 0.2 s
-    timeouts and no retries."""
+    timeouts and no retries, with its publishing breaker (as the Redis resource's client)."""
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)
     port = listener.getsockname()[1]
-    client = redis.Redis(
+    client = redis_clients.Client(
         host="127.0.0.1",
         port=port,
         socket_connect_timeout=0.2,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import functools
-
 import dagster as dg
 
 QUOTES_PREFIX = "quotes"
@@ -11,9 +9,8 @@ QUOTE_IO_MANAGER_KEY = "quote_io_manager"
 QUALITY_CHECK = "quote_quality"
 
 
-@functools.cache
 def quote_asset_key(symbol: str) -> dg.AssetKey:
-    """`quotes/<SYMBOL>`, made once per symbol (a run over thousands asks for each many times)."""
+    """`quotes/<SYMBOL>` (about a microsecond to make: not worth a cache)."""
     return dg.AssetKey([QUOTES_PREFIX, symbol])
 
 

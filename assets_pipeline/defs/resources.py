@@ -14,8 +14,6 @@ import datetime as dt
 import json
 import logging
 import threading
-import urllib.error
-import urllib.request
 from typing import Any
 
 import dagster as dg
@@ -68,7 +66,8 @@ def _choice(kind: type[Any], value: str, what: str) -> Any:
 
 class TradingDatabase(dg.ConfigurableResource):
     """The platform's PostgreSQL (`TRADING_DATABASE_URL`), or the embedded SQLite file. Its
-    engine is made on first use (its tables checked) and disposed of when the run ends."""
+    engine is made on first use (its tables checked) and disposed of when the run ends, with
+    the quote stores (and the ids they remember) made on it."""
 
     url: str = Field(description="SQLAlchemy URL: TRADING_DATABASE_URL, else the embedded file.")
     connect_timeout_seconds: float = Field(
@@ -89,6 +88,7 @@ class TradingDatabase(dg.ConfigurableResource):
         description="How long the growing tables keep their rows (ASSETS_RETENTION_DAYS).",
     )
     _engine: sa.Engine | None = PrivateAttr(default=None)
+    _stores: dict[str, QuoteStore] = PrivateAttr(default_factory=dict)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def is_embedded(self) -> bool:
@@ -105,13 +105,20 @@ class TradingDatabase(dg.ConfigurableResource):
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
         with self._lock:
+            self._stores.clear()
             if self._engine is not None:
                 self._engine.dispose()
                 self._engine = None
 
     def quote_store(self, namespace: str = "") -> QuoteStore:
-        """The writer; `namespace` prefixes the Redis channels its events go to."""
-        return QuoteStore(self.engine(), namespace)
+        """The writer (one per `namespace`, which prefixes the Redis channels its events go to),
+        kept until the run ends: the symbol ids it learns serve every step of the run."""
+        engine = self.engine()
+        with self._lock:
+            store = self._stores.get(namespace)
+            if store is None or store.engine is not engine:
+                store = self._stores[namespace] = QuoteStore(engine, namespace)
+            return store
 
 
 class RedisResource(dg.ConfigurableResource):
@@ -385,6 +392,9 @@ class AlertWebhook(dg.ConfigurableResource):
 
     def post(self, body: dict[str, Any], log: logging.Logger | Any) -> bool:
         """POST `body`; True when the receiver answered 2xx. Failures are logged without the URL."""
+        import urllib.error  # here: urllib.request costs the code location's load ~60 ms
+        import urllib.request
+
         url = self.url
         if not url:
             return False

@@ -1,9 +1,10 @@
-"""One SQLAlchemy engine per database URL per process, set up for both PostgreSQL and SQLite.
+"""SQLAlchemy engines, set up for both PostgreSQL and SQLite, each owned by whoever made it (the
+database resource for its run, a command, `Engines` for the tests and benchmarks).
 
 SQLite has no schemas, so `trading.*` and `data_sources.*` are translated to plain tables there.
-On first use an engine checks the tables (see `migrate.py`): an external database (PostgreSQL, the
-platform's) must already be at the newest revision, since the writer runs no DDL there; the
-embedded SQLite file, which belongs to this project alone, is migrated to it.
+When it is made an engine checks the tables (see `migrate.py`): an external database
+(PostgreSQL, the platform's) must already be at the newest revision, since the writer runs no
+DDL there; the embedded SQLite file, which belongs to this project alone, is migrated to it.
 Every SQLite transaction starts with `BEGIN IMMEDIATE`: it takes the write lock up front, which
 makes read-then-write sequences (the budget, the stale-quote check) atomic across processes and
 avoids the lock-upgrade deadlock that SQLite's default deferred transactions run into.
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +35,6 @@ from assets_pipeline.config.settings import (
 from assets_pipeline.persistence import migrate
 from assets_pipeline.persistence.schema import DATA_SOURCES, TRADING
 
-_engines: dict[str, sa.Engine] = {}
-_ready: set[str] = set()
-_lock = threading.Lock()
 #: TCP keepalives on every PostgreSQL connection: after 30 s of silence the peer is probed every
 #: 10 s, and the connection fails after 3 probes unanswered (a peer gone in about a minute).
 KEEPALIVES = {
@@ -79,30 +77,56 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def create_engine(url: str, timeouts: DatabaseTimeouts) -> sa.Engine:
-    """A new engine for `url`, its tables checked (`prepare_tables`): the caller owns it, and
-    disposes of it (the Dagster resource, when its run ends)."""
-    engine = _create_engine(normalize_url(url), timeouts)
-    prepare_tables(engine)
-    return engine
-
-
-def get_engine(
-    url: str, *, check_schema: bool = True, timeouts: DatabaseTimeouts | None = None
+def create_engine(
+    url: str, timeouts: DatabaseTimeouts | None = None, *, check_schema: bool = True
 ) -> sa.Engine:
-    """The process-wide engine for `url` (the CLI's and the tests'), its tables checked on
-    first use (`prepare_tables`); made with `timeouts` (else the defaults) the first time.
-    `check_schema=False` only for the migration itself, and for helpers whose parent checked."""
-    url = normalize_url(url)
-    with _lock:
-        engine = _engines.get(url)
-        if engine is None:
-            engine = _create_engine(url, timeouts or DatabaseTimeouts())
-            _engines[url] = engine
-        if check_schema and url not in _ready:
+    """A new engine for `url`, its tables checked (`prepare_tables`): the caller owns it, and
+    disposes of it (the Dagster resource, when its run ends). `check_schema=False` only for the
+    migration itself, and for readers that report the revision they find."""
+    engine = _create_engine(normalize_url(url), timeouts or DatabaseTimeouts())
+    if check_schema:
+        try:
             prepare_tables(engine)
-            _ready.add(url)
+        except BaseException:
+            engine.dispose()
+            raise
     return engine
+
+
+@dataclass
+class Engines:
+    """One engine per URL for whoever holds this (a test session, a benchmark), each made on
+    first use with its tables checked once; `dispose` closes one URL's, or all of them."""
+
+    _engines: dict[str, sa.Engine] = field(default_factory=dict, init=False)
+    _ready: set[str] = field(default_factory=set, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def get(
+        self, url: str, *, check_schema: bool = True, timeouts: DatabaseTimeouts | None = None
+    ) -> sa.Engine:
+        """The engine for `url` (made with `timeouts`, else the defaults, the first time),
+        its tables checked on first use unless `check_schema=False`."""
+        url = normalize_url(url)
+        with self._lock:
+            engine = self._engines.get(url)
+            if engine is None:
+                engine = _create_engine(url, timeouts or DatabaseTimeouts())
+                self._engines[url] = engine
+            if check_schema and url not in self._ready:
+                prepare_tables(engine)
+                self._ready.add(url)
+        return engine
+
+    def dispose(self, url: str | None = None) -> None:
+        """Close the engine for `url` (every engine: None) and its pooled connections."""
+        with self._lock:
+            urls = [normalize_url(url)] if url is not None else list(self._engines)
+            engines = [self._engines.pop(u, None) for u in urls]
+            self._ready.difference_update(urls)
+        for engine in engines:
+            if engine is not None:
+                engine.dispose()
 
 
 def prepare_tables(engine: sa.Engine) -> None:
@@ -127,22 +151,12 @@ def migrate_database(
     url: str, timeouts: DatabaseTimeouts | None = None
 ) -> tuple[str | None, str | None]:
     """`assets-pipeline migrate`: bring the database at `url` to the newest revision, as the
-    owner of its tables; (revision before, after)."""
-    before, after = migrate.upgrade(get_engine(url, check_schema=False, timeouts=timeouts))
-    with _lock:
-        _ready.add(normalize_url(url))
-    return before, after
-
-
-def dispose_engine(url: str | None = None) -> None:
-    """Close the engine for `url` (every engine: None) and its pooled connections."""
-    with _lock:
-        urls = [normalize_url(url)] if url is not None else list(_engines)
-        engines = [_engines.pop(u, None) for u in urls]
-        _ready.difference_update(urls)
-    for engine in engines:
-        if engine is not None:
-            engine.dispose()
+    owner of its tables, on an engine of its own; (revision before, after)."""
+    engine = create_engine(url, timeouts, check_schema=False)
+    try:
+        return migrate.upgrade(engine)
+    finally:
+        engine.dispose()
 
 
 def _create_engine(url: str, timeouts: DatabaseTimeouts) -> sa.Engine:

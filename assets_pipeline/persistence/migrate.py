@@ -7,7 +7,6 @@ run. The embedded SQLite file is migrated on first use. An upgrade is one transa
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
@@ -34,8 +33,9 @@ def _config(**attributes: object) -> Config:
     return config
 
 
-@functools.cache
 def _script() -> ScriptDirectory:
+    """The revisions as Alembic reads them (about 10 ms: read when a database is checked or
+    migrated, a few times per process, so not kept)."""
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(_config())

@@ -26,10 +26,8 @@ _OUTAGE = (redis.ConnectionError, redis.TimeoutError, OSError)
 #: How many events the stream keeps (approximately: trimming is by whole nodes).
 STREAM_MAX_EVENTS = 100_000
 #: After a Redis outage, how long a writer skips publishing straight after its write (the relay
-#: delivers the events later), so an outage costs one timeout per process, not one per quote.
+#: delivers the events later), so an outage costs one timeout per run, not one per quote.
 BREAKER_SECONDS = 30.0
-#: Per Redis server: until when writers leave publishing to the relay.
-_breaker_open_until: dict[str, float] = {}
 
 # KEYS: last event per symbol (hash), sequence per symbol (hash), the stream.
 # ARGV: channel, symbol, event id, payload (a JSON object), stream max length.
@@ -128,20 +126,31 @@ def announce(redis_client: Any, channel: str, event: dict[str, Any]) -> int:
     return int(script(keys=keys, args=args))
 
 
-def _server(redis_client: Any) -> str:
-    kwargs = getattr(getattr(redis_client, "connection_pool", None), "connection_kwargs", {})
-    return f"{kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('db')}"
+class PublishingBreaker:
+    """Until when writers leave publishing to the relay, after their Redis was seen down. The
+    state of one Redis client (`redis_client.Client` holds one), so of one server for as long
+    as the client's owner keeps it: the Redis resource for its run, whose steps share it."""
+
+    def __init__(self) -> None:
+        self.open_until = 0.0
+
+    def paused(self) -> bool:
+        return clock.utcnow().timestamp() < self.open_until
+
+    def trip(self) -> None:
+        self.open_until = clock.utcnow().timestamp() + BREAKER_SECONDS
+
+
+def _breaker(redis_client: Any) -> PublishingBreaker | None:
+    """The client's breaker (a client made by `redis_client.connect` has one; another: none)."""
+    breaker = getattr(redis_client, "breaker", None)
+    return breaker if isinstance(breaker, PublishingBreaker) else None
 
 
 def publishing_paused(redis_client: Any | None) -> bool:
-    """This process saw that Redis down a moment ago: writers leave the events to the relay."""
-    if redis_client is None:
-        return False
-    return clock.utcnow().timestamp() < _breaker_open_until.get(_server(redis_client), 0.0)
-
-
-def _trip_breaker(redis_client: Any) -> None:
-    _breaker_open_until[_server(redis_client)] = clock.utcnow().timestamp() + BREAKER_SECONDS
+    """This client saw its Redis down a moment ago: writers leave the events to the relay."""
+    breaker = _breaker(redis_client)
+    return breaker is not None and breaker.paused()
 
 
 def relay_pending(
@@ -219,7 +228,8 @@ def _publish_one(conn: sa.Connection, row: sa.Row, redis_client: Any) -> _Attemp
         announce(redis_client, row.channel, _event(row))
     except _OUTAGE as exc:
         error = _describe(exc)
-        _trip_breaker(redis_client)
+        if (breaker := _breaker(redis_client)) is not None:
+            breaker.trip()
         conn.execute(done.values(attempts=event_outbox.c.attempts + 1, last_error=error))
         return _Attempt(outage=error)
     except Exception as exc:  # noqa: BLE001 - this row alone: record it and go on

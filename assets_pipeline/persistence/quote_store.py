@@ -36,11 +36,6 @@ CHANNEL_TEMPLATE = "{namespace}asset:update:{symbol}"
 MAX_ERROR_LENGTH = 2000
 #: A write's reason when the stored quote already has the same data time and price.
 UNCHANGED = "unchanged: the stored quote has the same data time and price"
-#: Polygon's provider id per database URL, for this process.
-_provider_ids: dict[str, int] = {}
-#: Symbol ids per (database URL, symbol), once seen committed: a run writes thousands of quotes,
-#: and a symbol's id does not change. A row deleted meanwhile is found again (`write_quote`).
-_symbol_ids: dict[tuple[str, str], int] = {}
 
 
 @dataclass(frozen=True)
@@ -79,12 +74,17 @@ def price_update_event(quote: Quote, event_id: str) -> dict[str, Any]:
 
 
 class QuoteStore:
-    """The trading database as this project uses it."""
+    """The trading database as this project uses it. It remembers the ids it has seen committed
+    for as long as it lives (its owner's: the database resource's run, a command)."""
 
     def __init__(self, engine: sa.Engine, namespace: str = "") -> None:
         self.engine = engine
         self.namespace = namespace
-        self._database = engine.url.render_as_string(hide_password=False)  # the caches' key
+        #: Polygon's provider id, once seen committed.
+        self._provider_id: int | None = None
+        #: Symbol ids once seen committed: a run writes thousands of quotes, and a symbol's id
+        #: does not change. A row deleted meanwhile is found again (`write_quote`).
+        self._symbol_ids: dict[str, int] = {}
 
     # --- registration ------------------------------------------------------------------------
 
@@ -116,16 +116,14 @@ class QuoteStore:
         return ids, status_of, len(missing)
 
     def _provider(self, conn: sa.Connection) -> int:
-        """Polygon's row in `data_sources.api_providers`. Its id is cached per database for the
-        process once the row is seen committed (a store is made for every run; a row inserted in
-        a transaction that may still roll back is not cached)."""
-        key = conn.engine.url.render_as_string(hide_password=False)
-        if key in _provider_ids:
-            return _provider_ids[key]
+        """Polygon's row in `data_sources.api_providers`. Its id is kept by the store once the
+        row is seen committed (a row inserted in a transaction that may still roll back is not)."""
+        if self._provider_id is not None:
+            return self._provider_id
         query = sa.select(api_providers.c.id).where(api_providers.c.name == POLYGON_PROVIDER)
         found = conn.execute(query).scalar_one_or_none()
         if found is not None:
-            _provider_ids[key] = found
+            self._provider_id = found
             return found
         conn.execute(
             insert_ignore(
@@ -186,10 +184,9 @@ class QuoteStore:
         now = clock.utcnow()
         if quote.fetched_at is None:  # handed in without the client's stamp: fetched by now
             quote = dataclasses.replace(quote, fetched_at=now)
-        key = (self._database, spec.symbol)
         with self.engine.begin() as conn:
             provider_id = self._provider(conn)
-            symbol_id = _symbol_ids.get(key)
+            symbol_id = self._symbol_ids.get(spec.symbol)
             meta = None if symbol_id is None else _locked_metadata(conn, symbol_id)
             if symbol_id is None or meta is None:
                 symbol_id, _ = self._ensure_symbol(conn, spec, provider_id)
@@ -210,7 +207,7 @@ class QuoteStore:
             _set_last_update(conn, symbol_id, meta, quote, now)
             _insert_history(conn, symbol_id, spec, quote, partition_date, run_id, now)
             event_id = self._add_event(conn, spec, quote, now)
-        _symbol_ids[key] = symbol_id
+        self._symbol_ids[spec.symbol] = symbol_id
         return WriteOutcome(
             written=True, event_id=event_id, stored_data_time=stored_time, reason="written"
         )
@@ -261,7 +258,7 @@ class QuoteStore:
                     )
                     .values(sync_status="in_progress", updated_at=now)
                 )
-        _symbol_ids.update({(self._database, symbol): i for symbol, i in ids.items()})
+        self._symbol_ids.update(ids)
         return {symbol: status_of[i] for symbol, i in ids.items()}
 
     def restore_status(self, spec: SymbolSpec, status: str) -> None:

@@ -11,6 +11,8 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from assets_pipeline.persistence.outbox import PublishingBreaker
+
 #: The longest wait for the TCP (and TLS) connection to be made.
 CONNECT_TIMEOUT_SECONDS = 2.0
 #: The longest wait for any answer on a connection made.
@@ -19,10 +21,19 @@ SOCKET_TIMEOUT_SECONDS = 5.0
 HEALTH_CHECK_SECONDS = 30
 
 
-def connect(url: str) -> redis.Redis:
+class Client(redis.Redis):
+    """A Redis client that carries the outbox's publishing breaker for its server: an outage
+    seen by one of its owner's steps spares the others the timeout (`outbox.publishing_paused`)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.breaker = PublishingBreaker()
+
+
+def connect(url: str) -> Client:
     """A client for `url` (redis:// or rediss://), its waits bounded as above. No retry: a
     caller that would rather try again does so itself (the outbox's breaker, the relay)."""
-    return redis.Redis.from_url(
+    return Client.from_url(
         url,
         socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
         socket_timeout=SOCKET_TIMEOUT_SECONDS,

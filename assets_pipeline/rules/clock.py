@@ -4,6 +4,10 @@ Everything that asks "what time is it" in this package calls `utcnow()`, so a te
 move time for all of it at once (`frozen_at`), on any weekday and at any hour, instead of racing
 the wall clock. The budget is the exception on purpose: it counts on its store's own clock, which
 every process shares.
+
+The time a test set is a context variable, not a cache: it holds no value worked out and kept,
+only which source of time the current context reads (none: the wall clock), set and put back by
+`frozen_at` alone. A thread started meanwhile reads the wall clock, unless it is handed `reader()`.
 """
 
 from __future__ import annotations
@@ -11,24 +15,27 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 
-_source: Callable[[], dt.datetime] | None = None
+#: Where this context reads the time from (None: the wall clock); set only by `frozen_at`.
+_SOURCE: ContextVar[Callable[[], dt.datetime] | None] = ContextVar("clock_source", default=None)
 
 
 def utcnow() -> dt.datetime:
     """Now, in UTC (or the time a test has set)."""
-    return _source() if _source is not None else dt.datetime.now(dt.UTC)
+    source = _SOURCE.get()
+    return source() if source is not None else dt.datetime.now(dt.UTC)
+
+
+def reader() -> Callable[[], dt.datetime]:
+    """This context's clock as a function any thread may call (a test's server thread reads the
+    test's frozen time, as it moves)."""
+    return _SOURCE.get() or (lambda: dt.datetime.now(dt.UTC))
 
 
 def today() -> dt.date:
     """Today's date in UTC: the live daily partition."""
     return utcnow().date()
-
-
-def set_source(source: Callable[[], dt.datetime] | None) -> None:
-    """Read time from `source` from now on (None: the wall clock again)."""
-    global _source
-    _source = source
 
 
 @contextmanager
@@ -41,9 +48,8 @@ def frozen_at(moment: dt.datetime) -> Iterator[Callable[[dt.datetime], None]]:
     def move(to: dt.datetime) -> None:
         current[0] = to.astimezone(dt.UTC)
 
-    previous = _source
-    set_source(lambda: current[0])
+    token = _SOURCE.set(lambda: current[0])
     try:
         yield move
     finally:
-        set_source(previous)
+        _SOURCE.reset(token)

@@ -7,6 +7,7 @@ configuration that needs more is refused (or, by choice, warned about) with the 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Set
 from dataclasses import dataclass
 
@@ -46,7 +47,11 @@ class Feasibility:
         return self.needed <= self.limit
 
     def explain(self) -> str:
-        """The arithmetic, in one line a person can check."""
+        """The arithmetic, in one line a person can check (every asset's metadata shows it)."""
+        return self._explanation
+
+    @functools.cached_property
+    def _explanation(self) -> str:
         terms = " + ".join(_term(n) for n in self.needs)
         verdict = "fits within" if self.feasible else "is more than"
         return (

@@ -3,13 +3,13 @@ asks about.
 
 Forex and metals trade a weekly window less their holidays; indices their exchange's sessions
 from `exchange_calendars` (imported on first use) or fixed hours; crypto always. A market's
-sessions of a year are computed once per process (docs/design/market-calendars.md)."""
+sessions of a year are computed once per `MarketHours`, the registry's
+(docs/design/market-calendars.md)."""
 
 from __future__ import annotations
 
 import bisect
 import datetime as dt
-import functools
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -113,9 +113,6 @@ class WeeklySession:
     timezone: str = "America/New_York"
     holidays: tuple[tuple[int, int], ...] = FOREX_HOLIDAYS
 
-    def year(self, year: int) -> _Year:
-        return _weekly_year(self, year)
-
     def build_year(self, year: int) -> _Year:
         zone = ZoneInfo(self.timezone)
         # A close at or before the open in the week (Fri before Sun) is the next week's.
@@ -161,9 +158,6 @@ class DailySession:
     calendar: str | None = DEFAULT_CALENDAR
     closed: tuple[dt.date, ...] = ()
 
-    def year(self, year: int) -> _Year:
-        return _daily_year(self, year)
-
     def build_year(self, year: int) -> _Year:
         if self.calendar is not None:
             sessions = [
@@ -185,22 +179,12 @@ class DailySession:
         return _year([(d, s) for d, s in sessions if d not in closed], year)
 
 
-@functools.lru_cache(maxsize=32)
-def _weekly_year(market: WeeklySession, year: int) -> _Year:
-    return market.build_year(year)
-
-
-@functools.lru_cache(maxsize=32)
-def _daily_year(market: DailySession, year: int) -> _Year:
-    return market.build_year(year)
-
-
-@functools.lru_cache(maxsize=32)
 def exchange_sessions(calendar: str, year: int) -> tuple[tuple[dt.date, tuple[Session, ...]], ...]:
     """The exchange's sessions named after a date from Dec 25 of the year before to Jan 7 of the
     year after: (local date, its open intervals in UTC: two when it breaks for lunch).
 
     exchange_calendars is imported here, on first use (about 0.4 s and 40 MB), not at import.
+    Not kept here: `MarketHours` keeps each year it builds.
     """
     import exchange_calendars  # here, lazily: the code location must not pay for it
 
@@ -234,8 +218,20 @@ def exchange_sessions(calendar: str, year: int) -> tuple[tuple[dt.date, tuple[Se
 
 @dataclass(frozen=True)
 class MarketHours:
+    """The markets' sessions; each year a market is asked about is built once and kept here, as
+    long as these hours (the registry's) live."""
+
     forex: WeeklySession = field(default_factory=WeeklySession)
     index: DailySession = field(default_factory=DailySession)
+    _years: dict[tuple[WeeklySession | DailySession, int], _Year] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def _year(self, market: WeeklySession | DailySession, year: int) -> _Year:
+        built = self._years.get((market, year))
+        if built is None:
+            built = self._years[market, year] = market.build_year(year)
+        return built
 
     def _market(self, asset_type: AssetType) -> WeeklySession | DailySession | None:
         """The market's sessions, or None when it never closes."""
@@ -253,7 +249,7 @@ class MarketHours:
             return
         start, end = _utc(start), _utc(end)
         for year in range(start.year - 1, end.year + 1):
-            sessions = market.year(year)
+            sessions = self._year(market, year)
             first = bisect.bisect_right(sessions.closes, start)
             last = bisect.bisect_right(sessions.opens, end)
             yield from zip(sessions.opens[first:last], sessions.closes[first:last], strict=True)
@@ -264,7 +260,7 @@ class MarketHours:
             return True
         at = _utc(at)
         for year in (at.year, at.year - 1):
-            sessions = market.year(year)
+            sessions = self._year(market, year)
             i = bisect.bisect_right(sessions.opens, at) - 1
             if i >= 0:
                 return at < sessions.closes[i]
@@ -300,7 +296,7 @@ class MarketHours:
             return end
         if isinstance(market, DailySession):
             for year in (day.year, day.year - 1, day.year + 1):
-                close = market.year(year).close_of_day.get(day)
+                close = self._year(market, year).close_of_day.get(day)
                 if close is not None:
                     return close
             return None

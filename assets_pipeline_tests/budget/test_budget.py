@@ -19,8 +19,7 @@ from assets_pipeline.budget.interface import BudgetError
 from assets_pipeline.budget.limiter import WINDOW_MARGIN_SECONDS, PolygonBudget
 from assets_pipeline.budget.redis_store import RedisBudgetStore
 from assets_pipeline.budget.sql_store import SqlBudgetStore
-from assets_pipeline.persistence.database import get_engine
-from assets_pipeline_tests.conftest import REDIS_URL, max_in_any_window
+from assets_pipeline_tests.conftest import REDIS_URL, get_engine, max_in_any_window
 
 
 def make_store(kind: str, target: str):

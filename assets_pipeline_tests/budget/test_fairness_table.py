@@ -20,9 +20,8 @@ from assets_pipeline.budget.fairness import CRITICAL_CALLER, Caller, decide, fre
 from assets_pipeline.budget.limiter import WINDOW_MARGIN_SECONDS
 from assets_pipeline.budget.redis_store import RedisBudgetStore
 from assets_pipeline.budget.sql_store import SqlBudgetStore
-from assets_pipeline.persistence.database import get_engine
 from assets_pipeline.persistence.schema import api_budget_calls, api_budget_state
-from assets_pipeline_tests.conftest import REDIS_URL
+from assets_pipeline_tests.conftest import REDIS_URL, get_engine
 
 #: The stores' clock in every case: epoch seconds, small enough to be exact in Lua's numbers.
 NOW = 1000.0

@@ -20,8 +20,8 @@ from assets_pipeline.defs.resources import (
     TradingDatabase,
 )
 from assets_pipeline.defs.runs import ENQUEUE_OP
-from assets_pipeline.persistence.database import get_engine
 from assets_pipeline.persistence.refresh_queue import RefreshQueue
+from assets_pipeline_tests.conftest import get_engine
 
 
 def default_job(defs, request):

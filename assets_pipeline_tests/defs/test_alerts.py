@@ -19,11 +19,10 @@ import dagster as dg
 import pytest
 
 from assets_pipeline.definitions import build_definitions
-from assets_pipeline.persistence.database import get_engine
 from assets_pipeline.persistence.quote_store import QuoteStore
 from assets_pipeline.rules.run_kinds import CRITICAL, run_tags
 from assets_pipeline.simulator import Fault, PolygonSimulator
-from assets_pipeline_tests.conftest import on_the_live_day, quote, refused_as_past
+from assets_pipeline_tests.conftest import get_engine, on_the_live_day, quote, refused_as_past
 
 KEY = "alerts-key"
 #: The webhook's secret: its path, as in a chat service's incoming-webhook URL.

@@ -16,13 +16,12 @@ import yaml
 
 from assets_pipeline.config.registry import Tier, load_registry, parse_registry
 from assets_pipeline.definitions import build_definitions
-from assets_pipeline.persistence.database import get_engine
 from assets_pipeline.persistence.quote_store import QuoteStore
 from assets_pipeline.persistence.schema import api_providers, data_sync_status, symbols
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.quotes import Quote
 from assets_pipeline.simulator import PolygonSimulator
-from assets_pipeline_tests.conftest import on_the_live_day, refused_as_past
+from assets_pipeline_tests.conftest import get_engine, on_the_live_day, refused_as_past
 
 SATURDAY = dt.datetime(2026, 11, 21, 12, 0, tzinfo=dt.UTC)
 KEY = "checks-key"

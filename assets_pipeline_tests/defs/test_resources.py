@@ -120,3 +120,29 @@ def test_a_run_makes_its_own_engine_and_disposes_of_it(sqlite_url):
     (engine,) = engines
     assert engine.pool.checkedin() == 0  # disposed of when the run ended
     assert polygon.budget.database._engine is None  # the loaded resource holds none
+
+
+def test_a_runs_steps_share_its_quote_store_and_publishing_breaker(sqlite_url):
+    # What the package keeps between steps it keeps on the run's resources: the symbol ids a
+    # store has learnt, and the breaker that spares the run's later steps a dead Redis's timeout.
+    seen = []
+
+    @dg.op
+    def step(database: TradingDatabase, redis: RedisResource) -> None:
+        seen.append((database.quote_store("ns:"), redis.client().breaker))
+
+    @dg.job(
+        resource_defs={
+            "database": TradingDatabase(url=sqlite_url),
+            "redis": RedisResource(url="redis://127.0.0.1:1/0"),
+        }
+    )
+    def job() -> None:
+        step()
+        step.alias("again")()
+
+    assert job.execute_in_process().success
+    (store, breaker), (store_again, breaker_again) = seen
+    assert store is store_again and breaker is breaker_again
+    assert job.execute_in_process().success  # the next run starts with its own
+    assert seen[2][0] is not store and seen[2][1] is not breaker

@@ -10,7 +10,7 @@ import pytest
 
 from assets_pipeline.definitions import build_definitions
 from assets_pipeline.persistence.batches import BatchResult, recent_batches, record_batch
-from assets_pipeline.persistence.database import get_engine
+from assets_pipeline_tests.conftest import get_engine
 
 
 @pytest.fixture

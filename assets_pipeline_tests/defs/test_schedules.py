@@ -19,7 +19,6 @@ from assets_pipeline.definitions import build_definitions
 from assets_pipeline.defs.jobs import enqueue_message
 from assets_pipeline.defs.runs import IN_FLIGHT_STATUSES
 from assets_pipeline.defs.schedules import CATCH_UP_GRACE_SECONDS
-from assets_pipeline.persistence.database import get_engine
 from assets_pipeline.persistence.quote_store import QuoteStore
 from assets_pipeline.persistence.refresh_queue import RefreshQueue
 from assets_pipeline.rules import clock
@@ -27,7 +26,7 @@ from assets_pipeline.rules.queue_rules import QUEUED
 from assets_pipeline.rules.quotes import Timeframe
 from assets_pipeline.rules.run_kinds import CRITICAL, run_tags
 from assets_pipeline.rules.taxonomy import Tier
-from assets_pipeline_tests.conftest import quote
+from assets_pipeline_tests.conftest import get_engine, quote
 from assets_pipeline_tests.defs.conftest import create_run_for_test, enqueued
 
 # --- the critical tier ---------------------------------------------------------------------------
@@ -232,10 +231,10 @@ def test_when_forex_opens_its_critical_symbols_are_refreshed_at_once_and_the_res
 def test_a_cadence_run_on_saturday_does_not_fetch_closed_markets(weekend, pg_url, monkeypatch):
     from assets_pipeline.simulator import PolygonSimulator
 
-    # the simulator reads the same (frozen) clock, so its quotes are Saturday's
-    with PolygonSimulator(
-        host="127.0.0.1", port=0, clock=lambda: clock.utcnow().timestamp()
-    ) as sim:
+    # the simulator reads the same (frozen) clock from its server's threads, so its quotes are
+    # Saturday's
+    now = clock.reader()
+    with PolygonSimulator(host="127.0.0.1", port=0, clock=lambda: now().timestamp()) as sim:
         for name, value in {
             "POLYGON_API_KEY": "k",
             "POLYGON_BASE_URL": sim.url,

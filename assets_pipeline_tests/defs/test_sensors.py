@@ -21,7 +21,7 @@ from assets_pipeline.defs.resources import (
 )
 from assets_pipeline.defs.runs import ORPHAN_CLAIM_SECONDS, reconcile_claims
 from assets_pipeline.defs.sensors import event_outbox_relay, relay_outbox
-from assets_pipeline.persistence.database import db_epoch_seconds, get_engine
+from assets_pipeline.persistence.database import db_epoch_seconds
 from assets_pipeline.persistence.outbox import pending_count
 from assets_pipeline.persistence.quote_store import QuoteStore
 from assets_pipeline.persistence.refresh_queue import RefreshQueue
@@ -30,7 +30,7 @@ from assets_pipeline.polygon.client import MULTI_TICKER_SNAPSHOT, snapshot_featu
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.queue_rules import FAILED, IN_FLIGHT, QUEUED
 from assets_pipeline.rules.taxonomy import AssetType, Tier
-from assets_pipeline_tests.conftest import DAY, REDIS_URL, quote
+from assets_pipeline_tests.conftest import DAY, REDIS_URL, get_engine, quote
 from assets_pipeline_tests.defs.conftest import create_run_for_test
 
 # --- the drain -----------------------------------------------------------------------------------
@@ -60,8 +60,9 @@ def test_the_queue_run_claims_its_batch_as_it_starts_and_refreshes_what_it_claim
     assert [k.path[-1] for k in request.asset_selection] == ["ETHUSDT", "GBPUSD"]
     # between the tick and the run, another batch took GBPUSD: the run claims what is left
     deployment.queue.claim(1, 1, "q-other", eligible={"GBPUSD"})
-    # the simulator reads the same (frozen) clock
-    with PolygonSimulator(port=0, clock=lambda: clock.utcnow().timestamp()) as simulator:
+    # the simulator reads the same (frozen) clock, from its server's threads
+    now = clock.reader()
+    with PolygonSimulator(port=0, clock=lambda: now().timestamp()) as simulator:
         env = {"POLYGON_BASE_URL": simulator.url, "POLYGON_API_KEY": "k"}
         result = deployment.execute(request, **env)
     assert result.success

@@ -24,11 +24,10 @@ from assets_pipeline.defs.resources import (
     RedisResource,
     TradingDatabase,
 )
-from assets_pipeline.persistence.database import get_engine
 from assets_pipeline.persistence.quote_store import QuoteStore
 from assets_pipeline.persistence.schema import api_budget_calls, metadata
 from assets_pipeline.rules.taxonomy import Tier
-from assets_pipeline_tests.conftest import REDIS_URL, quote
+from assets_pipeline_tests.conftest import REDIS_URL, get_engine, quote
 from assets_pipeline_tests.defs.conftest import create_run_for_test
 
 

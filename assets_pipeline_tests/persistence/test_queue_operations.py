@@ -8,10 +8,10 @@ import datetime as dt
 
 import pytest
 
-from assets_pipeline.persistence.database import get_engine
 from assets_pipeline.persistence.refresh_queue import QueueOperationError, RefreshQueue
 from assets_pipeline.rules.queue_rules import FAILED, IN_FLIGHT, QUEUED
 from assets_pipeline.rules.taxonomy import Tier
+from assets_pipeline_tests.conftest import get_engine
 
 T0 = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 

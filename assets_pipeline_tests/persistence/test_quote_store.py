@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 
 from assets_pipeline.persistence import quote_store
-from assets_pipeline.persistence.database import get_engine, migrate_database
+from assets_pipeline.persistence.database import migrate_database
 from assets_pipeline.persistence.quote_store import QuoteStore
 from assets_pipeline.persistence.schema import (
     data_sync_status,
@@ -23,7 +23,7 @@ from assets_pipeline.persistence.schema import (
     symbols,
 )
 from assets_pipeline.rules import clock
-from assets_pipeline_tests.conftest import DAY, T0, quote
+from assets_pipeline_tests.conftest import DAY, T0, get_engine, quote
 
 
 @pytest.fixture

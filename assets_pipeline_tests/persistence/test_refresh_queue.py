@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 
-from assets_pipeline.persistence.database import get_engine
 from assets_pipeline.persistence.refresh_queue import RefreshQueue
 from assets_pipeline.rules.queue_rules import FAILED, IN_FLIGHT, QUEUED
 from assets_pipeline.rules.taxonomy import Tier
+from assets_pipeline_tests.conftest import get_engine
 
 
 def test_a_full_queue_says_what_it_dropped(registry, pg_url):

@@ -10,12 +10,11 @@ import pytest
 import sqlalchemy as sa
 
 from assets_pipeline.persistence.batches import BatchResult, recent_batches, record_batch
-from assets_pipeline.persistence.database import get_engine
 from assets_pipeline.persistence.quote_store import QuoteStore
 from assets_pipeline.persistence.retention import prune
 from assets_pipeline.persistence.schema import event_outbox, price_bars, quote_history
 from assets_pipeline.rules import clock
-from assets_pipeline_tests.conftest import quote
+from assets_pipeline_tests.conftest import get_engine, quote
 
 NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 CUTOFF = NOW - dt.timedelta(days=30)

@@ -14,7 +14,8 @@ PROCESSES = 8
 
 def _start(url: str, barrier, errors) -> None:
     """One process running `assets-pipeline migrate`'s upgrade, then starting as the writer."""
-    from assets_pipeline.persistence.database import get_engine, migrate_database
+    from assets_pipeline.persistence.database import migrate_database
+    from assets_pipeline_tests.conftest import get_engine
 
     barrier.wait(timeout=60)
     try:

@@ -16,7 +16,6 @@ from assets_pipeline.budget.limiter import PolygonBudget
 from assets_pipeline.budget.redis_store import RedisBudgetStore
 from assets_pipeline.budget.sql_store import SqlBudgetStore
 from assets_pipeline.config.registry import AssetType, SymbolSpec, Tier
-from assets_pipeline.persistence.database import get_engine
 from assets_pipeline.persistence.schema import api_refusals
 from assets_pipeline.polygon.client import MULTI_TICKER_SNAPSHOT, FetchResult, PolygonClient
 from assets_pipeline.polygon.errors import (
@@ -29,6 +28,7 @@ from assets_pipeline.polygon.errors import (
 )
 from assets_pipeline.rules.quotes import Timeframe
 from assets_pipeline.simulator import Fault, PolygonSimulator
+from assets_pipeline_tests.conftest import get_engine
 
 SECRET = "sk-test-0123456789abcdef-SECRET"
 

@@ -29,11 +29,11 @@ import pytest
 from assets_pipeline.budget.limiter import PolygonBudget
 from assets_pipeline.budget.sql_store import SqlBudgetStore
 from assets_pipeline.config.registry import AssetType
-from assets_pipeline.persistence.database import get_engine
 from assets_pipeline.polygon.bars import history_bars
 from assets_pipeline.polygon.client import PolygonClient
 from assets_pipeline.polygon.errors import MalformedResponse, RedirectRefused
 from assets_pipeline.polygon.transport import AnswerTooSlow, Origin, api_target, bounded_get
+from assets_pipeline_tests.conftest import get_engine
 from assets_pipeline_tests.polygon.test_client import SECRET, fetch_all, spec
 
 #: How long a test server misbehaves at most, so a client without limits fails, not hangs.

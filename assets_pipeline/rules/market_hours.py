@@ -1,5 +1,4 @@
-"""When each market trades, and when its day bar closes. Pure: every function takes the time it
-asks about.
+"""When each market trades, and when its day bar closes. Pure: each function takes its time.
 
 Forex and metals trade a weekly window less their holidays; indices their exchange's sessions
 from `exchange_calendars` (imported on first use) or fixed hours; crypto always. A market's

@@ -122,7 +122,7 @@ def refresh(
     tags: dict[str, str] | None = None,
     defs: dg.Definitions | None = None,
 ) -> int:
-    """Materialize today's partition of every symbol (or one tier) and print a table. Without
+    """Materialize every symbol's quote (or one tier's) and print a table. Without
     `tags` the run is a manual one (see `rules/run_kinds.py`); `defs`: the definitions already
     built from `registry` and `settings`."""
     from assets_pipeline.location import build_definitions
@@ -132,7 +132,6 @@ def refresh(
     # the console log only with --verbose: without it a failure ends in one paragraph (below)
     level = "DEBUG" if verbose else "CRITICAL"
     result = job.execute_in_process(
-        partition_key=clock.today().isoformat(),
         instance=dagster_instance(settings) if settings.dagster_home else None,
         raise_on_error=False,
         tags=tags,
@@ -348,7 +347,8 @@ def _database_part(engine: Any, registry: Registry, now: Any) -> dict[str, Any]:
 
 
 def _running_backfills(settings: Settings) -> list[dict[str, Any]]:
-    """History runs in flight, from Dagster's own storage (`DAGSTER_HOME`): their partitions."""
+    """History backfills in flight (`history/<SYMBOL>`), from Dagster's own storage
+    (`DAGSTER_HOME`): their partitions."""
     if not settings.dagster_home:
         return []
     import dagster as dg
@@ -655,7 +655,7 @@ def _parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", help="show Dagster's log and every traceback"
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    p_refresh = sub.add_parser("refresh", help="refresh quotes now (today's partition)")
+    p_refresh = sub.add_parser("refresh", help="refresh quotes now")
     p_refresh.add_argument("--tier", choices=[t.value for t in Tier], help="only this tier")
     p_refresh.add_argument("-v", "--verbose", **VERBOSE)
     p_batch = sub.add_parser("run-batch", help="refresh the critical tier now, inside the budget")

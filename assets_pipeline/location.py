@@ -16,6 +16,7 @@ from assets_pipeline.config.settings import Deployment, Settings
 from assets_pipeline.defs.alerts import build_check_failure_alert, build_run_failure_alert
 from assets_pipeline.defs.assets import build_quote_assets
 from assets_pipeline.defs.checks import freshness_job, freshness_schedule
+from assets_pipeline.defs.history import history_definitions
 from assets_pipeline.defs.io_manager import QuoteIOManager
 from assets_pipeline.defs.jobs import (
     enqueue_job,
@@ -130,7 +131,8 @@ def _assemble(registry: Registry, settings: Settings) -> dg.Definitions:
         freshness_job(registry),
     ]
     upkeep = [enqueue, relay_outbox, prune_old_rows]
-    return dg.Definitions(
+    resources = build_resources(settings)
+    live = dg.Definitions(
         assets=assets,
         jobs=[*jobs, *upkeep],
         schedules=[*schedules, prune_daily],
@@ -143,8 +145,10 @@ def _assemble(registry: Registry, settings: Settings) -> dg.Definitions:
             build_run_failure_alert([*jobs, *upkeep]),
             build_check_failure_alert([key for a in assets for key in a.check_keys]),
         ],
-        resources=build_resources(settings),
+        resources=resources,
         # Every job here is one step (one per 250 symbols, see assets.py): running the steps in
         # the run's own process saves starting a Python per step, most of a refresh's cost.
         executor=dg.in_process_executor,
     )
+    # past days' bars: a family of its own, which the live definitions do not know
+    return dg.Definitions.merge(live, history_definitions(registry, resources["database"]))

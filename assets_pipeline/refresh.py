@@ -150,13 +150,11 @@ class Refresh:
             self.log.error(f"the fetch broke off ({self.broken}); its unanswered symbols fail")
             return None
 
-    def store(
-        self, spec: SymbolSpec, quote: Quote, partition_date: dt.date, run_id: str | None = None
-    ) -> dict[str, Any]:
+    def store(self, spec: SymbolSpec, quote: Quote, run_id: str | None = None) -> dict[str, Any]:
         """Write a validated quote: `metadata.last_update`, the history row, sync status `success`
         and the outbox event, in one transaction (`QuoteStore.write_quote`). What it did, as the
         output's metadata. Its event is announced by `settle`, once for the whole step."""
-        outcome = self.quote_store.write_quote(spec, quote, partition_date, run_id=run_id)
+        outcome = self.quote_store.write_quote(spec, quote, run_id=run_id)
         self.outcomes[spec.symbol] = outcome
         metadata: dict[str, Any] = {"written": outcome.written, "write_result": outcome.reason}
         if outcome.stored_data_time is not None:
@@ -266,8 +264,8 @@ class Fetched:
     spec: SymbolSpec
     quote: Quote
 
-    def store(self, partition_date: dt.date, run_id: str | None) -> dict[str, Any]:
-        return self.refresh.store(self.spec, self.quote, partition_date, run_id)
+    def store(self, run_id: str | None) -> dict[str, Any]:
+        return self.refresh.store(self.spec, self.quote, run_id)
 
 
 def mark_stale(

@@ -29,7 +29,7 @@ def refresh_all_job(registry: Registry) -> "dg.UnresolvedAssetJobDefinition":
     return dg.define_asset_job(
         "refresh_quotes",
         selection=_refresh(list(registry), dg.AssetSelection.key_prefixes([QUOTES_PREFIX])),
-        description="Refresh every configured symbol's quote (today's partition).",
+        description="Refresh every configured symbol's quote.",
     )
 
 
@@ -49,7 +49,7 @@ def refresh_tier_jobs(registry: Registry) -> "list[dg.UnresolvedAssetJobDefiniti
         dg.define_asset_job(
             f"refresh_{tier.value}",
             selection=_refresh(registry.in_tier(tier), dg.AssetSelection.groups(tier.value)),
-            description=f"Refresh the {tier.value} tier's quotes (today's partition).",
+            description=f"Refresh the {tier.value} tier's quotes.",
         )
         for tier in Tier
         if registry.in_tier(tier)

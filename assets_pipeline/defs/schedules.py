@@ -24,7 +24,6 @@ from assets_pipeline.defs.runs import (
     settled_view,
     settlements,
     tier_job_name,
-    today,
 )
 from assets_pipeline.persistence.refresh_queue import RefreshQueue
 from assets_pipeline.rules import clock
@@ -87,7 +86,6 @@ def direct_tick(
     if not symbols:
         return dg.SkipReason(f"no {policy.tier.value} symbol is due: {why}")
     return dg.RunRequest(
-        partition_key=today(),
         asset_selection=[quote_asset_key(s) for s in symbols],
         tags=run_tags(CRITICAL, tier=policy.tier.value),
     )
@@ -300,7 +298,6 @@ def market_open_tick(
         requests.append(
             dg.RunRequest(
                 job_name=_direct_jobs(registry)[0],
-                partition_key=today(),
                 asset_selection=[quote_asset_key(s.symbol) for s in now_direct],
                 tags=run_tags(CRITICAL, tier="critical"),
             )

@@ -5,6 +5,7 @@ The commands run as subprocesses, on the wall clock: a frozen clock does not rea
 
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
 import json
 import os
@@ -107,6 +108,37 @@ def test_dagster_materializes_in_its_own_run_process_on_the_defaults(tmp_path):
         rows = conn.execute(sa.select(quote_history.c.partition_date, quote_history.c.quote_time))
         for day, quote_time in rows:  # each filed under its own data time's day (UTC)
             assert day == as_utc(quote_time).date()
+
+
+def test_backfill_stores_past_days_bars_in_one_run_and_refuses_today(tmp_path):
+    from assets_pipeline.history.store import read_bars
+    from assets_pipeline.rules import clock
+
+    env = fresh_env(tmp_path)
+    backfill = [str(BIN / "assets-pipeline"), "backfill", "--symbol", "BTCUSD"]
+    first, last = clock.today() - dt.timedelta(days=3), clock.today() - dt.timedelta(days=1)
+    done = subprocess.run(
+        [*backfill, "--from", str(first), "--to", str(last)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[:2] == ["SYMBOL  DAYS  BARS", "BTCUSD  3     864 "]
+    assert f"{first} to {last}: 1 of 1 symbol(s) stored." in done.stdout
+    engine = get_engine(f"sqlite:///{tmp_path / 'trading.sqlite'}")
+    assert len(read_bars(engine, "BTCUSD", [first, last], 300)) == 3 * 288
+    assert QuoteStore(engine).latest_quote("BTCUSD") is None  # history is not the live quote
+    # today is no history partition: its bars are not complete
+    today = subprocess.run(
+        [*backfill, "--from", str(first), "--to", str(clock.today())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert today.returncode == 2 and "to " + str(last) + " (yesterday, UTC)" in today.stderr
 
 
 def test_run_batch_then_status_reports_the_batch_queue_schedules_and_budget(tmp_path):

@@ -21,7 +21,7 @@ def utcnow() -> dt.datetime:
 
 
 def today() -> dt.date:
-    """Today's date in UTC: the live daily partition."""
+    """Today's date in UTC."""
     return utcnow().date()
 
 

@@ -5,7 +5,7 @@ materializing many of them in one run is one step per 250 that fetches them toge
 `/v3/snapshot` call per step in `batch` mode. Separate per-symbol assets would each be a step and
 at least one API call; one multi-asset of thousands would make each step pay, for every output
 it yields, for every output it has (Dagster's `get_output_asset_keys`). Each symbol is still its
-own asset in the UI, with its own group (= tier), history, failures and checks.
+own asset in the UI, with its own group (= tier), materializations, failures and checks.
 
 Each is unpartitioned: it is the live quote, and its latest materialization is the quote now.
 Past days' bars are another family, `history/<SYMBOL>` (`history.py`), which this module does

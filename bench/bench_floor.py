@@ -173,7 +173,7 @@ def table(headers, rows):
 def base_env(work, sim_url):
     env = {k: v for k, v in os.environ.items() if k not in VARIABLES and k != "DAGSTER_HOME"}
     env.update(
-        PYTHONPATH=str(work),
+        PYTHONPATH=os.pathsep.join([str(work), str(ROOT)]),  # this checkout, not an install
         ASSETS_PIPELINE_HOME=str(work / "home"),
         POLYGON_API_KEY=KEY,
         POLYGON_BASE_URL=sim_url,

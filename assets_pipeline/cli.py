@@ -1,5 +1,5 @@
-"""`assets-pipeline`: the operator's commands (refresh, run-batch, status, budget, doctor, relay,
-queue, prune, migrate, simulator), each failing in one paragraph with its exit code.
+"""`assets-pipeline`: the operator's commands (refresh, backfill, run-batch, status, budget,
+doctor, relay, queue, prune, migrate, simulator), each failing in one paragraph with its exit code.
 
 `refresh` runs the same Dagster job the UI launches, in this process, so the embedded defaults
 (SQLite, the in-process simulator) need nothing else running. Settings are read from the
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime as dt
 import fcntl
 import gc
 import json
@@ -54,7 +55,7 @@ from assets_pipeline.rules.plans import LearntPlan
 from assets_pipeline.rules.queue_rules import QUEUED, QueueItem, drain_order
 from assets_pipeline.rules.quotes import iso_utc, parse_iso_utc
 from assets_pipeline.rules.retention import RetentionError, format_age, parse_age
-from assets_pipeline.rules.run_kinds import CRITICAL, run_tags
+from assets_pipeline.rules.run_kinds import BACKFILL, CRITICAL, run_tags
 
 if TYPE_CHECKING:
     import dagster as dg
@@ -122,7 +123,7 @@ def refresh(
     tags: dict[str, str] | None = None,
     defs: dg.Definitions | None = None,
 ) -> int:
-    """Materialize today's partition of every symbol (or one tier) and print a table. Without
+    """Materialize every symbol's quote (or one tier's) and print a table. Without
     `tags` the run is a manual one (see `rules/run_kinds.py`); `defs`: the definitions already
     built from `registry` and `settings`."""
     from assets_pipeline.location import build_definitions
@@ -132,7 +133,6 @@ def refresh(
     # the console log only with --verbose: without it a failure ends in one paragraph (below)
     level = "DEBUG" if verbose else "CRITICAL"
     result = job.execute_in_process(
-        partition_key=clock.today().isoformat(),
         instance=dagster_instance(settings) if settings.dagster_home else None,
         raise_on_error=False,
         tags=tags,
@@ -206,6 +206,75 @@ def _print_table(rows: list[tuple[str, ...]]) -> None:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)))
+
+
+# --- history ---------------------------------------------------------------------------------
+
+
+def backfill(
+    registry: Registry,
+    settings: Settings,
+    days: tuple[dt.date, dt.date],
+    specs: list[SymbolSpec],
+    verbose: bool = False,
+) -> int:
+    """Backfill `history/<SYMBOL>` of `specs` over the UTC days `days` (first, last; see
+    `past_days`) in one run, as the UI's backfill does; print each symbol's days and bars."""
+    from assets_pipeline.defs.history import history_asset_key
+    from assets_pipeline.location import build_definitions
+
+    first, last = days
+    job = build_definitions(registry, settings).resolve_implicit_global_asset_job_def()
+    level = "DEBUG" if verbose else "CRITICAL"
+    result = job.execute_in_process(
+        instance=dagster_instance(settings) if settings.dagster_home else None,
+        raise_on_error=False,
+        asset_selection=[history_asset_key(spec.symbol) for spec in specs],
+        tags=run_tags(
+            BACKFILL,
+            **{
+                "dagster/asset_partition_range_start": first.isoformat(),
+                "dagster/asset_partition_range_end": last.isoformat(),
+            },
+        ),
+        run_config={"loggers": {"console": {"config": {"log_level": level}}}},
+    )
+    bars: dict[str, list[int]] = {}
+    for event in result.get_asset_materialization_events():
+        recorded = event.step_materialization_data.materialization
+        bars.setdefault(recorded.asset_key.path[-1], []).append(
+            int(recorded.metadata["bars"].value)
+        )
+    rows = [("SYMBOL", "DAYS", "BARS")]
+    rows += [
+        (s.symbol, str(len(bars[s.symbol])), str(sum(bars[s.symbol])))
+        if s.symbol in bars
+        else (s.symbol, "-", "missing")
+        for s in specs
+    ]
+    _print_table(rows)
+    print(f"\n{first} to {last}: {len(bars)} of {len(specs)} symbol(s) stored.")
+    if not result.success:
+        failures = [e.step_failure_data for e in result.all_events if e.is_step_failure]
+        _report_run_failure(failures, settings, verbose, "backfill")
+    return 0 if result.success and len(bars) == len(specs) else 1
+
+
+def past_days(registry: Registry, first: str, last: str) -> tuple[dt.date, dt.date]:
+    """The backfill's first and last day: dates, in order, from the symbols file's `start_date`
+    to yesterday (UTC; today's bars are not complete)."""
+    try:
+        start, end = dt.date.fromisoformat(first), dt.date.fromisoformat(last)
+    except ValueError as exc:
+        raise ValueError(f"--from and --to take dates as YYYY-MM-DD: {exc}") from None
+    earliest, yesterday = dt.date.fromisoformat(registry.start_date), clock.today()
+    yesterday -= dt.timedelta(days=1)
+    if not earliest <= start <= end <= yesterday:
+        raise ValueError(
+            f"backfill days run from {earliest} (the symbols file's start_date) to {yesterday}"
+            f" (yesterday, UTC), first before last; not {first} to {last}"
+        )
+    return start, end
 
 
 def run_batch(registry: Registry, settings: Settings, verbose: bool) -> int:
@@ -351,7 +420,8 @@ def _database_part(engine: Any, registry: Registry, now: Any) -> dict[str, Any]:
 
 
 def _running_backfills(settings: Settings) -> list[dict[str, Any]]:
-    """History runs in flight, from Dagster's own storage (`DAGSTER_HOME`): their partitions."""
+    """History backfills in flight (`history/<SYMBOL>`), from Dagster's own storage
+    (`DAGSTER_HOME`): their partitions."""
     if not settings.dagster_home:
         return []
     import dagster as dg
@@ -658,11 +728,16 @@ def _parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", help="show Dagster's log and every traceback"
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    p_refresh = sub.add_parser("refresh", help="refresh quotes now (today's partition)")
+    p_refresh = sub.add_parser("refresh", help="refresh quotes now")
     p_refresh.add_argument("--tier", choices=[t.value for t in Tier], help="only this tier")
     p_refresh.add_argument("-v", "--verbose", **VERBOSE)
     p_batch = sub.add_parser("run-batch", help="refresh the critical tier now, inside the budget")
     p_batch.add_argument("-v", "--verbose", **VERBOSE)
+    p_backfill = sub.add_parser("backfill", help="store past days' bars (history), in one run")
+    p_backfill.add_argument("--from", dest="first", required=True, metavar="YYYY-MM-DD")
+    p_backfill.add_argument("--to", dest="last", required=True, metavar="YYYY-MM-DD")
+    p_backfill.add_argument("--symbol", dest="symbols", action="append", metavar="SYMBOL")
+    p_backfill.add_argument("-v", "--verbose", **VERBOSE)
     p_status = sub.add_parser("status", help="last batch, next runs, queue, budget")
     p_status.add_argument("--json", action="store_true", help="machine-readable")
     sub.add_parser("relay", help="publish events waiting in the outbox")
@@ -777,6 +852,13 @@ def _run(args: argparse.Namespace, rest: list[str]) -> int:
         return refresh(registry, settings, args.tier, args.verbose)
     if args.command == "run-batch":
         return run_batch(registry, settings, args.verbose)
+    if args.command == "backfill":
+        try:
+            days = past_days(registry, args.first, args.last)
+            specs = [registry.get(s) for s in args.symbols] if args.symbols else list(registry)
+        except (ValueError, KeyError) as exc:
+            _parser().error(str(exc).strip("'\""))
+        return backfill(registry, settings, days, specs, args.verbose)
     return status(registry, settings, args.json)
 
 

@@ -16,6 +16,7 @@ from assets_pipeline.config.settings import Deployment, Settings
 from assets_pipeline.defs.alerts import alert_definitions
 from assets_pipeline.defs.assets import build_quote_assets
 from assets_pipeline.defs.checks import check_definitions
+from assets_pipeline.defs.history import history_definitions
 from assets_pipeline.defs.io_manager import QuoteIOManager
 from assets_pipeline.defs.jobs import refresh_definitions
 from assets_pipeline.defs.keys import QUOTE_IO_MANAGER_KEY
@@ -107,9 +108,12 @@ def build_definitions(
 def _assemble(registry: Registry, settings: Settings) -> dg.Definitions:
     """Each area's small definitions, merged: what the alerts watch, then the alerts and the
     resources."""
+    resources = build_resources(settings)
     refresh = refresh_definitions(registry)
     watched = dg.Definitions.merge(
         dg.Definitions(assets=build_quote_assets(registry)),
+        # past days' bars: a family of its own, which the live definitions do not know
+        history_definitions(registry, resources["database"]),
         refresh,
         check_definitions(registry),
         cadence_definitions(registry, list(refresh.jobs or [])),
@@ -120,7 +124,7 @@ def _assemble(registry: Registry, settings: Settings) -> dg.Definitions:
         watched,
         alert_definitions(watched),
         dg.Definitions(
-            resources=build_resources(settings),
+            resources=resources,
             # Every job here is one step (one per 250 symbols, see assets.py): running the steps
             # in the run's own process saves starting a Python per step, most of a refresh's cost.
             executor=dg.in_process_executor,

@@ -1,10 +1,7 @@
-"""The live refresh: the one owner of a symbol's state, from start to settle.
-
-`Refresh` marks the symbols `in_progress`, fetches and validates, writes each quote with its
-history row, sync status and event in one transaction (`store`), then settles: failures by their
-cause, one relay of the outbox for the whole step, the queue and the batch. `mark_stale` records
-the freshness checks' verdicts. Nothing else writes a symbol's sync status. It knows no Dagster.
-"""
+"""The live refresh: the one owner of a symbol's state, from start to settle. `Refresh` marks the
+symbols `in_progress`, fetches and validates, writes each quote with its history row, sync status
+and event in one transaction (`store`), then settles (failures, one outbox relay per step, the
+queue, the batch). `mark_stale` records the freshness verdicts. It knows no Dagster."""
 
 from __future__ import annotations
 
@@ -150,13 +147,11 @@ class Refresh:
             self.log.error(f"the fetch broke off ({self.broken}); its unanswered symbols fail")
             return None
 
-    def store(
-        self, spec: SymbolSpec, quote: Quote, partition_date: dt.date, run_id: str | None = None
-    ) -> dict[str, Any]:
+    def store(self, spec: SymbolSpec, quote: Quote, run_id: str | None = None) -> dict[str, Any]:
         """Write a validated quote: `metadata.last_update`, the history row, sync status `success`
         and the outbox event, in one transaction (`QuoteStore.write_quote`). What it did, as the
         output's metadata. Its event is announced by `settle`, once for the whole step."""
-        outcome = self.quote_store.write_quote(spec, quote, partition_date, run_id=run_id)
+        outcome = self.quote_store.write_quote(spec, quote, run_id=run_id)
         self.outcomes[spec.symbol] = outcome
         metadata: dict[str, Any] = {"written": outcome.written, "write_result": outcome.reason}
         if outcome.stored_data_time is not None:
@@ -266,8 +261,8 @@ class Fetched:
     spec: SymbolSpec
     quote: Quote
 
-    def store(self, partition_date: dt.date, run_id: str | None) -> dict[str, Any]:
-        return self.refresh.store(self.spec, self.quote, partition_date, run_id)
+    def store(self, run_id: str | None) -> dict[str, Any]:
+        return self.refresh.store(self.spec, self.quote, run_id)
 
 
 def mark_stale(

@@ -15,7 +15,6 @@ import os
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import dagster as dg
 import pytest
@@ -255,7 +254,7 @@ def symbol_entry(**overrides: object) -> dict[str, object]:
     }
 
 
-#: A quote's time, and its partition day, for tests that store quotes (`quote()`).
+#: A quote's time, and its day (UTC), for tests that store quotes (`quote()`).
 T0 = dt.datetime(2026, 11, 24, 10, 0, tzinfo=dt.UTC)
 DAY = T0.date()
 
@@ -416,44 +415,6 @@ def frozen_clock() -> Iterator[FrozenClock]:
     """The clock frozen at `FROZEN_AT` for the test; it moves only when the test moves it."""
     with clock.frozen_at(FROZEN_AT) as move:
         yield FrozenClock(FROZEN_AT, move)
-
-
-def live_day() -> str:
-    """Today's partition (UTC) by the package clock, as the quotes asset tells it. It also
-    takes the day the run was requested on, and refuses any other day."""
-    return clock.today().isoformat()
-
-
-T = TypeVar("T")
-
-
-def on_the_live_day(run: Callable[[str], T], refused_as_past: Callable[[T], bool]) -> tuple[str, T]:
-    """`run(day)` on today's partition; returns the day it ran on and what it returned.
-
-    If midnight UTC passes between taking the day and Dagster creating the run, the run is
-    requested on the new day for the old one and refused as "a past day", having fetched and
-    written nothing; it is then run once more, on the new day. So a test on today's partition
-    does not fail because it started at 23:59:59.999."""
-    day = live_day()
-    outcome = run(day)
-    if refused_as_past(outcome) and live_day() != day:
-        day = live_day()
-        outcome = run(day)
-    return day, outcome
-
-
-PAST_DAY = "is a past day"
-
-
-def refused_as_past(result: object) -> bool:
-    """Whether an in-process Dagster run failed because its partition was no longer today."""
-    if getattr(result, "success", True):
-        return False
-    return any(
-        PAST_DAY in event.step_failure_data.error.message
-        for event in result.all_events  # type: ignore[attr-defined]
-        if event.is_step_failure and event.step_failure_data.error
-    )
 
 
 def parse_source(source: str, filename: str = "<source>") -> ast.Module:

@@ -1,8 +1,8 @@
 """End to end through Dagster: symbols file -> Polygon (simulator) -> PostgreSQL -> Redis.
 
 The definitions are built exactly as the code location builds them, from environment variables,
-and run against the real PostgreSQL and Redis on this machine. Runs are on today's partition, read
-when each run starts (`on_the_live_day`), and what they wrote is compared with the day they ran on.
+and run against the real PostgreSQL and Redis on this machine. The live quotes (`quotes/<SYMBOL>`)
+have no partitions; history (`history/<SYMBOL>`) is backfilled by past days, apart from them.
 """
 
 from __future__ import annotations
@@ -26,14 +26,7 @@ from assets_pipeline.persistence.schema import event_outbox, quote_history, symb
 from assets_pipeline.rules.quotes import Quote, iso_utc
 from assets_pipeline.rules.run_kinds import run_tags
 from assets_pipeline.simulator import Fault, PolygonSimulator
-from assets_pipeline_tests.conftest import (
-    REDIS_URL,
-    get_engine,
-    live_day,
-    on_the_live_day,
-    refused_as_past,
-    symbol_entry,
-)
+from assets_pipeline_tests.conftest import REDIS_URL, get_engine, symbol_entry
 
 SECRET = "sk-live-7f3e9a1c5b2d4e6f8a0b-DO-NOT-LEAK"
 CRITICAL = ["XAUUSD", "EURUSD", "BTCUSD"]
@@ -58,30 +51,33 @@ class Pipeline:
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         self.instance = dg.DagsterInstance.ephemeral()
-        #: The partition the last run was on.
-        self.partition: str | None = None
 
     def defs(self, symbols_file: Path | None = None) -> dg.Definitions:
         from assets_pipeline.definitions import build_definitions
 
         return build_definitions(load_registry(symbols_file) if symbols_file else None)
 
-    def run(self, job="refresh_critical", partition=None, symbols_file=None, mode=None, **options):
-        """Run `job` in-process on `partition` (default: today's, read as the run starts)."""
+    def run(self, job="refresh_critical", symbols_file=None, mode=None, **options):
+        """Run `job` in-process."""
         if mode:
             self.monkeypatch.setenv("POLYGON_SNAPSHOT_MODE", mode)
         job_def = self.defs(symbols_file).resolve_job_def(job)
+        return job_def.execute_in_process(instance=self.instance, raise_on_error=False, **options)
 
-        def run_on(day):
-            return job_def.execute_in_process(
-                partition_key=day, instance=self.instance, raise_on_error=False, **options
-            )
-
-        if partition is not None:
-            self.partition = partition
-            return run_on(partition)
-        self.partition, result = on_the_live_day(run_on, refused_as_past)
-        return result
+    def backfill(self, first, last, symbols=CRITICAL, instance=None):
+        """A backfill of `history/<SYMBOL>` over the days `first` to `last`, as the UI launches
+        one: a single run over the range (the assets' `BackfillPolicy.single_run()`)."""
+        job = self.defs().resolve_implicit_global_asset_job_def()
+        return job.execute_in_process(
+            instance=instance or self.instance,
+            raise_on_error=False,
+            asset_selection=[dg.AssetKey(["history", s]) for s in symbols],
+            tags={
+                "dagster/asset_partition_range_start": first.isoformat(),
+                "dagster/asset_partition_range_end": last.isoformat(),
+                "dagster/backfill": "test",
+            },
+        )
 
     @property
     def store(self) -> QuoteStore:
@@ -166,7 +162,7 @@ def test_materializing_the_critical_tier_stores_rows_status_history_and_announce
             decimals = repr(float(shown[key].value)).partition(".")[2]
             assert len(decimals) <= precision, (symbol, key, shown[key].value)
     assert meta["written"].value is True
-    assert materialized["EURUSD"].partition == pipeline.partition
+    assert materialized["EURUSD"].partition is None  # the live quote has no partitions
 
     store = pipeline.store
     for symbol in CRITICAL:
@@ -176,14 +172,17 @@ def test_materializing_the_critical_tier_stores_rows_status_history_and_announce
     assert store.latest_quote("BTCUSD").bid is None  # crypto: null, never 0
     with store.engine.connect() as conn:
         history = conn.execute(
-            sa.select(quote_history.c.symbol, quote_history.c.partition_date)
+            sa.select(
+                quote_history.c.symbol, quote_history.c.partition_date, quote_history.c.quote_time
+            )
         ).all()
         unsent = conn.execute(
             sa.select(sa.func.count()).where(event_outbox.c.sent_at.is_(None))
         ).scalar_one()
         registered = conn.execute(sa.select(sa.func.count()).select_from(symbols)).scalar_one()
     assert sorted(h.symbol for h in history) == sorted(CRITICAL)
-    assert {h.partition_date.isoformat() for h in history} == {pipeline.partition}
+    for row in history:  # filed under the UTC day of the quote's own data time
+        assert row.partition_date == row.quote_time.astimezone(dt.UTC).date()
     assert unsent == 0
     assert registered == 3
 
@@ -226,47 +225,50 @@ def bars_of(pipeline, symbol):
         ).all()
 
 
-def test_a_past_day_stores_its_bars_and_never_the_live_quote(pipeline):
-    yesterday = (dt.date.fromisoformat(live_day()) - dt.timedelta(days=2)).isoformat()
-    result = pipeline.run("refresh_critical", partition=yesterday)
+def days_ago(n: int) -> dt.date:
+    from assets_pipeline.rules import clock
+
+    return clock.today() - dt.timedelta(days=n)
+
+
+def test_a_backfilled_day_stores_its_bars_and_never_the_live_state(pipeline):
+    day = days_ago(2)
+    result = pipeline.backfill(day, day)
     assert result.success
     for symbol in CRITICAL:
         bars = bars_of(pipeline, symbol)
         assert len(bars) == 288  # a day of 5-minute bars (the simulator trades every day)
-        assert {b.bar_start.astimezone(dt.UTC).date().isoformat() for b in bars} == {yesterday}
+        assert {b.bar_start.astimezone(dt.UTC).date() for b in bars} == {day}
         assert pipeline.store.latest_quote(symbol) is None  # the live quote is not history's
         assert pipeline.store.sync_status(symbol) is None  # nor its sync status
     assert len(pipeline.api_requests()) == 3  # one range request per ticker
+    # no check evaluated (freshness judges the live quote), no live asset materialized
+    assert result.get_asset_check_evaluations() == []
+    assert {m.asset_key.path[0] for m in result.get_asset_materialization_events()} == {"history"}
     with get_engine(pipeline.database_url).connect() as conn:
-        assert conn.execute(sa.select(sa.func.count()).select_from(event_outbox)).scalar() == 0
-    # materializing the day again rewrites the same rows
-    assert pipeline.run("refresh_critical", partition=yesterday).success
+        for table in (event_outbox, quote_history, symbols):
+            assert conn.execute(sa.select(sa.func.count()).select_from(table)).scalar() == 0
+    # backfilling the day again rewrites the same rows
+    assert pipeline.backfill(day, day).success
     assert len(bars_of(pipeline, "EURUSD")) == 288
 
 
 def test_a_backfill_of_days_is_one_run_and_one_call_per_symbol(pipeline):
-    today = dt.date.fromisoformat(live_day())
-    first, last = today - dt.timedelta(days=5), today - dt.timedelta(days=3)
-    job = pipeline.defs().resolve_job_def("refresh_critical")
-    result = job.execute_in_process(
-        instance=pipeline.instance,
-        raise_on_error=False,
-        tags={
-            "dagster/asset_partition_range_start": first.isoformat(),
-            "dagster/asset_partition_range_end": last.isoformat(),
-            "dagster/backfill": "test",
-        },
-    )
+    first, last = days_ago(5), days_ago(3)
+    result = pipeline.backfill(first, last)
     assert result.success
     assert len(pipeline.api_requests()) == 3  # three days, one request per symbol
     assert len(bars_of(pipeline, "BTCUSD")) == 3 * 288
-    materialized = result.asset_materializations_for_node("quotes")
-    assert {m.partition for m in materialized} == {
-        (first + dt.timedelta(days=n)).isoformat() for n in range(3)
-    }
+    materialized = result.get_asset_materialization_events()
+    assert sorted((e.asset_key.path[-1], e.partition) for e in materialized) == sorted(
+        (s, (first + dt.timedelta(days=n)).isoformat()) for s in CRITICAL for n in range(3)
+    )
     # a backfill is never critical: it left the reserve and did not move its clock
     stats = redis.Redis.from_url(REDIS_URL).hgetall(f"{pipeline.namespace}budget:{{polygon}}:stats")
     assert b"last_critical" not in stats
+    # the run's totals are the run's: in its tag and log line, never in a partition's metadata
+    totals = pipeline.instance.get_run_by_id(result.run_id).tags["history/totals"]
+    assert "3 day(s)" in totals and f"{3 * 3 * 288} bar(s)" in totals and "3 API call(s)" in totals
 
 
 def symbols_file_with_unknown(tmp_path: Path) -> Path:
@@ -481,16 +483,13 @@ def test_a_queue_batch_settles_its_items_and_reports_its_result(pipeline, caplog
 
 
 def test_a_downstream_asset_reads_the_latest_quote_through_the_io_manager(pipeline):
-    from assets_pipeline.defs.assets import build_quote_assets, quotes_partitions
+    from assets_pipeline.defs.assets import build_quote_assets
 
     assert pipeline.run("refresh_critical").success
     registry = load_registry()
     seen = {}
 
-    @dg.asset(
-        ins={"eurusd": dg.AssetIn(key=["quotes", "EURUSD"])},
-        partitions_def=quotes_partitions(registry),
-    )
+    @dg.asset(ins={"eurusd": dg.AssetIn(key=["quotes", "EURUSD"])})
     def eurusd_mid(eurusd):
         seen["quote"] = eurusd
 
@@ -498,7 +497,6 @@ def test_a_downstream_asset_reads_the_latest_quote_through_the_io_manager(pipeli
     result = dg.materialize(
         [eurusd_mid, *build_quote_assets(registry)],
         selection=[eurusd_mid],
-        partition_key=live_day(),  # the reader loads the latest quote on any day
         resources=defs.resources,
         instance=pipeline.instance,
     )
@@ -512,24 +510,24 @@ def test_a_downstream_asset_reads_the_latest_quote_through_the_io_manager(pipeli
 def test_a_downstream_asset_reads_a_past_days_bars_as_a_dataframe(pipeline):
     import pandas as pd
 
-    from assets_pipeline.defs.assets import build_quote_assets, quotes_partitions
+    from assets_pipeline.defs.history import build_history_assets, history_partitions
 
-    day = (dt.date.fromisoformat(live_day()) - dt.timedelta(days=2)).isoformat()
-    assert pipeline.run("refresh_critical", partition=day).success
+    day = days_ago(2)
+    assert pipeline.backfill(day, day).success
     registry = load_registry()
     seen = {}
 
     @dg.asset(
-        ins={"eurusd": dg.AssetIn(key=["quotes", "EURUSD"])},
-        partitions_def=quotes_partitions(registry),
+        ins={"eurusd": dg.AssetIn(key=["history", "EURUSD"])},
+        partitions_def=history_partitions(registry),
     )
     def eurusd_day(eurusd):
         seen["bars"] = eurusd
 
     result = dg.materialize(
-        [eurusd_day, *build_quote_assets(registry)],
+        [eurusd_day, *build_history_assets(registry)],
         selection=[eurusd_day],
-        partition_key=day,
+        partition_key=day.isoformat(),
         resources=pipeline.defs().resources,
         instance=pipeline.instance,
     )
@@ -540,7 +538,7 @@ def test_a_downstream_asset_reads_a_past_days_bars_as_a_dataframe(pipeline):
     assert [float(c) for c in bars["close"]] == [b.close for b in bars_of(pipeline, "EURUSD")]
 
 
-# --- runs the project did not launch, congestion, midnight ---------------------------------------
+# --- runs the project did not launch, congestion ------------------------------------------------
 
 
 def test_a_run_launched_from_the_ui_is_manual_even_when_it_selects_only_critical_symbols(pipeline):
@@ -552,7 +550,6 @@ def test_a_run_launched_from_the_ui_is_manual_even_when_it_selects_only_critical
     critical = [dg.AssetKey(["quotes", s]) for s in CRITICAL]
     job = defs.resolve_implicit_global_asset_job_def()
     result = job.execute_in_process(
-        partition_key=live_day(),
         instance=pipeline.instance,
         asset_selection=critical,
         raise_on_error=False,
@@ -590,7 +587,7 @@ def test_a_symbol_that_finds_no_budget_slot_goes_back_to_its_place_unblamed(pipe
             ask=1.001,
             last_price=1.0005,
         )
-        pipeline.store.write_quote(registry.get(symbol), earlier, dt.date.today())
+        pipeline.store.write_quote(registry.get(symbol), earlier)
     before = {s: pipeline.store.sync_status(s) for s in ("GBPUSD", "USDJPY")}
     store = RedisBudgetStore(redis.Redis.from_url(REDIS_URL), namespace=pipeline.namespace)
     busy = PolygonBudget(store, 2, 60)
@@ -601,7 +598,6 @@ def test_a_symbol_that_finds_no_budget_slot_goes_back_to_its_place_unblamed(pipe
         pipeline.defs()
         .resolve_job_def("refresh_queue")
         .execute_in_process(
-            partition_key=live_day(),
             instance=pipeline.instance,
             raise_on_error=False,
             asset_selection=[dg.AssetKey(["quotes", i.symbol]) for i in claimed],
@@ -621,20 +617,6 @@ def test_a_symbol_that_finds_no_budget_slot_goes_back_to_its_place_unblamed(pipe
         for field in ("sync_status", "last_sync_timestamp", "error_message"):  # unchanged
             assert after[field] == before[symbol][field]
     assert pipeline.api_requests() == []
-
-
-def test_a_refresh_requested_before_midnight_stores_its_quote_after_it(pipeline):
-    # Requested on day D (the run's creation, by Dagster's clock), started on D+1 by ours.
-    from assets_pipeline.rules import clock
-
-    requested = dt.datetime.now(dt.UTC)
-    after_midnight = dt.datetime.combine(
-        requested.date() + dt.timedelta(days=1), dt.time(0, 0, 3), dt.UTC
-    )
-    with clock.frozen_at(after_midnight):
-        result = pipeline.run("refresh_critical", partition=requested.date().isoformat())
-    assert result.success
-    assert pipeline.store.latest_quote("EURUSD") is not None
 
 
 def test_the_spread_is_stored_at_the_symbols_precision_without_float_noise(pipeline):
@@ -851,19 +833,14 @@ def test_a_backfill_running_never_delays_a_critical_refresh(pipeline):
 
     pipeline.monkeypatch.setenv("POLYGON_RATE_LIMIT_CALLS", "4")
     pipeline.monkeypatch.setenv("POLYGON_RATE_LIMIT_WINDOW_SECONDS", "3")
-    today = dt.date.fromisoformat(live_day())
+    registry = load_registry()
+    everything = [spec.symbol for spec in registry]
     defs = pipeline.defs()
     outcome = {}
 
     def backfill():
-        outcome["backfill"] = defs.resolve_job_def("refresh_quotes").execute_in_process(
-            instance=dg.DagsterInstance.ephemeral(),
-            raise_on_error=False,
-            tags={
-                "dagster/asset_partition_range_start": (today - dt.timedelta(days=5)).isoformat(),
-                "dagster/asset_partition_range_end": (today - dt.timedelta(days=3)).isoformat(),
-                "dagster/backfill": "year",
-            },
+        outcome["backfill"] = pipeline.backfill(
+            days_ago(5), days_ago(3), everything, instance=dg.DagsterInstance.ephemeral()
         )
 
     history = threading.Thread(target=backfill)
@@ -873,7 +850,6 @@ def test_a_backfill_running_never_delays_a_critical_refresh(pipeline):
         assert time.monotonic() < deadline and history.is_alive()
         time.sleep(0.05)
     critical = defs.resolve_job_def("refresh_critical").execute_in_process(
-        partition_key=live_day(),
         instance=pipeline.instance,
         raise_on_error=False,
         tags=run_tags("critical", tier="critical"),
@@ -885,29 +861,117 @@ def test_a_backfill_running_never_delays_a_critical_refresh(pipeline):
     assert sum("/range/" in r.path for r in pipeline.api_requests()) == 9
 
 
-def test_a_day_without_trading_is_a_success_with_no_bars(monkeypatch, pg_url, redis_namespace):
-    # forex does not trade on Saturday: its history for that day is empty, not a failure
+def test_each_backfilled_day_records_its_own_bars_and_a_day_without_trading_reads_none(
+    monkeypatch, pg_url, redis_namespace
+):
+    # One run over Friday to Sunday. Forex does not trade on Saturday: that day is a success
+    # with 0 bars, never the run's total; crypto trades every day.
+    from assets_pipeline.defs.history import history_partitions
+
     with PolygonSimulator(host="127.0.0.1", port=0, api_keys={SECRET}, market_hours=True) as sim:
         weekend = Pipeline(monkeypatch, sim, pg_url, redis_namespace)
-        today = dt.date.fromisoformat(live_day())
+        today = days_ago(0)
         saturday = today - dt.timedelta(days=(today.weekday() - 5) % 7 or 7)
-        result = weekend.run("refresh_critical", partition=saturday.isoformat())
+        friday, sunday = saturday - dt.timedelta(days=1), saturday + dt.timedelta(days=1)
+        if sunday >= today:  # the last history partition is yesterday's
+            saturday, friday, sunday = (
+                d - dt.timedelta(days=7) for d in (saturday, friday, sunday)
+            )
+        result = weekend.backfill(friday, sunday)
         assert result.success
-        assert bars_of(weekend, "EURUSD") == [] and bars_of(weekend, "XAUUSD") == []
-        assert len(bars_of(weekend, "BTCUSD")) == 288  # crypto trades every day
-        meta = {
-            m.asset_key.path[-1]: m.metadata["bars"].value
-            for m in result.asset_materializations_for_node("quotes")
+        assert len(bars_of(weekend, "BTCUSD")) == 3 * 288
+        days = {
+            (e.asset_key.path[-1], dt.date.fromisoformat(e.partition)): {
+                k: v.value for k, v in e.materialization.metadata.items()
+            }
+            for e in result.get_asset_materialization_events()
         }
-        assert meta == {"EURUSD": 0, "XAUUSD": 0, "BTCUSD": 288}
+        assert len(days) == 9  # one materialization per (symbol, day)
+        assert days["EURUSD", saturday] == {
+            "bars": 0,
+            "bar_seconds": 300,
+            "first_bar": None,
+            "last_bar": None,
+        }
+        assert days["XAUUSD", saturday]["bars"] == 0
+        assert {days["BTCUSD", d]["bars"] for d in (friday, saturday, sunday)} == {288}
+        crypto_saturday = days["BTCUSD", saturday]
+        assert crypto_saturday["first_bar"].startswith(saturday.isoformat() + "T00:00:00")
+        assert crypto_saturday["last_bar"].startswith(saturday.isoformat() + "T23:55:00")
+        friday_bars = days["EURUSD", friday]["bars"]
+        assert 0 < friday_bars < 288 and friday_bars == len(
+            [
+                b
+                for b in bars_of(weekend, "EURUSD")
+                if b.bar_start.astimezone(dt.UTC).date() == friday
+            ]
+        )
+        # what Dagster's storage, and so the UI, holds: each day's own record, all materialized
+        key = dg.AssetKey(["history", "EURUSD"])
+        stored = weekend.instance.fetch_materializations(key, limit=10).records
+        assert {r.partition_key: r.asset_materialization.metadata["bars"].value for r in stored}[
+            saturday.isoformat()
+        ] == 0
+        assert weekend.instance.get_materialized_partitions(key) == {
+            d.isoformat() for d in (friday, saturday, sunday)
+        }
+        days = (friday, saturday, sunday)
+        status = partition_status(weekend.instance, key, history_partitions(load_registry()), days)
+        assert status == ({d.isoformat() for d in (friday, saturday, sunday)}, set())
+
+
+def partition_status(instance, key, partitions_def, days):
+    """(materialized, failed) among `days`, as the UI's partition bar reads them."""
+    status = instance.get_status_by_partition(key, [d.isoformat() for d in days], partitions_def)
+    return (
+        {day for day, state in status.items() if state == dg.AssetPartitionStatus.MATERIALIZED},
+        {day for day, state in status.items() if state == dg.AssetPartitionStatus.FAILED},
+    )
+
+
+def test_a_backfill_leaves_the_live_quotes_latest_materialization_and_checks_as_they_were(
+    pipeline,
+):
+    # The live quote, its quality check (with the refresh) and its freshness checks (their job),
+    # then a backfill of the same symbol's history: quotes/EURUSD looks exactly as before.
+    assert pipeline.run("refresh_critical").success
+    assert pipeline.run("check_freshness").success
+    key = dg.AssetKey(["quotes", "EURUSD"])
+    checks = [dg.AssetCheckKey(key, name) for name in ("quote_quality", "fresh", "quote_age")]
+
+    def live_state():
+        (latest,) = pipeline.instance.fetch_materializations(key, limit=1).records
+        evaluations = {
+            check.name: [
+                (r.run_id, r.status)
+                for r in pipeline.instance.event_log_storage.get_asset_check_execution_history(
+                    check, limit=10
+                )
+            ]
+            for check in checks
+        }
+        return latest.storage_id, latest.run_id, evaluations
+
+    before = live_state()
+    assert all(before[2].values())  # each check evaluated
+    status_before = pipeline.store.sync_status("EURUSD")
+    result = pipeline.backfill(days_ago(30), days_ago(1), ["EURUSD"])
+    assert result.success
+    assert live_state() == before
+    assert pipeline.store.sync_status("EURUSD") == status_before
+    # the live asset has no partitions for a backfill to fill, and history has its own
+    assert pipeline.instance.get_materialized_partitions(key) == set()
+    assert (
+        len(pipeline.instance.get_materialized_partitions(dg.AssetKey(["history", "EURUSD"]))) == 30
+    )
 
 
 def test_a_past_day_that_cannot_be_fetched_stays_missing_without_failing_the_run(pipeline):
-    day = (dt.date.fromisoformat(live_day()) - dt.timedelta(days=2)).isoformat()
+    day = days_ago(2)
     pipeline.sim.add_fault(Fault("forbidden", ticker="C:EURUSD"))
-    result = pipeline.run("refresh_critical", partition=day)
-    assert result.success  # the live state is not turned red by history
-    done = {m.asset_key.path[-1] for m in result.asset_materializations_for_node("quotes")}
+    result = pipeline.backfill(day, day)
+    assert result.success  # the other symbols' days are stored
+    done = {e.asset_key.path[-1] for e in result.get_asset_materialization_events()}
     assert done == {"XAUUSD", "BTCUSD"}  # EURUSD's day stays missing, to be asked again
     assert bars_of(pipeline, "EURUSD") == []
     tags = pipeline.instance.get_run_by_id(result.run_id).tags
@@ -934,7 +998,10 @@ def test_over_250_symbols_a_run_is_one_step_and_one_batch_call_per_250(pipeline,
     path.write_text(yaml.safe_dump({"symbols": entries, "queue": {"max_size": 600}}))
     defs = pipeline.defs(path)
     sizes = {a.node_def.name: len(a.keys) for a in defs.resolve_asset_graph().assets_defs}
-    assert sizes == {"quotes": 250, "quotes_2": 250, "quotes_3": 100}
+    assert sizes == {
+        **{"quotes": 250, "quotes_2": 250, "quotes_3": 100},
+        **{"history": 250, "history_2": 250, "history_3": 100},  # the same steps, past days
+    }
     result = pipeline.run("refresh_quotes", symbols_file=path, mode="batch")
     assert result.success
     steps = {e.step_key for e in result.all_events if e.is_step_success}

@@ -5,6 +5,7 @@ The commands run as subprocesses, on the wall clock: a frozen clock does not rea
 
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
 import json
 import os
@@ -17,14 +18,9 @@ import sqlalchemy as sa
 
 from assets_pipeline.cli import INSTANCE_LOCK_FILE
 from assets_pipeline.config.settings import VARIABLES
-from assets_pipeline.persistence.quote_store import QuoteStore
+from assets_pipeline.persistence.quote_store import QuoteStore, as_utc
 from assets_pipeline.persistence.schema import quote_history
-from assets_pipeline_tests.conftest import (
-    PAST_DAY,
-    always_open_symbols_file,
-    get_engine,
-    on_the_live_day,
-)
+from assets_pipeline_tests.conftest import always_open_symbols_file, get_engine
 
 BIN = Path(sys.executable).parent
 SETTINGS = tuple(v for v in VARIABLES if v != "ASSETS_PIPELINE_HOME")
@@ -41,22 +37,13 @@ def fresh_env(home: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def refused_as_past_day(done: subprocess.CompletedProcess[str]) -> bool:
-    """The command's run was refused as "a past day": midnight UTC passed between the day it was
-    given (or took) and the quotes asset's own check of today (see `on_the_live_day`)."""
-    return done.returncode != 0 and PAST_DAY in done.stdout + done.stderr
-
-
 def test_the_demo_refreshes_every_symbol_on_the_embedded_defaults(tmp_path):
-    _, done = on_the_live_day(  # the command takes today's partition itself
-        lambda _day: subprocess.run(
-            [str(BIN / "assets-pipeline"), "refresh"],
-            env=fresh_env(tmp_path),
-            capture_output=True,
-            text=True,
-            timeout=120,
-        ),
-        refused_as_past_day,
+    done = subprocess.run(
+        [str(BIN / "assets-pipeline"), "refresh"],
+        env=fresh_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
@@ -97,47 +84,70 @@ def test_the_demo_refreshes_every_symbol_on_the_embedded_defaults(tmp_path):
 def test_dagster_materializes_in_its_own_run_process_on_the_defaults(tmp_path):
     home = tmp_path / "dagster_home"
     home.mkdir()
-    # today's partition, read right before the command runs
-    day, done = on_the_live_day(
-        lambda day: subprocess.run(
-            [
-                str(BIN / "dagster"),
-                "asset",
-                "materialize",
-                "-m",
-                "assets_pipeline.definitions",
-                "--select",
-                "quotes/XAUUSD,quotes/BTCUSD",
-                "--partition",
-                day,
-            ],
-            env=fresh_env(tmp_path / "ap", DAGSTER_HOME=str(home)),
-            capture_output=True,
-            text=True,
-            timeout=180,
-        ),
-        refused_as_past_day,
+    done = subprocess.run(  # the live quotes have no partition to name
+        [
+            str(BIN / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "assets_pipeline.definitions",
+            "--select",
+            "quotes/XAUUSD,quotes/BTCUSD",
+        ],
+        env=fresh_env(tmp_path / "ap", DAGSTER_HOME=str(home)),
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     store = QuoteStore(get_engine(f"sqlite:///{tmp_path / 'ap' / 'trading.sqlite'}"))
     assert store.latest_quote("XAUUSD") is not None and store.latest_quote("BTCUSD") is not None
     assert store.latest_quote("EURUSD") is None  # not selected, not fetched
     with store.engine.connect() as conn:
-        days = conn.execute(sa.select(quote_history.c.partition_date).distinct()).scalars()
-        assert [d.isoformat() for d in days] == [day]  # stored under the partition it was given
+        rows = conn.execute(sa.select(quote_history.c.partition_date, quote_history.c.quote_time))
+        for day, quote_time in rows:  # each filed under its own data time's day (UTC)
+            assert day == as_utc(quote_time).date()
+
+
+def test_backfill_stores_past_days_bars_in_one_run_and_refuses_today(tmp_path):
+    from assets_pipeline.history.store import read_bars
+    from assets_pipeline.rules import clock
+
+    env = fresh_env(tmp_path)
+    backfill = [str(BIN / "assets-pipeline"), "backfill", "--symbol", "BTCUSD"]
+    first, last = clock.today() - dt.timedelta(days=3), clock.today() - dt.timedelta(days=1)
+    done = subprocess.run(
+        [*backfill, "--from", str(first), "--to", str(last)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[:2] == ["SYMBOL  DAYS  BARS", "BTCUSD  3     864 "]
+    assert f"{first} to {last}: 1 of 1 symbol(s) stored." in done.stdout
+    engine = get_engine(f"sqlite:///{tmp_path / 'trading.sqlite'}")
+    assert len(read_bars(engine, "BTCUSD", [first, last], 300)) == 3 * 288
+    assert QuoteStore(engine).latest_quote("BTCUSD") is None  # history is not the live quote
+    # today is no history partition: its bars are not complete
+    today = subprocess.run(
+        [*backfill, "--from", str(first), "--to", str(clock.today())],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert today.returncode == 2 and "to " + str(last) + " (yesterday, UTC)" in today.stderr
 
 
 def test_run_batch_then_status_reports_the_batch_queue_schedules_and_budget(tmp_path):
     env = fresh_env(tmp_path)
-    _, done = on_the_live_day(  # the command takes today's partition itself
-        lambda _day: subprocess.run(
-            [str(BIN / "assets-pipeline"), "run-batch"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        ),
-        refused_as_past_day,
+    done = subprocess.run(
+        [str(BIN / "assets-pipeline"), "run-batch"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stderr
     assert "3 of 3 symbol(s) refreshed, 1 API call(s)." in done.stdout
@@ -270,7 +280,7 @@ def test_refreshes_started_at_once_on_a_fresh_dagster_home_all_succeed(tmp_path)
         for _ in range(CONCURRENT_REFRESHES)
     ]
     done = [(p.wait(timeout=300), *p.communicate()) for p in started]
-    failed = [err[-2000:] for code, out, err in done if code != 0 and PAST_DAY not in out + err]
+    failed = [err[-2000:] for code, _, err in done if code != 0]
     assert failed == []
     assert (home / INSTANCE_LOCK_FILE).exists()
 
@@ -306,6 +316,6 @@ def test_a_command_opens_dagsters_instance_only_under_its_lock(tmp_path):
         time.sleep(1)
         assert waiting.poll() is None
         assert list(home.rglob("*.db")) == []
-    out, err = waiting.communicate(timeout=300)
-    assert waiting.returncode == 0 or PAST_DAY in out + err, err[-2000:]
+    _, err = waiting.communicate(timeout=300)
+    assert waiting.returncode == 0, err[-2000:]
     assert list(home.rglob("*.db"))

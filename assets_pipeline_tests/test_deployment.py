@@ -31,15 +31,12 @@ def dagster_pg(dagster_pg_env, tmp_path, monkeypatch):
 
 def test_a_refresh_runs_on_the_shipped_dagster_postgres_instance(dagster_pg):
     from assets_pipeline.location import build_definitions
-    from assets_pipeline.rules import clock
     from assets_pipeline.rules.run_kinds import CRITICAL, run_tags
 
     with dg.DagsterInstance.get() as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         job = build_definitions().resolve_job_def("refresh_critical")
-        result = job.execute_in_process(
-            partition_key=clock.today().isoformat(), instance=instance, tags=run_tags(CRITICAL)
-        )
+        result = job.execute_in_process(instance=instance, tags=run_tags(CRITICAL))
         assert result.success
         stored = instance.get_run_by_id(result.run_id)
         assert stored.status == dg.DagsterRunStatus.SUCCESS

@@ -1,6 +1,7 @@
 """The code location is merged from small per-area definitions (`location.py`), and holds exactly
 what the one `dg.Definitions` it replaced held: the same assets, checks, jobs, schedules, sensors
-and resources, and the in-process executor."""
+and resources, and the in-process executor; since live and history split, each symbol's history
+asset and its IO manager too."""
 
 from __future__ import annotations
 
@@ -37,14 +38,21 @@ SENSORS = {
     "refresh_critical_at_start_up",
     "refresh_queue_drain",
 }
-RESOURCES = {"polygon", "database", "redis", "quote_io_manager", "alert_webhook"}
+RESOURCES = {
+    "polygon",
+    "database",
+    "redis",
+    "quote_io_manager",
+    "history_io_manager",
+    "alert_webhook",
+}
 
 
 def test_the_merged_definitions_hold_what_the_code_location_always_held(registry):
     defs = build_definitions(registry, Settings.from_env())
 
     assert {key.to_user_string() for key in defs.resolve_all_asset_keys()} == {
-        f"quotes/{spec.symbol}" for spec in registry
+        f"{family}/{spec.symbol}" for spec in registry for family in ("quotes", "history")
     }
     checks = {(key.asset_key.path[-1], key.name) for a in defs.assets for key in a.check_keys}
     assert checks == {(spec.symbol, name) for spec in registry for name in CHECKS}

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import ast
 
-import pytest
-
 from assets_pipeline_tests.conftest import REPO
 
 TREES = ("assets_pipeline", "assets_pipeline_tests")
@@ -47,11 +45,6 @@ def test_no_module_imports_a_private_dagster_module():
     assert not private
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="defs/assets.py (owned by the asset split) still passes allow_arbitrary_check_specs;"
-    " the public alternative is noted for it, to apply after the merge",
-)
 def test_the_package_passes_dagster_no_hidden_parameter():
     hidden = {
         path.relative_to(REPO).as_posix()

@@ -11,7 +11,7 @@ from assets_pipeline.persistence.refresh_queue import RefreshQueue
 from assets_pipeline.polygon.client import PolygonClient
 from assets_pipeline.refresh import Refresh, plan_refresh
 from assets_pipeline.rules.run_kinds import MANUAL
-from assets_pipeline_tests.conftest import DAY, get_engine
+from assets_pipeline_tests.conftest import get_engine
 
 SYMBOLS = ["XAUUSD", "EURUSD", "BTCUSD", "GBPUSD", "USDJPY"]
 
@@ -45,7 +45,7 @@ def test_a_fetch_that_breaks_off_leaves_no_symbol_in_progress(
     plan = plan_refresh(registry, SYMBOLS, MANUAL, "b-crash")
     refresh = Refresh(plan, client, store, queue, "per_ticker")
     for spec, quote, _ in refresh.quotes():
-        refresh.store(spec, quote, DAY)
+        refresh.store(spec, quote)
     batch = refresh.settle()
 
     statuses = store.sync_statuses(SYMBOLS)

@@ -37,7 +37,6 @@ from assets_pipeline_tests.conftest import (
     REDIS_URL,
     REPO,
     always_open_symbols_file,
-    live_day,
     max_in_any_window,
 )
 
@@ -265,9 +264,7 @@ def test_the_readme_deployment_runs_schedules_sensors_and_launched_runs_within_t
         client = DagsterGraphQLClient("127.0.0.1", port_number=ports["3000"])
         launched = [
             client.submit_job_execution(
-                "refresh_critical",
-                repository_location_name="assets_pipeline",
-                tags={"dagster/partition": live_day()},
+                "refresh_critical", repository_location_name="assets_pipeline"
             )
             for _ in range(PARALLEL_RUNS)
         ]

@@ -3,10 +3,10 @@
 `dagster dev` runs as the README starts it (the project's `dagster.yaml` in a `DAGSTER_HOME` of
 the test's own, the webserver and the daemon together), against the test's PostgreSQL database,
 Redis namespace and Polygon simulator. Debian's chromium, driven by Playwright, then does what a
-user does: reads the asset catalog, filters it to the critical group, materializes its latest
-partition (today), and launches a 3-day backfill of one symbol from the Materialize dialog of its
-page. Both must succeed, as the UI shows them, and their quotes and bars must be in the trading
-database under their partitions.
+user does: reads the asset catalog, filters it to the critical group, materializes its live
+quotes, and launches a 3-day backfill of one symbol's history from the Materialize dialog of its
+`history / <SYMBOL>` page. Both must succeed, as the UI shows them, their quotes and bars must be
+in the trading database, and the symbol's live quote must still be a refresh's.
 
 Marked `daemon` (`dagster dev` runs the daemon in real time; `make test` runs those alone) and
 `browser` (`pytest -m browser` runs just this). Timings are not asserted: waits are bounded, and a
@@ -34,13 +34,13 @@ from assets_pipeline_tests.ui.pages import (
     browser_page,
     filter_catalog,
     launch_backfill,
-    materialize_latest_of_listed,
+    materialize_listed,
     open_asset,
     open_catalog,
     run_succeeds,
     step,
 )
-from assets_pipeline_tests.ui.server import DagsterDev, dagster_dev
+from assets_pipeline_tests.ui.server import DagsterDev, dagster_dev, latest_materialization
 
 pytestmark = [pytest.mark.daemon, pytest.mark.browser]
 
@@ -49,7 +49,7 @@ CRITICAL = ["BTCUSD", "EURUSD", "XAUUSD"]
 #: Crypto trades every day, so each backfilled day has bars whatever the weekday.
 BACKFILLED = "BTCUSD"
 DAYS = 3
-#: Today's partition must stay today while the run is launched, started and stored.
+#: The backfill's days must stay past days while it is launched and run.
 CLEAR_OF_MIDNIGHT = dt.timedelta(minutes=10)
 
 
@@ -95,27 +95,30 @@ def test_a_user_materializes_the_critical_tier_and_backfills_three_days_from_the
             listed = open_catalog(page, ui, len(registry.symbols))
         assert listed == sorted(f"quotes / {s.symbol}" for s in registry.symbols)
 
-        with step(page, "materialize the critical group's latest partition", shots, ui):
+        with step(page, "materialize the critical group's live quotes", shots, ui):
             critical = filter_catalog(page, 'group:"critical"', len(CRITICAL))
-            run_id, partition = materialize_latest_of_listed(page, len(CRITICAL))
+            run_id = materialize_listed(page, len(CRITICAL))
         assert critical == [f"quotes / {symbol}" for symbol in CRITICAL]
-        assert partition == today.isoformat()
-
-        with step(page, f"launch a {DAYS}-day backfill of {BACKFILLED}", shots, ui):
-            open_asset(page, ui, f"quotes / {BACKFILLED}")
-            backfill_id = launch_backfill(page, str(days[0]), str(days[-1]), DAYS)
-
         with step(page, "the critical run succeeds", shots, ui):
             run_succeeds(page, ui, run_id)
+
+        with step(page, f"launch a {DAYS}-day backfill of {BACKFILLED}'s history", shots, ui):
+            open_asset(page, ui, f"history / {BACKFILLED}")
+            backfill_id = launch_backfill(page, str(days[0]), str(days[-1]), DAYS)
         with step(page, "the backfill succeeds", shots, ui):
             backfill_runs = backfill_succeeds(page, ui, backfill_id)
+        with step(page, f"{BACKFILLED}'s Overview still shows its live quote", shots, ui):
+            # the latest is a refresh's (ours, or a cadence's since), never the backfill's
+            latest, labels = latest_materialization(ui, f"quotes/{BACKFILLED}")
+            assert latest is not None and latest not in backfill_runs
+            assert "last_price" in labels and "bars" not in labels
 
     engine = get_engine(pg_url)
     with engine.connect() as conn:
         live = conn.execute(
-            sa.select(quote_history.c.symbol, quote_history.c.partition_date).where(
-                quote_history.c.run_id == run_id
-            )
+            sa.select(
+                quote_history.c.symbol, quote_history.c.partition_date, quote_history.c.quote_time
+            ).where(quote_history.c.run_id == run_id)
         ).all()
         bars = conn.execute(
             sa.select(price_bars.c.bar_start).where(
@@ -126,8 +129,9 @@ def test_a_user_materializes_the_critical_tier_and_backfills_three_days_from_the
         backfill_quotes = conn.execute(
             sa.select(sa.func.count()).where(quote_history.c.run_id.in_(backfill_runs))
         ).scalar_one()
-    # the run launched from the UI stored a live quote of each critical symbol, under today
-    assert {(row.symbol, row.partition_date) for row in live} == {(s, today) for s in CRITICAL}
+    # the run launched from the UI stored a live quote of each critical symbol, under its day
+    assert {row.symbol for row in live} == set(CRITICAL)
+    assert all(row.partition_date == row.quote_time.astimezone(dt.UTC).date() for row in live)
     # the backfill stored bars of each day it was given, and never a live quote
     assert bar_days == set(days), (bar_days, backfill_runs)
     assert backfill_quotes == 0

@@ -22,9 +22,9 @@ import time
 
 from bench_refresh import MemoryBudgetStore, fmt_duration, section, table
 
-from assets_pipeline.backfill import fill_history
 from assets_pipeline.budget.limiter import PolygonBudget
 from assets_pipeline.config.registry import DEFAULT_SYMBOLS_FILE, load_registry
+from assets_pipeline.history.fetch import fetch_history
 from assets_pipeline.polygon.client import FetchResult, PolygonClient
 from assets_pipeline.rules import clock
 from assets_pipeline.simulator.server import PolygonSimulator
@@ -67,10 +67,10 @@ def repetitions(symbol_days):
 def backfill_once(sim, specs, days):
     """One backfill of `specs` over `days`: (seconds, calls served, non-200s, bars, errors)."""
     sim.reset()
-    client = new_client(sim)  # fill_history closes it
+    client = new_client(sim)  # fetch_history closes it
     started = time.perf_counter()
     bars, errors = 0, []
-    for spec, answer in fill_history(client, specs, days, BAR_SECONDS):
+    for spec, answer in fetch_history(client, specs, days, BAR_SECONDS):
         if isinstance(answer, Exception):
             errors.append(f"{spec.symbol}: {answer.__class__.__name__}: {answer}")
         else:
@@ -82,7 +82,7 @@ def backfill_once(sim, specs, days):
 
 def bench_backfill(sets, day_counts, max_symbol_days=None):
     section(
-        f"1. Backfill: fill_history() of 5-minute bars ending {LAST_DAY} (UTC), generous budget"
+        f"1. Backfill: fetch_history() of 5-minute bars ending {LAST_DAY} (UTC), generous budget"
         f" ({GENEROUS_CALLS} calls / {GENEROUS_WINDOW:g} s, in memory)"
     )
     rows, failures, checks, skipped = [], [], [], []
@@ -134,10 +134,10 @@ def bench_backfill(sets, day_counts, max_symbol_days=None):
             "CALLS = requests the simulator logged (one range request per ticker, limit=50000,"
             " plus one per next_url page); NAIVE = one run and one call per daily partition per"
             " symbol (days x symbols); SAVED = NAIVE / CALLS.",
-            "BARS = rows of the DataFrames fill_history() yielded. The simulator models market"
+            "BARS = rows of the DataFrames fetch_history() yielded. The simulator models market"
             " hours: forex is closed from Friday 17:00 to Sunday 17:00 New York time (no bars),"
             " crypto trades every 5 minutes of every day (BTCUSD, ETHUSDT).",
-            "WALL = fill_history() alone, HTTP and parsing included, the simulator building the"
+            "WALL = fetch_history() alone, HTTP and parsing included, the simulator building the"
             " bars in threads of this same process; the median of RUNS runs (5 up to 30"
             " symbol-days, 3 up to 270, 1 above), after one untimed warm-up backfill."
             f" Simulator and package clock pinned at {NOW:%Y-%m-%d %H:%M} UTC.",

@@ -12,7 +12,11 @@ user + system time. Nothing is asserted. It prints:
    (`dagster asset materialize`, the project's critical group with its checks);
 2. the curve over symbols files of 9, 1,000 and 5,000 symbols: loading the code location,
    `dagster asset list`, and a refresh of every symbol (its time in this project's own code,
-   from a profile, beside its wall time and the Dagster events it stored);
+   from a profile, beside its wall time and the Dagster events it stored), beside two
+   Dagster-only floors of the same size: the project's shape (live quotes unpartitioned in
+   multi-assets of 250 with three checks each, and history daily-partitioned in multi-assets
+   of 250 without checks) and, for reference, the shape before history was its own family
+   (daily-partitioned quotes in multi-assets of 250 with three checks each);
 3. what one Dagster event costs on a SQLite and on a PostgreSQL instance.
 
 The simulator runs in this process (its time is not the project's). Synthetic symbols reuse the
@@ -23,7 +27,6 @@ symbol is what it is. Every temporary file, database and key it makes is removed
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
 import platform
 import pstats
@@ -62,6 +65,51 @@ def trivial() -> int:
 
 defs = dg.Definitions(assets=[trivial])
 """
+
+#: Dagster alone, in our assets' shape: `SHAPE` (`live+history` or `old`), `SYMBOLS` assets.
+SHAPED_FLOOR = """
+import os
+import dagster as dg
+
+N = int(os.environ["FLOOR_SYMBOLS"])
+SHAPE = os.environ["FLOOR_SHAPE"]
+DAILY = dg.DailyPartitionsDefinition(start_date="2024-12-01", end_offset=1 if SHAPE == "old" else 0)
+CHECKS = ("quote_quality", "fresh", "quote_age")
+
+
+def family(prefix, names, partitioned, checked):
+    specs = [dg.AssetSpec([prefix, s], group_name=prefix) for s in names]
+    checks = [dg.AssetCheckSpec(c, asset=[prefix, s]) for s in names for c in CHECKS]
+
+    @dg.multi_asset(
+        name=f"{prefix}_{names[0]}",
+        specs=specs,
+        can_subset=True,
+        partitions_def=DAILY if partitioned else None,
+        check_specs=checks if checked else None,
+    )
+    def step(context):
+        for key in context.selected_asset_keys:
+            yield dg.MaterializeResult(asset_key=key)
+
+    return step
+
+
+symbols = [f"B{i:05d}" for i in range(N)]
+steps = [symbols[i : i + 250] for i in range(0, N, 250)]
+if SHAPE == "old":
+    assets = [family("quotes", s, True, True) for s in steps]
+else:
+    assets = [family("quotes", s, False, True) for s in steps]
+    assets += [family("history", s, True, False) for s in steps]
+defs = dg.Definitions(assets=assets)
+"""
+
+#: The shaped floors, labelled: the project's shape now, and the one before (for reference).
+FLOOR_SHAPES = {
+    "live+history": "floor, our shape: live (unpartitioned, 3 checks) + history (daily, no checks)",
+    "old": "floor, former shape (reference): daily-partitioned quotes, 3 checks",
+}
 
 FLOOR_IN_PROCESS = "import dagster as dg, floor_location as f; dg.materialize([f.trivial])"
 
@@ -125,7 +173,7 @@ def table(headers, rows):
 def base_env(work, sim_url):
     env = {k: v for k, v in os.environ.items() if k not in VARIABLES and k != "DAGSTER_HOME"}
     env.update(
-        PYTHONPATH=str(work),
+        PYTHONPATH=os.pathsep.join([str(work), str(ROOT)]),  # this checkout, not an install
         ASSETS_PIPELINE_HOME=str(work / "home"),
         POLYGON_API_KEY=KEY,
         POLYGON_BASE_URL=sim_url,
@@ -170,7 +218,6 @@ def symbols_file(work, n):
 
 
 def section_refresh(runs, work, env):
-    today = dt.datetime.now(dt.UTC).date().isoformat()
     py, cli = str(BIN / "python"), str(BIN / "assets-pipeline")
     floor_env = {**env, "DAGSTER_HOME": str(dagster_home(work, "floor_home"))}
     project_env = {**env, "DAGSTER_HOME": str(dagster_home(work, "project_home"))}
@@ -193,8 +240,6 @@ def section_refresh(runs, work, env):
                 "assets_pipeline.definitions",
                 "--select",
                 "group:critical",
-                "--partition",
-                today,
             ],
             project_env,
         ),
@@ -248,6 +293,27 @@ def profiled_refresh(work, env, n):
     return wall, own, own * wall / profiled_wall, events
 
 
+def shaped_floor_rows(runs, env, n, load, floor_load, floor_list):
+    """Loading and listing a Dagster-only project of n symbols in each shape of `FLOOR_SHAPES`."""
+    py, dagster = str(BIN / "python"), str(BIN / "dagster")
+    rows = []
+    for shape, label in FLOOR_SHAPES.items():
+        shaped = {**env, "FLOOR_SYMBOLS": str(n), "FLOOR_SHAPE": shape}
+        loaded = median_of(runs, [py, "-c", load.format(m="shaped_floor")], shaped)
+        listed = median_of(runs, [dagster, "asset", "list", "-m", "shaped_floor"], shaped)
+        rows.append(
+            [
+                f"{label}, {n:,}",
+                f"{loaded[0]:.2f} ({loaded[0] / floor_load[0]:.2f}x)",
+                f"{listed[0]:.2f} ({listed[0] / floor_list[0]:.2f}x)",
+                "",
+                "",
+                "",
+            ]
+        )
+    return rows
+
+
 def section_scale(runs, work, env, sizes):
     py, dagster = str(BIN / "python"), str(BIN / "dagster")
     load = "import {m} as d; d.defs.resolve_asset_graph()"
@@ -260,6 +326,7 @@ def section_scale(runs, work, env, sizes):
         listed = median_of(
             runs, [dagster, "asset", "list", "-m", "assets_pipeline.definitions"], sized
         )
+        rows += shaped_floor_rows(runs, env, n, load, floor_load, floor_list)
         wall, own, unprofiled, events = profiled_refresh(work, sized, n)
         rows.append(
             [
@@ -359,6 +426,7 @@ def main(argv=None):
     work = Path(tempfile.mkdtemp(prefix="bench_floor_"))
     try:
         (work / "floor_location.py").write_text(FLOOR_LOCATION)
+        (work / "shaped_floor.py").write_text(SHAPED_FLOOR)
         with PolygonSimulator(host="127.0.0.1", port=0, api_keys={KEY}) as sim:
             env = base_env(work, sim.url)
             section_refresh(args.runs, work, env)

@@ -191,7 +191,7 @@ def environment(values):
 @contextlib.contextmanager
 def deployment(sim, database_url, namespace, redis_url, **extra):
     """The code location as production builds it from its environment; yields `run(job)`,
-    which materializes today's partition in this process, on an ephemeral Dagster instance."""
+    which materializes the live quotes in this process, on an ephemeral Dagster instance."""
     import dagster as dg
 
     from assets_pipeline.location import build_definitions
@@ -212,7 +212,6 @@ def deployment(sim, database_url, namespace, redis_url, **extra):
                 build_definitions()
                 .resolve_job_def(job)
                 .execute_in_process(
-                    partition_key=clock.today().isoformat(),
                     instance=instance,
                     raise_on_error=False,
                     run_config=QUIET_RUN,
@@ -846,7 +845,7 @@ def quality_warnings(svc):
         store = QuoteStore(get_engine(url))
         for new, passes, written in cases:
             verdict = assess_quality(new, store.latest_quote("EURUSD"), registry.quality)
-            outcome = store.write_quote(spec, new, now.date())
+            outcome = store.write_quote(spec, new)
             seen.append((verdict, outcome, passes, written))
         with store.engine.connect() as conn:
             rows = conn.execute(sa.select(sa.func.count()).select_from(quote_history)).scalar()
@@ -914,7 +913,7 @@ def write_during_outage(store, down, rounds):
             spec = registry.get(symbol)
             at = start + dt.timedelta(seconds=n)
             began = time.perf_counter()
-            store.write_quote(spec, synthetic_quote(spec, at, n), at.date())
+            store.write_quote(spec, synthetic_quote(spec, at, n))
             tried = not publishing_paused(down)
             if tried:
                 relay_pending(store.engine, down)

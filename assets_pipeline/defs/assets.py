@@ -1,26 +1,12 @@
-"""The asset factory: one software-defined asset `quotes/<SYMBOL>` per configured symbol.
+"""The live quotes: one unpartitioned asset `quotes/<SYMBOL>` per symbol, in subsettable
+multi-assets of up to 250 with their checks, so a run is one step and one call per 250 symbols
+(docs/design/steps-of-250.md). Each materialization is the quote now; past days' bars are
+another family (docs/design/live-and-history.md)."""
 
-The symbols share subsettable multi-assets of up to 250 (one up to 250 symbols), so that
-materializing many of them in one run is one step per 250 that fetches them together: one
-`/v3/snapshot` call per step in `batch` mode. Separate per-symbol assets would each be a step and
-at least one API call; one multi-asset of thousands would make each step pay, for every output
-it yields, for every output it has (Dagster's `get_output_asset_keys`). Each symbol is still its
-own asset in the UI, with its own group (= tier), history, failures and checks.
-
-The checks are declared here too (see `checks.py`), so a tier selected with its checks is still
-one step. Built from `specs=`: the `outs=` form checks each check spec's asset against a list of
-every asset key, which is quadratic (a second and more at 5,000 symbols); our specs are made from
-the same registry as the assets, so there is nothing to find, and that check is skipped
-(`allow_arbitrary_check_specs`).
-"""
-
-import contextlib
-import datetime as dt
 from collections.abc import Iterator, Set
 
 import dagster as dg
 
-from assets_pipeline.backfill import DayBars, fill_history
 from assets_pipeline.budget.fairness import CRITICAL_CALLER
 from assets_pipeline.config.registry import Registry, SymbolSpec
 from assets_pipeline.defs.checks import check_specs, judge_freshness, quality_result
@@ -34,16 +20,10 @@ from assets_pipeline.defs.resources import PolygonResource, RedisResource, Tradi
 from assets_pipeline.defs.runs import CLAIM_TAG, reconcile_claims
 from assets_pipeline.persistence.batches import BatchResult
 from assets_pipeline.persistence.refresh_queue import RefreshQueue
-from assets_pipeline.polygon.client import PolygonClient
 from assets_pipeline.refresh import Fetched, Refresh, mark_stale, plan_refresh
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.quotes import Quote, Timeframe, iso_utc
 from assets_pipeline.rules.run_kinds import BATCH_TAG, CRITICAL, QUEUE, refresh_seconds, run_kind
-
-
-def quotes_partitions(registry: Registry) -> dg.DailyPartitionsDefinition:
-    """Daily partitions in UTC; `end_offset=1` makes today, the live day, a partition."""
-    return dg.DailyPartitionsDefinition(start_date=registry.start_date, end_offset=1)
 
 
 def _spec(symbol: SymbolSpec, registry: Registry) -> dg.AssetSpec:
@@ -59,7 +39,6 @@ def _spec(symbol: SymbolSpec, registry: Registry) -> dg.AssetSpec:
         ),
         metadata={
             **symbol.as_metadata(),
-            "history_bar_seconds": registry.history_bar_seconds,
             "freshness_allowance": registry.allowance(symbol.tier),
             "cadence": registry.cadence(symbol.tier),
             "budget_need": registry.feasibility.explain() if registry.feasibility else "",
@@ -84,14 +63,9 @@ def _quotes_multi_asset(
         name=name,
         specs=[_spec(s, registry) for s in symbols],
         can_subset=True,
-        partitions_def=quotes_partitions(registry),
-        # a backfill of many days is one run, and each symbol's range one request
-        backfill_policy=dg.BackfillPolicy.single_run(),
         check_specs=check_specs(registry, symbols),
-        allow_arbitrary_check_specs=True,  # made from the same registry: see the docstring
-        description="Today: refresh the selected symbols' quotes from Polygon in as few calls"
-        " as the snapshot mode allows. A past day: store that day's bars. Checks alone: judge"
-        " freshness from the database.",
+        description="Refresh the selected symbols' quotes from Polygon in as few calls as the"
+        " snapshot mode allows. Checks alone: judge freshness from the database.",
     )
     def quotes(
         context: dg.AssetExecutionContext,
@@ -101,11 +75,6 @@ def _quotes_multi_asset(
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
         checks = context.selected_asset_check_keys
         if not context.selected_asset_keys:  # the freshness checks alone
-            yield from _freshness(context, registry, database, checks)
-            return
-        days = history_days(context)
-        if days:
-            yield from _history(context, registry, polygon, database, days)
             yield from _freshness(context, registry, database, checks)
             return
         refresh = _start_refresh(context, registry, polygon, database, redis)
@@ -134,56 +103,6 @@ def _freshness(
     if verdicts.judged:
         mark_stale(database.quote_store(), verdicts.judged, verdicts.stale, context.log)
     yield from verdicts.results
-
-
-def history_days(context: dg.AssetExecutionContext) -> list[dt.date]:
-    """The days this run stores history for: none when its one partition is the live day
-    (today, or the day the run was requested, so a refresh queued at 23:59:58 that starts after
-    midnight still stores its quote); else every day of its partitions (a backfill)."""
-    days = [dt.date.fromisoformat(key) for key in context.partition_keys]
-    today = clock.today()
-    record = context.instance.get_run_record_by_id(context.run.run_id)
-    requested = record.create_timestamp.astimezone(dt.UTC).date() if record else today
-    if len(days) == 1 and days[0] in (today, requested):
-        return []
-    return days
-
-
-def _history(
-    context: dg.AssetExecutionContext,
-    registry: Registry,
-    polygon: PolygonResource,
-    database: TradingDatabase,
-    days: list[dt.date],
-) -> Iterator[dg.Output]:
-    """Each selected symbol's bars over the run's days, as a DataFrame the IO manager stores."""
-    specs = registry.by_priority(registry.get(k.path[-1]) for k in context.selected_asset_keys)
-    client = polygon.client(
-        logger=context.log,
-        caller=polygon.secondary_caller(registry, database),
-        hours=registry.market_hours,
-    )
-    failed: dict[str, str] = {}
-    with contextlib.closing(client):  # each symbol's bars stored as soon as they are in
-        for spec, answer in fill_history(client, specs, days, registry.history_bar_seconds):
-            if isinstance(answer, Exception):
-                failed[spec.symbol] = client.redact(str(answer))
-                continue
-            yield _history_output(spec, DayBars(answer, database.engine()), days, registry, client)
-    context.log.info(
-        f"history {min(days)} to {max(days)}: {len(specs) - len(failed)} of {len(specs)}"
-        f" symbol(s), {client.calls} API call(s), {client.budget.waits} budget wait(s)"
-    )
-    if failed:
-        # Not a run failure: a past day that could not be fetched stays missing (run the
-        # backfill's "Missing" again), and does not turn the asset's live state red.
-        context.log.warning(
-            "history not fetched, left missing: "
-            + "; ".join(f"{s}: {e}" for s, e in failed.items())
-        )
-        context.instance.add_run_tags(
-            context.run.run_id, {"history/missing": ",".join(sorted(failed))[:200]}
-        )
 
 
 def _start_refresh(
@@ -324,28 +243,5 @@ def _output(symbol: SymbolSpec, quote: Quote, refresh: Refresh, registry: Regist
             "batch_kind": str(plan.kind),
             "batch_start": iso_utc(refresh.started_at),
             "batch_symbols": len(plan.symbols),
-        },
-    )
-
-
-def _history_output(
-    spec: SymbolSpec,
-    bars: DayBars,
-    days: list[dt.date],
-    registry: Registry,
-    client: PolygonClient,
-) -> dg.Output:
-    """One symbol's history for the run's days, with what it cost so far."""
-    return dg.Output(
-        bars,
-        output_name=output_name(spec.symbol),
-        metadata={
-            "bars": len(bars.bars),
-            "days": len(days),
-            "first_day": min(days).isoformat(),
-            "last_day": max(days).isoformat(),
-            "bar_seconds": registry.history_bar_seconds,
-            "api_calls": client.calls,
-            "budget_waits": client.budget.waits,
         },
     )

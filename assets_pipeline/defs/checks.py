@@ -1,11 +1,8 @@
-"""Asset checks: what each symbol's checks say, and how they are judged. Checks only read.
+"""Asset checks: their specs, and how they are judged. Checks only read.
 
-Every check is declared on the quotes multi-asset (`assets.py`) and evaluated in its step, so a
-tier selected in the UI is one step, checks included. `quote_quality` is judged from each quote
-as it is stored; `fresh` and `quote_age` from one read of the trading database (never Polygon),
-after the step's writes or alone in the `check_freshness` job. Their verdicts are returned, and
-the step hands the stale ones to the refresh service (`refresh.mark_stale`), which marks them.
-"""
+`quote_quality` is judged from each quote as it is stored; `fresh` and `quote_age` from one read
+of the trading database (`judge_freshness`), after the step's writes or alone in the
+`check_freshness` job. The stale verdicts go to `refresh.mark_stale`, the one writer."""
 
 import datetime as dt
 from collections.abc import Container, Iterator, Set

@@ -1,12 +1,7 @@
-"""Jobs that refresh quotes: everything, a tier, or a queue batch (each one run and one step);
-and `enqueue_refreshes`, the small run that puts symbols on the queue for the ticks that decide it.
-
-The refresh jobs carry no kind tag: a run of one launched from the UI is a manual run (see
-`run_kinds.py`); the schedules and sensors that launch them tag their own runs.
-
-They select the quote assets and their quality checks (evaluated as each quote is stored), but
-not the freshness checks, which have their own job and cadence.
-"""
+"""Jobs that refresh quotes: everything, a tier, or a queue batch (each one run, one step per 250
+symbols), with the quality checks but not the freshness checks (their own job); and
+`enqueue_refreshes`, the run that puts the symbols a tick chose on the queue. A refresh job's run
+launched from the UI carries no kind tag: it is a manual run (`rules/run_kinds.py`)."""
 
 import dagster as dg
 from pydantic import Field
@@ -29,7 +24,7 @@ def refresh_all_job(registry: Registry) -> "dg.UnresolvedAssetJobDefinition":
     return dg.define_asset_job(
         "refresh_quotes",
         selection=_refresh(list(registry), dg.AssetSelection.key_prefixes([QUOTES_PREFIX])),
-        description="Refresh every configured symbol's quote (today's partition).",
+        description="Refresh every configured symbol's quote.",
     )
 
 
@@ -49,7 +44,7 @@ def refresh_tier_jobs(registry: Registry) -> "list[dg.UnresolvedAssetJobDefiniti
         dg.define_asset_job(
             f"refresh_{tier.value}",
             selection=_refresh(registry.in_tier(tier), dg.AssetSelection.groups(tier.value)),
-            description=f"Refresh the {tier.value} tier's quotes (today's partition).",
+            description=f"Refresh the {tier.value} tier's quotes.",
         )
         for tier in Tier
         if registry.in_tier(tier)

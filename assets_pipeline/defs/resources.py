@@ -1,12 +1,9 @@
 """Dagster resources: the trading database, Redis, the shared Polygon budget and the client.
 
-Built once, from the settings, when the definitions load (`location.py`): each field holds its
-value then, and nothing here reads the environment again. Secrets come as `dg.EnvVar`, so the UI
-shows the variable's name, never its value. Where Polygon is (`PolygonEndpoint`) is a resource of
-its own: the production `PolygonApi`, or the local set's `EmbeddedSimulator`. State that must
-outlive a run (the budget) lives in Redis or the database; what a run opens (a Redis client, the
-simulator) is the resource's, closed when the run ends.
-"""
+Built once from the settings when the definitions load (`location.py`); nothing here reads the
+environment. Secrets are `dg.EnvVar`. Where Polygon is (`PolygonEndpoint`) is its own resource:
+`PolygonApi`, or the local set's `EmbeddedSimulator`. What a run opens (engines, Redis clients,
+the simulator) is the resource's, closed when the run ends."""
 
 from __future__ import annotations
 

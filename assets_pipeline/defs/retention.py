@@ -1,11 +1,6 @@
-"""Pruning in Dagster: the `prune_old_rows` job and its daily schedule.
-
-The job runs the same pruning as `assets-pipeline prune` (`persistence/retention.py`): delivered
-events, refresh batches and quote history older than the retention (`ASSETS_RETENTION_DAYS`,
-30 days by default, or the run's `older_than`), never an undelivered event nor the newest row of
-a symbol or of a kind of batch. The schedule starts switched off: deleting rows is the
-operator's decision (a platform may keep quote history for audit), taken by switching it on.
-"""
+"""Pruning in Dagster: the `prune_old_rows` job (the same pruning as `assets-pipeline prune`,
+`persistence/retention.py`) and its daily schedule, which starts switched off: deleting rows is
+the operator's decision (docs/operations.md, "Pruning")."""
 
 import datetime as dt
 

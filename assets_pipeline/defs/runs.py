@@ -48,11 +48,6 @@ def tier_job_name(policy: TierPolicy) -> str:
     return f"refresh_{policy.tier.value}"
 
 
-def today() -> str:
-    """The live partition's key."""
-    return clock.today().isoformat()
-
-
 def runs_in_flight(instance: dg.DagsterInstance, job_name: str) -> list[dg.DagsterRun]:
     """The job's runs still queued or running, less those past their maximum runtime.
 

@@ -1,11 +1,9 @@
 """The tier cadences: direct tiers refreshed on their own clock, queued tiers put on the queue.
 
-Ticks decide, runs act: a tick reads the database and writes nothing. A direct tier's tick asks for
-one run of its job (skipping, with the reason, while one is queued or running); a queued tier's
-tick asks for an `enqueue_refreshes` run with its due symbols (their refresh is the drain
-sensor's business). A cadence cron can express becomes a schedule, others (sub-minute, for
-compressed tests) a sensor with that interval, both driven by the functions here.
-"""
+Ticks decide, runs act: a tick reads and writes nothing. A direct tier's tick asks for one run of
+its job (or skips, saying why); a queued tier's asks for an `enqueue_refreshes` run with its due
+symbols. A cadence is a cron schedule when cron keeps it exactly, else a sensor
+(docs/design/refresh-cadence.md)."""
 
 import datetime as dt
 from collections.abc import Iterable
@@ -24,7 +22,6 @@ from assets_pipeline.defs.runs import (
     settled_view,
     settlements,
     tier_job_name,
-    today,
 )
 from assets_pipeline.persistence.refresh_queue import RefreshQueue
 from assets_pipeline.rules import clock
@@ -87,7 +84,6 @@ def direct_tick(
     if not symbols:
         return dg.SkipReason(f"no {policy.tier.value} symbol is due: {why}")
     return dg.RunRequest(
-        partition_key=today(),
         asset_selection=[quote_asset_key(s) for s in symbols],
         tags=run_tags(CRITICAL, tier=policy.tier.value),
     )
@@ -300,7 +296,6 @@ def market_open_tick(
         requests.append(
             dg.RunRequest(
                 job_name=_direct_jobs(registry)[0],
-                partition_key=today(),
                 asset_selection=[quote_asset_key(s.symbol) for s in now_direct],
                 tags=run_tags(CRITICAL, tier="critical"),
             )

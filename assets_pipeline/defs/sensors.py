@@ -18,7 +18,6 @@ from assets_pipeline.defs.runs import (
     runs_in_flight,
     settled_view,
     settlements,
-    today,
 )
 from assets_pipeline.persistence.outbox import pending_count, relay_pending
 from assets_pipeline.persistence.refresh_queue import RefreshQueue
@@ -129,7 +128,6 @@ def drain_tick(
     batch_id = f"q-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     return dg.RunRequest(
         run_key=batch_id,
-        partition_key=today(),
         asset_selection=[quote_asset_key(item.symbol) for item in chosen],
         tags=run_tags(QUEUE, batch_id, **{CLAIM_TAG: str(len(chosen))}),
     )
@@ -166,7 +164,6 @@ def _top_up(
     batch_id = f"t-{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
     return dg.RunRequest(
         run_key=batch_id,
-        partition_key=today(),
         asset_selection=[quote_asset_key(symbol) for symbol in chosen],
         tags=run_tags(QUEUE, batch_id, **{"assets_pipeline/top_up": "stalest first"}),
     )

@@ -1,21 +1,8 @@
-"""SQLAlchemy engines, set up for both PostgreSQL and SQLite, each owned by whoever made it (the
-database resource for its run, a command, `Engines` for the tests and benchmarks).
-
-SQLite has no schemas, so `trading.*` and `data_sources.*` are translated to plain tables there.
-When it is made an engine checks the tables (see `migrate.py`): an external database
-(PostgreSQL, the platform's) must already be at the newest revision, since the writer runs no
-DDL there; the embedded SQLite file, which belongs to this project alone, is migrated to it.
-Every SQLite transaction starts with `BEGIN IMMEDIATE`: it takes the write lock up front, which
-makes read-then-write sequences (the budget, the stale-quote check) atomic across processes and
-avoids the lock-upgrade deadlock that SQLite's default deferred transactions run into.
-
-Nothing waits for the database without end (`TRADING_DATABASE_CONNECT_TIMEOUT_SECONDS`, default
-5; `TRADING_DATABASE_STATEMENT_TIMEOUT_SECONDS`, default 30): a PostgreSQL connection that is not
-answered within the connect timeout fails, a statement (or its wait for a lock) past the statement
-timeout is cancelled by the server, and TCP keepalives notice a peer gone silent (after about a
-minute). SQLite waits for its write lock at most the statement timeout. Such a failure is a
-`DatabaseUnavailable` naming the database and its host:port, never the password.
-"""
+"""SQLAlchemy engines for PostgreSQL and the embedded SQLite file, each owned by whoever made it
+(the database resource for its run, a command, `Engines` for tests and benchmarks). An engine
+checks the tables' revision when made (migrating the embedded file), bounds every wait, and fails
+as `DatabaseUnavailable` naming the database, never the password
+(docs/design/one-database-two-engines.md)."""
 
 from __future__ import annotations
 

@@ -171,7 +171,6 @@ class QuoteStore:
         self,
         spec: SymbolSpec,
         quote: Quote,
-        partition_date: dt.date,
         run_id: str | None = None,
     ) -> WriteOutcome:
         """Store a validated quote, unless the stored one is newer. The same data time and price
@@ -205,7 +204,7 @@ class QuoteStore:
                     reason=f"stored quote ({stored_time.isoformat()}) is newer",
                 )
             _set_last_update(conn, symbol_id, meta, quote, now)
-            _insert_history(conn, symbol_id, spec, quote, partition_date, run_id, now)
+            _insert_history(conn, symbol_id, spec, quote, run_id, now)
             event_id = self._add_event(conn, spec, quote, now)
         self._symbol_ids[spec.symbol] = symbol_id
         return WriteOutcome(
@@ -499,15 +498,15 @@ def _insert_history(
     symbol_id: int,
     spec: SymbolSpec,
     quote: Quote,
-    partition_date: dt.date,
     run_id: str | None,
     now: dt.datetime,
 ) -> None:
-    """The quote's row in the history: one per data time, a correction replacing it."""
+    """The quote's row in the history: one per data time, a correction replacing it, filed
+    under the UTC day of its data time (`partition_date`)."""
     values = {
         "symbol_id": symbol_id,
         "symbol": spec.symbol,
-        "partition_date": partition_date,
+        "partition_date": quote.data_time.astimezone(dt.UTC).date(),
         "quote_time": quote.data_time,
         "bid": quote.bid,
         "ask": quote.ask,

@@ -68,7 +68,7 @@ data_sync_status = sa.Table(
     schema=DATA_SOURCES,
 )
 
-#: One row per stored quote; the daily partition that fetched it owns it (`partition_date`).
+#: One row per stored quote, filed under the UTC day of its data time (`partition_date`).
 quote_history = sa.Table(
     "quote_history",
     metadata,

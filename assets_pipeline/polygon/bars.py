@@ -1,15 +1,7 @@
-"""Quotes for a plan without snapshots: the newest day bars the plan serves.
-
-The free (Basic) plans include no snapshots at all, only end-of-day aggregates. For the markets
-such a plan refuses, a refresh takes the newest published day bar instead, in as few calls as the
-API allows: grouped daily, one call per market for every pair of it (forex, crypto), and the
-previous-day bar of each ticker grouped daily cannot give (an index, a pair missing from the day).
-
-A day bar's price is as of its session's close, taken from the day asked for (grouped daily) or
-the bar's own day (`prev`) and the market's calendar, never from the fetch or from `t + 1 day`:
-the vendor's `t` is the day's start on one endpoint, its last millisecond or the US close on
-others. A bar dated outside the day asked for, or after the newest closed session, is refused.
-"""
+"""Quotes for a plan without snapshots: the newest day bar of each ticker, in the fewest calls
+(grouped daily per market, `prev` for the rest). A bar's price is as of its session's close from
+the day asked for and the market's calendar, never the fetch time or the bar's `t`; a bar dated
+outside that day or after the newest closed session is refused (docs/plans.md)."""
 
 from __future__ import annotations
 
@@ -116,44 +108,3 @@ def bar_day(bar: Bar, kind: AssetType, hours: MarketHours) -> dt.date:
     `t` at the US close)."""
     zone = ZoneInfo(hours.index.timezone) if kind is AssetType.INDEX else dt.UTC
     return bar.start.astimezone(zone).date()
-
-
-#: Bars a range call returns at most (the API's own cap): a year of 5-minute bars is 2 calls.
-RANGE_LIMIT = 50_000
-
-
-def history_bars(
-    client: PolygonClient, ticker: str, first: dt.date, last: dt.date, bar_seconds: int
-) -> list[Bar]:
-    """Every `bar_seconds` bar of `ticker` from `first` to `last` (UTC days, both included), in
-    as few calls as the API allows: `RANGE_LIMIT` bars a call, following `next_url` for at most
-    `client.max_pages` pages, each on this ticker's range of this bar size. A loop, a page too
-    many or a `next_url` elsewhere is a `MalformedResponse` for this ticker."""
-    multiplier, timespan = _timespan(bar_seconds)
-    endpoint = f"/v2/aggs/ticker/{ticker}/range/{multiplier}/{timespan}/"
-    params = {"adjusted": "true", "sort": "asc", "limit": str(RANGE_LIMIT)}
-    end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), dt.UTC)
-    start = dt.datetime.combine(first, dt.time(), dt.UTC)
-    bars: list[Bar] = []
-    pages = client.pages(
-        f"{endpoint}{first}/{last}",
-        params,
-        parse_aggs,
-        max_pages=client.max_pages,
-        same_endpoint=lambda path: path.startswith(endpoint),
-        ticker=ticker,
-    )
-    try:
-        for page in pages:
-            bars += [bar for bar in page if start <= bar.start < end]
-    except MalformedResponse as exc:
-        exc.ticker = ticker
-        raise
-    return bars
-
-
-def _timespan(bar_seconds: int) -> tuple[int, str]:
-    for unit, name in ((86400, "day"), (3600, "hour"), (60, "minute")):
-        if bar_seconds % unit == 0:
-            return bar_seconds // unit, name
-    raise ValueError(f"a bar of {bar_seconds} s is not whole minutes")

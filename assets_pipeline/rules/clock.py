@@ -1,14 +1,6 @@
-"""The one clock the cadences, refreshes, checks and writers read.
-
-Everything that asks "what time is it" in this package calls `utcnow()`, so a test can freeze or
-move time for all of it at once (`frozen_at`), on any weekday and at any hour, instead of racing
-the wall clock. The budget is the exception on purpose: it counts on its store's own clock, which
-every process shares.
-
-The time a test set is a context variable, not a cache: it holds no value worked out and kept,
-only which source of time the current context reads (none: the wall clock), set and put back by
-`frozen_at` alone. A thread started meanwhile reads the wall clock, unless it is handed `reader()`.
-"""
+"""The one clock the package reads (`utcnow`), which a test freezes for everything at once with
+`frozen_at`; the budget alone counts on its store's clock. The frozen time is a context variable,
+not a cache; a thread reads it only when handed `reader()` (docs/design/injectable-clock.md)."""
 
 from __future__ import annotations
 
@@ -34,7 +26,7 @@ def reader() -> Callable[[], dt.datetime]:
 
 
 def today() -> dt.date:
-    """Today's date in UTC: the live daily partition."""
+    """Today's date in UTC."""
     return utcnow().date()
 
 

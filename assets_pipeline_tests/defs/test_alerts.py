@@ -22,7 +22,7 @@ from assets_pipeline.definitions import build_definitions
 from assets_pipeline.persistence.quote_store import QuoteStore
 from assets_pipeline.rules.run_kinds import CRITICAL, run_tags
 from assets_pipeline.simulator import Fault, PolygonSimulator
-from assets_pipeline_tests.conftest import get_engine, on_the_live_day, quote, refused_as_past
+from assets_pipeline_tests.conftest import get_engine, quote
 
 KEY = "alerts-key"
 #: The webhook's secret: its path, as in a chat service's incoming-webhook URL.
@@ -116,18 +116,10 @@ class Sensor:
 
 
 def run_critical(defs, instance):
-    """A real refresh of the critical tier, tagged as its schedule tags it, on today."""
-    job = defs.resolve_job_def("refresh_critical")
-    _, result = on_the_live_day(
-        lambda day: job.execute_in_process(
-            partition_key=day,
-            instance=instance,
-            raise_on_error=False,
-            tags=run_tags(CRITICAL, tier="critical"),
-        ),
-        refused_as_past,
+    """A real refresh of the critical tier, tagged as its schedule tags it."""
+    return defs.resolve_job_def("refresh_critical").execute_in_process(
+        instance=instance, raise_on_error=False, tags=run_tags(CRITICAL, tier="critical")
     )
-    return result
 
 
 def test_a_failed_refresh_run_posts_one_alert_naming_its_job_run_symbols_and_error(
@@ -160,7 +152,7 @@ def write_quotes(pg_url, registry, at, symbols):
     store = QuoteStore(get_engine(pg_url))
     for symbol in symbols:
         spec = registry.get(symbol)
-        store.write_quote(spec, quote(symbol, spec.polygon_ticker, at), at.date())
+        store.write_quote(spec, quote(symbol, spec.polygon_ticker, at))
 
 
 def check_freshness(defs, instance):
@@ -179,7 +171,7 @@ def test_an_error_check_that_starts_failing_posts_one_alert_and_warnings_or_pass
     # WARN), inside its tier's 32 before it is stale
     spec = registry.get("GBPUSD")
     lagging = quote("GBPUSD", spec.polygon_ticker, now - dt.timedelta(minutes=25))
-    QuoteStore(get_engine(pg_url)).write_quote(spec, lagging, now.date())
+    QuoteStore(get_engine(pg_url)).write_quote(spec, lagging)
     # EURUSD was never refreshed: its fresh check fails, at ERROR
     results = check_freshness(deployment, dagster_instance)
     assert not results[("EURUSD", "fresh")].passed

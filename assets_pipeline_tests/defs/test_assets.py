@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from pathlib import Path
 
@@ -23,9 +24,38 @@ def test_adding_a_symbol_is_one_entry_and_it_becomes_an_asset(tmp_path):
     path.write_text(yaml.safe_dump(document))
     defs = build_definitions(load_registry(path))
     keys = {k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()}
-    assert "quotes/NZDUSD" in keys and len(keys) == 10
+    assert {"quotes/NZDUSD", "history/NZDUSD"} <= keys and len(keys) == 2 * 10
     key = dg.AssetKey(["quotes", "NZDUSD"])
     assert defs.resolve_assets_def(key).specs_by_key[key].group_name == "low"
+    history = dg.AssetKey(["history", "NZDUSD"])
+    assert defs.resolve_assets_def(history).specs_by_key[history].group_name == "history"
+
+
+def test_the_live_quote_has_no_partitions_and_history_only_past_days(frozen_clock):
+    """Two families per symbol (docs/design/live-and-history.md): `quotes/<SYMBOL>` is the live
+    quote, one unpartitioned asset whose latest materialization is the quote now, with its three
+    checks; `history/<SYMBOL>` holds past days only, ending yesterday (UTC): today's bars are not
+    complete. History has no checks, and a backfill of it is one run."""
+    from assets_pipeline.definitions import build_definitions
+
+    defs = build_definitions(load_registry())
+    graph = defs.resolve_asset_graph()
+    live, past = dg.AssetKey(["quotes", "EURUSD"]), dg.AssetKey(["history", "EURUSD"])
+    assert graph.get(live).partitions_def is None
+    assert {c.name for c in graph.get_check_keys_for_assets({live})} == {
+        "quote_quality",
+        "fresh",
+        "quote_age",
+    }
+    days = graph.get(past).partitions_def
+    assert isinstance(days, dg.DailyPartitionsDefinition) and days.timezone == "UTC"
+    today = frozen_clock.today
+    keys = days.get_partition_keys(current_time=frozen_clock.now)
+    assert keys[-1] == (today - dt.timedelta(days=1)).isoformat()
+    assert today.isoformat() not in keys
+    assert graph.get_check_keys_for_assets({past}) == set()
+    assert isinstance(graph.get(past).backfill_policy, dg.BackfillPolicy)
+    assert graph.get(past).backfill_policy.max_partitions_per_run is None  # single run
 
 
 def test_every_job_runs_its_one_step_in_the_run_process_with_no_second_python():
@@ -38,7 +68,9 @@ def test_every_job_runs_its_one_step_in_the_run_process_with_no_second_python():
     jobs = defs.resolve_all_job_defs()
     for job in jobs:
         assert job.executor_def is dg.in_process_executor, job.name
-        assert len(job.graph.node_defs) == 1, job.name
+        # Dagster's implicit asset job (the UI's Materialize) holds each family's one step
+        steps = 2 if job.name == "__ASSET_JOB" else 1
+        assert len(job.graph.node_defs) == steps, job.name
     asset_jobs = [j for j in jobs if j.name.startswith("refresh_") or j.name == "check_freshness"]
     assert len(asset_jobs) >= 4
     for job in asset_jobs:

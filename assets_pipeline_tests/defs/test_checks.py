@@ -21,7 +21,7 @@ from assets_pipeline.persistence.schema import api_providers, data_sync_status, 
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.quotes import Quote
 from assets_pipeline.simulator import PolygonSimulator
-from assets_pipeline_tests.conftest import get_engine, on_the_live_day, refused_as_past
+from assets_pipeline_tests.conftest import get_engine
 
 SATURDAY = dt.datetime(2026, 11, 21, 12, 0, tzinfo=dt.UTC)
 KEY = "checks-key"
@@ -105,11 +105,11 @@ def test_fresh_stale_and_never_refreshed_symbols_and_the_sync_status_that_follow
     now = frozen_clock.now
     store = QuoteStore(get_engine(pg_url))
     # AUDUSD was never refreshed and has no row yet: the check registers it, and marks it
-    store.write_quote(registry.get("EURUSD"), quote("EURUSD", "C:EURUSD", now, 1.08), now.date())
+    store.write_quote(registry.get("EURUSD"), quote("EURUSD", "C:EURUSD", now, 1.08))
     stale_after = registry.tiers[registry.get("GBPUSD").tier].stale_after_seconds
     # GBPUSD fetched just now, but its price's own time is 5 minutes older than its tier allows
     old = now - ago(stale_after + 300)
-    store.write_quote(registry.get("GBPUSD"), quote("GBPUSD", "C:GBPUSD", old, 1.27), now.date())
+    store.write_quote(registry.get("GBPUSD"), quote("GBPUSD", "C:GBPUSD", old, 1.27))
 
     results = checked(registry)
 
@@ -135,7 +135,7 @@ def test_fresh_stale_and_never_refreshed_symbols_and_the_sync_status_that_follow
     assert store.sync_status("EURUSD")["sync_status"] == "success"
     # and the next update brings it back
     later = frozen_clock.advance(1)
-    store.write_quote(registry.get("GBPUSD"), quote("GBPUSD", "C:GBPUSD", later, 1.27), now.date())
+    store.write_quote(registry.get("GBPUSD"), quote("GBPUSD", "C:GBPUSD", later, 1.27))
     assert store.sync_status("GBPUSD")["sync_status"] == "success"
     back = checked(registry)[("GBPUSD", "fresh")]
     assert back.passed and back.metadata["data_age_seconds"].value == 0
@@ -148,7 +148,7 @@ def test_a_symbol_turns_stale_once_its_last_update_is_older_than_its_tier_allows
     stale_after = registry.tiers[spec.tier].stale_after_seconds
     store = QuoteStore(get_engine(pg_url))
     now = frozen_clock.now
-    store.write_quote(spec, quote("EURUSD", "C:EURUSD", now, 1.08), now.date())
+    store.write_quote(spec, quote("EURUSD", "C:EURUSD", now, 1.08))
 
     frozen_clock.advance(stale_after)
     at_the_limit = checked(registry)[("EURUSD", "fresh")]
@@ -171,7 +171,7 @@ def test_a_lagging_quote_warns_before_its_tier_calls_it_stale(
     max_age, stale_after = registry.quality.max_data_age_seconds, registry.stale_after(spec.tier)
     lag = max_age + 300  # a delayed feed: fetched now, 5 minutes further behind than allowed
     assert lag < stale_after
-    store.write_quote(spec, quote("GBPUSD", "C:GBPUSD", now - ago(lag), 1.27), now.date())
+    store.write_quote(spec, quote("GBPUSD", "C:GBPUSD", now - ago(lag), 1.27))
     results = checked(registry)
     fresh = results[("GBPUSD", "fresh")]
     assert fresh.passed and fresh.metadata["sync_age_seconds"].value == 0
@@ -187,7 +187,7 @@ def test_no_alarm_for_forex_over_the_weekend_but_crypto_goes_stale(pg_url, check
     friday = frozen_clock.move_to(dt.datetime(2026, 11, 20, 21, 58, tzinfo=dt.UTC))
     for symbol, ticker, price in (("EURUSD", "C:EURUSD", 1.08), ("BTCUSD", "X:BTCUSD", 60000.0)):
         # refreshed two minutes before forex closes (Fri 22:00)
-        store.write_quote(registry.get(symbol), quote(symbol, ticker, friday, price), friday.date())
+        store.write_quote(registry.get(symbol), quote(symbol, ticker, friday, price))
     frozen_clock.move_to(SATURDAY)
     results = checked(registry)
     eur, btc = results[("EURUSD", "fresh")], results[("BTCUSD", "fresh")]
@@ -210,18 +210,11 @@ def test_every_materialization_checks_quality_and_warns_with_the_numbers(
     store = QuoteStore(get_engine(pg_url))
     # older than what the simulator quotes (on the real clock), so the refresh is written
     earlier = clock.utcnow() - ago(300)
-    store.write_quote(
-        registry.get("EURUSD"), quote("EURUSD", "C:EURUSD", earlier, 2.0), earlier.date()
-    )
+    store.write_quote(registry.get("EURUSD"), quote("EURUSD", "C:EURUSD", earlier, 2.0))
     with PolygonSimulator(host="127.0.0.1", port=0, api_keys={KEY}) as sim:
         point_at(monkeypatch, sim, pg_url, redis_namespace)
         job = build_definitions(registry).resolve_job_def("refresh_critical")
-        _, result = on_the_live_day(
-            lambda day: job.execute_in_process(
-                partition_key=day, instance=dg.DagsterInstance.ephemeral()
-            ),
-            refused_as_past,
-        )
+        result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral())
     checks = {e.asset_key.path[-1]: e for e in result.get_asset_check_evaluations()}
     # only the quality checks run with a refresh; freshness has its own job
     assert {e.check_name for e in result.get_asset_check_evaluations()} == {"quote_quality"}
@@ -247,14 +240,10 @@ def test_selecting_a_tier_with_its_checks_is_one_step_that_judges_freshness_afte
     with PolygonSimulator(host="127.0.0.1", port=0, api_keys={KEY}) as sim:
         point_at(monkeypatch, sim, pg_url, redis_namespace)
         defs = build_definitions(registry)
-        _, result = on_the_live_day(
-            lambda day: dg.materialize(
-                [defs.resolve_assets_def(dg.AssetKey(["quotes", "XAUUSD"]))],
-                selection="group:critical",
-                partition_key=day,
-                instance=dg.DagsterInstance.ephemeral(),
-            ),
-            refused_as_past,
+        result = dg.materialize(
+            [defs.resolve_assets_def(dg.AssetKey(["quotes", "XAUUSD"]))],
+            selection="group:critical",
+            instance=dg.DagsterInstance.ephemeral(),
         )
     assert result.success
     steps = {e.step_key for e in result.all_events if e.step_key}
@@ -292,9 +281,9 @@ def test_evaluating_the_freshness_checks_writes_nothing_to_the_trading_database(
 
     now = frozen_clock.now
     store = QuoteStore(get_engine(pg_url))
-    store.write_quote(registry.get("EURUSD"), quote("EURUSD", "C:EURUSD", now, 1.08), now.date())
+    store.write_quote(registry.get("EURUSD"), quote("EURUSD", "C:EURUSD", now, 1.08))
     old = now - ago(registry.stale_after(registry.get("GBPUSD").tier) + 300)
-    store.write_quote(registry.get("GBPUSD"), quote("GBPUSD", "C:GBPUSD", old, 1.27), now.date())
+    store.write_quote(registry.get("GBPUSD"), quote("GBPUSD", "C:GBPUSD", old, 1.27))
     selected = {
         dg.AssetCheckKey(quote_asset_key(spec.symbol), name)
         for spec in registry

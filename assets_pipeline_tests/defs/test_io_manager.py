@@ -4,7 +4,6 @@ and writes nothing of its own."""
 from __future__ import annotations
 
 import ast
-import datetime as dt
 from pathlib import Path
 
 import dagster as dg
@@ -51,16 +50,14 @@ def test_handle_output_hands_the_quote_to_the_refresh_that_fetched_it(registry):
     handed = []
 
     class Service:  # stands in for the `Refresh` that fetched the quote
-        def store(self, spec, value, partition_date, run_id):
-            handed.append((spec.symbol, value.symbol, partition_date, run_id))
+        def store(self, spec, value, run_id):
+            handed.append((spec.symbol, value.symbol, run_id))
             return {"written": True, "write_result": "written"}
 
     # a database that does not exist: the IO manager never touches it to store
     manager = QuoteIOManager(database=TradingDatabase(url="postgresql://nobody@127.0.0.1:9/none"))
-    context = dg.build_output_context(
-        asset_key=dg.AssetKey(["quotes", "EURUSD"]), partition_key="2026-11-26", run_id="run-1"
-    )
+    context = dg.build_output_context(asset_key=dg.AssetKey(["quotes", "EURUSD"]), run_id="run-1")
     manager.handle_output(context, Fetched(Service(), registry.get("EURUSD"), quote()))  # type: ignore[arg-type]
-    assert handed == [("EURUSD", "EURUSD", dt.date(2026, 11, 26), "run-1")]
+    assert handed == [("EURUSD", "EURUSD", "run-1")]
     logged = {key: value.value for key, value in context.get_logged_metadata().items()}
     assert logged == {"written": True, "write_result": "written"}

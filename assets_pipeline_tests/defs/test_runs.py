@@ -56,10 +56,8 @@ def test_after_a_refresh_runs_process_is_killed_the_next_tick_refreshes(deployme
         "import dagster as dg\n"
         "from assets_pipeline.definitions import defs\n"
         "from assets_pipeline.rules.run_kinds import CRITICAL, run_tags\n"
-        "from assets_pipeline.rules import clock\n"
         "defs.resolve_job_def('refresh_critical').execute_in_process(\n"
-        "    partition_key=clock.today().isoformat(), instance=dg.DagsterInstance.get(),\n"
-        "    tags=run_tags(CRITICAL))\n"
+        "    instance=dg.DagsterInstance.get(), tags=run_tags(CRITICAL))\n"
     )
     with PolygonSimulator(host="127.0.0.1", port=0) as sim:
         sim.add_fault(Fault("timeout", delay=60))  # the call hangs: the run is in flight

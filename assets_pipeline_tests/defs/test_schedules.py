@@ -32,10 +32,10 @@ from assets_pipeline_tests.defs.conftest import create_run_for_test, enqueued
 # --- the critical tier ---------------------------------------------------------------------------
 
 
-def test_the_critical_schedule_refreshes_today_at_critical_priority(deployment):
+def test_the_critical_schedule_refreshes_at_critical_priority(deployment):
     request = deployment.schedule("refresh_critical_every_5m")
     assert isinstance(request, dg.RunRequest)
-    assert request.partition_key == deployment.clock.today.isoformat()
+    assert request.partition_key is None  # the live quote has no partitions
     assert request.tags["dagster/priority"] == "10"
     assert request.tags["assets_pipeline/kind"] == "critical"
     schedule = deployment.defs.resolve_schedule_def("refresh_critical_every_5m")
@@ -116,7 +116,7 @@ def test_at_start_up_overdue_secondaries_are_queued_at_once_and_only_once(
         ask=1.2701,
         last_price=1.27005,
     )
-    QuoteStore(get_engine(pg_url)).write_quote(registry.get("GBPUSD"), fresh, now.date())
+    QuoteStore(get_engine(pg_url)).write_quote(registry.get("GBPUSD"), fresh)
     first = deployment.sensor("enqueue_overdue_at_start_up")
     # GBPUSD was refreshed just now; the other five secondaries have never been
     assert deployment.queue.items() == []
@@ -242,10 +242,9 @@ def test_a_cadence_run_on_saturday_does_not_fetch_closed_markets(weekend, pg_url
         }.items():
             monkeypatch.setenv(name, value)
         # the job as the schedule launches it (the location loaded with these settings), but
-        # selecting all three (a stale request), on the frozen Saturday's partition
+        # selecting all three (a stale request), on the frozen Saturday
         defs = build_definitions(weekend.symbols)
         result = defs.resolve_job_def("refresh_critical").execute_in_process(
-            partition_key=clock.today().isoformat(),
             instance=weekend.instance,
             tags=run_tags(CRITICAL, tier="critical"),
         )
@@ -301,7 +300,7 @@ def test_on_an_end_of_day_plan_the_critical_schedule_waits_for_a_new_bar(
             timeframe=Timeframe.END_OF_DAY,
             plan="free",
         )
-        store.write_quote(spec, bar, tuesday_close.date())
+        store.write_quote(spec, bar)
     schedule = build_definitions(free).resolve_schedule_def("refresh_critical_every_5m")
 
     def tick():

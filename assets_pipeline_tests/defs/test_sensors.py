@@ -30,7 +30,7 @@ from assets_pipeline.polygon.client import MULTI_TICKER_SNAPSHOT, snapshot_featu
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.queue_rules import FAILED, IN_FLIGHT, QUEUED
 from assets_pipeline.rules.taxonomy import AssetType, Tier
-from assets_pipeline_tests.conftest import DAY, REDIS_URL, get_engine, quote
+from assets_pipeline_tests.conftest import REDIS_URL, get_engine, quote
 from assets_pipeline_tests.defs.conftest import create_run_for_test
 
 # --- the drain -----------------------------------------------------------------------------------
@@ -43,7 +43,7 @@ def test_the_drain_refreshes_in_priority_order_with_what_the_critical_reserve_le
     request = deployment.sensor("refresh_queue_drain")
     assert isinstance(request, dg.RunRequest)
     assert [k.path[-1] for k in request.asset_selection] == ["ETHUSDT", "GBPUSD"]
-    assert request.partition_key == deployment.clock.today.isoformat()
+    assert request.partition_key is None  # the live quote has no partitions
     assert request.tags["dagster/priority"] == "0"
     batch = request.tags["assets_pipeline/batch"]
     assert request.run_key == batch
@@ -142,7 +142,7 @@ def store_secondaries(pg_url, registry, ages_minutes):
     store, now = QuoteStore(get_engine(pg_url)), clock.utcnow()
     for spec in registry.queued():
         at = now - dt.timedelta(minutes=ages_minutes.get(spec.symbol, 0))
-        store.write_quote(spec, quote(spec.symbol, spec.polygon_ticker, at), at.date())
+        store.write_quote(spec, quote(spec.symbol, spec.polygon_ticker, at))
 
 
 def test_with_the_queue_empty_the_budget_left_refreshes_the_stalest_secondaries_first(
@@ -286,7 +286,7 @@ def test_once_batch_snapshots_are_refused_the_reserve_and_the_drain_count_per_ti
 
 def test_the_relay_sensor_publishes_what_waits_in_the_outbox(pg_url, redis_namespace, registry):
     store = QuoteStore(get_engine(pg_url), redis_namespace)
-    store.write_quote(registry.get("EURUSD"), quote(), DAY)
+    store.write_quote(registry.get("EURUSD"), quote())
     assert pending_count(store.engine) == 1
     listener = redis.Redis.from_url(REDIS_URL).pubsub()
     listener.subscribe(f"{redis_namespace}asset:update:EURUSD")

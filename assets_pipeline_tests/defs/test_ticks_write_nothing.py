@@ -86,7 +86,7 @@ def fill(deployment, pg_url: str, namespace: str, registry, budget) -> None:
     old = deployment.clock.now - dt.timedelta(hours=2)
     for symbol in ("EURUSD", "ETHUSDT"):
         spec = registry.get(symbol)
-        store.write_quote(spec, quote(symbol, spec.polygon_ticker, old), old.date())
+        store.write_quote(spec, quote(symbol, spec.polygon_ticker, old))
     budget.acquire(1)
     with get_engine(pg_url).begin() as conn:  # a call of an hour ago: pruned by any write
         conn.execute(sa.insert(api_budget_calls).values(name="polygon", at=1.0))

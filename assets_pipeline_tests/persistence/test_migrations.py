@@ -19,10 +19,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import make_url
 
+from assets_pipeline.history.store import read_bars, write_bars
 from assets_pipeline.persistence import migrate
 from assets_pipeline.persistence.database import migrate_database
 from assets_pipeline.persistence.grants import TABLE_PRIVILEGES, grants_sql
-from assets_pipeline.persistence.history import read_bars, write_bars
 from assets_pipeline.persistence.schema import VERSION_TABLE, SchemaError, metadata
 from assets_pipeline_tests.conftest import dispose_engine, get_engine
 

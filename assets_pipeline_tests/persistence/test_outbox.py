@@ -20,7 +20,7 @@ from redis.retry import Retry
 from assets_pipeline.persistence.outbox import MAX_FAILURES, pending_count, relay_pending
 from assets_pipeline.persistence.quote_store import QuoteStore
 from assets_pipeline.persistence.schema import event_outbox
-from assets_pipeline_tests.conftest import DAY, REDIS_URL, T0, get_engine, quote
+from assets_pipeline_tests.conftest import REDIS_URL, T0, get_engine, quote
 
 
 @pytest.fixture
@@ -52,7 +52,7 @@ def write_events(store, registry, count, start=0) -> list[str]:
     Quote times are `start`, `start` + 1 ... seconds after T0 (an older quote is not stored)."""
     spec = registry.get("EURUSD")
     return [
-        store.write_quote(spec, quote(at=T0 + dt.timedelta(seconds=start + n)), DAY).event_id
+        store.write_quote(spec, quote(at=T0 + dt.timedelta(seconds=start + n))).event_id
         for n in range(count)
     ]
 

@@ -61,7 +61,7 @@ def test_registers_configured_symbols_once_with_pending_status(store, registry):
 
 def test_a_quote_lands_in_one_transaction_with_status_history_and_event(store, registry):
     spec = registry.get("EURUSD")
-    outcome = store.write_quote(spec, quote(), DAY, run_id="run-1")
+    outcome = store.write_quote(spec, quote(), run_id="run-1")
     assert outcome.written and outcome.event_id
 
     row, meta = symbol_row(store, "EURUSD")
@@ -126,7 +126,7 @@ def test_other_metadata_keys_are_kept(store, registry):
             .where(symbols.c.symbol == "EURUSD")
             .values(meta={"trading_hours": "24x5", "margin": 0.02})
         )
-    store.write_quote(spec, quote(), DAY)
+    store.write_quote(spec, quote())
     _, meta = symbol_row(store, "EURUSD")
     assert meta["trading_hours"] == "24x5" and meta["margin"] == 0.02
     assert meta["last_update"]["bid"] == 1.08
@@ -134,17 +134,13 @@ def test_other_metadata_keys_are_kept(store, registry):
 
 def test_an_older_quote_never_overwrites_a_newer_one(store, registry):
     spec = registry.get("EURUSD")
-    store.write_quote(spec, quote(at=T0, bid=1.1, ask=1.1002), DAY)
-    older = store.write_quote(
-        spec, quote(at=T0 - dt.timedelta(minutes=1), bid=1.0, ask=1.0002), DAY
-    )
+    store.write_quote(spec, quote(at=T0, bid=1.1, ask=1.1002))
+    older = store.write_quote(spec, quote(at=T0 - dt.timedelta(minutes=1), bid=1.0, ask=1.0002))
     assert not older.written and "newer" in older.reason
     _, meta = symbol_row(store, "EURUSD")
     assert meta["last_update"]["bid"] == 1.1
     assert count(store, quote_history) == 1 and count(store, event_outbox) == 1
-    newer = store.write_quote(
-        spec, quote(at=T0 + dt.timedelta(seconds=1), bid=1.3, ask=1.3002), DAY
-    )
+    newer = store.write_quote(spec, quote(at=T0 + dt.timedelta(seconds=1), bid=1.3, ask=1.3002))
     assert newer.written
     assert symbol_row(store, "EURUSD")[1]["last_update"]["bid"] == 1.3
 
@@ -152,11 +148,11 @@ def test_an_older_quote_never_overwrites_a_newer_one(store, registry):
 def test_the_same_price_again_records_the_sync_but_is_no_news(store, registry, frozen_clock):
     # an end-of-day plan fetches yesterday's close again: same data time, same price
     spec = registry.get("EURUSD")
-    first = store.write_quote(spec, quote(at=T0), DAY)
+    first = store.write_quote(spec, quote(at=T0))
     synced = store.sync_status("EURUSD")["last_sync_timestamp"]
     frozen_clock.advance(300)
     again = quote(at=T0, fetched_at=T0 + dt.timedelta(minutes=5))
-    outcome = store.write_quote(spec, again, DAY)
+    outcome = store.write_quote(spec, again)
 
     assert first.written and not outcome.written and outcome.reason.startswith("unchanged")
     assert outcome.event_id is None
@@ -174,8 +170,8 @@ def test_the_same_data_time_with_another_price_is_a_correction_stored_and_announ
 ):
     # the vendor corrects a day bar: same close time, another price
     spec = registry.get("EURUSD")
-    store.write_quote(spec, quote(at=T0, bid=1.1, ask=1.1002), DAY)
-    corrected = store.write_quote(spec, quote(at=T0, bid=1.2, ask=1.2002), DAY)
+    store.write_quote(spec, quote(at=T0, bid=1.1, ask=1.1002))
+    corrected = store.write_quote(spec, quote(at=T0, bid=1.2, ask=1.2002))
     assert corrected.written and corrected.event_id
     _, meta = symbol_row(store, "EURUSD")
     assert meta["last_update"]["bid"] == 1.2
@@ -187,9 +183,7 @@ def test_the_same_data_time_with_another_price_is_a_correction_stored_and_announ
 
 def test_crypto_quote_stores_null_bid_and_ask_not_zero(store, registry):
     spec = registry.get("BTCUSD")
-    store.write_quote(
-        spec, quote("BTCUSD", "X:BTCUSD", bid=None, ask=None, last_price=60000.0), DAY
-    )
+    store.write_quote(spec, quote("BTCUSD", "X:BTCUSD", bid=None, ask=None, last_price=60000.0))
     _, meta = symbol_row(store, "BTCUSD")
     assert meta["last_update"]["bid"] is None and meta["last_update"]["ask"] is None
     assert meta["last_update"]["spread"] is None and meta["last_update"]["last_price"] == 60000.0
@@ -197,14 +191,14 @@ def test_crypto_quote_stores_null_bid_and_ask_not_zero(store, registry):
 
 def test_a_failure_records_its_error_and_keeps_the_stored_quote(store, registry):
     spec = registry.get("EURUSD")
-    store.write_quote(spec, quote(), DAY)
+    store.write_quote(spec, quote())
     store.record_failure(spec, "Polygon answered 403 NOT_AUTHORIZED: not entitled")
     status = store.sync_status("EURUSD")
     assert status["sync_status"] == "failed"
     assert "NOT_AUTHORIZED" in status["error_message"]
     assert status["last_sync_timestamp"] is not None  # the last success is still known
     assert symbol_row(store, "EURUSD")[1]["last_update"]["bid"] == 1.08
-    store.write_quote(spec, quote(at=T0 + dt.timedelta(minutes=1)), DAY)
+    store.write_quote(spec, quote(at=T0 + dt.timedelta(minutes=1)))
     assert store.sync_status("EURUSD")["sync_status"] == "success"
     assert store.sync_status("EURUSD")["error_message"] is None
 
@@ -220,7 +214,7 @@ def test_a_failure_with_a_nul_a_lone_surrogate_or_a_huge_text_is_recorded_safely
 
 def test_a_failed_write_leaves_the_old_row_intact(store, registry, monkeypatch):
     spec = registry.get("EURUSD")
-    store.write_quote(spec, quote(), DAY)
+    store.write_quote(spec, quote())
 
     # Fail at the last step of the transaction, after the row, status and history were written.
     def broken_event(*_args):
@@ -229,7 +223,7 @@ def test_a_failed_write_leaves_the_old_row_intact(store, registry, monkeypatch):
     monkeypatch.setattr(quote_store, "price_update_event", broken_event)
     newer = quote(at=T0 + dt.timedelta(minutes=1), bid=1.5, ask=1.5002)
     with pytest.raises(RuntimeError, match="outbox unavailable"):
-        store.write_quote(spec, newer, DAY)
+        store.write_quote(spec, newer)
     _, meta = symbol_row(store, "EURUSD")
     assert meta["last_update"]["bid"] == 1.08
     assert count(store, quote_history) == 1 and count(store, event_outbox) == 1
@@ -238,7 +232,7 @@ def test_a_failed_write_leaves_the_old_row_intact(store, registry, monkeypatch):
 def test_load_reads_the_latest_quote_back(store, registry):
     spec = registry.get("EURUSD")
     assert store.latest_quote("EURUSD") is None
-    store.write_quote(spec, quote(), DAY)
+    store.write_quote(spec, quote())
     latest = store.latest_quote("EURUSD")
     assert (latest.symbol, latest.bid, latest.ask, latest.data_time) == (
         "EURUSD",
@@ -270,7 +264,7 @@ def test_works_on_the_platforms_own_tables_with_extra_columns(empty_pg_url, regi
     migrate_database(empty_pg_url)  # the owner adopts the platform's table, creates the rest
     store = QuoteStore(get_engine(empty_pg_url))
     store.register_symbols(registry)
-    store.write_quote(registry.get("EURUSD"), quote(), DAY)
+    store.write_quote(registry.get("EURUSD"), quote())
     with raw.connect() as conn:
         rows = conn.exec_driver_sql(
             "SELECT symbol, exchange, is_tradable, metadata FROM trading.symbols ORDER BY id"
@@ -293,7 +287,7 @@ def test_mark_stale_marks_a_symbol_whose_sync_is_still_the_one_the_check_saw(sto
     eur, aud = registry.get("EURUSD"), registry.get("AUDUSD")
     store.register_symbols([eur, aud])
     with clock.frozen_at(T0) as move:
-        store.write_quote(eur, quote(), DAY)
+        store.write_quote(eur, quote())
         move(T0 + dt.timedelta(minutes=20))
         seen = {
             eur: store.sync_status("EURUSD")["last_sync_timestamp"],
@@ -315,7 +309,7 @@ def test_a_quote_written_after_the_check_read_its_status_is_not_marked_stale(
     checker.register_symbols([eur, aud])
     later = T0 + dt.timedelta(minutes=20)
     with clock.frozen_at(T0) as move:
-        checker.write_quote(eur, quote(), DAY)
+        checker.write_quote(eur, quote())
         move(later)
         # the check reads each status and finds both stale ...
         seen = {
@@ -323,8 +317,8 @@ def test_a_quote_written_after_the_check_read_its_status_is_not_marked_stale(
             aud: checker.sync_status("AUDUSD")["last_sync_timestamp"],
         }
         # ... then a refresh run commits fresh quotes for both ...
-        writer.write_quote(eur, quote(at=later), DAY)
-        writer.write_quote(aud, quote("AUDUSD", "C:AUDUSD", at=later, bid=0.65, ask=0.6502), DAY)
+        writer.write_quote(eur, quote(at=later))
+        writer.write_quote(aud, quote("AUDUSD", "C:AUDUSD", at=later, bid=0.65, ask=0.6502))
         # ... before the check marks what it saw
         assert checker.mark_stale(seen) == 0
     for symbol in ("EURUSD", "AUDUSD"):
@@ -370,7 +364,7 @@ def test_a_symbol_row_deleted_after_a_write_is_registered_again_on_the_next(stor
     """The writer remembers each symbol's id for the process; a row the platform deleted
     meanwhile is found missing and made again, and the quote lands."""
     spec = registry.get("EURUSD")
-    store.write_quote(spec, quote(), DAY)
+    store.write_quote(spec, quote())
     with store.engine.begin() as conn:
         symbol_id = conn.execute(sa.select(symbols.c.id).where(symbols.c.symbol == "EURUSD"))
         symbol_id = symbol_id.scalar_one()
@@ -379,7 +373,7 @@ def test_a_symbol_row_deleted_after_a_write_is_registered_again_on_the_next(stor
             conn.execute(sa.delete(table).where(column == symbol_id))
         conn.execute(sa.delete(symbols).where(symbols.c.id == symbol_id))
     later = T0 + dt.timedelta(minutes=1)
-    outcome = store.write_quote(spec, quote(at=later), DAY)
+    outcome = store.write_quote(spec, quote(at=later))
     assert outcome.written
     assert store.latest_quote("EURUSD").data_time == later
 

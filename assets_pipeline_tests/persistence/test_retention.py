@@ -39,9 +39,7 @@ def engine(database_url, registry):
     ]:
         spec = registry.get(symbol)
         with clock.frozen_at(days_ago(age)):
-            written = store.write_quote(
-                spec, quote(symbol, spec.polygon_ticker, at=days_ago(age)), days_ago(age).date()
-            )
+            written = store.write_quote(spec, quote(symbol, spec.polygon_ticker, at=days_ago(age)))
         if delivered:
             with engine.begin() as conn:
                 conn.execute(

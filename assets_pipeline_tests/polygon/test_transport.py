@@ -29,7 +29,7 @@ import pytest
 from assets_pipeline.budget.limiter import PolygonBudget
 from assets_pipeline.budget.sql_store import SqlBudgetStore
 from assets_pipeline.config.registry import AssetType
-from assets_pipeline.polygon.bars import history_bars
+from assets_pipeline.history.fetch import history_bars
 from assets_pipeline.polygon.client import PolygonClient
 from assets_pipeline.polygon.errors import MalformedResponse, RedirectRefused
 from assets_pipeline.polygon.transport import AnswerTooSlow, Origin, api_target, bounded_get

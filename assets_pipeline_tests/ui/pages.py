@@ -1,6 +1,6 @@
 """A user's steps in the Dagster UI, in Debian's chromium driven by Playwright.
 
-Elements are found by their role and the text the UI shows ("Materialize selected", "Latest",
+Elements are found by their role and the text the UI shows ("Materialize selected",
 "Launch backfill"), not by CSS classes or positions, so a layout change does not break them. A
 step that fails leaves a screenshot of the page, named in the error.
 """
@@ -116,22 +116,18 @@ def _asset_names(assets: Locator) -> list[str]:
     return sorted({text.splitlines()[0] for text in assets.all_inner_texts()})
 
 
-def materialize_latest_of_listed(page: Page, count: int) -> tuple[str, str]:
-    """Select every asset the catalog lists, Materialize selected, the Latest partition, Launch
-    1 run. Returns the run's id (from the "View" link of the UI's notice) and the partition."""
+def materialize_listed(page: Page, count: int) -> str:
+    """Select every asset the catalog lists, Materialize selected: the live quotes have no
+    partitions, so the run starts at once. Returns the run's id (from the "View" link of the
+    UI's notice)."""
     select_all = page.get_by_role("checkbox").first
     select_all.locator("xpath=..").click()  # the styled label: the input itself is hidden
     page.get_by_role("button", name=re.compile(rf"Materialize selected \({count}\)")).click()
-    dialog = page.get_by_role("dialog").filter(has_text=LAUNCH_DIALOG)
-    dialog.get_by_role("button", name="Latest", exact=True).click()
-    expect(dialog.get_by_text("1 partition", exact=True)).to_be_visible()
-    partition = dialog.get_by_role("textbox").first.input_value()
-    dialog.get_by_role("button", name="Launch 1 run").click()
-    return _notice_target(page, "Launched run"), partition
+    return _notice_target(page, "Launched run")
 
 
 def open_asset(page: Page, server: DagsterDev, name: str) -> None:
-    """From the catalog to the asset's page (`quotes / BTCUSD`)."""
+    """From the catalog to the asset's page (`quotes / BTCUSD`, `history / BTCUSD`)."""
     open_catalog(page, server)
     page.get_by_role("link", name=name).first.click()
     expect(_materialize_button(page)).to_be_visible()

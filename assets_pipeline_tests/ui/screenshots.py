@@ -3,8 +3,8 @@
     .venv/bin/python -m assets_pipeline_tests.ui.screenshots [--out docs/screenshots]
 
 Starts `dagster dev` on the embedded defaults (as `make dev` does, in a temporary home), does what
-the browser test does (the critical group's latest partition, a 3-day backfill of BTCUSD), and
-saves the asset catalog and BTCUSD's page as PNG files.
+the browser test does (the critical group's live quotes, a 3-day backfill of BTCUSD's history),
+and saves the asset catalog and BTCUSD's page as PNG files.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from assets_pipeline_tests.ui.pages import (
     browser_page,
     filter_catalog,
     launch_backfill,
-    materialize_latest_of_listed,
+    materialize_listed,
     open_asset,
     open_catalog,
     run_succeeds,
@@ -42,8 +42,8 @@ def take(page: Page, server: DagsterDev, out: Path, shots: Path) -> list[Path]:
     with step(page, "materialize and backfill", shots, server):
         open_catalog(page, server)
         filter_catalog(page, 'group:"critical"', 3)
-        run_id, _ = materialize_latest_of_listed(page, 3)
-        open_asset(page, server, f"quotes / {SYMBOL}")
+        run_id = materialize_listed(page, 3)
+        open_asset(page, server, f"history / {SYMBOL}")
         first, last = today - dt.timedelta(days=3), today - dt.timedelta(days=1)
         backfill_id = launch_backfill(page, str(first), str(last), 3)
         run_succeeds(page, server, run_id)
@@ -52,7 +52,7 @@ def take(page: Page, server: DagsterDev, out: Path, shots: Path) -> list[Path]:
     catalog, symbol = out / "asset-catalog.png", out / "symbol-page.png"
     with step(page, "photograph the catalog and a symbol", shots, server):
         open_catalog(page, server, 9)
-        # each row's partition counts, once the catalog has loaded them
+        # each history row's partition counts, once the catalog has loaded them
         expect(page.get_by_text(re.compile(r"^\d+ partitions$"))).to_have_count(9)
         page.screenshot(path=str(catalog))
         open_asset(page, server, f"quotes / {SYMBOL}")

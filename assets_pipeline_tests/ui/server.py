@@ -148,6 +148,22 @@ def run_status(server: DagsterDev, run_id: str) -> str:
     return data["runOrError"].get("status") or data["runOrError"]["__typename"]
 
 
+def latest_materialization(server: DagsterDev, asset: str) -> tuple[str | None, set[str]]:
+    """The run of the asset's latest materialization (`quotes/BTCUSD`), as its Overview shows
+    it, and the labels of its metadata."""
+    data = graphql(
+        server,
+        "query($path: [String!]!) { assetOrError(assetKey: {path: $path}) { __typename"
+        " ... on Asset { assetMaterializations(limit: 1)"
+        " { runId metadataEntries { label } } } } }",
+        {"path": asset.split("/")},
+    )
+    latest = data["assetOrError"].get("assetMaterializations") or []
+    if not latest:
+        return None, set()
+    return latest[0]["runId"], {entry["label"] for entry in latest[0]["metadataEntries"]}
+
+
 def backfill_state(server: DagsterDev, backfill_id: str) -> tuple[str, list[str]]:
     """The backfill's status and the ids of the runs it launched."""
     data = graphql(

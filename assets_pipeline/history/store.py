@@ -1,8 +1,8 @@
 """A symbol's history: the bars of past days, in `trading.price_bars`.
 
-Written by history partitions (a backfill), idempotently: a bar is keyed by its symbol, start and
-size, so materializing a day again rewrites the same rows. History never touches the live quote
-in `trading.symbols`, its sync status or its events.
+Written by history backfills, idempotently: a bar is keyed by its symbol, start and size, so
+backfilling a day again rewrites the same rows. History never touches the live quote in
+`trading.symbols`, its sync status or its events.
 """
 
 from __future__ import annotations

@@ -50,7 +50,8 @@ def test_no_module_imports_a_private_dagster_module():
 
 #: Attributes of Dagster objects that are not `@public` in Dagster 1.13, each once read by this
 #: package: the instance's event log storage and its check executions, an event's untyped payload
-#: and step failure data, the asset keys a run planned (the alerts' public stand-ins: defs/alerts.py).
+#: and step failure data, the asset keys a run planned (what the alerts use instead:
+#: defs/alerts.py).
 PRIVATE_ATTRIBUTES = {
     "event_log_storage",
     "event_specific_data",

@@ -122,7 +122,7 @@ def _assemble(registry: Registry, settings: Settings) -> dg.Definitions:
     )
     return dg.Definitions.merge(
         watched,
-        alert_definitions(watched),
+        alert_definitions(watched, registry),
         dg.Definitions(
             resources=resources,
             # Every job here is one step (one per 250 symbols, see assets.py): running the steps

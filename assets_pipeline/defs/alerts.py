@@ -1,24 +1,19 @@
-"""Alerts to a webhook: a failed run of this project's jobs, and an ERROR check that fails.
-
-Both sensors are always defined and start switched on; while `ALERT_WEBHOOK_URL` is unset they
-send nothing (each tick says so), so setting the variable is all it takes. The webhook's URL is
-a secret: it reaches Dagster as `dg.EnvVar` and is in no log, tick reason or metadata.
-
-- `alert_on_failed_run` is Dagster's run-failure sensor: the daemon hands it each failed run
-  of the monitored jobs once (its cursor is Dagster's own), and it posts one `run_failed` alert.
-  A POST that fails is logged and not retried: the run stays failed in the UI.
-- `alert_on_failed_check` reads the latest evaluation of every check of the quote assets and
-  posts one `checks_failed` alert with the ERROR checks that started failing. Its cursor keeps
-  the failing checks already alerted, so a check failing on every evaluation alerts once; a
-  POST that fails leaves them unalerted, and the next tick tries again.
+"""Alerts to a webhook: a failed run of this project's jobs (`alert_on_failed_run`), and a `fresh`
+check that starts failing (`alert_on_failed_check`, judged by the sensor itself from the trading
+database, as the check judges it). Both read through Dagster's public API and write nothing.
+While `ALERT_WEBHOOK_URL` (a secret, passed as `dg.EnvVar`, in no log or reason) is unset they
+send nothing. What each alert says and when: docs/operations.md, "Alerts".
 """
 
-import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import dagster as dg
 
-from assets_pipeline.defs.resources import AlertWebhook
+from assets_pipeline.config.registry import Registry
+from assets_pipeline.defs.checks import CHECK_JOB, FRESH, judge_freshness
+from assets_pipeline.defs.keys import quote_asset_key
+from assets_pipeline.defs.resources import AlertWebhook, TradingDatabase
+from assets_pipeline.persistence.batches import RESULT_TAG
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.alerts import (
     CheckOutcome,
@@ -30,37 +25,47 @@ from assets_pipeline.rules.alerts import (
     run_failure_alert,
 )
 from assets_pipeline.rules.run_kinds import BATCH_TAG, run_kind
+from assets_pipeline.rules.taxonomy import Tier
 
 UNSET = "ALERT_WEBHOOK_URL is not set: no alert is sent"
-_COMPLETED = {"SUCCEEDED", "FAILED"}
 
 
-def failed_run(context: dg.RunFailureSensorContext) -> FailedRun:
-    """What the alert says of a failed run: its symbols are the assets it set out to
-    materialize, its error the first failed step's (else the run's own failure message)."""
+def job_symbols(registry: Registry) -> dict[str, list[str]]:
+    """The symbols each job that refreshes or checks quotes was defined for (jobs.py and
+    checks.py), from the registry alone: what a failed run of it set out to do when the run
+    itself selected nothing narrower."""
+    everything = [spec.symbol for spec in registry]
+    symbols = {"refresh_quotes": everything, "refresh_queue": everything, CHECK_JOB: everything}
+    for tier in Tier:
+        if registry.in_tier(tier):
+            symbols[f"refresh_{tier.value}"] = [spec.symbol for spec in registry.in_tier(tier)]
+    return symbols
+
+
+def failed_run(
+    context: dg.RunFailureSensorContext, symbols_of_job: Mapping[str, Sequence[str]]
+) -> FailedRun:
+    """What the alert says of a failed run: its symbols are the assets it selected, else those
+    its job was defined for; its error the first failed step's message, else the run's."""
     run = context.dagster_run
-    planned = context.instance.get_asset_keys_for_run(
-        run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED
-    )
-    step_errors = [
-        event.step_failure_data.error.message.strip()
-        for event in context.get_step_failure_events()
-        if event.step_failure_data and event.step_failure_data.error
-    ]
+    selected = {key.path[-1] for key in run.asset_selection or ()}
+    steps = [event.message for event in context.get_step_failure_events() if event.message]
     return FailedRun(
         job=run.job_name,
         run_id=run.run_id,
         kind=run_kind(run.tags),
-        symbols=[key.path[-1] for key in planned],
-        error=step_errors[0] if step_errors else (context.failure_event.message or ""),
+        symbols=sorted(selected) or list(symbols_of_job.get(run.job_name, [])),
+        error=steps[0] if steps else (context.failure_event.message or ""),
         failed_at=clock.utcnow(),
         partition=run.tags.get("dagster/partition"),
         batch=run.tags.get(BATCH_TAG),
+        result=run.tags.get(RESULT_TAG),
     )
 
 
 def build_run_failure_alert(
     jobs: "Sequence[dg.UnresolvedAssetJobDefinition | dg.JobDefinition]",
+    symbols_of_job: Mapping[str, Sequence[str]],
 ) -> dg.SensorDefinition:
     @dg.run_failure_sensor(
         name="alert_on_failed_run",
@@ -77,43 +82,39 @@ def build_run_failure_alert(
         if not alert_webhook.configured():
             context.log.info(f"run {context.dagster_run.run_id[:8]} failed; {UNSET}")
             return
-        alert = run_failure_alert(failed_run(context))
+        alert = run_failure_alert(failed_run(context, symbols_of_job))
         if alert_webhook.post(alert, context.log):
             context.log.info(f"alerted: run {alert['run_id'][:8]} of {alert['job']} failed")
 
     return alert_on_failed_run
 
 
-def _outcome(record: object) -> CheckOutcome | None:
-    """A completed evaluation from the check's latest execution record (None: still running,
-    or an old record without its event)."""
-    event = getattr(record, "event", None)
-    status = getattr(getattr(record, "status", None), "value", None)
-    if status not in _COMPLETED or event is None or event.dagster_event is None:
-        return None
-    evaluation = event.dagster_event.event_specific_data
-    return CheckOutcome(
-        asset=evaluation.asset_key.to_user_string(),
-        check=evaluation.check_name,
-        passed=evaluation.passed,
-        severity=evaluation.severity.value,
-        run_id=event.run_id,
-        evaluated_at=dt.datetime.fromtimestamp(event.timestamp, dt.UTC),
-        description=evaluation.description,
-    )
+def judged_now(
+    registry: Registry, database: TradingDatabase, checks: set[dg.AssetCheckKey]
+) -> list[CheckOutcome]:
+    """Every symbol's `fresh` check, judged now from one read of the trading database by the
+    check's own function (`judge_freshness`, which writes nothing)."""
+    at = clock.utcnow()
+    return [
+        CheckOutcome(
+            asset="/".join(result.asset_key.path) if result.asset_key else "",
+            check=result.check_name or FRESH,
+            passed=result.passed,
+            severity=result.severity.value,
+            evaluated_at=at,
+            description=result.description,
+        )
+        for result in judge_freshness(registry, database, checks).results
+    ]
 
 
 def check_alert_tick(
     context: dg.SensorEvaluationContext,
-    check_keys: Sequence[dg.AssetCheckKey],
+    outcomes: Sequence[CheckOutcome],
     alert_webhook: AlertWebhook,
-) -> dg.SensorResult | dg.SkipReason:
-    if not alert_webhook.configured():
-        return dg.SkipReason(UNSET)
-    latest = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(
-        list(check_keys)
-    )
-    outcomes = [o for o in map(_outcome, latest.values()) if o is not None]
+) -> dg.SensorResult:
+    """One POST for the ERROR checks newly failing among `outcomes`; the cursor keeps those
+    alerted (a failed POST leaves them out, so the next tick tries again)."""
     new, alerted = newly_failing(alerted_from_cursor(context.cursor), outcomes)
     if not new:
         reason = f"no newly failing ERROR check ({len(alerted)} still failing, alerted before)"
@@ -125,29 +126,35 @@ def check_alert_tick(
     return dg.SensorResult(skip_reason=reason, cursor=alerted_cursor(alerted))
 
 
-def build_check_failure_alert(check_keys: Sequence[dg.AssetCheckKey]) -> dg.SensorDefinition:
+def build_check_failure_alert(registry: Registry) -> dg.SensorDefinition:
+    checks = {dg.AssetCheckKey(quote_asset_key(spec.symbol), FRESH) for spec in registry}
+
     @dg.sensor(
         name="alert_on_failed_check",
         minimum_interval_seconds=60,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description="POST a checks_failed alert to ALERT_WEBHOOK_URL when an ERROR check (fresh)"
-        " starts failing; once per failure (nothing while the variable is unset).",
+        description="POST a checks_failed alert to ALERT_WEBHOOK_URL when a symbol's fresh check"
+        " (ERROR) starts failing, judged here from the trading database whether or not the"
+        " checks' own job runs; once per failure (nothing while the variable is unset).",
     )
     def alert_on_failed_check(
-        context: dg.SensorEvaluationContext, alert_webhook: AlertWebhook
+        context: dg.SensorEvaluationContext,
+        alert_webhook: AlertWebhook,
+        database: TradingDatabase,
     ) -> dg.SensorResult | dg.SkipReason:
-        return check_alert_tick(context, check_keys, alert_webhook)
+        if not alert_webhook.configured():
+            return dg.SkipReason(UNSET)
+        return check_alert_tick(context, judged_now(registry, database, checks), alert_webhook)
 
     return alert_on_failed_check
 
 
-def alert_definitions(watched: dg.Definitions) -> dg.Definitions:
-    """This area's definitions: the two alert sensors, over `watched`'s jobs and its assets'
-    checks."""
-    checks = [key for assets in watched.assets or [] for key in assets.check_keys]
+def alert_definitions(watched: dg.Definitions, registry: Registry) -> dg.Definitions:
+    """This area's definitions: the two alert sensors, over `watched`'s jobs and `registry`'s
+    symbols."""
     return dg.Definitions(
         sensors=[
-            build_run_failure_alert(list(watched.jobs or [])),
-            build_check_failure_alert(checks),
+            build_run_failure_alert(list(watched.jobs or []), job_symbols(registry)),
+            build_check_failure_alert(registry),
         ]
     )

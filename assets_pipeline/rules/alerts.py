@@ -2,13 +2,14 @@
 
 Two JSON alerts, named by `alert`: `run_failed` (a refresh, freshness or pruning run failed) and
 `checks_failed` (ERROR-severity checks that started failing). A failing check is alerted once per
-failure: `newly_failing` remembers what was alerted and forgets a check that passes again or
-fails only at WARN. The bodies and the sensors: docs/operations.md, "Alerts"."""
+failure: `newly_failing` remembers what was alerted and forgets a check that passes again, fails
+only at WARN or is no longer judged. The bodies and the sensors: docs/operations.md, "Alerts"."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import urllib.parse
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +27,14 @@ def run_link(run_id: str) -> str:
     return f"/runs/{run_id}"
 
 
+def check_link(asset: str, check: str) -> str:
+    """The check's panel on its asset's Checks tab, as the Dagster UI (1.13) builds the path:
+    each segment of the asset's path URL-encoded, then `?view=checks&checkDetail=<check>`."""
+    path = "/".join(urllib.parse.quote(part, safe="") for part in asset.split("/"))
+    query = urllib.parse.urlencode({"view": "checks", "checkDetail": check})
+    return f"/assets/{path}?{query}"
+
+
 @dataclass(frozen=True)
 class FailedRun:
     job: str
@@ -36,6 +45,8 @@ class FailedRun:
     failed_at: dt.datetime
     partition: str | None = None
     batch: str | None = None
+    #: How the run's batch ended, from its result tag ("2 updated, 1 failed, 3 calls").
+    result: str | None = None
 
 
 def run_failure_alert(run: FailedRun) -> dict[str, Any]:
@@ -46,6 +57,7 @@ def run_failure_alert(run: FailedRun) -> dict[str, Any]:
         "kind": run.kind,
         "partition": run.partition,
         "batch": run.batch,
+        "result": run.result,
         "symbols": sorted(run.symbols),
         "error": run.error[:MAX_ERROR_CHARS],
         "failed_at": iso_utc(run.failed_at),
@@ -55,13 +67,12 @@ def run_failure_alert(run: FailedRun) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class CheckOutcome:
-    """A check's latest completed evaluation. `key` is `<asset path>:<check name>`."""
+    """A check as the sensor judged it, at `evaluated_at`. `key` is `<asset path>:<check name>`."""
 
     asset: str
     check: str
     passed: bool
     severity: str  # "ERROR" or "WARN"
-    run_id: str
     evaluated_at: dt.datetime
     description: str | None = None
 
@@ -78,15 +89,16 @@ class CheckOutcome:
 def newly_failing(
     alerted: Iterable[str], outcomes: Iterable[CheckOutcome]
 ) -> tuple[list[CheckOutcome], set[str]]:
-    """(the failing checks not yet alerted, the alerted checks still failing). A check that
-    passes again, or fails only at WARN, leaves the alerted set: its next failure alerts again.
-    The caller adds the new ones to the set once their alert is delivered."""
-    still = set(alerted)
-    new = []
+    """(the failing checks not yet alerted, the alerted checks still failing). `outcomes` is
+    every check judged: one that passes again, fails only at WARN, or is not judged any more (its
+    symbol removed) leaves the alerted set, so its next failure alerts again. The caller adds
+    the new ones to the set once their alert is delivered."""
+    before = set(alerted)
+    new, still = [], set()
     for outcome in outcomes:
-        if not outcome.failing:
-            still.discard(outcome.key)
-        elif outcome.key not in still:
+        if outcome.failing and outcome.key in before:
+            still.add(outcome.key)
+        elif outcome.failing:
             new.append(outcome)
     return sorted(new, key=lambda o: o.key), still
 
@@ -102,9 +114,8 @@ def check_failure_alert(outcomes: Sequence[CheckOutcome]) -> dict[str, Any]:
                 "check": o.check,
                 "severity": o.severity,
                 "description": o.description,
-                "run_id": o.run_id,
                 "evaluated_at": iso_utc(o.evaluated_at),
-                "link": run_link(o.run_id),
+                "link": check_link(o.asset, o.check),
             }
             for o in outcomes
         ],

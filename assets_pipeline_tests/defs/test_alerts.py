@@ -1,6 +1,7 @@
-"""Alerts, against a real HTTP receiver on loopback: a failed refresh run and an ERROR check that
-starts failing each post one alert; a passing or WARN check posts none; a webhook that fails
-or hangs is logged, without its URL, and the sensor goes on.
+"""Alerts, against a real HTTP receiver on loopback and the real PostgreSQL: a failed refresh run
+posts one alert naming its symbols and first error; a symbol whose `fresh` check turns stale posts
+one alert per failure, judged by the sensor from the database whether or not the checks ran; a
+webhook that fails or hangs is logged, without its URL, and the next tick tries again.
 
 Runs are real (in-process, on the shared Dagster instance) and the sensors are evaluated as the
 daemon evaluates them (`evaluate_tick`, cursor carried from tick to tick), so the dedupe under
@@ -19,6 +20,8 @@ import dagster as dg
 import pytest
 
 from assets_pipeline.definitions import build_definitions
+from assets_pipeline.defs.alerts import job_symbols
+from assets_pipeline.defs.keys import quote_asset_key
 from assets_pipeline.persistence.quote_store import QuoteStore
 from assets_pipeline.rules.run_kinds import CRITICAL, run_tags
 from assets_pipeline.simulator import Fault, PolygonSimulator
@@ -101,7 +104,10 @@ class Sensor:
 
     def __init__(self, defs: dg.Definitions, name: str, instance: dg.DagsterInstance) -> None:
         self.sensor = defs.resolve_sensor_def(name)
-        self.resources = {"alert_webhook": defs.resources["alert_webhook"]}
+        self.resources = {
+            "alert_webhook": defs.resources["alert_webhook"],
+            "database": defs.resources["database"],
+        }
         self.instance = instance
         self.cursor: str | None = None
         self.reasons: list[str] = []
@@ -115,14 +121,17 @@ class Sensor:
         self.reasons.append(data.skip_message or "")
 
 
-def run_critical(defs, instance):
+def run_critical(defs, instance, **selection):
     """A real refresh of the critical tier, tagged as its schedule tags it."""
     return defs.resolve_job_def("refresh_critical").execute_in_process(
-        instance=instance, raise_on_error=False, tags=run_tags(CRITICAL, tier="critical")
+        instance=instance,
+        raise_on_error=False,
+        tags=run_tags(CRITICAL, tier="critical"),
+        **selection,
     )
 
 
-def test_a_failed_refresh_run_posts_one_alert_naming_its_job_run_symbols_and_error(
+def test_a_failed_refresh_run_alerts_once_naming_its_symbols_and_first_error(
     deployment, sim, receiver, dagster_instance
 ):
     sensor = Sensor(deployment, "alert_on_failed_run", dagster_instance)
@@ -144,8 +153,35 @@ def test_a_failed_refresh_run_posts_one_alert_naming_its_job_run_symbols_and_err
         "dagster/partition"
     )
     assert alert["symbols"] == ["BTCUSD", "EURUSD", "XAUUSD"]
-    assert "EURUSD" in alert["error"]
+    # the first failed step's message (Dagster's public event), and the batch's result tag
+    assert alert["error"].startswith("Execution of step") and "failed" in alert["error"]
+    assert alert["result"].startswith("2 updated, 1 failed, ")
     assert alert["link"] == f"/runs/{failed.run_id}"
+
+
+def test_a_failed_run_of_a_selection_names_the_symbols_it_selected_not_its_jobs(
+    deployment, sim, receiver, dagster_instance
+):
+    sensor = Sensor(deployment, "alert_on_failed_run", dagster_instance)
+    sensor.tick()
+    sim.add_fault(Fault("unknown", ticker="C:EURUSD"))
+    failed = run_critical(deployment, dagster_instance, asset_selection=[quote_asset_key("EURUSD")])
+    assert not failed.success
+
+    sensor.tick()
+
+    [alert] = receiver.bodies
+    assert alert["run_id"] == failed.run_id and alert["symbols"] == ["EURUSD"]
+
+
+def test_each_job_that_refreshes_or_checks_quotes_knows_its_symbols_without_the_asset_graph(
+    deployment, registry
+):
+    names = {job.name for job in deployment.jobs}
+    by_job = job_symbols(registry)
+    assert set(by_job) == {n for n in names if n.startswith("refresh_")} | {"check_freshness"}
+    assert by_job["refresh_critical"] == ["XAUUSD", "EURUSD", "BTCUSD"]
+    assert len(by_job["refresh_quotes"]) == len(list(registry))
 
 
 def write_quotes(pg_url, registry, at, symbols):
@@ -160,7 +196,7 @@ def check_freshness(defs, instance):
     return {(e.asset_key.path[-1], e.check_name): e for e in result.get_asset_check_evaluations()}
 
 
-def test_an_error_check_that_starts_failing_posts_one_alert_and_warnings_or_passes_post_none(
+def test_a_stale_critical_symbol_alerts_once_though_the_checks_never_ran(
     deployment, pg_url, registry, receiver, dagster_instance, frozen_clock
 ):
     sensor = Sensor(deployment, "alert_on_failed_check", dagster_instance)
@@ -168,54 +204,82 @@ def test_an_error_check_that_starts_failing_posts_one_alert_and_warnings_or_pass
     others = [s.symbol for s in registry if s.symbol not in ("EURUSD", "GBPUSD")]
     write_quotes(pg_url, registry, now, others)
     # GBPUSD fetched just now, but its quote is 25 minutes old: past quote_age's 20 minutes (a
-    # WARN), inside its tier's 32 before it is stale
+    # WARN, never alerted), inside its tier's 32 before it is stale
     spec = registry.get("GBPUSD")
     lagging = quote("GBPUSD", spec.polygon_ticker, now - dt.timedelta(minutes=25))
     QuoteStore(get_engine(pg_url)).write_quote(spec, lagging)
-    # EURUSD was never refreshed: its fresh check fails, at ERROR
-    results = check_freshness(deployment, dagster_instance)
-    assert not results[("EURUSD", "fresh")].passed
-    assert not results[("GBPUSD", "quote_age")].passed
-    assert results[("GBPUSD", "quote_age")].severity == dg.AssetCheckSeverity.WARN
+    # EURUSD, critical, was never refreshed: stale. The check job is never run here.
 
     sensor.tick()
+
+    [alert] = receiver.bodies
+    assert alert["alert"] == "checks_failed" and alert["symbols"] == ["EURUSD"]
+    assert alert["checks"] == [
+        {
+            "asset": "quotes/EURUSD",
+            "symbol": "EURUSD",
+            "check": "fresh",
+            "severity": "ERROR",
+            "description": "EURUSD: no price yet while its market trades",
+            "evaluated_at": "2026-11-25T12:00:00.000000Z",
+            "link": "/assets/quotes/EURUSD?view=checks&checkDetail=fresh",
+        }
+    ]
+    assert sensor.cursor == '["quotes/EURUSD:fresh"]'
+
+
+def test_a_symbol_stale_on_every_tick_does_not_alert_again(
+    deployment, pg_url, registry, receiver, dagster_instance, frozen_clock
+):
+    sensor = Sensor(deployment, "alert_on_failed_check", dagster_instance)
+    write_quotes(pg_url, registry, frozen_clock.now, [s.symbol for s in registry][1:])
     sensor.tick()
-    check_freshness(deployment, dagster_instance)  # still failing: the same failure
+    check_freshness(deployment, dagster_instance)  # the checks agree, and change nothing here
+    frozen_clock.advance(60)
+    sensor.tick()
     sensor.tick()
 
     assert len(receiver.bodies) == 1
-    alert = receiver.bodies[0]
-    assert alert["alert"] == "checks_failed" and alert["symbols"] == ["EURUSD"]
-    [check] = alert["checks"]
-    assert (check["asset"], check["check"], check["severity"]) == (
-        "quotes/EURUSD",
-        "fresh",
-        "ERROR",
+    assert (
+        sensor.reasons[1:] == ["no newly failing ERROR check (1 still failing, alerted before)"] * 2
     )
-    assert check["description"] == "EURUSD: no price yet while its market trades"
-    assert check["link"] == f"/runs/{check['run_id']}"
 
 
-def test_a_check_that_passes_again_alerts_anew_when_it_fails_next_time(
+def test_a_symbol_that_recovers_then_turns_stale_alerts_again(
     deployment, pg_url, registry, receiver, dagster_instance, frozen_clock
 ):
     sensor = Sensor(deployment, "alert_on_failed_check", dagster_instance)
     everyone = [s.symbol for s in registry]
     write_quotes(pg_url, registry, frozen_clock.now, [s for s in everyone if s != "EURUSD"])
-    check_freshness(deployment, dagster_instance)
     sensor.tick()  # EURUSD never refreshed: alerted
     write_quotes(pg_url, registry, frozen_clock.advance(1), ["EURUSD"])
-    check_freshness(deployment, dagster_instance)
     sensor.tick()  # every check passes: nothing to say, EURUSD's failure is over
     assert len(receiver.bodies) == 1 and sensor.cursor == "[]"
 
     stale_after = registry.stale_after(registry.get("EURUSD").tier)
     frozen_clock.advance(stale_after + 1)
-    check_freshness(deployment, dagster_instance)
     sensor.tick()
 
     assert len(receiver.bodies) == 2
     assert "EURUSD" in receiver.bodies[1]["symbols"]
+
+
+def test_a_failed_post_leaves_the_symbol_unalerted_and_the_next_tick_delivers_it(
+    deployment, pg_url, registry, receiver, dagster_instance, frozen_clock
+):
+    sensor = Sensor(deployment, "alert_on_failed_check", dagster_instance)
+    write_quotes(pg_url, registry, frozen_clock.now, [s.symbol for s in registry][1:])
+    receiver.answer = 500
+    sensor.tick()
+    assert sensor.cursor == "[]"
+    assert "not alerted (the webhook failed); next tick retries" in sensor.reasons[-1]
+
+    receiver.answer = 200
+    sensor.tick()
+
+    assert len(receiver.bodies) == 2  # the refused POST, then the delivered one
+    assert receiver.bodies[0] == receiver.bodies[1]
+    assert sensor.cursor == json.dumps([f"quotes/{next(iter(registry)).symbol}:fresh"])
 
 
 def everything_said(caplog, capsys, sensor, defs) -> str:
@@ -242,9 +306,10 @@ def test_a_failing_webhook_is_logged_without_its_url_and_the_sensor_goes_on(
     caplog.set_level(logging.DEBUG)
     sensor = Sensor(deployment, "alert_on_failed_check", dagster_instance)
     sensor.resources = {
+        **sensor.resources,
         "alert_webhook": type(deployment.resources["alert_webhook"])(
             url=dg.EnvVar("ALERT_WEBHOOK_URL"), timeout_seconds=0.5
-        )
+        ),
     }
     if trouble == "answers 500":
         receiver.answer = 500
@@ -252,7 +317,7 @@ def test_a_failing_webhook_is_logged_without_its_url_and_the_sensor_goes_on(
         receiver.hang.set()
     else:
         receiver.__exit__()
-    check_freshness(deployment, dagster_instance)  # nothing was ever refreshed: all stale
+    # nothing was ever refreshed: every symbol is stale
 
     sensor.tick()
     sensor.tick()  # not delivered: the next tick tries again
@@ -264,13 +329,22 @@ def test_a_failing_webhook_is_logged_without_its_url_and_the_sensor_goes_on(
     assert sensor.cursor == "[]"  # nothing counted as alerted
 
 
-def test_unset_the_alert_sensors_send_nothing_and_say_why(
-    deployment, monkeypatch, registry, receiver, dagster_instance
+def test_with_the_webhook_unset_neither_sensor_sends_anything_and_the_tick_says_why(
+    deployment, monkeypatch, registry, sim, receiver, dagster_instance, caplog, capsys
 ):
+    caplog.set_level(logging.INFO)
     monkeypatch.delenv("ALERT_WEBHOOK_URL")
     defs = build_definitions(registry)
-    check_freshness(defs, dagster_instance)
-    sensor = Sensor(defs, "alert_on_failed_check", dagster_instance)
-    sensor.tick()
-    assert sensor.reasons == ["ALERT_WEBHOOK_URL is not set: no alert is sent"]
+    checks = Sensor(defs, "alert_on_failed_check", dagster_instance)
+    runs = Sensor(defs, "alert_on_failed_run", dagster_instance)
+    runs.tick()
+    sim.add_fault(Fault("unknown", ticker="C:EURUSD"))
+    assert not run_critical(defs, dagster_instance).success
+
+    checks.tick()  # nothing was ever refreshed: every symbol is stale
+    runs.tick()
+
+    assert checks.reasons == ["ALERT_WEBHOOK_URL is not set: no alert is sent"]
+    said = caplog.text + capsys.readouterr().err
+    assert "failed; ALERT_WEBHOOK_URL is not set: no alert is sent" in said
     assert receiver.bodies == []

@@ -4,7 +4,8 @@ does) writes nothing to the trading database, Redis or the budget.
 Every schedule and sensor of the definitions is evaluated twice against the real PostgreSQL (and
 Redis, where the budget lives there too) holding queue rows in every state, stored quotes, pending
 outbox events and budget calls (an expired one included); every table and every key of the
-namespace is byte-identical afterwards.
+namespace is byte-identical afterwards. The alert webhook is set (a receiver on loopback), so the
+check alert judges the stale symbols and posts, as it does in production.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from assets_pipeline.persistence.schema import api_budget_calls, metadata
 from assets_pipeline.rules.taxonomy import Tier
 from assets_pipeline_tests.conftest import REDIS_URL, get_engine, quote
 from assets_pipeline_tests.defs.conftest import create_run_for_test
+from assets_pipeline_tests.defs.test_alerts import Receiver
 
 
 def snapshot(pg_url: str, namespace: str) -> dict[str, object]:
@@ -47,7 +49,7 @@ def snapshot(pg_url: str, namespace: str) -> dict[str, object]:
     return tables
 
 
-def resources(pg_url: str, namespace: str, store: str) -> dict[str, object]:
+def resources(pg_url: str, namespace: str, store: str, webhook: str) -> dict[str, object]:
     database = TradingDatabase(url=pg_url)
     redis_resource = RedisResource(url=REDIS_URL, namespace=namespace)
     budget = PolygonBudgetResource(
@@ -62,7 +64,7 @@ def resources(pg_url: str, namespace: str, store: str) -> dict[str, object]:
         "database": database,
         "redis": redis_resource,
         "polygon": polygon,
-        "alert_webhook": AlertWebhook(),
+        "alert_webhook": AlertWebhook(url=webhook),
     }
 
 
@@ -117,11 +119,17 @@ def evaluate_everything(defs: dg.Definitions, instance, resources_) -> list[str]
     return seen
 
 
+@pytest.fixture
+def receiver():
+    with Receiver() as running:
+        yield running
+
+
 @pytest.mark.parametrize("store", ["database", "redis"])
 def test_evaluating_every_schedule_and_sensor_twice_writes_nothing(
-    deployment, pg_url, redis_namespace, registry, store
+    deployment, pg_url, redis_namespace, registry, store, receiver
 ):
-    resources_ = resources(pg_url, redis_namespace, store)
+    resources_ = resources(pg_url, redis_namespace, store, receiver.url)
     fill(deployment, pg_url, redis_namespace, registry, resources_["polygon"].budget.budget())
     before = snapshot(pg_url, redis_namespace)
     assert before["data_sources.refresh_queue"] and before["data_sources.event_outbox"]
@@ -131,6 +139,9 @@ def test_evaluating_every_schedule_and_sensor_twice_writes_nothing(
 
     assert first == second
     assert {"refresh_queue_drain", "enqueue_high_every_30m", "event_outbox_relay"} <= set(first)
+    assert "alert_on_failed_check" in first
     after = snapshot(pg_url, redis_namespace)
     changed = [name for name in before if before[name] != after[name]]
     assert changed == [], f"a tick wrote to {changed}"
+    # the check alert judged and posted (each evaluation starts from no cursor: it posts again)
+    assert [body["alert"] for body in receiver.bodies] == ["checks_failed"] * 2

@@ -5,6 +5,7 @@ While `ALERT_WEBHOOK_URL` (a secret, passed as `dg.EnvVar`, in no log or reason)
 send nothing. What each alert says and when: docs/operations.md, "Alerts".
 """
 
+import logging
 from collections.abc import Mapping, Sequence
 
 import dagster as dg
@@ -13,7 +14,8 @@ from assets_pipeline.config.registry import Registry
 from assets_pipeline.defs.checks import CHECK_JOB, FRESH, judge_freshness
 from assets_pipeline.defs.keys import quote_asset_key
 from assets_pipeline.defs.resources import AlertWebhook, TradingDatabase
-from assets_pipeline.persistence.batches import RESULT_TAG
+from assets_pipeline.persistence.batches import RESULT_TAG, batches_of_run
+from assets_pipeline.persistence.database import DatabaseUnavailable
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.alerts import (
     CheckOutcome,
@@ -43,10 +45,13 @@ def job_symbols(registry: Registry) -> dict[str, list[str]]:
 
 
 def failed_run(
-    context: dg.RunFailureSensorContext, symbols_of_job: Mapping[str, Sequence[str]]
+    context: dg.RunFailureSensorContext,
+    symbols_of_job: Mapping[str, Sequence[str]],
+    database: TradingDatabase,
 ) -> FailedRun:
     """What the alert says of a failed run: its symbols are the assets it selected, else those
-    its job was defined for; its error the first failed step's message, else the run's."""
+    its job was defined for; its error each failed symbol's, as the run's batches recorded them,
+    else the first failed step's message, else the run's."""
     run = context.dagster_run
     selected = {key.path[-1] for key in run.asset_selection or ()}
     steps = [event.message for event in context.get_step_failure_events() if event.message]
@@ -55,12 +60,25 @@ def failed_run(
         run_id=run.run_id,
         kind=run_kind(run.tags),
         symbols=sorted(selected) or list(symbols_of_job.get(run.job_name, [])),
-        error=steps[0] if steps else (context.failure_event.message or ""),
+        error=_symbol_errors(database, run.run_id, context.log)
+        or (steps[0] if steps else (context.failure_event.message or "")),
         failed_at=clock.utcnow(),
         partition=run.tags.get("dagster/partition"),
         batch=run.tags.get(BATCH_TAG),
         result=run.tags.get(RESULT_TAG),
     )
+
+
+def _symbol_errors(database: TradingDatabase, run_id: str, log: logging.Logger) -> str:
+    """`SYMBOL: error; ...` from the batches the run recorded ("" when it recorded none, or the
+    database cannot say: the alert still goes, with Dagster's step message)."""
+    try:
+        batches = batches_of_run(database.engine(), run_id)
+    except DatabaseUnavailable as exc:
+        log.warning(f"the failed symbols of run {run_id[:8]} are not in the alert: {exc}")
+        return ""
+    failed = {symbol: error for batch in batches for symbol, error in batch.failed.items()}
+    return "; ".join(f"{symbol}: {error}" for symbol, error in sorted(failed.items()))
 
 
 def build_run_failure_alert(
@@ -76,13 +94,13 @@ def build_run_failure_alert(
         " refresh, freshness-check and pruning jobs (nothing while it is unset).",
     )
     def alert_on_failed_run(
-        context: dg.RunFailureSensorContext, alert_webhook: AlertWebhook
+        context: dg.RunFailureSensorContext, alert_webhook: AlertWebhook, database: TradingDatabase
     ) -> None:
         # returns None: a returned value would end the tick after this one run
         if not alert_webhook.configured():
             context.log.info(f"run {context.dagster_run.run_id[:8]} failed; {UNSET}")
             return
-        alert = run_failure_alert(failed_run(context, symbols_of_job))
+        alert = run_failure_alert(failed_run(context, symbols_of_job, database))
         if alert_webhook.post(alert, context.log):
             context.log.info(f"alerted: run {alert['run_id'][:8]} of {alert['job']} failed")
 

@@ -124,6 +124,17 @@ def recent_batches(engine: sa.Engine, limit: int = 1, kind: str | None = None) -
         return [_from_row(row) for row in conn.execute(query)]
 
 
+def batches_of_run(engine: sa.Engine, run_id: str) -> list[BatchResult]:
+    """The batches a run recorded (one per step), in the order they ended."""
+    query = (
+        sa.select(refresh_batches)
+        .where(refresh_batches.c.run_id == run_id)
+        .order_by(refresh_batches.c.ended_at)
+    )
+    with engine.connect() as conn:
+        return [_from_row(row) for row in conn.execute(query)]
+
+
 def batch_totals(engine: sa.Engine) -> dict[str, int]:
     with engine.connect() as conn:
         rows = conn.execute(

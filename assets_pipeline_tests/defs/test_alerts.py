@@ -153,8 +153,8 @@ def test_a_failed_refresh_run_alerts_once_naming_its_symbols_and_first_error(
         "dagster/partition"
     )
     assert alert["symbols"] == ["BTCUSD", "EURUSD", "XAUUSD"]
-    # the first failed step's message (Dagster's public event), and the batch's result tag
-    assert alert["error"].startswith("Execution of step") and "failed" in alert["error"]
+    # each failed symbol's error, as the run's batch recorded it, and the batch's result tag
+    assert alert["error"].startswith("EURUSD: ") and "C:EURUSD" in alert["error"]
     assert alert["result"].startswith("2 updated, 1 failed, ")
     assert alert["link"] == f"/runs/{failed.run_id}"
 

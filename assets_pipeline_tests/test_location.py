@@ -5,9 +5,14 @@ asset and its IO manager too."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import dagster as dg
 
-from assets_pipeline.config.settings import Settings
+from assets_pipeline.config.settings import VARIABLES, Settings
 from assets_pipeline.location import build_definitions
 
 CHECKS = {"quote_quality", "fresh", "quote_age"}
@@ -62,3 +67,37 @@ def test_the_merged_definitions_hold_what_the_code_location_always_held(registry
     assert set(defs.resources) == RESOURCES
     assert defs.executor is dg.in_process_executor
     dg.Definitions.validate_loadable(defs)
+
+
+def _load_in_a_new_process(env: dict[str, str]) -> dict[str, object]:
+    probe = (
+        "import gc, json\n"
+        "try:\n"
+        "    import assets_pipeline.definitions as d\n"
+        "    built = len(list(d.defs.resolve_all_asset_keys()))\n"
+        "except Exception as exc:\n"
+        "    built = type(exc).__name__\n"
+        "print(json.dumps({'built': built, 'collecting': gc.isenabled(),"
+        " 'frozen': gc.get_freeze_count()}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_code_location_is_built_with_the_collector_paused_then_frozen_and_left_collecting(
+    tmp_path,
+):
+    env = {k: v for k, v in os.environ.items() if k not in VARIABLES}
+    env["DAGSTER_HOME"] = str(tmp_path)
+    loaded = _load_in_a_new_process(env)
+    assert loaded["built"] == 18  # the nine default symbols, live and history
+    assert loaded["collecting"] is True
+    assert loaded["frozen"] > 100_000  # the definitions, never scanned again
+
+    # a symbols file that cannot load: the import fails, and the collector runs again
+    broken = tmp_path / "symbols.yaml"
+    broken.write_text("symbols: [\n")
+    failed = _load_in_a_new_process({**env, "ASSETS_CONFIG": str(broken)})
+    assert failed == {"built": "RegistryError", "collecting": True, "frozen": 0}

@@ -2,6 +2,7 @@
 Dagster's floor, at 5,000 symbols too").
 
     .venv/bin/python bench/bench_floor.py [--runs 5] [--sizes 9,1000,5000] [--postgres-url URL]
+        [--sections refresh,scale,events]
 
 The floor is a one-asset Dagster project run the same way as the project, on the same machine in
 the same minutes, so the ratios hold when the machine is busy (the absolute seconds do not).
@@ -294,13 +295,15 @@ def profiled_refresh(work, env, n):
 
 
 def shaped_floor_rows(runs, env, n, load, floor_load, floor_list):
-    """Loading and listing a Dagster-only project of n symbols in each shape of `FLOOR_SHAPES`."""
+    """Loading and listing a Dagster-only project of n symbols in each shape of `FLOOR_SHAPES`:
+    the rows, and the (load, list) medians of the first shape, the project's own."""
     py, dagster = str(BIN / "python"), str(BIN / "dagster")
-    rows = []
+    rows, same_shape = [], None
     for shape, label in FLOOR_SHAPES.items():
         shaped = {**env, "FLOOR_SYMBOLS": str(n), "FLOOR_SHAPE": shape}
         loaded = median_of(runs, [py, "-c", load.format(m="shaped_floor")], shaped)
         listed = median_of(runs, [dagster, "asset", "list", "-m", "shaped_floor"], shaped)
+        same_shape = same_shape or (loaded, listed)
         rows.append(
             [
                 f"{label}, {n:,}",
@@ -311,7 +314,7 @@ def shaped_floor_rows(runs, env, n, load, floor_load, floor_list):
                 "",
             ]
         )
-    return rows
+    return rows, same_shape
 
 
 def section_scale(runs, work, env, sizes):
@@ -326,13 +329,18 @@ def section_scale(runs, work, env, sizes):
         listed = median_of(
             runs, [dagster, "asset", "list", "-m", "assets_pipeline.definitions"], sized
         )
-        rows += shaped_floor_rows(runs, env, n, load, floor_load, floor_list)
+        shaped_rows, (shaped_load, shaped_list) = shaped_floor_rows(
+            runs, env, n, load, floor_load, floor_list
+        )
+        rows += shaped_rows
         wall, own, unprofiled, events = profiled_refresh(work, sized, n)
         rows.append(
             [
                 f"{n:,} symbols",
-                f"{loaded[0]:.2f} ({loaded[0] / floor_load[0]:.2f}x)",
-                f"{listed[0]:.2f} ({listed[0] / floor_list[0]:.2f}x)",
+                f"{loaded[0]:.2f} ({loaded[0] / shaped_load[0]:.2f}x same shape,"
+                f" CPU {loaded[1] / shaped_load[1]:.2f}x)",
+                f"{listed[0]:.2f} ({listed[0] / shaped_list[0]:.2f}x same shape,"
+                f" CPU {listed[1] / shaped_list[1]:.2f}x)",
                 f"{wall:.2f}",
                 f"{own:.2f} (~{unprofiled:.2f})",
                 f"{events:,}",
@@ -419,7 +427,11 @@ def main(argv=None):
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--sizes", default="9,1000,5000")
     parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
+    parser.add_argument(
+        "--sections", default="refresh,scale,events", help="which of the three to run, by name"
+    )
     args = parser.parse_args(argv)
+    sections = set(args.sections.split(","))
     sizes = [int(s) for s in args.sizes.split(",")]
     print(f"{platform.node()}: {os.cpu_count()} CPUs, Python {platform.python_version()},")
     print(f"load average at start {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
@@ -429,9 +441,12 @@ def main(argv=None):
         (work / "shaped_floor.py").write_text(SHAPED_FLOOR)
         with PolygonSimulator(host="127.0.0.1", port=0, api_keys={KEY}) as sim:
             env = base_env(work, sim.url)
-            section_refresh(args.runs, work, env)
-            section_scale(args.runs, work, env, sizes)
-        section_events(work, env, args.postgres_url)
+            if "refresh" in sections:
+                section_refresh(args.runs, work, env)
+            if "scale" in sections:
+                section_scale(args.runs, work, env, sizes)
+        if "events" in sections:
+            section_events(work, env, args.postgres_url)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(f"load average at end {' '.join(f'{x:.2f}' for x in os.getloadavg())}")

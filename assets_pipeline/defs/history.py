@@ -5,7 +5,6 @@ live quote. `history_definitions` is the code location's entry point
 (docs/design/live-and-history.md)."""
 
 import datetime as dt
-import functools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -27,7 +26,6 @@ TOTALS_TAG = "history/totals"
 MISSING_TAG = "history/missing"
 
 
-@functools.cache
 def history_asset_key(symbol: str) -> dg.AssetKey:
     """`history/<SYMBOL>`."""
     return dg.AssetKey([HISTORY_PREFIX, symbol])

@@ -24,6 +24,7 @@ from assets_pipeline.persistence.outbox import pending_count, relay_pending
 from assets_pipeline.persistence.refresh_queue import RefreshQueue
 from assets_pipeline.polygon.bars import GROUPED_MARKETS
 from assets_pipeline.rules import clock
+from assets_pipeline.rules.plans import SnapshotMode
 from assets_pipeline.rules.queue_rules import QUEUED, claim_size, next_batch, stalest_first
 from assets_pipeline.rules.run_kinds import QUEUE, UPKEEP, run_tags
 
@@ -105,7 +106,7 @@ def drain_tick(
     learnt = polygon.learnt()
     caller = polygon.secondary_caller(registry, database, learnt)
     # on day bars, one grouped call serves a whole market: claim as a batch does, not per ticker
-    mode = "batch" if GROUPED_MARKETS.keys() <= learnt.bars else learnt.mode
+    mode = SnapshotMode.BATCH if GROUPED_MARKETS.keys() <= learnt.bars else learnt.mode
     budget = polygon.budget.budget(caller)
     if not waiting:
         return _top_up(registry, database, budget, polygon, mode, now) or dg.SkipReason(

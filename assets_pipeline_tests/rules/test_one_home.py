@@ -275,3 +275,37 @@ def test_the_scanner_sees_a_second_budget_or_retention_default():
     )
     assert sorted(defaults_given(planted, BUDGET_NAME, BUDGET_NUMBERS)) == [2, 4, 5, 6, 6, 8]
     assert sorted(defaults_given(planted, RETENTION_NAME, None)) == [10, 11]
+
+
+# --- one run per kind: `may_start` decides for every cadence (and Dagster's queue agrees) ---
+
+
+def run_deciders(tree: ast.AST) -> list[int]:
+    """Lines that weigh runs in flight by a rule of their own: a call of `max_runtime_seconds`
+    (is a run dead?), or of `in_flight` (the runs in flight) in a module that never asks
+    `may_start`."""
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
+    names = [getattr(c.func, "id", getattr(c.func, "attr", "")) for c in calls]
+    asks = "may_start" in names
+    return [
+        call.lineno
+        for call, name in zip(calls, names, strict=True)
+        if name == "max_runtime_seconds" or (name == "in_flight" and not asks)
+    ]
+
+
+def test_one_rule_decides_whether_another_run_of_a_kind_may_start():
+    # the rule itself; the cadences that launch runs read the runs in flight and ask it
+    assert homes(run_deciders) == {"rules/run_kinds.py"}
+    assert homes(lambda tree: _calls(tree, "in_flight")) == {"defs/schedules.py", "defs/sensors.py"}
+
+
+def test_the_scanner_sees_a_cadence_with_a_rule_of_its_own():
+    planted = ast.parse(
+        "def tick(instance):\n"
+        "    busy = [r for r in in_flight(instance, 'job') if r.seconds < 300]\n"  # 2
+        "    return max_runtime_seconds(busy[0].tags) if busy else None\n"  # 3
+    )
+    assert sorted(run_deciders(planted)) == [2, 3]
+    asking = ast.parse("def tick(i):\n    return may_start('queue', in_flight(i, 'job'))\n")
+    assert run_deciders(asking) == []

@@ -124,7 +124,7 @@ class PolygonClient:
         self.max_pages = max_pages
         #: What the key is entitled to: `auto` learns it from the 403s it gets; `free` asks for
         #: no snapshot at all (bars only); `paid` never takes a 403 for a plan's refusal.
-        self.plan = Plan.parse(plan, "PolygonClient(plan=...)")
+        self.plan = Plan.parse(plan, "PolygonClient plan")
         #: The markets' calendars and the day bars' publication delay: what an end-of-day plan
         #: serves, and when (see `bars.py`).
         self.hours = hours or MarketHours()

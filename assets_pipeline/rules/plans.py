@@ -54,7 +54,7 @@ def _parse(kind: type[Choice], noun: str, text: str, where: str) -> Choice:
     except ValueError:
         allowed = ", ".join(kind)
         raise PlanError(
-            f"{where}: {excerpt(text)} is not a {noun} (expected one of {allowed})"
+            f"{where}={excerpt(text)}: not a {noun} (expected one of {allowed})"
         ) from None
 
 

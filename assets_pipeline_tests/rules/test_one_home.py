@@ -151,9 +151,9 @@ PARSE_CASES = [
     (Plan, Plan.PAID, Plan.PAID),
     (SnapshotMode, "per_ticker", SnapshotMode.PER_TICKER),
     # a wrong case, a typo, an empty text: refused, naming where and the values there are
-    (Plan, "FREE", "POLYGON_PLAN: 'FREE' is not a plan (expected one of auto, free, paid)"),
-    (SnapshotMode, "bulk", "POLYGON_PLAN: 'bulk' is not a snapshot mode (expected one of batch"),
-    (Plan, "", "POLYGON_PLAN: '' is not a plan"),
+    (Plan, "FREE", "POLYGON_PLAN='FREE': not a plan (expected one of auto, free, paid)"),
+    (SnapshotMode, "bulk", "POLYGON_PLAN='bulk': not a snapshot mode (expected one of batch"),
+    (Plan, "", "POLYGON_PLAN='': not a plan"),
 ]
 
 
@@ -168,7 +168,7 @@ def test_a_plan_or_mode_is_read_by_its_parse(kind, text, expected):
 
 def test_settings_and_run_config_read_plans_through_parse():
     # the variable's error is `parse`'s own, named by the variable
-    with pytest.raises(SettingsError, match=r"POLYGON_PLAN: 'gold' is not a plan \(expected"):
+    with pytest.raises(SettingsError, match=r"POLYGON_PLAN='gold': not a plan \(expected"):
         Settings.from_env({"POLYGON_PLAN": "gold"})
     assert Settings.from_env({"POLYGON_SNAPSHOT_MODE": "per_ticker"}).snapshot_mode is (
         SnapshotMode.PER_TICKER

@@ -23,7 +23,13 @@ import sqlalchemy as sa
 import yaml
 
 from assets_pipeline.config.registry import Registry, RegistryError, load_registry
-from assets_pipeline.config.settings import VARIABLES, Settings, SettingsError, environment
+from assets_pipeline.config.settings import (
+    VARIABLES,
+    BudgetStore,
+    Settings,
+    SettingsError,
+    environment,
+)
 from assets_pipeline.persistence import migrate as migrations
 from assets_pipeline.persistence import redis_client
 
@@ -332,7 +338,8 @@ def budget_check(ctx: _Context) -> Check:
 
 def _store(settings: Settings) -> str:
     """Which store keeps the budget, as `PolygonBudgetResource.budget` chooses it."""
-    if settings.budget_store == "redis" or (settings.redis_url and settings.budget_store == "auto"):
+    store = settings.budget_store
+    if store == BudgetStore.REDIS or (settings.redis_url and store == BudgetStore.AUTO):
         return "the store is Redis"
     return "the store is the trading database"
 

@@ -47,7 +47,7 @@ from assets_pipeline.rules.end_of_day import (
 from assets_pipeline.rules.excerpts import clip, excerpt
 from assets_pipeline.rules.feasibility import Feasibility, bars_cost, feasibility
 from assets_pipeline.rules.market_hours import MarketHours, MarketHoursError, parse_market_hours
-from assets_pipeline.rules.plans import configured_bars
+from assets_pipeline.rules.plans import Plan, configured_bars
 from assets_pipeline.rules.quality import QualityPolicy, parse_quality
 from assets_pipeline.rules.quotes import Quote, Timeframe
 from assets_pipeline.rules.taxonomy import AssetType, Tier
@@ -162,7 +162,7 @@ class Registry:
     #: What the tiers need of the budget, against what it allows (checked at load).
     feasibility: Feasibility | None = None
     #: The Polygon plan configured (`POLYGON_PLAN`): `auto` learns it per market.
-    plan: str = "auto"
+    plan: str = Plan.AUTO
     #: How long after a session's close its day bar is published (`end_of_day:` in the file).
     publication_delay: dt.timedelta = DEFAULT_PUBLICATION_DELAY
 
@@ -212,8 +212,8 @@ class Registry:
     def on_day_bars(self, stored: Quote | None) -> bool:
         """Is the symbol served end-of-day bars? Always on the free plan, never on a paid one;
         on `auto`, when its last price was a day bar (the plan refused its market's snapshots)."""
-        if self.plan in ("free", "paid"):
-            return self.plan == "free"
+        if self.plan != Plan.AUTO:
+            return self.plan == Plan.FREE
         return stored is not None and stored.timeframe is Timeframe.END_OF_DAY
 
     def newest_bar(self, spec: SymbolSpec, at: dt.datetime) -> NewestBar:
@@ -250,9 +250,9 @@ class Registry:
 
     def _on_plan(self, live: str, eod: str) -> str:
         """What holds on the plan configured: both, on `auto`, which learns it per market."""
-        if self.plan == "free":
+        if self.plan == Plan.FREE:
             return f"end-of-day plan: {eod}"
-        if self.plan == "paid":
+        if self.plan == Plan.PAID:
             return f"live plan: {live}"
         return f"with snapshots, {live}; on end-of-day bars, {eod}"
 
@@ -433,9 +433,10 @@ def parse_registry(
     document: Any,
     source: str = "<symbols>",
     budget: BudgetShape | None = None,
-    plan: str = "auto",
+    plan: str = Plan.AUTO,
 ) -> Registry:
     """Validate an already-parsed symbols document; pure, so tests need no files."""
+    plan = Plan.parse(plan, "POLYGON_PLAN")
     entries = _symbol_entries(document, source)
     owners = _owners(document, source)
     start_date = _start_date(document, source)

@@ -15,13 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from assets_pipeline.rules.cadence import BudgetShape
+from assets_pipeline.rules.cadence import (
+    DEFAULT_RATE_LIMIT_CALLS,
+    DEFAULT_RATE_LIMIT_WINDOW_SECONDS,
+    BudgetShape,
+)
 from assets_pipeline.rules.excerpts import excerpt
-from assets_pipeline.rules.plans import Plan, SnapshotMode
+from assets_pipeline.rules.plans import Plan, PlanError, SnapshotMode
 from assets_pipeline.rules.retention import DEFAULT_RETENTION_DAYS, MAX_RETENTION_DAYS
-
-DEFAULT_RATE_LIMIT_CALLS = 5
-DEFAULT_RATE_LIMIT_WINDOW_SECONDS = 60.0
 
 
 class BudgetStore(enum.StrEnum):
@@ -49,8 +50,6 @@ class Deployment(enum.StrEnum):
 
 
 Choice = TypeVar("Choice", bound=enum.StrEnum)
-SNAPSHOT_MODES = tuple(SnapshotMode)
-PLANS = tuple(Plan)
 BUDGET_CHECKS = tuple(BudgetCheck)
 BUDGET_STORES = tuple(BudgetStore)
 #: How long a connection to the trading database may take to be answered, and a statement (or
@@ -126,8 +125,8 @@ class Settings:
         return cls(
             polygon_api_key=env.text("POLYGON_API_KEY"),
             polygon_base_url=env.text("POLYGON_BASE_URL"),
-            snapshot_mode=env.choice("POLYGON_SNAPSHOT_MODE", SnapshotMode),
-            polygon_plan=env.choice("POLYGON_PLAN", Plan),
+            snapshot_mode=env.parsed("POLYGON_SNAPSHOT_MODE", SnapshotMode),
+            polygon_plan=env.parsed("POLYGON_PLAN", Plan),
             budget_check=env.choice("POLYGON_BUDGET_CHECK", BudgetCheck),
             rate_limit_calls=env.number("POLYGON_RATE_LIMIT_CALLS", int, DEFAULT_RATE_LIMIT_CALLS),
             rate_limit_window_seconds=env.number(
@@ -200,6 +199,14 @@ class _Reader:
         if value not in {member.value for member in allowed}:
             raise SettingsError(f"{name}={value!r}: expected one of {', '.join(allowed)}")
         return allowed(value)
+
+    def parsed(self, name: str, kind: type[Plan] | type[SnapshotMode]) -> Plan | SnapshotMode:
+        """A plan or a snapshot mode, read by its own `parse` (rules/plans.py); unset, the
+        first."""
+        try:
+            return kind.parse(self.text(name) or next(iter(kind)).value, name)
+        except PlanError as exc:
+            raise SettingsError(str(exc)) from None
 
     def number(
         self,

@@ -27,8 +27,6 @@ from assets_pipeline.config.registry import AssetType, Registry
 from assets_pipeline.config.settings import (
     DEFAULT_DATABASE_CONNECT_TIMEOUT_SECONDS,
     DEFAULT_DATABASE_STATEMENT_TIMEOUT_SECONDS,
-    DEFAULT_RATE_LIMIT_CALLS,
-    DEFAULT_RATE_LIMIT_WINDOW_SECONDS,
     MAX_TIMEOUT_SECONDS,
     BudgetStore,
 )
@@ -44,9 +42,19 @@ from assets_pipeline.polygon.client import (
     snapshot_feature,
 )
 from assets_pipeline.rules import clock
+from assets_pipeline.rules.cadence import (
+    DEFAULT_RATE_LIMIT_CALLS,
+    DEFAULT_RATE_LIMIT_WINDOW_SECONDS,
+)
 from assets_pipeline.rules.end_of_day import DEFAULT_PUBLICATION_DELAY
 from assets_pipeline.rules.market_hours import MarketHours
-from assets_pipeline.rules.plans import LearntPlan, Plan, SnapshotMode, configured_bars
+from assets_pipeline.rules.plans import (
+    LearntPlan,
+    Plan,
+    PlanError,
+    SnapshotMode,
+    configured_bars,
+)
 from assets_pipeline.rules.retention import DEFAULT_RETENTION_DAYS
 
 #: The key the embedded simulator is sent (it accepts any).
@@ -59,6 +67,15 @@ def _choice(kind: type[Any], value: str, what: str) -> Any:
         allowed = ", ".join(member.value for member in kind)
         raise dg.Failure(f"{what} must be one of {allowed}, got {value!r}")
     return kind(value)
+
+
+def _parsed(kind: type[Plan] | type[SnapshotMode], value: str, what: str) -> Any:
+    """A plan or a snapshot mode read by `kind.parse`, or a `dg.Failure` naming what was given
+    (run config)."""
+    try:
+        return kind.parse(value, f"run config {what}")
+    except PlanError as exc:
+        raise dg.Failure(str(exc)) from None
 
 
 class TradingDatabase(dg.ConfigurableResource):
@@ -290,10 +307,10 @@ class PolygonResource(dg.ConfigurableResource):
     budget: PolygonBudgetResource
 
     def mode(self) -> SnapshotMode:
-        return _choice(SnapshotMode, self.snapshot_mode or self.api.snapshot_mode, "snapshot_mode")
+        return _parsed(SnapshotMode, self.snapshot_mode or self.api.snapshot_mode, "snapshot_mode")
 
     def resolved_plan(self) -> Plan:
-        return _choice(Plan, self.plan or self.api.plan, "plan")
+        return _parsed(Plan, self.plan or self.api.plan, "plan")
 
     def effective_mode(self) -> str:
         """The snapshot mode refreshes will really use: `per_ticker` in `batch` mode while the

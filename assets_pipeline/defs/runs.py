@@ -22,7 +22,7 @@ from assets_pipeline.rules.queue_rules import (
     after_failure,
     claimed_batches,
 )
-from assets_pipeline.rules.run_kinds import BATCH_TAG, max_runtime_seconds
+from assets_pipeline.rules.run_kinds import BATCH_TAG, RunInFlight
 
 QUEUE_JOB = "refresh_queue"
 #: The small op job that puts symbols on the queue (and first settles ended runs' claims).
@@ -48,24 +48,22 @@ def tier_job_name(policy: TierPolicy) -> str:
     return f"refresh_{policy.tier.value}"
 
 
-def runs_in_flight(instance: dg.DagsterInstance, job_name: str) -> list[dg.DagsterRun]:
-    """The job's runs still queued or running, less those past their maximum runtime.
-
-    A run whose worker was killed stays STARTED for ever; a cadence that waited for it would
-    never refresh again. A run in flight for longer than its maximum runtime (the
-    `dagster/max_runtime` tag, which run monitoring enforces) is taken for dead and no longer
-    holds the cadence back.
-    """
+def in_flight(instance: dg.DagsterInstance, job_name: str) -> list[RunInFlight]:
+    """The job's runs still queued or running, each with how long it has been in flight, for
+    `may_start` (rules/run_kinds.py) to weigh: it decides which are taken for dead."""
     records = instance.get_run_records(
         filters=dg.RunsFilter(job_name=job_name, statuses=IN_FLIGHT_STATUSES), limit=20
     )
     now = clock.utcnow().timestamp()
-    alive = []
-    for record in records:
-        since = record.start_time or record.create_timestamp.timestamp()
-        if now - since <= max_runtime_seconds(record.dagster_run.tags):
-            alive.append(record.dagster_run)
-    return alive
+    return [
+        RunInFlight(
+            record.dagster_run.run_id,
+            record.dagster_run.status.value,
+            record.dagster_run.tags,
+            now - (record.start_time or record.create_timestamp.timestamp()),
+        )
+        for record in records
+    ]
 
 
 def enqueue_run_config(symbols: Iterable[str], reason: str, note: str = "") -> dict[str, object]:

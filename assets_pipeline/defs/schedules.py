@@ -18,7 +18,7 @@ from assets_pipeline.defs.runs import (
     ENQUEUE_TAG,
     cadence_definition,
     enqueue_run_config,
-    runs_in_flight,
+    in_flight,
     settled_view,
     settlements,
     tier_job_name,
@@ -28,7 +28,7 @@ from assets_pipeline.rules import clock
 from assets_pipeline.rules.cadence import TierPolicy, format_duration
 from assets_pipeline.rules.queue_rules import overdue, plan_enqueue
 from assets_pipeline.rules.quotes import iso_utc
-from assets_pipeline.rules.run_kinds import CRITICAL, UPKEEP, run_tags
+from assets_pipeline.rules.run_kinds import CRITICAL, UPKEEP, may_start, run_tags
 from assets_pipeline.rules.taxonomy import Tier
 
 #: A direct tier whose last run started longer ago than its cadence plus this is refreshed at
@@ -73,12 +73,9 @@ def direct_tick(
     """One refresh of a direct tier's symbols that are due, unless one is still queued or
     running."""
     job = tier_job_name(policy)
-    busy = runs_in_flight(instance, job)
-    if busy:
-        return dg.SkipReason(
-            f"a {job} run is still {busy[0].status.value.lower()} ({busy[0].run_id[:8]}):"
-            " not starting another"
-        )
+    start = may_start(CRITICAL, in_flight(instance, job))
+    if not start.allowed:
+        return dg.SkipReason(f"a {job} run is {start.why}: not starting another")
     due, why = due_symbols(registry, registry.in_tier(policy.tier), database)
     symbols = [s.symbol for s in due]
     if not symbols:
@@ -125,14 +122,10 @@ def enqueue_request(
         if not arrivals:
             return "nothing to enqueue"
         return f"{len(arrivals)} {purpose} symbol(s) due, all already waiting"
-    busy = [
-        run for run in runs_in_flight(instance, ENQUEUE_JOB) if run.tags.get(ENQUEUE_TAG) == purpose
-    ]
-    if busy:
-        return (
-            f"an enqueue run for {purpose} is still {busy[0].status.value.lower()}"
-            f" ({busy[0].run_id[:8]})"
-        )
+    runs = [run for run in in_flight(instance, ENQUEUE_JOB) if run.tags.get(ENQUEUE_TAG) == purpose]
+    start = may_start(UPKEEP, runs)
+    if not start.allowed:
+        return f"an enqueue run for {purpose} is {start.why}"
     symbols = [symbol for symbol, _ in arrivals]
     return dg.RunRequest(
         job_name=ENQUEUE_JOB,
@@ -273,13 +266,13 @@ def market_open_tick(
     opened = [s for s in registry if registry.market_hours.opened_between(s.asset_type, last, now)]
     opened = due_symbols(registry, opened, database, now)[0] if opened else []
     now_direct = [s for s in opened if s in set(registry.direct())]
-    busy = [run for job in _direct_jobs(registry) for run in runs_in_flight(context.instance, job)]
-    if now_direct and busy:
+    runs = [run for job in _direct_jobs(registry) for run in in_flight(context.instance, job)]
+    start = may_start(CRITICAL, runs)
+    if now_direct and not start.allowed:
         # Not now, and the cursor stays: the next evaluation sees the same open again.
         return dg.SkipReason(
             f"market opened for {', '.join(s.symbol for s in now_direct)}, but a critical"
-            f" refresh is still {busy[0].status.value.lower()} ({busy[0].run_id[:8]});"
-            " trying again at the next evaluation"
+            f" refresh is {start.why}; trying again at the next evaluation"
         )
     context.update_cursor(str(now.timestamp()))
     if not opened:

@@ -15,7 +15,7 @@ from assets_pipeline.defs.runs import (
     CLAIM_TAG,
     IN_FLIGHT_STATUSES,
     QUEUE_JOB,
-    runs_in_flight,
+    in_flight,
     settled_view,
     settlements,
 )
@@ -23,8 +23,9 @@ from assets_pipeline.persistence.outbox import pending_count, relay_pending
 from assets_pipeline.persistence.refresh_queue import RefreshQueue
 from assets_pipeline.polygon.bars import GROUPED_MARKETS
 from assets_pipeline.rules import clock
+from assets_pipeline.rules.plans import SnapshotMode
 from assets_pipeline.rules.queue_rules import QUEUED, claim_size, next_batch, stalest_first
-from assets_pipeline.rules.run_kinds import QUEUE, UPKEEP, run_tags
+from assets_pipeline.rules.run_kinds import QUEUE, UPKEEP, may_start, run_tags
 
 RELAY_JOB = "relay_outbox"
 
@@ -74,11 +75,9 @@ def event_outbox_relay(
         return dg.SkipReason(
             f"{waiting} event(s) wait; Redis does not answer: {type(exc).__name__}"
         )
-    busy = runs_in_flight(context.instance, RELAY_JOB)
-    if busy:
-        return dg.SkipReason(
-            f"{waiting} event(s) wait; a relay run is still {busy[0].status.value.lower()}"
-        )
+    start = may_start(UPKEEP, in_flight(context.instance, RELAY_JOB))
+    if not start.allowed:
+        return dg.SkipReason(f"{waiting} event(s) wait; a relay run is {start.why}")
     return dg.RunRequest(tags=run_tags(UPKEEP))
 
 
@@ -97,14 +96,14 @@ def drain_tick(
         items, settlements(context.instance, items, now), registry.queue.max_retries, now
     )
     note = settled.note()
-    busy = runs_in_flight(context.instance, QUEUE_JOB)
-    if busy:
-        return dg.SkipReason(f"a queue batch is still {busy[0].status.value.lower()}{note}")
+    start = may_start(QUEUE, in_flight(context.instance, QUEUE_JOB))
+    if not start.allowed:
+        return dg.SkipReason(f"a queue batch is {start.why}{note}")
     waiting = sum(1 for item in items if item.status == QUEUED)
     learnt = polygon.learnt()
     caller = polygon.secondary_caller(registry, database, learnt)
     # on day bars, one grouped call serves a whole market: claim as a batch does, not per ticker
-    mode = "batch" if GROUPED_MARKETS.keys() <= learnt.bars else learnt.mode
+    mode = SnapshotMode.BATCH if GROUPED_MARKETS.keys() <= learnt.bars else learnt.mode
     budget = polygon.budget.budget(caller)
     if not waiting:
         return _top_up(registry, database, budget, polygon, mode, now) or dg.SkipReason(

@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from assets_pipeline.budget.interface import BudgetError, CallBudget, Refusal
 from assets_pipeline.config.registry import AssetType, SymbolSpec
@@ -49,15 +49,11 @@ from assets_pipeline.rules.cadence import BATCH_TICKERS
 from assets_pipeline.rules.end_of_day import DEFAULT_PUBLICATION_DELAY
 from assets_pipeline.rules.excerpts import excerpt, without_secret
 from assets_pipeline.rules.market_hours import MarketHours
-from assets_pipeline.rules.plans import Plan
+from assets_pipeline.rules.plans import Plan, SnapshotMode
 from assets_pipeline.rules.quotes import Quote, QuoteRejected, iso_utc, validate_quote
 
-SnapshotMode = Literal["batch", "per_ticker"]
 #: `/v3/snapshot` takes at most 250 tickers in `ticker.any_of`, and `limit` at most 250.
 V3_MAX_TICKERS = BATCH_TICKERS
-#: What the key is entitled to: `auto` learns it from the 403s it gets; `free` asks for no
-#: snapshot at all (bars only); `paid` never takes a 403 for a plan's refusal.
-PLANS = tuple(Plan)
 #: The feature a 403 on `/v3/snapshot` refuses; remembered in the budget store (see `refusal`).
 MULTI_TICKER_SNAPSHOT = "multi_ticker_snapshot"
 #: Every request's whole answer must arrive within this, and be at most this large (decoded).
@@ -112,7 +108,7 @@ class PolygonClient:
         total_timeout: float = DEFAULT_TOTAL_TIMEOUT_SECONDS,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         max_pages: int = DEFAULT_MAX_PAGES,
-        plan: str = "auto",
+        plan: str = Plan.AUTO,
         hours: MarketHours | None = None,
         publication_delay: dt.timedelta = DEFAULT_PUBLICATION_DELAY,
         sleep: Callable[[float], None] = time.sleep,
@@ -126,9 +122,9 @@ class PolygonClient:
         self.total_timeout = total_timeout
         self.max_body_bytes = max_body_bytes
         self.max_pages = max_pages
-        if plan not in PLANS:
-            raise ValueError(f"plan must be one of {', '.join(PLANS)}, got {plan!r}")
-        self.plan = plan
+        #: What the key is entitled to: `auto` learns it from the 403s it gets; `free` asks for
+        #: no snapshot at all (bars only); `paid` never takes a 403 for a plan's refusal.
+        self.plan = Plan.parse(plan, "PolygonClient plan")
         #: The markets' calendars and the day bars' publication delay: what an end-of-day plan
         #: serves, and when (see `bars.py`).
         self.hours = hours or MarketHours()
@@ -443,7 +439,7 @@ class PolygonClient:
         multi-ticker endpoint falls back to one call per ticker, with a note saying so. A
         ticker of a market in `refused` (the caller adds to it as it learns), or answered in
         `early` (by its market's endpoint), is not asked again."""
-        per_ticker = mode == "per_ticker" or self._batch_refused(result)
+        per_ticker = mode == SnapshotMode.PER_TICKER or self._batch_refused(result)
         if not per_ticker and by_ticker:
             answers = self._batch_answers(list(by_ticker), result)
             if answers is not None:
@@ -464,9 +460,9 @@ class PolygonClient:
         """The markets whose quotes come from bars: every one on the free plan; on `auto`, those
         whose snapshots the plan refused (learnt, shared by every process, asked again after
         `recheck_seconds`)."""
-        if self.plan == "free":
+        if self.plan is Plan.FREE:
             markets = set(kinds)
-        elif self.plan == "paid":
+        elif self.plan is Plan.PAID:
             markets = set()
         else:
             markets = {k for k in kinds if self._refused(snapshot_feature(k))}
@@ -484,7 +480,7 @@ class PolygonClient:
         """On `auto`, whether `answer` is a 403 on `ticker`'s own snapshot (a market's refusal,
         or only this ticker's: `iter_fetch` tells them apart)."""
         return (
-            self.plan == "auto"
+            self.plan is Plan.AUTO
             and isinstance(answer, NotEntitled)
             and answer.status == 403  # the endpoint's own refusal, not an item inside a 200
             and answer.ticker == ticker
@@ -574,7 +570,7 @@ class PolygonClient:
         result: FetchResult,
         text: str,
         level: int = logging.WARNING,
-        mode: str | None = "per_ticker",
+        mode: str | None = SnapshotMode.PER_TICKER,
     ) -> None:
         text = self.redact(text)
         self.log.log(level, text)

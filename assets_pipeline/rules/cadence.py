@@ -16,10 +16,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from assets_pipeline.rules.excerpts import excerpt
+from assets_pipeline.rules.plans import SnapshotMode
 from assets_pipeline.rules.taxonomy import Tier
 
 #: `/v3/snapshot` takes at most 250 tickers a call: what one `batch` call refreshes.
 BATCH_TICKERS = 250
+#: The budget when nothing says otherwise (`POLYGON_RATE_LIMIT_CALLS`, `..._WINDOW_SECONDS`):
+#: the free plan's 5 calls a minute. Settings, resources and `BudgetShape` all take these.
+DEFAULT_RATE_LIMIT_CALLS = 5
+DEFAULT_RATE_LIMIT_WINDOW_SECONDS = 60.0
 #: Time for a run to be launched and start its process (sensor interval, 4-5 s of start-up,
 #: a busy machine).
 RUN_START_SECONDS = 60.0
@@ -181,16 +186,16 @@ def parse_tiers(document: Any, where: str) -> dict[Tier, TierPolicy]:
 class BudgetShape:
     """What the staleness defaults need to know of the budget: calls per window and mode."""
 
-    calls: int = 5
-    window_seconds: float = 60.0
-    mode: str = "batch"
+    calls: int = DEFAULT_RATE_LIMIT_CALLS
+    window_seconds: float = DEFAULT_RATE_LIMIT_WINDOW_SECONDS
+    mode: str = SnapshotMode.BATCH
 
 
 def calls_for(tickers: int, mode: str) -> int:
     """API calls one refresh of this many distinct tickers takes (without retries)."""
     if tickers <= 0:
         return 0
-    return math.ceil(tickers / BATCH_TICKERS) if mode == "batch" else tickers
+    return math.ceil(tickers / BATCH_TICKERS) if mode == SnapshotMode.BATCH else tickers
 
 
 def drain_seconds(

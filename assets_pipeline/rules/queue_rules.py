@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from assets_pipeline.rules.cadence import BATCH_TICKERS
+from assets_pipeline.rules.plans import SnapshotMode
 from assets_pipeline.rules.taxonomy import Tier
 
 QUEUED = "queued"
@@ -196,7 +197,7 @@ def claim_size(
     `per_ticker`: the free slots plus one window more, when a run may wait that long for them
     inside the budget (which keeps the critical reserve at every call), instead of paying a
     run's start-up for every two symbols."""
-    if mode == "batch":
+    if mode == SnapshotMode.BATCH:
         return 1, BATCH_TICKERS
     lookahead = limit if max_wait_seconds > 2 * window_seconds else 0
     return free_slots + lookahead, 1

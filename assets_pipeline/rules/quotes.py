@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from assets_pipeline.rules import clock
+from assets_pipeline.rules.plans import Plan
 
 #: Who served the price (one provider today; the events and rows already say so).
 PROVIDER = "polygon"
@@ -115,7 +116,8 @@ class Quote:
     def served_plan(self) -> str:
         """The plan it was served under: its own word, else `free` for an end-of-day price
         (a plan without snapshots) and `paid` for a snapshot."""
-        return self.plan or ("free" if self.timeframe is Timeframe.END_OF_DAY else "paid")
+        served = Plan.FREE if self.timeframe is Timeframe.END_OF_DAY else Plan.PAID
+        return self.plan or served.value
 
     def same_price(self, other: Quote | None) -> bool:
         """The same market data: the same data time and the same prices. A refresh that finds

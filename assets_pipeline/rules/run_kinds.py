@@ -1,14 +1,15 @@
 """What kind of traffic a run is, read from its tags alone. Pure: no Dagster, no I/O.
 
-The kind sets a run's `dagster/priority` and maximum runtime, whether its calls must leave the
-critical reserve untouched, and whether it skips closed markets. Only this project's cadences and
-`assets-pipeline run-batch` mark a run `critical` or `queue`; one launched from the UI, the
-launchpad or a partition backfill is `manual` or `backfill` (docs/operations.md)."""
+The kind sets a run's `dagster/priority`, maximum runtime and how many may be in flight at once
+(`may_start`, and Dagster's run queue), and whether it spares the critical reserve and skips closed
+markets. Only this project's cadences and `assets-pipeline run-batch` mark a run `critical` or
+`queue`; one from the UI, the launchpad or a backfill is `manual` or `backfill`."""
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 
 class RunKind(enum.StrEnum):
@@ -84,3 +85,55 @@ def max_runtime_seconds(tags: Mapping[str, str]) -> float:
     except ValueError:
         value = 0.0
     return value if value > 0 else float(MAX_RUNTIME_SECONDS[run_kind(tags)])
+
+
+#: How many runs of each kind may be in flight at once: one. Dagster's run queue starts no more
+#: (dagster.yaml's `tag_concurrency_limits`, which must equal `tag_concurrency_limits()`), and a
+#: cadence requests no run while its own is still alive (`may_start`).
+RUNS_AT_ONCE = {CRITICAL: 1, QUEUE: 1, MANUAL: 1, UPKEEP: 1, BACKFILL: 1}
+
+
+@dataclass(frozen=True)
+class RunInFlight:
+    """A run queued or running: its id, its status, its tags and how long it has been in flight
+    (since it started, or was created)."""
+
+    run_id: str
+    status: str
+    tags: Mapping[str, str]
+    seconds: float
+
+    @property
+    def alive(self) -> bool:
+        """Within its maximum runtime. A run whose worker was killed stays in flight for ever;
+        past that runtime it is taken for dead (run monitoring fails it) and holds nothing."""
+        return self.seconds <= max_runtime_seconds(self.tags)
+
+
+@dataclass(frozen=True)
+class Start:
+    """Whether another run may start, and if not, why: `still queued (1a2b3c4d)`."""
+
+    allowed: bool
+    why: str = ""
+
+
+def may_start(kind: str, in_flight: Iterable[RunInFlight]) -> Start:
+    """May another run of `kind` start while `in_flight` (the runs doing the same work: its
+    job's, its enqueue purpose's) are queued or running? Only while fewer than the kind's
+    `RUNS_AT_ONCE` of them are alive. The one rule for every cadence that launches runs."""
+    alive = [run for run in in_flight if run.alive]
+    if len(alive) < RUNS_AT_ONCE[RunKind(kind)]:
+        return Start(True)
+    first = alive[0]
+    return Start(False, f"still {first.status.lower()} ({first.run_id[:8]})")
+
+
+def tag_concurrency_limits() -> list[dict[str, object]]:
+    """`RUNS_AT_ONCE` as Dagster's run queue takes it (`run_coordinator` in dagster.yaml): one
+    limit for each value of the kind tag, one for the runs of partition backfills."""
+    (per_kind,) = {limit for kind, limit in RUNS_AT_ONCE.items() if kind is not BACKFILL}
+    return [
+        {"key": KIND_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": per_kind},
+        {"key": DAGSTER_BACKFILL_TAG, "limit": RUNS_AT_ONCE[BACKFILL]},
+    ]

@@ -66,7 +66,10 @@ def test_run_config_of_one_field_resets_the_others_but_not_the_deployment(sqlite
 
 
 def test_a_bad_override_fails_the_run_naming_the_field(sqlite_url):
-    with pytest.raises(dg.Failure, match="snapshot_mode must be one of batch, per_ticker"):
+    with pytest.raises(
+        dg.Failure,
+        match=r"snapshot_mode='x': not a snapshot mode \(expected one of batch, per_ticker\)",
+    ):
         seen(loaded(sqlite_url), {"resources": {"polygon": {"config": {"snapshot_mode": "x"}}}})
 
 

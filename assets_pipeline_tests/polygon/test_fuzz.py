@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from assets_pipeline.budget.limiter import PolygonBudget
 from assets_pipeline.config.registry import AssetType, SymbolSpec, Tier
 from assets_pipeline.polygon import client as client_module
-from assets_pipeline.polygon.client import PLANS, FetchResult, PolygonClient
+from assets_pipeline.polygon.client import FetchResult, PolygonClient
 from assets_pipeline.polygon.errors import PolygonError
 from assets_pipeline.polygon.parsing import (
     error_from_response,
@@ -40,6 +40,7 @@ from assets_pipeline.polygon.parsing import (
 )
 from assets_pipeline.polygon.transport import Answer
 from assets_pipeline.rules import clock
+from assets_pipeline.rules.plans import Plan
 from assets_pipeline.rules.quotes import Quote, QuoteRejected, validate_quote
 from assets_pipeline_tests.conftest import RESPONSES
 
@@ -330,7 +331,7 @@ def _safe(text: str, limit: int = 1000) -> bool:
 
 
 @BULK
-@given(statuses, raw_bodies, st.sampled_from(["batch", "per_ticker"]), st.sampled_from(PLANS))
+@given(statuses, raw_bodies, st.sampled_from(["batch", "per_ticker"]), st.sampled_from(list(Plan)))
 def test_any_answer_through_the_client_ends_in_a_quote_or_one_of_our_errors(
     status, body, mode, plan
 ):

@@ -49,7 +49,7 @@ from assets_pipeline.persistence.refresh_queue import QueueOperationError, Refre
 from assets_pipeline.persistence.retention import prune as prune_tables
 from assets_pipeline.persistence.schema import SchemaError
 from assets_pipeline.rules import clock
-from assets_pipeline.rules.cadence import format_duration, next_tick, period_of_cron
+from assets_pipeline.rules.cadence import Refresh, format_duration, next_tick, period_of_cron
 from assets_pipeline.rules.feasibility import feasibility
 from assets_pipeline.rules.plans import LearntPlan
 from assets_pipeline.rules.queue_rules import QUEUED, QueueItem, drain_order
@@ -281,7 +281,7 @@ def run_batch(registry: Registry, settings: Settings, verbose: bool) -> int:
     """Refresh the direct tiers now, as their schedule would: critical runs, inside the budget."""
     from assets_pipeline.location import build_definitions
 
-    tiers = [p.tier.value for p in registry.tiers.values() if p.refresh == "direct"]
+    tiers = [p.tier.value for p in registry.tiers.values() if p.refresh is Refresh.DIRECT]
     defs = build_definitions(registry, settings)  # once, for every tier's run
     codes = [
         refresh(registry, settings, tier, verbose, run_tags(CRITICAL, tier=tier), defs)

@@ -30,6 +30,7 @@ from assets_pipeline.rules.cadence import (
     BudgetShape,
     CadenceError,
     QueuePolicy,
+    Refresh,
     TierPolicy,
     calls_for,
     derive_stale_after,
@@ -243,7 +244,7 @@ class Registry:
     def cadence(self, tier: Tier) -> str:
         """When the tier spends calls, and why, on the plan configured (both ways on `auto`)."""
         policy = self.tiers[tier]
-        how = "its own schedule" if policy.refresh == "direct" else "the queue"
+        how = "its own schedule" if policy.refresh is Refresh.DIRECT else "the queue"
         live = f"every {format_duration(policy.every_seconds)} through {how}"
         eod = "one call per market once a session's bar is published, none in between"
         return self._on_plan(live, eod)
@@ -264,7 +265,7 @@ class Registry:
 
     def direct(self) -> list[SymbolSpec]:
         """The symbols of tiers refreshed by their own schedule (the critical tier)."""
-        return [s for s in self.symbols if self.tiers[s.tier].refresh == "direct"]
+        return [s for s in self.symbols if self.tiers[s.tier].refresh is Refresh.DIRECT]
 
     def critical_reserve(
         self, mode: str, bars: Set[AssetType] = frozenset(), idle: Set[str] = frozenset()
@@ -278,7 +279,7 @@ class Registry:
         self, mode: str, bars: Set[AssetType] = frozenset(), idle: Set[str] = frozenset()
     ) -> Caller:
         """How non-critical runs ask the budget (see `budget/fairness.py`)."""
-        cadences = [p.every_seconds for p in self.tiers.values() if p.refresh == "direct"]
+        cadences = [p.every_seconds for p in self.tiers.values() if p.refresh is Refresh.DIRECT]
         return secondary_caller(self.critical_reserve(mode, bars, idle), cadences)
 
     def idle_direct(
@@ -301,7 +302,7 @@ class Registry:
 
     def queued(self) -> list[SymbolSpec]:
         """The symbols of tiers refreshed through the queue."""
-        return [s for s in self.symbols if self.tiers[s.tier].refresh == "queued"]
+        return [s for s in self.symbols if self.tiers[s.tier].refresh is Refresh.QUEUED]
 
 
 def refresh_cost(specs: Iterable[SymbolSpec], mode: str, bars: Set[AssetType] = frozenset()) -> int:

@@ -25,7 +25,7 @@ from assets_pipeline.defs.runs import (
 )
 from assets_pipeline.persistence.refresh_queue import RefreshQueue
 from assets_pipeline.rules import clock
-from assets_pipeline.rules.cadence import TierPolicy, format_duration
+from assets_pipeline.rules.cadence import Refresh, TierPolicy, format_duration
 from assets_pipeline.rules.queue_rules import overdue, plan_enqueue
 from assets_pipeline.rules.quotes import iso_utc
 from assets_pipeline.rules.run_kinds import CRITICAL, UPKEEP, may_start, run_tags
@@ -156,7 +156,7 @@ def build_cadences(
     for policy in registry.tiers.values():
         if not registry.in_tier(policy.tier):
             continue
-        if policy.refresh == "direct":
+        if policy.refresh is Refresh.DIRECT:
             schedules_or_sensors = _direct(registry, policy)
             if policy.cron:  # a sensor cadence already fires at start-up
                 sensors.append(_catch_up(registry, policy))
@@ -301,7 +301,7 @@ def _direct_jobs(registry: Registry) -> list[str]:
     return [
         tier_job_name(p)
         for p in registry.tiers.values()
-        if p.refresh == "direct" and registry.in_tier(p.tier)
+        if p.refresh is Refresh.DIRECT and registry.in_tier(p.tier)
     ]
 
 

@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 from assets_pipeline.rules.excerpts import excerpt
@@ -105,12 +106,19 @@ def next_tick(every_seconds: float, after: dt.datetime) -> dt.datetime:
     return midnight + dt.timedelta(seconds=(elapsed // every_seconds + 1) * every_seconds)
 
 
+class Refresh(StrEnum):
+    """How a tier is refreshed: on its own schedule, or through the queue."""
+
+    DIRECT = "direct"
+    QUEUED = "queued"
+
+
 @dataclass(frozen=True)
 class TierPolicy:
     """How one tier is kept fresh."""
 
     tier: Tier
-    refresh: str  # "direct" (its own schedule) or "queued" (through the queue)
+    refresh: Refresh
     every_seconds: float
     #: Stale when the last successful update is older than this (counting open-market time).
     #: None until derived from the cadence (`derive_stale_after`), unless the file sets it.
@@ -129,10 +137,10 @@ class QueuePolicy:
 
 
 DEFAULT_TIERS: dict[Tier, TierPolicy] = {
-    Tier.CRITICAL: TierPolicy(Tier.CRITICAL, "direct", 300.0),
-    Tier.HIGH: TierPolicy(Tier.HIGH, "queued", 1800.0),
-    Tier.MEDIUM: TierPolicy(Tier.MEDIUM, "queued", 1800.0),
-    Tier.LOW: TierPolicy(Tier.LOW, "queued", 1800.0),
+    Tier.CRITICAL: TierPolicy(Tier.CRITICAL, Refresh.DIRECT, 300.0),
+    Tier.HIGH: TierPolicy(Tier.HIGH, Refresh.QUEUED, 1800.0),
+    Tier.MEDIUM: TierPolicy(Tier.MEDIUM, Refresh.QUEUED, 1800.0),
+    Tier.LOW: TierPolicy(Tier.LOW, Refresh.QUEUED, 1800.0),
 }
 
 
@@ -156,11 +164,13 @@ def parse_tiers(document: Any, where: str) -> dict[Tier, TierPolicy]:
         if unknown:
             raise CadenceError(f"{where}: tiers.{name}.{unknown[0]}: unknown field")
         base = policies[tier]
-        refresh = settings.get("refresh", base.refresh)
-        if refresh not in ("direct", "queued"):
+        try:
+            refresh = Refresh(settings.get("refresh", base.refresh))
+        except ValueError:
             raise CadenceError(
-                f"{where}: tiers.{name}.refresh: {excerpt(refresh)} is not 'direct' or 'queued'"
-            )
+                f"{where}: tiers.{name}.refresh: {excerpt(settings['refresh'])} is not 'direct'"
+                " or 'queued'"
+            ) from None
         durations: dict[str, float | None] = {"stale_after": None}
         for key, default in (("every", base.every_seconds), ("stale_after", None)):
             if settings.get(key, default) is None:
@@ -222,19 +232,19 @@ def derive_stale_after(
     On a healthy system no symbol is then ever stale.
     """
     direct = set().union(
-        *(tickers.get(t, set()) for t, p in tiers.items() if p.refresh == "direct")
+        *(tickers.get(t, set()) for t, p in tiers.items() if p.refresh is Refresh.DIRECT)
     )
     reserve = calls_for(len(direct), budget.mode)
     out: dict[Tier, TierPolicy] = {}
     ahead: set[str] = set()
     for tier in Tier:
         policy = tiers[tier]
-        if policy.refresh == "queued":
+        if policy.refresh is Refresh.QUEUED:
             ahead |= tickers.get(tier, set())
         if policy.stale_after_seconds is not None:
             out[tier] = policy
             continue
-        if policy.refresh == "direct":
+        if policy.refresh is Refresh.DIRECT:
             stale_after = 2 * policy.every_seconds
         else:
             stale_after = policy.every_seconds + drain_seconds(len(ahead), reserve, queue, budget)

@@ -15,10 +15,12 @@ from assets_pipeline.rules.cadence import (
     DEFAULT_RATE_LIMIT_CALLS,
     DEFAULT_RATE_LIMIT_WINDOW_SECONDS,
     BudgetShape,
+    Refresh,
+    TierPolicy,
 )
 from assets_pipeline.rules.plans import Plan, PlanError, SnapshotMode
 from assets_pipeline.rules.retention import DEFAULT_RETENTION_DAYS
-from assets_pipeline.rules.taxonomy import AssetType
+from assets_pipeline.rules.taxonomy import AssetType, Tier
 from assets_pipeline_tests.conftest import REPO
 
 PACKAGE = REPO / "assets_pipeline"
@@ -309,3 +311,30 @@ def test_the_scanner_sees_a_cadence_with_a_rule_of_its_own():
     assert sorted(run_deciders(planted)) == [2, 3]
     asking = ast.parse("def tick(i):\n    return may_start('queue', in_flight(i, 'job'))\n")
     assert run_deciders(asking) == []
+
+
+#: The words a tier's refresh is spelt with.
+REFRESH_WORDS = frozenset(str(member) for member in Refresh)
+
+
+def refresh_literals(tree: ast.AST) -> list[int]:
+    """Lines where `direct` or `queued` is compared, chosen or given as a default (as
+    `plan_literals` reads a plan word)."""
+    found = []
+    for node in ast.walk(tree):
+        for operand in _operands(node):
+            elements = getattr(operand, "elts", [operand])
+            found += [
+                e.lineno
+                for e in elements
+                if isinstance(e, ast.Constant) and e.value in REFRESH_WORDS
+            ]
+    return found
+
+
+def test_a_tiers_refresh_is_compared_as_its_enum_only(tmp_path):
+    assert homes(refresh_literals) == set()
+    planted = tmp_path / "planted.py"
+    planted.write_text("def direct(policy):\n    return policy.refresh == 'direct'\n")
+    assert refresh_literals(ast.parse(planted.read_text())) == [2]
+    assert TierPolicy(Tier.HIGH, Refresh("queued"), 60.0).refresh is Refresh.QUEUED

@@ -278,6 +278,17 @@ def test_btcusd_and_ethusdt_are_quoted_by_one_ticker_call_timed_by_krakens_clock
         assert (quote.source, quote.plan) == ("kraken:v0-public-ticker", "public")
 
 
+def test_more_pairs_than_one_call_takes_are_asked_in_chunks_each_timed_anew(provider, simulator):
+    provider.tickers_per_call = 2
+    quotes = provider.fetch_quotes(["XBTUSD", "ETHUSDT", "SOLUSD", "XBTUSD"])  # one repeated
+    assert list(quotes) == ["XBTUSD", "ETHUSDT", "SOLUSD"]
+    assert all(isinstance(q, Quote) for q in quotes.values())
+    assert paths(simulator) == [
+        ("/0/public/Time", None), ("/0/public/Ticker", "XBTUSD,ETHUSDT"),
+        ("/0/public/Time", None), ("/0/public/Ticker", "SOLUSD"),
+    ]  # fmt: skip
+
+
 def test_day_bars_are_closed_days_only_oldest_first(provider, simulator, budget):
     bars = provider.fetch_day_bars("XBTUSD", dt.date(2026, 11, 10), dt.date(2026, 11, 30))
     # today (the 20th) is open: the last bar is yesterday's, whatever `last` asked for

@@ -24,7 +24,7 @@ from assets_pipeline.polygon.errors import MalformedResponse, RetryableError
 
 #: Read (and decode) this much at a time: a gzip chunk expands to at most ~1000 times this.
 CHUNK_BYTES = 16 * 1024
-#: The API's paths all start with one of these.
+#: Polygon's API paths all start with one of these (another vendor's client names its own).
 API_PREFIXES = ("/v1/", "/v2/", "/v3/")
 #: RFC 3986 path characters, without `@`; and query characters (no `#`, space or backslash).
 _PATH_CHARS = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,;=:/%]*")
@@ -85,12 +85,16 @@ def origin_of(url: str, default: Origin) -> str:
         return "an unreadable location"
 
 
-def api_target(path: str, params: Mapping[str, Any] | None = None) -> str:
+def api_target(
+    path: str,
+    params: Mapping[str, Any] | None = None,
+    prefixes: tuple[str, ...] = API_PREFIXES,
+) -> str:
     """`path` (with its query, if any) and `params` as a request target, if the path is one of
-    the API's: starts with a known prefix, no `@`, backslash, control character, `.`/`..`
-    segment or bad escape, and a plain query. Anything else is a `MalformedResponse`."""
+    the API's: starts with one of `prefixes` (Polygon's by default), no `@`, backslash, control
+    character, `.`/`..` segment or bad escape, and a plain query. Else a `MalformedResponse`."""
     base, _, query = path.partition("?")
-    if not base.startswith(API_PREFIXES) or not _clean_path(base):
+    if not base.startswith(prefixes) or not _clean_path(base):
         raise MalformedResponse(f"refused to request a path outside the API: {path[:120]!r}")
     if not _QUERY_CHARS.fullmatch(query) or _BAD_ESCAPE.search(query) or "\\" in unquote(query):
         raise MalformedResponse(f"refused to request a malformed query: {query[:120]!r}")

@@ -44,6 +44,10 @@ CRYPTO_USD: dict[str, float] = {
     "DOGE": 0.15,
 }
 
+#: Stablecoins crypto exchanges quote in, in US dollars. Polygon documents no USDT pair (its
+#: simulator knows none); an exchange's simulator prices ETH/USDT at ETH's dollar level over this.
+STABLECOIN_USD: dict[str, float] = {"USDT": 1.0}
+
 INDEX_LEVEL: dict[str, float] = {
     "I:SPX": 5500.0,
     "I:NDX": 19500.0,
@@ -192,6 +196,16 @@ def instrument(ticker: str) -> Instrument | None:
             name = f"{CRYPTO_NAMES[base]} - United States Dollar"
             return Instrument(ticker, "crypto", name, level, _decimals_for(level, "crypto"))
     return None
+
+
+def crypto_pair(base: str, quote: str) -> tuple[str, float] | None:
+    """The USD ticker that prices the exchange pair `base`/`quote` (`X:ETHUSD` for ETH/USDT) and
+    what one unit of `quote` is worth in dollars; None for a pair this market does not know. The
+    same second gives an exchange's BTC/USD the Polygon simulator's X:BTCUSD price."""
+    usd = 1.0 if quote == "USD" else STABLECOIN_USD.get(quote)
+    if base not in CRYPTO_USD or usd is None:
+        return None
+    return f"X:{base}USD", usd
 
 
 def is_known(ticker: str) -> bool:

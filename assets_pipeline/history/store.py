@@ -1,8 +1,8 @@
 """A symbol's history: the bars of past days, in `trading.price_bars`.
 
-Written by history backfills, idempotently: a bar is keyed by its symbol, start and size, so
-backfilling a day again rewrites the same rows. History never touches the live quote in
-`trading.symbols`, its sync status or its events.
+Written by history backfills, idempotently: a bar is keyed by its symbol, start and size (its
+`provider` says who served it), so backfilling a day again rewrites the same rows. History never
+touches the live quote in `trading.symbols`, its sync status or its events.
 """
 
 from __future__ import annotations
@@ -33,8 +33,10 @@ COLUMNS = [
     "vwap",
     "trades",
     "source",
+    "provider",
 ]
-#: What a rewrite of a bar changes: everything but its key (symbol, start, size).
+#: What a rewrite of a bar changes: everything but its key (symbol, start, size); a provider's
+#: bar replaces another's (one series per symbol: revision 0003 says why).
 _UPDATABLE = (*COLUMNS[3:], "run_id", "fetched_at")
 
 

@@ -20,7 +20,6 @@ import sqlalchemy as sa
 from assets_pipeline.config.registry import SymbolSpec
 from assets_pipeline.persistence.database import dialect_insert, insert_ignore
 from assets_pipeline.persistence.schema import (
-    POLYGON_PROVIDER,
     api_providers,
     data_sync_status,
     event_outbox,
@@ -29,6 +28,7 @@ from assets_pipeline.persistence.schema import (
 )
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.excerpts import clip
+from assets_pipeline.rules.providers import BASE_URLS, ProviderName
 from assets_pipeline.rules.quotes import Quote, Timeframe, iso_utc, parse_iso_utc
 
 #: Redis channel for a symbol's updates; the namespace is empty in production.
@@ -80,18 +80,21 @@ class QuoteStore:
     def __init__(self, engine: sa.Engine, namespace: str = "") -> None:
         self.engine = engine
         self.namespace = namespace
-        #: Polygon's provider id, once seen committed.
-        self._provider_id: int | None = None
+        #: Each provider's id by name, once seen committed.
+        self._provider_ids: dict[str, int] = {}
         #: Symbol ids once seen committed: a run writes thousands of quotes, and a symbol's id
         #: does not change. A row deleted meanwhile is found again (`write_quote`).
         self._symbol_ids: dict[str, int] = {}
 
     # --- registration ------------------------------------------------------------------------
 
-    def register_symbols(self, specs: Iterable[SymbolSpec]) -> int:
-        """Add configured symbols that `trading.symbols` lacks; return how many were added."""
+    def register_symbols(
+        self, specs: Iterable[SymbolSpec], provider: str = ProviderName.POLYGON
+    ) -> int:
+        """Add configured symbols that `trading.symbols` lacks, each with a sync status row for
+        `provider`; return how many symbols were added."""
         with self.engine.begin() as conn:
-            provider_id = self._provider(conn)
+            provider_id = self._provider(conn, provider)
             return self._ensure_symbols(conn, list(specs), provider_id)[2]
 
     def _ensure_symbols(
@@ -115,23 +118,20 @@ class QuoteStore:
             status_of.update({row["ticker_id"]: "pending" for row in rows})
         return ids, status_of, len(missing)
 
-    def _provider(self, conn: sa.Connection) -> int:
-        """Polygon's row in `data_sources.api_providers`. Its id is kept by the store once the
-        row is seen committed (a row inserted in a transaction that may still roll back is not)."""
-        if self._provider_id is not None:
-            return self._provider_id
-        query = sa.select(api_providers.c.id).where(api_providers.c.name == POLYGON_PROVIDER)
+    def _provider(self, conn: sa.Connection, name: str = ProviderName.POLYGON) -> int:
+        """The provider's row in `data_sources.api_providers`, created on its first use (with
+        its base URL, if known). Its id is kept by the store once the row is seen committed (a
+        row inserted in a transaction that may still roll back is not)."""
+        name = str(name)
+        if name in self._provider_ids:
+            return self._provider_ids[name]
+        query = sa.select(api_providers.c.id).where(api_providers.c.name == name)
         found = conn.execute(query).scalar_one_or_none()
         if found is not None:
-            self._provider_id = found
+            self._provider_ids[name] = found
             return found
-        conn.execute(
-            insert_ignore(
-                conn,
-                api_providers,
-                {"name": POLYGON_PROVIDER, "base_url": "https://api.polygon.io"},
-            )
-        )
+        base_url = BASE_URLS.get(ProviderName(name)) if name in set(ProviderName) else None
+        conn.execute(insert_ignore(conn, api_providers, {"name": name, "base_url": base_url}))
         return conn.execute(query).scalar_one()
 
     def _ensure_symbol(
@@ -184,7 +184,7 @@ class QuoteStore:
         if quote.fetched_at is None:  # handed in without the client's stamp: fetched by now
             quote = dataclasses.replace(quote, fetched_at=now)
         with self.engine.begin() as conn:
-            provider_id = self._provider(conn)
+            provider_id = self._provider(conn, quote.provider)
             symbol_id = self._symbol_ids.get(spec.symbol)
             meta = None if symbol_id is None else _locked_metadata(conn, symbol_id)
             if symbol_id is None or meta is None:
@@ -227,16 +227,20 @@ class QuoteStore:
         )
         return event_id
 
-    def record_failure(self, spec: SymbolSpec, error: str) -> None:
-        """Sync status `failed` with the error, cut to `MAX_ERROR_LENGTH` and made safe to store
-        (no NUL, no lone surrogate); the stored quote is left as it was."""
+    def record_failure(
+        self, spec: SymbolSpec, error: str, provider: str = ProviderName.POLYGON
+    ) -> None:
+        """`provider`'s sync status `failed` with the error, cut to `MAX_ERROR_LENGTH` and made
+        safe to store (no NUL, no lone surrogate); the stored quote is left as it was."""
         error = clip(error, MAX_ERROR_LENGTH)
         with self.engine.begin() as conn:
-            provider_id = self._provider(conn)
+            provider_id = self._provider(conn, provider)
             symbol_id, _ = self._ensure_symbol(conn, spec, provider_id)
             self._upsert_status(conn, symbol_id, provider_id, "failed", error, clock.utcnow())
 
-    def start_refresh(self, specs: Iterable[SymbolSpec]) -> dict[str, str]:
+    def start_refresh(
+        self, specs: Iterable[SymbolSpec], provider: str = ProviderName.POLYGON
+    ) -> dict[str, str]:
         """Sync status `in_progress` for the symbols a run is about to refresh, in one
         transaction; return the statuses they had. A run that dies mid-way (the database
         restarted, the worker killed) leaves those it did not reach `in_progress`, which says what
@@ -245,7 +249,7 @@ class QuoteStore:
         if not specs:
             return {}
         with self.engine.begin() as conn:
-            provider_id = self._provider(conn)
+            provider_id = self._provider(conn, provider)
             ids, status_of, _ = self._ensure_symbols(conn, specs, provider_id)
             now = clock.utcnow()
             for chunk in _chunks_of(list(ids.values())):
@@ -260,11 +264,13 @@ class QuoteStore:
         self._symbol_ids.update(ids)
         return {symbol: status_of[i] for symbol, i in ids.items()}
 
-    def restore_status(self, spec: SymbolSpec, status: str) -> None:
-        """Put back the status a symbol had before `start_refresh` (it was not refreshed, and
-        not for a reason of its own), unless something else has set it since."""
+    def restore_status(
+        self, spec: SymbolSpec, status: str, provider: str = ProviderName.POLYGON
+    ) -> None:
+        """Put back the status a symbol had with `provider` before `start_refresh` (it was not
+        refreshed, and not for a reason of its own), unless something else has set it since."""
         with self.engine.begin() as conn:
-            provider_id = self._provider(conn)
+            provider_id = self._provider(conn, provider)
             symbol_id, _ = self._ensure_symbol(conn, spec, provider_id)
             if self._status_of(conn, symbol_id, provider_id) == "in_progress":
                 self._set_status(conn, symbol_id, provider_id, status, clock.utcnow())
@@ -291,35 +297,39 @@ class QuoteStore:
         )
 
     def mark_stale(self, seen: Mapping[SymbolSpec, dt.datetime | None]) -> int:
-        """Sync status `success` (`pending`, `in_progress`) -> `stale` for each symbol whose last
-        sync is still the one the caller saw (`None`: never synced); return how many were marked.
+        """Sync status `success` (`pending`, `in_progress`) -> `stale`, on each of its providers'
+        rows, for each symbol whose newest sync across its providers is still the one the caller
+        saw (`None`: never synced); return how many symbols were marked.
 
-        A check reads the status, judges it, then marks: a quote committed in between has moved
-        `last_sync_timestamp` on, so that symbol keeps its fresh `success`. A `failed` status
-        keeps its error; the next successful write sets a stale one back to `success`."""
+        A check reads the status, judges it, then marks: a quote committed in between, by any
+        provider, has moved a `last_sync_timestamp` on, so that symbol keeps its fresh `success`.
+        A `failed` status keeps its error; the next successful write sets a stale one back."""
         if not seen:
             return 0
         marked = 0
+        other = data_sync_status.alias("other")
         with self.engine.begin() as conn:
-            provider_id = self._provider(conn)
             now = clock.utcnow()
             for spec, last_sync in seen.items():
                 symbol_id = sa.select(symbols.c.id).where(symbols.c.symbol == spec.symbol)
-                same_sync = (
-                    data_sync_status.c.last_sync_timestamp.is_(None)
+                newer = (
+                    other.c.last_sync_timestamp.is_not(None)
                     if last_sync is None
-                    else data_sync_status.c.last_sync_timestamp == as_utc(last_sync)
+                    else other.c.last_sync_timestamp > as_utc(last_sync)
                 )
-                marked += conn.execute(
+                synced_since = sa.exists().where(
+                    other.c.ticker_id == data_sync_status.c.ticker_id, newer
+                )
+                rows = conn.execute(
                     sa.update(data_sync_status)
                     .where(
                         data_sync_status.c.ticker_id == symbol_id.scalar_subquery(),
-                        data_sync_status.c.provider_id == provider_id,
                         data_sync_status.c.sync_status.in_(("success", "pending", "in_progress")),
-                        same_sync,
+                        ~synced_since,
                     )
                     .values(sync_status="stale", updated_at=now)
                 ).rowcount
+                marked += int(rows > 0)
         return marked
 
     def _upsert_status(
@@ -368,39 +378,61 @@ class QuoteStore:
         return found
 
     def last_syncs(self) -> dict[str, dt.datetime | None]:
-        """Every registered symbol's last successful Polygon sync, in one query."""
+        """Every registered symbol's newest successful sync across its providers (None: never
+        synced), in one query."""
+        newest = sa.func.max(data_sync_status.c.last_sync_timestamp).label("last_sync")
         with self.engine.connect() as conn:
             rows = conn.execute(
-                sa.select(symbols.c.symbol, data_sync_status.c.last_sync_timestamp)
+                sa.select(symbols.c.symbol, newest)
                 .join(data_sync_status, symbols.c.id == data_sync_status.c.ticker_id)
-                .join(api_providers, api_providers.c.id == data_sync_status.c.provider_id)
-                .where(api_providers.c.name == POLYGON_PROVIDER)
+                .group_by(symbols.c.symbol)
             ).all()
-        return {row.symbol: as_utc(row.last_sync_timestamp) for row in rows}
+        return {row.symbol: as_utc(row.last_sync) for row in rows}
 
     def sync_status(self, symbol: str) -> dict[str, Any] | None:
-        """The Polygon sync status row of a symbol, as a dict."""
+        """The sync status row a symbol's freshness is judged on, as a dict (`sync_statuses`)."""
         return self.sync_statuses([symbol]).get(symbol)
 
-    def sync_statuses(self, wanted: Iterable[str]) -> dict[str, dict[str, Any]]:
-        """The Polygon sync status rows of the symbols that have one, as dicts by symbol."""
+    def sync_statuses(
+        self, wanted: Iterable[str], provider: str | None = None
+    ) -> dict[str, dict[str, Any]]:
+        """Each symbol's sync status row, as a dict with its `provider`'s name, by symbol: the
+        given provider's, else the row of its newest successful sync across its providers (the
+        one its freshness is judged on; never synced: the row changed last)."""
         found: dict[str, dict[str, Any]] = {}
         for chunk in _chunks(wanted):
+            query = (
+                sa.select(
+                    symbols.c.symbol, api_providers.c.name.label("provider"), data_sync_status
+                )
+                .select_from(data_sync_status)
+                .join(symbols, symbols.c.id == data_sync_status.c.ticker_id)
+                .join(api_providers, api_providers.c.id == data_sync_status.c.provider_id)
+                .where(symbols.c.symbol.in_(chunk))
+            )
+            if provider is not None:
+                query = query.where(api_providers.c.name == str(provider))
             with self.engine.connect() as conn:
-                rows = conn.execute(
-                    sa.select(symbols.c.symbol, data_sync_status)
-                    .select_from(data_sync_status)
-                    .join(symbols, symbols.c.id == data_sync_status.c.ticker_id)
-                    .join(api_providers, api_providers.c.id == data_sync_status.c.provider_id)
-                    .where(symbols.c.symbol.in_(chunk), api_providers.c.name == POLYGON_PROVIDER)
-                ).all()
+                rows = conn.execute(query).all()
             for row in rows:
                 out = dict(row._mapping)
                 symbol = out.pop("symbol")
                 for key in ("last_sync_timestamp", "updated_at"):
                     out[key] = as_utc(out[key])
-                found[symbol] = out
+                if symbol not in found or _speaks_first(out, found[symbol]):
+                    found[symbol] = out
         return found
+
+
+def _speaks_first(row: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
+    """Whether `row` judges its symbol's freshness before `other`: the newer successful sync,
+    else (neither synced) the one changed last."""
+    never = dt.datetime.min.replace(tzinfo=dt.UTC)
+
+    def rank(r: Mapping[str, Any]) -> tuple[dt.datetime, dt.datetime]:
+        return (r["last_sync_timestamp"] or never, r["updated_at"] or never)
+
+    return rank(row) > rank(other)
 
 
 #: Symbols per `IN (...)` list: far below every driver's parameter limit.
@@ -426,7 +458,7 @@ def _ids_of(conn: sa.Connection, wanted: Iterable[str]) -> dict[str, int]:
 
 
 def _statuses(conn: sa.Connection, ids: Iterable[int], provider_id: int) -> dict[int, str]:
-    """The Polygon sync status of each symbol id that has a row."""
+    """The sync status with `provider_id` of each symbol id that has a row."""
     found: dict[int, str] = {}
     for chunk in _chunks_of(list(ids)):
         query = sa.select(data_sync_status.c.ticker_id, data_sync_status.c.sync_status).where(
@@ -461,6 +493,7 @@ def _stored_quote(symbol: str, meta: dict[str, Any], precision: int | None) -> Q
             fetched_at=parse_iso_utc(fetched) if isinstance(fetched, str) else None,
             timeframe=Timeframe(last.get("timeframe") or Timeframe.REAL_TIME),
             plan=str(last.get("plan") or ""),
+            provider=str(last.get("provider") or ""),
         )
     except (ValueError, TypeError):
         return None
@@ -518,6 +551,7 @@ def _insert_history(
         "day_close": quote.day_close,
         "day_volume": quote.day_volume,
         "source": quote.source,
+        "provider": quote.provider,
         "run_id": run_id,
         "fetched_at": now,
     }

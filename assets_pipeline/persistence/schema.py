@@ -10,18 +10,28 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 
+from assets_pipeline.rules.providers import ProviderName
+
 metadata = sa.MetaData()
 
 TRADING = "trading"
 DATA_SOURCES = "data_sources"
 SYNC_STATUSES = ("pending", "in_progress", "success", "failed", "stale")
-POLYGON_PROVIDER = "polygon"
 #: Alembic's version table, in `data_sources`: the platform's own Alembic keeps `alembic_version`.
 VERSION_TABLE = "assets_pipeline_alembic_version"
 
 _JSON = sa.JSON().with_variant(JSONB(), "postgresql")
 _ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 _TS = sa.DateTime(timezone=True)
+
+
+def _provider() -> sa.Column:
+    """Who served a history row (`rules/providers.py`); rows from before there were several
+    providers were all Polygon's (revision 0003 backfills them)."""
+    return sa.Column(
+        "provider", sa.String(50), nullable=False, server_default=ProviderName.POLYGON.value
+    )
+
 
 symbols = sa.Table(
     "symbols",
@@ -89,14 +99,16 @@ quote_history = sa.Table(
     sa.Column("source", sa.String(50), nullable=False),
     sa.Column("run_id", sa.String(64)),
     sa.Column("fetched_at", _TS, nullable=False),
+    _provider(),
     sa.UniqueConstraint("symbol_id", "quote_time", name="uq_quote_history_symbol_time"),
     sa.Index("ix_quote_history_symbol_partition", "symbol", "partition_date"),
     schema=TRADING,
 )
 
 #: A symbol's history: the bars of past days, one row per (symbol, bar start, bar size), written
-#: idempotently by history partitions. Never read by the live path: `trading.symbols` and the
-#: events are the live quote's alone.
+#: idempotently by history partitions; `provider` says who served it, and is not in the key
+#: (one series per symbol: revision 0003 says why). Never read by the live path:
+#: `trading.symbols` and the events are the live quote's alone.
 price_bars = sa.Table(
     "price_bars",
     metadata,
@@ -113,6 +125,7 @@ price_bars = sa.Table(
     sa.Column("source", sa.String(50), nullable=False),
     sa.Column("run_id", sa.String(64)),
     sa.Column("fetched_at", _TS, nullable=False),
+    _provider(),
     schema=TRADING,
 )
 

@@ -25,6 +25,7 @@ from assets_pipeline.polygon.errors import (
 )
 from assets_pipeline.polygon.transport import api_target
 from assets_pipeline.rules.excerpts import clip, excerpt
+from assets_pipeline.rules.providers import ProviderName
 from assets_pipeline.rules.quotes import Quote, QuoteRejected, Timeframe
 from assets_pipeline.rules.taxonomy import AssetType
 
@@ -267,6 +268,7 @@ def parse_v2_ticker(item: Any, timeframe: Timeframe = Timeframe.REAL_TIME) -> Qu
         day_close=day_close,
         day_volume=_number(ticker, day, "v", "day volume (day.v)"),
         timeframe=timeframe,
+        provider=ProviderName.POLYGON,
     )
 
 
@@ -347,6 +349,7 @@ def parse_v3_item(item: Any) -> Quote:
         day_close=day_close,
         day_volume=_number(ticker, session, "volume", "session volume"),
         timeframe=_item_timeframe(item, last_quote, last_trade),
+        provider=ProviderName.POLYGON,
     )
 
 
@@ -587,4 +590,5 @@ def bar_quote(bar: Bar, source: str, data_time: dt.datetime) -> Quote:
         day_close=bar.close,
         day_volume=bar.volume,
         timeframe=Timeframe.END_OF_DAY,
+        provider=ProviderName.POLYGON,
     )

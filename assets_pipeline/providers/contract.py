@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from assets_pipeline.config.registry import SymbolSpec
 from assets_pipeline.polygon.parsing import Bar
 from assets_pipeline.rules.quotes import Quote, Timeframe
 
 
+@runtime_checkable
 class Provider(Protocol):
     """One source of prices. `name` is its row in `data_sources.api_providers` and the
     `provider` every quote, sync status, history row and event it served carries."""

@@ -27,6 +27,7 @@ from assets_pipeline.polygon.parsing import Bar, load_json
 from assets_pipeline.polygon.transport import NoAnswer, Origin, api_target, bounded_get, origin_of
 from assets_pipeline.providers import kraken_wire as wire
 from assets_pipeline.rules import clock
+from assets_pipeline.rules.providers import BASE_URLS, ProviderName
 from assets_pipeline.rules.quotes import (
     DEFAULT_MAX_FUTURE_SKEW,
     Quote,
@@ -36,7 +37,7 @@ from assets_pipeline.rules.quotes import (
 )
 from assets_pipeline.rules.taxonomy import AssetType
 
-KRAKEN_BASE_URL = "https://api.kraken.com"
+KRAKEN_BASE_URL = BASE_URLS[ProviderName.KRAKEN]
 #: Every public market-data path starts so; nothing else is ever asked.
 PUBLIC_PREFIX = ("/0/public/",)
 #: Pairs per `Ticker` call: the vendor documents no cap (a comma-separated list); this keeps the
@@ -56,7 +57,7 @@ log = logging.getLogger(__name__)
 class KrakenProvider:
     """Kraken's public market data within the budget it is given (the `Provider` protocol)."""
 
-    name = "kraken"
+    name = ProviderName.KRAKEN
     timeframe = Timeframe.REAL_TIME
     tickers_per_call = TICKER_PAIRS_PER_CALL
 

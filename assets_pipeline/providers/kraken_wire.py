@@ -25,6 +25,7 @@ from assets_pipeline.polygon.errors import (
 )
 from assets_pipeline.polygon.parsing import MAX_ERROR_BODY, Bar, load_json
 from assets_pipeline.rules.excerpts import clip, excerpt
+from assets_pipeline.rules.providers import ProviderName
 from assets_pipeline.rules.quotes import Quote, QuoteRejected, Timeframe
 
 SOURCE_TICKER = "kraken:v0-public-ticker"
@@ -185,6 +186,7 @@ def ticker_quote(pair: str, item: Any, data_time: dt.datetime) -> Quote:
         day_volume=side("v", "today's volume (v)"),
         timeframe=Timeframe.REAL_TIME,
         plan=PLAN,
+        provider=ProviderName.KRAKEN,
     )
 
 

@@ -30,11 +30,12 @@ from assets_pipeline.polygon.parsing import MAX_ERROR_BODY, Bar, load_json
 from assets_pipeline.polygon.transport import NoAnswer, Origin, api_target, bounded_get, origin_of
 from assets_pipeline.rules.clock import utcnow
 from assets_pipeline.rules.excerpts import clip, excerpt, without_secret
+from assets_pipeline.rules.providers import BASE_URLS, ProviderName
 from assets_pipeline.rules.quotes import Quote, QuoteRejected, Timeframe, validate_quote
 
-NAME = "oanda"
+NAME = ProviderName.OANDA
 #: Where a free practice account is served (fxTrade Practice); live accounts use api-fxtrade.
-PRACTICE_URL = "https://api-fxpractice.oanda.com"
+PRACTICE_URL = BASE_URLS[ProviderName.OANDA]
 SOURCE_PRICING = "oanda:v3-pricing"
 #: The plan every OANDA quote is served under: a free fxTrade Practice account.
 PLAN = "practice"
@@ -143,6 +144,7 @@ def parse_price(item: Any) -> Quote:
         last_price=(bid + ask) / 2,
         timeframe=Timeframe.REAL_TIME,
         plan=PLAN,
+        provider=ProviderName.OANDA,
     )
 
 

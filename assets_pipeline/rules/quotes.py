@@ -16,9 +16,8 @@ from typing import Any
 
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.plans import Plan
+from assets_pipeline.rules.providers import FREE_PLANS, ProviderName, provider_of_source
 
-#: Who served the price (one provider today; the events and rows already say so).
-PROVIDER = "polygon"
 #: How far a quote's own time may run ahead of our clock before we call it bogus.
 DEFAULT_MAX_FUTURE_SKEW = dt.timedelta(seconds=60)
 #: Older than this, a "latest" quote is not live (a 1970 timestamp, a broken clock): rejected.
@@ -60,6 +59,8 @@ class Quote:
 
     Crypto snapshots carry trades, not quotes: `bid` and `ask` are then None (never 0), and so is
     `spread`. `symbol` is the platform's name; it is empty until the quote is bound to a symbol.
+    `provider` is who served it: the provider `source` names (`kraken:...` -> `kraken`), else
+    Polygon, which served every quote before there were others; one naming another is refused.
     """
 
     ticker: str
@@ -81,6 +82,15 @@ class Quote:
     timeframe: Timeframe = Timeframe.REAL_TIME
     #: The plan it was served under: `free` (end-of-day) or `paid` (snapshots).
     plan: str = ""
+    #: Who served it (a `ProviderName`); derived from `source` when not given.
+    provider: str = ""
+
+    def __post_init__(self) -> None:
+        named = provider_of_source(self.source)
+        derived = named if named in set(ProviderName) else ProviderName.POLYGON.value
+        if self.provider and named in set(ProviderName) and self.provider != named:
+            raise ValueError(f"a quote from {self.source!r} says it was served by {self.provider}")
+        object.__setattr__(self, "provider", str(self.provider or derived))
 
     @property
     def spread(self) -> float | None:
@@ -114,8 +124,11 @@ class Quote:
 
     @property
     def served_plan(self) -> str:
-        """The plan it was served under: its own word, else `free` for an end-of-day price
-        (a plan without snapshots) and `paid` for a snapshot."""
+        """The plan it was served under, in the events' words: its own (`free` for a provider's
+        plan that costs nothing), else `free` for an end-of-day price (a plan without snapshots)
+        and `paid` for a snapshot."""
+        if self.plan in FREE_PLANS:  # a provider's own word for a plan that costs nothing
+            return Plan.FREE.value
         served = Plan.FREE if self.timeframe is Timeframe.END_OF_DAY else Plan.PAID
         return self.plan or served.value
 
@@ -133,7 +146,7 @@ class Quote:
             "data_time": iso_utc(self.data_time),
             "fetched_at": iso_utc(self.fetched_at) if self.fetched_at else None,
             "source": self.source,
-            "provider": PROVIDER,
+            "provider": self.provider,
             "plan": self.served_plan,
             "timeframe": self.timeframe.value,
         }

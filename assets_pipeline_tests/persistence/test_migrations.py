@@ -445,3 +445,34 @@ def test_the_outbox_state_moves_from_its_error_text_to_columns(kind, empty_pg_ur
     with engine.connect() as conn:
         assert conn.execute(sa.text(f"SELECT count(*) FROM {table}")).scalar_one() == 3
     dispose_engine(url)
+
+
+@pytest.mark.parametrize("kind", ["postgresql", "sqlite"])
+def test_0003_gives_history_rows_a_provider_polygon_for_those_before_and_back(
+    kind, empty_pg_url, tmp_path
+):
+    # before 0003 every quote and bar was Polygon's: the rows already there say so, and stay
+    url = empty_pg_url if kind == "postgresql" else f"sqlite:///{tmp_path / 'old.sqlite'}"
+    engine = get_engine(url, check_schema=False)
+    migrate.upgrade(engine, "0002")
+    bars = "trading.price_bars" if kind == "postgresql" else "price_bars"
+    at = dt.datetime(2026, 11, 30, tzinfo=dt.UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                f"INSERT INTO {bars} (symbol, bar_start, bar_seconds, open, high, low, close,"
+                " source, fetched_at) VALUES ('EURUSD', :t, 86400, 1, 1, 1, 1, 'polygon:x', :t)"
+            ),
+            {"t": at},
+        )
+    assert migrate.upgrade(engine, "head") == ("0002", migrate.head())
+    with engine.connect() as conn:
+        assert conn.execute(sa.text(f"SELECT provider FROM {bars}")).scalars().all() == ["polygon"]
+    migrate.downgrade(engine, "0002")  # and back: the column goes, the row stays
+    with engine.connect() as conn:
+        assert conn.execute(sa.text(f"SELECT count(*) FROM {bars}")).scalar_one() == 1
+        columns = {
+            c["name"] for c in sa.inspect(conn).get_columns("price_bars", bars[:-11] or None)
+        }
+    assert "provider" not in columns and "source" in columns
+    dispose_engine(url)

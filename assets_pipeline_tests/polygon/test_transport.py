@@ -29,9 +29,9 @@ import pytest
 from assets_pipeline.budget.limiter import PolygonBudget
 from assets_pipeline.budget.sql_store import SqlBudgetStore
 from assets_pipeline.config.registry import AssetType
-from assets_pipeline.history.fetch import history_bars
 from assets_pipeline.polygon.client import PolygonClient
 from assets_pipeline.polygon.errors import MalformedResponse, RedirectRefused
+from assets_pipeline.polygon.ranges import range_bars
 from assets_pipeline.polygon.transport import AnswerTooSlow, Origin, api_target, bounded_get
 from assets_pipeline_tests.conftest import get_engine
 from assets_pipeline_tests.polygon.test_client import SECRET, fetch_all, spec
@@ -328,7 +328,7 @@ def test_range_bar_pages_are_bounded_by_max_pages(budget, elsewhere):
     client = client_for(server.url, budget, max_pages=4)
     try:
         with pytest.raises(MalformedResponse, match="more than 4 pages") as info:
-            history_bars(client, "C:EURUSD", dt.date(2024, 1, 1), dt.date(2024, 1, 2), 86400)
+            range_bars(client, "C:EURUSD", dt.date(2024, 1, 1), dt.date(2024, 1, 2), 86400)
     finally:
         server.close()
     assert len(server.requests) == 4 and info.value.ticker == "C:EURUSD"
@@ -342,7 +342,7 @@ def test_range_bars_never_follow_a_next_url_to_another_tickers_range(budget):
     server = Recorder(lambda path: (200, {}, json.dumps(body).encode()))
     try:
         with pytest.raises(MalformedResponse, match="leaves the endpoint"):
-            history_bars(
+            range_bars(
                 client_for(server.url, budget),
                 "C:EURUSD",
                 dt.date(2024, 1, 1),

@@ -338,3 +338,67 @@ def test_a_tiers_refresh_is_compared_as_its_enum_only(tmp_path):
     planted.write_text("def direct(policy):\n    return policy.refresh == 'direct'\n")
     assert refresh_literals(ast.parse(planted.read_text())) == [2]
     assert TierPolicy(Tier.HIGH, Refresh("queued"), 60.0).refresh is Refresh.QUEUED
+
+
+# --- provider names: `ProviderName` in rules/providers.py -----------------------------------------
+
+from assets_pipeline.rules.providers import ProviderName  # noqa: E402
+
+PROVIDER_WORDS = frozenset(ProviderName)
+
+
+def _provider_named(target: ast.AST) -> bool:
+    name = getattr(target, "id", None) or getattr(target, "attr", None) or ""
+    return "provider" in name.lower() or name == "NAME"
+
+
+def provider_literals(tree: ast.AST) -> list[int]:
+    """Lines where a provider's name is written as a literal: compared with, or given to, a name
+    that says provider (`PROVIDER = "polygon"`, `provider="kraken"`), or under a `provider` key.
+    A Dagster kind, a resource key or a budget's name that happens to read `polygon` is not."""
+    found = []
+    for node in ast.walk(tree):
+        values: list[ast.AST] = []
+        if isinstance(node, ast.Compare) and any(
+            map(_provider_named, [node.left, *node.comparators])
+        ):
+            values = [node.left, *node.comparators]
+        elif isinstance(node, ast.Assign) and any(map(_provider_named, node.targets)):
+            values = [node.value]
+        elif isinstance(node, ast.AnnAssign) and _provider_named(node.target) and node.value:
+            values = [node.value]
+        elif isinstance(node, ast.keyword) and "provider" in (node.arg or ""):
+            values = [node.value]
+        elif isinstance(node, ast.Dict):
+            values = [
+                v for k, v in zip(node.keys, node.values, strict=True) if _is_word(k, {"provider"})
+            ]
+        found += [v.lineno for v in values if _is_word(v, PROVIDER_WORDS)]
+    return sorted(found)
+
+
+def _is_word(node: ast.AST | None, words: frozenset[str] | set[str]) -> bool:
+    return isinstance(node, ast.Constant) and node.value in words
+
+
+def test_provider_names_are_written_in_one_place_only():
+    # a revision keeps the words it was written with; the simulator stands alone
+    found = {
+        path.relative_to(PACKAGE).as_posix()
+        for path in PACKAGE.rglob("*.py")
+        if "simulator" not in path.parts
+        and "migrations" not in path.parts
+        and provider_literals(ast.parse(path.read_text()))
+    }
+    assert found == set()
+
+
+def test_the_scanner_sees_a_provider_name_written_again():
+    planted = ast.parse(
+        'PROVIDER = "polygon"\n'
+        'if quote.provider == "kraken": pass\n'
+        'Quote(source="x", provider="oanda")\n'
+        'event = {"provider": "polygon"}\n'
+        'kinds = {"polygon", "forex"}\n'  # a Dagster kind: not a provider name in use
+    )
+    assert provider_literals(planted) == [1, 2, 3, 4]

@@ -85,18 +85,34 @@ def epoch_to_utc(value: Any, field: str = "timestamp") -> dt.datetime:
         raise MalformedResponse(f"{field} is out of range: {value!r}") from exc
 
 
-def load_json(text: str | bytes) -> Any:
+def load_json(text: str | bytes, *, unique_keys: bool = False) -> Any:
     """Parse a body; anything that is not JSON, or is far larger or deeper than any Polygon
-    answer (see `check_structure`), is a retryable `MalformedResponse`. The checks come before
-    parsing: letting the parser hit Python's recursion limit is not merely an error (CPython
-    3.11 can be left unable to parse source afterwards, in the same thread)."""
+    answer (see `check_structure`), is a retryable `MalformedResponse`; with `unique_keys`, so
+    is an object that names a key twice (which of the two would be the answer?). The checks come
+    before parsing: letting the parser hit Python's recursion limit is not merely an error
+    (CPython 3.11 can be left unable to parse source afterwards, in the same thread)."""
     try:
         if isinstance(text, bytes):
             text = text.decode("utf-8")
         check_structure(text)
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_object if unique_keys else None)
+    except _KeyTwice as exc:
+        raise MalformedResponse(f"the body is ambiguous: {exc}") from None
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise MalformedResponse(f"the body is not valid JSON ({exc.__class__.__name__})") from exc
+
+
+class _KeyTwice(ValueError):
+    """An object of the body names one key twice."""
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        keys = [key for key, _ in pairs]
+        twice = next(key for n, key in enumerate(keys) if key in keys[:n])
+        raise _KeyTwice(f"the key {twice[:40]!r} is written twice in one object")
+    return obj
 
 
 def check_structure(text: str) -> None:

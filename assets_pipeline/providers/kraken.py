@@ -217,7 +217,7 @@ class KrakenProvider:
         if answer.status != 200:
             raise wire.http_error(answer.status, answer.body, pair)
         try:
-            body = load_json(answer.body)
+            body = load_json(answer.body, unique_keys=True)
         except MalformedResponse as exc:
             exc.ticker = pair
             raise

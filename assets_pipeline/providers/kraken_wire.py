@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -115,7 +114,7 @@ def http_error(status: int, text: bytes, pair: str | None = None) -> PolygonErro
     class, in Kraken's own words when the body has them, else the start of the body."""
     head = text[:MAX_ERROR_BODY].decode("utf-8", errors="replace")
     try:
-        body = load_json(head)
+        body = load_json(head, unique_keys=True)
     except MalformedResponse:
         body = None
     errors = body.get("error") if isinstance(body, Mapping) else None
@@ -129,10 +128,9 @@ def http_error(status: int, text: bytes, pair: str | None = None) -> PolygonErro
 
 
 def decimal(value: Any, label: str, pair: str) -> float:
-    """A decimal string (or a plain number) as a float; anything else is a `QuoteRejected`."""
+    """A plain decimal string as a float, as Kraken documents its prices; anything else (a JSON
+    number, an exponent, a sign) is a `QuoteRejected`."""
     if isinstance(value, str) and _DECIMAL.fullmatch(value):
-        return float(value)
-    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         return float(value)
     raise QuoteRejected(pair, f"{label} is not a price: {excerpt(value)}")
 

@@ -56,7 +56,8 @@ _RFC3339 = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})"
 )
 _MAX_STAMP = 40
-_MAX_DECIMAL = 40
+#: A price as OANDA writes it: digits, maybe a point and more digits; no sign, exponent or space.
+_PLAIN_DECIMAL = re.compile(r"[0-9]{1,20}(?:\.[0-9]{1,19})?")
 #: An OANDA 400 whose message names these parameters refuses the instrument itself.
 _INSTRUMENT_PARAMETERS = ("'instrument'", "'instruments'")
 
@@ -89,6 +90,13 @@ def parse_time(value: Any, field: str = "time") -> dt.datetime:
         raise MalformedResponse(f"{field} is not a valid time: {excerpt(value)}") from None
 
 
+def _finer_than_microseconds(value: Any) -> bool:
+    """Whether an RFC 3339 time has non-zero digits past the sixth of its fraction, which
+    `parse_time` would cut: a candle that starts there is not on the day's boundary."""
+    match = _RFC3339.fullmatch(value) if isinstance(value, str) else None
+    return bool(match and (match.group(7) or "")[6:].strip("0"))
+
+
 def rfc3339(moment: dt.datetime) -> str:
     """A time as a request parameter: RFC 3339 in UTC, whole seconds."""
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -97,7 +105,7 @@ def rfc3339(moment: dt.datetime) -> str:
 def _decimal(instrument: str, value: Any, field: str) -> float:
     """A price OANDA encodes as a decimal string: finite and positive, else the quote's
     rejection (a broken value, not a broken body)."""
-    if not isinstance(value, str) or len(value) > _MAX_DECIMAL:
+    if not isinstance(value, str) or not _PLAIN_DECIMAL.fullmatch(value):
         raise QuoteRejected(instrument, f"{field} is not a decimal string: {excerpt(value)}")
     try:
         number = float(value)
@@ -219,6 +227,8 @@ def _candle(instrument: str, item: Any) -> tuple[Bar, bool]:
         raise MalformedResponse(f"a candle of {instrument} has no volume: {excerpt(volume)}")
     if values["l"] > min(values.values()) or values["h"] < max(values.values()):
         raise MalformedResponse(f"a candle of {instrument} is not a bar: {excerpt(dict(mid))}")
+    if _finer_than_microseconds(item.get("time")):
+        raise MalformedResponse(f"a candle of {instrument} starts between two microseconds")
     bar = Bar(
         ticker=instrument,
         start=parse_time(item.get("time"), "candle time"),
@@ -239,7 +249,7 @@ def error_from_answer(status: int, text: bytes, asked: Sequence[str] = ()) -> Po
     the instrument's `TickerNotFound` (for a batch: the caller asks each on its own)."""
     head = text[:MAX_ERROR_BODY].decode("utf-8", errors="replace")
     try:
-        body = load_json(head)
+        body = load_json(head, unique_keys=True)
     except MalformedResponse:
         body = None
     said = body.get("errorMessage") if isinstance(body, Mapping) else None
@@ -396,10 +406,9 @@ class OandaProvider:
         if not _INSTRUMENT.fullmatch(instrument):
             raise TickerNotFound(f"not an OANDA instrument: {excerpt(instrument)}")
         start = dt.datetime.combine(first, dt.time(), dt.UTC)
-        end = min(
-            dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), dt.UTC),
-            self._clock().astimezone(dt.UTC).replace(microsecond=0),
-        )
+        # only closed UTC days: today's candle is never a day's bar, whatever its flag says
+        today = dt.datetime.combine(self._clock().astimezone(dt.UTC).date(), dt.time(), dt.UTC)
+        end = min(dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), dt.UTC), today)
         bars: dict[dt.datetime, Bar] = {}
         for window_start, window_end in _windows(start, end):
             for bar in self._candles(instrument, window_start, window_end):
@@ -412,7 +421,16 @@ class OandaProvider:
         params = {"price": "M", "granularity": "D", **DAILY_ALIGNMENT}
         params |= {"from": rfc3339(start), "to": rfc3339(end)}
         body = self.get_json(f"/v3/instruments/{instrument}/candles", params, [instrument])
+        if body.get("granularity") != "D":
+            raise MalformedResponse(
+                f"asked for daily {instrument} candles, OANDA answered granularity"
+                f" {excerpt(body.get('granularity'))}"
+            )
+        previous = None
         for bar, complete in parse_candles(body, instrument):
+            if previous is not None and bar.start <= previous:
+                raise MalformedResponse(f"OANDA's {instrument} candles are not in time order")
+            previous = bar.start
             if bar.start.timetz() != dt.time(tzinfo=dt.UTC):
                 raise MalformedResponse(
                     f"OANDA's {instrument} daily candle starts at {rfc3339(bar.start)}, not at"
@@ -479,7 +497,7 @@ class OandaProvider:
             error.args = tuple(self.redact(str(arg)) for arg in error.args)
             raise error
         try:
-            return load_json(answer.body)
+            return load_json(answer.body, unique_keys=True)
         except MalformedResponse as exc:
             exc.ticker = ticker
             raise

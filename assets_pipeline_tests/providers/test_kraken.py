@@ -19,6 +19,7 @@ from assets_pipeline.polygon.errors import (
     RetryableError,
     TickerNotFound,
 )
+from assets_pipeline.polygon.parsing import load_json
 from assets_pipeline.providers import kraken_wire as wire
 from assets_pipeline.providers.contract import Provider
 from assets_pipeline.providers.kraken import KrakenProvider
@@ -421,3 +422,19 @@ def test_the_simulator_answers_in_the_recorded_shapes(simulator):
     time_answer = provider.get_json("/0/public/Time")
     assert wire.server_time(time_answer) == NOW
     assert set(time_answer["result"]) == set(load("time_2023.json")["result"])
+
+
+# --- found by a black-box attack from Kraken's documentation (2026-12-01) --------------------
+
+
+@pytest.mark.parametrize("price", [30300.1, 30300, "3.03e4", "+30300.1", " 30300.1"])
+def test_a_price_that_is_not_a_plain_decimal_string_is_rejected(price):
+    with pytest.raises(QuoteRejected, match="is not a price"):
+        wire.decimal(price, "ask", "XBTUSD")
+
+
+def test_an_answer_naming_a_pair_twice_is_refused_whole():
+    item = '{"a": ["1", "1", "1"], "b": ["1", "1", "1"], "c": ["1", "1"], "o": "1"}'
+    body = '{"error": [], "result": {"XXBTZUSD": ' + item + ', "XXBTZUSD": ' + item + "}}"
+    with pytest.raises(MalformedResponse, match="written twice"):
+        load_json(body, unique_keys=True)

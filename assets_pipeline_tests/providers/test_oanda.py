@@ -22,6 +22,7 @@ from assets_pipeline.polygon.errors import (
     RetryableError,
     TickerNotFound,
 )
+from assets_pipeline.polygon.parsing import load_json
 from assets_pipeline.providers.contract import Provider
 from assets_pipeline.providers.oanda import (
     PLAN,
@@ -233,9 +234,10 @@ def test_a_time_of_a_million_digits_is_refused_at_once():
     [
         ({"bids": []}, "no bids liquidity"),
         ({"asks": [{"price": "0"}]}, "must be positive"),
-        ({"asks": [{"price": "-1.2"}]}, "must be positive"),
-        ({"bids": [{"price": "NaN"}]}, "not a finite number"),
-        ({"bids": [{"price": "Infinity"}]}, "not a finite number"),
+        ({"asks": [{"price": "-1.2"}]}, "not a decimal string"),
+        ({"bids": [{"price": "NaN"}]}, "not a decimal string"),
+        ({"bids": [{"price": "Infinity"}]}, "not a decimal string"),
+        ({"bids": [{"price": "1.1e0"}]}, "not a decimal string"),
         ({"bids": [{"price": 1.1}]}, "not a decimal string"),
         ({"status": "invalid"}, "marks the price invalid"),
         ({"time": "yesterday"}, "not an RFC 3339 time"),
@@ -316,7 +318,7 @@ def test_day_bars_are_utc_days_and_only_complete_ones(provider, sim, budget):
     (request,) = sim.requests
     assert request.path == "/v3/instruments/EUR_USD/candles" and budget.acquired == 1
     assert request.query["dailyAlignment"] == "0" and request.query["alignmentTimezone"] == "UTC"
-    assert request.query["to"] == "2026-11-25T14:30:07Z"  # never in the future
+    assert request.query["to"] == "2026-11-25T00:00:00Z"  # closed days only: never today
     monday = market.bar(
         "C:EURUSD", utc(2026, 11, 23).timestamp(), utc(2026, 11, 24).timestamp(), 1e12
     )
@@ -400,8 +402,8 @@ def test_bloated_and_trickled_answers_are_bounded(sim, budget, kind, error, mess
     [
         ("future", "in the future"),
         ("crossed", "crossed quote"),
-        ("negative_price", "must be positive"),
-        ("nan_price", "not a finite number"),
+        ("negative_price", "not a decimal string"),
+        ("nan_price", "not a decimal string"),
         ("empty_bids", "no bids liquidity"),
     ],
 )
@@ -453,3 +455,49 @@ def test_a_server_error_that_persists_is_retryable(provider, sim, budget):
     answer = provider.fetch_quotes(["EUR_USD"])["EUR_USD"]
     assert isinstance(answer, RetryableError) and "500" in str(answer)
     assert budget.acquired == 3
+
+
+# --- found by a black-box attack from OANDA's documentation (2026-12-01) ---------------------
+
+
+def _candles(*starts: str, granularity: str = "D", complete: bool = True) -> dict:
+    mid = {"o": "1.1", "h": "1.2", "l": "1.0", "c": "1.15"}
+    return {
+        "instrument": "EUR_USD",
+        "granularity": granularity,
+        "candles": [{"complete": complete, "volume": 1, "time": t, "mid": mid} for t in starts],
+    }
+
+
+@pytest.mark.parametrize(
+    ("answer", "refusal"),
+    [
+        (_candles("2026-11-23T00:00:00.000000000Z", granularity="H1"), "granularity"),
+        (_candles("2026-11-24T00:00:00Z", "2026-11-23T00:00:00Z"), "not in time order"),
+        (_candles("2026-11-23T00:00:00.000000001Z"), "between two microseconds"),
+    ],
+)
+def test_candles_of_another_size_out_of_order_or_off_the_boundary_are_refused(
+    provider, answer, refusal
+):
+    provider.get_json = lambda *args, **kwargs: answer
+    with pytest.raises(MalformedResponse, match=refusal):
+        provider.fetch_day_bars("EUR_USD", dt.date(2026, 11, 23), dt.date(2026, 11, 24))
+
+
+def test_todays_candle_is_never_a_bar_even_marked_complete(provider):
+    asked = []
+
+    def answer(path, params, instruments):
+        asked.append(params["to"])
+        return _candles("2026-11-24T00:00:00Z", "2026-11-25T00:00:00Z")  # Wednesday is today
+
+    provider.get_json = answer
+    bars = provider.fetch_day_bars("EUR_USD", dt.date(2026, 11, 24), dt.date(2026, 11, 25))
+    assert [b.start for b in bars] == [utc(2026, 11, 24)]
+    assert asked == ["2026-11-25T00:00:00Z"]
+
+
+def test_an_object_naming_a_key_twice_is_malformed():
+    with pytest.raises(MalformedResponse, match="written twice"):
+        load_json('{"prices": [], "prices": [1]}', unique_keys=True)

@@ -13,8 +13,10 @@ from assets_pipeline.defs.checks import check_specs, judge_freshness, quality_re
 from assets_pipeline.defs.keys import (
     QUALITY_CHECK,
     QUOTE_IO_MANAGER_KEY,
+    QUOTES_PREFIX,
     output_name,
     quote_asset_key,
+    step_name,
 )
 from assets_pipeline.defs.resources import PolygonResource, RedisResource, TradingDatabase
 from assets_pipeline.defs.runs import CLAIM_TAG, reconcile_claims
@@ -51,7 +53,7 @@ def build_quote_assets(registry: Registry) -> list[dg.AssetsDefinition]:
     """The multi-assets holding every configured symbol and every check: one per
     `registry.steps` group (`quotes`, then `quotes_2`, ...), a single one up to 250 symbols."""
     return [
-        _quotes_multi_asset(registry, "quotes" if n == 0 else f"quotes_{n + 1}", group)
+        _quotes_multi_asset(registry, step_name(QUOTES_PREFIX, n), group)
         for n, group in enumerate(registry.steps)
     ]
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import dagster as dg
 
 from assets_pipeline.config.registry import DEFAULT_HISTORY_BAR_SECONDS, Registry, SymbolSpec
+from assets_pipeline.defs.keys import step_name
 from assets_pipeline.defs.resources import PolygonResource, TradingDatabase
 from assets_pipeline.history.backfill import Backfill
 from assets_pipeline.history.store import read_bars
@@ -58,7 +59,7 @@ def _spec(symbol: SymbolSpec, registry: Registry) -> dg.AssetSpec:
 def build_history_assets(registry: Registry) -> list[dg.AssetsDefinition]:
     """One multi-asset per `registry.steps` group: `history`, then `history_2`, ..."""
     return [
-        _history_multi_asset(registry, "history" if n == 0 else f"history_{n + 1}", group)
+        _history_multi_asset(registry, step_name(HISTORY_PREFIX, n), group)
         for n, group in enumerate(registry.steps)
     ]
 

@@ -19,3 +19,9 @@ def output_name(symbol: str) -> str:
     built from specs, which name each output after its key. The registry refuses two symbols
     whose names would meet here (`BRK.B` and `BRK_B`)."""
     return quote_asset_key(symbol).to_python_identifier()
+
+
+def step_name(family: str, n: int) -> str:
+    """The name of a family's `n`th multi-asset of up to 250 symbols (from 0): `quotes`, then
+    `quotes_2`, `quotes_3`, ...; the same for `history`."""
+    return family if n == 0 else f"{family}_{n + 1}"

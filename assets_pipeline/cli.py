@@ -53,7 +53,7 @@ from assets_pipeline.rules.cadence import Refresh, format_duration, next_tick, p
 from assets_pipeline.rules.feasibility import feasibility
 from assets_pipeline.rules.plans import LearntPlan
 from assets_pipeline.rules.queue_rules import QUEUED, QueueItem, drain_order
-from assets_pipeline.rules.quotes import iso_utc, parse_iso_utc
+from assets_pipeline.rules.quotes import Timeframe, iso_utc, parse_iso_utc
 from assets_pipeline.rules.retention import RetentionError, format_age, parse_age
 from assets_pipeline.rules.run_kinds import BACKFILL, CRITICAL, run_tags
 
@@ -67,7 +67,7 @@ INSTANCE_LOCK_FILE = ".assets_pipeline_instance.lock"
 
 #: No API CALLS column: one call may serve every symbol of a batch (a multi-ticker snapshot), so
 #: a per-symbol count would be a fraction or the batch's total repeated; the summary has it.
-TABLE_HEADER = ("SYMBOL", "BID", "ASK", "LAST", "DATA TIME (UTC)", "RESULT")
+TABLE_HEADER = ("SYMBOL", "BID", "ASK", "LAST", "DATA TIME (UTC)", "PROVIDER", "RESULT")
 
 
 def _resources(settings: Settings) -> dict[str, Any]:
@@ -185,7 +185,7 @@ def _report_run_failure(failures: list[Any], settings: Settings, verbose: bool, 
 
 def _row(spec: SymbolSpec, meta: dict[str, Any] | None) -> tuple[str, ...]:
     if meta is None:
-        return (spec.symbol, "-", "-", "-", "-", "failed")
+        return (spec.symbol, "-", "-", "-", "-", "-", "failed")
     precision = spec.price_precision
 
     def price(key: str) -> str:
@@ -194,7 +194,11 @@ def _row(spec: SymbolSpec, meta: dict[str, Any] | None) -> tuple[str, ...]:
 
     data_time = parse_iso_utc(str(meta["data_time"])).strftime("%Y-%m-%d %H:%M:%S")
     result = "stored" if meta.get("written", True) else _kept(str(meta.get("write_result", "")))
-    return (spec.symbol, price("bid"), price("ask"), price("last_price"), data_time, result)
+    provider = str(meta.get("provider") or "-")
+    if meta.get("timeframe") == Timeframe.END_OF_DAY.value:
+        provider += " (end of day)"
+    row = (spec.symbol, price("bid"), price("ask"), price("last_price"), data_time)
+    return (*row, provider, result)
 
 
 def _kept(reason: str) -> str:

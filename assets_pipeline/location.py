@@ -8,6 +8,7 @@ The resources are built here, once, from the settings: the local set or the prod
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import dagster as dg
 
@@ -22,6 +23,7 @@ from assets_pipeline.defs.jobs import refresh_definitions
 from assets_pipeline.defs.keys import QUOTE_IO_MANAGER_KEY
 from assets_pipeline.defs.resources import (
     AlertWebhook,
+    CallBudgetResource,
     EmbeddedSimulator,
     PolygonApi,
     PolygonBudgetResource,
@@ -33,6 +35,8 @@ from assets_pipeline.defs.resources import (
 from assets_pipeline.defs.retention import retention_definitions
 from assets_pipeline.defs.schedules import cadence_definitions
 from assets_pipeline.defs.sensors import sensor_definitions
+from assets_pipeline.defs.sources import KrakenResource, OandaResource, ProvidersResource
+from assets_pipeline.rules.providers import ProviderName
 
 # Dagster warns that `owners` is in beta when it binds resources to the jobs of a sensor that
 # targets job definitions (the market-open sensor's two jobs), though none is given.
@@ -79,11 +83,50 @@ def build_resources(
         )
     return {
         "polygon": PolygonResource(api=api, budget=budget),
+        "providers": providers_resource(settings, secret, redis, database),
         "database": database,
         "redis": redis,
         QUOTE_IO_MANAGER_KEY: QuoteIOManager(database=database),
         "alert_webhook": AlertWebhook(url=secret("ALERT_WEBHOOK_URL", settings.alert_webhook_url)),
     }
+
+
+def providers_resource(
+    settings: Settings,
+    secret: Callable[[str, str], str | dg.EnvVar],
+    redis: RedisResource,
+    database: TradingDatabase,
+) -> ProvidersResource:
+    """Kraken and OANDA: each as configured; unconfigured, its simulator in the local set and
+    unused in production. Each has its own budget, kept beside Polygon's."""
+    local = settings.deployment is Deployment.LOCAL
+
+    def budget(name: str, calls: int, window: float) -> CallBudgetResource:
+        store = settings.budget_store.value
+        return CallBudgetResource(
+            name=name,
+            calls=calls,
+            window_seconds=window,
+            store=store,
+            redis=redis,
+            database=database,
+        )
+
+    kraken, oanda = settings.kraken, settings.oanda
+    return ProvidersResource(
+        kraken=KrakenResource(
+            base_url=kraken.base_url,
+            simulated=local and not kraken.configured,
+            budget=budget(ProviderName.KRAKEN.value, kraken.calls, kraken.window_seconds),
+        ),
+        oanda=OandaResource(
+            base_url=oanda.base_url,
+            simulated=local and not oanda.configured,
+            token=secret("OANDA_API_TOKEN", oanda.token),
+            account_id=oanda.account_id,
+            budget=budget(ProviderName.OANDA.value, oanda.calls, oanda.window_seconds),
+        ),
+    )
 
 
 def local_polygon(settings: Settings) -> EmbeddedSimulator:

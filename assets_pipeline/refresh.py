@@ -22,8 +22,10 @@ from assets_pipeline.polygon.client import FetchResult, PolygonClient
 from assets_pipeline.polygon.errors import RetryableError
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.excerpts import clip
+from assets_pipeline.rules.providers import ProviderName
 from assets_pipeline.rules.quotes import Quote, iso_utc
 from assets_pipeline.rules.run_kinds import CRITICAL, QUEUE
+from assets_pipeline.sourcing import Sourcing
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,7 @@ class Refresh:
     def __init__(
         self,
         plan: RefreshPlan,
-        client: PolygonClient,
+        client: PolygonClient | Sourcing,
         store: QuoteStore,
         queue: RefreshQueue,
         mode: str,
@@ -112,11 +114,13 @@ class Refresh:
         self.outcomes: dict[str, WriteOutcome] = {}
         #: The step's one relay, once `settle` has run it (None: nothing to announce, or no Redis).
         self.relayed: RelayResult | None = None
+        #: The provider each symbol was asked of first (its sync row went `in_progress`).
+        self.first: dict[str, str] = {}
 
     def quotes(self) -> Iterator[tuple[SymbolSpec, Quote, Quote | None]]:
         """Each validated quote as soon as its answer is in, with the quote stored before it
         (read before the write, for the quality check)."""
-        self.before = self.quote_store.start_refresh(self.plan.symbols)
+        self.before = self._start(self.plan.symbols)
         stored = self.plan.stored
         if self.plan.closed:
             names = ", ".join(spec.symbol for spec in self.plan.closed)
@@ -135,6 +139,24 @@ class Refresh:
         finally:
             self.client.close()
 
+    def _start(self, specs: list[SymbolSpec]) -> dict[str, str]:
+        """Sync status `in_progress` on each symbol's first provider's row; the statuses those
+        rows had."""
+        groups: dict[str, list[SymbolSpec]] = {}
+        for spec in specs:
+            groups.setdefault(self._first(spec), []).append(spec)
+        before: dict[str, str] = {}
+        for provider, group in groups.items():
+            before.update(self.quote_store.start_refresh(group, provider))
+        return before
+
+    def _first(self, spec: SymbolSpec) -> str:
+        first = self.first.get(spec.symbol)
+        if first is None:
+            chooser = getattr(self.client, "first_choice", None)
+            first = self.first[spec.symbol] = chooser(spec) if chooser else ProviderName.POLYGON
+        return first
+
     def _next(self, answers: Iterator[tuple[SymbolSpec, Any]]) -> tuple[SymbolSpec, Any] | None:
         """The next symbol's answer, or None when there are no more: the fetch ended, or broke
         off with an exception (logged; `settle` fails the symbols it had not answered)."""
@@ -151,7 +173,9 @@ class Refresh:
         """Write a validated quote: `metadata.last_update`, the history row, sync status `success`
         and the outbox event, in one transaction (`QuoteStore.write_quote`). What it did, as the
         output's metadata. Its event is announced by `settle`, once for the whole step."""
-        outcome = self.quote_store.write_quote(spec, quote, run_id=run_id)
+        primary = getattr(self.client, "primary", None)
+        chosen = primary(spec) if primary else None
+        outcome = self.quote_store.write_quote(spec, quote, run_id=run_id, primary=chosen)
         self.outcomes[spec.symbol] = outcome
         metadata: dict[str, Any] = {"written": outcome.written, "write_result": outcome.reason}
         if outcome.stored_data_time is not None:
@@ -173,9 +197,11 @@ class Refresh:
         self.queue.release_symbols(
             s for s, e in self.result.errors.items() if isinstance(e, BudgetError)
         )
+        self._record_fallbacks()
         for spec in self.plan.symbols:
             if spec.symbol in deferred:
-                self.quote_store.restore_status(spec, self.before.get(spec.symbol, "pending"))
+                before = self.before.get(spec.symbol, "pending")
+                self.quote_store.restore_status(spec, before, self._first(spec))
         if deferred:
             self.log.warning(
                 f"no budget slot for {', '.join(deferred)}: back in their place in the queue,"
@@ -185,10 +211,11 @@ class Refresh:
             error = self.result.errors.get(spec.symbol)
             if error is None or spec.symbol in deferred:
                 continue
+            provider = self._last_asked(spec)
             if isinstance(error, BudgetError):  # the budget store is down: say so, blame no one
-                self.quote_store.record_failure(spec, errors[spec.symbol])
+                self.quote_store.record_failure(spec, errors[spec.symbol], provider)
                 continue
-            self._fail(spec, errors[spec.symbol], getattr(error, "retryable", True))
+            self._fail(spec, errors[spec.symbol], getattr(error, "retryable", True), provider)
         self.queue.complete(self.result.quotes)
         batch = BatchResult(
             batch_id=self.plan.batch_id,
@@ -236,8 +263,31 @@ class Refresh:
                     ticker=spec.polygon_ticker,
                 )
 
-    def _fail(self, spec: SymbolSpec, error: str, retryable: bool) -> None:
-        self.quote_store.record_failure(spec, error)
+    def _tried(self, spec: SymbolSpec) -> list[tuple[str, str]]:
+        fell_back = getattr(self.client, "fell_back", None)
+        return fell_back(spec.symbol) if fell_back else []
+
+    def _last_asked(self, spec: SymbolSpec) -> str:
+        """The provider whose error is the symbol's: the last one asked, else its first."""
+        tried = self._tried(spec)
+        return tried[-1][0] if tried else self._first(spec)
+
+    def _record_fallbacks(self) -> None:
+        """Each provider that did not serve a symbol gets its sync status `failed` with why
+        (the refresh's hysteresis reads them); the one whose error is the symbol's is recorded
+        with the symbol's failure, and one that served it is not failed."""
+        for spec in self.plan.symbols:
+            tried = self._tried(spec)
+            quote = self.result.quotes.get(spec.symbol)
+            if quote is None:
+                tried = tried[:-1]
+            for provider, why in tried:
+                if quote is None or provider != quote.provider:
+                    text = clip(self.client.redact(why), 2000)
+                    self.quote_store.record_failure(spec, text, provider)
+
+    def _fail(self, spec: SymbolSpec, error: str, retryable: bool, provider: str) -> None:
+        self.quote_store.record_failure(spec, error, provider)
         item = self.queue.fail(spec.symbol, spec.tier, error, retryable=retryable)
         if item is not None:
             self.log.warning(

@@ -46,6 +46,12 @@ from assets_pipeline.rules.end_of_day import (
     newest_bar,
 )
 from assets_pipeline.rules.excerpts import clip, excerpt
+from assets_pipeline.rules.fallback import (
+    FallbackError,
+    FallbackPolicy,
+    parse_chain,
+    parse_fallback,
+)
 from assets_pipeline.rules.feasibility import Feasibility, bars_cost, feasibility
 from assets_pipeline.rules.market_hours import MarketHours, MarketHoursError, parse_market_hours
 from assets_pipeline.rules.plans import Plan, configured_bars
@@ -110,6 +116,9 @@ class SymbolSpec:
     base_asset: str
     quote_asset: str
     price_precision: int
+    #: Its own providers in order (`providers:` in its entry); empty: its market's
+    #: (`Registry.chain`).
+    providers: tuple[str, ...] = ()
 
     def as_metadata(self) -> dict[str, str | int]:
         """The symbol's configuration as its asset shows it in the UI; `from_metadata` reads it
@@ -166,6 +175,8 @@ class Registry:
     plan: str = Plan.AUTO
     #: How long after a session's close its day bar is published (`end_of_day:` in the file).
     publication_delay: dt.timedelta = DEFAULT_PUBLICATION_DELAY
+    #: Each market's providers in order, and the circuit and hysteresis times (`providers:`).
+    fallback: FallbackPolicy = dataclasses.field(default_factory=FallbackPolicy)
 
     def __iter__(self) -> Iterator[SymbolSpec]:
         return iter(self.symbols)
@@ -182,6 +193,10 @@ class Registry:
         if position is None:
             raise KeyError(f"symbol {excerpt(symbol)} is not configured in {self.source}")
         return self.symbols[position]
+
+    def chain(self, spec: SymbolSpec) -> tuple[str, ...]:
+        """The symbol's providers in order: its own, else its market's (`providers:`)."""
+        return self.fallback.chain(spec.asset_type, spec.providers)
 
     def in_tier(self, tier: Tier) -> list[SymbolSpec]:
         return [s for s in self.symbols if s.tier == tier]
@@ -334,7 +349,10 @@ _TOP_LEVEL = {
     "market_hours",
     "quality",
     "end_of_day",
+    "providers",
 }
+#: Fields a symbol may leave out.
+_OPTIONAL = ("providers",)
 _MAX_PRECISION = 10
 _Choice = TypeVar("_Choice", bound=enum.StrEnum)
 
@@ -449,7 +467,8 @@ def parse_registry(
         market_hours = parse_market_hours(document.get("market_hours"), source)
         quality = parse_quality(document.get("quality"), source)
         delay = _publication_delay(document.get("end_of_day"), source)
-    except (CadenceError, MarketHoursError) as exc:
+        fallback = parse_fallback(document.get("providers"), source)
+    except (CadenceError, MarketHoursError, FallbackError) as exc:
         raise RegistryError(str(exc)) from None
     tickers: dict[Tier, set[str]] = {}
     for spec in specs:
@@ -472,6 +491,7 @@ def parse_registry(
         feasibility=feasibility(tiers, kinds, budget, configured_bars(plan)),
         plan=plan,
         publication_delay=delay,
+        fallback=fallback,
     )
 
 
@@ -594,6 +614,12 @@ def _parse_entry(entry: Any, where: str) -> SymbolSpec:
     for field in ("name", "base_asset", "quote_asset"):
         if not isinstance(entry[field], str):
             raise fail(field, f"{excerpt(entry[field])} is not a string")
+    providers: tuple[str, ...] = ()
+    if "providers" in entry:
+        try:
+            providers = parse_chain(entry["providers"], "the providers in order")
+        except FallbackError as exc:
+            raise fail("providers", str(exc)) from None
 
     return SymbolSpec(
         symbol=symbol,
@@ -604,14 +630,16 @@ def _parse_entry(entry: Any, where: str) -> SymbolSpec:
         base_asset=entry["base_asset"],
         quote_asset=entry["quote_asset"],
         price_precision=precision,
+        providers=providers,
     )
 
 
 def _check_field_names(entry: Mapping[str, Any], fail: _Fail) -> None:
     """Every field is known, and every one is given."""
-    unknown = sorted(set(entry) - set(_REQUIRED))
+    unknown = sorted(set(entry) - set(_REQUIRED) - set(_OPTIONAL))
     if unknown:
-        raise fail(unknown[0], f"unknown field (allowed: {', '.join(_REQUIRED)})")
+        allowed = ", ".join((*_REQUIRED, *_OPTIONAL))
+        raise fail(unknown[0], f"unknown field (allowed: {allowed})")
     for field in _REQUIRED:
         if field not in entry or entry[field] is None or entry[field] == "":
             raise fail(field, "missing")

@@ -16,12 +16,15 @@ from pathlib import Path
 from typing import TypeVar
 
 from assets_pipeline.rules.cadence import (
+    DEFAULT_KRAKEN_BUDGET,
+    DEFAULT_OANDA_BUDGET,
     DEFAULT_RATE_LIMIT_CALLS,
     DEFAULT_RATE_LIMIT_WINDOW_SECONDS,
     BudgetShape,
 )
 from assets_pipeline.rules.excerpts import excerpt
 from assets_pipeline.rules.plans import Plan, PlanError, SnapshotMode
+from assets_pipeline.rules.providers import BASE_URLS, ProviderName
 from assets_pipeline.rules.retention import DEFAULT_RETENTION_DAYS, MAX_RETENTION_DAYS
 
 
@@ -60,7 +63,13 @@ DEFAULT_DATABASE_STATEMENT_TIMEOUT_SECONDS = 30.0
 MAX_TIMEOUT_SECONDS = 3600.0
 #: Variables whose values may hold a password or a key: passed to Dagster as `dg.EnvVar`, so
 #: the UI shows their names and never their values.
-SECRETS = ("POLYGON_API_KEY", "TRADING_DATABASE_URL", "REDIS_URL", "ALERT_WEBHOOK_URL")
+SECRETS = (
+    "POLYGON_API_KEY",
+    "TRADING_DATABASE_URL",
+    "REDIS_URL",
+    "ALERT_WEBHOOK_URL",
+    "OANDA_API_TOKEN",
+)
 
 
 #: Every variable `Settings.from_env()` reads: what a shell must not leak into a test or a bench.
@@ -83,11 +92,36 @@ VARIABLES = (
     "DAGSTER_HOME",
     "ASSETS_RETENTION_DAYS",
     "ALERT_WEBHOOK_URL",
+    "KRAKEN_BASE_URL",
+    "KRAKEN_RATE_LIMIT_CALLS",
+    "KRAKEN_RATE_LIMIT_WINDOW_SECONDS",
+    "OANDA_API_TOKEN",
+    "OANDA_ACCOUNT_ID",
+    "OANDA_BASE_URL",
+    "OANDA_RATE_LIMIT_CALLS",
+    "OANDA_RATE_LIMIT_WINDOW_SECONDS",
 )
 
 
 class SettingsError(ValueError):
     """A variable holds a value that cannot be used; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    """One more provider of prices (Kraken, OANDA): where it is, its key if it takes one, and
+    its budget. In production it is used only when configured (`configured`): a deployment
+    asks no host it was not given; the local set runs its simulator instead."""
+
+    base_url: str = ""
+    token: str = ""
+    account_id: str = ""
+    calls: int = 1
+    window_seconds: float = 1.0
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.base_url)
 
 
 @dataclass(frozen=True)
@@ -112,6 +146,8 @@ class Settings:
     dagster_home: str = ""
     retention_days: float = DEFAULT_RETENTION_DAYS
     alert_webhook_url: str = ""
+    kraken: ProviderSettings = ProviderSettings(*("", "", ""), *DEFAULT_KRAKEN_BUDGET)
+    oanda: ProviderSettings = ProviderSettings(*("", "", ""), *DEFAULT_OANDA_BUDGET)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -155,6 +191,8 @@ class Settings:
                 "ASSETS_RETENTION_DAYS", float, DEFAULT_RETENTION_DAYS, MAX_RETENTION_DAYS
             ),
             alert_webhook_url=_webhook_url(env.text("ALERT_WEBHOOK_URL")),
+            kraken=_kraken(env),
+            oanda=_oanda(env),
         )
 
     @property
@@ -245,6 +283,40 @@ def _webhook_url(value: str) -> str:
             " is not shown)"
         )
     return value
+
+
+def _budget(env: _Reader, prefix: str, default: tuple[int, float]) -> tuple[int, float]:
+    calls = env.number(f"{prefix}_RATE_LIMIT_CALLS", int, default[0])
+    window = env.number(f"{prefix}_RATE_LIMIT_WINDOW_SECONDS", float, default[1])
+    return int(calls), float(window)
+
+
+def _kraken(env: _Reader) -> ProviderSettings:
+    """Kraken's public data: used in production once `KRAKEN_BASE_URL` names it (no key)."""
+    url = _http_url(env.text("KRAKEN_BASE_URL"), "KRAKEN_BASE_URL")
+    return ProviderSettings(url, "", "", *_budget(env, "KRAKEN", DEFAULT_KRAKEN_BUDGET))
+
+
+def _oanda(env: _Reader) -> ProviderSettings:
+    """OANDA v20: used in production once `OANDA_API_TOKEN` is set, with its account id, at
+    `OANDA_BASE_URL` (the practice server unless said)."""
+    token, account = env.text("OANDA_API_TOKEN"), env.text("OANDA_ACCOUNT_ID")
+    url = _http_url(env.text("OANDA_BASE_URL"), "OANDA_BASE_URL")
+    if token and not account:
+        raise SettingsError(
+            "OANDA_API_TOKEN is set but OANDA_ACCOUNT_ID is not (such as 101-004-1234567-001)"
+        )
+    if (account or url) and not token:
+        raise SettingsError("OANDA_ACCOUNT_ID or OANDA_BASE_URL is set but OANDA_API_TOKEN is not")
+    if token:
+        url = url or BASE_URLS[ProviderName.OANDA]
+    return ProviderSettings(url, token, account, *_budget(env, "OANDA", DEFAULT_OANDA_BUDGET))
+
+
+def _http_url(value: str, name: str) -> str:
+    if value and not value.lower().startswith(("http://", "https://")):
+        raise SettingsError(f"{name}={excerpt(value)}: expected an http:// or https:// URL")
+    return value.rstrip("/")
 
 
 def _home(configured: str, dagster_home: str) -> Path:

@@ -3,13 +3,19 @@ multi-assets of up to 250 with their checks, so a run is one step and one call p
 (docs/design/steps-of-250.md). Each materialization is the quote now; past days' bars are
 another family (docs/design/live-and-history.md)."""
 
+import datetime as dt
 from collections.abc import Iterator, Set
 
 import dagster as dg
 
 from assets_pipeline.budget.fairness import CRITICAL_CALLER
 from assets_pipeline.config.registry import Registry, SymbolSpec
-from assets_pipeline.defs.checks import check_specs, judge_freshness, quality_result
+from assets_pipeline.defs.checks import (
+    check_specs,
+    judge_freshness,
+    judge_providers,
+    quality_result,
+)
 from assets_pipeline.defs.keys import (
     QUALITY_CHECK,
     QUOTE_IO_MANAGER_KEY,
@@ -20,27 +26,37 @@ from assets_pipeline.defs.keys import (
 )
 from assets_pipeline.defs.resources import PolygonResource, RedisResource, TradingDatabase
 from assets_pipeline.defs.runs import CLAIM_TAG, reconcile_claims
+from assets_pipeline.defs.sources import ProvidersResource
 from assets_pipeline.persistence.batches import BatchResult
+from assets_pipeline.persistence.provider_state import provider_syncs, recently_failed
 from assets_pipeline.persistence.refresh_queue import RefreshQueue
+from assets_pipeline.polygon.client import PolygonClient
 from assets_pipeline.refresh import Fetched, Refresh, mark_stale, plan_refresh
 from assets_pipeline.rules import clock
+from assets_pipeline.rules.excerpts import clip
+from assets_pipeline.rules.plans import LearntPlan, Plan
+from assets_pipeline.rules.providers import ProviderName
 from assets_pipeline.rules.quotes import Quote, Timeframe, iso_utc
 from assets_pipeline.rules.run_kinds import BATCH_TAG, CRITICAL, QUEUE, refresh_seconds, run_kind
+from assets_pipeline.sourcing import Source, Sourcing, polygon_live
 
 
 def _spec(symbol: SymbolSpec, registry: Registry) -> dg.AssetSpec:
+    chain = registry.chain(symbol)
     return dg.AssetSpec(
         key=quote_asset_key(symbol.symbol),
         group_name=symbol.tier.value,
-        kinds={"polygon", symbol.asset_type.value},
+        kinds={*chain, symbol.asset_type.value},
         owners=list(registry.owners),
         description=(
-            f"{symbol.name}: the latest quote for {symbol.symbol} from Polygon"
-            f" `{symbol.polygon_ticker}`, stored in `trading.symbols.metadata.last_update` and"
+            f"{symbol.name}: the latest quote for {symbol.symbol} from the first of its"
+            f" providers ({', '.join(chain)}) that can serve it now (Polygon"
+            f" `{symbol.polygon_ticker}`), stored in `trading.symbols.metadata.last_update` and"
             f" announced on Redis `asset:update:{symbol.symbol}`."
         ),
         metadata={
             **symbol.as_metadata(),
+            "providers": ", ".join(chain),
             "freshness_allowance": registry.allowance(symbol.tier),
             "cadence": registry.cadence(symbol.tier),
             "budget_need": registry.feasibility.explain() if registry.feasibility else "",
@@ -74,12 +90,13 @@ def _quotes_multi_asset(
         polygon: PolygonResource,
         database: TradingDatabase,
         redis: RedisResource,
+        providers: ProvidersResource,
     ) -> Iterator[dg.Output | dg.AssetCheckResult]:
         checks = context.selected_asset_check_keys
         if not context.selected_asset_keys:  # the freshness checks alone
             yield from _freshness(context, registry, database, checks)
             return
-        refresh = _start_refresh(context, registry, polygon, database, redis)
+        refresh = _start_refresh(context, registry, polygon, database, redis, providers)
         for spec, quote, previous in refresh.quotes():
             # stored as Dagster hands the output to the IO manager, by this refresh
             yield _output(spec, quote, refresh, registry)
@@ -105,6 +122,7 @@ def _freshness(
     if verdicts.judged:
         mark_stale(database.quote_store(), verdicts.judged, verdicts.stale, context.log)
     yield from verdicts.results
+    yield from judge_providers(registry, database, selected)
 
 
 def _start_refresh(
@@ -113,6 +131,7 @@ def _start_refresh(
     polygon: PolygonResource,
     database: TradingDatabase,
     redis: RedisResource,
+    providers: ProvidersResource,
 ) -> Refresh:
     tags = context.run.tags
     kind = run_kind(tags)
@@ -149,7 +168,31 @@ def _start_refresh(
     }
     store = database.quote_store(redis.namespace)  # its events go to this deployment's channels
     mode = polygon.mode()
-    return Refresh(plan, client, store, queue, mode, context.log, plan_metadata, redis.client())
+    sourcing = _sourcing(context, registry, plan.symbols, client, learnt, database, providers)
+    return Refresh(plan, sourcing, store, queue, mode, context.log, plan_metadata, redis.client())
+
+
+def _sourcing(
+    context: dg.AssetExecutionContext,
+    registry: Registry,
+    specs: list[SymbolSpec],
+    client: PolygonClient,
+    learnt: LearntPlan,
+    database: TradingDatabase,
+    providers: ProvidersResource,
+) -> Sourcing:
+    """The refresh's providers: Polygon (live on the markets its plan serves snapshots of) and
+    the others configured that the symbols list, with each symbol's recent failures."""
+    kind = run_kind(context.run.tags)
+    others = providers.sources(registry, specs, context.log, critical=kind == CRITICAL)
+    free = Plan.parse(learnt.plan, "the learnt plan") is Plan.FREE
+    polygon = Source(ProviderName.POLYGON.value, client.budget, polygon_live(free, learnt.bars))
+    held = {}
+    if others:
+        window = dt.timedelta(seconds=registry.fallback.return_after_seconds)
+        syncs = provider_syncs(database.engine(), (s.symbol for s in specs))
+        held = recently_failed(syncs, clock.utcnow() - window)
+    return Sourcing(client, others, polygon, registry, held, context.log)
 
 
 def _claim(
@@ -232,6 +275,8 @@ def _output(symbol: SymbolSpec, quote: Quote, refresh: Refresh, registry: Regist
             "timeframe": quote.timeframe.value,
             "plan": str(quote.plan) if quote.plan else quote.plan,
             "source": quote.source,
+            "provider": quote.provider,
+            "passed_over": _passed_over(refresh, symbol, quote),
             "freshness": (
                 registry.newest_bar(symbol, now).describe()
                 if quote.timeframe is Timeframe.END_OF_DAY
@@ -247,3 +292,11 @@ def _output(symbol: SymbolSpec, quote: Quote, refresh: Refresh, registry: Regist
             "batch_symbols": len(plan.symbols),
         },
     )
+
+
+def _passed_over(refresh: Refresh, spec: SymbolSpec, quote: Quote) -> str:
+    """The providers asked before the one that served the quote, and why each did not."""
+    fell_back = getattr(refresh.client, "fell_back", None)
+    tried = fell_back(spec.symbol) if fell_back else []
+    text = "; ".join(f"{name}: {why}" for name, why in tried if name != quote.provider)
+    return clip(refresh.client.redact(text), 1000)

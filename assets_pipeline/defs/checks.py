@@ -15,6 +15,7 @@ from assets_pipeline.config.registry import Registry, SymbolSpec
 from assets_pipeline.defs.keys import QUALITY_CHECK, quote_asset_key
 from assets_pipeline.defs.resources import TradingDatabase
 from assets_pipeline.defs.runs import cadence_definition
+from assets_pipeline.persistence.provider_state import serving
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.cadence import format_duration
 from assets_pipeline.rules.quality import Freshness, assess_freshness, assess_quality
@@ -23,12 +24,80 @@ from assets_pipeline.rules.quotes import Quote
 FRESH = "fresh"
 QUOTE_AGE = "quote_age"
 FRESHNESS_CHECKS = (FRESH, QUOTE_AGE)
+#: A critical symbol's check that a fallback has not served it too long.
+PROVIDER_CHECK = "primary_provider"
 CHECK_JOB = "check_freshness"
 
 
 def check_specs(registry: Registry, symbols: list[SymbolSpec]) -> list[dg.AssetCheckSpec]:
-    """The symbols' checks: quality, freshness and quote age."""
-    return [*quality_check_specs(registry, symbols), *_freshness_specs(registry, symbols)]
+    """The symbols' checks: quality, freshness and quote age; for the critical tier's, the
+    provider serving them."""
+    return [
+        *quality_check_specs(registry, symbols),
+        *_freshness_specs(registry, symbols),
+        *_provider_specs(registry, symbols),
+    ]
+
+
+def _provider_specs(registry: Registry, symbols: list[SymbolSpec]) -> list[dg.AssetCheckSpec]:
+    direct = {spec.symbol for spec in registry.direct()}
+    after = format_duration(registry.fallback.alert_after_seconds)
+    return [
+        dg.AssetCheckSpec(
+            PROVIDER_CHECK,
+            asset=quote_asset_key(spec.symbol),
+            description=(
+                f"Fails when a fallback has served {spec.symbol} for longer than {after}"
+                f" (`providers.alert_after`): its providers in order are"
+                f" {', '.join(registry.chain(spec))}, the first that can serve it live is"
+                " its primary."
+            ),
+        )
+        for spec in symbols
+        if spec.symbol in direct
+    ]
+
+
+def judge_providers(
+    registry: Registry, database: TradingDatabase, selected: Set[dg.AssetCheckKey]
+) -> list[dg.AssetCheckResult]:
+    """The selected `primary_provider` checks, from one read of the database; writes nothing."""
+    symbols = sorted({key.asset_key.path[-1] for key in selected if key.name == PROVIDER_CHECK})
+    if not symbols:
+        return []
+    found = serving(database.engine(), symbols)
+    now, limit = clock.utcnow(), dt.timedelta(seconds=registry.fallback.alert_after_seconds)
+    results = []
+    for symbol in symbols:
+        held = found.get(symbol)
+        since = held.fallback_since if held else None
+        too_long = since is not None and now - since > limit
+        if held is None:
+            text = f"{symbol}: no quote stored yet"
+        elif since is None:
+            text = f"{symbol}: served by {held.provider}, its primary"
+        else:
+            minutes = (now - since).total_seconds() / 60
+            text = (
+                f"{symbol}: served by {held.provider}, a fallback, for {minutes:.1f} minutes"
+                f" (its primary is {held.primary}; fails past"
+                f" {format_duration(limit.total_seconds())})"
+            )
+        results.append(
+            dg.AssetCheckResult(
+                asset_key=quote_asset_key(symbol),
+                check_name=PROVIDER_CHECK,
+                passed=not too_long,
+                severity=dg.AssetCheckSeverity.ERROR,
+                metadata={
+                    "provider": held.provider if held else None,
+                    "primary": held.primary if held else None,
+                    "fallback_since": since.isoformat() if since else None,
+                },
+                description=text,
+            )
+        )
+    return results
 
 
 def quality_check_specs(registry: Registry, symbols: list[SymbolSpec]) -> list[dg.AssetCheckSpec]:
@@ -204,10 +273,13 @@ def freshness_job(registry: Registry) -> "dg.UnresolvedAssetJobDefinition":
         for spec in registry
         for name in FRESHNESS_CHECKS
     ]
+    direct = registry.direct()
+    keys += [dg.AssetCheckKey(quote_asset_key(s.symbol), PROVIDER_CHECK) for s in direct]
     return dg.define_asset_job(
         CHECK_JOB,
         selection=dg.AssetSelection.checks(*keys),
-        description="Evaluate every symbol's freshness and quote-age checks (no API call).",
+        description="Evaluate every symbol's freshness and quote-age checks, and the critical"
+        " symbols' provider checks (no API call).",
         tags={"dagster/priority": "8"},
     )
 

@@ -158,8 +158,9 @@ class RedisResource(dg.ConfigurableResource):
             self._client = None
 
 
-class PolygonBudgetResource(dg.ConfigurableResource):
-    """The one budget every process shares: at most `calls` requests per `window_seconds`."""
+class CallBudgetResource(dg.ConfigurableResource):
+    """A provider's one budget, shared by every process: at most `calls` requests per
+    `window_seconds`, kept under its `name` in Redis or the trading database."""
 
     calls: int = Field(
         default=DEFAULT_RATE_LIMIT_CALLS, gt=0, description="POLYGON_RATE_LIMIT_CALLS."
@@ -193,6 +194,10 @@ class PolygonBudgetResource(dg.ConfigurableResource):
         else:
             store = SqlBudgetStore(self.database.engine(), self.name)
         return PolygonBudget(store, self.calls, self.window_seconds, caller=caller)
+
+
+class PolygonBudgetResource(CallBudgetResource):
+    """Polygon's budget: `POLYGON_RATE_LIMIT_CALLS` per `POLYGON_RATE_LIMIT_WINDOW_SECONDS`."""
 
 
 class PolygonEndpoint(dg.ConfigurableResource):

@@ -55,7 +55,7 @@ def as_utc(moment: dt.datetime | None) -> dt.datetime | None:
     return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
-def _metadata_dict(value: Any) -> dict[str, Any]:
+def metadata_dict(value: Any) -> dict[str, Any]:
     if value is None:
         return {}
     if isinstance(value, str):
@@ -172,6 +172,7 @@ class QuoteStore:
         spec: SymbolSpec,
         quote: Quote,
         run_id: str | None = None,
+        primary: str | None = None,
     ) -> WriteOutcome:
         """Store a validated quote, unless the stored one is newer. The same data time and price
         again is no news: the sync is recorded (its time, and `fetched_at` in the stored quote),
@@ -203,7 +204,7 @@ class QuoteStore:
                     stored_data_time=stored_time,
                     reason=f"stored quote ({stored_time.isoformat()}) is newer",
                 )
-            _set_last_update(conn, symbol_id, meta, quote, now)
+            _set_last_update(conn, symbol_id, meta, quote, now, primary)
             _insert_history(conn, symbol_id, spec, quote, run_id, now)
             event_id = self._add_event(conn, spec, quote, now)
         self._symbol_ids[spec.symbol] = symbol_id
@@ -364,7 +365,7 @@ class QuoteStore:
         """The stored `last_update` of each symbol that has one, in one query per thousand
         symbols (a check over thousands of symbols reads them together, not one by one)."""
         found: dict[str, Quote] = {}
-        for chunk in _chunks(wanted):
+        for chunk in chunks(wanted):
             with self.engine.connect() as conn:
                 rows = conn.execute(
                     sa.select(symbols.c.symbol, symbols.c.meta, symbols.c.price_precision).where(
@@ -372,7 +373,7 @@ class QuoteStore:
                     )
                 ).all()
             for row in rows:
-                quote = _stored_quote(row.symbol, _metadata_dict(row.meta), row.price_precision)
+                quote = _stored_quote(row.symbol, metadata_dict(row.meta), row.price_precision)
                 if quote is not None:
                     found[row.symbol] = quote
         return found
@@ -400,7 +401,7 @@ class QuoteStore:
         given provider's, else the row of its newest successful sync across its providers (the
         one its freshness is judged on; never synced: the row changed last)."""
         found: dict[str, dict[str, Any]] = {}
-        for chunk in _chunks(wanted):
+        for chunk in chunks(wanted):
             query = (
                 sa.select(
                     symbols.c.symbol, api_providers.c.name.label("provider"), data_sync_status
@@ -439,7 +440,7 @@ def _speaks_first(row: Mapping[str, Any], other: Mapping[str, Any]) -> bool:
 _CHUNK = 1000
 
 
-def _chunks(items: Iterable[str]) -> Iterable[list[str]]:
+def chunks(items: Iterable[str]) -> Iterable[list[str]]:
     return _chunks_of(list(dict.fromkeys(items)))
 
 
@@ -451,7 +452,7 @@ def _chunks_of(items: list[Any]) -> Iterable[list[Any]]:
 def _ids_of(conn: sa.Connection, wanted: Iterable[str]) -> dict[str, int]:
     """The ids of the symbols `trading.symbols` has, by symbol."""
     ids: dict[str, int] = {}
-    for chunk in _chunks(wanted):
+    for chunk in chunks(wanted):
         query = sa.select(symbols.c.symbol, symbols.c.id).where(symbols.c.symbol.in_(chunk))
         ids.update({row.symbol: row.id for row in conn.execute(query)})
     return ids
@@ -505,17 +506,43 @@ def _locked_metadata(conn: sa.Connection, symbol_id: int) -> dict[str, Any] | No
     row = conn.execute(
         sa.select(symbols.c.meta).where(symbols.c.id == symbol_id).with_for_update()
     ).one_or_none()
-    return None if row is None else _metadata_dict(row.meta)
+    return None if row is None else metadata_dict(row.meta)
 
 
 def _set_last_update(
-    conn: sa.Connection, symbol_id: int, meta: dict[str, Any], quote: Quote, now: dt.datetime
+    conn: sa.Connection,
+    symbol_id: int,
+    meta: dict[str, Any],
+    quote: Quote,
+    now: dt.datetime,
+    primary: str | None = None,
 ) -> None:
-    """The quote as the symbol's `metadata.last_update`, other metadata keys kept."""
+    """The quote as the symbol's `metadata.last_update`, other metadata keys kept, and
+    `serving` (`serving_since`)."""
     meta["last_update"] = quote.last_update()
+    meta["serving"] = serving_since(meta.get("serving"), quote.provider, primary, now)
     conn.execute(
         sa.update(symbols).where(symbols.c.id == symbol_id).values(meta=meta, updated_at=now)
     )
+
+
+def serving_since(
+    held: Any, provider: str, primary: str | None, now: dt.datetime
+) -> dict[str, Any]:
+    """Which provider serves the symbol, since when; its primary (the one that serves it when
+    all are healthy) and, when another serves it, since when a fallback has (the check of a
+    critical symbol served by a fallback too long reads it)."""
+    held = held if isinstance(held, Mapping) else {}
+    primary = primary or provider
+    same = held.get("provider") == provider
+    on_fallback = provider != primary
+    fallback_since = held.get("fallback_since") if held.get("fallback_since") else None
+    return {
+        "provider": provider,
+        "since": held.get("since") if same and held.get("since") else iso_utc(now),
+        "primary": primary,
+        "fallback_since": (fallback_since or iso_utc(now)) if on_fallback else None,
+    }
 
 
 def _set_fetched_at(

@@ -396,6 +396,7 @@ def status_document(registry: Registry, settings: Settings | None = None) -> dic
     )
     learnt = reach("the plan", resources["polygon"].learnt)
     budget = reach("the budget", lambda: resources["polygon"].budget.budget().stats().as_dict())
+    providers = reach("the providers", lambda: _providers_part(registry, resources, now))
     unreachable = [
         {"cause": cause, "not_shown": parts, "fix": fix} for (cause, fix), parts in missing.items()
     ]
@@ -407,9 +408,20 @@ def status_document(registry: Registry, settings: Settings | None = None) -> dic
         "plan": _plan_document(registry, learnt, now) if learnt else None,
         "budget_need": _budget_need(registry, settings, learnt) if learnt else None,
         "budget": budget,
+        "providers": providers,
         "running_backfills": _running_backfills(settings),
         "unreachable": unreachable,
     }
+
+
+def _providers_part(registry: Registry, resources: dict[str, Any], now: Any) -> list[Any]:
+    """Each provider's plan, timeframe, budget left, health and the symbols it serves now."""
+    from assets_pipeline.defs.sources import provider_report
+    from assets_pipeline.persistence.provider_state import serving
+
+    engine = resources["database"].engine()
+    served = {s: held.provider for s, held in serving(engine, [x.symbol for x in registry]).items()}
+    return provider_report(registry, resources["polygon"], resources["providers"], served, now)
 
 
 def _database_part(engine: Any, registry: Registry, now: Any) -> dict[str, Any]:
@@ -559,6 +571,7 @@ def _status_lines(doc: dict[str, Any]) -> list[str]:
         )
     if doc["queue"] is not None:
         lines += [_queue_line(doc["queue"]), _totals_line(doc["totals"])]
+    lines += provider_lines(doc.get("providers") or [])
     return [*lines, _budget_line(doc)] if doc["budget"] is not None else lines
 
 
@@ -593,6 +606,21 @@ def _plan_lines(doc: dict[str, Any]) -> list[str]:
         lines.append(f"cadence        {tier}: {cadence}")
     if doc.get("budget_need"):
         lines.append(f"budget need    {doc['budget_need']['arithmetic']}")
+    return lines
+
+
+def provider_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per provider: its plan and timeframe, budget, health, the symbols it serves."""
+    lines = []
+    for row in rows:
+        name = f"{row['provider']:<14} "
+        if not row["configured"]:
+            lines.append(f"{name}not configured (see docs/providers.md); serves nothing")
+            continue
+        where = " (simulated)" if row.get("simulated") else ""
+        serves = ", ".join(row["serving"]) or "nothing now"
+        lines.append(f"{name}{row['plan']}{where}, {row['timeframe']}; serves {serves}")
+        lines.append(f"{'':<15}budget {row.get('budget')}; {row.get('health')}")
     return lines
 
 

@@ -32,6 +32,7 @@ from assets_pipeline.config.settings import (
 )
 from assets_pipeline.persistence import migrate as migrations
 from assets_pipeline.persistence import redis_client
+from assets_pipeline.rules import clock
 
 OK, FAIL, WARN = "ok", "FAIL", "warn"
 #: The longest wait of the `--probe` call: for a budget slot, to connect, for the answer.
@@ -116,6 +117,7 @@ def run_checks(probe: bool, environ: Mapping[str, str] | None = None) -> list[Ch
         ("symbols", symbols_check),
         ("feasibility", feasibility_check),
         ("plan", plan_check),
+        ("providers", providers_check),
     ]
     if probe:
         steps.append(("key", probe_check))
@@ -431,6 +433,49 @@ def plan_check(ctx: _Context) -> Check:
         return Check("plan", WARN, f"{found} cannot be read (the budget store did not answer)")
     found = learnt.describe()
     return Check("plan", OK, f"{found}; `doctor --probe` checks the key with one call")
+
+
+def providers_check(ctx: _Context) -> Check:
+    """Each provider's plan, budget left, health and the symbols it serves now, read from the
+    stores (no call). Warns when a circuit is open, or a provider some symbols list first is
+    not configured (they fall to the next: on Polygon's free plan, a day-old close)."""
+    from assets_pipeline.defs.sources import provider_report
+    from assets_pipeline.persistence.provider_state import serving
+
+    registry = ctx.registry
+    if registry is None:
+        return Check("providers", WARN, "not checked: the symbols file does not load")
+    try:
+        engine = ctx.resources["database"].engine()
+        served = {s: h.provider for s, h in serving(engine, [x.symbol for x in registry]).items()}
+    except Exception:  # noqa: BLE001 - the database's own line says what is wrong with it
+        served = {}
+    rows = provider_report(
+        registry, ctx.polygon(), ctx.resources["providers"], served, clock.utcnow()
+    )
+    found = "; ".join(_provider_text(row) for row in rows)
+    unconfigured = {row["provider"] for row in rows if not row["configured"]}
+    wanting = sorted({s.symbol for s in registry if registry.chain(s)[0] in unconfigured})
+    if any("circuit open" in str(row.get("health")) for row in rows):
+        return Check("providers", WARN, found, "a provider had an outage: see its circuit")
+    if wanting:
+        fix = (
+            f"{', '.join(wanting[:6])}{' ...' if len(wanting) > 6 else ''} list first a provider"
+            " that is not configured: set KRAKEN_BASE_URL, or OANDA_API_TOKEN and"
+            " OANDA_ACCOUNT_ID (docs/providers.md), or change their `providers:`"
+        )
+        return Check("providers", WARN, found, fix)
+    return Check("providers", OK, found)
+
+
+def _provider_text(row: dict[str, Any]) -> str:
+    if not row["configured"]:
+        return f"{row['provider']} not configured"
+    serves = ", ".join(row["serving"][:6]) + (" ..." if len(row["serving"]) > 6 else "")
+    return (
+        f"{row['provider']} {row['plan']}, {row['timeframe']}, budget {row.get('budget')},"
+        f" {row.get('health')}, serves {serves or 'nothing now'}"
+    )
 
 
 def probe_check(ctx: _Context) -> Check:

@@ -184,7 +184,7 @@ def test_polygon_still_serves_what_only_it_serves(world):
 
 def test_a_stopped_provider_passes_its_symbols_to_the_next_in_the_same_run(world):
     world.kraken.stop()
-    batch, sourcing, stored = world.refresh()
+    batch, _, stored = world.refresh()
     assert batch.failed == {}  # nothing lost
     assert stored["BTCUSD"].provider == "polygon"
     expected = Timeframe.END_OF_DAY if world.polygon_plan == "free" else Timeframe.REAL_TIME

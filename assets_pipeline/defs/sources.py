@@ -5,9 +5,11 @@ when a run first asks and stopped when it ends. Secrets are `dg.EnvVar`."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import math
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 import dagster as dg
@@ -20,10 +22,14 @@ from assets_pipeline.defs.resources import CallBudgetResource
 from assets_pipeline.providers.kraken import KrakenProvider
 from assets_pipeline.providers.oanda import OandaProvider
 from assets_pipeline.rules.cadence import Refresh
+from assets_pipeline.rules.excerpts import clip
+from assets_pipeline.rules.fallback import CIRCUIT, Circuit
+from assets_pipeline.rules.plans import Plan
 from assets_pipeline.rules.providers import ProviderName
 from assets_pipeline.rules.taxonomy import AssetType
 from assets_pipeline.sourcing import Source
 
+POLYGON = ProviderName.POLYGON.value
 KRAKEN = ProviderName.KRAKEN.value
 OANDA = ProviderName.OANDA.value
 #: The token and account the local set's OANDA simulator accepts (nothing real).
@@ -170,3 +176,65 @@ class ProvidersResource(dg.ConfigurableResource):
                 continue
             found.append(Source(name, provider.budget, frozenset(AssetType), provider))
         return found
+
+
+def provider_report(
+    registry: Registry,
+    polygon: Any,
+    providers: ProvidersResource,
+    served: Mapping[str, str],
+    now: dt.datetime,
+) -> list[dict[str, Any]]:
+    """Each provider as `status` and `doctor` list it: configured or not, its plan and data
+    timeframe, its budget left now, its health (the circuit) and the symbols it serves now
+    (`served`: symbol -> provider of its stored quote). Reads only; nothing is asked of it."""
+    retry = registry.fallback.retry_after_seconds
+    rows: list[dict[str, Any]] = []
+    learnt = _read(polygon.learnt)
+    polygon_plan = learnt.describe() if not isinstance(learnt, str) else learnt
+    live = "live"
+    if isinstance(learnt, str) or learnt.plan == Plan.FREE:
+        live = "end of day"
+    elif learnt.bars:
+        live = f"live; end of day for {', '.join(sorted(learnt.bars))}"
+    entries: list[tuple[str, bool, str, str, Any]] = [
+        (POLYGON, True, polygon_plan, live, polygon.budget),
+        (KRAKEN, providers.kraken.configured(), "public market data (no key)", "live", None),
+        (OANDA, providers.oanda.configured(), "practice account", "live", None),
+    ]
+    for name, configured, plan, timeframe, budget in entries:
+        resource = {KRAKEN: providers.kraken, OANDA: providers.oanda}.get(name)
+        budget = budget or (resource.budget if resource else None)
+        row: dict[str, Any] = {
+            "provider": name,
+            "configured": configured,
+            "simulated": bool(resource.simulated and not resource.base_url) if resource else None,
+            "plan": plan,
+            "timeframe": timeframe,
+            "serving": sorted(s for s, p in served.items() if p == name),
+        }
+        if configured and budget is not None:
+            row["budget"] = _read(lambda b=budget: _budget_left(b))
+            row["health"] = _read(lambda b=budget: _health(b, now, retry))
+        rows.append(row)
+    return rows
+
+
+def _budget_left(budget: Any) -> str:
+    stats = budget.budget().stats()
+    paused = f"; paused until {stats.paused_until}" if stats.paused_until else ""
+    return f"{stats.remaining} of {stats.limit} calls left per {stats.window_seconds:g}s{paused}"
+
+
+def _health(budget: Any, now: dt.datetime, retry_after: float) -> str:
+    refusal = budget.budget().refusal(CIRCUIT, 7 * 86_400.0)
+    circuit = Circuit.from_message(refusal.message) if refusal else Circuit()
+    return f"circuit {circuit.describe(now, retry_after)}"
+
+
+def _read(read: Any) -> Any:
+    """What `read` returns, or what stopped it, as a text (a status line never raises)."""
+    try:
+        return read()
+    except Exception as exc:  # noqa: BLE001 - the store down, the database unreachable
+        return f"unknown ({exc.__class__.__name__}: {clip(str(exc), 200)})"

@@ -123,5 +123,5 @@ def test_a_circuit_is_kept_as_a_message_and_read_back():
 
 
 def test_a_fallback_policy_error_is_a_value_error_naming_the_file():
-    with pytest.raises(FallbackError, match="^f: providers"):
+    with pytest.raises(FallbackError, match=r"^f: providers"):
         parse_fallback(["oanda"], "f")

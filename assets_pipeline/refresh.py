@@ -198,15 +198,7 @@ class Refresh:
             s for s, e in self.result.errors.items() if isinstance(e, BudgetError)
         )
         self._record_fallbacks()
-        for spec in self.plan.symbols:
-            if spec.symbol in deferred:
-                before = self.before.get(spec.symbol, "pending")
-                self.quote_store.restore_status(spec, before, self._first(spec))
-        if deferred:
-            self.log.warning(
-                f"no budget slot for {', '.join(deferred)}: back in their place in the queue,"
-                " sync status unchanged"
-            )
+        self._restore(deferred)
         for spec in self.plan.symbols:
             error = self.result.errors.get(spec.symbol)
             if error is None or spec.symbol in deferred:
@@ -237,6 +229,18 @@ class Refresh:
         )
         record_batch(self.quote_store.engine, batch)
         return batch
+
+    def _restore(self, deferred: list[str]) -> None:
+        """The symbols that got no budget slot: their first provider's sync status as it was."""
+        for spec in self.plan.symbols:
+            if spec.symbol in deferred:
+                before = self.before.get(spec.symbol, "pending")
+                self.quote_store.restore_status(spec, before, self._first(spec))
+        if deferred:
+            self.log.warning(
+                f"no budget slot for {', '.join(deferred)}: back in their place in the queue,"
+                " sync status unchanged"
+            )
 
     def _announce(self) -> None:
         """The step's one relay of the outbox, oldest first, when it wrote an event. Redis unset,

@@ -233,11 +233,15 @@ class Sourcing:
     ) -> Iterator[tuple[SymbolSpec, Quote | Exception]]:
         source = self.sources[name]
         if source.provider is None:  # Polygon: its client's own refresh path
-            own = FetchResult(mode=mode)
+            own, spent = FetchResult(mode=mode), _Cost.of(result)
             try:
-                yield from self.client.iter_fetch(group, mode, own)
+                for answered in self.client.iter_fetch(group, mode, own):
+                    spent.add(result, own)  # kept current: each output's metadata reads it
+                    yield answered
             finally:
-                _add_cost(result, own)
+                spent.add(result, own)
+                result.notes.extend(own.notes)
+                result.mode = own.mode or result.mode
             return
         instruments = {spec.symbol: source.instrument(spec) or "" for spec in group}
         before = getattr(source.provider, "calls", 0)
@@ -349,12 +353,23 @@ class Sourcing:
         return list(outcome.tried) if outcome else []
 
 
-def _add_cost(result: FetchResult, own: FetchResult) -> None:
-    result.api_calls += own.api_calls
-    result.budget_waits += own.budget_waits
-    result.budget_wait_seconds += own.budget_wait_seconds
-    result.notes.extend(own.notes)
-    result.mode = own.mode or result.mode
+@dataclass(frozen=True)
+class _Cost:
+    """What a refresh had spent before one provider was asked."""
+
+    calls: int
+    waits: int
+    wait_seconds: float
+
+    @classmethod
+    def of(cls, result: FetchResult) -> _Cost:
+        return cls(result.api_calls, result.budget_waits, result.budget_wait_seconds)
+
+    def add(self, result: FetchResult, own: FetchResult) -> None:
+        """`result`'s cost: what it had, and what `own` has spent so far."""
+        result.api_calls = self.calls + own.api_calls
+        result.budget_waits = self.waits + own.budget_waits
+        result.budget_wait_seconds = self.wait_seconds + own.budget_wait_seconds
 
 
 def polygon_live(plan_free: bool, bars: Set[AssetType]) -> frozenset[AssetType]:

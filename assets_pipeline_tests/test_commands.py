@@ -56,6 +56,7 @@ def test_the_demo_refreshes_every_symbol_on_the_embedded_defaults(tmp_path):
         "DATA",
         "TIME",
         "(UTC)",
+        "PROVIDER",
         "RESULT",
     ]  # no API CALLS column: one call serves the batch; the summary line counts the calls
     rows = [line.split() for line in lines[header + 1 : header + 10]]
@@ -71,8 +72,16 @@ def test_the_demo_refreshes_every_symbol_on_the_embedded_defaults(tmp_path):
         "USDCAD",
     ]
     assert all(r[-1] == "stored" for r in rows)
-    assert rows[2][1:3] == ["-", "-"]  # BTCUSD: no bid or ask
-    assert "9 of 9 symbol(s) refreshed, 1 API call(s)." in done.stdout
+    # each market from its free live provider's simulator: forex and metals from OANDA, crypto
+    # from Kraken (whose order book gives BTCUSD a bid and an ask)
+    assert {r[0]: r[-2] for r in rows} == {
+        **{r[0]: "oanda" for r in rows},
+        "BTCUSD": "kraken",
+        "ETHUSDT": "kraken",
+    }
+    assert "-" not in rows[2][1:3]
+    # one OANDA pricing call for the seven pairs, Kraken's clock and one ticker call for two
+    assert "9 of 9 symbol(s) refreshed, 3 API call(s)." in done.stdout
     assert lines[-1] == (
         "The prices are simulated (the embedded simulator: POLYGON_BASE_URL is unset)."
     )
@@ -150,7 +159,7 @@ def test_run_batch_then_status_reports_the_batch_queue_schedules_and_budget(tmp_
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
-    assert "3 of 3 symbol(s) refreshed, 1 API call(s)." in done.stdout
+    assert "3 of 3 symbol(s) refreshed, 3 API call(s)." in done.stdout  # OANDA 1, Kraken 2
 
     status = subprocess.run(
         [str(BIN / "assets-pipeline"), "status", "--json"],
@@ -163,7 +172,7 @@ def test_run_batch_then_status_reports_the_batch_queue_schedules_and_budget(tmp_
     doc = json.loads(status.stdout)
     last = doc["last_batch"]
     assert last["kind"] == "critical" and last["symbols_updated"] == ["XAUUSD", "EURUSD", "BTCUSD"]
-    assert last["api_calls"] == 1 and last["symbols_failed"] == {} and last["duration_ms"] >= 0
+    assert last["api_calls"] == 3 and last["symbols_failed"] == {} and last["duration_ms"] >= 0
     assert doc["priority_symbols"] == ["XAUUSD", "EURUSD", "BTCUSD"]
     assert {r["schedule"] for r in doc["next_scheduled_runs"]} == {
         "refresh_critical_every_5m",
@@ -172,10 +181,16 @@ def test_run_batch_then_status_reports_the_batch_queue_schedules_and_budget(tmp_
         "check_freshness_every_5m",
     }
     assert doc["queue"]["waiting"] == 0 and doc["queue"]["oldest_item_age_seconds"] is None
-    assert doc["totals"]["batches"] == 1 and doc["totals"]["api_calls"] == 1
-    budget = doc["budget"]
-    assert (budget["limit"], budget["window_seconds"], budget["remaining"]) == (5, 60.0, 4)
-    assert budget["total_calls"] == 1 and budget["reset_at"]
+    assert doc["totals"]["batches"] == 1 and doc["totals"]["api_calls"] == 3
+    budget = doc["budget"]  # Polygon's: the live providers served the critical tier
+    assert (budget["limit"], budget["window_seconds"], budget["remaining"]) == (5, 60.0, 5)
+    assert budget["total_calls"] == 0 and budget["reset_at"] is None  # nothing to reset
+    providers = {row["provider"]: row for row in doc["providers"]}
+    assert providers["oanda"]["serving"] == ["EURUSD", "XAUUSD"]
+    assert providers["kraken"]["serving"] == ["BTCUSD"]
+    assert providers["kraken"]["budget"].startswith("58 of 60 calls left per 60s")
+    assert providers["oanda"]["health"] == "circuit closed"
+    assert providers["polygon"]["serving"] == []
 
     table = subprocess.run(
         [str(BIN / "assets-pipeline"), "status"],
@@ -190,7 +205,9 @@ def test_run_batch_then_status_reports_the_batch_queue_schedules_and_budget(tmp_
         "next run",
         "queue ",
         "totals         1 batches",
-        "budget         4 of 5 calls left per 60s",
+        "budget         5 of 5 calls left per 60s",
+        "kraken         public market data (no key) (simulated), live; serves BTCUSD",
+        "oanda          practice account (simulated), live; serves EURUSD, XAUUSD",
     ):
         assert label in table.stdout
 

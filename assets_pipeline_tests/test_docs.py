@@ -30,7 +30,9 @@ COMMAND = re.compile(r"(?:^\s*(?:[A-Z_]+=\S+\s+)*|bin/|&&\s+)assets-pipeline(?=\
 #: dagster-dg-cli's `dg`, after `bin/`: its command and subcommand.
 DG = re.compile(r"bin/dg ([a-z]+ [a-z]+)")
 MAKE = re.compile(r"(?:^|[\s(`])make ([a-z][a-z-]*)")
-OUR_VARIABLE = re.compile(r"^(?:POLYGON|TRADING_DATABASE|REDIS|ASSETS|ALERT)_[A-Z_]+$")
+OUR_VARIABLE = re.compile(
+    r"^(?:POLYGON|TRADING_DATABASE|REDIS|ASSETS|ALERT|KRAKEN|OANDA|BITSTAMP)_[A-Z_]+$"
+)
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
 KEY = "sk-readme-own-key"
 

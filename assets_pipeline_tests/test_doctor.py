@@ -16,7 +16,17 @@ from assets_pipeline.simulator import PolygonSimulator
 from assets_pipeline_tests.conftest import REDIS_URL, REPO
 from assets_pipeline_tests.test_commands import fresh_env
 
-CHECKS = ["settings", "database", "redis", "budget", "symbols", "feasibility", "plan", "dagster"]
+CHECKS = [
+    "settings",
+    "database",
+    "redis",
+    "budget",
+    "symbols",
+    "feasibility",
+    "plan",
+    "providers",
+    "dagster",
+]
 PASSWORD = "hunter2-not-for-print"
 KEY = "sk-doctor-right-key"
 

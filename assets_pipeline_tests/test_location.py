@@ -50,6 +50,7 @@ RESOURCES = {
     "quote_io_manager",
     "history_io_manager",
     "alert_webhook",
+    "providers",
 }
 
 
@@ -60,7 +61,9 @@ def test_the_merged_definitions_hold_what_the_code_location_always_held(registry
         f"{family}/{spec.symbol}" for spec in registry for family in ("quotes", "history")
     }
     checks = {(key.asset_key.path[-1], key.name) for a in defs.assets for key in a.check_keys}
-    assert checks == {(spec.symbol, name) for spec in registry for name in CHECKS}
+    assert checks == {(spec.symbol, name) for spec in registry for name in CHECKS} | {
+        (spec.symbol, "primary_provider") for spec in registry.direct()
+    }
     assert {job.name for job in defs.jobs} == JOBS
     assert {schedule.name for schedule in defs.schedules} == SCHEDULES
     assert {sensor.name for sensor in defs.sensors} == SENSORS

@@ -202,6 +202,7 @@ def provider_report(
         (KRAKEN, providers.kraken.configured(), "public market data (no key)", "live", None),
         (OANDA, providers.oanda.configured(), "practice account", "live", None),
     ]
+    unreachable = ""  # once the budget store did not answer, it is not asked again
     for name, configured, plan, timeframe, budget in entries:
         resource = {KRAKEN: providers.kraken, OANDA: providers.oanda}.get(name)
         budget = budget or (resource.budget if resource else None)
@@ -213,9 +214,13 @@ def provider_report(
             "timeframe": timeframe,
             "serving": sorted(s for s, p in served.items() if p == name),
         }
-        if configured and budget is not None:
+        if configured and budget is not None and unreachable:
+            row["budget"] = row["health"] = unreachable
+        elif configured and budget is not None:
             row["budget"] = _read(lambda b=budget: _budget_left(b))
             row["health"] = _read(lambda b=budget: _health(b, now, retry))
+            if str(row["budget"]).startswith("unknown"):
+                unreachable = row["budget"]
         rows.append(row)
     return rows
 

@@ -2,15 +2,12 @@
 over real HTTP. It speaks the recorded wire format (assets_pipeline_tests/data/kraken/): errors in
 a 200, result keys as Kraken names pairs (`XXBTZUSD`), the open candle last. Prices come from
 `market`; `KrakenFault`s per pair, per path or for a number of requests. Standard library only;
-`python -m assets_pipeline.simulator.kraken --port 8766` serves it in the foreground."""
+`python -m assets_pipeline.simulator --provider kraken` serves it in the foreground."""
 
 from __future__ import annotations
 
-import argparse
-import signal
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler
@@ -323,23 +320,3 @@ class KrakenSimulator(LoopbackSimulator[KrakenFault, KrakenRequest]):
         split = urlsplit(handler.path)
         query = dict(parse_qsl(split.query, keep_blank_values=True))
         self._send(handler, self.respond(split.path, query))
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Serve in the foreground until SIGTERM or SIGINT; print the URL once listening."""
-    parser = argparse.ArgumentParser(prog="python -m assets_pipeline.simulator.kraken")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8766, help="0 picks a free port")
-    args = parser.parse_args(argv)
-    simulator = KrakenSimulator(args.host, args.port)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    with simulator:
-        print(f"kraken simulator listening on {simulator.url}", flush=True)
-        stop.wait()
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

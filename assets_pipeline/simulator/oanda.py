@@ -271,6 +271,8 @@ class OandaSimulator(LoopbackSimulator[OandaFault, SimulatorRequest]):
     ) -> None:
         super().__init__(host, port, clock)
         self.token, self.account_id = token, account_id
+        #: Tokens accepted besides `token` (the simulator command's `--keys`).
+        self.other_tokens: frozenset[str] = frozenset()
         self.market_hours = market_hours
         self.rate_limit_calls, self.rate_limit_window = rate_limit_calls, rate_limit_window
         self._window: deque[float] = deque()
@@ -299,14 +301,14 @@ class OandaSimulator(LoopbackSimulator[OandaFault, SimulatorRequest]):
 
     def _respond(self, path: str, query: dict[str, str], token: str, now: float) -> Reply:
         """Token, budget, faults, then the endpoint."""
-        if token != self.token:
+        if token != self.token and token not in self.other_tokens:
             return _error(401, UNAUTHORIZED_TEXT)
         if not self._admit(now):
             return _error(429, RATE_LIMIT_TEXT)
         route, touched = self._route(path, query)
         faults = self._take_faults(lambda f: f.instrument is None or f.instrument in touched)
         call = _Call(now, self.market_hours, faults)
-        reply = _faulted(call, self.token) or route(call)
+        reply = _faulted(call, token) or route(call)
         reply.delay = max((f.delay for f in call.faults if f.kind == "timeout"), default=0.0)
         if call.has("malformed") and reply.status == 200:
             reply.body = reply.body[: max(1, len(reply.body) // 2)]

@@ -775,7 +775,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("relay", help="publish events waiting in the outbox")
     p_budget = sub.add_parser("budget", help="show the Polygon budget")
     p_budget.add_argument("--json", action="store_true")
-    sub.add_parser("simulator", help="run the Polygon simulator (see --help)", add_help=False)
+    sub.add_parser(
+        "simulator",
+        help="run a vendor's simulator: Polygon, Kraken or OANDA (see --help)",
+        add_help=False,
+    )
     p_doctor = sub.add_parser("doctor", help="check the settings, services and files; say the fix")
     p_doctor.add_argument("--json", action="store_true", help="machine-readable")
     p_doctor.add_argument("--probe", action="store_true", help="spend one call to check the key")

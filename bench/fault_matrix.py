@@ -53,20 +53,20 @@ from assets_pipeline.budget.redis_store import RedisBudgetStore
 from assets_pipeline.budget.sql_store import SqlBudgetStore
 from assets_pipeline.config.registry import AssetType, RegistryError, load_registry
 from assets_pipeline.config.settings import VARIABLES
+from assets_pipeline.http.errors import PermanentError, PolygonError, RetryableError
+from assets_pipeline.http.transport import AnswerTooLarge, AnswerTooSlow
 from assets_pipeline.persistence import redis_client as redis_clients
 from assets_pipeline.persistence.database import Engines, migrate_database
 from assets_pipeline.persistence.outbox import pending_count, publishing_paused, relay_pending
 from assets_pipeline.persistence.quote_store import QuoteStore, as_utc
 from assets_pipeline.persistence.schema import event_outbox, quote_history, symbols
 from assets_pipeline.polygon.client import FetchResult, PolygonClient
-from assets_pipeline.polygon.errors import PermanentError, PolygonError, RetryableError
 from assets_pipeline.polygon.parsing import (
     error_from_response,
     load_json,
     parse_v2_single,
     parse_v3_snapshot,
 )
-from assets_pipeline.polygon.transport import AnswerTooLarge, AnswerTooSlow
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.quality import assess_quality
 from assets_pipeline.rules.quotes import (

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 from assets_pipeline.budget.interface import BudgetError
 from assets_pipeline.config.registry import AssetType
-from assets_pipeline.polygon.errors import MalformedResponse, PolygonError, TickerNotFound
+from assets_pipeline.http.errors import MalformedResponse, PolygonError, TickerNotFound
 from assets_pipeline.polygon.parsing import (
     SOURCE_GROUPED,
     SOURCE_PREV,

@@ -1,8 +1,8 @@
 """The Polygon (Massive) REST client: quotes and bars, every attempt paid from the budget.
 
-Retries (429, 5xx, timeouts, broken bodies; never 400/401/403/404) each take their own slot; a 429
-pauses every caller for a window. Each request is one `transport.bounded_get` to the base URL's
-origin, and every paginated walk is bounded. A plan's missing snapshots are learnt from its 403s.
+Each request goes through `http/paid.py`: a slot per attempt, retries (429, 5xx, timeouts,
+broken bodies; never 400/401/403/404), a 429 pausing every caller, one `bounded_get` to the base
+URL's origin. Every paginated walk is bounded. A plan's missing snapshots are learnt from its 403s.
 The key goes only in the `Authorization` header; every message passes through `redact`."""
 
 from __future__ import annotations
@@ -17,17 +17,15 @@ from typing import Any
 
 from assets_pipeline.budget.interface import BudgetError, CallBudget, Refusal
 from assets_pipeline.config.registry import AssetType, SymbolSpec
-from assets_pipeline.polygon.bars import latest_bar_quotes
-from assets_pipeline.polygon.errors import (
+from assets_pipeline.http.errors import (
     MalformedResponse,
     NotEntitled,
-    OutOfTime,
     PolygonError,
-    RateLimited,
-    RedirectRefused,
-    RetryableError,
     TickerNotFound,
 )
+from assets_pipeline.http.paid import PaidClient
+from assets_pipeline.http.transport import api_target
+from assets_pipeline.polygon.bars import latest_bar_quotes
 from assets_pipeline.polygon.parsing import (
     answers_for,
     error_from_response,
@@ -36,13 +34,6 @@ from assets_pipeline.polygon.parsing import (
     parse_v2_market,
     parse_v2_single,
     parse_v3_snapshot,
-)
-from assets_pipeline.polygon.transport import (
-    NoAnswer,
-    Origin,
-    api_target,
-    bounded_get,
-    origin_of,
 )
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.cadence import BATCH_TICKERS
@@ -90,8 +81,10 @@ class FetchResult:
     notes: list[str] = field(default_factory=list)
 
 
-class PolygonClient:
+class PolygonClient(PaidClient):
     """Talks to Polygon (or the simulator) within the shared budget."""
+
+    vendor = "Polygon"
 
     def __init__(
         self,
@@ -114,13 +107,19 @@ class PolygonClient:
         sleep: Callable[[float], None] = time.sleep,
         logger: logging.Logger | Any | None = None,
     ) -> None:
-        #: Where every request goes: the base URL's scheme, host and port (and path, if any).
-        self.origin = Origin.parse(base_url)
+        super().__init__(
+            base_url,
+            budget,
+            total_timeout=total_timeout,
+            max_body_bytes=max_body_bytes,
+            max_retries=max_retries,
+            backoff_seconds=backoff_seconds,
+            max_budget_wait_seconds=max_budget_wait_seconds,
+            sleep=sleep,
+            logger=logger or log,
+        )
         self._key = api_key
-        self.budget = budget
         self.timeout = (connect_timeout, read_timeout)
-        self.total_timeout = total_timeout
-        self.max_body_bytes = max_body_bytes
         self.max_pages = max_pages
         #: What the key is entitled to: `auto` learns it from the 403s it gets; `free` asks for
         #: no snapshot at all (bars only); `paid` never takes a 403 for a plan's refusal.
@@ -129,19 +128,8 @@ class PolygonClient:
         #: serves, and when (see `bars.py`).
         self.hours = hours or MarketHours()
         self.publication_delay = publication_delay
-        self.max_retries = max_retries
-        self.backoff_seconds = backoff_seconds
-        self.max_budget_wait_seconds = max_budget_wait_seconds
         self.recheck_seconds = recheck_seconds
-        self._sleep = sleep
-        self.log = logger or log
         self._headers = _request_headers(api_key)
-        #: HTTP attempts made by this client (each page and each retry counts).
-        self.calls = 0
-        #: When the refresh must stop asking (`time.monotonic()`), if it has a deadline.
-        self.deadline: float | None = None
-        #: The origin the last answer came from (always `origin`: nothing else is asked).
-        self.answered_by: str | None = None
 
     def close(self) -> None:
         """Nothing to release: every request has its own connection, closed after it."""
@@ -160,89 +148,14 @@ class PolygonClient:
             target = api_target(path, params)
         except MalformedResponse as exc:
             exc.ticker = ticker
-            raise _redacted(exc, self) from None
-        attempt = 0
-        while True:
-            self._in_time(path, ticker)
-            try:
-                return self._attempt(target, ticker)
-            except RetryableError as exc:
-                if isinstance(exc, RateLimited):
-                    self.budget.penalize()
-                if attempt >= self.max_retries or isinstance(exc, OutOfTime):
-                    raise
-                attempt += 1
-                delay = 0.0 if isinstance(exc, RateLimited) else self._backoff(attempt)
-                self.log.warning(
-                    self.redact(
-                        f"Polygon {path}: {exc}; retry {attempt} of {self.max_retries}"
-                        + (f" in {delay:.1f}s" if delay else " once the budget allows")
-                    )
-                )
-                if delay:
-                    self._sleep(delay)
-
-    def stop_by(self, seconds: float) -> None:
-        """Ask nothing after `seconds` from now: a request still waiting for a slot or an
-        answer then is cut off, so the refresh settles every symbol before its run's limit."""
-        self.deadline = time.monotonic() + seconds
-
-    def _left(self, wanted: float) -> float:
-        """`wanted` seconds, or what is left before the deadline if that is less."""
-        if self.deadline is None:
-            return wanted
-        return max(0.0, min(wanted, self.deadline - time.monotonic()))
-
-    def _in_time(self, path: str, ticker: str | None) -> None:
-        if self.deadline is not None and time.monotonic() >= self.deadline:
-            raise OutOfTime(
-                f"the refresh's deadline passed before Polygon {path} was asked", ticker=ticker
-            )
-
-    def _log_wait(self, seconds: float) -> None:
-        self.log.info(
-            f"waiting {seconds:.1f}s for a Polygon call slot (budget: {self.budget.limit} calls"
-            f" per {self.budget.window_seconds:g}s, shared by every run)"
-        )
-
-    def _backoff(self, attempt: int) -> float:
-        return min(self.backoff_seconds * 2 ** (attempt - 1), 30.0)
+            raise self._redacted(exc) from None
+        return self._retrying(path, ticker, lambda: self._attempt(target, ticker))
 
     def _attempt(self, target: str, ticker: str | None) -> Any:
         """One paid request of `target` at the origin: its JSON, or the error it ended in."""
-        self.budget.acquire(self._left(self.max_budget_wait_seconds), on_wait=self._log_wait)
-        path = target.partition("?")[0]
-        self._in_time(path, ticker)  # the wait for a slot may have used up the time
-        self.calls += 1
-        try:
-            answer = bounded_get(
-                self.origin,
-                target,
-                self._headers,
-                self.timeout,
-                self._left(self.total_timeout),
-                self.max_body_bytes,
-            )
-        except RetryableError as exc:  # too slow, too large, no answer, broken off: this one only
-            message = (
-                f"Polygon did not answer {path} in time (one wait outlasted its timeout)"
-                if isinstance(exc, NoAnswer)
-                else f"Polygon {path} at {self.origin}: {exc}"
-            )
-            raise type(exc)(self.redact(message), ticker=ticker) from None
-        self.answered_by = answer.origin
-        if 300 <= answer.status < 400:
-            where = origin_of(answer.location, self.origin)
-            raise _redacted(
-                RedirectRefused(
-                    f"Polygon answered a redirect to {where}: refused ({answer.status} for {path})",
-                    status=answer.status,
-                    ticker=ticker,
-                ),
-                self,
-            )
+        answer = self._paid_get(target, ticker, self._headers, self.timeout)
         if answer.status != 200:  # only the body's start is read, under the same guards as a 200's
-            raise _redacted(error_from_response(answer.status, answer.body, ticker), self)
+            raise self._redacted(error_from_response(answer.status, answer.body, ticker))
         try:
             return load_json(answer.body)
         except MalformedResponse as exc:
@@ -656,8 +569,3 @@ def _request_headers(api_key: str) -> dict[str, str]:
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
     return headers
-
-
-def _redacted(exc: PolygonError, client: PolygonClient) -> PolygonError:
-    exc.args = tuple(client.redact(str(a)) for a in exc.args)
-    return exc

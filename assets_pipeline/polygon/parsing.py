@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from assets_pipeline.polygon.errors import (
+from assets_pipeline.http.errors import (
     MalformedResponse,
     NotEntitled,
     PermanentError,
@@ -23,7 +23,7 @@ from assets_pipeline.polygon.errors import (
     TickerNotFound,
     classify_status,
 )
-from assets_pipeline.polygon.transport import api_target
+from assets_pipeline.http.transport import api_target
 from assets_pipeline.rules.excerpts import clip, excerpt
 from assets_pipeline.rules.providers import ProviderName
 from assets_pipeline.rules.quotes import Quote, QuoteRejected, Timeframe

@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import TYPE_CHECKING
 
-from assets_pipeline.polygon.errors import MalformedResponse
+from assets_pipeline.http.errors import MalformedResponse
 from assets_pipeline.polygon.parsing import Bar, parse_aggs
 
 if TYPE_CHECKING:

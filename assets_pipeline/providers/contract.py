@@ -1,7 +1,7 @@
 """What a source of prices promises a refresh: which symbols it serves and as which instrument,
 how current its data is on the configured account, how many instruments one call takes, and its
 quotes and day bars, each request paid from its own budget before it is sent. Errors are the
-vendor-neutral ones of `polygon/errors.py`: retryable or permanent, never carrying a secret."""
+vendor-neutral ones of `http/errors.py`: retryable or permanent, never carrying a secret."""
 
 from __future__ import annotations
 

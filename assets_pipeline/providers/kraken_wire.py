@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from assets_pipeline.polygon.errors import (
+from assets_pipeline.http.errors import (
     MalformedResponse,
     PermanentError,
     PolygonError,

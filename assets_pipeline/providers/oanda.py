@@ -1,6 +1,6 @@
 """OANDA's v20 REST API on an fxTrade Practice account: live forex and metals bid and ask for
 many instruments in one pricing call, and daily candles aligned on 00:00 UTC (a bar's day is the
-platform's UTC day). Every request is one `transport.bounded_get` to the base URL's origin, paid
+platform's UTC day). Every request is one GET to the base URL's origin (`http/paid.py`), paid
 from the budget before it is sent, retries included; the token goes only in the Authorization
 header and every message is redacted. Why OANDA, and its wire format: docs/providers.md."""
 
@@ -16,18 +16,18 @@ from typing import Any
 
 from assets_pipeline.budget.interface import BudgetError, CallBudget
 from assets_pipeline.config.registry import AssetType, SymbolSpec
-from assets_pipeline.polygon.errors import (
+from assets_pipeline.http.errors import (
     MalformedResponse,
     NotEntitled,
     PermanentError,
     PolygonError,
     RateLimited,
-    RedirectRefused,
     RetryableError,
     TickerNotFound,
 )
+from assets_pipeline.http.paid import PaidClient
+from assets_pipeline.http.transport import api_target
 from assets_pipeline.polygon.parsing import MAX_ERROR_BODY, Bar, load_json
-from assets_pipeline.polygon.transport import NoAnswer, Origin, api_target, bounded_get, origin_of
 from assets_pipeline.rules.clock import utcnow
 from assets_pipeline.rules.excerpts import clip, excerpt, without_secret
 from assets_pipeline.rules.providers import BASE_URLS, ProviderName
@@ -276,8 +276,10 @@ def _error_class(status: int, detail: str) -> type[PolygonError]:
 # --- the provider ---------------------------------------------------------------------------
 
 
-class OandaProvider:
+class OandaProvider(PaidClient):
     """Forex and metals from OANDA v20 within the budget (see `providers/contract.py`)."""
+
+    vendor = "OANDA"
 
     name = NAME
     timeframe = Timeframe.REAL_TIME
@@ -307,19 +309,21 @@ class OandaProvider:
             raise ValueError(
                 f"not an OANDA v20 account id (like 101-004-1234567-001): {excerpt(account_id)}"
             )
-        self.origin = Origin.parse(base_url)
+        super().__init__(
+            base_url,
+            budget,
+            total_timeout=total_timeout,
+            max_body_bytes=max_body_bytes,
+            max_retries=max_retries,
+            backoff_seconds=backoff_seconds,
+            max_budget_wait_seconds=max_budget_wait_seconds,
+            sleep=sleep,
+            logger=logger or log,
+        )
         self.account_id = account_id
         self._token = token
-        self.budget = budget
         self.timeouts = (connect_timeout, read_timeout)
-        self.total_timeout = total_timeout
-        self.max_body_bytes = max_body_bytes
-        self.max_retries = max_retries
-        self.backoff_seconds = backoff_seconds
-        self.max_budget_wait_seconds = max_budget_wait_seconds
         self._clock = clock
-        self._sleep = sleep
-        self.log = logger or log
         self._headers = {
             "Accept": "application/json",
             "Accept-Encoding": "gzip, deflate",
@@ -327,8 +331,6 @@ class OandaProvider:
             "Authorization": f"Bearer {token}",
             "User-Agent": "assets-pipeline",
         }
-        #: HTTP attempts made (each retry and each chunk counts).
-        self.calls = 0
 
     def close(self) -> None:
         """Nothing to release: every request has its own connection, closed after it."""
@@ -446,67 +448,20 @@ class OandaProvider:
         retryable (429, 5xx, timeouts, broken bodies), each attempt paid from the budget; a
         429 pauses every caller of the budget for a window."""
         target = api_target(path, params)
-        attempt = 0
-        while True:
-            try:
-                return self._attempt(target, asked)
-            except RetryableError as exc:
-                if isinstance(exc, RateLimited):
-                    self.budget.penalize()
-                if attempt >= self.max_retries:
-                    raise
-                attempt += 1
-                delay = 0.0 if isinstance(exc, RateLimited) else self._backoff(attempt)
-                self.log.warning(
-                    self.redact(f"OANDA {path}: {exc}; retry {attempt} of {self.max_retries}")
-                )
-                if delay:
-                    self._sleep(delay)
-
-    def _backoff(self, attempt: int) -> float:
-        return min(self.backoff_seconds * 2 ** (attempt - 1), 30.0)
+        ticker = asked[0] if len(asked) == 1 else None
+        return self._retrying(path, ticker, lambda: self._attempt(target, asked))
 
     def _attempt(self, target: str, asked: Sequence[str]) -> Any:
-        """One paid request: its JSON, or the error it ended in (redacted)."""
-        self.budget.acquire(self.max_budget_wait_seconds, on_wait=self._log_wait)
-        path = target.partition("?")[0]
+        """One paid request (`_paid_get`): its JSON, or the error it ended in (redacted)."""
         ticker = asked[0] if len(asked) == 1 else None
-        self.calls += 1
-        try:
-            answer = bounded_get(
-                self.origin,
-                target,
-                self._headers,
-                self.timeouts,
-                self.total_timeout,
-                self.max_body_bytes,
-            )
-        except RetryableError as exc:  # too slow, too large, no answer, broken off
-            message = (
-                f"OANDA did not answer {path} in time (one wait outlasted its timeout)"
-                if isinstance(exc, NoAnswer)
-                else f"OANDA {path} at {self.origin}: {exc}"
-            )
-            raise type(exc)(self.redact(message), ticker=ticker) from None
-        if 300 <= answer.status < 400:
-            where = origin_of(answer.location, self.origin)
-            text = f"OANDA answered a redirect to {where}: refused ({answer.status} for {path})"
-            raise RedirectRefused(self.redact(text), status=answer.status, ticker=ticker)
+        answer = self._paid_get(target, ticker, self._headers, self.timeouts)
         if answer.status != 200:
-            error = error_from_answer(answer.status, answer.body, asked)
-            error.args = tuple(self.redact(str(arg)) for arg in error.args)
-            raise error
+            raise self._redacted(error_from_answer(answer.status, answer.body, asked))
         try:
             return load_json(answer.body, unique_keys=True)
         except MalformedResponse as exc:
             exc.ticker = ticker
             raise
-
-    def _log_wait(self, seconds: float) -> None:
-        self.log.info(
-            f"waiting {seconds:.1f}s for an OANDA call slot (budget: {self.budget.limit} calls"
-            f" per {self.budget.window_seconds:g}s)"
-        )
 
 
 def _windows(start: dt.datetime, end: dt.datetime) -> Iterator[tuple[dt.datetime, dt.datetime]]:

@@ -10,8 +10,8 @@ import datetime as dt
 from collections.abc import Sequence
 
 from assets_pipeline.config.registry import SymbolSpec
+from assets_pipeline.http.errors import TickerNotFound
 from assets_pipeline.polygon.client import V3_MAX_TICKERS, FetchResult, PolygonClient
-from assets_pipeline.polygon.errors import TickerNotFound
 from assets_pipeline.polygon.parsing import Bar
 from assets_pipeline.polygon.ranges import range_bars
 from assets_pipeline.rules.plans import LearntPlan, Plan, SnapshotMode

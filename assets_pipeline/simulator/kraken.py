@@ -2,23 +2,20 @@
 over real HTTP. It speaks the recorded wire format (assets_pipeline_tests/data/kraken/): errors in
 a 200, result keys as Kraken names pairs (`XXBTZUSD`), the open candle last. Prices come from
 `market`; `KrakenFault`s per pair, per path or for a number of requests. Standard library only;
-`python -m assets_pipeline.simulator.kraken --port 8766` serves it in the foreground."""
+`python -m assets_pipeline.simulator --provider kraken` serves it in the foreground."""
 
 from __future__ import annotations
 
-import argparse
-import json
-import signal
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from assets_pipeline.simulator import market
+from assets_pipeline.simulator.loopback import LoopbackSimulator, Reply, json_reply
 from assets_pipeline.simulator.market import Clock
 
 #: The intervals (minutes) Kraken's OHLC documents; any other is `EGeneral:Invalid arguments`.
@@ -118,22 +115,6 @@ class KrakenRequest:
 
 
 @dataclass
-class _Reply:
-    status: int
-    body: bytes
-    content_type: str = "application/json"
-    delay: float = 0.0
-    location: str = ""
-    trickle: bool = False
-
-
-@dataclass
-class _Armed:
-    fault: KrakenFault
-    remaining: int | None
-
-
-@dataclass
 class _Call:
     """What a renderer needs: the time, the asked pairs' names, and the faults that apply."""
 
@@ -148,11 +129,11 @@ class _Call:
         )
 
 
-def _json(payload: Any, status: int = 200) -> _Reply:
-    return _Reply(status, json.dumps(payload, separators=(",", ":")).encode())
+def _json(payload: Any, status: int = 200) -> Reply:
+    return json_reply(status, payload)
 
 
-def _errors(*messages: str) -> _Reply:
+def _errors(*messages: str) -> Reply:
     """A refused request: Kraken answers 200 with only `error` (docs: Spot REST introduction)."""
     return _json({"error": list(messages)})
 
@@ -166,7 +147,7 @@ def _rfc1123(now: float) -> str:
     return f"{moment:%a}, {moment.day:2d} {moment:%b %y %H:%M:%S} +0000"
 
 
-def _render_time(call: _Call) -> _Reply:
+def _render_time(call: _Call) -> Reply:
     now = call.now
     if call.has("future_time"):
         now += TIME_LIE_SECONDS
@@ -225,7 +206,7 @@ def _answer_key(call: _Call, pair: Pair) -> str:
     return pair.key
 
 
-def _render_ticker(call: _Call) -> _Reply:
+def _render_ticker(call: _Call) -> Reply:
     pairs = _known_pairs(call)
     if pairs is None:
         return _errors(UNKNOWN_PAIR)
@@ -248,7 +229,7 @@ def _candle(pair: Pair, start: float, step: int, now: float) -> list[Any]:
     ]
 
 
-def _render_ohlc(call: _Call) -> _Reply:
+def _render_ohlc(call: _Call) -> Reply:
     """The pair's candles since `since` (at most the last 720), the open one always last, and
     `last`: the start of the newest committed candle (the `since` for the next poll)."""
     names = _asked(call.query)
@@ -270,122 +251,58 @@ def _render_ohlc(call: _Call) -> _Reply:
 
 
 #: The endpoints served, by path.
-ROUTES: dict[str, Callable[[_Call], _Reply]] = {
+ROUTES: dict[str, Callable[[_Call], Reply]] = {
     "/0/public/Time": _render_time,
     "/0/public/Ticker": _render_ticker,
     "/0/public/OHLC": _render_ohlc,
 }
 
 
-def _request_fault_reply(kinds: set[str]) -> _Reply | None:
+def _request_fault_reply(kinds: set[str]) -> Reply | None:
     """The answer a request-level fault puts in place of the endpoint's, if any."""
     for kind, message in ERROR_FAULTS.items():
         if kind in kinds:
             return _errors(message)
     if "http_429" in kinds:
-        return _Reply(
+        return Reply(
             429, _HTML_PAGE.format(code=429, reason="Too Many Requests").encode(), "text/html"
         )
     if "http_502" in kinds:
-        return _Reply(502, _HTML_PAGE.format(code=502, reason="Bad Gateway").encode(), "text/html")
+        return Reply(502, _HTML_PAGE.format(code=502, reason="Bad Gateway").encode(), "text/html")
     if "redirect" in kinds:
-        return _Reply(302, b"", location="https://elsewhere.example/0/public/Ticker")
+        return Reply(302, b"", headers={"Location": "https://elsewhere.example/0/public/Ticker"})
     if "trickle" in kinds:
-        return _Reply(200, b"", trickle=True)
+        return Reply(200, b" " * 1_000_000, trickle=True)
     return None
 
 
-class KrakenSimulator:
+class KrakenSimulator(LoopbackSimulator[KrakenFault, KrakenRequest]):
     """Kraken's public REST market data on loopback, with a request log and injectable faults."""
+
+    thread_name = "kraken-simulator"
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, clock: Clock = time.time) -> None:
         """Configure; nothing listens until `start()`. `clock` gives the simulator's now."""
-        self.host = host
-        self.port = port
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._log: list[KrakenRequest] = []
-        self._faults: list[_Armed] = []
-        self._server: ThreadingHTTPServer | None = None
-        self._stopping = threading.Event()
+        super().__init__(host, port, clock)
 
-    def start(self) -> None:
-        """Bind and serve in a daemon thread; returns once the socket is listening."""
-        if self._server is not None:
-            raise RuntimeError("simulator already started")
-        self._stopping.clear()
-        self._server = _Server((self.host, self.port), self)
-        self.port = self._server.server_address[1]
-        threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"kraken-simulator-{self.port}",
-            daemon=True,
-        ).start()
-
-    def stop(self) -> None:
-        """Stop serving and release the port; wakes any request held by a fault."""
-        server, self._server = self._server, None
-        if server is not None:
-            self._stopping.set()
-            server.shutdown()
-            server.server_close()
-
-    def __enter__(self) -> KrakenSimulator:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """The base URL to give a client, e.g. http://127.0.0.1:54321."""
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def requests(self) -> list[KrakenRequest]:
-        """A copy of the request log."""
-        with self._lock:
-            return list(self._log)
-
-    def add_fault(self, fault: KrakenFault) -> None:
-        """Arm a fault; faults combine, and each counts down on its own."""
-        with self._lock:
-            self._faults.append(_Armed(fault, fault.count))
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
-    def _take_faults(self, path: str, names: list[str]) -> list[KrakenFault]:
+    def _faults_for(self, path: str, names: list[str]) -> list[KrakenFault]:
         """The faults matching this request; counted ones are spent by it."""
-        taken: list[KrakenFault] = []
-        with self._lock:
-            kept: list[_Armed] = []
-            for armed in self._faults:
-                fault = armed.fault
-                if (fault.path_prefix is None or path.startswith(fault.path_prefix)) and (
-                    fault.pair is None or fault.pair in names
-                ):
-                    taken.append(fault)
-                    if armed.remaining is not None:
-                        armed.remaining -= 1
-                        if armed.remaining <= 0:
-                            continue
-                kept.append(armed)
-            self._faults = kept
-        return taken
+        return self._take_faults(
+            lambda fault: (
+                (fault.path_prefix is None or path.startswith(fault.path_prefix))
+                and (fault.pair is None or fault.pair in names)
+            )
+        )
 
-    def respond(self, path: str, query: dict[str, str]) -> _Reply:
+    def respond(self, path: str, query: dict[str, str]) -> Reply:
         """The answer to one GET, faults applied, logged."""
         now = self.clock()
-        faults = self._take_faults(path, _asked(query))
+        faults = self._faults_for(path, _asked(query))
         kinds = {f.kind for f in faults}
         route = ROUTES.get(path)
         reply = _request_fault_reply(kinds)
         if reply is None and route is None:
-            reply = _Reply(
+            reply = Reply(
                 404, _HTML_PAGE.format(code=404, reason="Not Found").encode(), "text/html"
             )
         if reply is None:
@@ -395,72 +312,11 @@ class KrakenSimulator:
             if "bloated" in kinds:
                 reply.body = reply.body[:-1] + b" " * BLOAT_BYTES + reply.body[-1:]
         reply.delay = max((f.delay for f in faults if f.kind == "timeout"), default=0.0)
-        with self._lock:
-            self._log.append(KrakenRequest(now, path, dict(query), reply.status))
+        self._record(KrakenRequest(now, path, dict(query), reply.status))
         return reply
 
-    def _send(self, handler: BaseHTTPRequestHandler, reply: _Reply) -> None:
-        if reply.delay > 0:
-            self._stopping.wait(reply.delay)
-        handler.send_response(reply.status)
-        handler.send_header("Content-Type", reply.content_type)
-        if reply.location:
-            handler.send_header("Location", reply.location)
-        size = 1_000_000 if reply.trickle else len(reply.body)
-        handler.send_header("Content-Length", str(size))
-        handler.end_headers()
-        if not reply.trickle:
-            handler.wfile.write(reply.body)
-            return
-        while not self._stopping.wait(0.2):  # one byte at a time: each read is short, none ends
-            handler.wfile.write(b" ")
-            handler.wfile.flush()
-
-
-class _Server(ThreadingHTTPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], simulator: KrakenSimulator) -> None:
-        super().__init__(address, _Handler)
-        self.simulator = simulator
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """Hands each GET to the simulator; quiet."""
-
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    server: _Server
-
-    def do_GET(self) -> None:
-        split = urlsplit(self.path)
+    def serve(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+        """Answer one GET (the handler's) and write the reply."""
+        split = urlsplit(handler.path)
         query = dict(parse_qsl(split.query, keep_blank_values=True))
-        simulator = self.server.simulator
-        try:
-            simulator._send(self, simulator.respond(split.path, query))
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True  # the client gave up (a cap or a deadline): fine
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """No stderr line per request; the simulator keeps its own log."""
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Serve in the foreground until SIGTERM or SIGINT; print the URL once listening."""
-    parser = argparse.ArgumentParser(prog="python -m assets_pipeline.simulator.kraken")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8766, help="0 picks a free port")
-    args = parser.parse_args(argv)
-    simulator = KrakenSimulator(args.host, args.port)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    with simulator:
-        print(f"kraken simulator listening on {simulator.url}", flush=True)
-        stop.wait()
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        self._send(handler, self.respond(split.path, query))

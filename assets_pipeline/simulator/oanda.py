@@ -8,20 +8,18 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-import json
 import math
-import socket
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from assets_pipeline.simulator import market
+from assets_pipeline.simulator.loopback import LoopbackSimulator, Reply, json_reply
 from assets_pipeline.simulator.market import Clock
 from assets_pipeline.simulator.server import SimulatorRequest, key_id
 
@@ -67,25 +65,12 @@ class OandaFault:
             raise ValueError("fault count must be at least 1, or None for forever")
 
 
-@dataclass
-class _Reply:
-    status: int
-    body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0
-    trickle: bool = False
-
-
-def _json(status: int, payload: Any) -> _Reply:
-    return _Reply(status, json.dumps(payload, separators=(",", ":")).encode())
-
-
-def _error(status: int, text: str) -> _Reply:
-    return _json(status, {"errorMessage": text})
+def _error(status: int, text: str) -> Reply:
+    return json_reply(status, {"errorMessage": text})
 
 
 class _Refused(Exception):
-    def __init__(self, reply: _Reply) -> None:
+    def __init__(self, reply: Reply) -> None:
         super().__init__(reply.status)
         self.reply = reply
 
@@ -168,7 +153,7 @@ def _price(instrument: str, ticker: str, call: _Call) -> dict[str, Any]:
     }
 
 
-def _pricing(query: dict[str, str], call: _Call) -> _Reply:
+def _pricing(query: dict[str, str], call: _Call) -> Reply:
     """`GET /v3/accounts/{accountID}/pricing?instruments=A,B`: a 400 naming `instruments` when
     any is unknown, as OANDA answers the whole request."""
     asked = [i for i in (query.get("instruments") or "").split(",") if i]
@@ -181,7 +166,7 @@ def _pricing(query: dict[str, str], call: _Call) -> _Reply:
         prices.append(_price(extra, ticker_of(extra), call))  # type: ignore[arg-type]
     prices += [p for p in prices if call.has("twice", p["instrument"])]
     prices = [p for p in prices if not (call.has("not_asked") and p["instrument"] == asked[0])]
-    return _json(200, {"time": stamp(call.now), "prices": prices})
+    return json_reply(200, {"time": stamp(call.now), "prices": prices})
 
 
 def _alignment(query: dict[str, str]) -> tuple[int, ZoneInfo]:
@@ -225,7 +210,7 @@ def _days(start: float, end: float, hour: int, zone: ZoneInfo) -> list[tuple[flo
     return [(begin, finish) for begin, finish in pairs if finish > start and begin < end]
 
 
-def _candles(instrument: str, query: dict[str, str], call: _Call) -> _Reply:
+def _candles(instrument: str, query: dict[str, str], call: _Call) -> Reply:
     """`GET /v3/instruments/{instrument}/candles`, daily granularity only (the one the provider
     asks for): complete candles, and the one still running with `complete: false`."""
     ticker = ticker_of(instrument)
@@ -245,7 +230,7 @@ def _candles(instrument: str, query: dict[str, str], call: _Call) -> _Reply:
             continue
         bar = market.bar(ticker, begin, finish, call.now, market_hours=call.market_hours)
         candles.append(_candle(ticker, bar, begin + shift, finish <= call.now, components))
-    return _json(200, {"instrument": instrument, "granularity": "D", "candles": candles})
+    return json_reply(200, {"instrument": instrument, "granularity": "D", "candles": candles})
 
 
 def _candle(
@@ -265,10 +250,12 @@ def _candle(
     return candle
 
 
-class OandaSimulator:
+class OandaSimulator(LoopbackSimulator[OandaFault, SimulatorRequest]):
     """An OANDA v20 REST server on loopback: one practice account and its token, a per-token
     budget (off by default), a request log, injectable faults. `clock` answers epoch seconds;
     `market_hours` closes forex and metals from Friday to Sunday 17:00 New York."""
+
+    thread_name = "oanda-simulator"
 
     def __init__(
         self,
@@ -282,85 +269,17 @@ class OandaSimulator:
         rate_limit_calls: int | None = None,
         rate_limit_window: float = 1.0,
     ) -> None:
-        self.host, self.port = host, port
+        super().__init__(host, port, clock)
         self.token, self.account_id = token, account_id
-        self.clock, self.market_hours = clock, market_hours
+        #: Tokens accepted besides `token` (the simulator command's `--keys`).
+        self.other_tokens: frozenset[str] = frozenset()
+        self.market_hours = market_hours
         self.rate_limit_calls, self.rate_limit_window = rate_limit_calls, rate_limit_window
-        self._lock = threading.Lock()
-        self._log: list[SimulatorRequest] = []
-        self._faults: list[list[Any]] = []  # [fault, remaining]
         self._window: deque[float] = deque()
-        self._stopping = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # lifecycle
-
-    def start(self) -> None:
-        """Bind and serve in a daemon thread; returns once the socket is listening."""
-        if self._server is not None:
-            raise RuntimeError("simulator already started")
-        self._stopping.clear()
-        self._server = _Server((self.host, self.port), self)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"oanda-simulator-{self.port}", daemon=True
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop serving and release the port; wakes any request in a timeout or trickle."""
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        self._stopping.set()
-        waiter = threading.Thread(target=server.shutdown, daemon=True)
-        waiter.start()
-        while waiter.is_alive():
-            try:  # wake the accept loop at once rather than after its poll interval
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-            except OSError:
-                pass
-            waiter.join(0.01)
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = self._thread = None
-
-    def __enter__(self) -> OandaSimulator:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """The base URL to give a provider, e.g. http://127.0.0.1:54321."""
-        if self._server is None:
-            raise RuntimeError("simulator not started")
-        return f"http://{self.host}:{self.port}"
-
-    # state
-
-    @property
-    def requests(self) -> list[SimulatorRequest]:
-        """A copy of the request log; the token appears only as a short hash."""
-        with self._lock:
-            return list(self._log)
-
-    def add_fault(self, fault: OandaFault) -> None:
-        """Arm a fault; faults combine, and each counts down on its own."""
-        with self._lock:
-            self._faults.append([fault, fault.count])
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
 
     # answering
 
-    def serve(self, handler: BaseHTTPRequestHandler) -> None:
+    def serve(self, handler: BaseHTTPRequestHandler, method: str) -> None:
         """Answer one request (the handler's), log it, and write the reply."""
         split = urlsplit(handler.path)
         path, query = unquote(split.path), dict(parse_qsl(split.query, keep_blank_values=True))
@@ -372,24 +291,24 @@ class OandaSimulator:
             reply = refused.reply
         except Exception:  # noqa: BLE001 - a bug here must still answer like a server
             reply = _error(500, "Internal Server Error")
-        with self._lock:
-            self._log.append(SimulatorRequest(now, path, query, key_id(token), reply.status))
-        _write(handler, reply, self._stopping)
+        self._record(SimulatorRequest(now, path, query, key_id(token), reply.status))
+        self._send(handler, reply)
 
     @staticmethod
     def _token(handler: BaseHTTPRequestHandler) -> str:
         scheme, _, value = (handler.headers.get("Authorization") or "").partition(" ")
         return value.strip() if scheme.lower() == "bearer" else ""
 
-    def _respond(self, path: str, query: dict[str, str], token: str, now: float) -> _Reply:
+    def _respond(self, path: str, query: dict[str, str], token: str, now: float) -> Reply:
         """Token, budget, faults, then the endpoint."""
-        if token != self.token:
+        if token != self.token and token not in self.other_tokens:
             return _error(401, UNAUTHORIZED_TEXT)
         if not self._admit(now):
             return _error(429, RATE_LIMIT_TEXT)
         route, touched = self._route(path, query)
-        call = _Call(now, self.market_hours, self._take_faults(touched))
-        reply = _faulted(call, self.token) or route(call)
+        faults = self._take_faults(lambda f: f.instrument is None or f.instrument in touched)
+        call = _Call(now, self.market_hours, faults)
+        reply = _faulted(call, token) or route(call)
         reply.delay = max((f.delay for f in call.faults if f.kind == "timeout"), default=0.0)
         if call.has("malformed") and reply.status == 200:
             reply.body = reply.body[: max(1, len(reply.body) // 2)]
@@ -397,7 +316,7 @@ class OandaSimulator:
 
     def _route(
         self, path: str, query: dict[str, str]
-    ) -> tuple[Callable[[_Call], _Reply], list[str]]:
+    ) -> tuple[Callable[[_Call], Reply], list[str]]:
         match path.split("/")[1:]:
             case ["v3", "accounts", account, "pricing"]:
                 if account != self.account_id:
@@ -418,22 +337,8 @@ class OandaSimulator:
             self._window.append(now)
             return len(self._window) <= self.rate_limit_calls
 
-    def _take_faults(self, touched: list[str]) -> list[OandaFault]:
-        taken = []
-        with self._lock:
-            for armed in list(self._faults):
-                fault, remaining = armed
-                if fault.instrument is not None and fault.instrument not in touched:
-                    continue
-                taken.append(fault)
-                if remaining is not None:
-                    armed[1] = remaining - 1
-                    if armed[1] <= 0:
-                        self._faults.remove(armed)
-        return taken
 
-
-def _faulted(call: _Call, token: str) -> _Reply | None:
+def _faulted(call: _Call, token: str) -> Reply | None:
     """The whole answer a request fault puts in place of the endpoint's, if any."""
     if call.has("rate_limited"):
         return _error(429, RATE_LIMIT_TEXT)
@@ -441,58 +346,13 @@ def _faulted(call: _Call, token: str) -> _Reply | None:
         return _error(500, "Internal Server Error")
     if call.has("http_503"):
         page = b"<html><head><title>503 Service Temporarily Unavailable</title></head></html>"
-        return _Reply(503, page, {"Content-Type": "text/html"})
+        return Reply(503, page, "text/html")
     if call.has("redirect"):
-        return _Reply(302, b"", {"Location": "https://api-fxtrade.example/v3/accounts"})
+        return Reply(302, b"", headers={"Location": "https://api-fxtrade.example/v3/accounts"})
     if call.has("echo_token"):
         return _error(401, f"{UNAUTHORIZED_TEXT} (Authorization: Bearer {token})")
     if call.has("bloated"):
-        return _Reply(200, b'{"prices": [], "pad": "' + b"x" * 3_000_000 + b'"}')
+        return Reply(200, b'{"prices": [], "pad": "' + b"x" * 3_000_000 + b'"}')
     if call.has("trickle"):
-        return _Reply(200, b" " * 1_000_000, trickle=True)
+        return Reply(200, b" " * 1_000_000, trickle=True)
     return None
-
-
-def _write(handler: BaseHTTPRequestHandler, reply: _Reply, stopping: threading.Event) -> None:
-    if reply.delay > 0:
-        stopping.wait(reply.delay)
-    try:
-        handler.send_response(reply.status)
-        headers = {"Content-Type": "application/json", **reply.headers}
-        headers["Content-Length"] = str(len(reply.body))
-        for name, value in headers.items():
-            handler.send_header(name, value)
-        handler.end_headers()
-        if not reply.trickle:
-            handler.wfile.write(reply.body)
-            return
-        for index in range(len(reply.body)):  # a byte at a time, until stopped
-            if stopping.wait(0.2):
-                break
-            handler.wfile.write(reply.body[index : index + 1])
-            handler.wfile.flush()
-    except OSError:  # the client hung up: what a bounded client does
-        handler.close_connection = True
-
-
-class _Server(ThreadingHTTPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], simulator: OandaSimulator) -> None:
-        super().__init__(address, _Handler)
-        self.simulator = simulator
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """Hands every GET to the simulator; quiet; HTTP/1.1 like the real API."""
-
-    disable_nagle_algorithm = True
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def do_GET(self) -> None:
-        self.server.simulator.serve(self)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence the default stderr line per request; the simulator keeps its own log."""

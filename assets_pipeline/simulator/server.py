@@ -13,18 +13,17 @@ import hashlib
 import json
 import math
 import secrets
-import socket
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, ClassVar
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from assets_pipeline.simulator import market
+from assets_pipeline.simulator.loopback import Handler, LoopbackSimulator, Reply, json_reply
 from assets_pipeline.simulator.market import Clock, Instrument
 
 #: next_url points at the real host, as the real API does; clients must keep only path + query.
@@ -127,20 +126,6 @@ class SimulatorRequest:
         return asdict(self)
 
 
-@dataclass
-class _ArmedFault:
-    fault: Fault
-    remaining: int | None
-
-
-@dataclass
-class _Reply:
-    status: int
-    body: bytes
-    content_type: str = "application/json"
-    delay: float = 0.0
-
-
 class _HttpError(Exception):
     """Raised while parsing a request to answer it with an error body."""
 
@@ -179,7 +164,7 @@ class _Call:
 class _Route:
     """A parsed request: which tickers it touches and how to answer it."""
 
-    render: Callable[[_Call], _Reply]
+    render: Callable[[_Call], Reply]
     tickers: list[str] = field(default_factory=list)
     multi: bool = False
     #: What a plan entitles: "snapshot" (v2, v3), "last" (v1 last quote/trade), "aggs" (bars).
@@ -200,18 +185,14 @@ def key_id(key: str | None) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:12]
 
 
-def _json_reply(status: int, payload: Any) -> _Reply:
-    return _Reply(status, json.dumps(payload, separators=(",", ":")).encode())
-
-
 def _error_body(status_word: str, text: str) -> dict[str, Any]:
     """ERROR bodies carry `error`; NOT_FOUND and NOT_AUTHORIZED ones carry `message`."""
     text_key = "error" if status_word == "ERROR" else "message"
     return {"status": status_word, "request_id": request_id(), text_key: text}
 
 
-def _error(status: int, status_word: str, text: str) -> _Reply:
-    return _json_reply(status, _error_body(status_word, text))
+def _error(status: int, status_word: str, text: str) -> Reply:
+    return json_reply(status, _error_body(status_word, text))
 
 
 def _bad_request(text: str) -> _HttpError:
@@ -222,10 +203,10 @@ def _not_found(text: str = TICKER_NOT_FOUND_TEXT) -> _HttpError:
     return _HttpError(404, _error_body("NOT_FOUND", text))
 
 
-def _load_balancer_reply(code: int) -> _Reply:
+def _load_balancer_reply(code: int) -> Reply:
     reason = {502: "Bad Gateway", 503: "Service Temporarily Unavailable"}[code]
     page = _LOAD_BALANCER_PAGE.format(code=code, reason=reason)
-    return _Reply(code, page.encode(), "text/html")
+    return Reply(code, page.encode(), "text/html")
 
 
 def _ms(t: float) -> int:
@@ -387,7 +368,7 @@ _V2_MARKETS: dict[str, market.AssetClass] = {"forex": "fx", "crypto": "crypto"}
 def _route_v2_single(market_name: str, ticker: str) -> _Route:
     asset_class = _V2_MARKETS[market_name]
 
-    def render(call: _Call) -> _Reply:
+    def render(call: _Call) -> Reply:
         inst = call.instrument(ticker)
         if inst is None or inst.asset_class != asset_class:
             raise _not_found()
@@ -396,7 +377,7 @@ def _route_v2_single(market_name: str, ticker: str) -> _Route:
             "status": "OK",
             "ticker": _v2_object(call, inst, multi=False),
         }
-        return _json_reply(200, body)
+        return json_reply(200, body)
 
     return _Route(render, [ticker], kind="snapshot")
 
@@ -405,14 +386,14 @@ def _route_v2_multi(market_name: str, query: dict[str, str]) -> _Route:
     asset_class = _V2_MARKETS[market_name]
     tickers = _split_tickers(query.get("tickers")) or list(market.default_tickers(asset_class))
 
-    def render(call: _Call) -> _Reply:
+    def render(call: _Call) -> Reply:
         objects = []
         for ticker in tickers:
             inst = call.instrument(ticker)
             # Unknown tickers, and tickers of another market, are left out of the list.
             if inst is not None and inst.asset_class == asset_class:
                 objects.append(_v2_object(call, inst, multi=True))
-        return _json_reply(200, {"status": "OK", "tickers": objects})
+        return json_reply(200, {"status": "OK", "tickers": objects})
 
     return _Route(render, tickers, multi=True, kind="snapshot")
 
@@ -568,7 +549,7 @@ def _route_v3(path: str, query: dict[str, str], *, indices_only: bool, page_cap:
     page_size = max(1, min(limit, page_cap))
     page, rest = tickers[:page_size], tickers[page_size:]
 
-    def render(call: _Call) -> _Reply:
+    def render(call: _Call) -> Reply:
         body: dict[str, Any] = {
             "results": [_v3_item(call, t, indices_only=indices_only) for t in page],
             "status": "OK",
@@ -577,7 +558,7 @@ def _route_v3(path: str, query: dict[str, str], *, indices_only: bool, page_cap:
         if rest:
             cursor = _encode_cursor(json.dumps({"tickers": rest, "limit": limit}))
             body["next_url"] = _next_url(path, cursor)
-        return _json_reply(200, body)
+        return json_reply(200, body)
 
     return _Route(render, page, multi=True, kind="snapshot")
 
@@ -588,7 +569,7 @@ def _route_v3(path: str, query: dict[str, str], *, indices_only: bool, page_cap:
 def _route_v1_forex(base: str, quote_ccy: str) -> _Route:
     ticker = f"C:{base}{quote_ccy}"
 
-    def render(call: _Call) -> _Reply:
+    def render(call: _Call) -> Reply:
         inst = call.instrument(ticker)
         if inst is None:
             raise _not_found()
@@ -605,7 +586,7 @@ def _route_v1_forex(base: str, quote_ccy: str) -> _Route:
             "status": "success",
             "symbol": f"{base}/{quote_ccy}",
         }
-        return _json_reply(200, body)
+        return json_reply(200, body)
 
     return _Route(render, [ticker], kind="last")
 
@@ -613,7 +594,7 @@ def _route_v1_forex(base: str, quote_ccy: str) -> _Route:
 def _route_v1_crypto(base: str, quote_ccy: str) -> _Route:
     ticker = f"X:{base}{quote_ccy}"
 
-    def render(call: _Call) -> _Reply:
+    def render(call: _Call) -> Reply:
         inst = call.instrument(ticker)
         if inst is None:
             raise _not_found()
@@ -633,7 +614,7 @@ def _route_v1_crypto(base: str, quote_ccy: str) -> _Route:
             "status": "success",
             "symbol": f"{base}-{quote_ccy}",
         }
-        return _json_reply(200, body)
+        return json_reply(200, body)
 
     return _Route(render, [ticker], kind="last")
 
@@ -739,18 +720,18 @@ def _route_aggs_range(
     """
     asked = _parse_aggs_range(ticker, multiplier_token, timespan, from_token, to_token, query)
 
-    def render(call: _Call) -> _Reply:
+    def render(call: _Call) -> Reply:
         inst = call.instrument(ticker)
         now_ms = _ms(call.now)
         if inst is None or asked.anchor_ms > asked.to_ms or asked.anchor_ms >= now_ms:
-            return _json_reply(200, _aggs_body(ticker, asked.adjusted, [], None))
+            return json_reply(200, _aggs_body(ticker, asked.adjusted, [], None))
         starts = _trading_window_starts(call, asked, now_ms)
         more = len(starts) > asked.limit
         starts = starts[: asked.limit]
         results = _aggs_results(call, inst, asked, starts)
         next_url = _aggs_next_url(asked, starts[-1]) if more else None
         status = "DELAYED" if call.delayed and results else "OK"
-        return _json_reply(200, _aggs_body(ticker, asked.adjusted, results, next_url, status))
+        return json_reply(200, _aggs_body(ticker, asked.adjusted, results, next_url, status))
 
     return _Route(render, [ticker], kind="aggs", span_ms=(asked.anchor_ms, asked.to_ms))
 
@@ -852,10 +833,10 @@ def _aggs_next_url(asked: _AggsRange, last_start_ms: int) -> str:
 def _route_aggs_prev(ticker: str, query: dict[str, str]) -> _Route:
     adjusted = _parse_bool(query, "adjusted", True)
 
-    def render(call: _Call) -> _Reply:
+    def render(call: _Call) -> Reply:
         inst = call.instrument(ticker)
         if inst is None:
-            return _json_reply(200, _aggs_body(ticker, adjusted, [], None))
+            return json_reply(200, _aggs_body(ticker, adjusted, [], None))
         # The last complete trading day before today, as grouped daily and range give it (on a
         # Saturday that is Friday, not the day before the last tick's day).
         bar = market.previous_day_bar(ticker, call.now, market_hours=call.market_hours)
@@ -863,7 +844,7 @@ def _route_aggs_prev(ticker: str, query: dict[str, str]) -> _Route:
         result["t"] = _day_bar_t(bar, inst.asset_class)
         if "negative_price" in call.kinds_for(ticker):
             result["c"] = -1.0
-        return _json_reply(200, _aggs_body(ticker, adjusted, [result], None))
+        return json_reply(200, _aggs_body(ticker, adjusted, [result], None))
 
     # The previous trading day is always a past one: no span for the end-of-day plan to refuse.
     return _Route(render, [ticker], kind="aggs")
@@ -887,7 +868,7 @@ def _route_aggs_grouped(market_name: str, day_token: str, query: dict[str, str])
     end = start + market.DAY_SECONDS
     tickers = list(market.all_tickers(asset_class))
 
-    def render(call: _Call) -> _Reply:
+    def render(call: _Call) -> Reply:
         results = []
         for ticker in tickers if start < call.now else []:
             if call.instrument(ticker) is None:
@@ -900,7 +881,7 @@ def _route_aggs_grouped(market_name: str, day_token: str, query: dict[str, str])
             if "negative_price" in call.kinds_for(ticker):
                 result["c"] = -1.0
             results.append(result)
-        return _json_reply(200, _grouped_body(adjusted, results))
+        return json_reply(200, _grouped_body(adjusted, results))
 
     return _Route(render, tickers, kind="aggs", span_ms=(_ms(start), _ms(end) - 1))
 
@@ -946,40 +927,21 @@ def _free_plan_covers(span_ms: tuple[int, int], now: float) -> bool:
 # --- the server -----------------------------------------------------------------------------------
 
 
-class _Server(ThreadingHTTPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-    request_queue_size = 128
-
-    def __init__(self, address: tuple[str, int], simulator: PolygonSimulator) -> None:
-        super().__init__(address, _Handler)
-        self.simulator = simulator
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """Hands every request to the simulator; quiet, keep-alive, like the real API's HTTP/1.1."""
-
-    # Small JSON replies: without TCP_NODELAY each one stalls ~40 ms on loopback (delayed ACK).
-    disable_nagle_algorithm = True
-
-    protocol_version = "HTTP/1.1"
-    server: _Server
-
-    def do_GET(self) -> None:
-        self.server.simulator._serve(self, "GET")
+class _Handler(Handler):
+    """Hands every request to the simulator, the admin's POST and DELETE too."""
 
     def do_POST(self) -> None:
-        self.server.simulator._serve(self, "POST")
+        self.server.simulator.serve(self, "POST")
 
     def do_DELETE(self) -> None:
-        self.server.simulator._serve(self, "DELETE")
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence the default stderr line per request; the simulator keeps its own log."""
+        self.server.simulator.serve(self, "DELETE")
 
 
-class PolygonSimulator:
+class PolygonSimulator(LoopbackSimulator[Fault, SimulatorRequest]):
     """A Polygon REST server on loopback with a budget, a request log and injectable faults."""
+
+    thread_name = "polygon-simulator"
+    handler_class = _Handler
 
     _LOOPBACK: ClassVar[tuple[str, ...]] = ("127.", "::1", "::ffff:127.")
 
@@ -1015,100 +977,15 @@ class PolygonSimulator:
             raise ValueError("rate_limit_calls must be at least 1, or None for no budget")
         if page_size_cap < 1:
             raise ValueError("page_size_cap must be at least 1")
-        self.host = host
-        self.port = port
+        super().__init__(host, port, clock)
         self.rate_limit_calls = rate_limit_calls
         self.rate_limit_window = rate_limit_window
         self.api_keys = set(api_keys) if api_keys is not None else None
         self.plan = plan
-        self.clock = clock
         self.log_file = log_file
         self.page_size_cap = page_size_cap
         self.market_hours = market_hours
-        self._lock = threading.Lock()
-        self._log: list[SimulatorRequest] = []
-        self._faults: list[_ArmedFault] = []
         self._windows: dict[str, deque[float]] = {}
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
-
-    # lifecycle
-
-    def start(self) -> None:
-        """Bind and serve in a daemon thread; returns once the socket is listening."""
-        if self._server is not None:
-            raise RuntimeError("simulator already started")
-        self._stopping.clear()
-        self._server = _Server((self.host, self.port), self)
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.5},
-            name=f"polygon-simulator-{self.port}",
-            daemon=True,
-        )
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Stop serving and release the port; wakes any request sleeping in a timeout fault."""
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        self._stopping.set()
-        # shutdown() only takes effect when the accept loop next wakes; poking the socket wakes
-        # it at once, so a test fixture's teardown costs milliseconds, not a poll interval.
-        waiter = threading.Thread(target=server.shutdown, daemon=True)
-        waiter.start()
-        while waiter.is_alive():
-            self._poke()
-            waiter.join(0.01)
-        server.server_close()
-        if thread is not None:
-            thread.join(timeout=5)
-        self._server = None
-        self._thread = None
-
-    def _poke(self) -> None:
-        """Open and close one connection to our own socket, to wake the accept loop."""
-        host = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(self.host, self.host)
-        try:
-            socket.create_connection((host, self.port), timeout=0.2).close()
-        except OSError:
-            pass
-
-    def __enter__(self) -> PolygonSimulator:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """Base URL to give a client, e.g. http://127.0.0.1:54321."""
-        if self._server is None:
-            raise RuntimeError("simulator not started")
-        host = self.host if ":" not in self.host else f"[{self.host}]"
-        return f"http://{host}:{self.port}"
-
-    # state
-
-    @property
-    def requests(self) -> list[SimulatorRequest]:
-        """A copy of the request log (admin calls excluded)."""
-        with self._lock:
-            return list(self._log)
-
-    def add_fault(self, fault: Fault) -> None:
-        """Arm a fault; faults combine, and each counts down on its own."""
-        with self._lock:
-            self._faults.append(_ArmedFault(fault, fault.count))
-
-    def clear_faults(self) -> None:
-        """Disarm every fault."""
-        with self._lock:
-            self._faults.clear()
 
     def reset_log(self) -> None:
         """Forget logged requests (the log file, if any, is append-only and kept)."""
@@ -1130,7 +1007,8 @@ class PolygonSimulator:
 
     # request handling
 
-    def _serve(self, handler: _Handler, method: str) -> None:
+    def serve(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+        """Answer one request: the admin's, or the API's (logged)."""
         split = urlsplit(handler.path)
         path = unquote(split.path)
         if len(path) > 1:
@@ -1148,26 +1026,16 @@ class PolygonSimulator:
             except Exception:  # noqa: BLE001 - a bug here must still answer like a server
                 reply = _error(500, "ERROR", "Internal Server Error")
             self._record(SimulatorRequest(received, path, query, key_id(key), reply.status))
-        if reply.delay > 0:
-            self._stopping.wait(reply.delay)
-        try:
-            handler.send_response(reply.status)
-            handler.send_header("Content-Type", reply.content_type)
-            handler.send_header("Content-Length", str(len(reply.body)))
-            handler.end_headers()
-            handler.wfile.write(reply.body)
-        except (BrokenPipeError, ConnectionResetError):
-            # The client gave up (a read timeout, most likely); nothing left to tell it.
-            handler.close_connection = True
+        self._send(handler, reply)
 
     @staticmethod
-    def _read_body(handler: _Handler) -> bytes:
+    def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
         """Drain any request body so a keep-alive connection stays in step."""
         length = int(handler.headers.get("Content-Length") or 0)
         return handler.rfile.read(length) if length > 0 else b""
 
     @staticmethod
-    def _key(handler: _Handler, query: dict[str, str]) -> str | None:
+    def _key(handler: BaseHTTPRequestHandler, query: dict[str, str]) -> str | None:
         """The key from `Authorization: Bearer KEY`, else from `apiKey=`; None if neither."""
         auth = handler.headers.get("Authorization") or ""
         scheme, _, value = auth.partition(" ")
@@ -1190,29 +1058,18 @@ class PolygonSimulator:
             window.append(now)
             return len(window) <= self.rate_limit_calls
 
-    def _take_faults(self, path: str, tickers: list[str]) -> list[Fault]:
+    def _faults_for(self, path: str, tickers: list[str]) -> list[Fault]:
         """The faults matching this request; counted ones are spent by it."""
-        taken: list[Fault] = []
-        with self._lock:
-            kept: list[_ArmedFault] = []
-            for armed in self._faults:
-                fault = armed.fault
-                matches = (fault.path_prefix is None or path.startswith(fault.path_prefix)) and (
-                    fault.ticker is None or fault.ticker in tickers
-                )
-                if matches:
-                    taken.append(fault)
-                    if armed.remaining is not None:
-                        armed.remaining -= 1
-                        if armed.remaining <= 0:
-                            continue
-                kept.append(armed)
-            self._faults = kept
-        return taken
+        return self._take_faults(
+            lambda fault: (
+                (fault.path_prefix is None or path.startswith(fault.path_prefix))
+                and (fault.ticker is None or fault.ticker in tickers)
+            )
+        )
 
     def _respond(
         self, method: str, path: str, query: dict[str, str], key: str | None, now: float
-    ) -> _Reply:
+    ) -> Reply:
         """Auth, then budget, then faults and entitlement, then the endpoint itself."""
         if not key:
             return _error(401, "ERROR", MISSING_KEY_TEXT)
@@ -1224,8 +1081,8 @@ class PolygonSimulator:
             route = self._route(method, path, query)
         except _HttpError as exc:
             failure = exc
-            route = _Route(lambda _call: _json_reply(failure.status, failure.payload))
-        faults = self._take_faults(path, route.tickers)
+            route = _Route(lambda _call: json_reply(failure.status, failure.payload))
+        faults = self._faults_for(path, route.tickers)
         kinds = {fault.kind for fault in faults}
         delay = max((f.delay for f in faults if f.kind == "timeout"), default=0.0)
         if "rate_limited" in kinds:
@@ -1243,10 +1100,10 @@ class PolygonSimulator:
             try:
                 reply = route.render(call)
             except _HttpError as exc:
-                reply = _json_reply(exc.status, exc.payload)
+                reply = json_reply(exc.status, exc.payload)
             if "malformed" in kinds and reply.status == 200:
                 # Cut mid-object: the body starts like JSON and cannot be parsed.
-                reply = _Reply(200, reply.body[: max(1, len(reply.body) // 2)])
+                reply = Reply(200, reply.body[: max(1, len(reply.body) // 2)])
         reply.delay = delay
         return reply
 
@@ -1308,38 +1165,30 @@ class PolygonSimulator:
                 return _route_aggs_grouped(m, day, query)
         raise _not_found("Route not found.")
 
-    def _record(self, entry: SimulatorRequest) -> None:
-        with self._lock:
-            self._log.append(entry)
-            if self.log_file:
-                with open(self.log_file, "a", encoding="utf-8") as handle:
-                    handle.write(json.dumps(entry.to_dict()) + "\n")
-                    handle.flush()
-
     # admin
 
-    def _admin(self, handler: _Handler, method: str, path: str, body: bytes) -> _Reply:
+    def _admin(self, handler: BaseHTTPRequestHandler, method: str, path: str, body: bytes) -> Reply:
         """`/_sim/...`: read the log, arm or clear faults, reset. Loopback callers only."""
         if not handler.client_address[0].startswith(self._LOOPBACK):
-            return _json_reply(403, {"status": "ERROR", "error": "admin is loopback only"})
+            return json_reply(403, {"status": "ERROR", "error": "admin is loopback only"})
         if method == "GET" and path == "/_sim/log":
-            return _json_reply(200, [entry.to_dict() for entry in self.requests])
+            return json_reply(200, [entry.to_dict() for entry in self.requests])
         if method == "GET" and path == "/_sim/faults":
-            return _json_reply(200, [asdict(fault) for fault in self.faults])
+            return json_reply(200, [asdict(fault) for fault in self.faults])
         if method == "POST" and path == "/_sim/faults":
             try:
                 data = json.loads(body or b"null")
                 items = data if isinstance(data, list) else [data]
                 faults = [Fault.from_dict(item) for item in items]
             except (ValueError, KeyError, TypeError, AttributeError) as exc:
-                return _json_reply(400, {"status": "ERROR", "error": f"bad fault: {exc}"})
+                return json_reply(400, {"status": "ERROR", "error": f"bad fault: {exc}"})
             for fault in faults:
                 self.add_fault(fault)
-            return _json_reply(200, {"status": "OK", "armed": len(self.faults)})
+            return json_reply(200, {"status": "OK", "armed": len(self.faults)})
         if method == "DELETE" and path == "/_sim/faults":
             self.clear_faults()
-            return _json_reply(200, {"status": "OK"})
+            return json_reply(200, {"status": "OK"})
         if method == "POST" and path == "/_sim/reset":
             self.reset()
-            return _json_reply(200, {"status": "OK"})
-        return _json_reply(404, {"status": "NOT_FOUND", "message": "No such admin endpoint."})
+            return json_reply(200, {"status": "OK"})
+        return json_reply(404, {"status": "NOT_FOUND", "message": "No such admin endpoint."})

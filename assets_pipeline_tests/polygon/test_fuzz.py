@@ -27,9 +27,10 @@ from hypothesis import strategies as st
 
 from assets_pipeline.budget.limiter import PolygonBudget
 from assets_pipeline.config.registry import AssetType, SymbolSpec, Tier
-from assets_pipeline.polygon import client as client_module
+from assets_pipeline.http import paid as paid_module
+from assets_pipeline.http.errors import PolygonError
+from assets_pipeline.http.transport import Answer
 from assets_pipeline.polygon.client import FetchResult, PolygonClient
-from assets_pipeline.polygon.errors import PolygonError
 from assets_pipeline.polygon.parsing import (
     error_from_response,
     load_json,
@@ -38,7 +39,6 @@ from assets_pipeline.polygon.parsing import (
     parse_v2_single,
     parse_v3_snapshot,
 )
-from assets_pipeline.polygon.transport import Answer
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.plans import Plan
 from assets_pipeline.rules.quotes import Quote, QuoteRejected, validate_quote
@@ -337,7 +337,7 @@ def test_any_answer_through_the_client_ends_in_a_quote_or_one_of_our_errors(
 ):
     client, lines = fuzz_client("http://polygon.invalid", plan=plan, backoff_seconds=0)
     answer = Answer(status, body, "https://elsewhere.invalid/x" if 300 <= status < 400 else "", "")
-    with mock.patch.object(client_module, "bounded_get", lambda *_: answer):
+    with mock.patch.object(paid_module, "bounded_get", lambda *_: answer):
         settles(client, lines, mode)
 
 

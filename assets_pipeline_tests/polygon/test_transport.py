@@ -29,10 +29,10 @@ import pytest
 from assets_pipeline.budget.limiter import PolygonBudget
 from assets_pipeline.budget.sql_store import SqlBudgetStore
 from assets_pipeline.config.registry import AssetType
+from assets_pipeline.http.errors import MalformedResponse, RedirectRefused
+from assets_pipeline.http.transport import AnswerTooSlow, Origin, api_target, bounded_get
 from assets_pipeline.polygon.client import PolygonClient
-from assets_pipeline.polygon.errors import MalformedResponse, RedirectRefused
 from assets_pipeline.polygon.ranges import range_bars
-from assets_pipeline.polygon.transport import AnswerTooSlow, Origin, api_target, bounded_get
 from assets_pipeline_tests.conftest import get_engine
 from assets_pipeline_tests.polygon.test_client import SECRET, fetch_all, spec
 

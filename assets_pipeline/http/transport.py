@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlencode, urlsplit
 
-from assets_pipeline.polygon.errors import MalformedResponse, RetryableError
+from assets_pipeline.http.errors import MalformedResponse, RetryableError
 
 #: Read (and decode) this much at a time: a gzip chunk expands to at most ~1000 times this.
 CHUNK_BYTES = 16 * 1024

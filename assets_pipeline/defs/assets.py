@@ -185,6 +185,10 @@ def _sourcing(
     the others configured that the symbols list, with each symbol's recent failures."""
     kind = run_kind(context.run.tags)
     others = providers.sources(registry, specs, context.log, critical=kind == CRITICAL)
+    for source in others:  # the run's one deadline bounds every provider's requests
+        stop_by = getattr(source.provider, "stop_by", None)
+        if stop_by is not None:
+            stop_by(refresh_seconds(context.run.tags))
     free = Plan.parse(learnt.plan, "the learnt plan") is Plan.FREE
     polygon = Source(ProviderName.POLYGON.value, client.budget, polygon_live(free, learnt.bars))
     held = {}

@@ -103,7 +103,7 @@ def test_status_with_the_database_down_shows_the_rest_and_says_what_is_missing(d
     assert "priority       " in done.stdout and "next run" in done.stdout
     assert last_lines(done, 2) == [
         f"error: database {CLOSED} refused the connection: the last batch, queue and totals,"
-        " the plan and the budget are not shown",
+        " the plan, the budget and the providers are not shown",
         DB_FIX.replace("fix:   ", "fix: "),
     ]
     clean(done, PASSWORD)

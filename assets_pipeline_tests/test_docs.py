@@ -187,14 +187,25 @@ def test_with_your_own_key_gets_a_first_refresh_into_postgresql_and_redis(
     # The block as a newcomer runs it: its variables, then migrate, doctor and a refresh, each
     # to exit 0. Only what must be the test's own is swapped: the vendor's URL (the simulator
     # on a free plan that knows one key), the database (an empty one), a Redis namespace.
-    with PolygonSimulator(host="127.0.0.1", port=0, plan="free", api_keys={KEY}) as vendor:
+    from assets_pipeline.simulator.kraken import KrakenSimulator
+    from assets_pipeline.simulator.oanda import DEFAULT_TOKEN, OandaSimulator
+
+    polygon = PolygonSimulator(host="127.0.0.1", port=0, plan="free", api_keys={KEY})
+    kraken = KrakenSimulator(host="127.0.0.1", port=0)
+    oanda = OandaSimulator(host="127.0.0.1", port=0, market_hours=False)
+    with polygon as vendor, kraken, oanda:
         ours = {
             "POLYGON_API_KEY": KEY,
             "POLYGON_BASE_URL": vendor.url,
+            "KRAKEN_BASE_URL": kraken.url,
+            "OANDA_API_TOKEN": DEFAULT_TOKEN,
             "TRADING_DATABASE_URL": empty_pg_url,
             "REDIS_URL": REDIS_URL,
         }
-        env = fresh_env(tmp_path / "home", REDIS_NAMESPACE=redis_namespace)
+        # OANDA's base URL is left to its default in the block: here, its simulator
+        env = fresh_env(
+            tmp_path / "home", REDIS_NAMESPACE=redis_namespace, OANDA_BASE_URL=oanda.url
+        )
         env.pop("DAGSTER_HOME", None)
         ran = []
         for line in own_key_block():
@@ -232,7 +243,13 @@ def test_with_your_own_key_gets_a_first_refresh_into_postgresql_and_redis(
     finally:
         engine.dispose()
     assert [row.symbol for row in stored] == ["BTCUSD", "EURUSD", "XAUUSD"]
-    assert {row.metadata["last_update"]["timeframe"] for row in stored} == {"END-OF-DAY"}
+    # on free accounts: live from Kraken and OANDA, each quote naming its provider
+    assert {row.symbol: row.metadata["last_update"]["provider"] for row in stored} == {
+        "BTCUSD": "kraken",
+        "EURUSD": "oanda",
+        "XAUUSD": "oanda",
+    }
+    assert {row.metadata["last_update"]["timeframe"] for row in stored} == {"REAL-TIME"}
     client = redis.Redis.from_url(REDIS_URL)
     try:
         assert client.xlen(f"{redis_namespace}asset:{{updates}}") == 3

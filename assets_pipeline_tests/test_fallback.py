@@ -74,6 +74,15 @@ class World:
     polygon_plan: str
     kraken_calls: int = 100
     logs: list[str] = field(default_factory=list)
+    #: Where each simulator listened (a stopped one keeps its address: connections refused).
+    urls: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.urls = {
+            "polygon": self.polygon.url,
+            "kraken": self.kraken.url,
+            "oanda": self.oanda.url,
+        }
 
     def budget(self, name: str, calls: int) -> PolygonBudget:
         return PolygonBudget(SqlBudgetStore(self.engine, name), limit=calls, window_seconds=60)
@@ -81,12 +90,16 @@ class World:
     def sourcing(self) -> Sourcing:
         plan = "free" if self.polygon_plan == "free" else "paid"
         client = PolygonClient(
-            self.polygon.url, POLYGON_KEY, self.budget("polygon", 100), max_retries=0, plan=plan
+            self.urls["polygon"], POLYGON_KEY, self.budget("polygon", 100), max_retries=0, plan=plan
         )
-        kraken = KrakenProvider(self.budget("kraken", self.kraken_calls), self.kraken.url)
+        kraken = KrakenProvider(self.budget("kraken", self.kraken_calls), self.urls["kraken"])
         kraken.max_retries, kraken.backoff_seconds = 0, 0.0
         oanda = OandaProvider(
-            self.oanda.url, DEFAULT_ACCOUNT, DEFAULT_TOKEN, self.budget("oanda", 100), max_retries=0
+            self.urls["oanda"],
+            DEFAULT_ACCOUNT,
+            DEFAULT_TOKEN,
+            self.budget("oanda", 100),
+            max_retries=0,
         )
         others = [
             Source("kraken", kraken.budget, ALL, kraken),
@@ -258,3 +271,41 @@ def test_a_provider_out_of_slots_is_passed_over_and_its_budget_never_exceeded(wo
     assert first["BTCUSD"].provider == "kraken"
     assert second["BTCUSD"].provider == "polygon"  # no Kraken slot free right now
     assert world.requests(world.kraken) == 2
+
+
+def test_a_critical_symbol_on_a_fallback_too_long_fails_its_primary_provider_check(
+    world, frozen_clock, pg_url
+):
+    import dagster as dg
+
+    from assets_pipeline.defs.checks import PROVIDER_CHECK, judge_providers
+    from assets_pipeline.defs.keys import quote_asset_key
+    from assets_pipeline.defs.resources import TradingDatabase
+
+    if world.polygon_plan == "free":
+        pytest.skip(
+            "a day-old close is older than Kraken's stored price: never stored, no fallback"
+        )
+    database = TradingDatabase(url=pg_url)
+    selected = {dg.AssetCheckKey(quote_asset_key(s), PROVIDER_CHECK) for s in CRITICAL_SYMBOLS}
+
+    def verdicts() -> dict[str, bool]:
+        return {
+            r.asset_key.path[-1]: r.passed
+            for r in judge_providers(world.registry, database, selected)
+        }
+
+    world.refresh()
+    assert verdicts() == dict.fromkeys(CRITICAL_SYMBOLS, True)
+    world.kraken.stop()
+    world.refresh()  # BTCUSD on Polygon from now
+    frozen_clock.advance(1800)
+    world.refresh()
+    assert verdicts()["BTCUSD"] is True  # 30 minutes: not yet longer than alert_after
+    frozen_clock.advance(1)
+    failed = {r.asset_key.path[-1]: r for r in judge_providers(world.registry, database, selected)}
+    assert failed["BTCUSD"].passed is False
+    assert "served by polygon, a fallback, for 30.0 minutes (its primary is kraken" in (
+        failed["BTCUSD"].description
+    )
+    assert failed["EURUSD"].passed is True

@@ -33,8 +33,8 @@ def test_adding_a_symbol_is_one_entry_and_it_becomes_an_asset(tmp_path):
 
 def test_the_live_quote_has_no_partitions_and_history_only_past_days(frozen_clock):
     """Two families per symbol (docs/design/live-and-history.md): `quotes/<SYMBOL>` is the live
-    quote, one unpartitioned asset whose latest materialization is the quote now, with its three
-    checks; `history/<SYMBOL>` holds past days only, ending yesterday (UTC): today's bars are not
+    quote, one unpartitioned asset whose latest materialization is the quote now, with its
+    checks (a critical one also its provider's); `history/<SYMBOL>` holds past days only, ending yesterday (UTC): today's bars are not
     complete. History has no checks, and a backfill of it is one run."""
     from assets_pipeline.definitions import build_definitions
 
@@ -46,6 +46,7 @@ def test_the_live_quote_has_no_partitions_and_history_only_past_days(frozen_cloc
         "quote_quality",
         "fresh",
         "quote_age",
+        "primary_provider",  # a critical symbol's
     }
     days = graph.get(past).partitions_def
     assert isinstance(days, dg.DailyPartitionsDefinition) and days.timezone == "UTC"

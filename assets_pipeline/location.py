@@ -35,7 +35,12 @@ from assets_pipeline.defs.resources import (
 from assets_pipeline.defs.retention import retention_definitions
 from assets_pipeline.defs.schedules import cadence_definitions
 from assets_pipeline.defs.sensors import sensor_definitions
-from assets_pipeline.defs.sources import KrakenResource, OandaResource, ProvidersResource
+from assets_pipeline.defs.sources import (
+    BitstampResource,
+    KrakenResource,
+    OandaResource,
+    ProvidersResource,
+)
 from assets_pipeline.rules.providers import ProviderName
 
 # Dagster warns that `owners` is in beta when it binds resources to the jobs of a sensor that
@@ -97,8 +102,8 @@ def providers_resource(
     redis: RedisResource,
     database: TradingDatabase,
 ) -> ProvidersResource:
-    """Kraken and OANDA: each as configured; unconfigured, its simulator in the local set and
-    unused in production. Each has its own budget, kept beside Polygon's."""
+    """Kraken, OANDA and Bitstamp: each as configured; unconfigured, its simulator in the local
+    set and unused in production. Each has its own budget, kept beside Polygon's."""
     local = settings.deployment is Deployment.LOCAL
 
     def budget(name: str, calls: int, window: float) -> CallBudgetResource:
@@ -112,7 +117,7 @@ def providers_resource(
             database=database,
         )
 
-    kraken, oanda = settings.kraken, settings.oanda
+    kraken, oanda, bitstamp = settings.kraken, settings.oanda, settings.bitstamp
     return ProvidersResource(
         kraken=KrakenResource(
             base_url=kraken.base_url,
@@ -125,6 +130,11 @@ def providers_resource(
             token=secret("OANDA_API_TOKEN", oanda.token),
             account_id=oanda.account_id,
             budget=budget(ProviderName.OANDA.value, oanda.calls, oanda.window_seconds),
+        ),
+        bitstamp=BitstampResource(
+            base_url=bitstamp.base_url,
+            simulated=local and not bitstamp.configured,
+            budget=budget(ProviderName.BITSTAMP.value, bitstamp.calls, bitstamp.window_seconds),
         ),
     )
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from assets_pipeline.rules.cadence import (
+    DEFAULT_BITSTAMP_BUDGET,
     DEFAULT_KRAKEN_BUDGET,
     DEFAULT_OANDA_BUDGET,
     DEFAULT_RATE_LIMIT_CALLS,
@@ -100,6 +101,9 @@ VARIABLES = (
     "OANDA_BASE_URL",
     "OANDA_RATE_LIMIT_CALLS",
     "OANDA_RATE_LIMIT_WINDOW_SECONDS",
+    "BITSTAMP_BASE_URL",
+    "BITSTAMP_RATE_LIMIT_CALLS",
+    "BITSTAMP_RATE_LIMIT_WINDOW_SECONDS",
 )
 
 
@@ -109,8 +113,8 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class ProviderSettings:
-    """One more provider of prices (Kraken, OANDA): where it is, its key if it takes one, and
-    its budget. In production it is used only when configured (`configured`): a deployment
+    """One more provider of prices (Kraken, OANDA, Bitstamp): where it is, its key if it takes one,
+    and its budget. In production it is used only when configured (`configured`): a deployment
     asks no host it was not given; the local set runs its simulator instead."""
 
     base_url: str = ""
@@ -148,6 +152,7 @@ class Settings:
     alert_webhook_url: str = ""
     kraken: ProviderSettings = ProviderSettings(*("", "", ""), *DEFAULT_KRAKEN_BUDGET)
     oanda: ProviderSettings = ProviderSettings(*("", "", ""), *DEFAULT_OANDA_BUDGET)
+    bitstamp: ProviderSettings = ProviderSettings(*("", "", ""), *DEFAULT_BITSTAMP_BUDGET)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -193,6 +198,7 @@ class Settings:
             alert_webhook_url=_webhook_url(env.text("ALERT_WEBHOOK_URL")),
             kraken=_kraken(env),
             oanda=_oanda(env),
+            bitstamp=_bitstamp(env),
         )
 
     @property
@@ -295,6 +301,12 @@ def _kraken(env: _Reader) -> ProviderSettings:
     """Kraken's public data: used in production once `KRAKEN_BASE_URL` names it (no key)."""
     url = _http_url(env.text("KRAKEN_BASE_URL"), "KRAKEN_BASE_URL")
     return ProviderSettings(url, "", "", *_budget(env, "KRAKEN", DEFAULT_KRAKEN_BUDGET))
+
+
+def _bitstamp(env: _Reader) -> ProviderSettings:
+    """Bitstamp's public data: used in production once `BITSTAMP_BASE_URL` names it (no key)."""
+    url = _http_url(env.text("BITSTAMP_BASE_URL"), "BITSTAMP_BASE_URL")
+    return ProviderSettings(url, "", "", *_budget(env, "BITSTAMP", DEFAULT_BITSTAMP_BUDGET))
 
 
 def _oanda(env: _Reader) -> ProviderSettings:

@@ -1,5 +1,5 @@
-"""The providers beside Polygon as Dagster resources (`providers`: Kraken and OANDA, each with
-its own shared budget and critical reserve), and a refresh's `Sourcing` built from them. In
+"""The providers beside Polygon as Dagster resources (`providers`: Kraken, OANDA and Bitstamp,
+each with its own shared budget and critical reserve), and a refresh's `Sourcing` from them. In
 production a provider is used once configured; the local set runs their simulators, started
 when a run first asks and stopped when it ends. Secrets are `dg.EnvVar`."""
 
@@ -19,6 +19,7 @@ from assets_pipeline.budget.fairness import CRITICAL_CALLER, Caller, secondary_c
 from assets_pipeline.budget.interface import BudgetError
 from assets_pipeline.config.registry import Registry, SymbolSpec
 from assets_pipeline.defs.resources import CallBudgetResource
+from assets_pipeline.providers.bitstamp import BitstampProvider
 from assets_pipeline.providers.kraken import KrakenProvider
 from assets_pipeline.providers.oanda import OandaProvider
 from assets_pipeline.rules.cadence import Refresh
@@ -32,6 +33,7 @@ from assets_pipeline.sourcing import Source
 POLYGON = ProviderName.POLYGON.value
 KRAKEN = ProviderName.KRAKEN.value
 OANDA = ProviderName.OANDA.value
+BITSTAMP = ProviderName.BITSTAMP.value
 #: The token and account the local set's OANDA simulator accepts (nothing real).
 SIMULATED_OANDA_TOKEN = "simulator-token"
 SIMULATED_OANDA_ACCOUNT = "101-004-1234567-001"
@@ -113,6 +115,25 @@ class KrakenResource(_ProviderResource):
         return KrakenProvider(self.budget.budget(caller), self.where(), **self._common(logger))
 
 
+class BitstampResource(_ProviderResource):
+    """Bitstamp's public market data (`BITSTAMP_BASE_URL`; no key): live crypto quotes, the
+    second crypto source after Kraken."""
+
+    def _start_simulator(self) -> Any:
+        from assets_pipeline.simulator.bitstamp import BitstampSimulator
+
+        simulator = BitstampSimulator(host="127.0.0.1", port=0)
+        simulator.start()
+        return simulator
+
+    def calls_for(self, symbols: int) -> int:
+        """One `ticker` call per pair."""
+        return symbols
+
+    def provider(self, logger: Any, caller: Caller) -> BitstampProvider:
+        return BitstampProvider(self.budget.budget(caller), self.where(), **self._common(logger))
+
+
 class OandaResource(_ProviderResource):
     """OANDA v20 (`OANDA_BASE_URL`, `OANDA_API_TOKEN`, `OANDA_ACCOUNT_ID`): live forex and
     metals bid and ask on a free practice account. The token is a secret, never logged."""
@@ -151,9 +172,10 @@ class ProvidersResource(dg.ConfigurableResource):
 
     kraken: KrakenResource
     oanda: OandaResource
+    bitstamp: BitstampResource
 
     def configured(self) -> dict[str, _ProviderResource]:
-        found = {KRAKEN: self.kraken, OANDA: self.oanda}
+        found = {KRAKEN: self.kraken, OANDA: self.oanda, BITSTAMP: self.bitstamp}
         return {name: resource for name, resource in found.items() if resource.configured()}
 
     def sources(
@@ -201,10 +223,12 @@ def provider_report(
         (POLYGON, True, polygon_plan, live, polygon.budget),
         (KRAKEN, providers.kraken.configured(), "public market data (no key)", "live", None),
         (OANDA, providers.oanda.configured(), "practice account", "live", None),
+        (BITSTAMP, providers.bitstamp.configured(), "public market data (no key)", "live", None),
     ]
     unreachable = ""  # once the budget store did not answer, it is not asked again
+    resources = {KRAKEN: providers.kraken, OANDA: providers.oanda, BITSTAMP: providers.bitstamp}
     for name, configured, plan, timeframe, budget in entries:
-        resource = {KRAKEN: providers.kraken, OANDA: providers.oanda}.get(name)
+        resource = resources.get(name)
         budget = budget or (resource.budget if resource else None)
         row: dict[str, Any] = {
             "provider": name,

@@ -26,10 +26,12 @@ BATCH_TICKERS = 250
 #: the free plan's 5 calls a minute. Settings, resources and `BudgetShape` all take these.
 DEFAULT_RATE_LIMIT_CALLS = 5
 DEFAULT_RATE_LIMIT_WINDOW_SECONDS = 60.0
-#: The other providers' budgets (`KRAKEN_RATE_LIMIT_*`, `OANDA_RATE_LIMIT_*`): Kraken's public
-#: data a call a second on average (its counter decays 0.33 a second from 15); OANDA two
-#: requests a second (its cap on new connections; each request here opens one).
+#: The other providers' budgets (`KRAKEN_RATE_LIMIT_*`, `OANDA_RATE_LIMIT_*`,
+#: `BITSTAMP_RATE_LIMIT_*`): Kraken's public data a call a second on average (its counter decays
+#: 0.33 a second from 15); OANDA two requests a second (its cap on new connections; each request
+#: here opens one); Bitstamp a call a second, far below its 10,000 per 10 minutes.
 DEFAULT_KRAKEN_BUDGET = (60, DEFAULT_RATE_LIMIT_WINDOW_SECONDS)
+DEFAULT_BITSTAMP_BUDGET = (60, DEFAULT_RATE_LIMIT_WINDOW_SECONDS)
 DEFAULT_OANDA_BUDGET = (2, 1.0)
 #: Time for a run to be launched and start its process (sensor interval, 4-5 s of start-up,
 #: a busy machine).

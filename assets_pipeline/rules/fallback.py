@@ -17,10 +17,15 @@ from assets_pipeline.rules.providers import ProviderName
 from assets_pipeline.rules.taxonomy import AssetType
 
 #: Each market's providers, in order, where the symbols file names none: the free live ones
-#: first (Kraken's public data, OANDA's practice account), Polygon after them and for indices.
+#: first (Kraken's then Bitstamp's public data, OANDA's practice account), Polygon after them
+#: and for indices.
 DEFAULT_CHAINS: Mapping[AssetType, tuple[str, ...]] = {
     AssetType.FOREX: (ProviderName.OANDA.value, ProviderName.POLYGON.value),
-    AssetType.CRYPTO: (ProviderName.KRAKEN.value, ProviderName.POLYGON.value),
+    AssetType.CRYPTO: (
+        ProviderName.KRAKEN.value,
+        ProviderName.BITSTAMP.value,
+        ProviderName.POLYGON.value,
+    ),
     AssetType.INDEX: (ProviderName.POLYGON.value,),
 }
 #: How long a provider's circuit stays open after an outage before a refresh asks it again.

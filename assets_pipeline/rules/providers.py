@@ -14,6 +14,7 @@ class ProviderName(enum.StrEnum):
     POLYGON = "polygon"
     KRAKEN = "kraken"
     OANDA = "oanda"
+    BITSTAMP = "bitstamp"
 
 
 #: Where each provider is asked, when known: the `base_url` of its `api_providers` row.
@@ -21,10 +22,11 @@ BASE_URLS = {
     ProviderName.POLYGON: "https://api.polygon.io",
     ProviderName.KRAKEN: "https://api.kraken.com",
     ProviderName.OANDA: "https://api-fxpractice.oanda.com",
+    ProviderName.BITSTAMP: "https://www.bitstamp.net",
 }
 
-#: Provider plans that cost nothing (Kraken's public data, OANDA's practice account): the
-#: events' `plan` says `free` for them (schema v3 knows `free` and `paid` only).
+#: Provider plans that cost nothing (Kraken's and Bitstamp's public data, OANDA's practice
+#: account): the events' `plan` says `free` for them (schema v3 knows `free` and `paid` only).
 FREE_PLANS = frozenset({"public", "practice"})
 
 

@@ -9,7 +9,8 @@ import pytest
 from assets_pipeline.budget.limiter import PolygonBudget
 from assets_pipeline.budget.sql_store import SqlBudgetStore
 from assets_pipeline.polygon.client import PolygonClient
-from assets_pipeline.providers import kraken_wire, oanda
+from assets_pipeline.providers import bitstamp_wire, kraken_wire, oanda
+from assets_pipeline.providers.bitstamp import BitstampProvider
 from assets_pipeline.providers.contract import Provider
 from assets_pipeline.providers.kraken import KrakenProvider
 from assets_pipeline.providers.oanda import OandaProvider
@@ -34,11 +35,13 @@ def polygon(simulator, budget):
     provider.close()
 
 
-def test_the_three_providers_keep_the_contract(polygon, budget):
+def test_every_provider_keeps_the_contract(polygon, budget):
     kraken = KrakenProvider(budget)
     practice = OandaProvider(oanda.PRACTICE_URL, "101-001-1-001", "token", budget)
-    assert [isinstance(p, Provider) for p in (polygon, kraken, practice)] == [True] * 3
-    assert [p.name for p in (polygon, kraken, practice)] == list(ProviderName)
+    bitstamp = BitstampProvider(budget)
+    providers = (polygon, kraken, practice, bitstamp)
+    assert [isinstance(p, Provider) for p in providers] == [True] * 4
+    assert [p.name for p in providers] == list(ProviderName)
 
 
 def test_a_polygon_provider_takes_its_batch_size_and_timeframe_from_the_plan(polygon, registry):
@@ -73,7 +76,16 @@ def test_each_providers_quotes_name_it(polygon):
             "asks": [{"price": "1.08020"}],
         }
     )
-    quotes = {"polygon": list(fetched.values()), "kraken": [kraken], "oanda": [practice]}
+    bitstamp = bitstamp_wire.ticker_quote(
+        "btcusd",
+        {"timestamp": "1764080999", "bid": "96999", "ask": "97001", "last": "97000", "open": "1"},
+    )
+    quotes = {
+        "polygon": list(fetched.values()),
+        "kraken": [kraken],
+        "oanda": [practice],
+        "bitstamp": [bitstamp],
+    }
     for name, made in quotes.items():
         assert all(isinstance(q, Quote) for q in made), made
         assert {(q.provider, q.source.partition(":")[0]) for q in made} == {(name, name)}

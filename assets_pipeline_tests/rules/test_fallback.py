@@ -23,9 +23,9 @@ from assets_pipeline_tests.conftest import symbol_entry
 T = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
 
 
-def test_each_market_defaults_to_its_free_live_provider_then_polygon():
+def test_each_market_defaults_to_its_free_live_providers_then_polygon():
     assert DEFAULT_CHAINS[AssetType.FOREX] == ("oanda", "polygon")
-    assert DEFAULT_CHAINS[AssetType.CRYPTO] == ("kraken", "polygon")
+    assert DEFAULT_CHAINS[AssetType.CRYPTO] == ("kraken", "bitstamp", "polygon")
     assert DEFAULT_CHAINS[AssetType.INDEX] == ("polygon",)
 
 

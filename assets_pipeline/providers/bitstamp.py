@@ -1,0 +1,209 @@
+"""The Bitstamp provider: live crypto quotes and day bars from Bitstamp's public REST v2, no key.
+
+Quotes: one `ticker/{pair}/` call per pair, each quote timed by the ticker's own `timestamp`. Day
+bars: `ohlc/{pair}/` at a step of a day, up to 1000 candles a call, the running day never returned.
+Each request is one `bounded_get` paid from the budget before it is sent; a retry pays again; a
+rate limit pauses the budget. Why Bitstamp, as the second crypto source: docs/providers.md."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from assets_pipeline.budget.interface import BudgetError, CallBudget
+from assets_pipeline.config.registry import SymbolSpec
+from assets_pipeline.polygon.errors import (
+    MalformedResponse,
+    PolygonError,
+    RateLimited,
+    RedirectRefused,
+    RetryableError,
+)
+from assets_pipeline.polygon.parsing import Bar, load_json
+from assets_pipeline.polygon.transport import NoAnswer, Origin, api_target, bounded_get, origin_of
+from assets_pipeline.providers import bitstamp_wire as wire
+from assets_pipeline.rules import clock
+from assets_pipeline.rules.providers import BASE_URLS, ProviderName
+from assets_pipeline.rules.quotes import Quote, QuoteRejected, Timeframe, validate_quote
+from assets_pipeline.rules.taxonomy import AssetType
+
+BITSTAMP_BASE_URL = BASE_URLS[ProviderName.BITSTAMP]
+#: Every public market-data path starts so; nothing else is ever asked.
+PUBLIC_PREFIX = ("/api/v2/",)
+#: The most candles one `ohlc` call returns (Bitstamp's documented maximum of `limit`).
+MAX_CANDLES = 1000
+#: A ticker is ~300 bytes, 1000 day candles ~120 KB: far above, refused.
+DEFAULT_MAX_BODY_BYTES = 2_000_000
+DEFAULT_TOTAL_TIMEOUT_SECONDS = 30.0
+
+log = logging.getLogger(__name__)
+
+
+class BitstampProvider:
+    """Bitstamp's public market data within the budget it is given (the `Provider` protocol)."""
+
+    name = ProviderName.BITSTAMP
+    timeframe = Timeframe.REAL_TIME
+    #: `ticker/{pair}/` takes one pair (the all-pairs `ticker/` answer is ~100 times larger).
+    tickers_per_call = 1
+
+    def __init__(
+        self,
+        budget: CallBudget,
+        base_url: str = BITSTAMP_BASE_URL,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 15.0,
+        total_timeout: float = DEFAULT_TOTAL_TIMEOUT_SECONDS,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        max_retries: int = 2,
+        backoff_seconds: float = 1.0,
+        max_budget_wait_seconds: float = 180.0,
+        sleep: Callable[[float], None] = time.sleep,
+        logger: logging.Logger | Any | None = None,
+    ) -> None:
+        #: Where every request goes: the base URL's scheme, host and port.
+        self.origin = Origin.parse(base_url)
+        self.budget = budget
+        self.timeouts = (connect_timeout, read_timeout)
+        self.total_timeout = total_timeout
+        self.max_body_bytes = max_body_bytes
+        self.max_retries = max_retries
+        self.backoff_seconds = backoff_seconds
+        self.max_budget_wait_seconds = max_budget_wait_seconds
+        self._sleep = sleep
+        self.log = logger or log
+        #: HTTP attempts made (each retry counts): each took one slot of the budget first.
+        self.calls = 0
+
+    def close(self) -> None:
+        """Nothing to release: every request has its own connection, closed after it."""
+
+    def redact(self, text: str) -> str:
+        """No key, no secret: a message is shown as it is."""
+        return text
+
+    def instrument(self, spec: SymbolSpec) -> str | None:
+        """Bitstamp's market symbol for a crypto symbol (BTCUSD -> `btcusd`, ETHUSDT -> `ethusdt`),
+        from its base and quote assets; None for anything that is not crypto. A pair Bitstamp
+        does not list is asked once and answered 404: `TickerNotFound`, for that pair alone."""
+        if spec.asset_type is not AssetType.CRYPTO:
+            return None
+        return wire.pair_for(spec.base_asset, spec.quote_asset)
+
+    # --- quotes ------------------------------------------------------------------------------
+
+    def fetch_quotes(self, instruments: Sequence[str]) -> dict[str, Quote | Exception]:
+        """Each pair's validated quote, or the error that stopped it: one `ticker` call a pair, so
+        one pair's failure never touches another's answer."""
+        out: dict[str, Quote | Exception] = {}
+        for pair in dict.fromkeys(instruments):
+            try:
+                out[pair] = _checked(wire.ticker_quote(pair, self._get_pair(pair, "ticker")))
+            except (PolygonError, BudgetError, QuoteRejected) as exc:
+                if isinstance(exc, PolygonError):
+                    exc.ticker = pair
+                out[pair] = exc
+        return out
+
+    def _get_pair(self, pair: str, endpoint: str, params: dict[str, Any] | None = None) -> Any:
+        if not wire.is_pair(pair):
+            raise MalformedResponse(f"not a Bitstamp pair: {pair[:40]!r}", ticker=pair)
+        return self.get_json(f"/api/v2/{endpoint}/{pair}/", params, pair)
+
+    # --- day bars ----------------------------------------------------------------------------
+
+    def fetch_day_bars(self, instrument: str, first: dt.date, last: dt.date) -> list[Bar]:
+        """The pair's closed UTC days from `first` to `last`, oldest first, in one `ohlc` call per
+        1000 days. Today's candle is running (Bitstamp lists it) and is never returned; a day
+        without a candle is absent, not an error."""
+        newest = min(last, clock.today() - dt.timedelta(days=1))
+        bars: list[Bar] = []
+        start = first
+        while start <= newest:
+            count = min((newest - start).days + 1, MAX_CANDLES)
+            since = int(dt.datetime.combine(start, dt.time(), dt.UTC).timestamp())
+            params = {"step": wire.DAY_SECONDS, "limit": count, "start": since}
+            body = self._get_pair(instrument, "ohlc", params)
+            window_end = start + dt.timedelta(days=count - 1)
+            bars += [
+                bar
+                for bar in wire.ohlc_bars(body, instrument, wire.DAY_SECONDS)
+                if start <= bar.start.date() <= window_end
+            ]
+            start = window_end + dt.timedelta(days=1)
+        return bars
+
+    # --- one request -------------------------------------------------------------------------
+
+    def get_json(self, path: str, params: dict[str, Any] | None = None, pair: str | None = None):  # noqa: ANN201
+        """GET a public path and return its body, once it holds no error; what is retryable (a
+        rate limit, the service, the network, a broken body) is tried again, each attempt paid
+        from the budget; a rate limit first pauses every caller of the budget."""
+        target = api_target(path, params, PUBLIC_PREFIX)
+        attempt = 0
+        while True:
+            try:
+                return self._attempt(target, pair)
+            except RetryableError as exc:
+                if isinstance(exc, RateLimited):
+                    self.budget.penalize()
+                if attempt >= self.max_retries:
+                    raise
+                attempt += 1
+                delay = 0.0 if isinstance(exc, RateLimited) else self._backoff(attempt)
+                self.log.warning(f"Bitstamp {path}: {exc}; retry {attempt} of {self.max_retries}")
+                if delay:
+                    self._sleep(delay)
+
+    def _backoff(self, attempt: int) -> float:
+        return min(self.backoff_seconds * 2 ** (attempt - 1), 30.0)
+
+    def _attempt(self, target: str, pair: str | None) -> Any:
+        """One paid request: a slot of the budget, then one bounded GET at the origin."""
+        self.budget.acquire(self.max_budget_wait_seconds, on_wait=self._log_wait)
+        path = target.partition("?")[0]
+        self.calls += 1
+        try:
+            answer = bounded_get(
+                self.origin,
+                target,
+                {"Accept": "application/json", "User-Agent": "assets-pipeline"},
+                self.timeouts,
+                self.total_timeout,
+                self.max_body_bytes,
+            )
+        except RetryableError as exc:  # too slow, too large, no answer, broken off
+            text = "did not answer in time" if isinstance(exc, NoAnswer) else str(exc)
+            raise type(exc)(f"Bitstamp {path} at {self.origin}: {text}", ticker=pair) from None
+        if 300 <= answer.status < 400:
+            where = origin_of(answer.location, self.origin)
+            raise RedirectRefused(
+                f"Bitstamp answered a redirect to {where}: refused ({answer.status} for {path})",
+                status=answer.status,
+                ticker=pair,
+            )
+        if answer.status != 200:
+            raise wire.http_error(answer.status, answer.body, pair)
+        try:
+            body = load_json(answer.body, unique_keys=True)
+        except MalformedResponse as exc:
+            exc.ticker = pair
+            raise
+        error = wire.error_in(body, pair)  # an error inside the 200: retried or not, as it says
+        if error is not None:
+            raise error
+        return body
+
+    def _log_wait(self, seconds: float) -> None:
+        self.log.info(f"waiting {seconds:.1f}s for a Bitstamp call slot")
+
+
+def _checked(quote: Quote) -> Quote:
+    """A quote that passes the hard rules (not crossed, not in the future beyond the skew, not
+    absurdly old), as fetched now under the public plan; else `QuoteRejected`."""
+    now = clock.utcnow()
+    return validate_quote(quote, now).fetched(now, wire.PLAN)

@@ -309,3 +309,40 @@ def test_a_critical_symbol_on_a_fallback_too_long_fails_its_primary_provider_che
         failed["BTCUSD"].description
     )
     assert failed["EURUSD"].passed is True
+
+
+@pytest.mark.parametrize("plan", ["free", "auto"])
+def test_a_live_provider_keeps_its_symbols_due_whatever_polygons_plan(plan):
+    """On Polygon's free plan a symbol holding the newest day bar is not fetched again until
+    the next close is published; a symbol a live provider serves is due at every cadence, even
+    when its stored price is a day bar its fallback gave (the live provider may be back)."""
+    from assets_pipeline.rules.quotes import Quote
+
+    live = parse_registry(SYMBOLS, plan=plan, live_providers=frozenset({"kraken", "oanda"}))
+    alone = parse_registry(SYMBOLS, plan=plan)
+    at = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
+    eurusd = live.get("EURUSD")
+    day_bar = Quote(
+        ticker="C:EURUSD",
+        data_time=dt.datetime(2026, 11, 25, 0, 0, tzinfo=dt.UTC),  # the newest close
+        source="polygon:grouped-daily",
+        last_price=1.08,
+        timeframe=Timeframe.END_OF_DAY,
+    )
+    assert live.due(eurusd, day_bar, at)
+    assert not alone.due(alone.get("EURUSD"), day_bar, at)  # the newest close is stored
+    assert not live.on_day_bars(day_bar, eurusd)  # judged on stale_after, not the bar schedule
+    # Polygon alone serves SPX: holding its newest close, it is not fetched again
+    assert not live.due(live.get("SPX"), _spx_bar(), at)
+
+
+def _spx_bar():
+    from assets_pipeline.rules.quotes import Quote
+
+    return Quote(
+        ticker="I:SPX",
+        data_time=dt.datetime(2026, 11, 25, 0, 0, tzinfo=dt.UTC),
+        source="polygon:index-daily",
+        last_price=5500.0,
+        timeframe=Timeframe.END_OF_DAY,
+    )

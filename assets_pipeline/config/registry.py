@@ -177,6 +177,8 @@ class Registry:
     publication_delay: dt.timedelta = DEFAULT_PUBLICATION_DELAY
     #: Each market's providers in order, and the circuit and hysteresis times (`providers:`).
     fallback: FallbackPolicy = dataclasses.field(default_factory=FallbackPolicy)
+    #: The live providers besides Polygon that the deployment has (configured, or simulated).
+    live_providers: frozenset[str] = frozenset()
 
     def __iter__(self) -> Iterator[SymbolSpec]:
         return iter(self.symbols)
@@ -225,9 +227,17 @@ class Registry:
         decides which symbols a cadence may spend calls on."""
         return [s for s in specs if self.market_hours.is_open(s.asset_type, at)]
 
-    def on_day_bars(self, stored: Quote | None) -> bool:
-        """Is the symbol served end-of-day bars? Always on the free plan, never on a paid one;
-        on `auto`, when its last price was a day bar (the plan refused its market's snapshots)."""
+    def served_live(self, spec: SymbolSpec) -> bool:
+        """Does a live provider besides Polygon (configured, or simulated in the local set)
+        stand in the symbol's list? Then Polygon's plan does not decide what it is served."""
+        return any(name in self.live_providers for name in self.chain(spec))
+
+    def on_day_bars(self, stored: Quote | None, spec: SymbolSpec | None = None) -> bool:
+        """Is the symbol served end-of-day bars? Never when a live provider serves it (`spec`
+        given); else always on Polygon's free plan, never on a paid one, and on `auto` when its
+        last price was a day bar (the plan refused its market's snapshots)."""
+        if spec is not None and self.served_live(spec):
+            return False
         if self.plan != Plan.AUTO:
             return self.plan == Plan.FREE
         return stored is not None and stored.timeframe is Timeframe.END_OF_DAY
@@ -238,8 +248,8 @@ class Registry:
 
     def due(self, spec: SymbolSpec, stored: Quote | None, at: dt.datetime) -> bool:
         """Can a refresh bring the symbol anything new? On day bars, only once a newer bar than
-        the stored one is published; on snapshots, always."""
-        if not self.on_day_bars(stored):
+        the stored one is published; on snapshots or a live provider, always."""
+        if not self.on_day_bars(stored, spec):
             return True
         return bar_due(
             self.market_hours,
@@ -372,6 +382,7 @@ def load_registry(
         source=str(file),
         budget=settings.budget_shape,
         plan=settings.polygon_plan,
+        live_providers=settings.live_providers,
     )
     return _checked(registry, settings.budget_check)
 
@@ -453,6 +464,7 @@ def parse_registry(
     source: str = "<symbols>",
     budget: BudgetShape | None = None,
     plan: str = Plan.AUTO,
+    live_providers: frozenset[str] = frozenset(),
 ) -> Registry:
     """Validate an already-parsed symbols document; pure, so tests need no files."""
     plan = Plan.parse(plan, "POLYGON_PLAN")
@@ -492,6 +504,7 @@ def parse_registry(
         plan=plan,
         publication_delay=delay,
         fallback=fallback,
+        live_providers=live_providers,
     )
 
 

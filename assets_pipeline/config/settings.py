@@ -209,6 +209,18 @@ class Settings:
         )
 
     @property
+    def live_providers(self) -> frozenset[str]:
+        """The live providers besides Polygon this deployment has: those configured, and in
+        the local set every one (their simulators stand in)."""
+        local = self.deployment is Deployment.LOCAL
+        given = {
+            ProviderName.KRAKEN: self.kraken,
+            ProviderName.OANDA: self.oanda,
+            ProviderName.BITSTAMP: self.bitstamp,
+        }
+        return frozenset(str(n) for n, p in given.items() if p.configured or local)
+
+    @property
     def retention(self) -> dt.timedelta:
         """How long the growing tables keep their rows (`persistence/retention.py`)."""
         return dt.timedelta(days=self.retention_days)

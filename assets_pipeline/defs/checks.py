@@ -214,7 +214,7 @@ def _judge(spec: SymbolSpec, state: _State, now: dt.datetime, registry: Registry
         registry.market_hours,
         registry.stale_after(spec.tier),
         registry.quality.max_data_age_seconds,
-        registry.publication_delay if registry.on_day_bars(state.latest) else None,
+        registry.publication_delay if registry.on_day_bars(state.latest, spec) else None,
     )
 
 

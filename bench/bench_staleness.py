@@ -2058,7 +2058,7 @@ def outage_section(base: Registry, cfg: argparse.Namespace) -> None:
     print(
         "crit age: the critical tier's data age over the measured span; during: from the"
         " outage's start to return_after past its end; calls: requests each provider was sent"
-        " in the whole run / its budget"
+        " in the whole run, and its budget"
     )
     print(outage_verdict(runs, base, sec))
 

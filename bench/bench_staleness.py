@@ -1,7 +1,8 @@
 """Benchmark: how stale each tier gets under a 5-calls-per-minute budget, simulated.
 
     .venv/bin/python bench/bench_staleness.py [--hours 6] [--quick] [--symbols 9 100 500]
-        [--days 1] [--plan-symbols 9 100 500] [--plans free paid]
+        [--days 1] [--plan-symbols 9 100 500] [--plans free paid] [--provider-symbols 9 100 500]
+        [--outage-minutes 60] [--outage-at-minutes 60] [--outage-hours 3] [--paid-polygon-calls 100]
 
 Nothing sleeps, nothing goes over HTTP, nothing touches a database: a discrete-event simulation
 runs on a simulated clock (float seconds) and prints plain-text tables. The one thing it checks:
@@ -150,6 +151,24 @@ than the seed's plus one window. The model has no rule that spends unused budget
 stalest secondary symbols first (the queue orders by tier, then first enqueued, and a tier is
 enqueued once per cadence); the verdicts say so and give the unused calls. Verdicts are
 figures to read: the exit status is 0 unless the budget check fails.
+
+Provider sections
+-----------------
+Two more tables model Polygon, Kraken and OANDA together (`ChainSim`), each symbol asked of its
+providers as `sourcing.Sourcing` asks them, through the real pure rules: `rules.fallback.order`
+over `Candidate`s (live first, then not recently failed, then with a budget slot), `Circuit`
+(an outage opens it for `retry_after`; a provider alone on a list is asked all the same),
+`return_after` hysteresis, an end-of-day answer passed on while a live provider is left. Each
+provider has its own simulated budget store and `fairness.decide` (Kraken 60/60 s: its clock
+and one ticker call per 20 pairs; OANDA 2/1 s: one call per 50 instruments; Polygon's free plan
+5/60 s on day bars, or a paid one); `check_budget` is asserted per provider.
+
+4. **Free accounts on every provider vs Polygon alone** (`--provider-symbols`, one day from
+   PLAN_START): data age per tier for Polygon's free plan alone (the plan model above) and for
+   the default chains with free Kraken and OANDA accounts, on `POLYGON_PLAN=auto` and `free`.
+5. **Polygon down for an hour** (`--outage-minutes`): a paid Polygon first for the critical
+   symbols (`[polygon, oanda]`, `[polygon, kraken]`) or alone, unreachable mid-run; the critical
+   data age over time, its p95 and max, and the requests each provider was sent.
 """
 
 from __future__ import annotations
@@ -168,7 +187,13 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass, field
 
-from assets_pipeline.budget.fairness import CRITICAL_CALLER, Caller, decide, free_slots
+from assets_pipeline.budget.fairness import (
+    CRITICAL_CALLER,
+    Caller,
+    decide,
+    free_slots,
+    secondary_caller,
+)
 from assets_pipeline.budget.limiter import WINDOW_MARGIN_SECONDS
 from assets_pipeline.config.registry import (
     AssetType,
@@ -178,7 +203,17 @@ from assets_pipeline.config.registry import (
     refresh_cost,
 )
 from assets_pipeline.polygon.client import V3_MAX_TICKERS
-from assets_pipeline.rules.cadence import DEFAULT_TIERS, QueuePolicy, format_duration
+from assets_pipeline.providers.kraken import KrakenProvider
+from assets_pipeline.providers.oanda import OandaProvider
+from assets_pipeline.rules.cadence import (
+    DEFAULT_KRAKEN_BUDGET,
+    DEFAULT_OANDA_BUDGET,
+    DEFAULT_TIERS,
+    QueuePolicy,
+    format_duration,
+)
+from assets_pipeline.rules.fallback import Candidate, Circuit, order
+from assets_pipeline.rules.providers import ProviderName
 from assets_pipeline.rules.queue_rules import (
     IN_FLIGHT,
     QUEUED,
@@ -192,6 +227,7 @@ from assets_pipeline.rules.queue_rules import (
 )
 from assets_pipeline.rules.quotes import Quote, Timeframe
 from assets_pipeline.rules.taxonomy import Tier
+from assets_pipeline.sourcing import polygon_live
 
 MODES = ("batch", "per_ticker")
 EPOCH = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -1254,6 +1290,840 @@ def notes(rows: list[Row]) -> list[str]:
     return lines
 
 
+# --- providers: free accounts beside Polygon, and an hour of Polygon's outage -----------------
+
+POLYGON, KRAKEN, OANDA = (
+    p.value for p in (ProviderName.POLYGON, ProviderName.KRAKEN, ProviderName.OANDA)
+)
+#: What a call to a provider that is down ends with (a 502, a refused connection, a timeout).
+OUTAGE = "provider unreachable"
+#: Kraken's and OANDA's resources wait at most this long for a budget slot (Polygon: 180 s).
+PROVIDER_MAX_WAIT_SECONDS = 60.0
+#: The providers' retries of a failed request (each paid from the budget), as the clients'.
+PROVIDER_MAX_RETRIES = 2
+
+
+@dataclass(frozen=True)
+class Asked(Call):
+    """One request to one provider (the engine takes its slot from that provider's budget)."""
+
+    provider: str = POLYGON
+
+
+@dataclass(frozen=True)
+class ProviderModel:
+    """One provider as the model sees it: its budget, the markets it serves live, which symbols
+    it names (its real `instrument` rule), and what asking it for some of them costs: one group
+    per `per_call` instruments, `calls_per_group` requests each (Kraken: its clock, then one
+    `Ticker` call per 20 pairs; OANDA: one pricing call per 50; Polygon: as its client groups
+    them, `fetch_groups`: on day bars one grouped-daily call per market)."""
+
+    name: str
+    calls: int
+    window: float
+    live: frozenset[AssetType]
+    instrument: Callable[[SymbolSpec], str | None]
+    per_call: int = V3_MAX_TICKERS
+    calls_per_group: int = 1
+    max_wait: float = PROVIDER_MAX_WAIT_SECONDS
+
+    @property
+    def day_bars(self) -> bool:
+        return self.name == POLYGON and not self.live
+
+    def groups(self, specs: list[SymbolSpec]) -> list[list[SymbolSpec]]:
+        """The symbols per request group, as the provider's client cuts them."""
+        if self.name == POLYGON:
+            bars = frozenset(AssetType) if self.day_bars else frozenset()
+            return fetch_groups(specs, "batch", bars, V3_MAX_TICKERS)
+        by_instrument: dict[str, list[SymbolSpec]] = {}
+        for spec in specs:
+            by_instrument.setdefault(self.instrument(spec) or "", []).append(spec)
+        names = list(by_instrument)
+        return [
+            [s for name in names[i : i + self.per_call] for s in by_instrument[name]]
+            for i in range(0, len(names), self.per_call)
+        ]
+
+
+def provider_models(polygon_paid: bool, cfg: argparse.Namespace) -> dict[str, ProviderModel]:
+    """The three providers with their default budgets (`DEFAULT_KRAKEN_BUDGET`,
+    `DEFAULT_OANDA_BUDGET`; Polygon's free plan 5 a minute, a paid one `--paid-polygon-calls`)
+    and their real instrument rules (`KrakenProvider.instrument`, `OandaProvider.instrument`)."""
+    kraken = KrakenProvider(None, "http://127.0.0.1:9")  # only its pure `instrument` is used
+    oanda = OandaProvider("http://127.0.0.1:9", "101-004-1234567-001", "unused", None)
+    polygon_calls = cfg.paid_polygon_calls if polygon_paid else cfg.calls
+    return {
+        POLYGON: ProviderModel(
+            POLYGON,
+            polygon_calls,
+            cfg.window,
+            polygon_live(not polygon_paid, frozenset()),
+            lambda spec: spec.polygon_ticker,
+            max_wait=MAX_BUDGET_WAIT_SECONDS,
+        ),
+        KRAKEN: ProviderModel(
+            KRAKEN,
+            *DEFAULT_KRAKEN_BUDGET,
+            frozenset(AssetType),
+            kraken.instrument,
+            KrakenProvider.tickers_per_call,
+            2,
+        ),
+        OANDA: ProviderModel(
+            OANDA,
+            *DEFAULT_OANDA_BUDGET,
+            frozenset(AssetType),
+            oanda.instrument,
+            OandaProvider.tickers_per_call,
+        ),
+    }
+
+
+class ProviderEngine(Engine):
+    """The event engine with one simulated budget store per provider; a request granted while
+    its provider is down (`down(provider, t)`) fails after `outage_seconds`."""
+
+    def __init__(
+        self,
+        models: dict[str, ProviderModel],
+        call_seconds: float,
+        down: Callable[[str, float], bool],
+        outage_seconds: float,
+    ) -> None:
+        super().__init__(1, 60.0, call_seconds, 0.0, 1, False)
+        self.stores = {n: SimStore(m.calls, m.window) for n, m in models.items()}
+        self.granted: dict[str, list[float]] = {name: [] for name in models}
+        self.down = down
+        self.outage_seconds = outage_seconds
+
+    def _poll(self, process: Process, call: Call, arrived: float) -> None:
+        assert isinstance(call, Asked)
+        self.store = self.stores[call.provider]
+        super()._poll(process, call, arrived)
+
+    def _grant(self, process: Process, call: Call, arrived: float) -> None:
+        assert isinstance(call, Asked)
+        self.grants.append(self.now)
+        self.spent.append((self.now, call.serves))
+        self.granted[call.provider].append(self.now)
+        ok = not self.down(call.provider, self.now)
+        done = self.now + (self.call_seconds if ok else self.outage_seconds)
+        result = CallResult(ok, self.now - arrived, done, "" if ok else OUTAGE)
+        self._step_later(process, result)
+
+    def free(self, provider: str, caller: Caller) -> int:
+        return self.stores[provider].free_slots(self.now, caller)
+
+
+@dataclass
+class Asking:
+    """One symbol in one refresh: the providers left to ask, the weaker answers kept (data
+    times of end-of-day answers), the providers that failed it, and its last error."""
+
+    names: list[str]
+    weak: list[tuple[float, str]] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    error: str = ""
+
+
+class ChainSim:
+    """The project's per-symbol choice and fallback on the simulated clock: each refresh asks
+    each symbol's providers in `rules.fallback.order` (live first, then not recently failed,
+    then with a slot free), over their closed circuits (`Circuit.is_open`; a provider alone on
+    the list is asked whatever its circuit); an answer that is end of day while a live
+    provider is left passes the symbol on, kept in case none does better (`sourcing._weakness`,
+    `_last_resort`); an outage (every symbol asked failed, none by a budget wait) opens the
+    provider's circuit (`_judge_health`); a provider that failed a symbol is held for it for
+    `return_after` (`recently_failed`); a quote not newer than the stored one is not written.
+    Cadences, queue and due gates as `simulate_ours` (schedules, `plan_refresh`, the drain
+    sized on Polygon's free slots)."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        models: dict[str, ProviderModel],
+        cfg: argparse.Namespace,
+        down: Callable[[str, float], bool] = lambda name, t: False,
+    ) -> None:
+        self.registry, self.models, self.cfg = registry, models, cfg
+        self.start = PLAN_START - dt.timedelta(seconds=cfg.warmup)
+        self.engine = ProviderEngine(models, cfg.call_seconds, down, cfg.outage_attempt_seconds)
+        self.out = Outcome(calls=self.engine.grants, spent=self.engine.spent)
+        self.queue = Queue(registry)
+        self.stored: dict[str, Quote] = {}
+        self.circuits: dict[str, Circuit] = {}
+        #: Per symbol, per provider, when it last failed the symbol (its sync row `failed`).
+        self.failed_at: dict[str, dict[str, float]] = {}
+        self.busy = {"critical": False, "queue": False}
+        self.served: list[tuple[float, str, str]] = []  # (completion, symbol, provider)
+        direct = [p.every_seconds for p in registry.tiers.values() if p.refresh == "direct"]
+        self.callers = {name: self._secondary(name, direct) for name in models}
+
+    def _secondary(self, name: str, cadences: list[float]) -> Caller:
+        """`_ProviderResource.caller`: non-critical runs leave what one refresh of the critical
+        symbols that list the provider costs (Polygon: `Registry.secondary_caller`)."""
+        model = self.models[name]
+        if name == POLYGON:
+            return self.registry.secondary_caller(
+                "batch", frozenset(AssetType) if model.day_bars else frozenset()
+            )
+        listing = [s for s in self.registry.direct() if name in self.registry.chain(s)]
+        cost = model.calls_per_group * math.ceil(len(listing) / model.per_call)
+        return secondary_caller(cost, cadences)
+
+    def at(self, t: float) -> dt.datetime:
+        return self.start + dt.timedelta(seconds=t)
+
+    # --- what a provider's answer brings, and the symbol's candidates ------------------------
+
+    def data_time(self, spec: SymbolSpec, provider: str, done: float) -> float:
+        """Live: the call's completion; day bars: the newest published session's close."""
+        if not self.models[provider].day_bars:
+            return done
+        close = self.registry.newest_bar(spec, self.at(done)).close
+        assert close is not None, "a bar is published every fortnight"
+        return (close - self.start).total_seconds()
+
+    def quote(self, spec: SymbolSpec, provider: str, data: float, done: float) -> Quote:
+        day_bars = self.models[provider].day_bars
+        return Quote(
+            ticker=spec.polygon_ticker,
+            data_time=self.at(data),
+            source=provider,
+            symbol=spec.symbol,
+            fetched_at=self.at(done),
+            timeframe=Timeframe.END_OF_DAY if day_bars else Timeframe.REAL_TIME,
+            provider=provider,
+        )
+
+    def candidates(self, spec: SymbolSpec, busy: set[str], open_: set[str]) -> list[str]:
+        """`Sourcing.candidates`: configured providers naming the symbol, in `order`; an open
+        circuit is left out while another candidate is left."""
+        return_after = self.registry.fallback.return_after_seconds
+        failed = self.failed_at.get(spec.symbol, {})
+        held = {n for n, when in failed.items() if self.engine.now - when < return_after}
+        found = [
+            Candidate(name, spec.asset_type in model.live, name in held, name in busy)
+            for name in self.registry.chain(spec)
+            if (model := self.models.get(name)) is not None and model.instrument(spec)
+        ]
+        closed = [c for c in found if c.name not in open_]
+        return order(closed or found)
+
+    def open_circuits(self) -> set[str]:
+        now, retry = self.at(self.engine.now), self.registry.fallback.retry_after_seconds
+        return {name for name, c in self.circuits.items() if c.is_open(now, retry)}
+
+    def hold(self) -> None:
+        """Start as a pipeline that already ran: each symbol holds what its first candidate
+        gives at t=0 (a live quote of t=0, or the newest close)."""
+        for spec in self.registry:
+            first = self.candidates(spec, set(), set())[0]
+            data = self.data_time(spec, first, 0.0)
+            self.stored[spec.symbol] = self.quote(spec, first, data, 0.0)
+            self.out.held[spec.symbol] = data
+
+    # --- one refresh: `Sourcing.iter_fetch` --------------------------------------------------
+
+    def refresh(
+        self, specs: list[SymbolSpec], critical: bool
+    ) -> Generator[Delay | Call, CallResult | None, list[SymbolSpec]]:
+        """Each symbol asked of its providers in order until one serves it; the symbols no
+        provider served (kept as failed)."""
+        callers = {n: CRITICAL_CALLER if critical else c for n, c in self.callers.items()}
+        busy = {name for name, c in callers.items() if self.engine.free(name, c) <= 0}
+        open_ = self.open_circuits()
+        asking = {s.symbol: Asking(self.candidates(s, busy, open_)) for s in specs}
+        pending, failed = [s for s in specs if asking[s.symbol].names], []
+        failed += [s for s in specs if not asking[s.symbol].names]
+        while pending:
+            later: list[SymbolSpec] = []
+            for name, group in self._groups(pending, asking, open_).items():
+                answers = yield from self._ask(name, group, callers[name], critical)
+                self._health(name, answers, open_)
+                for spec in group:
+                    final = self._judge(spec, name, answers[spec.symbol], asking[spec.symbol])
+                    if final is None:
+                        later.append(spec)
+                    elif not self._store(spec, final, asking[spec.symbol]):
+                        failed.append(spec)
+            pending = later
+        return failed
+
+    def _groups(
+        self, pending: list[SymbolSpec], asking: dict[str, Asking], open_: set[str]
+    ) -> dict[str, list[SymbolSpec]]:
+        """The symbols by the provider asked next; a circuit opened meanwhile is passed over
+        (recorded as that provider's failure, as `Refresh._record_fallbacks` does)."""
+        groups: dict[str, list[SymbolSpec]] = {}
+        for spec in pending:
+            one = asking[spec.symbol]
+            while len(one.names) > 1 and one.names[0] in open_:
+                one.failed.append(one.names.pop(0))
+            groups.setdefault(one.names[0], []).append(spec)
+        return groups
+
+    def _ask(
+        self, name: str, group: list[SymbolSpec], caller: Caller, critical: bool
+    ) -> Generator[Delay | Call, CallResult | None, dict[str, float | str]]:
+        """Each symbol's answer from one provider: its data time, or the error."""
+        model = self.models[name]
+        retries = 0 if name == POLYGON and not critical else PROVIDER_MAX_RETRIES
+        answers: dict[str, float | str] = {}
+        for chunk in model.groups(group):
+            error = ""
+            for _ in range(model.calls_per_group):
+                error = yield from self._attempts(model, chunk, caller, retries)
+                if error:
+                    break
+            for spec in chunk:
+                answers[spec.symbol] = error or self.data_time(spec, name, self.engine.now)
+        return answers
+
+    def _attempts(
+        self, model: ProviderModel, chunk: list[SymbolSpec], caller: Caller, retries: int
+    ) -> Generator[Delay | Call, CallResult | None, str]:
+        """One request, retried after an outage as the clients do (each attempt paid)."""
+        for attempt in range(retries + 1):
+            result = yield Asked(caller, model.max_wait, serves(chunk), model.name)
+            assert result is not None
+            if result.ok:
+                return ""
+            if result.error != OUTAGE or attempt == retries:
+                return result.error
+            yield Delay(min(BACKOFF_SECONDS * 2**attempt, 30.0))
+        return OUTAGE
+
+    def _health(self, name: str, answers: dict[str, float | str], open_: set[str]) -> None:
+        """`Sourcing._judge_health`: every symbol asked failed, none by its own error (a budget
+        wait): an outage, the circuit opens for every process."""
+        errors = [a for a in answers.values() if isinstance(a, str)]
+        if answers and len(errors) == len(answers) and all(e == OUTAGE for e in errors):
+            self.circuits[name] = Circuit(self.at(self.engine.now), OUTAGE)
+            open_.add(name)
+
+    def _judge(
+        self, spec: SymbolSpec, name: str, answer: float | str, one: Asking
+    ) -> tuple[float, str] | str | None:
+        """`Sourcing._judge`: (data time, provider), an error, or None: ask the next."""
+        if one.names and one.names[0] == name:
+            one.names.pop(0)
+        if isinstance(answer, float):
+            later_live = any(spec.asset_type in self.models[n].live for n in one.names)
+            if not (later_live and self.models[name].day_bars):
+                return answer, name
+            one.weak.append((answer, name))
+        else:
+            one.error = answer
+        one.failed.append(name)
+        if one.names:
+            return None
+        return max(one.weak) if one.weak else one.error
+
+    def _store(self, spec: SymbolSpec, final: tuple[float, str] | str, one: Asking) -> bool:
+        """The sync rows (failed for each provider that did not serve it, success for the one
+        that did), and the quote unless the stored one is as new."""
+        now = self.engine.now
+        failed = self.failed_at.setdefault(spec.symbol, {})
+        provider = final[1] if isinstance(final, tuple) else None
+        for name in one.failed:
+            if name != provider:
+                failed[name] = now
+        if not isinstance(final, tuple):
+            return False
+        failed.pop(final[1], None)
+        data, stored = final[0], self.stored.get(spec.symbol)
+        if stored is None or self.at(data) > stored.data_time:
+            self.stored[spec.symbol] = self.quote(spec, final[1], data, now)
+            self.out.updated([spec], now, data)
+            self.served.append((now, spec.symbol, final[1]))
+        return True
+
+    # --- cadences: schedules, the queue and its drain ----------------------------------------
+
+    def due(self, specs: Iterable[SymbolSpec]) -> list[SymbolSpec]:
+        """`schedules.due_symbols` and `plan_refresh`: market open, and `Registry.due`."""
+        at = self.at(self.engine.now)
+        trading = self.registry.trading(specs, at)
+        return [s for s in trading if self.registry.due(s, self.stored.get(s.symbol), at)]
+
+    def settle(self, specs: list[SymbolSpec], failed: list[SymbolSpec]) -> None:
+        for spec in failed:
+            self.queue.fail(spec, OUTAGE, self.engine.now)
+        self.queue.complete([s for s in specs if s not in failed])
+
+    def critical_run(self, selected: list[SymbolSpec]) -> Process:
+        yield Delay(self.cfg.run_start)
+        specs = self.due(selected)
+        failed = yield from self.refresh(specs, critical=True)
+        self.settle(specs, failed)
+        self.busy["critical"] = False
+
+    def critical_tick(self) -> None:
+        if self.busy["critical"]:
+            self.out.critical_skipped += 1
+            return
+        selected = self.due(self.registry.direct())
+        if not selected:
+            self.out.idle_ticks += 1
+            return
+        self.busy["critical"] = True
+        self.engine.spawn(self.critical_run(selected))
+
+    def enqueue_tick(self, tier: Tier) -> None:
+        self.queue.enqueue(self.due(self.registry.in_tier(tier)), self.engine.now)
+
+    def queue_run(self, claimed: list[QueueItem]) -> Process:
+        yield Delay(self.cfg.run_start)
+        specs = [self.queue.specs[item.symbol] for item in claimed]
+        trading = self.registry.trading(specs, self.at(self.engine.now))
+        for spec in specs:
+            if spec not in trading:  # closed markets go back to the queue
+                item = self.queue.items[spec.symbol]
+                self.queue.items[spec.symbol] = dataclasses.replace(item, status=QUEUED)
+        still = self.due(trading)
+        self.queue.complete([spec for spec in trading if spec not in still])
+        failed = yield from self.refresh(still, critical=False)
+        self.settle(still, failed)
+        self.busy["queue"] = False
+
+    def drain_tick(self) -> None:
+        """`sensors.drain_tick`: sized on Polygon's free slots (batch: one claim of 250)."""
+        if self.busy["queue"] or not self.queue.waiting():
+            return
+        polygon = self.models[POLYGON]
+        slots = self.engine.free(POLYGON, self.callers[POLYGON])
+        if slots <= 0:
+            return
+        calls, per_call = claim_size(
+            "batch", slots, polygon.calls, polygon.window, MAX_BUDGET_WAIT_SECONDS
+        )
+        open_now = {
+            s.symbol for s in self.registry.trading(self.registry, self.at(self.engine.now))
+        }
+        items = [item for item in self.queue.items.values() if item.symbol in open_now]
+        claimed = next_batch(items, calls, per_call)
+        if not claimed:
+            return
+        for item in claimed:
+            self.queue.items[item.symbol] = dataclasses.replace(item, status=IN_FLIGHT)
+        self.busy["queue"] = True
+        self.engine.spawn(self.queue_run(claimed))
+
+    def run(self, what: str) -> Outcome:
+        """The whole span; then every provider's budget checked (`check_budget`)."""
+        self.hold()
+        for policy in self.registry.tiers.values():
+            if not self.registry.in_tier(policy.tier):
+                continue
+            if policy.refresh == "direct":
+                action: Callable[[], None] = self.critical_tick
+            else:
+                action = functools.partial(self.enqueue_tick, policy.tier)
+            self.engine.every(policy.every_seconds, SCHEDULE, action)
+        self.engine.every(self.registry.queue.drain_every_seconds, SENSOR, self.drain_tick)
+        self.engine.run(self.cfg.span)
+        for name, model in self.models.items():
+            check_budget(self.engine.granted[name], model.calls, model.window, f"{what} {name}")
+        return self.out
+
+    def calls(self, name: str, start: float, end: float) -> int:
+        return sum(start <= t < end for t in self.engine.granted[name])
+
+
+def provider_symbol_set(base: Registry, count: int) -> Registry:
+    """The bench's symbol set (`symbol_set`), its synthetic forex symbols given three-letter
+    base codes (QAA, QAB, ...), so OANDA's instrument rule names them as it names real pairs."""
+    registry = symbol_set(base, count)
+    if registry is base:
+        return base
+    specs = []
+    for spec in registry:
+        if spec.symbol.startswith("SYN"):
+            i = int(spec.symbol[3:])
+            code = "Q" + chr(65 + i // 26 % 26) + chr(65 + i % 26)
+            spec = dataclasses.replace(spec, base_asset=code)
+        specs.append(spec)
+    return dataclasses.replace(registry, symbols=tuple(specs))
+
+
+@dataclass(frozen=True)
+class ProviderRow:
+    symbols: int
+    scenario: str
+    stats: list[AgeStats]
+    calls_per_day: dict[str, float]
+
+
+FREE_SCENARIOS = (
+    ("Polygon alone, free plan", ""),
+    ("free accounts, POLYGON_PLAN=auto", "auto"),
+    ("free accounts, POLYGON_PLAN=free", "free"),
+)
+
+
+def free_accounts(registry: Registry, cfg: argparse.Namespace) -> list[ProviderRow]:
+    """Polygon's free plan alone (the plan scenarios' model, `simulate_plan`), then the default
+    chains with free Kraken and OANDA accounts, on the default `POLYGON_PLAN` (auto, which
+    learns the free plan) and on `POLYGON_PLAN=free` (as the end-to-end test configures it)."""
+    alone = simulate_plan(registry, "free", "batch", "ours", cfg)
+    rows = [
+        ProviderRow(
+            len(registry), FREE_SCENARIOS[0][0], alone.stats, {POLYGON: alone.calls_per_day}
+        )
+    ]
+    days = (cfg.span - cfg.warmup) / DAY
+    for label, plan in FREE_SCENARIOS[1:]:
+        planned = dataclasses.replace(registry, plan=plan)
+        sim = ChainSim(planned, provider_models(False, cfg), cfg)
+        out = sim.run(f"{label}, {len(registry)} symbols")
+        stats = [age_stats(t, planned.in_tier(t), out, cfg) for t in Tier if planned.in_tier(t)]
+        per_day = {n: sim.calls(n, cfg.warmup, cfg.span) / days for n in sim.models}
+        rows.append(ProviderRow(len(registry), label, stats, per_day))
+    return rows
+
+
+def plain_table(header: list[str], table: list[list[str]], right: set[int]) -> list[str]:
+    """Columns padded to their widths; an empty row is a blank line."""
+    widths = [max(len(h), *(len(r[i]) for r in table if r)) for i, h in enumerate(header)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            c.rjust(w) if i in right else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    return [line(header), line(["-" * w for w in widths])] + [line(r) if r else "" for r in table]
+
+
+def render_providers(rows: list[ProviderRow]) -> list[str]:
+    header = ["symbols", "scenario", "tier", "n", "age p50", "p95", "max", "never", "calls/day"]
+    table: list[list[str]] = []
+    previous = None
+    for row in rows:
+        if previous is not None and row.symbols != previous:
+            table.append([])
+        previous = row.symbols
+        for i, st in enumerate(row.stats):
+            calls = ", ".join(f"{n} {number(round(c, 1))}" for n, c in row.calls_per_day.items())
+            table.append(
+                [
+                    str(row.symbols) if i == 0 else "",
+                    row.scenario if i == 0 else "",
+                    st.tier.value,
+                    str(st.symbols),
+                    age_text(st.p50),
+                    age_text(st.p95),
+                    age_text(st.worst),
+                    str(st.never) if st.never else "-",
+                    calls if i == 0 else "",
+                ]
+            )
+    return plain_table(header, table, {0, 3, 4, 5, 6, 7})
+
+
+def free_accounts_verdict(rows: list[ProviderRow], registry: Registry) -> str:
+    """One line: every tier within its `stale_after` on the default plan; Polygon alone; and
+    what `POLYGON_PLAN=free` does to the live providers' symbols."""
+    by = {(r.symbols, r.scenario): r for r in rows}
+    sizes = sorted({r.symbols for r in rows})
+    auto = [by[(n, FREE_SCENARIOS[1][0])] for n in sizes]
+    alone = [by[(n, FREE_SCENARIOS[0][0])] for n in sizes]
+    free = [by[(n, FREE_SCENARIOS[2][0])] for n in sizes]
+    ok = all(st.worst <= registry.stale_after(st.tier) for r in auto for st in r.stats)
+    gated = any(st.p95 > registry.stale_after(st.tier) for r in free for st in r.stats)
+    crit = auto[0].stats[0]
+    return (
+        f"verdict: with free Kraken and OANDA accounts every tier's max data age is within its"
+        f" stale_after at {'/'.join(map(str, sizes))} symbols (critical p95"
+        f" {age_text(crit.p95)}, max {age_text(crit.worst)}, against p95"
+        f" {age_text(alone[0].stats[0].p95)} on Polygon's free plan alone):"
+        f" {'OK' if ok else 'FAIL'}; on POLYGON_PLAN=free: "
+        + (
+            f"FAIL, critical p95 {age_text(free[0].stats[0].p95)}: Registry.due gates every"
+            " symbol on Polygon's day bars, whoever serves it"
+            if gated
+            else "OK"
+        )
+    )
+
+
+def outage_registry(base: Registry, fallback: bool) -> Registry:
+    """A paid Polygon listed first for the critical symbols (`[polygon, oanda]` for forex and
+    metals, `[polygon, kraken]` for crypto), or alone (no fallback); the rest keep the defaults."""
+    specs = []
+    for spec in base:
+        if spec.tier is Tier.CRITICAL:
+            other = KRAKEN if spec.asset_type is AssetType.CRYPTO else OANDA
+            chain = (POLYGON, other) if fallback else (POLYGON,)
+            spec = dataclasses.replace(spec, providers=chain)
+        specs.append(spec)
+    return dataclasses.replace(base, symbols=tuple(specs), plan="paid")
+
+
+def age_at(out: Outcome, symbol: str, t: float) -> float:
+    """The symbol's data age at `t`: t less the newest data time completed by t."""
+    data = out.held.get(symbol, 0.0)
+    for done, data_time in out.data.get(symbol, []):
+        if done <= t:
+            data = max(data, data_time)
+    return t - data
+
+
+def serving_at(sim: ChainSim, symbol: str, t: float) -> str:
+    served = [p for when, s, p in sim.served if s == symbol and when <= t]
+    return served[-1] if served else sim.stored[symbol].provider
+
+
+@dataclass
+class OutageRun:
+    fallback: bool
+    sim: ChainSim
+    whole: AgeStats
+    during: AgeStats
+
+
+def outage_run(base: Registry, fallback: bool, cfg: argparse.Namespace) -> OutageRun:
+    """One span with Polygon down from `cfg.outage_start` for `cfg.outage_minutes`."""
+    registry = outage_registry(base, fallback)
+    start, end = cfg.outage_start, cfg.outage_end
+
+    def down(name: str, t: float) -> bool:
+        return name == POLYGON and start <= t < end
+
+    sim = ChainSim(registry, provider_models(True, cfg), cfg, down)
+    out = sim.run(f"Polygon down, {'with' if fallback else 'without'} fallback")
+    critical = registry.in_tier(Tier.CRITICAL)
+    window = argparse.Namespace(**vars(cfg))
+    window.warmup, window.span = start, end + registry.fallback.return_after_seconds
+    whole = age_stats(Tier.CRITICAL, critical, out, cfg)
+    return OutageRun(fallback, sim, whole, age_stats(Tier.CRITICAL, critical, out, window))
+
+
+def render_outage_timeline(runs: list[OutageRun], cfg: argparse.Namespace) -> list[str]:
+    """The critical symbols' largest data age, and who served them, every 5 minutes from 10
+    minutes before the outage to 25 after it ends."""
+    header = ["t (min from outage start)"]
+    for run in runs:
+        kind = "with fallback" if run.fallback else "without fallback"
+        header += [f"max age, {kind}", f"served by, {kind}"]
+    table = []
+    step = 300.0
+    t = cfg.outage_start - 2 * step
+    while t <= cfg.outage_end + 5 * step:
+        cells = [f"{(t - cfg.outage_start) / 60:+.0f}"]
+        for run in runs:
+            critical = run.sim.registry.in_tier(Tier.CRITICAL)
+            worst = max(age_at(run.sim.out, s.symbol, t) for s in critical)
+            served = sorted({serving_at(run.sim, s.symbol, t) for s in critical})
+            cells += [age_text(int(worst)), ", ".join(served)]
+        table.append(cells)
+        t += step
+    return plain_table(header, table, {0, 1, 3})
+
+
+def render_outage_summary(runs: list[OutageRun], cfg: argparse.Namespace) -> list[str]:
+    header = ["scenario", "crit age p95", "max", "during p95", "during max", "calls"]
+    header += ["polygon asked while down", "back on polygon after"]
+    table = []
+    for run in runs:
+        sim = run.sim
+        calls = ", ".join(
+            f"{name} {sim.calls(name, 0.0, cfg.span)} (budget {m.calls}/{m.window:g} s)"
+            for name, m in sim.models.items()
+        )
+        table.append(
+            [
+                "with fallback" if run.fallback else "without fallback (Polygon alone)",
+                age_text(run.whole.p95),
+                age_text(run.whole.worst),
+                age_text(run.during.p95),
+                age_text(run.during.worst),
+                calls,
+                str(sim.calls(POLYGON, cfg.outage_start, cfg.outage_end)),
+                back_on_polygon(sim, cfg),
+            ]
+        )
+    return plain_table(header, table, {1, 2, 3, 4, 6})
+
+
+def back_on_polygon(sim: ChainSim, cfg: argparse.Namespace) -> str:
+    """Minutes from Polygon's return until every critical symbol is served by it again."""
+    latest = 0.0
+    for spec in sim.registry.in_tier(Tier.CRITICAL):
+        back = [
+            w for w, s, p in sim.served if s == spec.symbol and p == POLYGON and w >= cfg.outage_end
+        ]
+        if not back:
+            return "never in the span"
+        latest = max(latest, back[0])
+    return f"{(latest - cfg.outage_end) / 60:.1f} min"
+
+
+def longest_on_fallback(sim: ChainSim) -> float:
+    """The longest a critical symbol was stored from a fallback without a Polygon quote."""
+    longest = 0.0
+    for spec in sim.registry.in_tier(Tier.CRITICAL):
+        since = None
+        for when, symbol, provider in sim.served:
+            if symbol != spec.symbol:
+                continue
+            if provider != POLYGON and since is None:
+                since = when
+            elif provider == POLYGON and since is not None:
+                longest, since = max(longest, when - since), None
+    return longest
+
+
+def outage_verdict(runs: list[OutageRun], registry: Registry, cfg: argparse.Namespace) -> str:
+    with_, without = (next(r for r in runs if r.fallback is f) for f in (True, False))
+    cadence = registry.tiers[Tier.CRITICAL].every_seconds
+    stale_after = registry.stale_after(Tier.CRITICAL)
+    ok = (
+        with_.during.worst <= stale_after
+        and with_.during.p95 <= cadence
+        and without.during.worst >= cfg.outage_minutes * 60
+    )
+    on_fallback = longest_on_fallback(with_.sim)
+    return (
+        f"verdict: Polygon down {cfg.outage_minutes:g} min: with fallback the critical data age"
+        f" stays at p95 {age_text(with_.during.p95)} <= the {age_text(int(cadence))} cadence, max"
+        f" {age_text(with_.during.worst)} <= stale_after {age_text(int(stale_after))}; without,"
+        f" max {age_text(without.during.worst)}: {'OK' if ok else 'FAIL'}; no provider over its"
+        f" budget (check_budget); on a fallback up to {on_fallback / 60:.1f} min (the"
+        f" primary_provider check fails after alert_after,"
+        f" {age_text(int(registry.fallback.alert_after_seconds))})"
+    )
+
+
+def free_accounts_section(base: Registry, cfg: argparse.Namespace) -> None:
+    """Section: free accounts on every provider against Polygon's free plan alone."""
+    sec = argparse.Namespace(**vars(cfg))
+    sec.span = cfg.warmup + cfg.days * DAY
+    print()
+    print("Free accounts on every provider against Polygon's free plan alone")
+    print(
+        f"measured {PLAN_START:%a %Y-%m-%d %H:%M} UTC for {cfg.days:g} day(s) after a"
+        f" {cfg.warmup_minutes:g} min warm-up; forex and crypto trade all day then, so these"
+        " ages in wall time are open-market time. Budgets: Polygon free"
+        f" {cfg.calls}/{cfg.window:g} s (day bars, one grouped-daily call per market), Kraken"
+        f" {DEFAULT_KRAKEN_BUDGET[0]}/{DEFAULT_KRAKEN_BUDGET[1]:g} s (2 calls per"
+        f" {KrakenProvider.tickers_per_call} pairs), OANDA"
+        f" {DEFAULT_OANDA_BUDGET[0]}/{DEFAULT_OANDA_BUDGET[1]:g} s (1 call per"
+        f" {OandaProvider.tickers_per_call} instruments)"
+    )
+    for line in PROVIDER_ASSUMPTIONS:
+        print(f"  {line}")
+    print()
+    rows: list[ProviderRow] = []
+    for count in cfg.provider_symbols:
+        rows += free_accounts(provider_symbol_set(base, count), sec)
+    for text in render_providers(rows):
+        print(text)
+    print()
+    print(free_accounts_verdict(rows, base))
+
+
+def outage_section(base: Registry, cfg: argparse.Namespace) -> None:
+    """Section: a paid Polygon first for the critical symbols, down for an hour."""
+    sec = argparse.Namespace(**vars(cfg))
+    sec.span = cfg.warmup + cfg.outage_hours * 3600
+    sec.outage_start = cfg.warmup + cfg.outage_at_minutes * 60
+    sec.outage_end = sec.outage_start + cfg.outage_minutes * 60
+    fallback = base.fallback
+    print()
+    print(
+        f"Polygon down for {cfg.outage_minutes:g} minutes: the critical symbols with and"
+        " without fallback"
+    )
+    print(
+        f"{base.source}; a paid Polygon (live, {cfg.paid_polygon_calls}/{cfg.window:g} s) first"
+        " for the critical symbols: [polygon, oanda] for forex and metals, [polygon, kraken] for"
+        " crypto (without fallback: [polygon]); the rest on the default chains. Polygon"
+        f" unreachable from {cfg.outage_at_minutes:g} min into the measured"
+        f" {cfg.outage_hours:g} h; each attempt then fails after"
+        f" {cfg.outage_attempt_seconds:g} s and is retried twice (1 s, 2 s backoff), each attempt"
+        f" paid; retry_after {fallback.retry_after_seconds:g} s, return_after"
+        f" {fallback.return_after_seconds:g} s"
+    )
+    print()
+    runs = [outage_run(base, f, sec) for f in (False, True)]
+    for text in render_outage_summary(runs, sec):
+        print(text)
+    print()
+    for text in render_outage_timeline(runs, sec):
+        print(text)
+    print()
+    print(
+        "crit age: the critical tier's data age over the measured span; during: from the"
+        " outage's start to return_after past its end; calls: requests each provider was sent"
+        " in the whole run, and its budget"
+    )
+    print(outage_verdict(runs, base, sec))
+
+
+PROVIDER_ASSUMPTIONS = (
+    "model: rules.fallback.order, Candidate and Circuit choose and skip providers per symbol;"
+    " an end-of-day answer passes a symbol on while a live provider is left, and is kept if"
+    " none does better; an outage (every symbol asked failed) opens the circuit for"
+    " retry_after; a provider that failed a symbol is asked after the others for return_after;"
+    " a quote no newer than the stored one is not written",
+    "cadences, the queue and the due gates as the snapshot model (Registry.trading,"
+    " Registry.due, plan_enqueue, next_batch); the drain is sized on Polygon's free slots as"
+    " sensors.drain_tick is; Kraken's and OANDA's non-critical runs leave a critical refresh's"
+    " calls (their resources' caller); a call takes --call-seconds; live data is as old as its"
+    " call's completion; nothing answers stale data; the drain's top-up of stale symbols is not"
+    " modelled",
+    "synthetic symbols: the bench's larger sets, forex, named by three-letter codes (QAA, ...)"
+    " so OANDA's instrument rule serves them",
+)
+
+
+def add_provider_arguments(parser: argparse.ArgumentParser) -> None:
+    """The two provider sections' options."""
+    parser.add_argument(
+        "--provider-symbols",
+        type=int,
+        nargs="*",
+        default=None,
+        help="free accounts section: symbol sets (default: as --plan-symbols; none: skip it)",
+    )
+    parser.add_argument(
+        "--outage-minutes", type=float, default=60.0, help="Polygon down this long (0: skip)"
+    )
+    parser.add_argument(
+        "--outage-at-minutes", type=float, default=60.0, help="into the measured span"
+    )
+    parser.add_argument("--outage-hours", type=float, default=3.0, help="outage: measured span")
+    parser.add_argument(
+        "--outage-attempt-seconds",
+        type=float,
+        default=5.0,
+        help="how long a request to a provider that is down takes to fail (default 5)",
+    )
+    parser.add_argument(
+        "--paid-polygon-calls",
+        type=int,
+        default=100,
+        help="a paid Polygon's budget per --window (default 100)",
+    )
+
+
+def provider_sections(base: Registry, cfg: argparse.Namespace) -> None:
+    """Free accounts on every provider, then an hour of Polygon's outage; each checks every
+    provider's budget (`check_budget` raises `BudgetExceeded`)."""
+    if cfg.provider_symbols is None:
+        cfg.provider_symbols = cfg.plan_symbols or cfg.symbols
+    if cfg.provider_symbols:
+        free_accounts_section(base, cfg)
+    if cfg.outage_minutes > 0:
+        outage_section(base, cfg)
+    if cfg.provider_symbols or cfg.outage_minutes > 0:
+        print()
+        print("budget check passed for each provider in the provider sections")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--hours", type=float, default=6.0, help="simulated span (default 6)")
@@ -1306,6 +2176,7 @@ def main(argv: list[str] | None = None) -> int:
         default=1800.0,
         help="paid plan: most p95 data age of a secondary tier, seconds (default 1800)",
     )
+    add_provider_arguments(parser)
     cfg = parser.parse_args(argv)
     if cfg.quick:
         cfg.hours = 1.0
@@ -1378,6 +2249,7 @@ def main(argv: list[str] | None = None) -> int:
         rows_count = len(rows) + len(plan_rows)
     else:
         rows_count = len(rows)
+    provider_sections(base, cfg)
     print()
     print(
         f"budget check passed: no simulated design made more than {cfg.calls} calls in any"

@@ -51,14 +51,22 @@ from redis.retry import Retry
 from assets_pipeline.budget.limiter import PolygonBudget
 from assets_pipeline.budget.redis_store import RedisBudgetStore
 from assets_pipeline.budget.sql_store import SqlBudgetStore
-from assets_pipeline.config.registry import AssetType, RegistryError, load_registry
+from assets_pipeline.config.registry import (
+    AssetType,
+    Registry,
+    RegistryError,
+    load_registry,
+    parse_registry,
+)
 from assets_pipeline.config.settings import VARIABLES
 from assets_pipeline.http.errors import PermanentError, PolygonError, RetryableError
 from assets_pipeline.http.transport import AnswerTooLarge, AnswerTooSlow
 from assets_pipeline.persistence import redis_client as redis_clients
 from assets_pipeline.persistence.database import Engines, migrate_database
 from assets_pipeline.persistence.outbox import pending_count, publishing_paused, relay_pending
+from assets_pipeline.persistence.provider_state import provider_syncs, recently_failed
 from assets_pipeline.persistence.quote_store import QuoteStore, as_utc
+from assets_pipeline.persistence.refresh_queue import RefreshQueue
 from assets_pipeline.persistence.schema import event_outbox, quote_history, symbols
 from assets_pipeline.polygon.client import FetchResult, PolygonClient
 from assets_pipeline.polygon.parsing import (
@@ -67,6 +75,9 @@ from assets_pipeline.polygon.parsing import (
     parse_v2_single,
     parse_v3_snapshot,
 )
+from assets_pipeline.providers.kraken import KrakenProvider
+from assets_pipeline.providers.oanda import OandaProvider
+from assets_pipeline.refresh import Refresh, plan_refresh
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.quality import assess_quality
 from assets_pipeline.rules.quotes import (
@@ -76,7 +87,13 @@ from assets_pipeline.rules.quotes import (
     iso_utc,
     validate_quote,
 )
+from assets_pipeline.rules.run_kinds import CRITICAL as CRITICAL_RUN
 from assets_pipeline.simulator import Fault, PolygonSimulator
+from assets_pipeline.simulator.kraken import KrakenFault, KrakenSimulator
+from assets_pipeline.simulator.oanda import DEFAULT_ACCOUNT as OANDA_ACCOUNT
+from assets_pipeline.simulator.oanda import DEFAULT_TOKEN as OANDA_TOKEN
+from assets_pipeline.simulator.oanda import OandaSimulator
+from assets_pipeline.sourcing import Source, Sourcing, polygon_live
 
 ROOT = Path(__file__).resolve().parents[1]
 RESPONSES = ROOT / "assets_pipeline_tests" / "data" / "polygon" / "responses"
@@ -1967,6 +1984,299 @@ def silent_database(svc):
     )
 
 
+# --- providers beside Polygon: an outage, stale data, a trickle --------------------------------
+
+
+ALL_MARKETS = frozenset(AssetType)
+PROVIDER_SYMBOLS = ["XAUUSD", "EURUSD", "BTCUSD", "ETHUSDT", "GBPUSD"]
+
+
+def provider_registry() -> Registry:
+    """The packaged symbols with markets that never close: the matrix runs on any weekday."""
+    document = yaml.safe_load((ROOT / "assets_pipeline" / "config" / "symbols.yaml").read_text())
+    document["market_hours"] = {"forex": "always", "index": "always"}
+    return parse_registry(document, source="fault-matrix-providers.yaml")
+
+
+@dataclass
+class ProviderWorld:
+    """Polygon, Kraken and OANDA (their simulators, or a hostile server) behind one `Sourcing`,
+    as test_fallback.py builds it: each budget in the scenario's PostgreSQL database (its window
+    an hour, so `total_calls` counts every slot taken), no retries."""
+
+    database_url: str
+    registry: Registry
+    polygon_url: str
+    kraken_url: str
+    oanda_url: str
+    polygon_free: bool
+    oanda_options: dict = field(default_factory=dict)
+
+    def budget(self, name: str) -> PolygonBudget:
+        return PolygonBudget(SqlBudgetStore(get_engine(self.database_url), name), 1000, 3600)
+
+    def slots(self, name: str) -> int:
+        return self.budget(name).stats().total_calls
+
+    def sourcing(self, deadline: float | None) -> Sourcing:
+        plan = "free" if self.polygon_free else "paid"
+        client = PolygonClient(
+            self.polygon_url, KEY, self.budget("polygon"), max_retries=0, plan=plan, logger=QUIET
+        )
+        kraken = KrakenProvider(self.budget("kraken"), self.kraken_url, max_retries=0, logger=QUIET)
+        oanda = OandaProvider(
+            self.oanda_url,
+            OANDA_ACCOUNT,
+            OANDA_TOKEN,
+            self.budget("oanda"),
+            **{"max_retries": 0, "logger": QUIET, **self.oanda_options},
+        )
+        if deadline is not None:  # the run's one deadline, as defs/assets.py sets it
+            for asked in (client, kraken, oanda):
+                asked.stop_by(deadline)
+        others = [Source("kraken", kraken.budget, ALL_MARKETS, kraken)]
+        others.append(Source("oanda", oanda.budget, ALL_MARKETS, oanda))
+        live = polygon_live(self.polygon_free, frozenset())
+        since = clock.utcnow() - dt.timedelta(seconds=self.registry.fallback.return_after_seconds)
+        syncs = provider_syncs(get_engine(self.database_url), [s.symbol for s in self.registry])
+        polygon = Source("polygon", client.budget, live)
+        return Sourcing(
+            client, others, polygon, self.registry, recently_failed(syncs, since), QUIET
+        )
+
+    def refresh(self, symbols: list[str], deadline: float | None = None):
+        """One critical refresh as a step runs it: (its batch, its sourcing, each answer)."""
+        engine = get_engine(self.database_url)
+        plan = plan_refresh(self.registry, symbols, CRITICAL_RUN, f"b-{uuid.uuid4()}")
+        sourcing = self.sourcing(deadline)
+        refresh = Refresh(
+            plan,
+            sourcing,
+            QuoteStore(engine),
+            RefreshQueue(engine, self.registry.queue),
+            "batch",
+            QUIET,
+        )
+        answered = {}
+        for spec, quote, _ in refresh.quotes():
+            refresh.store(spec, quote)
+            answered[spec.symbol] = quote
+        batch = refresh.settle()
+        sourcing.close()
+        return batch, sourcing, answered
+
+    def syncs(self, symbols: list[str]) -> dict:
+        return provider_syncs(get_engine(self.database_url), symbols)
+
+    def stored(self, symbol: str) -> Quote | None:
+        return QuoteStore(get_engine(self.database_url)).latest_quote(symbol)
+
+    def in_progress(self, symbols: list[str]) -> list[str]:
+        """Symbols whose sync status, or any provider's, is still `in_progress`."""
+        store = QuoteStore(get_engine(self.database_url))
+        rows = self.syncs(symbols)
+        return [
+            s
+            for s in symbols
+            if (store.sync_status(s) or {}).get(STATUS) == "in_progress"
+            or any(r.status == "in_progress" for r in rows.get(s, {}).values())
+        ]
+
+
+@contextlib.contextmanager
+def provider_world(svc, polygon_plan: str = "free", oanda_url: str = "", **oanda_options):
+    """A database of the scenario's own and the three vendors' simulators (OANDA's replaced by
+    `oanda_url` when given); yields (world, polygon, kraken, oanda simulators)."""
+    with (
+        svc.database() as url,
+        PolygonSimulator(host="127.0.0.1", port=0, plan=polygon_plan) as polygon,
+        KrakenSimulator(host="127.0.0.1", port=0) as kraken,
+        OandaSimulator(host="127.0.0.1", port=0, market_hours=False) as oanda,
+    ):
+        world = ProviderWorld(
+            url,
+            provider_registry(),
+            polygon.url,
+            kraken.url,
+            oanda_url or oanda.url,
+            polygon_plan == "free",
+            oanda_options,
+        )
+        yield world, polygon, kraken, oanda
+
+
+def budgets_kept(world: ProviderWorld, sims: dict) -> tuple[bool, str]:
+    """Slots taken from each budget against the requests its simulator received."""
+    pairs = {name: (world.slots(name), len(api_requests(sim))) for name, sim in sims.items()}
+    said = ", ".join(f"{n} {slots} slots / {asked} requests" for n, (slots, asked) in pairs.items())
+    return all(slots == asked for slots, asked in pairs.values()), said
+
+
+def provider_outage(svc) -> Row:
+    """Kraken answering 502 to every request during a refresh of crypto and forex symbols."""
+    symbols = PROVIDER_SYMBOLS
+    with provider_world(svc) as (world, polygon, kraken, oanda):
+        kraken.add_fault(KrakenFault("http_502"))
+        batch, _, answered = world.refresh(symbols)
+        asked_first = len(api_requests(kraken))
+        circuit = Source("kraken", world.budget("kraken"), ALL_MARKETS).circuit()
+        retry = world.registry.fallback.retry_after_seconds
+        is_open = circuit.is_open(clock.utcnow(), retry)
+        again, _, answered_again = world.refresh(symbols)
+        asked_again = len(api_requests(kraken)) - asked_first
+        kept, said = budgets_kept(world, {"polygon": polygon, "kraken": kraken, "oanda": oanda})
+        stuck = world.in_progress(symbols)
+        kraken_rows = {s: world.syncs([s])[s].get("kraken") for s in ("BTCUSD", "ETHUSDT")}
+    served = {s: f"{q.provider} {q.timeframe.value}" for s, q in answered.items()}
+    crypto_moved = all(answered[s].provider == "polygon" for s in ("BTCUSD", "ETHUSDT"))
+    return row(
+        "A provider's outage: Kraken answers 502 to every request during a critical refresh of"
+        " BTCUSD, ETHUSDT and three forex symbols (a real `Sourcing` over HTTP, the free plan's"
+        " Polygon after Kraken, budgets in PostgreSQL), then a second refresh",
+        f"every symbol stored in the same refresh, the crypto pairs by the next provider; Kraken's"
+        f" circuit open ({circuit.why}); its sync rows `failed`"
+        f" ({', '.join(f'{s} {r.status if r else None}' for s, r in kraken_rows.items())});"
+        f" the second refresh asked Kraken nothing",
+        f"first refresh: {len(batch.updated)} of {len(symbols)} stored ({served}), failed"
+        f" {len(batch.failed)}; Kraken requests {asked_first}; second refresh:"
+        f" {len(again.updated)} stored, Kraken requests {asked_again}; {said}; in_progress:"
+        f" {stuck or 'none'}",
+        nothing_lost=not batch.failed and sorted(batch.updated) == sorted(symbols),
+        crypto_served_by_the_next_provider=crypto_moved,
+        kraken_circuit_open=is_open,
+        second_refresh_sent_kraken_nothing=asked_again == 0 and not again.failed,
+        no_budget_exceeded=kept,
+        nothing_in_progress=not stuck,
+        second_refresh_served=sorted(answered_again) == sorted(symbols),
+    )
+
+
+def stale_case(svc, polygon_plan: str) -> dict:
+    """EURUSD refreshed with OANDA healthy, then EURUSD and XAUUSD with OANDA's clock 30 minutes
+    behind: who served, what is stored, OANDA's sync rows."""
+    with provider_world(svc, polygon_plan) as (world, polygon, kraken, oanda):
+        world.refresh(["EURUSD"])
+        before = world.stored("EURUSD")
+        oanda.clock = lambda: time.time() - 1800
+        batch, sourcing, answered = world.refresh(["EURUSD", "XAUUSD"])
+        rows = world.syncs(["EURUSD", "XAUUSD"])
+        kept, said = budgets_kept(world, {"polygon": polygon, "kraken": kraken, "oanda": oanda})
+        return {
+            "plan": polygon_plan,
+            "before": before,
+            "after": {s: world.stored(s) for s in ("EURUSD", "XAUUSD")},
+            "answered": {s: q.provider for s, q in answered.items()},
+            "oanda": {s: rows[s].get("oanda") for s in ("EURUSD", "XAUUSD")},
+            "failed": batch.failed,
+            "budgets": (kept, said),
+            "stuck": world.in_progress(["EURUSD", "XAUUSD"]),
+            "passed": [n for n, _ in sourcing.fell_back("XAUUSD")],
+        }
+
+
+def stale_provider(svc) -> Row:
+    full, free = stale_case(svc, "full"), stale_case(svc, "free")
+
+    def said(case: dict) -> str:
+        after = case["after"]
+        now = clock.utcnow()
+        ages = {
+            s: f"{q.provider} {(now - q.data_time).total_seconds() / 60:.0f} min old"
+            for s, q in after.items()
+            if q
+        }
+        oanda_rows = {
+            s: f"{r.status} ({clip(r.error or '', 40)})" for s, r in case["oanda"].items() if r
+        }
+        return f"{case['plan']}: stored {ages}; OANDA rows {oanda_rows}; {case['budgets'][1]}"
+
+    full_ok = all(q and q.provider == "polygon" for q in full["after"].values()) and all(
+        r and r.status == "failed" and (r.error or "").startswith("stale data")
+        for r in full["oanda"].values()
+    )
+    xau = free["after"]["XAUUSD"]
+    free_kept = (
+        xau is not None and xau.provider == "oanda" and free["answered"]["XAUUSD"] == "oanda"
+    )
+    never_older = all(
+        case["after"]["EURUSD"] is not None
+        and case["before"] is not None
+        and case["after"]["EURUSD"].data_time >= case["before"].data_time
+        for case in (full, free)
+    )
+    return row(
+        "A provider answering stale data: OANDA's clock 30 minutes behind (EURUSD stored fresh"
+        " from OANDA first, then EURUSD and XAUUSD refreshed), with a live Polygon (plan"
+        " `full`) after OANDA, and with Polygon's free plan",
+        "live Polygon: both stored from Polygon, OANDA's rows `failed` saying stale data; free"
+        " plan: OANDA's 30-minute-old price kept for XAUUSD (newer than a day-old close), and"
+        " not written over EURUSD's fresher stored quote",
+        f"{said(full)}; {said(free)}",
+        live_polygon_served=full_ok,
+        oanda_kept_on_the_free_plan=free_kept,
+        no_stale_quote_over_a_newer_one=never_older,
+        nothing_lost=all(c["after"]["XAUUSD"] is not None for c in (full, free)),
+        no_budget_exceeded=full["budgets"][0] and free["budgets"][0],
+        nothing_in_progress=not full["stuck"] and not free["stuck"],
+    )
+
+
+def trickle_slowly(handler, server):
+    """Headers at once, then one byte a second for 30 s: no read ever times out."""
+    headers(handler, 1_000_000)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        server.write(handler, b" ")
+        handler.wfile.flush()
+        time.sleep(1.0)
+
+
+def trickle_case(svc, deadline: float, oanda_total: float | None) -> dict:
+    """EURUSD and XAUUSD refreshed with OANDA trickling, a live Polygon after it."""
+    server = HostileServer(trickle_slowly)
+    options = {} if oanda_total is None else {"total_timeout": oanda_total}
+    try:
+        with provider_world(svc, "full", server.url, **options) as (world, polygon, _, _):
+            started = time.perf_counter()
+            batch, _, answered = world.refresh(["EURUSD", "XAUUSD"], deadline)
+            took = time.perf_counter() - started
+            rows = world.syncs(["EURUSD"])["EURUSD"]
+            return {
+                "took": took,
+                "deadline": deadline,
+                "answered": {s: getattr(a, "provider", None) for s, a in answered.items()},
+                "failed": {s: clip(e, 70) for s, e in batch.failed.items()},
+                "oanda": clip(rows["oanda"].error if rows.get("oanda") else "", 70),
+                "polygon_asked": len(api_requests(polygon)),
+                "oanda_asked": len(server.requests),
+                "stuck": world.in_progress(["EURUSD", "XAUUSD"]),
+            }
+    finally:
+        server.close()
+
+
+def trickling_provider(svc) -> Row:
+    own = trickle_case(svc, 10.0, 2.0)
+    cut = trickle_case(svc, 3.0, None)
+    fell = own["answered"] == {"EURUSD": "polygon", "XAUUSD": "polygon"} and not own["failed"]
+    return row(
+        "A provider that trickles: OANDA's answer dribbled one byte a second (headers at once,"
+        " 30 s in all), a live Polygon after it: (a) OANDA's own bound 2 s (`total_timeout`)"
+        " inside a 10 s run deadline (`stop_by`), (b) its default 30 s bound, a 3 s deadline",
+        "(a) OANDA cut at its 2 s bound and both symbols served by Polygon in the same refresh;"
+        " (b) the deadline cut OANDA off and, with no time left, Polygon was not asked: both"
+        " symbols `failed` (retryable), none `in_progress`",
+        f"(a) {own['took']:.1f} s, OANDA requests {own['oanda_asked']}, Polygon"
+        f" {own['polygon_asked']}, served {own['answered']}, OANDA's row: {own['oanda']}; (b)"
+        f" {cut['took']:.1f} s, OANDA requests {cut['oanda_asked']}, Polygon"
+        f" {cut['polygon_asked']}, failed {cut['failed']}",
+        fell_to_the_next_provider=fell,
+        bounded_by_its_own_timeout=own["took"] < own["deadline"],
+        bounded_by_the_deadline=cut["took"] < cut["deadline"] + 2,
+        nothing_in_progress=not own["stuck"] and not cut["stuck"],
+    )
+
+
 # --- the matrix ------------------------------------------------------------------------------
 
 SCENARIOS = {
@@ -2001,6 +2311,9 @@ SCENARIOS = {
     "critical-pair-403": critical_pair_403,
     "refresh-deadline": refresh_deadline,
     "silent-database": silent_database,
+    "provider-outage": provider_outage,
+    "provider-stale-data": stale_provider,
+    "provider-trickle": trickling_provider,
 }
 
 

@@ -461,8 +461,9 @@ def providers_check(ctx: _Context) -> Check:
     if wanting:
         fix = (
             f"{', '.join(wanting[:6])}{' ...' if len(wanting) > 6 else ''} list first a provider"
-            " that is not configured: set KRAKEN_BASE_URL, or OANDA_API_TOKEN and"
-            " OANDA_ACCOUNT_ID (docs/providers.md), or change their `providers:`"
+            " that is not configured: set KRAKEN_BASE_URL or BITSTAMP_BASE_URL (crypto), or"
+            " OANDA_API_TOKEN and OANDA_ACCOUNT_ID (forex and metals; docs/providers.md), or"
+            " change their `providers:`"
         )
         return Check("providers", WARN, found, fix)
     return Check("providers", OK, found)

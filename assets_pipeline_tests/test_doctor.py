@@ -137,6 +137,55 @@ def test_postgresql_and_redis_reachable_and_migrated(tmp_path, pg_url, redis_nam
     assert checks["budget"]["found"].startswith("redis: 5 of 5 calls left per 60s")
 
 
+def test_providers_not_configured_in_production_warn_with_the_variables_to_set(
+    tmp_path, pg_url, redis_namespace
+):
+    """Production asks only the providers it was given: without Kraken, Bitstamp or OANDA the
+    forex and crypto symbols fall to Polygon's day bars, and the providers line says how to
+    give them a live source."""
+    with PolygonSimulator(host="127.0.0.1", port=0) as sim:
+        env = fresh_env(
+            tmp_path,
+            TRADING_DATABASE_URL=pg_url,
+            REDIS_URL=REDIS_URL,
+            REDIS_NAMESPACE=redis_namespace,
+            POLYGON_BASE_URL=sim.url,
+            POLYGON_API_KEY=KEY,
+        )
+        code, checks, _ = checks_of(env)
+    line = checks["providers"]
+    assert code == 0 and line["mark"] == WARN
+    assert "kraken not configured" in line["found"] and "oanda not configured" in line["found"]
+    assert (
+        "KRAKEN_BASE_URL" in line["fix"] and "OANDA_API_TOKEN and OANDA_ACCOUNT_ID" in line["fix"]
+    )
+    assert line["fix"].startswith("XAUUSD, EURUSD, BTCUSD")
+
+
+def test_the_providers_line_lists_each_ones_budget_health_and_symbols_never_a_token(
+    tmp_path, pg_url, redis_namespace
+):
+    from assets_pipeline.simulator.oanda import DEFAULT_ACCOUNT, DEFAULT_TOKEN, OandaSimulator
+
+    with PolygonSimulator(host="127.0.0.1", port=0) as sim, OandaSimulator(port=0) as oanda:
+        env = fresh_env(
+            tmp_path,
+            TRADING_DATABASE_URL=pg_url,
+            REDIS_URL=REDIS_URL,
+            REDIS_NAMESPACE=redis_namespace,
+            POLYGON_BASE_URL=sim.url,
+            POLYGON_API_KEY=KEY,
+            OANDA_BASE_URL=oanda.url,
+            OANDA_API_TOKEN=DEFAULT_TOKEN,
+            OANDA_ACCOUNT_ID=DEFAULT_ACCOUNT,
+        )
+        _, checks, output = checks_of(env)
+    found = checks["providers"]["found"]
+    assert "oanda practice account, live, budget 2 of 2 calls left per 1s, circuit closed" in found
+    assert "polygon plan auto" in found and "budget 5 of 5 calls left per 60s" in found
+    assert DEFAULT_TOKEN not in output
+
+
 def test_redis_on_a_closed_port_fails_naming_redis(tmp_path):
     port = closed_port()
     env = fresh_env(tmp_path, REDIS_URL=f"redis://:{PASSWORD}@127.0.0.1:{port}/0")

@@ -16,6 +16,7 @@ import yaml
 from assets_pipeline.config.registry import load_registry
 from assets_pipeline.persistence.provider_state import provider_syncs
 from assets_pipeline.simulator import PolygonSimulator
+from assets_pipeline.simulator.bitstamp import BitstampSimulator
 from assets_pipeline.simulator.kraken import KrakenSimulator
 from assets_pipeline.simulator.oanda import DEFAULT_ACCOUNT, DEFAULT_TOKEN, OandaSimulator
 from assets_pipeline_tests.conftest import (
@@ -29,7 +30,7 @@ from assets_pipeline_tests.test_assets_end_to_end import Subscriber
 
 POLYGON_KEY = "free-plan-key-0123456789abcdef"
 CRITICAL = ["XAUUSD", "EURUSD", "BTCUSD"]
-BUDGETS = {"KRAKEN": (6, 60.0), "OANDA": (4, 60.0), "POLYGON": (5, 60.0)}
+BUDGETS = {"KRAKEN": (6, 60.0), "OANDA": (4, 60.0), "BITSTAMP": (6, 60.0), "POLYGON": (5, 60.0)}
 
 
 class FreeAccounts:
@@ -41,7 +42,8 @@ class FreeAccounts:
         )
         self.kraken = KrakenSimulator(host="127.0.0.1", port=0)
         self.oanda = OandaSimulator(host="127.0.0.1", port=0, market_hours=False)
-        for simulator in (self.polygon, self.kraken, self.oanda):
+        self.bitstamp = BitstampSimulator(host="127.0.0.1", port=0)
+        for simulator in self.simulators:
             simulator.start()
         self.pg_url, self.namespace = pg_url, namespace
         env = {
@@ -49,6 +51,7 @@ class FreeAccounts:
             "POLYGON_API_KEY": POLYGON_KEY,
             "POLYGON_PLAN": "free",
             "KRAKEN_BASE_URL": self.kraken.url,
+            "BITSTAMP_BASE_URL": self.bitstamp.url,
             "OANDA_BASE_URL": self.oanda.url,
             "OANDA_API_TOKEN": DEFAULT_TOKEN,
             "OANDA_ACCOUNT_ID": DEFAULT_ACCOUNT,
@@ -78,6 +81,7 @@ class FreeAccounts:
         self.symbols_file = tmp_path / "free-accounts.yaml"
         self.symbols_file.write_text(yaml.safe_dump(document))
         self.instance = dg.DagsterInstance.ephemeral()
+        self.kraken_running = True
 
     def defs(self) -> dg.Definitions:
         from assets_pipeline.definitions import build_definitions
@@ -95,9 +99,18 @@ class FreeAccounts:
             instance=self.instance, raise_on_error=False, asset_selection=keys
         )
 
+    @property
+    def simulators(self) -> tuple:
+        return (self.polygon, self.kraken, self.oanda, self.bitstamp)
+
     def close(self) -> None:
-        for simulator in (self.polygon, self.kraken, self.oanda):
-            simulator.stop()
+        for simulator in self.simulators:
+            if simulator is not self.kraken or self.kraken_running:
+                simulator.stop()
+
+    def stop_kraken(self) -> None:
+        self.kraken.stop()
+        self.kraken_running = False
 
 
 @pytest.fixture
@@ -140,20 +153,23 @@ def test_free_accounts_give_the_critical_symbols_live_prices_and_a_stopped_provi
         }
         assert all(e[1]["data"]["timeframe"] == "REAL-TIME" for e in events)
 
-        accounts.kraken.stop()  # Kraken's service stops
+        accounts.stop_kraken()  # Kraken's service stops
         second = accounts.refresh_critical()  # the next critical refresh
         events = subscriber.wait_for(6)
     finally:
         subscriber.close()
     assert second.success  # nothing lost: every critical symbol stored
     meta = _metadata(second)
-    assert meta["BTCUSD"]["provider"] == "polygon"
+    # the next provider in BTCUSD's list: Bitstamp, live, in the same run
+    assert (meta["BTCUSD"]["provider"], meta["BTCUSD"]["timeframe"]) == ("bitstamp", "REAL-TIME")
     assert meta["BTCUSD"]["passed_over"].startswith("kraken: ")
+    assert meta["BTCUSD"]["data_age_seconds"] < cadence
     assert meta["EURUSD"]["provider"] == "oanda"
     announced = [e[1] for e in events if e[1]["symbol"] == "BTCUSD"]
-    assert [e["data"]["provider"] for e in announced] == ["kraken", "polygon"]
+    assert [e["data"]["provider"] for e in announced] == ["kraken", "bitstamp"]
     syncs = provider_syncs(get_engine(accounts.pg_url), ["BTCUSD"])["BTCUSD"]
-    assert syncs["kraken"].status == "failed" and syncs["polygon"].status == "success"
+    assert syncs["kraken"].status == "failed" and syncs["bitstamp"].status == "success"
+    assert "polygon" not in syncs or syncs["polygon"].status != "success"
 
 
 def test_polygon_still_serves_what_only_it_serves_on_its_free_plan(accounts):
@@ -167,7 +183,8 @@ def test_polygon_still_serves_what_only_it_serves_on_its_free_plan(accounts):
 def test_no_providers_budget_is_exceeded_over_refreshes(accounts):
     for _ in range(4):
         accounts.refresh_critical()
-    for simulator, prefix in ((accounts.kraken, "KRAKEN"), (accounts.oanda, "OANDA")):
+    pairs = ((accounts.kraken, "KRAKEN"), (accounts.oanda, "OANDA"))
+    for simulator, prefix in pairs:
         times = [r.at for r in simulator.requests if not r.path.startswith("/_sim")]
         calls, window = BUDGETS[prefix]
         assert times, prefix
@@ -175,13 +192,7 @@ def test_no_providers_budget_is_exceeded_over_refreshes(accounts):
 
 
 def test_the_critical_symbols_asset_metadata_names_their_providers_in_order(accounts):
-    defs = accounts.defs()
-    specs = {
-        key.path[-1]: spec
-        for assets_def in defs.assets or []
-        if isinstance(assets_def, dg.AssetsDefinition)
-        for key, spec in zip(assets_def.keys, assets_def.specs, strict=False)
-    }
-    spec = next(s for s in specs.values() if s.key.path[-1] == "BTCUSD")
-    assert spec.metadata["providers"] == "kraken, polygon"
-    assert {"kraken", "polygon"} <= set(spec.kinds)
+    graph = accounts.defs().resolve_asset_graph()
+    node = graph.get(dg.AssetKey(["quotes", "BTCUSD"]))
+    assert node.metadata["providers"] == "kraken, bitstamp, polygon"
+    assert {"kraken", "bitstamp", "polygon"} <= set(node.kinds)

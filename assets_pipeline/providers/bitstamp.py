@@ -2,7 +2,7 @@
 
 Quotes: one `ticker/{pair}/` call per pair, each quote timed by the ticker's own `timestamp`. Day
 bars: `ohlc/{pair}/` at a step of a day, up to 1000 candles a call, the running day never returned.
-Each request is one `bounded_get` paid from the budget before it is sent; a retry pays again; a
+Each request is paid from the budget before it is sent (`http/paid.py`); a retry pays again; a
 rate limit pauses the budget. Why Bitstamp, as the second crypto source: docs/providers.md."""
 
 from __future__ import annotations
@@ -15,15 +15,10 @@ from typing import Any
 
 from assets_pipeline.budget.interface import BudgetError, CallBudget
 from assets_pipeline.config.registry import SymbolSpec
-from assets_pipeline.polygon.errors import (
-    MalformedResponse,
-    PolygonError,
-    RateLimited,
-    RedirectRefused,
-    RetryableError,
-)
+from assets_pipeline.http.errors import MalformedResponse, PolygonError
+from assets_pipeline.http.paid import PaidClient
+from assets_pipeline.http.transport import api_target
 from assets_pipeline.polygon.parsing import Bar, load_json
-from assets_pipeline.polygon.transport import NoAnswer, Origin, api_target, bounded_get, origin_of
 from assets_pipeline.providers import bitstamp_wire as wire
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.providers import BASE_URLS, ProviderName
@@ -38,12 +33,16 @@ MAX_CANDLES = 1000
 #: A ticker is ~300 bytes, 1000 day candles ~120 KB: far above, refused.
 DEFAULT_MAX_BODY_BYTES = 2_000_000
 DEFAULT_TOTAL_TIMEOUT_SECONDS = 30.0
+#: No key: Bitstamp's public data asks for none.
+_HEADERS = {"Accept": "application/json", "User-Agent": "assets-pipeline"}
 
 log = logging.getLogger(__name__)
 
 
-class BitstampProvider:
+class BitstampProvider(PaidClient):
     """Bitstamp's public market data within the budget it is given (the `Provider` protocol)."""
+
+    vendor = "Bitstamp"
 
     name = ProviderName.BITSTAMP
     timeframe = Timeframe.REAL_TIME
@@ -65,26 +64,21 @@ class BitstampProvider:
         sleep: Callable[[float], None] = time.sleep,
         logger: logging.Logger | Any | None = None,
     ) -> None:
-        #: Where every request goes: the base URL's scheme, host and port.
-        self.origin = Origin.parse(base_url)
-        self.budget = budget
+        super().__init__(
+            base_url,
+            budget,
+            total_timeout=total_timeout,
+            max_body_bytes=max_body_bytes,
+            max_retries=max_retries,
+            backoff_seconds=backoff_seconds,
+            max_budget_wait_seconds=max_budget_wait_seconds,
+            sleep=sleep,
+            logger=logger or log,
+        )
         self.timeouts = (connect_timeout, read_timeout)
-        self.total_timeout = total_timeout
-        self.max_body_bytes = max_body_bytes
-        self.max_retries = max_retries
-        self.backoff_seconds = backoff_seconds
-        self.max_budget_wait_seconds = max_budget_wait_seconds
-        self._sleep = sleep
-        self.log = logger or log
-        #: HTTP attempts made (each retry counts): each took one slot of the budget first.
-        self.calls = 0
 
     def close(self) -> None:
         """Nothing to release: every request has its own connection, closed after it."""
-
-    def redact(self, text: str) -> str:
-        """No key, no secret: a message is shown as it is."""
-        return text
 
     def instrument(self, spec: SymbolSpec) -> str | None:
         """Bitstamp's market symbol for a crypto symbol (BTCUSD -> `btcusd`, ETHUSDT -> `ethusdt`),
@@ -144,48 +138,11 @@ class BitstampProvider:
         rate limit, the service, the network, a broken body) is tried again, each attempt paid
         from the budget; a rate limit first pauses every caller of the budget."""
         target = api_target(path, params, PUBLIC_PREFIX)
-        attempt = 0
-        while True:
-            try:
-                return self._attempt(target, pair)
-            except RetryableError as exc:
-                if isinstance(exc, RateLimited):
-                    self.budget.penalize()
-                if attempt >= self.max_retries:
-                    raise
-                attempt += 1
-                delay = 0.0 if isinstance(exc, RateLimited) else self._backoff(attempt)
-                self.log.warning(f"Bitstamp {path}: {exc}; retry {attempt} of {self.max_retries}")
-                if delay:
-                    self._sleep(delay)
-
-    def _backoff(self, attempt: int) -> float:
-        return min(self.backoff_seconds * 2 ** (attempt - 1), 30.0)
+        return self._retrying(path, pair, lambda: self._attempt(target, pair))
 
     def _attempt(self, target: str, pair: str | None) -> Any:
-        """One paid request: a slot of the budget, then one bounded GET at the origin."""
-        self.budget.acquire(self.max_budget_wait_seconds, on_wait=self._log_wait)
-        path = target.partition("?")[0]
-        self.calls += 1
-        try:
-            answer = bounded_get(
-                self.origin,
-                target,
-                {"Accept": "application/json", "User-Agent": "assets-pipeline"},
-                self.timeouts,
-                self.total_timeout,
-                self.max_body_bytes,
-            )
-        except RetryableError as exc:  # too slow, too large, no answer, broken off
-            text = "did not answer in time" if isinstance(exc, NoAnswer) else str(exc)
-            raise type(exc)(f"Bitstamp {path} at {self.origin}: {text}", ticker=pair) from None
-        if 300 <= answer.status < 400:
-            where = origin_of(answer.location, self.origin)
-            raise RedirectRefused(
-                f"Bitstamp answered a redirect to {where}: refused ({answer.status} for {path})",
-                status=answer.status,
-                ticker=pair,
-            )
+        """One paid request (`_paid_get`), its answer read as Bitstamp's."""
+        answer = self._paid_get(target, pair, _HEADERS, self.timeouts)
         if answer.status != 200:
             raise wire.http_error(answer.status, answer.body, pair)
         try:
@@ -197,9 +154,6 @@ class BitstampProvider:
         if error is not None:
             raise error
         return body
-
-    def _log_wait(self, seconds: float) -> None:
-        self.log.info(f"waiting {seconds:.1f}s for a Bitstamp call slot")
 
 
 def _checked(quote: Quote) -> Quote:

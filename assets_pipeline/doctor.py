@@ -146,8 +146,9 @@ def _said(exc: BaseException) -> str:
 
 
 def _secrets(settings: Settings) -> list[str]:
-    """The values no line may contain: the key, the passwords in the URLs, the webhook URL."""
-    found = [settings.polygon_api_key, settings.alert_webhook_url]
+    """The values no line may contain: the keys and tokens, the passwords in the URLs, the
+    webhook URL."""
+    found = [settings.polygon_api_key, settings.alert_webhook_url, settings.oanda.token]
     for url in (settings.trading_database_url, settings.redis_url):
         try:
             found.append(urlsplit(url).password or "")
@@ -455,7 +456,8 @@ def providers_check(ctx: _Context) -> Check:
     )
     found = "; ".join(_provider_text(row) for row in rows)
     unconfigured = {row["provider"] for row in rows if not row["configured"]}
-    wanting = sorted({s.symbol for s in registry if registry.chain(s)[0] in unconfigured})
+    first = registry.by_priority(registry)  # the critical symbols first
+    wanting = [s.symbol for s in first if registry.chain(s)[0] in unconfigured]
     if any("circuit open" in str(row.get("health")) for row in rows):
         return Check("providers", WARN, found, "a provider had an outage: see its circuit")
     if wanting:

@@ -140,8 +140,8 @@ def _polygon(message: str) -> Diagnosis | None:
 
 
 def redact(text: str, settings: Settings) -> str:
-    """`text` without the API key or any password of the settings' URLs."""
-    secrets = [settings.polygon_api_key]
+    """`text` without the API key, OANDA's token or any password of the settings' URLs."""
+    secrets = [settings.polygon_api_key, settings.oanda.token]
     for url in (settings.trading_database_url, settings.redis_url, settings.alert_webhook_url):
         secrets.extend(_url_secrets(url))
     for secret in sorted({s for s in secrets if s and len(s) >= 3}, key=len, reverse=True):

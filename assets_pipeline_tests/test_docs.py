@@ -187,17 +187,20 @@ def test_with_your_own_key_gets_a_first_refresh_into_postgresql_and_redis(
     # The block as a newcomer runs it: its variables, then migrate, doctor and a refresh, each
     # to exit 0. Only what must be the test's own is swapped: the vendor's URL (the simulator
     # on a free plan that knows one key), the database (an empty one), a Redis namespace.
+    from assets_pipeline.simulator.bitstamp import BitstampSimulator
     from assets_pipeline.simulator.kraken import KrakenSimulator
     from assets_pipeline.simulator.oanda import DEFAULT_TOKEN, OandaSimulator
 
     polygon = PolygonSimulator(host="127.0.0.1", port=0, plan="free", api_keys={KEY})
     kraken = KrakenSimulator(host="127.0.0.1", port=0)
     oanda = OandaSimulator(host="127.0.0.1", port=0, market_hours=False)
-    with polygon as vendor, kraken, oanda:
+    bitstamp = BitstampSimulator(host="127.0.0.1", port=0)
+    with polygon as vendor, kraken, oanda, bitstamp:
         ours = {
             "POLYGON_API_KEY": KEY,
             "POLYGON_BASE_URL": vendor.url,
             "KRAKEN_BASE_URL": kraken.url,
+            "BITSTAMP_BASE_URL": bitstamp.url,
             "OANDA_API_TOKEN": DEFAULT_TOKEN,
             "TRADING_DATABASE_URL": empty_pg_url,
             "REDIS_URL": REDIS_URL,

@@ -21,6 +21,7 @@ from assets_pipeline.persistence.provider_state import provider_syncs, recently_
 from assets_pipeline.persistence.quote_store import QuoteStore
 from assets_pipeline.persistence.refresh_queue import RefreshQueue
 from assets_pipeline.polygon.client import PolygonClient
+from assets_pipeline.providers.bitstamp import BitstampProvider
 from assets_pipeline.providers.kraken import KrakenProvider
 from assets_pipeline.providers.oanda import OandaProvider
 from assets_pipeline.refresh import Refresh, plan_refresh
@@ -28,6 +29,7 @@ from assets_pipeline.rules.quotes import Timeframe
 from assets_pipeline.rules.run_kinds import CRITICAL, MANUAL
 from assets_pipeline.rules.taxonomy import AssetType
 from assets_pipeline.simulator import PolygonSimulator
+from assets_pipeline.simulator.bitstamp import BitstampSimulator
 from assets_pipeline.simulator.kraken import KrakenFault, KrakenSimulator
 from assets_pipeline.simulator.oanda import DEFAULT_ACCOUNT, DEFAULT_TOKEN, OandaSimulator
 from assets_pipeline.sourcing import Source, Sourcing, polygon_live
@@ -43,6 +45,15 @@ SYMBOLS = {
             polygon_ticker="X:BTCUSD",
             asset_type="crypto",
             base_asset="BTC",
+            price_precision=2,
+        ),
+        symbol_entry(
+            symbol="ETHUSDT",
+            polygon_ticker="X:ETHUSD",
+            asset_type="crypto",
+            tier="high",
+            base_asset="ETH",
+            quote_asset="USDT",
             price_precision=2,
         ),
         symbol_entry(
@@ -76,6 +87,8 @@ class World:
     logs: list[str] = field(default_factory=list)
     #: Where each simulator listened (a stopped one keeps its address: connections refused).
     urls: dict[str, str] = field(default_factory=dict)
+    #: Crypto's second live source, when the test has it.
+    bitstamp: BitstampSimulator | None = None
 
     def __post_init__(self) -> None:
         self.urls = {
@@ -83,6 +96,8 @@ class World:
             "kraken": self.kraken.url,
             "oanda": self.oanda.url,
         }
+        if self.bitstamp is not None:
+            self.urls["bitstamp"] = self.bitstamp.url
 
     def budget(self, name: str, calls: int) -> PolygonBudget:
         return PolygonBudget(SqlBudgetStore(self.engine, name), limit=calls, window_seconds=60)
@@ -105,6 +120,10 @@ class World:
             Source("kraken", kraken.budget, ALL, kraken),
             Source("oanda", oanda.budget, ALL, oanda),
         ]
+        if self.bitstamp is not None:
+            bitstamp = BitstampProvider(self.budget("bitstamp", 100), self.urls["bitstamp"])
+            bitstamp.max_retries = 0
+            others.append(Source("bitstamp", bitstamp.budget, ALL, bitstamp))
         live = polygon_live(plan == "free", frozenset())
         syncs = provider_syncs(self.engine, [s.symbol for s in self.registry])
         since = _now() - dt.timedelta(seconds=self.registry.fallback.return_after_seconds)
@@ -161,6 +180,20 @@ def world(request, pg_url, frozen_clock) -> Iterator[World]:
     oanda = OandaSimulator(host="127.0.0.1", port=0, clock=sim_clock, market_hours=False)
     with polygon, kraken, oanda:
         yield World(get_engine(pg_url), registry, polygon, kraken, oanda, request.param)
+
+
+@pytest.fixture(params=["free", "full"])
+def crypto_world(request, pg_url, frozen_clock) -> Iterator[World]:
+    """The same, with Bitstamp beside Kraken: crypto's default list, kraken, bitstamp, polygon."""
+    sim_clock = lambda: frozen_clock.now.timestamp()  # noqa: E731 - the vendors' clocks
+    registry = parse_registry(SYMBOLS, source="fallback-test.yaml")
+    polygon = PolygonSimulator(host="127.0.0.1", port=0, plan=request.param, clock=sim_clock)
+    kraken = KrakenSimulator(host="127.0.0.1", port=0, clock=sim_clock)
+    oanda = OandaSimulator(host="127.0.0.1", port=0, clock=sim_clock, market_hours=False)
+    bitstamp = BitstampSimulator(host="127.0.0.1", port=0, clock=sim_clock)
+    with polygon, kraken, oanda, bitstamp:
+        engine = get_engine(pg_url)
+        yield World(engine, registry, polygon, kraken, oanda, request.param, bitstamp=bitstamp)
 
 
 def test_with_free_accounts_the_critical_symbols_carry_live_prices_from_named_providers(world):
@@ -346,3 +379,55 @@ def _spx_bar():
         last_price=5500.0,
         timeframe=Timeframe.END_OF_DAY,
     )
+
+
+# --- crypto's second live source ------------------------------------------------------------
+
+CRYPTO = ["BTCUSD", "ETHUSDT"]
+
+
+def test_crypto_symbols_list_kraken_then_bitstamp_then_polygon(crypto_world):
+    registry = crypto_world.registry
+    chains = [registry.chain(registry.get(s)) for s in CRYPTO]
+    assert chains == [("kraken", "bitstamp", "polygon")] * 2
+
+
+def test_with_kraken_healthy_it_serves_and_bitstamp_is_not_asked(crypto_world):
+    batch, _, stored = crypto_world.refresh(CRYPTO, MANUAL)
+    assert batch.failed == {}
+    assert {s: q.provider for s, q in stored.items()} == {"BTCUSD": "kraken", "ETHUSDT": "kraken"}
+    assert crypto_world.bitstamp.requests == []
+
+
+def test_a_stopped_kraken_passes_crypto_to_bitstamp_live_in_the_same_run(crypto_world):
+    world = crypto_world
+    world.kraken.stop()
+    batch, sourcing, stored = world.refresh(CRYPTO, MANUAL)
+    assert batch.failed == {}  # nothing lost
+    assert sorted(batch.updated) == sorted(CRYPTO)
+    now = _now()
+    for symbol, pair in (("BTCUSD", "btcusd"), ("ETHUSDT", "ethusdt")):
+        quote = stored[symbol]
+        assert (quote.provider, quote.ticker) == ("bitstamp", pair)
+        assert quote.timeframe is Timeframe.REAL_TIME and quote.data_time == now
+        assert quote.source == "bitstamp:v2-ticker" and 0 < quote.bid < quote.ask
+        assert world.status(symbol, "kraken").status == "failed"
+        assert world.status(symbol, "bitstamp").status == "success"
+        assert [name for name, _ in sourcing.fell_back(symbol)] == ["kraken"]
+    assert [r.path for r in world.bitstamp.requests] == [
+        "/api/v2/ticker/btcusd/",
+        "/api/v2/ticker/ethusdt/",
+    ]
+    assert world.requests(world.polygon) == 0
+    assert serving(world.engine, ["BTCUSD"])["BTCUSD"].fallback_since == now
+
+
+def test_with_both_exchanges_stopped_polygon_still_serves(crypto_world):
+    crypto_world.kraken.stop()
+    crypto_world.bitstamp.stop()
+    batch, _, stored = crypto_world.refresh(["BTCUSD"])
+    assert batch.failed == {}
+    assert stored["BTCUSD"].provider == "polygon"
+    plan = crypto_world.polygon_plan
+    expected = Timeframe.END_OF_DAY if plan == "free" else Timeframe.REAL_TIME
+    assert stored["BTCUSD"].timeframe is expected

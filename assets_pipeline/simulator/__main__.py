@@ -14,17 +14,19 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
+from assets_pipeline.simulator.bitstamp import BitstampSimulator
 from assets_pipeline.simulator.kraken import KrakenSimulator
 from assets_pipeline.simulator.loopback import LoopbackSimulator
 from assets_pipeline.simulator.oanda import DEFAULT_ACCOUNT, DEFAULT_TOKEN, OandaSimulator
 from assets_pipeline.simulator.server import PLANS, PolygonSimulator
 
-PROVIDERS = ("polygon", "kraken", "oanda")
+PROVIDERS = ("polygon", "kraken", "oanda", "bitstamp")
 #: The options each provider's simulator does not take (given, they are refused, not ignored).
 NOT_TAKEN = {
     "polygon": (),
     "kraken": ("keys", "rate_limit_calls", "rate_limit_window", "plan", "page_size_cap"),
     "oanda": ("plan", "page_size_cap"),
+    "bitstamp": ("keys", "rate_limit_calls", "rate_limit_window", "plan", "page_size_cap"),
 }
 
 
@@ -32,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m assets_pipeline.simulator",
         description="Serve a vendor's REST look-alike on loopback: Polygon (Massive), Kraken's"
-        f" public market data or OANDA v20 (account {DEFAULT_ACCOUNT}).",
+        f" or Bitstamp's public market data, or OANDA v20 (account {DEFAULT_ACCOUNT}).",
     )
     parser.add_argument("--provider", choices=PROVIDERS, default="polygon")
     parser.add_argument("--host", default="127.0.0.1")
@@ -82,6 +84,8 @@ def _simulator(args: argparse.Namespace) -> LoopbackSimulator[Any, Any]:
     simulator: LoopbackSimulator[Any, Any]
     if args.provider == "kraken":
         simulator = KrakenSimulator(args.host, args.port)
+    elif args.provider == "bitstamp":
+        simulator = BitstampSimulator(args.host, args.port)
     elif args.provider == "oanda":
         simulator = OandaSimulator(args.host, args.port, market_hours=args.market_hours, **options)
         if args.keys:

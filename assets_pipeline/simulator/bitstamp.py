@@ -2,23 +2,19 @@
 provider over real HTTP. It speaks the recorded wire format (assets_pipeline_tests/data/bitstamp/):
 flat string-valued tickers timed by `timestamp`, candles under `data.ohlc`, a 404 for an unknown
 pair. Prices come from `market`; `BitstampFault`s per pair or for a number of requests. Standard
-library only; `python -m assets_pipeline.simulator.bitstamp --port 8768` serves it in front."""
+library only; `python -m assets_pipeline.simulator --provider bitstamp` serves it in front."""
 
 from __future__ import annotations
 
-import argparse
-import json
 import re
-import signal
-import threading
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from assets_pipeline.simulator import market
+from assets_pipeline.simulator.loopback import LoopbackSimulator, Reply, json_reply
 from assets_pipeline.simulator.market import Clock
 
 #: The steps (seconds) Bitstamp's `ohlc` documents; any other is refused as a bad request.
@@ -75,27 +71,12 @@ class BitstampRequest:
     status: int
 
 
-@dataclass
-class _Reply:
-    status: int
-    body: bytes
-    content_type: str = "application/json"
-    delay: float = 0.0
-    location: str = ""
+def _json(payload: Any, status: int = 200) -> Reply:
+    return json_reply(status, payload)
 
 
-@dataclass
-class _Armed:
-    fault: BitstampFault
-    remaining: int | None
-
-
-def _json(payload: Any, status: int = 200) -> _Reply:
-    return _Reply(status, json.dumps(payload, separators=(",", ":")).encode())
-
-
-def _page(status: int, reason: str) -> _Reply:
-    return _Reply(status, _HTML_PAGE.format(code=status, reason=reason).encode(), "text/html")
+def _page(status: int, reason: str) -> Reply:
+    return Reply(status, _HTML_PAGE.format(code=status, reason=reason).encode(), "text/html")
 
 
 def _usd(pair: str) -> tuple[str, float]:
@@ -108,7 +89,7 @@ def _price(value: float) -> str:
     return f"{value:.2f}"
 
 
-def _render_ticker(pair: str, now: float, kinds: set[str]) -> _Reply:
+def _render_ticker(pair: str, now: float, kinds: set[str]) -> Reply:
     """Bitstamp's ticker: last trade, best bid and ask, the day's first price, the last 24 hours'
     high, low, volume and VWAP, all strings, timed by `timestamp` (seconds, a string)."""
     ticker, usd = _usd(pair)
@@ -142,7 +123,7 @@ def _render_ticker(pair: str, now: float, kinds: set[str]) -> _Reply:
     return _json(item)
 
 
-def _render_ohlc(pair: str, now: float, query: dict[str, str]) -> _Reply:
+def _render_ohlc(pair: str, now: float, query: dict[str, str]) -> Reply:
     """Candles of `step` seconds from `start` (else the last `limit`, ending with the running
     one), at most `limit`, oldest first; the running candle is listed, cut at now."""
     step, limit, start = (query.get(k, "") for k in ("step", "limit", "start"))
@@ -164,7 +145,7 @@ def _render_ohlc(pair: str, now: float, query: dict[str, str]) -> _Reply:
     return _json({"data": {"pair": f"{base}/{quote}", "ohlc": rows}})
 
 
-def _request_fault_reply(kinds: set[str]) -> _Reply | None:
+def _request_fault_reply(kinds: set[str]) -> Reply | None:
     """The answer a request-level fault puts in place of the endpoint's, if any."""
     if "http_429" in kinds:
         return _page(429, "Too Many Requests")
@@ -174,96 +155,32 @@ def _request_fault_reply(kinds: set[str]) -> _Reply | None:
         reason = "Request rejected due to exceeded rate limit."
         return _json({"status": "error", "reason": reason, "code": "400.002"})
     if "redirect" in kinds:
-        return _Reply(302, b"", location="https://elsewhere.example/api/v2/ticker/btcusd/")
+        location = "https://elsewhere.example/api/v2/ticker/btcusd/"
+        return Reply(302, b"", headers={"Location": location})
     return None
 
 
-class BitstampSimulator:
+class BitstampSimulator(LoopbackSimulator[BitstampFault, BitstampRequest]):
     """Bitstamp's public REST market data on loopback, with a request log and injectable faults."""
+
+    thread_name = "bitstamp-simulator"
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, clock: Clock = time.time) -> None:
         """Configure; nothing listens until `start()`. `clock` gives the simulator's now."""
-        self.host = host
-        self.port = port
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._log: list[BitstampRequest] = []
-        self._faults: list[_Armed] = []
-        self._server: ThreadingHTTPServer | None = None
-        self._stopping = threading.Event()
+        super().__init__(host, port, clock)
 
-    def start(self) -> None:
-        """Bind and serve in a daemon thread; returns once the socket is listening."""
-        if self._server is not None:
-            raise RuntimeError("simulator already started")
-        self._stopping.clear()
-        self._server = _Server((self.host, self.port), self)
-        self.port = self._server.server_address[1]
-        threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name=f"bitstamp-simulator-{self.port}",
-            daemon=True,
-        ).start()
-
-    def stop(self) -> None:
-        """Stop serving and release the port; wakes any request held by a fault."""
-        server, self._server = self._server, None
-        if server is not None:
-            self._stopping.set()
-            server.shutdown()
-            server.server_close()
-
-    def __enter__(self) -> BitstampSimulator:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    @property
-    def url(self) -> str:
-        """The base URL to give a client, e.g. http://127.0.0.1:54321."""
-        return f"http://{self.host}:{self.port}"
-
-    @property
-    def requests(self) -> list[BitstampRequest]:
-        """A copy of the request log."""
-        with self._lock:
-            return list(self._log)
-
-    def add_fault(self, fault: BitstampFault) -> None:
-        """Arm a fault; faults combine, and each counts down on its own."""
-        with self._lock:
-            self._faults.append(_Armed(fault, fault.count))
-
-    def clear_faults(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
-    def _take_faults(self, endpoint: str, pair: str) -> list[BitstampFault]:
+    def _faults_for(self, endpoint: str, pair: str) -> list[BitstampFault]:
         """The faults matching this request; counted ones are spent by it."""
-        taken: list[BitstampFault] = []
-        with self._lock:
-            kept: list[_Armed] = []
-            for armed in self._faults:
-                fault = armed.fault
-                if fault.endpoint in (None, endpoint) and fault.pair in (None, pair):
-                    taken.append(fault)
-                    if armed.remaining is not None:
-                        armed.remaining -= 1
-                        if armed.remaining <= 0:
-                            continue
-                kept.append(armed)
-            self._faults = kept
-        return taken
+        return self._take_faults(
+            lambda fault: fault.endpoint in (None, endpoint) and fault.pair in (None, pair)
+        )
 
-    def respond(self, path: str, query: dict[str, str]) -> _Reply:
+    def respond(self, path: str, query: dict[str, str]) -> Reply:
         """The answer to one GET, faults applied, logged."""
         now = self.clock()
         match = _PATH.fullmatch(path)
         endpoint, pair = match.groups() if match else ("", "")
-        faults = self._take_faults(endpoint, pair)
+        faults = self._faults_for(endpoint, pair)
         kinds = {fault.kind for fault in faults}
         reply = _request_fault_reply(kinds)
         if reply is None and (match is None or pair not in PAIRS or UNKNOWN_PAIR in kinds):
@@ -275,66 +192,11 @@ class BitstampSimulator:
         if "malformed" in kinds:
             reply.body = reply.body[: max(1, len(reply.body) // 2)]
         reply.delay = max((f.delay for f in faults if f.kind == "timeout"), default=0.0)
-        with self._lock:
-            self._log.append(BitstampRequest(now, path, dict(query), reply.status))
+        self._record(BitstampRequest(now, path, dict(query), reply.status))
         return reply
 
-    def _send(self, handler: BaseHTTPRequestHandler, reply: _Reply) -> None:
-        if reply.delay > 0:
-            self._stopping.wait(reply.delay)
-        handler.send_response(reply.status)
-        handler.send_header("Content-Type", reply.content_type)
-        if reply.location:
-            handler.send_header("Location", reply.location)
-        handler.send_header("Content-Length", str(len(reply.body)))
-        handler.end_headers()
-        handler.wfile.write(reply.body)
-
-
-class _Server(ThreadingHTTPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], simulator: BitstampSimulator) -> None:
-        super().__init__(address, _Handler)
-        self.simulator = simulator
-
-
-class _Handler(BaseHTTPRequestHandler):
-    """Hands each GET to the simulator; quiet."""
-
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    server: _Server
-
-    def do_GET(self) -> None:
-        split = urlsplit(self.path)
+    def serve(self, handler: BaseHTTPRequestHandler, method: str) -> None:
+        """Answer one GET (the handler's) and write the reply."""
+        split = urlsplit(handler.path)
         query = dict(parse_qsl(split.query, keep_blank_values=True))
-        simulator = self.server.simulator
-        try:
-            simulator._send(self, simulator.respond(split.path, query))
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True  # the client gave up (a deadline): fine
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """No stderr line per request; the simulator keeps its own log."""
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Serve in the foreground until SIGTERM or SIGINT; print the URL once listening."""
-    parser = argparse.ArgumentParser(prog="python -m assets_pipeline.simulator.bitstamp")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8768, help="0 picks a free port")
-    args = parser.parse_args(argv)
-    simulator = BitstampSimulator(args.host, args.port)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
-    with simulator:
-        print(f"bitstamp simulator listening on {simulator.url}", flush=True)
-        stop.wait()
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        self._send(handler, self.respond(split.path, query))

@@ -26,6 +26,7 @@ CASES = {
         {"Authorization": "Bearer second-key"},
     ),
     "kraken": ([], "/0/public/Time", {}),
+    "bitstamp": ([], "/api/v2/ticker/btcusd/", {}),
     "oanda": (
         ["--keys", "first-token,second-token"],
         f"/v3/accounts/{DEFAULT_ACCOUNT}/pricing?instruments=EUR_USD",
@@ -67,6 +68,7 @@ def test_each_provider_serves_from_its_own_process(provider: str, tmp_path: Path
         ["--provider", "kraken", "--keys", "a-key"],
         ["--provider", "kraken", "--rate-limit-calls", "5"],
         ["--provider", "oanda", "--plan", "free"],
+        ["--provider", "bitstamp", "--keys", "a-key"],
     ],
 )
 def test_an_option_the_provider_does_not_take_is_refused(

@@ -286,7 +286,8 @@ def test_on_an_end_of_day_plan_the_critical_schedule_waits_for_a_new_bar(
 ):
     # Wednesday 12:00Z on a free key, each critical symbol holding Tuesday's close (midnight
     # UTC): nothing newer can exist until Wednesday's bar is published, so no run, and why
-    free = dataclasses.replace(registry, plan="free")
+    # Polygon alone: no live provider configured to serve them
+    free = dataclasses.replace(registry, plan="free", live_providers=frozenset())
     store = QuoteStore(get_engine(pg_url))
     tuesday_close = dt.datetime(2026, 11, 25, tzinfo=dt.UTC)
     for spec in free.in_tier(Tier.CRITICAL):

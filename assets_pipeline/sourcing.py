@@ -161,22 +161,29 @@ class Sourcing:
         """Each symbol's final answer as soon as it is known, recorded in `result` like the
         client's: the quote chosen, or the last provider's error."""
         self._read_circuits()
-        busy = {name for name, source in self.sources.items() if not source.has_slot()}
+        busy = self._busy()
         queue = {spec.symbol: self.candidates(spec, busy) for spec in specs}
         pending = list(specs)
         while pending:
-            later: list[SymbolSpec] = []
+            later: dict[str, SymbolSpec] = {}
             for name, group in self._groups(pending, queue).items():
                 for spec, answer in self._ask(name, group, mode, result):
                     final = self._judge(spec, name, answer, queue)
                     if final is None:
-                        later.append(spec)
+                        later[spec.symbol] = spec
                     else:
                         yield self._record(spec, final, result)
             for spec in pending:  # nobody left to ask (every circuit open)
-                if spec not in later and self._unsettled(spec, result):
+                if spec.symbol not in later and self._unsettled(spec, result):
                     yield self._record(spec, self._last_resort(spec), result)
-            pending = later
+            pending = list(later.values())
+
+    def _busy(self) -> set[str]:
+        """The providers without a budget slot free now (one read each; none when Polygon is
+        the only one: it is asked anyway)."""
+        if len(self.sources) == 1:
+            return set()
+        return {name for name, source in self.sources.items() if not source.has_slot()}
 
     # --- asking ------------------------------------------------------------------------------
 

@@ -431,3 +431,27 @@ def test_with_both_exchanges_stopped_polygon_still_serves(crypto_world):
     plan = crypto_world.polygon_plan
     expected = Timeframe.END_OF_DAY if plan == "free" else Timeframe.REAL_TIME
     assert stored["BTCUSD"].timeframe is expected
+
+
+def test_a_provider_budget_smaller_than_its_critical_reserve_still_serves_other_runs(pg_url):
+    """Kraken at 2 calls a window, a critical refresh costing 2: a queue or manual run keeps
+    one call, not none (a budget refusing every caller would switch the provider off)."""
+    from assets_pipeline.budget.fairness import CRITICAL_CALLER
+    from assets_pipeline.defs.resources import CallBudgetResource, RedisResource, TradingDatabase
+    from assets_pipeline.defs.sources import KrakenResource
+
+    database = TradingDatabase(url=pg_url)
+    budget = CallBudgetResource(
+        name="kraken",
+        calls=2,
+        window_seconds=60,
+        store="database",
+        redis=RedisResource(),
+        database=database,
+    )
+    kraken = KrakenResource(base_url="http://127.0.0.1:9", budget=budget)
+    registry = parse_registry(SYMBOLS)
+    secondary = kraken.caller(registry, "kraken", critical=False)
+    assert secondary.reserve == 1
+    assert kraken.provider(None, secondary).budget.caller.reserve == 1  # it builds
+    assert kraken.caller(registry, "kraken", critical=True) is CRITICAL_CALLER

@@ -100,6 +100,7 @@ class PolygonBudget:
         caller: Caller = CRITICAL_CALLER,
         sleep: Callable[[float], None] = time.sleep,
         monotonic: Callable[[], float] = time.monotonic,
+        provider: str = "Polygon",
     ) -> None:
         if limit < 1:
             raise ValueError(f"the budget needs at least 1 call per window, got {limit}")
@@ -111,6 +112,8 @@ class PolygonBudget:
                 " leaves nothing for other callers"
             )
         self.store = store
+        #: Whose calls it counts, as its messages name it.
+        self.provider = provider
         self.limit = limit
         self.window_seconds = window_seconds
         self.caller = caller
@@ -144,7 +147,7 @@ class PolygonBudget:
                 reserve = self.caller.reserve
                 reserved = f", {reserve} kept for critical" if reserve else ""
                 raise BudgetCongested(
-                    f"no Polygon call slot within {max_wait_seconds:g}s: the budget of"
+                    f"no {self.provider} call slot within {max_wait_seconds:g}s: the budget of"
                     f" {self.limit} calls per {self.window_seconds:g}s is in use{reserved}"
                     f" (next slot in {wait:.1f}s)"
                 )

@@ -55,6 +55,7 @@ from assets_pipeline.rules.plans import (
     SnapshotMode,
     configured_bars,
 )
+from assets_pipeline.rules.providers import label
 from assets_pipeline.rules.retention import DEFAULT_RETENTION_DAYS
 
 #: The key the embedded simulator is sent (it accepts any).
@@ -193,7 +194,10 @@ class CallBudgetResource(dg.ConfigurableResource):
             store: Any = RedisBudgetStore(client, self.name, self.redis.namespace)
         else:
             store = SqlBudgetStore(self.database.engine(), self.name)
-        return PolygonBudget(store, self.calls, self.window_seconds, caller=caller)
+        provider = label(self.name)
+        return PolygonBudget(
+            store, self.calls, self.window_seconds, caller=caller, provider=provider
+        )
 
 
 class PolygonBudgetResource(CallBudgetResource):

@@ -48,7 +48,12 @@ class _ProviderResource(dg.ConfigurableResource):
     connect_timeout_seconds: float = Field(default=5.0, gt=0)
     read_timeout_seconds: float = Field(default=15.0, gt=0)
     max_retries: int = Field(default=2, ge=0)
-    max_budget_wait_seconds: float = Field(default=60.0, gt=0)
+    max_budget_wait_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        description="How long a call may wait for a budget slot: briefly, the next provider can"
+        " serve meanwhile.",
+    )
     budget: CallBudgetResource
     _simulator: Any = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
@@ -85,7 +90,9 @@ class _ProviderResource(dg.ConfigurableResource):
             return CRITICAL_CALLER
         direct = [s for s in registry.direct() if name in registry.chain(s)]
         cadences = [p.every_seconds for p in registry.tiers.values() if p.refresh is Refresh.DIRECT]
-        return secondary_caller(self.calls_for(len(direct)) if direct else 0, cadences)
+        # a budget too small for the whole reserve still leaves one call to the others
+        reserve = min(self.calls_for(len(direct)) if direct else 0, self.budget.calls - 1)
+        return secondary_caller(reserve, cadences)
 
     def _common(self, logger: Any) -> dict[str, Any]:
         return {

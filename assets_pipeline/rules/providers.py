@@ -17,6 +17,11 @@ class ProviderName(enum.StrEnum):
     BITSTAMP = "bitstamp"
 
 
+def label(name: str) -> str:
+    """A provider's name as a sentence writes it (`Polygon`, `Kraken`, `OANDA`)."""
+    return "OANDA" if name == ProviderName.OANDA else name.title()
+
+
 #: Where each provider is asked, when known: the `base_url` of its `api_providers` row.
 BASE_URLS = {
     ProviderName.POLYGON: "https://api.polygon.io",

@@ -119,8 +119,12 @@ class Quote:
 
     def fetched(self, at: dt.datetime, plan: str = "") -> Quote:
         """This quote as fetched at `at` under `plan` (by default, the plan its timeframe
-        implies)."""
-        return dataclasses.replace(self, fetched_at=at, plan=plan or self.served_plan)
+        implies). A data time ahead of `at` (a vendor's clock within the accepted skew) is
+        taken as `at`: a price is never newer than its fetch, nor blocks honest ones after it."""
+        data_time = min(self.data_time, at)
+        return dataclasses.replace(
+            self, data_time=data_time, fetched_at=at, plan=plan or self.served_plan
+        )
 
     @property
     def served_plan(self) -> str:

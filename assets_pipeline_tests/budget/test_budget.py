@@ -75,6 +75,19 @@ def test_fails_with_a_clear_error_when_no_slot_comes_before_the_deadline(store_s
     assert sleeps == []  # it does not sleep in vain
 
 
+def test_another_providers_budget_names_that_provider_when_it_has_no_slot(pg_url):
+    """Kraken's throttling is Kraken's: its sync status must not blame Polygon's budget."""
+    budget = PolygonBudget(
+        SqlBudgetStore(get_engine(pg_url), "kraken"),
+        limit=1,
+        window_seconds=30.0,
+        provider="Kraken",
+    )
+    budget.acquire(max_wait_seconds=1)
+    with pytest.raises(BudgetError, match=r"^no Kraken call slot within 0.5s"):
+        budget.acquire(max_wait_seconds=0.5)
+
+
 def test_a_429_pauses_every_caller_for_a_window(store_spec):
     first = PolygonBudget(make_store(*store_spec), limit=5, window_seconds=1.5)
     other = PolygonBudget(make_store(*store_spec), limit=5, window_seconds=1.5)

@@ -95,3 +95,17 @@ def test_a_spread_is_rounded_to_the_symbols_precision():
     quote = dataclasses.replace(GOOD, bid=1.08001, ask=1.08037)
     assert quote.spread != 0.00036
     assert quote.for_symbol("EURUSD", 5).spread == 0.00036
+
+
+def test_a_price_dated_ahead_of_its_fetch_is_dated_at_its_fetch():
+    """A vendor's clock ahead of ours (within the accepted skew) must not make its price look
+    newer than it was fetched, nor make the honest prices after it look older and be refused."""
+    import datetime as dt
+
+    from assets_pipeline.rules.quotes import Quote
+
+    fetched = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
+    ahead = Quote(ticker="XBTUSD", data_time=fetched + dt.timedelta(seconds=55), source="kraken:x")
+    assert ahead.fetched(fetched).data_time == fetched
+    behind = Quote(ticker="XBTUSD", data_time=fetched - dt.timedelta(seconds=5), source="kraken:x")
+    assert behind.fetched(fetched).data_time == fetched - dt.timedelta(seconds=5)

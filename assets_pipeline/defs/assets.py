@@ -46,7 +46,8 @@ def _spec(symbol: SymbolSpec, registry: Registry) -> dg.AssetSpec:
     return dg.AssetSpec(
         key=quote_asset_key(symbol.symbol),
         group_name=symbol.tier.value,
-        kinds={*chain, symbol.asset_type.value},
+        # two badges, its market and its first provider: more crowd its name out of the catalog
+        kinds={chain[0], symbol.asset_type.value},
         owners=list(registry.owners),
         description=(
             f"{symbol.name}: the latest quote for {symbol.symbol} from the first of its"

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from assets_pipeline.budget.interface import BudgetError, CallBudget
+from assets_pipeline.budget.interface import BudgetError
 from assets_pipeline.config.registry import SymbolSpec
 from assets_pipeline.http.errors import MalformedResponse, PolygonError
-from assets_pipeline.http.paid import PaidClient
 from assets_pipeline.http.transport import api_target
 from assets_pipeline.polygon.parsing import Bar, load_json
 from assets_pipeline.providers import bitstamp_wire as wire
+from assets_pipeline.providers.keyless import KeylessProvider
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.providers import BASE_URLS, ProviderName
 from assets_pipeline.rules.quotes import Quote, QuoteRejected, Timeframe, validate_quote
@@ -30,16 +29,13 @@ BITSTAMP_BASE_URL = BASE_URLS[ProviderName.BITSTAMP]
 PUBLIC_PREFIX = ("/api/v2/",)
 #: The most candles one `ohlc` call returns (Bitstamp's documented maximum of `limit`).
 MAX_CANDLES = 1000
-#: A ticker is ~300 bytes, 1000 day candles ~120 KB: far above, refused.
-DEFAULT_MAX_BODY_BYTES = 2_000_000
-DEFAULT_TOTAL_TIMEOUT_SECONDS = 30.0
 #: No key: Bitstamp's public data asks for none.
 _HEADERS = {"Accept": "application/json", "User-Agent": "assets-pipeline"}
 
 log = logging.getLogger(__name__)
 
 
-class BitstampProvider(PaidClient):
+class BitstampProvider(KeylessProvider):
     """Bitstamp's public market data within the budget it is given (the `Provider` protocol)."""
 
     vendor = "Bitstamp"
@@ -49,36 +45,7 @@ class BitstampProvider(PaidClient):
     #: `ticker/{pair}/` takes one pair (the all-pairs `ticker/` answer is ~100 times larger).
     tickers_per_call = 1
 
-    def __init__(
-        self,
-        budget: CallBudget,
-        base_url: str = BITSTAMP_BASE_URL,
-        *,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 15.0,
-        total_timeout: float = DEFAULT_TOTAL_TIMEOUT_SECONDS,
-        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-        max_retries: int = 2,
-        backoff_seconds: float = 1.0,
-        max_budget_wait_seconds: float = 180.0,
-        sleep: Callable[[float], None] = time.sleep,
-        logger: logging.Logger | Any | None = None,
-    ) -> None:
-        super().__init__(
-            base_url,
-            budget,
-            total_timeout=total_timeout,
-            max_body_bytes=max_body_bytes,
-            max_retries=max_retries,
-            backoff_seconds=backoff_seconds,
-            max_budget_wait_seconds=max_budget_wait_seconds,
-            sleep=sleep,
-            logger=logger or log,
-        )
-        self.timeouts = (connect_timeout, read_timeout)
-
-    def close(self) -> None:
-        """Nothing to release: every request has its own connection, closed after it."""
+    default_base_url = BITSTAMP_BASE_URL
 
     def instrument(self, spec: SymbolSpec) -> str | None:
         """Bitstamp's market symbol for a crypto symbol (BTCUSD -> `btcusd`, ETHUSDT -> `ethusdt`),

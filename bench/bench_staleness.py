@@ -1775,7 +1775,8 @@ def free_accounts(registry: Registry, cfg: argparse.Namespace) -> list[ProviderR
     ]
     days = (cfg.span - cfg.warmup) / DAY
     for label, plan in FREE_SCENARIOS[1:]:
-        planned = dataclasses.replace(registry, plan=plan)
+        live = frozenset({KRAKEN, OANDA})  # the free live providers, configured
+        planned = dataclasses.replace(registry, plan=plan, live_providers=live)
         sim = ChainSim(planned, provider_models(False, cfg), cfg)
         out = sim.run(f"{label}, {len(registry)} symbols")
         stats = [age_stats(t, planned.in_tier(t), out, cfg) for t in Tier if planned.in_tier(t)]
@@ -1859,7 +1860,8 @@ def outage_registry(base: Registry, fallback: bool) -> Registry:
             chain = (POLYGON, other) if fallback else (POLYGON,)
             spec = dataclasses.replace(spec, providers=chain)
         specs.append(spec)
-    return dataclasses.replace(base, symbols=tuple(specs), plan="paid")
+    live = frozenset({KRAKEN, OANDA})  # configured beside the paid Polygon
+    return dataclasses.replace(base, symbols=tuple(specs), plan="paid", live_providers=live)
 
 
 def age_at(out: Outcome, symbol: str, t: float) -> float:
@@ -2188,7 +2190,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--failure-rate must be in [0, 1)")
 
     started = time.perf_counter()
-    base = load_registry()
+    # Polygon alone unless a section says otherwise (the provider sections give their own)
+    base = dataclasses.replace(load_registry(), live_providers=frozenset())
     cadence = ", ".join(
         f"{t.value} {p.refresh} every {format_duration(p.every_seconds)}"
         for t, p in base.tiers.items()

@@ -280,15 +280,25 @@ class Refresh:
         """Each provider that did not serve a symbol gets its sync status `failed` with why
         (the refresh's hysteresis reads them); the one whose error is the symbol's is recorded
         with the symbol's failure, and one that served it is not failed."""
+        failed = getattr(self.client, "failed", None)
         for spec in self.plan.symbols:
-            tried = self._tried(spec)
+            tried = failed(spec.symbol) if failed else []
             quote = self.result.quotes.get(spec.symbol)
-            if quote is None:
-                tried = tried[:-1]
+            if quote is None and tried and tried[-1] == self._tried(spec)[-1]:
+                tried = tried[:-1]  # the symbol's own error: recorded with its failure
             for provider, why in tried:
                 if quote is None or provider != quote.provider:
                     text = clip(self.client.redact(why), 2000)
                     self.quote_store.record_failure(spec, text, provider)
+            self._restore_congested(spec)
+
+    def _restore_congested(self, spec: SymbolSpec) -> None:
+        """The first provider, if only our budget kept it from answering: its sync status as
+        it was, neither `failed` nor left `in_progress` (restoring leaves a status set since)."""
+        congested = getattr(self.client, "congested", None)
+        first = self._first(spec)
+        if congested and first in congested(spec.symbol):
+            self.quote_store.restore_status(spec, self.before.get(spec.symbol, "pending"), first)
 
     def _fail(self, spec: SymbolSpec, error: str, retryable: bool, provider: str) -> None:
         self.quote_store.record_failure(spec, error, provider)

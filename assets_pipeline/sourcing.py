@@ -87,6 +87,8 @@ class Outcome:
     tried: list[tuple[str, str]] = field(default_factory=list)
     weak: list[Quote] = field(default_factory=list)
     error: Exception | None = None
+    #: Providers passed over for want of a budget slot of ours: not their failure.
+    congested: set[str] = field(default_factory=set)
 
 
 class Sourcing:
@@ -309,6 +311,8 @@ class Sourcing:
         else:
             outcome.error = answer
             outcome.tried.append((name, f"{answer.__class__.__name__}: {answer}"))
+            if isinstance(answer, BudgetError):
+                outcome.congested.add(name)
         if names:
             return None
         return self._last_resort(spec)
@@ -358,6 +362,19 @@ class Sourcing:
         """The providers that did not serve the symbol in this refresh, and why."""
         outcome = self.outcomes.get(symbol)
         return list(outcome.tried) if outcome else []
+
+    def congested(self, symbol: str) -> set[str]:
+        """The providers only our own budget kept from answering the symbol."""
+        outcome = self.outcomes.get(symbol)
+        return set(outcome.congested) if outcome else set()
+
+    def failed(self, symbol: str) -> list[tuple[str, str]]:
+        """Those of them that failed it: not the ones only our own budget kept from asking
+        (waiting on a slot is not the provider's fault, and must not hold it back)."""
+        outcome = self.outcomes.get(symbol)
+        if outcome is None:
+            return []
+        return [(name, why) for name, why in outcome.tried if name not in outcome.congested]
 
 
 @dataclass(frozen=True)

@@ -455,3 +455,31 @@ def test_a_provider_budget_smaller_than_its_critical_reserve_still_serves_other_
     assert secondary.reserve == 1
     assert kraken.provider(None, secondary).budget.caller.reserve == 1  # it builds
     assert kraken.caller(registry, "kraken", critical=True) is CRITICAL_CALLER
+
+
+def test_a_provider_only_our_budget_kept_from_answering_is_not_failed_nor_held(world):
+    """Kraken asked first but without a slot before its wait ran out (another process took
+    them): Polygon serves BTCUSD; Kraken's row is not `failed` (which would hold it back for
+    `return_after`) and not left `in_progress`."""
+    from assets_pipeline.budget.interface import BudgetCongested
+
+    sourcing = world.sourcing
+    busy_kraken = []
+
+    def with_a_congested_kraken():
+        built = sourcing()
+        kraken = built.sources["kraken"].provider
+
+        def fetch_quotes(instruments):
+            busy_kraken.append(instruments)
+            return {i: BudgetCongested("no Kraken call slot within 15s") for i in instruments}
+
+        kraken.fetch_quotes = fetch_quotes
+        return built
+
+    world.sourcing = with_a_congested_kraken
+    batch, refresh_sourcing, stored = world.refresh(["BTCUSD"])
+    assert busy_kraken and stored["BTCUSD"].provider == "polygon" and batch.failed == {}
+    assert world.status("BTCUSD", "kraken").status == "pending"
+    assert refresh_sourcing.failed("BTCUSD") == []
+    assert [name for name, _ in refresh_sourcing.fell_back("BTCUSD")] == ["kraken"]

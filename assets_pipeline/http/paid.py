@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from assets_pipeline.budget.interface import CallBudget
+from assets_pipeline.budget.interface import BudgetError, CallBudget
 from assets_pipeline.http.errors import (
     OutOfTime,
     PolygonError,
@@ -80,12 +80,18 @@ class PaidClient:
         a backoff, or after a rate limit (which pauses every caller of the budget) at once, the
         budget's own pause being the wait. The deadline passed is never tried again."""
         tries = 0
+        limited: RateLimited | None = None
         while True:
             self._in_time(path, ticker)
             try:
                 return attempt()
+            except BudgetError:
+                if limited is not None:  # the vendor's limit is why no slot came: say so
+                    raise limited from None
+                raise
             except RetryableError as exc:
                 if isinstance(exc, RateLimited):
+                    limited = exc
                     self.budget.penalize()
                 if tries >= self.max_retries or isinstance(exc, OutOfTime):
                     raise

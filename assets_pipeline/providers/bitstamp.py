@@ -14,7 +14,7 @@ from typing import Any
 
 from assets_pipeline.budget.interface import BudgetError
 from assets_pipeline.config.registry import SymbolSpec
-from assets_pipeline.http.errors import MalformedResponse, PolygonError
+from assets_pipeline.http.errors import MalformedResponse, PolygonError, RetryableError
 from assets_pipeline.http.transport import api_target
 from assets_pipeline.polygon.parsing import Bar, load_json
 from assets_pipeline.providers import bitstamp_wire as wire
@@ -61,13 +61,22 @@ class BitstampProvider(KeylessProvider):
         """Each pair's validated quote, or the error that stopped it: one `ticker` call a pair, so
         one pair's failure never touches another's answer."""
         out: dict[str, Quote | Exception] = {}
+        down: Exception | None = None  # an outage: the pairs after it are not asked
         for pair in dict.fromkeys(instruments):
+            if down is not None:
+                why = f"{down.__class__.__name__}: {down}"
+                out[pair] = RetryableError(
+                    f"not asked: Bitstamp failed before ({why})", ticker=pair
+                )
+                continue
             try:
                 out[pair] = _checked(wire.ticker_quote(pair, self._get_pair(pair, "ticker")))
             except (PolygonError, BudgetError, QuoteRejected) as exc:
                 if isinstance(exc, PolygonError):
                     exc.ticker = pair
                 out[pair] = exc
+                if _an_outage(exc):
+                    down = exc
         return out
 
     def _get_pair(self, pair: str, endpoint: str, params: dict[str, Any] | None = None) -> Any:
@@ -121,6 +130,14 @@ class BitstampProvider(KeylessProvider):
         if error is not None:
             raise error
         return body
+
+
+def _an_outage(exc: Exception) -> bool:
+    """Bitstamp itself failed (retries spent, a rate limit, no budget slot), not one pair's
+    answer: asking the next pair would only spend its retries too."""
+    return isinstance(exc, BudgetError) or (
+        isinstance(exc, RetryableError) and not isinstance(exc, MalformedResponse)
+    )
 
 
 def _checked(quote: Quote) -> Quote:

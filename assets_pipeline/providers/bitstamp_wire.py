@@ -139,6 +139,12 @@ def ticker_quote(pair: str, body: Any) -> Quote:
     the UTC day, so they are not given as the day's; today's close does not exist yet."""
     if not isinstance(body, Mapping):
         raise MalformedResponse(f"Bitstamp's ticker for {pair} is not an object", ticker=pair)
+    named = body.get("pair")
+    if named is not None and (not isinstance(named, str) or named.replace("/", "").lower() != pair):
+        # whose prices these are can no longer be told: none of them is taken
+        raise MalformedResponse(
+            f"Bitstamp answered the ticker of {excerpt(named)} when asked for {pair}", ticker=pair
+        )
     moment = unix_time(body.get("timestamp"), "ticker timestamp", pair)
     return Quote(
         ticker=pair,

@@ -371,3 +371,41 @@ def test_the_simulator_answers_in_the_recorded_shapes(simulator):
     recorded = load("ohlc_btcusdt_1h_ccxt.json")["data"]
     assert set(candles["data"]) == set(recorded) and candles["data"]["pair"] == "BTC/USDT"
     assert [set(c) for c in candles["data"]["ohlc"]] == [set(recorded["ohlc"][0])] * 2
+
+
+def test_an_answer_naming_another_pair_is_refused_whoever_it_prices():
+    """A ticker that says it is ETH/USD when BTC/USD was asked: storing it as BTCUSD would
+    put Ether's price on Bitcoin (found by a black-box attack)."""
+    body = json.loads((DATA / "ticker_btcusdt_ccxt.json").read_text())
+    with pytest.raises(MalformedResponse, match="answered the ticker of 'ETH/USD' when asked"):
+        wire.ticker_quote("btcusdt", {**body, "pair": "ETH/USD"})
+    assert wire.ticker_quote("btcusdt", {**body, "pair": "BTC/USDT"}).ticker == "btcusdt"
+
+
+def test_after_an_outage_the_next_pairs_are_not_asked(provider, simulator, budget):
+    """One pair a call: once Bitstamp failed one pair with its retries spent, asking the next
+    would only spend theirs too (a trickle made a refresh take three minutes)."""
+    simulator.add_fault(BitstampFault("http_5xx"))
+    answers = provider.fetch_quotes(["btcusd", "ethusdt"])
+    assert isinstance(answers["btcusd"], RetryableError)
+    assert isinstance(answers["ethusdt"], RetryableError)
+    assert "not asked: Bitstamp failed before" in str(answers["ethusdt"])
+    assert len(simulator.requests) == 3 == len(budget.slots)  # btcusd's three attempts only
+
+
+def test_a_rate_limit_that_leaves_no_slot_is_reported_as_the_vendors_limit(simulator):
+    """Bitstamp's 429 pauses the budget; when the pause outlasts the wait for a slot, the
+    error says Bitstamp limited us, not that our own budget was busy."""
+    from assets_pipeline.budget.interface import BudgetCongested
+
+    class Paused(CountingBudget):
+        def acquire(self, max_wait_seconds, on_wait=None):
+            if self.penalties:
+                raise BudgetCongested("no Bitstamp call slot within 0.1s")
+            return super().acquire(max_wait_seconds, on_wait)
+
+    budget = Paused(simulator)
+    provider = BitstampProvider(budget, simulator.url, backoff_seconds=0.01)
+    simulator.add_fault(BitstampFault("http_429"))
+    answer = provider.fetch_quotes(["btcusd"])["btcusd"]
+    assert isinstance(answer, RateLimited) and "429" in str(answer)

@@ -78,20 +78,21 @@ class PaidClient:
     def _retrying(self, path: str, ticker: str | None, attempt: Callable[[], T]) -> T:
         """`attempt()`'s answer, trying a retryable error again up to `max_retries` times: after
         a backoff, or after a rate limit (which pauses every caller of the budget) at once, the
-        budget's own pause being the wait. The deadline passed is never tried again."""
+        budget's own pause being the wait. The deadline passed is never tried again; a retry
+        that gets no budget slot ends in the error it was retrying (the vendor's), not ours."""
         tries = 0
-        limited: RateLimited | None = None
+        failed: RetryableError | None = None
         while True:
             self._in_time(path, ticker)
             try:
                 return attempt()
             except BudgetError:
-                if limited is not None:  # the vendor's limit is why no slot came: say so
-                    raise limited from None
+                if failed is not None:  # no slot for a retry: what failed is the vendor's answer
+                    raise failed from None
                 raise
             except RetryableError as exc:
+                failed = exc
                 if isinstance(exc, RateLimited):
-                    limited = exc
                     self.budget.penalize()
                 if tries >= self.max_retries or isinstance(exc, OutOfTime):
                     raise

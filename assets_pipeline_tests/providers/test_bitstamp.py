@@ -409,3 +409,21 @@ def test_a_rate_limit_that_leaves_no_slot_is_reported_as_the_vendors_limit(simul
     simulator.add_fault(BitstampFault("http_429"))
     answer = provider.fetch_quotes(["btcusd"])["btcusd"]
     assert isinstance(answer, RateLimited) and "429" in str(answer)
+
+
+def test_a_retry_that_gets_no_slot_reports_the_failure_it_was_retrying(simulator):
+    """A 5xx, then no budget slot for its retry: the error is the 5xx (Bitstamp failed), not
+    our budget (which would pass it off as congestion and hide the outage)."""
+    from assets_pipeline.budget.interface import BudgetCongested
+
+    class OneSlot(CountingBudget):
+        def acquire(self, max_wait_seconds, on_wait=None):
+            if self.slots:
+                raise BudgetCongested("no Bitstamp call slot within 0.1s")
+            return super().acquire(max_wait_seconds, on_wait)
+
+    provider = BitstampProvider(OneSlot(simulator), simulator.url, backoff_seconds=0.01)
+    simulator.add_fault(BitstampFault("http_5xx"))
+    answer = provider.fetch_quotes(["btcusd"])["btcusd"]
+    assert isinstance(answer, RetryableError) and not isinstance(answer, RateLimited)
+    assert len(simulator.requests) == 1

@@ -484,7 +484,7 @@ def _provider_text(row: dict[str, Any]) -> str:
 def probe_check(ctx: _Context) -> Check:
     """One call to a cheap endpoint (a ticker's previous day bar): is the key accepted?"""
     from assets_pipeline.budget.interface import BudgetError
-    from assets_pipeline.polygon.errors import NotEntitled, PolygonError
+    from assets_pipeline.http.errors import NotEntitled, PolygonError
 
     client = ctx.polygon().client(max_retries=0)
     client.max_budget_wait_seconds = PROBE_BUDGET_WAIT_SECONDS

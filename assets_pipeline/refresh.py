@@ -14,12 +14,12 @@ from typing import Any
 
 from assets_pipeline.budget.interface import BudgetCongested, BudgetError
 from assets_pipeline.config.registry import Registry, SymbolSpec
+from assets_pipeline.http.errors import RetryableError
 from assets_pipeline.persistence.batches import BatchResult, record_batch
 from assets_pipeline.persistence.outbox import RelayResult, publishing_paused, relay_pending
 from assets_pipeline.persistence.quote_store import QuoteStore, WriteOutcome
 from assets_pipeline.persistence.refresh_queue import RefreshQueue
 from assets_pipeline.polygon.client import FetchResult, PolygonClient
-from assets_pipeline.polygon.errors import RetryableError
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.excerpts import clip
 from assets_pipeline.rules.providers import ProviderName

@@ -16,13 +16,13 @@ from typing import Any
 
 from assets_pipeline.budget.interface import BudgetError
 from assets_pipeline.config.registry import Registry, SymbolSpec
-from assets_pipeline.polygon.client import FetchResult, PolygonClient
-from assets_pipeline.polygon.errors import (
+from assets_pipeline.http.errors import (
     NotEntitled,
     OutOfTime,
     RetryableError,
     TickerNotFound,
 )
+from assets_pipeline.polygon.client import FetchResult, PolygonClient
 from assets_pipeline.providers.contract import Provider
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.excerpts import clip

@@ -120,16 +120,24 @@ def test_a_database_not_migrated_fails_with_the_command_to_run(tmp_path, empty_p
     assert checks["database"]["fix"].startswith("assets-pipeline migrate")
 
 
+def production_env(
+    tmp_path: Path, pg_url: str, namespace: str, sim: PolygonSimulator, **extra: str
+) -> dict[str, str]:
+    """The production set on this machine's PostgreSQL and Redis, Polygon the simulator."""
+    return fresh_env(
+        tmp_path,
+        TRADING_DATABASE_URL=pg_url,
+        REDIS_URL=REDIS_URL,
+        REDIS_NAMESPACE=namespace,
+        POLYGON_BASE_URL=sim.url,
+        POLYGON_API_KEY=KEY,
+        **extra,
+    )
+
+
 def test_postgresql_and_redis_reachable_and_migrated(tmp_path, pg_url, redis_namespace):
     with PolygonSimulator(host="127.0.0.1", port=0) as sim:
-        env = fresh_env(
-            tmp_path,
-            TRADING_DATABASE_URL=pg_url,
-            REDIS_URL=REDIS_URL,
-            REDIS_NAMESPACE=redis_namespace,
-            POLYGON_BASE_URL=sim.url,
-            POLYGON_API_KEY=KEY,
-        )
+        env = production_env(tmp_path, pg_url, redis_namespace, sim)
         code, checks, _ = checks_of(env)
     assert code == 0, checks
     assert "reachable, at revision" in checks["database"]["found"]
@@ -144,14 +152,7 @@ def test_providers_not_configured_in_production_warn_with_the_variables_to_set(
     forex and crypto symbols fall to Polygon's day bars, and the providers line says how to
     give them a live source."""
     with PolygonSimulator(host="127.0.0.1", port=0) as sim:
-        env = fresh_env(
-            tmp_path,
-            TRADING_DATABASE_URL=pg_url,
-            REDIS_URL=REDIS_URL,
-            REDIS_NAMESPACE=redis_namespace,
-            POLYGON_BASE_URL=sim.url,
-            POLYGON_API_KEY=KEY,
-        )
+        env = production_env(tmp_path, pg_url, redis_namespace, sim)
         code, checks, _ = checks_of(env)
     line = checks["providers"]
     assert code == 0 and line["mark"] == WARN
@@ -168,13 +169,11 @@ def test_the_providers_line_lists_each_ones_budget_health_and_symbols_never_a_to
     from assets_pipeline.simulator.oanda import DEFAULT_ACCOUNT, DEFAULT_TOKEN, OandaSimulator
 
     with PolygonSimulator(host="127.0.0.1", port=0) as sim, OandaSimulator(port=0) as oanda:
-        env = fresh_env(
+        env = production_env(
             tmp_path,
-            TRADING_DATABASE_URL=pg_url,
-            REDIS_URL=REDIS_URL,
-            REDIS_NAMESPACE=redis_namespace,
-            POLYGON_BASE_URL=sim.url,
-            POLYGON_API_KEY=KEY,
+            pg_url,
+            redis_namespace,
+            sim,
             OANDA_BASE_URL=oanda.url,
             OANDA_API_TOKEN=DEFAULT_TOKEN,
             OANDA_ACCOUNT_ID=DEFAULT_ACCOUNT,

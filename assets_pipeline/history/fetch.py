@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 from assets_pipeline.budget.interface import BudgetError
 from assets_pipeline.config.registry import SymbolSpec
 from assets_pipeline.history.store import COLUMNS, empty_bars
+from assets_pipeline.http.errors import PolygonError
 from assets_pipeline.polygon.client import PolygonClient
-from assets_pipeline.polygon.errors import PolygonError
 from assets_pipeline.polygon.parsing import Bar
 from assets_pipeline.polygon.ranges import range_bars
 from assets_pipeline.rules.providers import ProviderName

@@ -18,10 +18,10 @@ from assets_pipeline.http.errors import MalformedResponse, PolygonError, Retryab
 from assets_pipeline.http.transport import api_target
 from assets_pipeline.polygon.parsing import Bar, load_json
 from assets_pipeline.providers import bitstamp_wire as wire
-from assets_pipeline.providers.keyless import KeylessProvider
+from assets_pipeline.providers.keyless import HEADERS, KeylessProvider
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.providers import BASE_URLS, ProviderName
-from assets_pipeline.rules.quotes import Quote, QuoteRejected, Timeframe, validate_quote
+from assets_pipeline.rules.quotes import Quote, QuoteRejected, validate_quote
 from assets_pipeline.rules.taxonomy import AssetType
 
 BITSTAMP_BASE_URL = BASE_URLS[ProviderName.BITSTAMP]
@@ -29,8 +29,6 @@ BITSTAMP_BASE_URL = BASE_URLS[ProviderName.BITSTAMP]
 PUBLIC_PREFIX = ("/api/v2/",)
 #: The most candles one `ohlc` call returns (Bitstamp's documented maximum of `limit`).
 MAX_CANDLES = 1000
-#: No key: Bitstamp's public data asks for none.
-_HEADERS = {"Accept": "application/json", "User-Agent": "assets-pipeline"}
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +39,6 @@ class BitstampProvider(KeylessProvider):
     vendor = "Bitstamp"
 
     name = ProviderName.BITSTAMP
-    timeframe = Timeframe.REAL_TIME
     #: `ticker/{pair}/` takes one pair (the all-pairs `ticker/` answer is ~100 times larger).
     tickers_per_call = 1
 
@@ -118,7 +115,7 @@ class BitstampProvider(KeylessProvider):
 
     def _attempt(self, target: str, pair: str | None) -> Any:
         """One paid request (`_paid_get`), its answer read as Bitstamp's."""
-        answer = self._paid_get(target, pair, _HEADERS, self.timeouts)
+        answer = self._paid_get(target, pair, HEADERS, self.timeouts)
         if answer.status != 200:
             raise wire.http_error(answer.status, answer.body, pair)
         try:

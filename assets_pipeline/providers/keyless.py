@@ -11,17 +11,21 @@ from typing import Any, ClassVar
 
 from assets_pipeline.budget.interface import CallBudget
 from assets_pipeline.http.paid import PaidClient
+from assets_pipeline.rules.quotes import Timeframe
 
 #: The answers are small (a ticker of 20 pairs ~10 KB, years of day candles ~70 KB): far above,
 #: refused; and the longest a whole answer may take.
 DEFAULT_MAX_BODY_BYTES = 2_000_000
 DEFAULT_TOTAL_TIMEOUT_SECONDS = 30.0
+#: No key: public data asks for none.
+HEADERS = {"Accept": "application/json", "User-Agent": "assets-pipeline"}
 
 
 class KeylessProvider(PaidClient):
     """A provider asked without a key. Subclasses name their `default_base_url`."""
 
     default_base_url: ClassVar[str] = ""
+    timeframe = Timeframe.REAL_TIME
 
     def __init__(
         self,

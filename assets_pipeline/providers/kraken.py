@@ -18,14 +18,13 @@ from assets_pipeline.http.errors import MalformedResponse, PolygonError, TickerN
 from assets_pipeline.http.transport import api_target
 from assets_pipeline.polygon.parsing import Bar, load_json
 from assets_pipeline.providers import kraken_wire as wire
-from assets_pipeline.providers.keyless import KeylessProvider
+from assets_pipeline.providers.keyless import HEADERS, KeylessProvider
 from assets_pipeline.rules import clock
 from assets_pipeline.rules.providers import BASE_URLS, ProviderName
 from assets_pipeline.rules.quotes import (
     DEFAULT_MAX_FUTURE_SKEW,
     Quote,
     QuoteRejected,
-    Timeframe,
     validate_quote,
 )
 from assets_pipeline.rules.taxonomy import AssetType
@@ -40,8 +39,6 @@ TICKER_PAIRS_PER_CALL = 20
 #: a "now" older than that is not now, and no quote is timed by it.
 MAX_CLOCK_LAG = dt.timedelta(seconds=120)
 DAY_MINUTES = 1440
-#: No key: Kraken's public data asks for none.
-_HEADERS = {"Accept": "application/json", "User-Agent": "assets-pipeline"}
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +49,6 @@ class KrakenProvider(KeylessProvider):
     vendor = "Kraken"
 
     name = ProviderName.KRAKEN
-    timeframe = Timeframe.REAL_TIME
     tickers_per_call = TICKER_PAIRS_PER_CALL
 
     default_base_url = KRAKEN_BASE_URL
@@ -140,7 +136,7 @@ class KrakenProvider(KeylessProvider):
 
     def _attempt(self, target: str, pair: str | None) -> Any:
         """One paid request (`_paid_get`), its answer read as Kraken's."""
-        answer = self._paid_get(target, pair, _HEADERS, self.timeouts)
+        answer = self._paid_get(target, pair, HEADERS, self.timeouts)
         if answer.status != 200:
             raise wire.http_error(answer.status, answer.body, pair)
         try:

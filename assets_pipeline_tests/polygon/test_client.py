@@ -16,9 +16,7 @@ from assets_pipeline.budget.limiter import PolygonBudget
 from assets_pipeline.budget.redis_store import RedisBudgetStore
 from assets_pipeline.budget.sql_store import SqlBudgetStore
 from assets_pipeline.config.registry import AssetType, SymbolSpec, Tier
-from assets_pipeline.persistence.schema import api_refusals
-from assets_pipeline.polygon.client import MULTI_TICKER_SNAPSHOT, FetchResult, PolygonClient
-from assets_pipeline.polygon.errors import (
+from assets_pipeline.http.errors import (
     MalformedResponse,
     NotEntitled,
     PermanentError,
@@ -26,6 +24,8 @@ from assets_pipeline.polygon.errors import (
     RetryableError,
     TickerNotFound,
 )
+from assets_pipeline.persistence.schema import api_refusals
+from assets_pipeline.polygon.client import MULTI_TICKER_SNAPSHOT, FetchResult, PolygonClient
 from assets_pipeline.rules.quotes import Timeframe
 from assets_pipeline.simulator import Fault, PolygonSimulator
 from assets_pipeline_tests.conftest import get_engine
@@ -580,7 +580,7 @@ def test_two_tickers_refused_one_by_one_do_not_make_a_market_refused(client, sim
 
 
 def test_past_its_deadline_a_refresh_asks_nothing_and_every_symbol_says_why(client, simulator):
-    from assets_pipeline.polygon.errors import OutOfTime
+    from assets_pipeline.http.errors import OutOfTime
 
     client.deadline = time.monotonic() - 1  # `stop_by` ran out
     result = fetch_all(client, FOREX_TRIO, "per_ticker")

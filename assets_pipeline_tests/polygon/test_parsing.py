@@ -13,8 +13,7 @@ import time
 
 import pytest
 
-from assets_pipeline.polygon.bars import latest_bar_quotes
-from assets_pipeline.polygon.errors import (
+from assets_pipeline.http.errors import (
     MalformedResponse,
     NotEntitled,
     PermanentError,
@@ -22,6 +21,7 @@ from assets_pipeline.polygon.errors import (
     RateLimited,
     TickerNotFound,
 )
+from assets_pipeline.polygon.bars import latest_bar_quotes
 from assets_pipeline.polygon.parsing import (
     SOURCE_GROUPED,
     SOURCE_PREV,

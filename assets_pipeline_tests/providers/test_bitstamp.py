@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from assets_pipeline.config.registry import AssetType, SymbolSpec, Tier
-from assets_pipeline.polygon.errors import (
+from assets_pipeline.http.errors import (
     MalformedResponse,
     PermanentError,
     RateLimited,
